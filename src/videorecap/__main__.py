@@ -1,0 +1,5 @@
+import sys
+
+from videorecap.cli import main
+
+sys.exit(main())
