@@ -115,6 +115,10 @@ class RecapConfig:
     segment_sampling: Literal["uniform", "masking"] = "uniform"
     video_num_features: int = 256
     video_sampling: Literal["uniform", "masking"] = "masking"
+    # Window sizes the model was trained with (seconds): one clip caption per `clip_seconds`, one segment
+    # description per `segment_seconds`, one summary per video. The caption pipeline defaults to these.
+    clip_seconds: float = 4.0
+    segment_seconds: float = 180.0
     # Decoding lengths per level (the original's max_gen_tokens).
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"clip": 77, "segment": 77, "video": 120})
     # The official encoder is frozen; recap-synth trains its small encoder at the clip stage.
