@@ -1,0 +1,325 @@
+"""Typed caption results: what `videorecap caption` produces and `captions.json` stores.
+
+A `CaptionResult` holds the three levels of one video: clip captions (one per 4-s window), segment descriptions
+(one per 180-s window) and the video summary (the whole video), each a `Caption(start, end, text)` in seconds.
+A run may stop before the top (`--levels clip,segment`); the levels that were not run are empty (`[]` or a `None`
+summary) and `levels` says which ones were run, so "not run" is never confused with "produced nothing".
+
+`save()` writes `captions.json` atomically; `load()` checks it against the same rules as the JSON Schema shipped
+in `videorecap/schemas/captions.schema.json` (plus the ones a schema cannot say, such as `start <= end`) and raises
+`InputError` naming the file and the offending field. The format is described field by field in docs/outputs.md.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from videorecap import __version__, fileio
+from videorecap.config import LEVELS, Level
+from videorecap.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "videorecap.captions"
+SCHEMA_VERSION = "1.0"  # MAJOR.MINOR: a reader accepts its own major and any minor up to its own
+ROTATIONS = (0, 90, 180, 270)
+
+
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """One generated text and the time span it describes, in seconds from the start of the video."""
+
+    start: float
+    end: float
+    text: str
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise ValueError(f"caption times must be finite, got start={self.start} end={self.end}")
+        if self.start < 0 or self.end < self.start:
+            raise ValueError(f"caption span must satisfy 0 <= start <= end, got [{self.start}, {self.end}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
+@dataclass
+class VideoMeta:
+    """What the pipeline knew about the source video.
+
+    `width`/`height` are the stored (coded) frame size; `rotation` is the display rotation in degrees that a
+    player applies on top (phone videos). `fps` and the size are `None` when the container does not say.
+    """
+
+    id: str
+    path: str
+    duration: float
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "duration": self.duration,
+            "fps": self.fps,
+            "width": self.width,
+            "height": self.height,
+            "rotation": self.rotation,
+        }
+
+
+@dataclass
+class CaptionResult:
+    """The captions of one video at every level that was run.
+
+    `model` and `decoding` are free-form JSON objects describing how the text was produced (preset or
+    checkpoint, decoding strategy, token limits...); `windows` gives the clip and segment window lengths in
+    seconds. `levels=None` means "the levels that have captions".
+    """
+
+    video: VideoMeta
+    clips: list[Caption] = field(default_factory=list)
+    segments: list[Caption] = field(default_factory=list)
+    summary: Caption | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    decoding: dict[str, Any] = field(default_factory=dict)
+    windows: dict[str, float] = field(default_factory=lambda: {"clip": 4.0, "segment": 180.0})
+    levels: list[Level] | None = None
+    schema_version: str = SCHEMA_VERSION
+    created_by: str = f"videorecap {__version__}"
+
+    def __post_init__(self) -> None:
+        if self.levels is None:
+            have = {"clip": bool(self.clips), "segment": bool(self.segments), "video": self.summary is not None}
+            self.levels = [lv for lv in LEVELS if have[lv]]
+        else:
+            self.levels = [lv for lv in LEVELS if lv in self.levels]  # canonical order, no duplicates
+
+    # ---- views ----------------------------------------------------------------------------------------------
+    def clips_by_segment(self) -> list[tuple[Caption | None, list[Caption]]]:
+        """Clip captions folded under their segment: `[(segment, clips), ...]` in time order.
+
+        A clip belongs to the last segment starting at or before it. Without segments (a clip-only run) there is
+        one group whose segment is `None`; clips before the first segment join the first group.
+        """
+        if not self.segments:
+            return [(None, list(self.clips))] if self.clips else []
+        starts = [s.start for s in self.segments]
+        groups: list[tuple[Caption | None, list[Caption]]] = [(s, []) for s in self.segments]
+        for c in self.clips:
+            i = max(bisect.bisect_right(starts, c.start) - 1, 0)
+            groups[i][1].append(c)
+        return groups
+
+    # ---- (de)serialisation ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "schema_version": self.schema_version,
+            "created_by": self.created_by,
+            "video": self.video.to_dict(),
+            "model": self.model,
+            "decoding": self.decoding,
+            "windows": dict(self.windows),
+            "levels": list(self.levels or []),
+            "clips": [c.to_dict() for c in self.clips],
+            "segments": [c.to_dict() for c in self.segments],
+            "summary": self.summary.to_dict() if self.summary is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "captions") -> CaptionResult:
+        """Build from a parsed `captions.json`; raises `InputError` starting with `source` when it is malformed."""
+        return _parse(d, source)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write `captions.json` atomically (the file is either the old one or the whole new one)."""
+        path = Path(path)
+        fileio.write_text(path, self.to_json())
+        logger.info("wrote %s", path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CaptionResult:
+        """Read and check a `captions.json`; raises `InputError` naming the file for anything malformed."""
+        path = Path(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such captions file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: cannot read captions file ({e})") from None
+        try:
+            d = json.loads(raw, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError) as e:
+            raise InputError(f"{path}: not valid JSON ({e})") from None
+        return _parse(d, str(path))
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of `captions.json`, as shipped with the package."""
+    text = resources.files("videorecap").joinpath("schemas/captions.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def load(path: str | os.PathLike[str]) -> CaptionResult:
+    """Shorthand for `CaptionResult.load(path)`."""
+    return CaptionResult.load(path)
+
+
+# ---- validation ---------------------------------------------------------------------------------------------------
+# The same rules as schemas/captions.schema.json, written out so that reading a file needs no jsonschema install,
+# plus the cross-field rules a schema cannot express. tests/test_results.py checks that both reject the same files.
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
+
+
+def _check_keys(d: Any, where: str, required: tuple[str, ...], src: str, extra_ok: bool = False) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise InputError(f"{src}: {where} must be a JSON object, got {type(d).__name__}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise InputError(f"{src}: {where} is missing {', '.join(repr(k) for k in missing)}")
+    if not extra_ok:
+        unknown = sorted(set(d) - set(required))
+        if unknown:
+            raise InputError(f"{src}: {where} has unknown field(s) {', '.join(repr(k) for k in unknown)}")
+    return d
+
+
+def _parse_caption(d: Any, where: str, src: str) -> Caption:
+    d = _check_keys(d, where, ("start", "end", "text"), src)
+    for k in ("start", "end"):
+        if not _is_number(d[k]) or d[k] < 0:
+            raise InputError(f"{src}: {where}.{k} must be a number >= 0, got {d[k]!r}")
+    if d["end"] < d["start"]:
+        raise InputError(f"{src}: {where} ends ({d['end']}) before it starts ({d['start']})")
+    if not isinstance(d["text"], str):
+        raise InputError(f"{src}: {where}.text must be a string, got {type(d['text']).__name__}")
+    return Caption(float(d["start"]), float(d["end"]), d["text"])
+
+
+def _parse_level(v: Any, name: str, src: str) -> list[Caption]:
+    if not isinstance(v, list):
+        raise InputError(f"{src}: {name} must be a list of {{start, end, text}} objects")
+    caps = [_parse_caption(c, f"{name}[{i}]", src) for i, c in enumerate(v)]
+    for i in range(1, len(caps)):
+        if caps[i].start < caps[i - 1].start:
+            raise InputError(f"{src}: {name}[{i}] starts before {name}[{i - 1}]; captions must be in time order")
+    return caps
+
+
+_TOP = ("format", "schema_version", "created_by", "video", "model", "decoding", "windows", "levels")
+_TOP += ("clips", "segments", "summary")
+
+
+def _parse(d: Any, src: str) -> CaptionResult:
+    if isinstance(d, dict) and d.get("format") != FORMAT:
+        raise InputError(f"{src}: not a videorecap captions file (format is {d.get('format')!r}, expected {FORMAT!r})")
+    d = _check_keys(d, "the top level", _TOP, src)
+
+    version = d["schema_version"]
+    ours = tuple(int(x) for x in SCHEMA_VERSION.split("."))
+    try:
+        theirs = tuple(int(x) for x in str(version).split("."))
+        if len(theirs) != 2 or not isinstance(version, str):
+            raise ValueError
+    except ValueError:
+        raise InputError(f"{src}: schema_version must be a 'MAJOR.MINOR' string, got {version!r}") from None
+    if theirs[0] != ours[0] or theirs[1] > ours[1]:
+        raise InputError(
+            f"{src}: captions schema version {version} is not supported by videorecap {__version__} "
+            f"(it reads {ours[0]}.0 to {SCHEMA_VERSION}); re-run `videorecap caption` or upgrade videorecap"
+        )
+    if not isinstance(d["created_by"], str):
+        raise InputError(f"{src}: created_by must be a string")
+
+    v = _check_keys(d["video"], "video", ("id", "path", "duration", "fps", "width", "height", "rotation"), src)
+    for k in ("id", "path"):
+        if not isinstance(v[k], str):
+            raise InputError(f"{src}: video.{k} must be a string, got {v[k]!r}")
+    if not _is_number(v["duration"]) or v["duration"] < 0:
+        raise InputError(f"{src}: video.duration must be a number >= 0, got {v['duration']!r}")
+    if v["fps"] is not None and (not _is_number(v["fps"]) or v["fps"] <= 0):
+        raise InputError(f"{src}: video.fps must be a number > 0 or null, got {v['fps']!r}")
+    for k in ("width", "height"):
+        if v[k] is not None and (not _is_int(v[k]) or v[k] < 1):
+            raise InputError(f"{src}: video.{k} must be an integer >= 1 or null, got {v[k]!r}")
+    if not _is_int(v["rotation"]) or v["rotation"] not in ROTATIONS:
+        raise InputError(f"{src}: video.rotation must be one of 0, 90, 180, 270, got {v['rotation']!r}")
+    video = VideoMeta(
+        id=v["id"],
+        path=v["path"],
+        duration=float(v["duration"]),
+        fps=None if v["fps"] is None else float(v["fps"]),
+        width=None if v["width"] is None else int(v["width"]),
+        height=None if v["height"] is None else int(v["height"]),
+        rotation=int(v["rotation"]),
+    )
+
+    for k in ("model", "decoding"):
+        if not isinstance(d[k], dict):
+            raise InputError(f"{src}: {k} must be a JSON object")
+    w = _check_keys(d["windows"], "windows", ("clip", "segment"), src)
+    for k in ("clip", "segment"):
+        if not _is_number(w[k]) or w[k] <= 0:
+            raise InputError(f"{src}: windows.{k} must be a number of seconds > 0, got {w[k]!r}")
+
+    levels = d["levels"]
+    if (
+        not isinstance(levels, list)
+        or not levels
+        or any(lv not in LEVELS for lv in levels)
+        or len(set(levels)) != len(levels)
+    ):
+        raise InputError(f"{src}: levels must be a non-empty list of distinct 'clip', 'segment', 'video'")
+
+    clips = _parse_level(d["clips"], "clips", src)
+    segments = _parse_level(d["segments"], "segments", src)
+    summary = None if d["summary"] is None else _parse_caption(d["summary"], "summary", src)
+    for lv, name, present in (
+        ("clip", "clips", bool(clips)),
+        ("segment", "segments", bool(segments)),
+        ("video", "summary", summary is not None),
+    ):
+        if lv not in levels and present:
+            raise InputError(f"{src}: has {name} but levels {levels} does not include {lv!r}")
+    if "video" in levels and summary is None:
+        raise InputError(f"{src}: levels includes 'video' but summary is null")
+
+    return CaptionResult(
+        video=video,
+        clips=clips,
+        segments=segments,
+        summary=summary,
+        model=d["model"],
+        decoding=d["decoding"],
+        windows={"clip": float(w["clip"]), "segment": float(w["segment"])},
+        levels=list(levels),
+        schema_version=version,
+        created_by=d["created_by"],
+    )
