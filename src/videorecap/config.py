@@ -125,6 +125,11 @@ class RecapConfig:
     train_encoder: bool = False
     # Train the Q-Former's self-attention and FFNs too (the original freezes them at their random init).
     train_aligner: bool = False
+    # Train GPT-2's own weights too (the original freezes them and trains cross-attention + ln_1/ln_2 only). Needed
+    # when the decoder starts from random weights, as in recap-synth.
+    train_decoder: bool = False
+    # Inputs of the segment and video levels: the paper's Table 4 ablation ("video", "text" or both).
+    modalities: Literal["video+text", "video", "text"] = "video+text"
 
     # ---- derived ----------------------------------------------------------------------------------------------
     @property
@@ -163,6 +168,10 @@ class RecapConfig:
             raise ValueError(f"unknown level {self.level!r}; expected one of clip, segment, video, unified")
         if self.level == "clip" and self.num_text_queries:
             raise ValueError("the clip level has no text input: num_text_queries must be 0")
+        if self.modalities not in ("video+text", "video", "text"):
+            raise ValueError(f"modalities must be 'video+text', 'video' or 'text', not {self.modalities!r}")
+        if self.modalities == "text" and not self.num_text_queries:
+            raise ValueError("modalities='text' needs a text aligner (num_text_queries > 0)")
         for f in ("segment_sampling", "video_sampling"):
             if getattr(self, f) not in ("uniform", "masking"):
                 raise ValueError(f"{f} must be 'uniform' or 'masking', not {getattr(self, f)!r}")
