@@ -1,0 +1,322 @@
+"""Torch datasets for the three levels of Ego4D-HCap (or our JSONL format, or any list of released rows).
+
+Every sample is a dict:
+
+- `video`: clip level from pixels, float `(3, T, H, W)`; clip level from precomputed features, `(N, C)` (all 785
+  tokens of the window, or its one CLS row as `(1, C)`); segment and video levels, `(K, C)` sampled CLS features.
+- `video_mask`: `(K,)` bool with `masking` sampling, else None.
+- `text`: the previous level's text (segment: clip captions; video: segment descriptions), None at the clip level.
+- `caption`: the target text, None for rows without one (inference).
+- `meta`: `{"vid", "start", "end", "sid", "level"}`.
+
+Feature files (reference §5, the layout of `videorecap features`):
+
+- `{feature_dir}/{vid}.npy`: float32 `(N, C)`, one CLS row per 4-s window from 0 s; a segment or video row takes
+  the rows `[int(start/4) : int(end//4) + 1]` (`sampling.slice_features`).
+- `{feature_dir}/{sid}.npy`: the original's per-segment files; used for a row with a `sid` when that file exists
+  (so the released per-segment features work, and synthetic data with `sid`s also works from `{vid}.npy`).
+- A video row without `end_sec` concatenates `{segment_feature_dir}/{sid}.npy` over its `sids`, as the original.
+- Clip level: `{feature_dir}/{vid}.npy` of shape `(N, C)` (CLS) or `(N, L, C)` (all tokens); a clip row takes
+  window `int(start / clip_seconds)`, so clip rows must lie on the 4-s grid.
+
+Files are memory-mapped, so a sample reads only its rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from videorecap.config import Level, RecapConfig
+from videorecap.data import hcap, sampling, text
+from videorecap.data.hcap import TARGET_KEYS, ClipRow
+from videorecap.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Rows = str | os.PathLike[str] | Sequence[Any]
+# reader(path, start, end, num_frames, *, mode, rng, grid_fps) -> (T, H, W, 3) uint8 frames; the signature of
+# videorecap.video.reader.read_window
+FrameReader = Callable[..., np.ndarray]
+
+
+def _rows(rows: Rows, level: Level) -> list[Any]:
+    if isinstance(rows, (str, os.PathLike)):
+        return hcap.load_level(rows, level)
+    if level == "clip":
+        return [r if isinstance(r, ClipRow) else hcap.parse_clip_row(r, where=f"row {i}") for i, r in enumerate(rows)]
+    return list(rows)
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A feature file, memory-mapped; a clear DataError when it is missing or not a float array."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: feature file not found") from None
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npy feature file ({e})") from None
+    if arr.dtype.kind != "f" or arr.ndim < 2:
+        raise DataError(f"{path}: expected a float array of shape (N, C), found {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _seed() -> int:
+    # Drawn from torch's global generator: varies per epoch and per DataLoader worker, reproducible under
+    # torch.manual_seed.
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
+class ClipDataset(Dataset):
+    """Clip captions: pixels decoded on the fly (with training augmentation) or precomputed features.
+
+    Args:
+        rows: clip rows (`ClipRow`s or released tuples), or a clips file (`.pkl`, `.json`, `.jsonl`).
+        video_root: folder of videos `{vid}{video_ext}`; decode pixels. Exactly one of `video_root` and
+            `feature_dir` must be given.
+        feature_dir: folder of per-video clip features `{vid}.npy`, `(N, C)` or `(N, L, C)`.
+        training: random resized crop (and `frame_mode`); otherwise short-side resize + center crop.
+        num_frames: frames per clip (4 for the released models).
+        size: frame size after the transform (224 for the released models).
+        frame_mode: "middle" (the original, in training too) or "random" (a random frame in each part).
+        grid_fps: None samples frames by timestamp; 30 reproduces the original's fixed 30-fps frame grid.
+        clip_seconds: window length of the feature files.
+        video_ext: suffix of the video files.
+        reader: frame reader override (default: `videorecap.video.reader.read_window`).
+    """
+
+    level: Level = "clip"
+
+    def __init__(
+        self,
+        rows: Rows,
+        *,
+        video_root: str | os.PathLike[str] | None = None,
+        feature_dir: str | os.PathLike[str] | None = None,
+        training: bool = False,
+        num_frames: int = 4,
+        size: int = 224,
+        frame_mode: str = "middle",
+        grid_fps: float | None = None,
+        clip_seconds: float = 4.0,
+        video_ext: str = ".mp4",
+        reader: FrameReader | None = None,
+    ) -> None:
+        if (video_root is None) == (feature_dir is None):
+            raise ValueError("give exactly one of video_root (decode pixels) and feature_dir (precomputed features)")
+        if frame_mode not in ("middle", "random"):
+            raise ValueError(f"frame_mode must be 'middle' or 'random', not {frame_mode!r}")
+        self.rows: list[ClipRow] = _rows(rows, "clip")
+        self.video_root = Path(video_root) if video_root is not None else None
+        self.feature_dir = Path(feature_dir) if feature_dir is not None else None
+        self.training = training
+        self.num_frames = num_frames
+        self.size = size
+        self.frame_mode = frame_mode
+        self.grid_fps = grid_fps
+        self.clip_seconds = clip_seconds
+        self.video_ext = video_ext
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows[i]
+        if self.feature_dir is not None:
+            path = self.feature_dir / f"{row.vid}.npy"
+            feats = load_npy(path)
+            w = int(row.start / self.clip_seconds)
+            if w >= feats.shape[0]:
+                raise DataError(f"{path}: has {feats.shape[0]} windows, but clip {row.start}-{row.end} s needs #{w}")
+            x = np.array(feats[w], dtype=np.float32)
+            video = torch.from_numpy(x if x.ndim == 2 else x[None])  # (L, C) or (1, C)
+        else:
+            video = self._pixels(row)
+        meta = {"vid": row.vid, "start": row.start, "end": row.end, "sid": row.sid, "level": "clip"}
+        return {"video": video, "video_mask": None, "text": None, "caption": row.caption, "meta": meta}
+
+    def _pixels(self, row: ClipRow) -> torch.Tensor:
+        from videorecap.video.transforms import eval_transform, train_transform
+
+        assert self.video_root is not None
+        path = self.video_root / f"{row.vid}{self.video_ext}"
+        if not path.is_file():
+            raise DataError(f"{path}: video file not found (clip {row.vid} {row.start}-{row.end} s)")
+        rng = np.random.default_rng(_seed())
+        mode = self.frame_mode if self.training else "middle"
+        reader = self.reader
+        if reader is None:
+            from videorecap.video.reader import read_window as reader  # lazy: only the clip level decodes
+        # (T, H, W, 3) uint8
+        frames = reader(path, row.start, row.end, self.num_frames, mode=mode, rng=rng, grid_fps=self.grid_fps)
+        if self.training:
+            return train_transform(frames, self.size, rng=rng)  # (3, T, size, size)
+        return eval_transform(frames, self.size)
+
+
+class _FeatureDataset(Dataset):
+    """Shared code of the segment and video levels: sampled CLS features + previous-level text."""
+
+    level: Level
+
+    def __init__(
+        self,
+        rows: Rows,
+        *,
+        feature_dir: str | os.PathLike[str],
+        num_features: int,
+        sampling: str,
+        clip_seconds: float = 4.0,
+    ) -> None:
+        if sampling not in ("uniform", "masking"):
+            raise ValueError(f"sampling must be 'uniform' or 'masking', not {sampling!r}")
+        if num_features < 1:
+            raise ValueError(f"num_features must be positive, not {num_features}")
+        self.rows: list[dict[str, Any]] = _rows(rows, self.level)
+        self.feature_dir = Path(feature_dir)
+        self.num_features = num_features
+        self.sampling = sampling
+        self.clip_seconds = clip_seconds
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _features(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows[i]
+        feats, source = self._features(row)
+        if feats.shape[0] == 0:
+            raise DataError(
+                f"{source}: no feature rows for {self.level} {row['vid']} "
+                f"{row.get('start_sec')}-{row.get('end_sec')} s (the file is too short)"
+            )
+        x, mask = sampling.sample(np.asarray(feats, dtype=np.float32), self.num_features, self.sampling)
+        meta = {
+            "vid": row["vid"],
+            "start": row.get("start_sec"),
+            "end": row.get("end_sec"),
+            "sid": row.get("sid"),
+            "level": self.level,
+        }
+        return {
+            "video": torch.from_numpy(np.ascontiguousarray(x)),  # (K, C)
+            "video_mask": torch.from_numpy(mask) if mask is not None else None,  # (K,) bool
+            "text": text.previous_text(self.level, row),
+            "caption": row.get(TARGET_KEYS[self.level]),
+            "meta": meta,
+        }
+
+    def _sliced(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
+        path = self.feature_dir / f"{row['vid']}.npy"
+        feats = load_npy(path)
+        return sampling.slice_features(feats, row.get("start_sec"), row.get("end_sec"), self.clip_seconds), str(path)
+
+
+class SegmentDataset(_FeatureDataset):
+    """Segment descriptions from sampled CLS features and the segment's clip captions.
+
+    Args:
+        rows: segment dicts, or a segments file (`.pkl`, `.json`, `.jsonl`).
+        feature_dir: folder of `{vid}.npy` (whole-video) and/or `{sid}.npy` (per-segment) features.
+        num_features: K (80 for the current official script, 40 for the released checkpoint; see `for_config`).
+        sampling: "uniform" (the original's segment default) or "masking".
+        clip_seconds: seconds per feature row.
+    """
+
+    level: Level = "segment"
+
+    def _features(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
+        sid = row.get("sid")
+        if sid is None:
+            return self._sliced(row)
+        sid_path = self.feature_dir / f"{sid}.npy"
+        if sid_path.is_file() or "start_sec" not in row:
+            return load_npy(sid_path), str(sid_path)
+        if (self.feature_dir / f"{row['vid']}.npy").is_file():
+            return self._sliced(row)
+        raise DataError(
+            f"{self.feature_dir}: feature file not found for segment {sid}: neither {sid}.npy nor {row['vid']}.npy"
+        )
+
+
+class VideoDataset(_FeatureDataset):
+    """Video summaries from sampled CLS features of the whole video and its segment descriptions.
+
+    Args:
+        rows: video dicts, or a videos file (`.json`, `.pkl`, `.jsonl`).
+        feature_dir: folder of `{vid}.npy` whole-video features.
+        segment_feature_dir: folder of `{sid}.npy` for rows with `sids` and no `end_sec` (default: feature_dir).
+        num_features: K (256 for the current official script, 512 originally).
+        sampling: "masking" (the original's video default) or "uniform".
+        clip_seconds: seconds per feature row.
+    """
+
+    level: Level = "video"
+
+    def __init__(
+        self,
+        rows: Rows,
+        *,
+        feature_dir: str | os.PathLike[str],
+        num_features: int,
+        sampling: str,
+        clip_seconds: float = 4.0,
+        segment_feature_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(
+            rows, feature_dir=feature_dir, num_features=num_features, sampling=sampling, clip_seconds=clip_seconds
+        )
+        self.segment_feature_dir = Path(segment_feature_dir) if segment_feature_dir is not None else self.feature_dir
+
+    def _features(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
+        if "end_sec" in row:
+            return self._sliced(row)
+        paths = [self.segment_feature_dir / f"{s}.npy" for s in row["sids"]]
+        if not paths:
+            raise DataError(f"video {row['vid']}: no 'end_sec' and an empty 'sids' list")
+        return np.concatenate([load_npy(p) for p in paths], axis=0), str(paths[0].parent)
+
+
+def for_config(
+    level: Level,
+    rows: Rows,
+    cfg: RecapConfig,
+    *,
+    feature_dir: str | os.PathLike[str] | None = None,
+    video_root: str | os.PathLike[str] | None = None,
+    training: bool = False,
+    **kwargs: Any,
+) -> Dataset:
+    """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher)."""
+    if level == "clip":
+        return ClipDataset(
+            rows,
+            video_root=video_root,
+            feature_dir=feature_dir,
+            training=training,
+            num_frames=cfg.encoder.num_frames,
+            size=cfg.encoder.image_size,
+            clip_seconds=cfg.clip_seconds,
+            **kwargs,
+        )
+    if feature_dir is None:
+        raise ValueError(f"the {level} level needs feature_dir")
+    cls = SegmentDataset if level == "segment" else VideoDataset
+    return cls(
+        rows,
+        feature_dir=feature_dir,
+        num_features=cfg.num_features(level),
+        sampling=cfg.sampling(level),
+        clip_seconds=cfg.clip_seconds,
+        **kwargs,
+    )
