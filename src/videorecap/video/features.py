@@ -1,0 +1,532 @@
+"""Feature extraction: the encoder's CLS feature of every 4-s window of a video, as the original stores it.
+
+`extract_features(path, encoder)` returns a `(ceil(duration / 4), width)` float32 array (the layout the segment and
+video levels read: row `i` is the window `[4 i, 4 i + 4)`), or with `all_tokens=True` the encoder's whole token
+output `(N, 1 + T * P, width)` whose row 0 is that CLS feature.
+
+`extract_video(...)` is the resumable per-video driver used by `videorecap features`: the result goes to
+`{out_dir}/{video_id}.npy` through an atomic rename, finished videos are skipped, and a long video is checkpointed
+in chunks of windows (`{chunk_dir}/{video_id}.c00003.npy`) so that an interrupted run resumes at the first missing
+chunk, seeking there instead of decoding from the start.
+
+Decoding and transforms run in a background thread (`reader.prefetch`), batches of windows go through the encoder
+under `torch.inference_mode`; on a GPU with bf16/fp16 autocast and pinned host memory, on a CPU in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from videorecap import fileio
+from videorecap.errors import InputError, VideoError
+from videorecap.video.io import VideoInfo, is_video_path, probe
+from videorecap.video.reader import iter_windows, prefetch
+from videorecap.video.sampling import clip_windows, segment_feature_windows
+from videorecap.video.transforms import eval_transform
+
+logger = logging.getLogger(__name__)
+
+Window = tuple[float, float]
+
+# Windows per checkpoint chunk: 225 x 4 s = 15 minutes of video.
+DEFAULT_CHUNK_WINDOWS = 225
+
+
+# ---- encoder plumbing -------------------------------------------------------------------------------------------
+def encoder_geometry(encoder: nn.Module) -> tuple[int, int, int]:
+    """(num_frames, image_size, width) of an encoder with a `cfg` (`EncoderConfig`)."""
+    cfg = getattr(encoder, "cfg", None)
+    if cfg is None:
+        raise ValueError("the encoder has no `cfg`; pass num_frames and image_size explicitly")
+    return int(cfg.num_frames), int(cfg.image_size), int(cfg.width)
+
+
+def autocast_dtype(device: str | torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for `device`: None (fp32) on CPU; bf16 on GPUs that have it, else fp16."""
+    dev = torch.device(device)
+    if precision == "fp32" or dev.type != "cuda":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class _Batch:
+    first: int  # index of the first window of the batch
+    x: torch.Tensor  # (B, 3, T, S, S)
+
+
+def _batches(
+    path: Path,
+    windows: Sequence[Window],
+    first_index: int,
+    num_frames: int,
+    image_size: int,
+    batch_size: int,
+    info: VideoInfo,
+    grid_fps: float | None,
+    allow_partial: bool,
+    pin: bool,
+) -> Iterator[_Batch]:
+    """Decode + transform windows, grouped into batches (runs in the prefetch thread)."""
+    buf: list[torch.Tensor] = []
+    first = first_index
+    for i, frames in iter_windows(path, windows, num_frames, info=info, grid_fps=grid_fps, allow_partial=allow_partial):
+        if not buf:
+            first = first_index + i
+        buf.append(eval_transform(frames, image_size))  # (3, T, S, S)
+        if len(buf) == batch_size:
+            x = torch.stack(buf)
+            yield _Batch(first, x.pin_memory() if pin else x)
+            buf = []
+    if buf:
+        x = torch.stack(buf)
+        yield _Batch(first, x.pin_memory() if pin else x)
+
+
+@contextlib.contextmanager
+def _eval_mode(encoder: nn.Module) -> Iterator[None]:
+    """Dropout off while extracting; the previous mode is restored after."""
+    was = encoder.training
+    encoder.eval()
+    try:
+        yield
+    finally:
+        encoder.train(was)
+
+
+@dataclass
+class EncodeStats:
+    """Timing of one encode run: windows done, seconds in total and spent waiting for decoded frames."""
+
+    windows: int = 0
+    seconds: float = 0.0
+    wait_seconds: float = 0.0
+    encode_seconds: float = 0.0
+
+
+def encode_windows(
+    path: str | os.PathLike[str],
+    encoder: nn.Module,
+    windows: Sequence[Window],
+    *,
+    first_index: int = 0,
+    batch_size: int = 8,
+    all_tokens: bool = False,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    num_frames: int | None = None,
+    image_size: int | None = None,
+    grid_fps: float | None = None,
+    info: VideoInfo | None = None,
+    allow_partial: bool = False,
+    prefetch_depth: int = 4,
+    stats: EncodeStats | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Yield `(first_window_index, cls (B, width), tokens (B, L, width) or None)` batch by batch, in order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    path = Path(path)
+    info = info or probe(path)
+    if num_frames is None or image_size is None:
+        nf, size, _ = encoder_geometry(encoder)
+        num_frames = num_frames or nf
+        image_size = image_size or size
+    dev = torch.device(device)
+    amp = autocast_dtype(dev, precision)
+    pin = dev.type == "cuda"
+    stats = stats if stats is not None else EncodeStats()
+    t_last = time.perf_counter()
+    waited = 0.0
+    producer = _batches(path, windows, first_index, num_frames, image_size, batch_size, info, grid_fps,
+                        allow_partial, pin)  # fmt: skip
+    with _eval_mode(encoder), prefetch(producer, depth=prefetch_depth) as batches:
+        for batch in batches:
+            t0 = time.perf_counter()
+            x = batch.x.to(dev, non_blocking=pin)
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                out = encoder(x) if all_tokens else encoder(x, cls_only=True)
+            out = out.float().cpu().numpy()
+            stats.encode_seconds += time.perf_counter() - t0
+            stats.windows += out.shape[0]
+            stats.wait_seconds += batches.wait_seconds - waited
+            waited = batches.wait_seconds
+            stats.seconds += time.perf_counter() - t_last
+            t_last = time.perf_counter()
+            if all_tokens:
+                yield batch.first, np.ascontiguousarray(out[:, 0]), out
+            else:
+                yield batch.first, out, None
+
+
+def extract_features(
+    path: str | os.PathLike[str],
+    encoder: nn.Module,
+    *,
+    clip_seconds: float = 4.0,
+    batch_size: int = 8,
+    all_tokens: bool = False,
+    chunk_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    windows: Sequence[Window] | None = None,
+    grid_fps: float | None = None,
+    allow_partial: bool = False,
+    chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
+) -> np.ndarray:
+    """Features of every `clip_seconds` window of one video (or of `windows`).
+
+    Returns:
+        (N, width) float32 CLS features, N = `ceil(duration / clip_seconds)`; with `all_tokens`, the
+        (N, 1 + T * P, width) token outputs. With `allow_partial`, N may be smaller for a broken file.
+
+    With `chunk_dir`, finished chunks of `chunk_windows` windows are saved there while the video is processed, so a
+    call interrupted part-way resumes at the first missing chunk; they are removed once the whole result is back.
+    """
+    path = Path(path)
+    info = probe(path)
+    plan = list(windows) if windows is not None else clip_windows(info.duration, clip_seconds)
+    cls, tokens = _extract_chunked(
+        path, encoder, plan, info=info, batch_size=batch_size, all_tokens=all_tokens, chunk_dir=chunk_dir,
+        chunk_windows=chunk_windows, progress=progress, device=device, precision=precision, grid_fps=grid_fps,
+        allow_partial=allow_partial, key=path.stem,
+    )  # fmt: skip
+    if chunk_dir is not None:
+        remove_chunks(chunk_dir, path.stem)  # the caller has the whole result now
+    return tokens if all_tokens else cls  # type: ignore[return-value]
+
+
+# ---- chunked, resumable extraction ------------------------------------------------------------------------------
+def _fingerprint(**params: Any) -> str:
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _extract_chunked(
+    path: Path,
+    encoder: nn.Module,
+    plan: Sequence[Window],
+    *,
+    info: VideoInfo,
+    batch_size: int,
+    all_tokens: bool,
+    chunk_dir: str | os.PathLike[str] | None,
+    chunk_windows: int,
+    progress: bool,
+    device: str | torch.device,
+    precision: str,
+    grid_fps: float | None,
+    allow_partial: bool,
+    key: str,
+    stats: EncodeStats | None = None,
+    on_windows: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """CLS (and token) features of `plan`, resuming from and saving to chunk files when `chunk_dir` is set."""
+    if chunk_windows < 1:
+        raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
+    n = len(plan)
+    num_chunks = (n + chunk_windows - 1) // chunk_windows
+    chunk_root = Path(chunk_dir) if chunk_dir is not None else None
+    done: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    fp = ""
+    if chunk_root is not None:
+        nf, size, width = encoder_geometry(encoder)
+        fp = _fingerprint(plan=[plan[0], plan[-1], n] if plan else [], nf=nf, size=size, width=width,
+                          tokens=all_tokens, grid=grid_fps, chunk=chunk_windows, src=str(path),
+                          mtime=path.stat().st_mtime_ns, bytes=path.stat().st_size)  # fmt: skip
+        done = _load_chunks(chunk_root, key, fp, num_chunks, all_tokens)
+        if done:
+            logger.info("%s: resuming, %d of %d chunks already done", path, len(done), num_chunks)
+    missing = [c for c in range(num_chunks) if c not in done]
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=key[:30], unit="clip", leave=False, dynamic_ncols=True)
+        bar.update(sum(len(v[0]) for v in done.values()))
+
+    # Contiguous runs of missing chunks are decoded in one pass each (usually a single run at the end).
+    runs: list[list[int]] = []
+    for c in missing:
+        if runs and runs[-1][-1] == c - 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    partial_stop = False
+    try:
+        for run in runs:
+            lo, hi = run[0] * chunk_windows, min(n, (run[-1] + 1) * chunk_windows)
+            cur_chunk = run[0]
+            cls_buf: list[np.ndarray] = []
+            tok_buf: list[np.ndarray] = []
+            got = lo
+            for first, cls, tok in encode_windows(
+                path, encoder, plan[lo:hi], first_index=lo, batch_size=batch_size, all_tokens=all_tokens,
+                device=device, precision=precision, grid_fps=grid_fps, info=info, allow_partial=allow_partial,
+                stats=stats,
+            ):  # fmt: skip
+                for j in range(cls.shape[0]):
+                    idx = first + j
+                    cls_buf.append(cls[j])
+                    if tok is not None:
+                        tok_buf.append(tok[j])
+                    got = idx + 1
+                    end_of_chunk = min(n, (cur_chunk + 1) * chunk_windows)
+                    if got == end_of_chunk:
+                        arr = np.stack(cls_buf).astype(np.float32)
+                        tarr = np.stack(tok_buf).astype(np.float32) if all_tokens else None
+                        done[cur_chunk] = (arr, tarr)
+                        if chunk_root is not None and num_chunks > 1:
+                            _save_chunk(chunk_root, key, fp, cur_chunk, arr, tarr)
+                        cls_buf, tok_buf = [], []
+                        cur_chunk += 1
+                if bar is not None:
+                    bar.update(cls.shape[0])
+                if on_windows is not None:
+                    on_windows(cls.shape[0])
+            if got < hi:  # allow_partial stopped early: keep what is contiguous from window 0
+                if cls_buf:
+                    done[cur_chunk] = (np.stack(cls_buf).astype(np.float32),
+                                       np.stack(tok_buf).astype(np.float32) if all_tokens else None)  # fmt: skip
+                partial_stop = True
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+
+    parts = []
+    for c in range(num_chunks):
+        if c not in done:
+            break
+        parts.append(done[c])
+        if len(done[c][0]) < min(chunk_windows, n - c * chunk_windows):
+            break  # a partial last chunk
+    if partial_stop:
+        logger.warning("%s: kept %d of %d windows", path, sum(len(p[0]) for p in parts), n)
+    width = encoder_geometry(encoder)[2] if hasattr(encoder, "cfg") else 0
+    cls_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, width), np.float32)
+    tok_all = None
+    if all_tokens:
+        tok_all = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 0, width), np.float32)  # type: ignore[misc]
+    return cls_all, tok_all
+
+
+def _chunk_path(root: Path, key: str, c: int, tokens: bool = False) -> Path:
+    return root / f"{key}.c{c:05d}{'.tokens' if tokens else ''}.npy"
+
+
+def _save_chunk(root: Path, key: str, fp: str, c: int, cls: np.ndarray, tok: np.ndarray | None) -> None:
+    if tok is not None:
+        fileio.save_npy(_chunk_path(root, key, c, tokens=True), tok)
+    fileio.save_npy(_chunk_path(root, key, c), cls)  # written last: its presence means the chunk is complete
+    fileio.write_json(root / f"{key}.chunks.json", {"fingerprint": fp})
+
+
+def _load_chunks(
+    root: Path, key: str, fp: str, num_chunks: int, tokens: bool
+) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    meta = root / f"{key}.chunks.json"
+    if not meta.exists():
+        return {}
+    try:
+        saved = json.loads(meta.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        saved = None
+    if saved != fp:
+        logger.info("%s: chunks in %s were made with other settings; starting over", key, root)
+        remove_chunks(root, key)
+        return {}
+    out: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    for c in range(num_chunks):
+        p = _chunk_path(root, key, c)
+        if not p.exists():
+            continue
+        try:
+            cls = np.load(p)
+            tok = np.load(_chunk_path(root, key, c, tokens=True)) if tokens else None
+        except (OSError, ValueError) as e:
+            logger.warning("%s: unreadable chunk %s (%s); recomputing it", key, p, e)
+            continue
+        out[c] = (cls, tok)
+    return out
+
+
+def remove_chunks(root: str | os.PathLike[str], key: str) -> None:
+    """Delete the chunk files of one video (after its final file is written)."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for p in root.glob(f"{key}.c[0-9][0-9][0-9][0-9][0-9]*.npy"):
+        p.unlink(missing_ok=True)
+    (root / f"{key}.chunks.json").unlink(missing_ok=True)
+
+
+# ---- the per-video driver ---------------------------------------------------------------------------------------
+@dataclass
+class FeatureJob:
+    """One output file: the windows of `video` whose features go to `{out_dir}/{key}.npy`."""
+
+    video: Path
+    key: str  # the output name: a video id, or a segment id (`sid`)
+    start: float | None = None  # a segment job: [start, end) of the video
+    end: float | None = None
+
+
+@dataclass
+class JobResult:
+    job: FeatureJob
+    status: str  # "done", "skipped" or "failed"
+    windows: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    stats: EncodeStats = field(default_factory=EncodeStats)
+
+
+def output_path(out_dir: str | os.PathLike[str], key: str, tokens: bool = False) -> Path:
+    return Path(out_dir) / (f"{key}.tokens.npy" if tokens else f"{key}.npy")
+
+
+def extract_job(
+    job: FeatureJob,
+    out_dir: str | os.PathLike[str],
+    encoder: nn.Module,
+    *,
+    clip_seconds: float = 4.0,
+    min_segment_windows: int = 45,
+    batch_size: int = 8,
+    all_tokens: bool = False,
+    tokens_dtype: str = "float16",
+    chunk_dir: str | os.PathLike[str] | None = None,
+    chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    grid_fps: float | None = None,
+    allow_partial: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_windows: Callable[[int], None] | None = None,
+) -> JobResult:
+    """Write the features of one job atomically; skip it when its output exists. Never raises `VideoError`:
+    a bad video gives a "failed" result with the one-line message."""
+    out = output_path(out_dir, job.key)
+    tok_out = output_path(out_dir, job.key, tokens=True)
+    if not overwrite and out.exists() and (not all_tokens or tok_out.exists()):
+        return JobResult(job, "skipped")
+    t0 = time.perf_counter()
+    stats = EncodeStats()
+    try:
+        info = probe(job.video)
+        if job.start is None:
+            plan = clip_windows(info.duration, clip_seconds)
+        else:
+            end = min(job.end if job.end is not None else info.duration, info.duration)
+            plan = segment_feature_windows(job.start, end, min_segment_windows, clip_seconds)
+            if not plan:
+                raise VideoError(f"{job.video}: segment {job.key} [{job.start}, {job.end}) is outside the video")
+        cls, tok = _extract_chunked(
+            job.video, encoder, plan, info=info, batch_size=batch_size, all_tokens=all_tokens,
+            chunk_dir=chunk_dir, chunk_windows=chunk_windows, progress=progress, device=device,
+            precision=precision, grid_fps=grid_fps, allow_partial=allow_partial, key=job.key, stats=stats,
+            on_windows=on_windows,
+        )  # fmt: skip
+        if len(cls) == 0:
+            raise VideoError(f"{job.video}: no window could be decoded")
+        if tok is not None:
+            fileio.save_npy(tok_out, tok.astype(tokens_dtype))
+        fileio.save_npy(out, cls.astype(np.float32))
+        if chunk_dir is not None:
+            remove_chunks(chunk_dir, job.key)
+    except VideoError as e:
+        logger.debug("%s failed: %s", job.video, e)
+        return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
+    return JobResult(job, "done", windows=len(cls), seconds=time.perf_counter() - t0, stats=stats)
+
+
+# ---- inputs -----------------------------------------------------------------------------------------------------
+def collect_videos(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Video files from files, directories and list files, in a stable order.
+
+    A directory contributes its files whose names end like a video (recursively, sorted); other files there are
+    ignored with a debug log. A `.txt`/`.lst` file is a list of video paths, one per line (relative to the list's
+    folder; blank lines and `#` comments skipped). Anything else is taken as a video and checked when opened.
+
+    Raises:
+        InputError: for an input that does not exist or a directory without any video.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if not p.exists():
+            raise InputError(f"{p}: no such file or directory")
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            videos = [f for f in found if is_video_path(f)]
+            skipped = len(found) - len(videos)
+            if skipped:
+                logger.info("%s: ignoring %d non-video file(s)", p, skipped)
+            if not videos:
+                raise InputError(f"{p}: directory has no video files")
+            out.extend(videos)
+        elif p.suffix.lower() in (".txt", ".lst"):
+            for line_no, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                v = Path(line)
+                v = v if v.is_absolute() else p.parent / v
+                if not v.exists():
+                    raise InputError(f"{p}:{line_no}: {line}: no such file")
+                out.append(v)
+        else:
+            out.append(p)
+    # The same file named twice is processed once.
+    seen: set[Path] = set()
+    unique = []
+    for v in out:
+        r = v.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(v)
+    return unique
+
+
+def video_jobs(videos: Sequence[Path]) -> list[FeatureJob]:
+    """One job per video, keyed by the file name without extension (the video id)."""
+    jobs = [FeatureJob(v, v.stem) for v in videos]
+    keys: dict[str, Path] = {}
+    for j in jobs:
+        if j.key in keys:
+            raise InputError(f"{j.video}: same video id {j.key!r} as {keys[j.key]}; outputs would collide")
+        keys[j.key] = j.video
+    return jobs
+
+
+def segment_jobs(segments_file: str | os.PathLike[str], video_root: str | os.PathLike[str]) -> list[FeatureJob]:
+    """One job per segment of an Ego4D-HCap `segments_*.pkl` (or JSON): `{video_root}/{vid}.mp4` -> `{sid}.npy`."""
+    from videorecap.data.hcap import load_segments
+
+    root = Path(video_root)
+    jobs = []
+    for row in load_segments(segments_file):
+        if "sid" not in row:
+            raise InputError(f"{segments_file}: segment of video {row.get('vid')!r} has no 'sid'")
+        video = root / f"{row['vid']}.mp4"
+        jobs.append(FeatureJob(video, str(row["sid"]), float(row["start_sec"]), float(row["end_sec"])))
+    return jobs

@@ -1,0 +1,253 @@
+"""Opening and probing video files with PyAV (FFmpeg).
+
+`probe(path)` reads what the rest of the package needs to plan windows (duration, frame rate, size, rotation,
+start-time offset) and checks that the file really holds a decodable video stream, so that every kind of bad input
+fails here with one line naming the file, before any model work starts.
+
+Times are in seconds on the *video clock*: 0 is the first frame of the video stream (the stream's start time),
+whatever the container's start-time offset is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+
+from videorecap.errors import VideoError
+
+logger = logging.getLogger(__name__)
+
+# File name endings we treat as videos when a directory is given (anything FFmpeg reads can be named explicitly).
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".webm",
+        ".mov",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".flv",
+        ".wmv",
+        ".ogv",
+        ".3gp",
+        ".h264",
+        ".hevc",
+        ".y4m",
+    }
+)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learned about a video file.
+
+    Attributes:
+        path: the file.
+        duration: seconds of video on the video clock (first frame at 0).
+        fps: average frame rate (frames per second); for variable frame rate video only a summary.
+        width: coded width in pixels (before rotation).
+        height: coded height in pixels (before rotation).
+        rotation: counter-clockwise degrees from the display matrix (0, 90, 180 or -90); frames are turned by this.
+        start_time: seconds of the first video frame on the container clock (the start-time offset).
+        codec: decoder name, e.g. "h264", "hevc", "vp9".
+        pix_fmt: pixel format of the stream, e.g. "yuv420p", "yuv420p10le", "yuv444p".
+        num_frames: frame count from the container header, or None where the container does not say (mkv, webm).
+        duration_source: where `duration` came from: "stream", "container" or "packets".
+    """
+
+    path: Path
+    duration: float
+    fps: float
+    width: int
+    height: int
+    rotation: int
+    start_time: float
+    codec: str
+    pix_fmt: str
+    num_frames: int | None
+    duration_source: str = "stream"
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) after rotation, i.e. as the frames come out of the reader."""
+        if self.rotation % 180 != 0:
+            return self.height, self.width
+        return self.width, self.height
+
+    @property
+    def frame_interval(self) -> float:
+        return 1.0 / self.fps if self.fps > 0 else 0.0
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """True when the file name ends like a video (used to pick files out of a directory)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open `path` for reading, turning every FFmpeg failure into a one-line `VideoError` naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"{p}: no such file")
+    if p.is_dir():
+        raise VideoError(f"{p}: is a directory, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{p}: empty file (0 bytes)")
+    try:
+        return av.open(str(p), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{p}: not a readable video file ({_short(e)})") from None
+    except (OSError, ValueError) as e:  # e.g. a permission error
+        raise VideoError(f"{p}: cannot open ({_short(e)})") from None
+
+
+def video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.video.stream.VideoStream:
+    """The first video stream of `container` (cover-art pictures are skipped), or a `VideoError`."""
+    for s in container.streams.video:
+        if s.disposition & av.stream.Disposition.attached_pic:
+            continue  # an album-art still, not a video
+        return s
+    kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+    raise VideoError(f"{path}: no video stream (the file has: {', '.join(kinds)})")
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """Read the facts needed to sample a video, and check that its first frame decodes.
+
+    Raises:
+        VideoError: for a missing, empty, non-video, corrupt or audio-only file, a stream with no frames, or a
+            zero duration. The message names the file and what is wrong.
+    """
+    p = Path(path)
+    with open_input(p) as container:
+        stream = video_stream(container, p)
+        ctx = stream.codec_context
+        codec = ctx.name if ctx is not None else "unknown"
+        tb = stream.time_base
+        stream_start = float(stream.start_time * tb) if stream.start_time is not None and tb else None
+
+        # Decode the first frame: it proves the stream is decodable and carries the rotation (display matrix).
+        first = _first_frame(container, stream, p)
+        first_time = first.time if first.time is not None else 0.0
+        start_time = stream_start if stream_start is not None else first_time
+        rotation = _rotation(first)
+        width = first.width or (ctx.width if ctx else 0)
+        height = first.height or (ctx.height if ctx else 0)
+        pix_fmt = first.format.name if first.format is not None else (ctx.pix_fmt or "unknown")
+
+        fps = _fps(stream)
+        num_frames = int(stream.frames) if stream.frames else None
+
+        duration, source = None, "stream"
+        if stream.duration is not None and tb:
+            duration = float(stream.duration * tb)
+        if not duration and container.duration:
+            # mkv/webm give no per-stream duration; the container's counts from its own start time
+            container_start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            duration = container.duration / av.time_base - max(0.0, start_time - container_start)
+            source = "container"
+        if not duration:
+            duration = _duration_from_packets(p, start_time)
+            source = "packets"
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{p}: video stream has no frame size")
+    if not duration or not math.isfinite(duration) or duration <= 0:
+        raise VideoError(f"{p}: zero duration")
+    if fps <= 0 and num_frames:
+        fps = num_frames / duration
+    info = VideoInfo(
+        path=p,
+        duration=duration,
+        fps=fps,
+        width=width,
+        height=height,
+        rotation=rotation,
+        start_time=start_time,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        num_frames=num_frames,
+        duration_source=source,
+    )
+    logger.debug("probed %s", info)
+    return info
+
+
+def count_frames(path: str | os.PathLike[str]) -> int:
+    """Number of video frames, counted from packets (no decoding); used when the header does not say."""
+    with open_input(path) as container:
+        stream = video_stream(container, path)
+        n = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    n += 1
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: corrupt video ({_short(e)})") from None
+    return n
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+def _first_frame(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path
+) -> av.VideoFrame:
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{path}: corrupt or truncated video, the first frame does not decode ({_short(e)})") from None
+    raise VideoError(f"{path}: zero duration, the video stream has no frames")
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    try:
+        deg = frame.rotation
+    except (AttributeError, ValueError):
+        return 0
+    if not deg:
+        return 0
+    # Snap to a multiple of 90 degrees in [-180, 180); other angles are not supported by the reader.
+    snapped = int(round(deg / 90.0)) * 90
+    snapped = ((snapped + 180) % 360) - 180
+    return snapped
+
+
+def _fps(stream: av.video.stream.VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            value = float(rate)
+            if math.isfinite(value) and 0 < value < 10_000:
+                return value
+    return 0.0
+
+
+def _duration_from_packets(path: Path, start_time: float) -> float:
+    end = 0.0
+    with open_input(path) as container:
+        stream = video_stream(container, path)
+        tb = stream.time_base
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or not tb:
+                    continue
+                t = float((packet.pts + (packet.duration or 0)) * tb) - start_time
+                end = max(end, t)
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: corrupt video ({_short(e)})") from None
+    return end
+
+
+def _short(e: BaseException) -> str:
+    """One line of an FFmpeg error, without the file name PyAV repeats."""
+    msg = getattr(e, "strerror", None) or str(e)
+    return " ".join(str(msg).split())[:200]

@@ -1,0 +1,320 @@
+"""Reading the sampled frames of many windows: one forward decode pass, flat memory, background prefetch.
+
+`iter_windows` walks the file once from the first needed moment to the last, decoding every frame (video codecs
+cannot skip) but converting to RGB only the frames a window samples, and keeps only the frames of windows that are
+not complete yet. A frame is "the one on screen at time t": the last frame whose timestamp is <= t, so variable
+frame rate is handled by timestamps, never by counting frames. Frames are turned upright by the stream's rotation
+metadata. `read_window` is the random-access form for training: one seek, then decode to the window.
+
+`prefetch(iterable, depth)` runs any producer (decode + transform) in a background thread, so a model consuming the
+items only waits when decoding is the slower side. FFmpeg decodes and converts without holding the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import av
+import av.error
+import numpy as np
+
+from videorecap.errors import VideoError
+from videorecap.video.io import VideoInfo, open_input, probe, video_stream
+from videorecap.video.sampling import frame_times, grid_frame_ids
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Seek only when the first needed moment is this far in: below it decoding from 0 is about as cheap.
+SEEK_MIN_SECONDS = 2.0
+
+
+def _window_targets(
+    info: VideoInfo,
+    windows: Sequence[tuple[float, float]],
+    num_frames: int,
+    mode: str,
+    rng: np.random.Generator | None,
+    grid_fps: float | None,
+) -> list[list[float]]:
+    """Per window, the video-clock moments to sample."""
+    out: list[list[float]] = []
+    if grid_fps is None:
+        for start, end in windows:
+            out.append(frame_times(start, end, num_frames, mode=mode, rng=rng))
+        return out
+    # The original's grid: frame indices on a fixed `grid_fps` grid, clamped to the real frame count, read as the
+    # index-th frame. For constant-rate video that frame is on screen at (index + 0.25) / real_fps; a quarter frame
+    # in keeps the choice exact under timestamp rounding.
+    fps = info.fps if info.fps > 0 else grid_fps
+    n = info.num_frames or max(1, int(round(info.duration * fps)))
+    for start, end in windows:
+        end = min(end, n / fps)  # the original clamps the window to the decoded length
+        ids = grid_frame_ids(start, max(end, start), num_frames, fps=grid_fps, jitter=mode == "random", rng=rng,
+                             num_video_frames=n)  # fmt: skip
+        out.append([(i + 0.25) / fps for i in ids])
+    return out
+
+
+def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8 RGB, turned upright (rotation is counter-clockwise degrees)."""
+    img = frame.to_ndarray(format="rgb24")
+    k = (rotation // 90) % 4
+    if k:
+        img = np.ascontiguousarray(np.rot90(img, k=k))
+    return img
+
+
+def iter_windows(
+    path: str | os.PathLike[str],
+    windows: Sequence[tuple[float, float]],
+    num_frames: int = 4,
+    *,
+    mode: str = "middle",
+    rng: np.random.Generator | None = None,
+    grid_fps: float | None = None,
+    info: VideoInfo | None = None,
+    allow_partial: bool = False,
+    seek: bool = True,
+    threads: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `(window_index, frames)` for every window, in window order, from one sequential decode pass.
+
+    Args:
+        path: the video file.
+        windows: `(start, end)` seconds on the video clock, sorted by start (they may overlap).
+        num_frames: frames per window (one per equal part of the window).
+        mode: "middle" or "random" (training); see `sampling.frame_times`.
+        rng: for "random".
+        grid_fps: None samples by timestamp; 30 reproduces the original's fixed 30-fps frame-index grid.
+        info: a `probe` result, to skip probing again.
+        allow_partial: on a decode error or a file that ends early, stop after the windows decoded so far
+            (logged as a warning) instead of raising.
+        seek: seek once to the first window when it starts later than a couple of seconds in.
+        threads: let FFmpeg decode with several threads.
+
+    Yields:
+        `(i, frames)` with frames a (num_frames, H, W, 3) uint8 RGB array, H and W after rotation.
+
+    Raises:
+        VideoError: bad file, or a decode error / early end of stream (unless `allow_partial`).
+    """
+    if not windows:
+        return
+    starts = [w[0] for w in windows]
+    if any(b < a for a, b in zip(starts, starts[1:], strict=False)):
+        raise ValueError("windows must be sorted by start time")
+    info = info or probe(path)
+    targets = _window_targets(info, windows, num_frames, mode, rng, grid_fps)
+    # One flat list of (time, window, slot), in time order: the decode pass fills it front to back.
+    flat = sorted((t, w, s) for w, ts in enumerate(targets) for s, t in enumerate(ts))
+    slots: dict[int, list[np.ndarray | None]] = {}
+    filled: dict[int, int] = {}
+    next_emit = 0
+    ptr = 0
+    rotation = info.rotation
+
+    with open_input(path) as container:
+        stream = video_stream(container, path)
+        if threads:
+            stream.thread_type = "AUTO"
+        tb = float(stream.time_base) if stream.time_base else 1e-6
+        eps = 1.5 * tb + 1e-9  # timestamp rounding of one tick
+        first_t = flat[0][0]
+        if seek and first_t > SEEK_MIN_SECONDS:
+            # Backward seek lands on the key frame at or before the target; decoding forward from it is exact.
+            pts = int((info.start_time + first_t - 0.5) / tb)
+            try:
+                container.seek(pts, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as e:
+                logger.debug("%s: seek to %.2fs failed (%s), decoding from the start", path, first_t, e)
+                container.seek(0, stream=stream, backward=True)
+
+        prev: av.VideoFrame | None = None
+        prev_rgb: np.ndarray | None = None
+        prev_time = -1.0
+        frame_no = 0
+        error: str | None = None
+
+        def assign(rgb: np.ndarray, upto: int) -> None:
+            # Give `rgb` to every target before position `upto` of the flat list.
+            nonlocal ptr
+            while ptr < upto:
+                _, w, s = flat[ptr]
+                slots.setdefault(w, [None] * num_frames)[s] = rgb
+                filled[w] = filled.get(w, 0) + 1
+                ptr += 1
+
+        def ready() -> Iterator[tuple[int, np.ndarray]]:
+            nonlocal next_emit
+            while next_emit < len(windows) and filled.get(next_emit, 0) == num_frames:
+                frames = slots.pop(next_emit)
+                del filled[next_emit]
+                yield next_emit, np.stack(frames)  # type: ignore[arg-type]
+                next_emit += 1
+
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    ft = frame.time - info.start_time
+                else:  # no timestamp at all: fall back to the nominal rate
+                    ft = frame_no * info.frame_interval
+                frame_no += 1
+                if ft + eps < prev_time:
+                    continue  # out-of-order leftover after a seek
+                # Targets strictly before this frame show the previous frame (or this one, if it is the first).
+                upto = ptr
+                while upto < len(flat) and flat[upto][0] < ft - eps:
+                    upto += 1
+                if upto > ptr:
+                    if prev is None:
+                        prev, prev_rgb = frame, None
+                    if prev_rgb is None:
+                        prev_rgb = _to_rgb(prev, rotation)
+                    assign(prev_rgb, upto)
+                    yield from ready()
+                    if ptr >= len(flat):
+                        break
+                prev, prev_rgb, prev_time = frame, None, ft
+        except av.error.FFmpegError as e:
+            msg = " ".join(str(e).split())[:160]
+            error = f"decode error after {max(prev_time, 0):.2f}s of {info.duration:.2f}s ({msg})"
+
+        if ptr < len(flat):
+            if prev is None:
+                raise VideoError(f"{path}: no frame decodes after {flat[ptr][0]:.2f}s; corrupt or truncated video")
+            # End of stream: the remaining targets show the last frame, unless the stream ended well before the
+            # duration the file claims (a truncated download) or a decode error stopped it.
+            shortfall = info.duration - (prev_time + info.frame_interval)
+            if error is None and shortfall > max(1.0, 3 * info.frame_interval) and flat[-1][0] > prev_time + 1.0:
+                error = f"truncated: frames stop at {prev_time:.2f}s of the {info.duration:.2f}s the file claims"
+            if error is not None:
+                if not allow_partial:
+                    raise VideoError(f"{path}: corrupt or truncated video: {error}")
+                logger.warning("%s: %s; keeping the %d windows decoded so far", path, error, next_emit)
+                return
+            assign(prev_rgb if prev_rgb is not None else _to_rgb(prev, rotation), len(flat))
+        yield from ready()
+
+
+def read_window(
+    path: str | os.PathLike[str],
+    start: float,
+    end: float,
+    num_frames: int = 4,
+    *,
+    mode: str = "middle",
+    rng: np.random.Generator | None = None,
+    grid_fps: float | None = None,
+    info: VideoInfo | None = None,
+) -> np.ndarray:
+    """The (num_frames, H, W, 3) uint8 frames of one window: one seek, then decode up to the window (training)."""
+    for _, frames in iter_windows(
+        path, [(start, end)], num_frames, mode=mode, rng=rng, grid_fps=grid_fps, info=info, threads=False
+    ):
+        return frames
+    raise VideoError(f"{path}: no frames in window [{start:.2f}, {end:.2f})")
+
+
+# ---- background prefetch ----------------------------------------------------------------------------------------
+_DONE = object()
+
+
+class _Error:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Prefetcher(Generic[T]):
+    """Iterate `iterable` in a background thread, keeping up to `depth` items ready.
+
+    Exceptions of the producer are re-raised in the consumer at the point they happened. `wait_seconds` is the
+    time the consumer spent blocked waiting for an item (0 when the producer keeps ahead). Use as a context manager
+    or call `close()` to stop the producer early.
+    """
+
+    def __init__(self, iterable: Iterable[T], depth: int = 4) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._iterable = iterable
+        self.wait_seconds = 0.0
+        self.items = 0
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, name="videorecap-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._iterable:
+                if not self._put(item):
+                    return
+            self._put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put(_Error(e))
+        finally:
+            close = getattr(self._iterable, "close", None)
+            if self._stop.is_set() and callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - best effort cleanup of a generator
+                    pass
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        t0 = time.perf_counter()
+        item = self._queue.get()
+        self.wait_seconds += time.perf_counter() - t0
+        if item is _DONE:
+            self._finished = True
+            self._thread.join()
+            raise StopIteration
+        if isinstance(item, _Error):
+            self._finished = True
+            self._thread.join()
+            raise item.exc
+        self.items += 1
+        return item
+
+    def close(self) -> None:
+        """Stop the producer and wait for its thread."""
+        self._stop.set()
+        self._finished = True
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Prefetcher[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def prefetch(iterable: Iterable[T], depth: int = 4) -> Prefetcher[T]:
+    """`Prefetcher(iterable, depth)`: run `iterable` ahead in a background thread."""
+    return Prefetcher(iterable, depth)

@@ -1,0 +1,154 @@
+"""Window plans and frame sampling.
+
+A video is cut into windows at three levels: 4-s clip windows `[i, min(i + 4, dur))` for `i = 0, 4, 8, ...`,
+180-s segment windows the same way, and the whole video. Each window is split into `num_frames` equal parts and one
+frame is taken per part: the middle one (inference, feature extraction) or a random one (training).
+
+By default frames are chosen **by timestamp**, so a 25-fps or variable-frame-rate video samples the same moments as
+a 30-fps one. The original code instead maps a window onto a fixed 30-fps frame-index grid whatever the real rate
+is (LaViLa `get_frame_ids`, numpy half-to-even rounding, a span of at least `num_frames` frames); `grid_frame_ids`
+reproduces that exactly, and `frame_times(..., grid_fps=30)` gives the moments that grid stands for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Window = tuple[float, float]
+
+
+def _windows(duration: float, step: float) -> list[Window]:
+    if step <= 0:
+        raise ValueError(f"window length must be positive, got {step}")
+    if duration <= 0:
+        return []
+    # np.arange(0, dur, step) as the original: ceil(dur / step) windows, the last one cut at the end.
+    starts = np.arange(0.0, duration, step, dtype=np.float64)
+    return [(float(s), float(min(s + step, duration))) for s in starts]
+
+
+def clip_windows(duration: float, clip_seconds: float = 4.0) -> list[Window]:
+    """`[i, min(i + clip_seconds, duration))` for `i` in `0, clip_seconds, ...`: `ceil(duration / clip_seconds)`."""
+    return _windows(duration, clip_seconds)
+
+
+def segment_windows(duration: float, segment_seconds: float = 180.0) -> list[Window]:
+    """Segment windows, built like `clip_windows` with `segment_seconds`."""
+    return _windows(duration, segment_seconds)
+
+
+def video_window(duration: float) -> list[Window]:
+    """The whole video as one window."""
+    return [(0.0, float(duration))] if duration > 0 else []
+
+
+def segment_feature_windows(start: float, end: float, min_windows: int = 45, clip_seconds: float = 4.0) -> list[Window]:
+    """Windows of the original's per-segment features (`{sid}.npy`): one per `clip_seconds`, but at least
+    `min_windows`: step `min((end - start) / min_windows, clip_seconds)`, windows `[t, min(t + step, end))`."""
+    if end <= start:
+        return []
+    step = min((end - start) / min_windows, clip_seconds)
+    return [(float(t), float(min(t + step, end))) for t in np.arange(start, end, step, dtype=np.float64)]
+
+
+def num_clip_windows(duration: float, clip_seconds: float = 4.0) -> int:
+    """`len(clip_windows(duration, clip_seconds))` without building the list."""
+    return len(np.arange(0.0, duration, clip_seconds)) if duration > 0 else 0
+
+
+def frame_times(
+    start: float,
+    end: float,
+    num_frames: int = 4,
+    mode: str = "middle",
+    rng: np.random.Generator | None = None,
+    grid_fps: float | None = None,
+    num_video_frames: int | None = None,
+) -> list[float]:
+    """The moments (seconds) to sample from the window `[start, end)`, sorted.
+
+    Args:
+        start: window start in seconds.
+        end: window end in seconds.
+        num_frames: how many equal parts the window is split into (one frame each).
+        mode: "middle" (inference) or "random" (training: a uniformly random moment in each part).
+        rng: numpy Generator for "random" (a fresh one when None).
+        grid_fps: None samples by timestamp. A rate (30 for the original) uses the original's frame-index grid
+            (`grid_frame_ids`) and returns `index / grid_fps`.
+        num_video_frames: only with `grid_fps`: frames in the video, for the original's end-of-video clamping.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if mode not in ("middle", "random"):
+        raise ValueError(f"mode must be 'middle' or 'random', not {mode!r}")
+    if grid_fps is not None:
+        ids = grid_frame_ids(start, end, num_frames, fps=grid_fps, jitter=mode == "random", rng=rng,
+                             num_video_frames=num_video_frames)  # fmt: skip
+        return [i / grid_fps for i in ids]
+    if end < start:
+        raise ValueError(f"window end {end} is before its start {start}")
+    part = (end - start) / num_frames
+    if mode == "middle":
+        return [start + (i + 0.5) * part for i in range(num_frames)]
+    rng = rng if rng is not None else np.random.default_rng()
+    return [start + (i + float(rng.random())) * part for i in range(num_frames)]
+
+
+def get_frame_ids(
+    start_frame: int, end_frame: int, num_segments: int, jitter: bool = False, rng: np.random.Generator | None = None
+) -> list[int]:
+    """LaViLa's `get_frame_ids`: `num_segments` equal parts of `[start_frame, end_frame)`, middle (or random) id.
+
+    Part `i` spans `round(i * size) + start` to `min(round((i + 1) * size) + start, end)` with
+    `size = (end - start - 1) / n` and numpy's half-to-even rounding; the middle is `(a + b) // 2`, the random pick
+    an integer in `[a, b]` inclusive.
+    """
+    size = float(end_frame - start_frame - 1) / num_segments
+    ids = []
+    for i in range(num_segments):
+        a = int(np.round(size * i) + start_frame)
+        b = min(int(np.round(size * (i + 1)) + start_frame), end_frame)
+        if jitter:
+            rng = rng if rng is not None else np.random.default_rng()
+            ids.append(int(rng.integers(a, b + 1)))
+        else:
+            ids.append((a + b) // 2)
+    return ids
+
+
+def grid_frame_ids(
+    start: float,
+    end: float,
+    num_frames: int = 4,
+    fps: float = 30.0,
+    jitter: bool = False,
+    rng: np.random.Generator | None = None,
+    num_video_frames: int | None = None,
+) -> list[int]:
+    """Frame indices the original picks for `[start, end)` on its fixed-rate grid (decord, `chunk_len=-1`).
+
+    `offset = round(start * fps)` (half-to-even), span `max(int((end - start) * fps), num_frames)` frames, then
+    `get_frame_ids`. With `num_video_frames` the original's clamping at the end of the video applies: the span is cut
+    at the last frame, and if an id still falls past it the ids are re-sampled inside
+    `[min(offset, n - 1), n)`.
+    """
+    offset = int(np.round(start * fps))
+    span = max(int((end - start) * fps), num_frames)
+    stop = offset + span
+    if num_video_frames is not None:
+        stop = min(stop, num_video_frames)
+    ids = get_frame_ids(offset, stop, num_frames, jitter=jitter, rng=rng)
+    if num_video_frames is not None and max(ids) >= num_video_frames:
+        ids = get_frame_ids(min(offset, num_video_frames - 1), num_video_frames, num_frames, jitter=jitter, rng=rng)
+    return ids
+
+
+def windows_for(duration: float, level: str, clip_seconds: float = 4.0, segment_seconds: float = 180.0) -> list[Window]:
+    """The window plan of one level: "clip", "segment" or "video"."""
+    if level == "clip":
+        return clip_windows(duration, clip_seconds)
+    if level == "segment":
+        return segment_windows(duration, segment_seconds)
+    if level == "video":
+        return video_window(duration)
+    raise ValueError(f"unknown level {level!r}; expected clip, segment or video")
