@@ -196,3 +196,18 @@ def test_jsonl_errors_name_the_line(tmp_path):
     p.write_text('{"video_id": "v", "level": "segment", "start": 0, "text": "x"}\n')
     with pytest.raises(DataError, match="end_sec"):
         hcap.load_jsonl(p)
+
+
+def test_extension_registry_opcode_is_refused(tmp_path):
+    # EXT1 fetches a global through copyreg's registry; it must still go through find_class
+    import copyreg
+
+    copyreg.add_extension("posix", "system", 240)
+    try:
+        payload = b"\x80\x02\x82\xf0X\x0a\x00\x00\x00touch pwnq\x85R."
+        path = tmp_path / "ext.pkl"
+        path.write_bytes(payload)
+        with pytest.raises(DataError, match=r"posix\.system"):
+            hcap.restricted_load(path)
+    finally:
+        copyreg.remove_extension("posix", "system", 240)
