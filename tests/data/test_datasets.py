@@ -124,16 +124,20 @@ def test_clip_dataset_from_features(tmp_path):
     d = tmp_path / "f"
     d.mkdir()
     np.save(d / "cls.npy", video_feats(10))
-    np.save(d / "tok.npy", np.random.default_rng(0).standard_normal((10, 5, C)).astype(np.float32))
-    rows = [ClipRow("cls", 8.0, 12.0, "#C C x"), ClipRow("tok", 36.0, 40.0, "#C C y")]
-    ds = ClipDataset(rows, feature_dir=d)
-    a, b = ds[0], ds[1]
+    tok = np.random.default_rng(0).standard_normal((10, 5, C)).astype(np.float16)  # as `features --all-tokens`
+    np.save(d / "tok.tokens.npy", tok)
+    a = ClipDataset([ClipRow("cls", 8.0, 12.0, "#C C x")], feature_dir=d, feature_kind="cls")[0]
+    b = ClipDataset([ClipRow("tok", 36.0, 40.0, "#C C y")], feature_dir=d)[0]
     assert a["video"].shape == (1, C) and a["video"][0, 0] == 2  # window int(8/4) = 2
-    assert b["video"].shape == (5, C) and a["text"] is None and a["video_mask"] is None
+    assert b["video"].shape == (5, C) and b["video"].dtype == torch.float32
+    np.testing.assert_array_equal(b["video"].numpy(), tok[9].astype(np.float32))
+    assert a["text"] is None and a["video_mask"] is None and b["caption"] == "#C C y"
     with pytest.raises(DataError, match="10 windows"):
-        ClipDataset([ClipRow("cls", 40.0, 44.0, "c")], feature_dir=d)[0]
+        ClipDataset([ClipRow("cls", 40.0, 44.0, "c")], feature_dir=d, feature_kind="cls")[0]
+    with pytest.raises(DataError, match=r"cls\.tokens\.npy: feature file not found"):
+        ClipDataset([ClipRow("cls", 0.0, 4.0, "c")], feature_dir=d)[0]
     with pytest.raises(ValueError, match="exactly one"):
-        ClipDataset(rows)
+        ClipDataset([ClipRow("cls", 0.0, 4.0, "c")])
 
 
 def test_clip_dataset_pixels_with_stub_reader(tmp_path):

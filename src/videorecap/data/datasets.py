@@ -16,8 +16,9 @@ Feature files (reference §5, the layout of `videorecap features`):
 - `{feature_dir}/{sid}.npy`: the original's per-segment files; used for a row with a `sid` when that file exists
   (so the released per-segment features work, and synthetic data with `sid`s also works from `{vid}.npy`).
 - A video row without `end_sec` concatenates `{segment_feature_dir}/{sid}.npy` over its `sids`, as the original.
-- Clip level: `{feature_dir}/{vid}.npy` of shape `(N, C)` (CLS) or `(N, L, C)` (all tokens); a clip row takes
-  window `int(start / clip_seconds)`, so clip rows must lie on the 4-s grid.
+- Clip level: `{feature_dir}/{vid}.tokens.npy`, `(N, L, C)` all tokens (`videorecap features --all-tokens`; may
+  be float16), or with `feature_kind="cls"` `{vid}.npy`, `(N, C)`; a clip row takes window
+  `int(start / clip_seconds)`, so clip rows must lie on the 4-s grid.
 
 Files are memory-mapped, so a sample reads only its rows.
 """
@@ -81,7 +82,9 @@ class ClipDataset(Dataset):
         rows: clip rows (`ClipRow`s or released tuples), or a clips file (`.pkl`, `.json`, `.jsonl`).
         video_root: folder of videos `{vid}{video_ext}`; decode pixels. Exactly one of `video_root` and
             `feature_dir` must be given.
-        feature_dir: folder of per-video clip features `{vid}.npy`, `(N, C)` or `(N, L, C)`.
+        feature_dir: folder of per-video clip features (see `feature_kind`).
+        feature_kind: "tokens" reads `{vid}.tokens.npy` `(N, L, C)` and gives `(L, C)`; "cls" reads `{vid}.npy`
+            `(N, C)` and gives `(1, C)`.
         training: random resized crop (and `frame_mode`); otherwise short-side resize + center crop.
         num_frames: frames per clip (4 for the released models).
         size: frame size after the transform (224 for the released models).
@@ -100,6 +103,7 @@ class ClipDataset(Dataset):
         *,
         video_root: str | os.PathLike[str] | None = None,
         feature_dir: str | os.PathLike[str] | None = None,
+        feature_kind: str = "tokens",
         training: bool = False,
         num_frames: int = 4,
         size: int = 224,
@@ -111,11 +115,14 @@ class ClipDataset(Dataset):
     ) -> None:
         if (video_root is None) == (feature_dir is None):
             raise ValueError("give exactly one of video_root (decode pixels) and feature_dir (precomputed features)")
+        if feature_kind not in ("tokens", "cls"):
+            raise ValueError(f"feature_kind must be 'tokens' or 'cls', not {feature_kind!r}")
         if frame_mode not in ("middle", "random"):
             raise ValueError(f"frame_mode must be 'middle' or 'random', not {frame_mode!r}")
         self.rows: list[ClipRow] = _rows(rows, "clip")
         self.video_root = Path(video_root) if video_root is not None else None
         self.feature_dir = Path(feature_dir) if feature_dir is not None else None
+        self.feature_kind = feature_kind
         self.training = training
         self.num_frames = num_frames
         self.size = size
@@ -131,8 +138,11 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.rows[i]
         if self.feature_dir is not None:
-            path = self.feature_dir / f"{row.vid}.npy"
+            suffix = ".tokens.npy" if self.feature_kind == "tokens" else ".npy"
+            path = self.feature_dir / f"{row.vid}{suffix}"
             feats = load_npy(path)
+            if feats.ndim != (3 if self.feature_kind == "tokens" else 2):
+                raise DataError(f"{path}: expected {self.feature_kind} features, found shape {feats.shape}")
             w = int(row.start / self.clip_seconds)
             if w >= feats.shape[0]:
                 raise DataError(f"{path}: has {feats.shape[0]} windows, but clip {row.start}-{row.end} s needs #{w}")
