@@ -325,6 +325,7 @@ def to_html(
         '<meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',  # no favicon request
         f"<title>{_e(title)} · videorecap</title>",
         f"<style>{_CSS}</style>",
         "</head>",
