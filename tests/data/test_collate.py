@@ -77,3 +77,14 @@ def test_collator_with_gpt2_tokenizer():
     long_text = "word " * 600
     b = coll([sample("a", long_text)])
     assert b["text_ids"].shape == (1, 512) and b["text_mask"].all()
+
+
+def test_collator_for_config():
+    from videorecap.config import RecapConfig
+
+    cfg = RecapConfig.from_name("recap-tiny", level="video")
+    coll = Collator.for_config(CharTokenizer(), cfg, "video")
+    assert coll.max_caption_tokens == 20 and coll.max_text_tokens == 64
+    assert (coll.bos_id, coll.eos_id, coll.pad_id) == (1, 2, 0)
+    base = Collator.for_config(CharTokenizer(), RecapConfig.from_name("recap-base", level="video"), "video")
+    assert base.max_caption_tokens == 120 and base.max_text_tokens == 512 and base.bos_id == base.eos_id == 50256

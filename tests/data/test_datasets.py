@@ -190,3 +190,10 @@ def test_for_config_and_dataloader(feature_dir, tmp_path):
     assert batch["caption_ids"].shape == (3, 20 + 2)  # longest caption cut to max_new_tokens
     seg = for_config("segment", [SEG], RecapConfig.from_name("recap-tiny", level="segment"), feature_dir=feature_dir)
     assert seg[0]["video"].shape == (8, C) and seg[0]["video_mask"] is None
+
+
+def test_rows_given_as_lists_are_checked(feature_dir):
+    with pytest.raises(DataError, match="segment row 0"):
+        SegmentDataset([{"vid": "v1"}], feature_dir=feature_dir, num_features=4, sampling="uniform")
+    with pytest.raises(DataError, match="clip row 1"):
+        ClipDataset([("v", 0.0, 4.0, "a"), ("v", 4.0)], feature_dir=feature_dir)

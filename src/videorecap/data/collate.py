@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import torch
 
+from videorecap.config import Level, RecapConfig
+
 
 class TokenizerLike(Protocol):
     """What the collator needs of `videorecap.tokenizer.Tokenizer`."""
@@ -97,6 +99,18 @@ class Collator:
         self.bos_id = tokenizer.bos_id if bos_id is None else bos_id
         self.eos_id = tokenizer.eos_id if eos_id is None else eos_id
         self.pad_id = tokenizer.pad_id if pad_id is None else pad_id
+
+    @classmethod
+    def for_config(cls, tokenizer: TokenizerLike, cfg: RecapConfig, level: Level) -> Collator:
+        """The collator of one level with the model's caption length, text limit and special ids."""
+        return cls(
+            tokenizer,
+            max_caption_tokens=cfg.max_new_tokens[level],
+            max_text_tokens=cfg.tokens.max_text_tokens,
+            bos_id=cfg.tokens.bos_token_id,
+            eos_id=cfg.tokens.eos_token_id,
+            pad_id=cfg.tokens.pad_token_id,
+        )
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not samples:

@@ -51,9 +51,7 @@ FrameReader = Callable[..., np.ndarray]
 def _rows(rows: Rows, level: Level) -> list[Any]:
     if isinstance(rows, (str, os.PathLike)):
         return hcap.load_level(rows, level)
-    if level == "clip":
-        return [r if isinstance(r, ClipRow) else hcap.parse_clip_row(r, where=f"row {i}") for i, r in enumerate(rows)]
-    return list(rows)
+    return [hcap.check_row(level, r, where=f"{level} row {i}") for i, r in enumerate(rows)]
 
 
 def load_npy(path: Path) -> np.ndarray:

@@ -269,6 +269,17 @@ def _check_video(row: Any, where: str) -> dict[str, Any]:
     return row
 
 
+def check_row(level: Level, row: Any, where: str = "row") -> Any:
+    """Check one released row of `level`; returns it (a `ClipRow` for clips). Raises DataError naming `where`."""
+    if level == "clip":
+        return row if isinstance(row, ClipRow) else parse_clip_row(row, where=where)
+    if level == "segment":
+        return _check_segment(row, where)
+    if level == "video":
+        return _check_video(row, where)
+    raise ValueError(f"unknown level {level!r}")
+
+
 def load_segments(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read `segments_*.pkl` (restricted unpickler) or a JSON list of the same dicts, checking each row."""
     rows = _expect_list(_read_any(path), path, "segment dicts")
