@@ -1,0 +1,533 @@
+"""The recursion: a video file -> clip captions -> segment descriptions -> a video summary.
+
+For one video:
+
+1. **clip**: every `clip_seconds` window `[i, min(i+4, dur))` is decoded in one pass over the file (in a background
+   thread), encoded by the clip model's TimeSformer into all tokens, and captioned (batched, KV-cached). The CLS token
+   of each window is kept as that window's feature: (N, C), a few MB even for hours of video.
+2. **segment**: every `segment_seconds` window gets a description from its features (the original's slice
+   `[int(s/4) : int(e//4)+1]`, sampled to the model's feature count) and the clip captions that lie inside it,
+   joined as the original joins them.
+3. **video**: one summary from all features (sampled the model's way, masked) and the segment descriptions.
+
+Everything a later run can reuse is cached in `<out>/.cache/` (clip results in chunks, then segments, then the
+summary), written atomically, and keyed by a fingerprint of the model and options: a run killed at any moment and
+started again redoes at most one chunk and ends with identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videorecap import fileio
+from videorecap.config import LEVELS, Level
+from videorecap.data.sampling import sample, slice_features
+from videorecap.data.text import segment_text, video_text
+from videorecap.errors import CheckpointError, InputError
+from videorecap.generate import DecodeConfig
+from videorecap.model.recap import VideoRecap
+from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.tokenizer import Tokenizer
+from videorecap.video.io import VideoInfo, probe
+from videorecap.video.reader import iter_windows, prefetch
+from videorecap.video.sampling import clip_windows, segment_windows
+from videorecap.video.transforms import eval_transform
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+# ---- models -------------------------------------------------------------------------------------------------------
+@dataclass
+class Captioner:
+    """The model (and tokenizer) used for each level: one ReCap-U model for all three, or one per level."""
+
+    models: dict[str, tuple[VideoRecap, Tokenizer]]
+    sources: dict[str, str] = field(default_factory=dict)  # level -> where the model came from (for captions.json)
+
+    def __post_init__(self) -> None:
+        for level, (model, _) in self.models.items():
+            if level not in model.config.levels:
+                raise CheckpointError(
+                    f"{self.sources.get(level, 'model')}: a {model.config.level}-level model cannot caption "
+                    f"the {level} level"
+                )
+            model.eval()
+        if "clip" in self.models and self.models["clip"][0].encoder is None:
+            raise CheckpointError("the clip-level model has no video encoder")
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return tuple(lv for lv in LEVELS if lv in self.models)
+
+    def model(self, level: str) -> VideoRecap:
+        return self.models[level][0]
+
+    def tokenizer(self, level: str) -> Tokenizer:
+        return self.models[level][1]
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        clip: str | os.PathLike[str] | None = None,
+        segment: str | os.PathLike[str] | None = None,
+        video: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        tokenizer: str | os.PathLike[str] | None = None,
+    ) -> Captioner:
+        """Load from a checkpoint folder (ReCap-U, or one level), a folder with `clip/ segment/ video/`
+        checkpoints, and/or one folder per level."""
+        from videorecap.checkpoint import load_model
+
+        paths: dict[str, Path] = {}
+        if model is not None:
+            root = Path(model)
+            if (root / "config.json").is_file():
+                m, tok = load_model(root, device=device, tokenizer_path=tokenizer)
+                models = {lv: (m, tok) for lv in m.config.levels}
+                sources = {lv: str(root) for lv in models}
+                for lv, p in (("clip", clip), ("segment", segment), ("video", video)):
+                    if p is not None:
+                        models[lv] = load_model(p, device=device, tokenizer_path=tokenizer)  # type: ignore[assignment]
+                        sources[lv] = str(p)
+                return cls(_need_tokenizer(models, sources), sources)
+            if not root.is_dir():
+                raise CheckpointError(f"{root}: no such model folder")
+            for lv in LEVELS:
+                if (root / lv / "config.json").is_file():
+                    paths[lv] = root / lv
+            if not paths:
+                raise CheckpointError(
+                    f"{root}: not a model: expected a checkpoint folder (config.json) or clip/ segment/ video/ "
+                    "checkpoint folders inside it"
+                )
+        for lv, p in (("clip", clip), ("segment", segment), ("video", video)):
+            if p is not None:
+                paths[lv] = Path(p)
+        if not paths:
+            raise InputError("no model given")
+        models = {}
+        for lv, p in paths.items():
+            models[lv] = load_model(p, device=device, tokenizer_path=tokenizer)
+        return cls(
+            _need_tokenizer(models, {lv: str(p) for lv, p in paths.items()}), {lv: str(p) for lv, p in paths.items()}
+        )
+
+
+def _need_tokenizer(models: dict, sources: dict[str, str]) -> dict:
+    for lv, (_, tok) in models.items():
+        if tok is None:
+            raise CheckpointError(f"{sources[lv]}: the checkpoint has no tokenizer.json; pass --tokenizer DIR")
+    return models
+
+
+# ---- options --------------------------------------------------------------------------------------------------------
+@dataclass
+class CaptionOptions:
+    """How to caption. `None` means the model's own value (window sizes, token limits)."""
+
+    levels: tuple[Level, ...] = LEVELS
+    clip_seconds: float | None = None
+    segment_seconds: float | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
+    batch_size: int = 8
+    grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
+    features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
+    allow_partial: bool = False  # keep the windows decoded before a mid-stream decode error
+    device: str = "cpu"
+    progress: bool = False
+    chunk_batches: int = 4  # clip results are cached every chunk_batches * batch_size windows
+
+    def __post_init__(self) -> None:
+        levels = tuple(lv for lv in LEVELS if lv in self.levels)
+        bad = set(self.levels) - set(LEVELS)
+        if bad:
+            raise InputError(f"unknown level(s) {', '.join(sorted(bad))}; use clip, segment, video")
+        if not levels:
+            raise InputError("no level to caption")
+        # the recursion needs every level below the highest one asked for
+        self.levels = LEVELS[: LEVELS.index(levels[-1]) + 1]
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        for name in ("clip_seconds", "segment_seconds"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise InputError(f"--{name.replace('_', '-')} must be positive")
+
+
+# ---- the per-video run ----------------------------------------------------------------------------------------------
+class _Run:
+    """One video: windows, cache, and the three levels."""
+
+    def __init__(
+        self,
+        path: Path,
+        captioner: Captioner,
+        opts: CaptionOptions,
+        cache_dir: Path | None,
+        info: VideoInfo,
+        video_id: str,
+    ) -> None:
+        self.path, self.cap, self.opts, self.info, self.video_id = path, captioner, opts, info, video_id
+        ref = captioner.model(captioner.levels[0]).config
+        self.clip_seconds = opts.clip_seconds or ref.clip_seconds
+        self.segment_seconds = opts.segment_seconds or ref.segment_seconds
+        self.cache_dir = cache_dir
+        self.device = torch.device(opts.device)
+        if cache_dir is not None:
+            self._open_cache()
+
+    # -- cache ------------------------------------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        models = {}
+        for lv in self.opts.levels:
+            m = self.cap.model(lv)
+            h = hashlib.sha256(m.config.to_json().encode())
+            # a cheap weight fingerprint: a few numbers from every tensor
+            for t in m.state_dict().values():
+                flat = t.detach().reshape(-1)
+                if flat.numel():
+                    h.update(flat[:: max(1, flat.numel() // 7)][:8].float().cpu().numpy().tobytes())
+            models[lv] = h.hexdigest()[:16]
+        st = self.path.stat()
+        return {
+            "cache_version": CACHE_VERSION,
+            "video": {"path": str(self.path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime)},
+            "models": models,
+            "windows": [self.clip_seconds, self.segment_seconds],
+            "decode": self.opts.decode.to_dict(),
+            "max_new_tokens": {lv: self.max_tokens(lv) for lv in self.opts.levels},
+            "batch_size": self.opts.batch_size,
+            "grid_fps": self.opts.grid_fps,
+            "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
+        }
+
+    def _open_cache(self) -> None:
+        assert self.cache_dir is not None
+        fp = self.fingerprint()
+        run_file = self.cache_dir / "run.json"
+        if run_file.exists():
+            try:
+                old = json.loads(run_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if old != fp:
+                logger.info("%s: cached results were made with other settings; starting over", self.path)
+                for f in self.cache_dir.iterdir():
+                    f.unlink()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        for f in self.cache_dir.iterdir():
+            if fileio.is_temp_file(f):
+                f.unlink()
+        if not run_file.exists():
+            fileio.write_json(run_file, fp)
+
+    def max_tokens(self, level: str) -> int:
+        return (
+            self.opts.max_new_tokens.get(level)
+            or self.opts.decode.max_new_tokens
+            or self.cap.model(level).config.max_new_tokens[level]
+        )
+
+    def _decode_cfg(self, level: str) -> DecodeConfig:
+        d = DecodeConfig(**self.opts.decode.to_dict())
+        d.max_new_tokens = self.max_tokens(level)
+        return d
+
+    def _texts(self, level: str, ids: list[list[int]]) -> list[str]:
+        tok = self.cap.tokenizer(level)
+        return [tok.decode(x).strip() for x in ids]
+
+    # -- clip level -------------------------------------------------------------------------------------------------
+    def clips(self, bar: Callable[..., Any]) -> tuple[list[Caption], np.ndarray]:
+        """Clip captions for every window, and the (N, C) CLS features."""
+        windows = clip_windows(self.info.duration, self.clip_seconds)
+        model = self.cap.model("clip")
+        enc = model.encoder
+        assert enc is not None
+        B = self.opts.batch_size
+        chunk = B * self.opts.chunk_batches
+        texts: list[str] = []
+        feats: list[np.ndarray] = []
+        # reuse finished chunks
+        done = 0
+        while done < len(windows):
+            f = self._chunk_file(done)
+            if f is None or not f.exists():
+                break
+            with np.load(f) as z:
+                feats.append(z["features"])
+                texts.extend(json.loads(str(z["texts"])))
+            done = min(done + chunk, len(windows))
+        with bar(total=len(windows), initial=done, desc=f"{self.video_id} clips", unit="clip") as pbar:
+            if done < len(windows):
+                size = enc.config.image_size
+                frames_iter = self._frames(windows[done:], size)
+                pending_t: list[str] = []
+                pending_f: list[np.ndarray] = []
+                start = done
+                with prefetch(frames_iter, depth=2 * B) as frames:
+                    for batch in _batched(frames, B):
+                        x = torch.stack(batch).to(self.device)  # (b, 3, T, S, S)
+                        with torch.no_grad():
+                            tokens = enc(x)  # (b, 1+T*P, C)
+                            ids = model.generate("clip", video=tokens, decode=self._decode_cfg("clip"))
+                        pending_t += self._texts("clip", ids)
+                        pending_f.append(tokens[:, 0].float().cpu().numpy())
+                        pbar.update(len(batch))
+                        if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
+                            self._save_chunk(start, pending_t, pending_f)
+                            texts += pending_t
+                            feats += pending_f
+                            start += len(pending_t)
+                            pending_t, pending_f = [], []
+                if start < len(windows):  # the decoder stopped early (allow_partial)
+                    if pending_t:
+                        self._save_chunk(start, pending_t, pending_f)
+                        texts += pending_t
+                        feats += pending_f
+                    windows = windows[: len(texts)]
+        captions = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=False)]
+        cls_feats = np.concatenate(feats) if feats else np.zeros((0, enc.config.width), np.float32)
+        return captions, cls_feats
+
+    def _frames(self, windows: Sequence[tuple[float, float]], size: int) -> Iterator[torch.Tensor]:
+        enc = self.cap.model("clip").encoder
+        assert enc is not None
+        for _, frames in iter_windows(
+            self.path,
+            windows,
+            enc.config.num_frames,
+            grid_fps=self.opts.grid_fps,
+            info=self.info,
+            allow_partial=self.opts.allow_partial,
+        ):
+            yield eval_transform(frames, size)  # (3, T, S, S), normalised, in the decode thread
+
+    def _chunk_file(self, start: int) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"clips-{start:07d}.npz"
+
+    def _save_chunk(self, start: int, texts: list[str], feats: list[np.ndarray]) -> None:
+        f = self._chunk_file(start)
+        if f is None:
+            return
+        with fileio.atomic_path(f) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=np.concatenate(feats), texts=np.array(json.dumps(texts)))
+
+    # -- features for the higher levels ------------------------------------------------------------------------------
+    def load_features(self) -> np.ndarray | None:
+        if self.opts.features_dir is None:
+            return None
+        f = Path(self.opts.features_dir) / f"{self.video_id}.npy"
+        if not f.is_file():
+            raise InputError(f"{f}: no precomputed features for video {self.video_id}")
+        try:
+            feats = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{f}: not a readable .npy feature file ({e})") from None
+        if feats.ndim != 2:
+            raise InputError(f"{f}: expected a (windows, width) array, got shape {feats.shape}")
+        return feats.astype(np.float32, copy=False)
+
+    # -- segment level -------------------------------------------------------------------------------------------
+    def segments(self, clips: list[Caption], feats: np.ndarray, bar: Callable[..., Any]) -> list[Caption]:
+        cached = self._load_json("segments.json")
+        if cached is not None:
+            return [Caption(**c) for c in cached]
+        cfg = self.cap.model("segment").config
+        windows = segment_windows(self.info.duration, self.segment_seconds)
+        inputs = []
+        for s, e in windows:
+            # clip captions whose window lies inside the segment (the original's rule), joined with no separator
+            inside = [[self.video_id, c.start, c.end, c.text] for c in clips if c.start >= s and c.end <= e]
+            f = slice_features(feats, s, e, self.clip_seconds)
+            if f.shape[0] == 0:
+                f = feats[-1:]
+            inputs.append((f, segment_text(inside)))
+        texts = self._generate("segment", inputs, cfg.num_features("segment"), cfg.sampling("segment"), bar)
+        out = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=True)]
+        self._save_json("segments.json", [c.to_dict() for c in out])
+        return out
+
+    # -- video level ---------------------------------------------------------------------------------------------
+    def summary(self, segments: list[Caption], feats: np.ndarray, bar: Callable[..., Any]) -> Caption:
+        cached = self._load_json("summary.json")
+        if cached is not None:
+            return Caption(**cached)
+        cfg = self.cap.model("video").config
+        text = video_text([c.text for c in segments])
+        (t,) = self._generate("video", [(feats, text)], cfg.num_features("video"), cfg.sampling("video"), bar)
+        out = Caption(0.0, self.info.duration, t)
+        self._save_json("summary.json", out.to_dict())
+        return out
+
+    def _generate(
+        self,
+        level: str,
+        inputs: list[tuple[np.ndarray, str]],
+        k: int,
+        kind: str,
+        bar: Callable[..., Any],
+    ) -> list[str]:
+        model, tok = self.cap.model(level), self.cap.tokenizer(level)
+        max_text = model.config.tokens.max_text_tokens
+        pad = model.config.tokens.pad_token_id
+        texts: list[str] = []
+        with bar(total=len(inputs), desc=f"{self.video_id} {level}s", unit=level) as pbar:
+            for i in range(0, len(inputs), self.opts.batch_size):
+                batch = inputs[i : i + self.opts.batch_size]
+                sampled = [sample(f, k, kind) for f, _ in batch]
+                video = torch.from_numpy(np.stack([s[0] for s in sampled])).to(self.device)
+                mask = None
+                if sampled[0][1] is not None:
+                    mask = torch.from_numpy(np.stack([s[1] for s in sampled])).to(self.device)
+                ids = [tok.encode(t)[:max_text] or [pad] for _, t in batch]  # an empty text is one masked pad
+                L = max(len(x) for x in ids)
+                text_ids = torch.full((len(ids), L), pad, dtype=torch.long)
+                text_mask = torch.zeros((len(ids), L), dtype=torch.bool)
+                for j, x in enumerate(ids):
+                    text_ids[j, : len(x)] = torch.tensor(x)
+                    text_mask[j, : len(x)] = bool(batch[j][1])
+                out = model.generate(
+                    level,
+                    video=video,
+                    video_mask=mask,
+                    text_ids=text_ids.to(self.device),
+                    text_mask=text_mask.to(self.device),
+                    decode=self._decode_cfg(level),
+                )
+                texts += self._texts(level, out)
+                pbar.update(len(batch))
+        return texts
+
+    def _load_json(self, name: str) -> Any:
+        if self.cache_dir is None or not (self.cache_dir / name).exists():
+            return None
+        return json.loads((self.cache_dir / name).read_text())
+
+    def _save_json(self, name: str, obj: Any) -> None:
+        if self.cache_dir is not None:
+            fileio.write_json(self.cache_dir / name, obj)
+
+
+def _batched(it: Iterator[torch.Tensor], n: int) -> Iterator[list[torch.Tensor]]:
+    batch: list[torch.Tensor] = []
+    for x in it:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _bar_factory(progress: bool) -> Callable[..., Any]:
+    if progress:
+        from tqdm.auto import tqdm
+
+        return lambda **kw: tqdm(leave=False, dynamic_ncols=True, **kw)
+    return lambda **kw: _NoBar()
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+# ---- public API -----------------------------------------------------------------------------------------------------
+def caption_video(
+    path: str | os.PathLike[str],
+    captioner: Captioner,
+    options: CaptionOptions | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    video_id: str | None = None,
+) -> CaptionResult:
+    """Caption one video at every level in `options.levels`; `cache_dir` makes the run resumable."""
+    opts = options or CaptionOptions()
+    missing = [lv for lv in opts.levels if lv not in captioner.levels]
+    if missing:
+        raise InputError(
+            f"no model for the {', '.join(missing)} level(s): give one (e.g. --{missing[0]}-model) or stop earlier "
+            f"with --levels {','.join(captioner.levels)}"
+        )
+    path = Path(path)
+    info = probe(path)
+    vid = video_id or path.stem
+    t0 = time.perf_counter()
+    run = _Run(path, captioner, opts, Path(cache_dir) if cache_dir else None, info, vid)
+    bar = _bar_factory(opts.progress)
+    clips, feats = run.clips(bar)
+    pre = run.load_features()
+    if pre is not None:
+        feats = pre
+    segments: list[Caption] = []
+    summary = None
+    if "segment" in opts.levels:
+        segments = run.segments(clips, feats, bar)
+    if "video" in opts.levels:
+        summary = run.summary(segments, feats, bar)
+    result = CaptionResult(
+        video=VideoMeta(
+            id=vid,
+            path=str(path),
+            duration=info.duration,
+            fps=info.fps or None,
+            width=info.width,
+            height=info.height,
+            rotation=info.rotation % 360,
+        ),
+        clips=clips,
+        segments=segments,
+        summary=summary,
+        model={
+            lv: {
+                "source": captioner.sources.get(lv, "in-memory"),
+                "preset": captioner.model(lv).config.name,
+                "level": captioner.model(lv).config.level,
+            }  # fmt: skip
+            for lv in opts.levels
+        },
+        decoding={**asdict(opts.decode), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
+        windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
+        levels=list(opts.levels),
+    )
+    logger.info("%s: %d clips, %d segments in %.1fs", path, len(clips), len(segments), time.perf_counter() - t0)
+    return result
+
+
+def caption(
+    path: str | os.PathLike[str],
+    model: str | os.PathLike[str] | Captioner,
+    **options: Any,
+) -> CaptionResult:
+    """Caption a video file: clip captions, segment descriptions and a summary, as typed objects.
+
+    `model` is a checkpoint folder (ReCap-U or one level), a folder with `clip/ segment/ video/` checkpoints, or a
+    `Captioner`. Keyword options are `CaptionOptions` fields (e.g. `levels=("clip",)`, `batch_size=16`,
+    `decode=DecodeConfig(strategy="beam")`).
+    """
+    captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=options.get("device", "cpu"))
+    return caption_video(path, captioner, CaptionOptions(**options))
