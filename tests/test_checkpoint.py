@@ -1,0 +1,342 @@
+"""Checkpoint folders: bit-exact round trips, strict loading, atomic writes, foreign files, safe unpickling."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from videorecap import checkpoint as ckpt
+from videorecap.checkpoint import (
+    load_encoder,
+    load_model,
+    read_config,
+    read_meta,
+    safe_torch_load,
+    save_encoder,
+    save_pretrained,
+    sniff_file,
+)
+from videorecap.config import LEVELS, RecapConfig, TokenConfig
+from videorecap.errors import CheckpointError, InputError
+from videorecap.model.encoder import VideoEncoder
+from videorecap.model.recap import VideoRecap
+from videorecap.tokenizer import Tokenizer
+
+WORDS = ["#C C picks the cabbage.", "#C C puts the knife down", "C walks to the door, then opens it!"]
+
+
+def _model(level: str = "clip", seed: int = 0) -> VideoRecap:
+    torch.manual_seed(seed)
+    m = VideoRecap(RecapConfig.from_name("recap-tiny", level=level))
+    # make the zero-initialised gates non-zero so the round trip checks real values everywhere
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    return m
+
+
+def _assert_same(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert sa[k].dtype == sb[k].dtype, k
+        assert torch.equal(sa[k], sb[k]), k
+    assert [p.requires_grad for p in a.parameters()] == [p.requires_grad for p in b.parameters()]
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.train_word_level(WORDS)
+
+
+@pytest.mark.parametrize("level", [*LEVELS, "unified"])
+def test_round_trip_bit_exact(level: str, tmp_path: Path, tok: Tokenizer) -> None:
+    m = _model(level)
+    out = save_pretrained(m, tmp_path / "ck", tokenizer=tok, meta={"recipe": "test", "seed": 3})
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "meta.json", "model.safetensors", "tokenizer.json"]
+    assert os.listdir(tmp_path) == ["ck"]  # no temporary leftovers
+    m2, tok2 = load_model(out)
+    _assert_same(m, m2)
+    assert not m2.training
+    assert m2.config.to_dict() == m.config.to_dict()
+    assert tok2 is not None and (tok2.bos_id, tok2.eos_id, tok2.pad_id) == (1, 2, 0)
+    assert [tok2.encode(t) for t in WORDS] == [tok.encode(t) for t in WORDS]
+    # every tensor is in the file, contiguous fp32, under the state_dict names
+    stored = load_file(out / "model.safetensors")
+    assert set(stored) == set(m.state_dict())
+    assert {t.dtype for t in stored.values()} == {torch.float32}
+    meta = read_meta(out)
+    assert meta["recipe"] == "test" and meta["seed"] == 3 and meta["level"] == level
+    assert meta["videorecap_version"] and meta["created"].endswith("+00:00")
+    assert meta["num_parameters"] == sum(t.numel() for t in m.state_dict().values())
+    cfg = read_config(out)
+    assert (cfg["kind"], cfg["format_version"]) == ("recap", 1)
+
+
+def test_loaded_model_generates_the_same(tmp_path: Path) -> None:
+    m = _model("segment").eval()
+    save_pretrained(m, tmp_path / "ck")
+    m2 = VideoRecap.from_pretrained(tmp_path / "ck")
+    cfg = m.config
+    torch.manual_seed(1)
+    feats = torch.randn(2, cfg.segment_num_features, cfg.encoder.width)
+    text = torch.randint(3, cfg.decoder.vocab_size, (2, 10))
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    with torch.no_grad():
+        a = m.generate("segment", feats, text_ids=text, text_mask=mask)
+        b = m2.generate("segment", feats, text_ids=text, text_mask=mask)
+    assert a == b
+
+
+def test_dtype(tmp_path: Path) -> None:
+    m = _model("segment")
+    save_pretrained(m, tmp_path / "ck", dtype=torch.float16)
+    assert {t.dtype for t in load_file(tmp_path / "ck" / "model.safetensors").values()} == {torch.float16}
+    m16, _ = load_model(tmp_path / "ck")
+    assert next(m16.parameters()).dtype == torch.float16
+    m32, _ = load_model(tmp_path / "ck", dtype=torch.float32)
+    w = m.decoder.wte.weight
+    assert torch.equal(m32.decoder.wte.weight, w.half().float())
+
+
+def test_overwrite_rules(tmp_path: Path) -> None:
+    a, b = _model("clip", seed=0), _model("clip", seed=1)
+    save_pretrained(a, tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="already exists; pass overwrite=True"):
+        save_pretrained(b, tmp_path / "ck")
+    _assert_same(load_model(tmp_path / "ck")[0], a)
+    save_pretrained(b, tmp_path / "ck", overwrite=True)
+    _assert_same(load_model(tmp_path / "ck")[0], b)
+    assert os.listdir(tmp_path) == ["ck"]
+    # an empty folder is fine; a folder that is not a checkpoint is never replaced, even with overwrite
+    (tmp_path / "empty").mkdir()
+    save_pretrained(a, tmp_path / "empty")
+    other = tmp_path / "mystuff"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        save_pretrained(a, other, overwrite=True)
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _model("clip")
+    save_pretrained(a, tmp_path / "old")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.fileio, "write_json", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(a, tmp_path / "new")
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(_model("clip", seed=5), tmp_path / "old", overwrite=True)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["old"]  # no "new", no temporary folders
+    _assert_same(load_model(tmp_path / "old")[0], a)  # the old checkpoint is untouched
+
+
+def _tamper(folder: Path, edit) -> None:  # noqa: ANN001
+    f = folder / "model.safetensors"
+    tensors = load_file(f)
+    edit(tensors)
+    save_file(tensors, f)
+
+
+def test_strict_loading(tmp_path: Path) -> None:
+    m = _model("segment")
+    ck = save_pretrained(m, tmp_path / "ck")
+
+    _tamper(ck, lambda t: t.pop("video_queries"))
+    with pytest.raises(CheckpointError, match=r"1 missing keys: video_queries"):
+        load_model(ck)
+
+    save_pretrained(m, ck, overwrite=True)
+    _tamper(ck, lambda t: t.update({"decoder.extra": torch.zeros(2)}))
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys: decoder.extra"):
+        load_model(ck)
+
+    save_pretrained(m, ck, overwrite=True)
+    _tamper(ck, lambda t: t.update({"text_queries": torch.zeros(3, 32)}))
+    with pytest.raises(CheckpointError, match=r"shape mismatches: text_queries \(3, 32\) \(model: \(8, 32\)\)"):
+        load_model(ck)
+
+    # a config that does not match the weights
+    save_pretrained(m, ck, overwrite=True)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["num_text_queries"] = 4
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not match the model in its config"):
+        load_model(ck)
+    cfg["no_such_field"] = 1
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"config.json: bad model config .*no_such_field"):
+        load_model(ck)
+    (ck / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match="config.json: cannot read the checkpoint config"):
+        load_model(ck)
+
+
+def test_truncated_safetensors(tmp_path: Path) -> None:
+    ck = save_pretrained(_model("clip"), tmp_path / "ck")
+    f = ck / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: corrupt or truncated"):
+        load_model(ck)
+    f.write_bytes(data[:5])
+    with pytest.raises(CheckpointError, match="model.safetensors: corrupt or truncated"):
+        load_model(ck)
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        load_model(tmp_path / "missing")
+    rnd = tmp_path / "random.pt"
+    rnd.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match=r"random.pt is not a videorecap checkpoint \(expected a folder"):
+        load_model(rnd)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_model(tmp_path)
+    bare = tmp_path / "weights.safetensors"
+    save_file({"a": torch.zeros(1)}, bare)
+    with pytest.raises(CheckpointError, match="is a bare safetensors file"):
+        load_model(bare)
+    enc = save_encoder(_model("clip").encoder, tmp_path / "enc")
+    with pytest.raises(CheckpointError, match="is an encoder-only checkpoint"):
+        load_model(enc)
+    cfg = json.loads((enc / "config.json").read_text())
+    cfg["format_version"] = 99
+    (enc / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="format version 99 is not supported"):
+        load_model(enc)
+
+
+def test_original_and_lavila_files_are_recognised(tmp_path: Path) -> None:
+    sd = {"module.text_decoder.transformer.wte.weight": torch.zeros(4, 2), "module.video_queries": torch.zeros(2, 2)}
+    orig = tmp_path / "videorecap_clip.pt"
+    torch.save({"epoch": 5, "state_dict": sd, "args": argparse.Namespace(lr=1e-4)}, orig)
+    with pytest.raises(CheckpointError) as e:
+        load_model(orig)
+    assert str(e.value) == (
+        f"{orig} is an original Video ReCap checkpoint: convert it first with `videorecap convert official {orig} OUT`"
+    )
+    lav = tmp_path / "lavila.pth"
+    torch.save(
+        {"state_dict": {"module.visual.cls_token": torch.zeros(1), "module.image_projection": torch.zeros(1)}}, lav
+    )
+    with pytest.raises(CheckpointError, match="is a LaViLa checkpoint: convert its video encoder"):
+        load_model(lav)
+    # the legacy (non-zip) torch.save format is sniffed too
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"state_dict": sd}, legacy, _use_new_zipfile_serialization=False)
+    assert sniff_file(legacy) == "videorecap-original"
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(1)}, plain)
+    with pytest.raises(CheckpointError, match="is a PyTorch pickle, not a videorecap checkpoint folder"):
+        load_model(plain)
+    # a folder holding the .pt gets a hint
+    with pytest.raises(CheckpointError, match="holds lavila.pth, legacy.pt, plain.pt"):
+        load_model(tmp_path)
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Custom:
+    pass
+
+
+def test_safe_torch_load(tmp_path: Path) -> None:
+    good = tmp_path / "good.pt"
+    torch.save({"state_dict": {"w": torch.arange(3.0)}, "args": argparse.Namespace(lr=0.1, name="x")}, good)
+    d = safe_torch_load(good)
+    assert isinstance(d["args"], argparse.Namespace) and d["args"].lr == 0.1
+    assert torch.equal(d["state_dict"]["w"], torch.arange(3.0))
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": _Evil(str(marker))}, evil)
+    with pytest.raises(CheckpointError, match=r"evil.pt: refused to unpickle `(posix|nt|os)\.system`"):
+        safe_torch_load(evil)
+    # sniffing and loading as a folder never execute it either
+    with pytest.raises(CheckpointError, match="is a PyTorch pickle"):
+        load_model(evil)
+    assert not marker.exists()
+
+    custom = tmp_path / "custom.pt"
+    torch.save({"x": _Custom()}, custom)
+    with pytest.raises(CheckpointError, match=r"refused to unpickle `[\w.]*_Custom`"):
+        safe_torch_load(custom)
+
+    rnd = tmp_path / "rnd.pt"
+    rnd.write_bytes(os.urandom(512))
+    with pytest.raises(CheckpointError, match="rnd.pt: not a readable PyTorch checkpoint"):
+        safe_torch_load(rnd)
+    with pytest.raises(CheckpointError, match="no such file"):
+        safe_torch_load(tmp_path / "nope.pt")
+
+
+def test_load_encoder(tmp_path: Path) -> None:
+    clip, unified = _model("clip"), _model("unified", seed=2)
+    save_pretrained(clip, tmp_path / "clip")
+    save_pretrained(unified, tmp_path / "unified")
+    save_encoder(clip.encoder, tmp_path / "enc", meta={"source": "test"})
+    for folder, ref in (("clip", clip), ("unified", unified), ("enc", clip)):
+        enc = load_encoder(tmp_path / folder)
+        assert isinstance(enc, VideoEncoder) and not enc.training
+        assert enc.config == ref.encoder.config
+        sa, sb = enc.state_dict(), ref.encoder.state_dict()
+        assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert read_config(tmp_path / "enc")["kind"] == "encoder"
+    assert read_meta(tmp_path / "enc")["source"] == "test"
+    x = torch.randn(1, 3, 2, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_encoder(tmp_path / "enc")(x, cls_only=True), clip.encoder.eval()(x, cls_only=True))
+    save_pretrained(_model("segment"), tmp_path / "seg")
+    with pytest.raises(CheckpointError, match="a segment-level model has no video encoder"):
+        load_encoder(tmp_path / "seg")
+
+
+def test_tokenizer_checks(tmp_path: Path, tok: Tokenizer) -> None:
+    m = _model("clip")
+    gpt2 = Tokenizer.gpt2()
+    with pytest.raises(ValueError, match=r"special ids bos/eos/pad \(50256, 50256, 0\) do not match"):
+        save_pretrained(m, tmp_path / "ck", tokenizer=gpt2)
+    big = Tokenizer.train_word_level([" ".join(f"w{i}" for i in range(200))])
+    with pytest.raises(ValueError, match="do not fit the model's vocabulary of 128"):
+        save_pretrained(m, tmp_path / "ck", tokenizer=big)
+    ck = save_pretrained(m, tmp_path / "ck", tokenizer=tok)
+    # a swapped-in tokenizer.json with other special ids is caught
+    Tokenizer.from_file(ck / "tokenizer.json", bos_id=2, eos_id=1).save(ck / "tokenizer.json")
+    with pytest.raises(CheckpointError, match=r"tokenizer.json: special ids bos/eos/pad \(2, 1, 0\)"):
+        load_model(ck)
+    # --tokenizer DIR overrides the folder's
+    other = tmp_path / "tok"
+    other.mkdir()
+    tok.save(other)
+    _, t = load_model(ck, tokenizer_path=other)
+    assert t is not None and t.encode(WORDS[0]) == tok.encode(WORDS[0])
+    with pytest.raises(InputError, match="no such tokenizer file"):
+        load_model(ck, tokenizer_path=tmp_path / "nope.json")
+
+
+def test_gpt2_fallback(tmp_path: Path) -> None:
+    # a model with GPT-2's vocabulary and special ids (as the released ones) and no tokenizer.json
+    cfg = RecapConfig.from_name("recap-tiny", level="segment", tokens=TokenConfig(max_text_tokens=64))
+    cfg.decoder.vocab_size = 50257
+    m = VideoRecap(cfg)
+    ck = save_pretrained(m, tmp_path / "ck")
+    _, t = load_model(ck)
+    assert t is not None and (t.vocab_size, t.bos_id, t.eos_id, t.pad_id) == (50257, 50256, 50256, 0)
