@@ -1,0 +1,914 @@
+"""The synthetic kitchen: actions, activities and the three levels of ground-truth text.
+
+A video is a sequence of *activities* ("C makes tea", "C washes the dishes"); an activity is a script of
+*actions* ("#C C fills the kettle with water") with variation in order, objects and durations. Every action lasts
+more than one clip window and at most two, so every action is the caption of at least one clip window.
+
+The higher levels are built from the lower ones the way Ego4D-HCap's are:
+
+- a clip caption is the action that covers most of its window;
+- a segment description is a function of the clip captions of its window only: which activities they belong to
+  (every caption template belongs to one activity), whether the window holds an activity's opening or closing
+  action ("C finishes making tea and starts washing the red plate"), and the key objects its captions name;
+- the video summary is a function of the segment descriptions: the activities in order, in the past tense.
+
+`make_script` draws one video's timeline from a seed; rendering it is `videorecap.synth.render`'s job, and every
+drawing instruction lives on the `Action` (what is moved, where to, what changes), so a script fully determines
+its video.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "1.0"
+
+# Times are multiples of this (exact in binary floating point), so ground truth pickles are byte-stable.
+TIME_QUANTUM = 0.125
+
+# Flat, saturated colours that survive H.264 4:2:0 at 64 px (tests/synth checks this after a real encode).
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "blue": (30, 70, 230),
+    "green": (30, 170, 50),
+    "yellow": (245, 215, 20),
+    "purple": (140, 40, 190),
+    "orange": (250, 130, 10),
+}
+VEGETABLES = ("tomato", "cucumber", "carrot", "onion", "pepper", "lettuce")
+GROCERIES = ("cheese", "butter", "yogurt", "juice", "sausages", "apples", "lemons")
+DISHES_TO_WASH = ("plate", "bowl", "glass", "cup")
+DISHES_TO_SET = ("plate", "bowl", "glass")
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Thing:
+    """An object that appears when its activity starts and disappears when it ends."""
+
+    id: str  # unique within the activity, e.g. "plate:red"
+    kind: str  # drawing shape: cup, mug, plate, bowl, glass, pan, tomato, ...
+    colour: tuple[int, int, int]
+    place: str  # where it appears (see render.PLACES)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of the timeline, with its caption and the instructions to draw it."""
+
+    start: float
+    end: float
+    activity: int  # index into VideoScript.activities
+    kind: str  # caption template key, e.g. "tea.pour"; each belongs to exactly one activity
+    caption: str  # Ego4D narration style: "#C C pours hot water into the blue cup"
+    role: str  # "open" (an activity's first action), "close" (its last) or "body"
+    mentions: tuple[str, ...] = ()  # key-object phrases the caption names, e.g. ("blue cup",)
+    # drawing: the hand goes to `at` (an object id or a place), then moves `obj` to `to` (a place, "hand", or
+    # "into:<object id>") or, with `work`, wiggles there; `changes` (object or fixture id, attribute, value) take
+    # effect half-way through.
+    obj: str | None = None
+    at: str | None = None
+    to: str | None = None
+    work: bool = False
+    changes: tuple[tuple[str, str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Activity:
+    name: str  # key of ACTIVITY_TYPES
+    start: float
+    end: float
+    things: tuple[Thing, ...]
+    complete: bool  # False when the video ends before its closing action
+
+
+@dataclass(frozen=True)
+class Clip:
+    start: float
+    end: float
+    caption: str
+    action: int  # index into VideoScript.actions of the action covering most of the window
+
+
+@dataclass(frozen=True)
+class Segment:
+    sid: str
+    start: float
+    end: float
+    description: str
+    clips: tuple[int, ...]  # indices into VideoScript.clips
+
+
+@dataclass
+class VideoScript:
+    """One video's timeline and its ground truth at the three levels."""
+
+    vid: str
+    duration: float
+    clip_seconds: float
+    segment_seconds: float
+    activities: list[Activity]
+    actions: list[Action]
+    clips: list[Clip] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    summary: str = ""
+
+    # ---- Ego4D-HCap rows (reference §6.1) ----
+    def clip_rows(self) -> list[tuple[str, float, float, str]]:
+        """`(vid, start_sec, end_sec, caption)` for every clip window."""
+        return [(self.vid, c.start, c.end, c.caption) for c in self.clips]
+
+    def segment_rows(self) -> list[dict[str, Any]]:
+        """Segment dicts with `captions_pred` filled with the ground-truth clip captions of the window."""
+        rows = []
+        for s in self.segments:
+            caps = [self.clips[i] for i in s.clips]
+            rows.append(
+                {
+                    "vid": self.vid,
+                    "sid": s.sid,
+                    "start_sec": s.start,
+                    "end_sec": s.end,
+                    "segment_description": s.description,
+                    "captions_pred": [[self.vid, c.start, c.end, c.caption] for c in caps],
+                    "captions_gt": [{"narration_text": c.caption} for c in caps],
+                }
+            )
+        return rows
+
+    def video_row(self) -> dict[str, Any]:
+        descs = [s.description for s in self.segments]
+        return {
+            "vid": self.vid,
+            "start_sec": 0.0,
+            "end_sec": self.duration,
+            "segment_descriptions": descs,
+            "segment_descriptions_pred": list(descs),
+            "video_summary": self.summary,
+        }
+
+
+# ---- activity types: their phrases at the segment and video levels ------------------------------------------------
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _the(mentions: Sequence[str]) -> str:
+    return _and([f"the {m}" for m in mentions])
+
+
+@dataclass(frozen=True)
+class ActivityType:
+    """How an activity is named. `present`, `gerund`, `past` take `{o}`: the object text of `objects(mentions)`,
+    or `default` when the window's captions name no key object."""
+
+    present: str
+    gerund: str
+    past: str
+    objects: Callable[[Sequence[str]], str]
+    default: str = ""
+    summary_objects: bool = True  # False: the summary uses `default` (lists of objects make it too long)
+
+    def phrase(self, form: str, mentions: Sequence[str]) -> str:
+        o = self.objects(mentions) if mentions else self.default
+        if form == "full":
+            return self.present.format(o=o)
+        if form == "past":
+            return self.past.format(o=o)
+        prefix = {"start": "starts", "finish": "finishes", "continue": "continues", "started": "started"}[form]
+        return f"{prefix} {self.gerund.format(o=o)}"
+
+
+def _salad_objects(m: Sequence[str]) -> str:
+    veg = [x for x in m if not x.endswith(" bowl")]
+    bowl = [x for x in m if x.endswith(" bowl")]
+    return (f" with {_the(veg)}" if veg else "") + (f" in the {bowl[0]}" if bowl else "")
+
+
+def _pot_objects(m: Sequence[str]) -> str:
+    return f" in {_the(m)}"
+
+
+ACTIVITY_TYPES: dict[str, ActivityType] = {
+    "make_tea": ActivityType("makes tea{o}", "making tea{o}", "made tea{o}", lambda m: f" in the {m[0]}"),
+    "make_coffee": ActivityType("makes coffee{o}", "making coffee{o}", "made coffee{o}", lambda m: f" in the {m[0]}"),
+    "wash_dishes": ActivityType("washes {o}", "washing {o}", "washed {o}", _the, "the dishes", False),
+    "make_salad": ActivityType("makes a salad{o}", "making a salad{o}", "made a salad", _salad_objects, "", False),
+    "fry_eggs": ActivityType("fries eggs{o}", "frying eggs{o}", "fried eggs{o}", lambda m: f" in the {m[0]}"),
+    "take_out_trash": ActivityType("takes out {o}", "taking out {o}", "took out {o}", _the, "the trash"),
+    "put_away_groceries": ActivityType(
+        "puts away {o}", "putting away {o}", "put away {o}", _the, "the groceries", False
+    ),
+    "water_plants": ActivityType("waters the plants{o}", "watering the plants{o}", "watered the plants", _pot_objects),
+    "wipe_table": ActivityType(
+        "wipes the table{o}", "wiping the table{o}", "wiped the table{o}", lambda m: f" with the {m[0]}"
+    ),
+    "set_table": ActivityType(
+        "sets the table{o}", "setting the table{o}", "set the table", lambda m: f" with {_the(m)}", "", False
+    ),
+}
+
+
+# ---- activity scripts ---------------------------------------------------------------------------------------------
+# A script step before timing: (kind, caption without "#C C ", mentions, drawing kwargs).
+Step = tuple[str, str, tuple[str, ...], dict[str, Any]]
+
+
+def _colour(rng: np.random.Generator, exclude: Sequence[str] = ()) -> str:
+    names = [c for c in COLOURS if c not in exclude]
+    return names[int(rng.integers(len(names)))]
+
+
+def _pick(rng: np.random.Generator, seq: Sequence[str], k: int) -> list[str]:
+    idx = rng.choice(len(seq), size=k, replace=False)
+    return [seq[int(i)] for i in idx]
+
+
+def _interleave(rng: np.random.Generator, *chains: list[Step]) -> list[Step]:
+    """Merge ordered chains in a random interleaving that keeps each chain's own order."""
+    chains_left = [list(c) for c in chains if c]
+    out: list[Step] = []
+    while chains_left:
+        weights = np.array([len(c) for c in chains_left], dtype=float)
+        i = int(rng.choice(len(chains_left), p=weights / weights.sum()))
+        out.append(chains_left[i].pop(0))
+        chains_left = [c for c in chains_left if c]
+    return out
+
+
+def _dish_things(rng: np.random.Generator, kinds: Sequence[str], k: int, place: str) -> list[Thing]:
+    combos = [(d, c) for d in kinds for c in COLOURS]
+    idx = rng.choice(len(combos), size=k, replace=False)
+    return [Thing(f"{combos[i][0]}:{combos[i][1]}", combos[i][0], COLOURS[combos[i][1]], place) for i in idx]
+
+
+def _name(t: Thing) -> str:
+    """'plate:red' -> 'red plate'."""
+    kind, colour = t.id.split(":")
+    return f"{colour} {kind}"
+
+
+def _make_tea(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    cup = Thing("cup:" + (c := _colour(rng)), "cup", COLOURS[c], "rack")
+    n = _name(cup)
+    kettle = [
+        ("tea.kettle_stove", "puts the kettle on the stove", (), {"obj": "kettle", "to": "stove"}),
+        ("tea.stove_on", "turns on the stove", (), {"at": "stove", "changes": (("stove", "on", True),)}),
+    ]
+    cupc = [
+        ("tea.take_cup", f"takes the {n} from the rack", (n,), {"obj": cup.id, "to": "counter"}),
+        (
+            "tea.bag",
+            f"puts a tea bag in the {n}",
+            (n,),
+            {"at": cup.id, "work": True, "changes": ((cup.id, "fill", "bag"),)},
+        ),
+    ]
+    steps = [("tea.fill_kettle", "fills the kettle with water", (), {"obj": "kettle", "to": "sink", "work": True})]
+    steps += _interleave(rng, kettle, cupc)
+    steps.append(
+        (
+            "tea.pour",
+            f"pours hot water into the {n}",
+            (n,),
+            {"obj": "kettle", "to": "counter", "work": True, "changes": ((cup.id, "fill", "tea"),)},
+        )
+    )
+    if rng.random() < 0.5:
+        steps.append(
+            ("tea.stove_off", "turns off the stove", (), {"at": "stove", "changes": (("stove", "on", False),)})
+        )
+    steps.append(("tea.carry", f"carries the {n} to the table", (n,), {"obj": cup.id, "to": "table"}))
+    return [cup], steps
+
+
+def _make_coffee(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    mug = Thing("mug:" + (c := _colour(rng)), "mug", COLOURS[c], "rack")
+    n = _name(mug)
+    things = [mug]
+    steps: list[Step] = [
+        ("coffee.on", "switches on the coffee machine", (), {"at": "machine", "changes": (("machine", "on", True),)}),
+        ("coffee.take_mug", f"takes the {n} from the rack", (n,), {"obj": mug.id, "to": "hand"}),
+        ("coffee.mug_under", f"puts the {n} under the coffee machine", (n,), {"obj": mug.id, "to": "machine"}),
+        (
+            "coffee.press",
+            "presses the button on the coffee machine",
+            (),
+            {"at": "machine", "work": True, "changes": ((mug.id, "fill", "coffee"),)},
+        ),
+    ]
+    if rng.random() < 0.5:
+        milk = Thing("milk", "milk", (245, 245, 245), "fridge")
+        things.append(milk)
+        steps += [
+            ("coffee.take_milk", "takes the milk from the fridge", (), {"obj": "milk", "to": "hand"}),
+            (
+                "coffee.pour_milk",
+                f"pours milk into the {n}",
+                (n,),
+                {"at": mug.id, "work": True, "changes": ((mug.id, "fill", "latte"),)},
+            ),
+            ("coffee.milk_back", "puts the milk back in the fridge", (), {"obj": "milk", "to": "fridge"}),
+        ]
+    steps.append(("coffee.carry", f"carries the {n} to the table", (n,), {"obj": mug.id, "to": "table"}))
+    return things, steps
+
+
+def _wash_dishes(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    dishes = _dish_things(rng, DISHES_TO_WASH, int(rng.integers(1, 4)), "table")
+    to_sink, scrub, to_rack = [], [], []
+    for d in dishes:
+        n = _name(d)
+        to_sink.append(("wash.to_sink", f"puts the {n} in the sink", (n,), {"obj": d.id, "to": "sink"}))
+        scrub.append(
+            (
+                "wash.scrub",
+                f"scrubs the {n} with the sponge",
+                (n,),
+                {"at": d.id, "work": True, "changes": ((d.id, "clean", True),)},
+            )
+        )
+        to_rack.append(("wash.to_rack", f"puts the {n} on the rack", (n,), {"obj": d.id, "to": "rack"}))
+    steps: list[Step] = [("wash.tap_on", "turns on the tap", (), {"at": "sink", "changes": (("sink", "water", True),)})]
+    if rng.random() < 0.5:  # one dish at a time
+        for a, b, c in zip(to_sink, scrub, to_rack, strict=True):
+            steps += [a, b, c]
+    else:  # all into the sink first
+        steps += to_sink + [s for pair in zip(scrub, to_rack, strict=True) for s in pair]
+    steps.append(("wash.tap_off", "turns off the tap", (), {"at": "sink", "changes": (("sink", "water", False),)}))
+    return dishes, steps
+
+
+def _set_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    items = _dish_things(rng, DISHES_TO_SET, int(rng.integers(2, 4)), "cupboard")
+    take = [
+        ("table.take", f"takes the {_name(t)} from the cupboard", (_name(t),), {"obj": t.id, "to": "hand"})
+        for t in items
+    ]
+    place = [
+        ("table.place", f"places the {_name(t)} on the table", (_name(t),), {"obj": t.id, "to": "table"}) for t in items
+    ]
+    steps: list[Step] = [
+        ("table.open", "opens the cupboard", (), {"at": "cupboard", "changes": (("cupboard", "open", True),)})
+    ]
+    if rng.random() < 0.5:
+        for a, b in zip(take, place, strict=True):
+            steps += [a, b]
+    else:
+        steps += take + place
+    steps.append(
+        ("table.close", "closes the cupboard", (), {"at": "cupboard", "changes": (("cupboard", "open", False),)})
+    )
+    return items, steps
+
+
+def _make_salad(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    bowl = Thing("bowl:" + (c := _colour(rng)), "bowl", COLOURS[c], "rack")
+    b = _name(bowl)
+    vegs = [Thing(v, v, (0, 0, 0), "fridge") for v in _pick(rng, VEGETABLES, int(rng.integers(2, 4)))]
+    board = Thing("board", "board", (0, 0, 0), "cupboard")
+    steps: list[Step] = [
+        ("salad.board", "puts the cutting board on the counter", (), {"obj": "board", "to": "counter"})
+    ]
+    chain_veg: list[Step] = []
+    for v in vegs:
+        chain_veg += [
+            ("salad.take", f"takes the {v.id} from the fridge", (v.id,), {"obj": v.id, "to": "hand"}),
+            (
+                "salad.cut",
+                f"cuts the {v.id} on the cutting board",
+                (v.id,),
+                {"obj": v.id, "to": "into:board", "work": True, "changes": ((v.id, "cut", True),)},
+            ),
+            (
+                "salad.to_bowl",
+                f"puts the {v.id} in the {b}",
+                (v.id, b),
+                {"obj": v.id, "to": f"into:{bowl.id}", "changes": ((bowl.id, "fill", v.id),)},
+            ),
+        ]
+    # the bowl is fetched at any point before the first vegetable goes in
+    first_in = next(i for i, s in enumerate(chain_veg) if s[0] == "salad.to_bowl")
+    pos = int(rng.integers(0, first_in + 1))
+    chain_veg.insert(pos, ("salad.take_bowl", f"takes the {b} from the rack", (b,), {"obj": bowl.id, "to": "table"}))
+    steps += chain_veg
+    steps.append(("salad.mix", f"mixes the salad in the {b}", (b,), {"at": bowl.id, "work": True}))
+    return [board, bowl, *vegs], steps
+
+
+def _fry_eggs(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    pan = Thing("pan:" + (c := _colour(rng)), "pan", COLOURS[c], "cupboard")
+    plate = Thing("plate:" + (c2 := _colour(rng)), "plate", COLOURS[c2], "rack")
+    p, q = _name(pan), _name(plate)
+    steps: list[Step] = [
+        ("fry.pan", f"puts the {p} on the stove", (p,), {"obj": pan.id, "to": "stove"}),
+        ("fry.burner", f"lights the burner under the {p}", (p,), {"at": "stove", "changes": (("stove", "on", True),)}),
+    ]
+    for _ in range(int(rng.integers(1, 3))):
+        steps.append(
+            (
+                "fry.crack",
+                f"cracks an egg into the {p}",
+                (p,),
+                {"at": pan.id, "work": True, "changes": ((pan.id, "fill", "egg"),)},
+            )
+        )
+    chain_a: list[Step] = []
+    if rng.random() < 0.6:
+        chain_a.append(("fry.stir", "stirs the eggs with the spatula", (), {"at": pan.id, "work": True}))
+    chain_b: list[Step] = [("fry.take_plate", f"takes the {q} from the rack", (q,), {"obj": plate.id, "to": "counter"})]
+    steps += _interleave(rng, chain_a, chain_b)
+    steps.append(
+        (
+            "fry.serve",
+            f"slides the eggs onto the {q}",
+            (q,),
+            {"at": pan.id, "changes": ((pan.id, "fill", None), (plate.id, "fill", "egg"), ("stove", "on", False))},
+        )
+    )
+    steps.append(("fry.pan_sink", f"puts the {p} in the sink", (p,), {"obj": pan.id, "to": "sink"}))
+    return [pan, plate], steps
+
+
+def _take_out_trash(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    bag = Thing("trash bag:" + (c := _colour(rng)), "trashbag", COLOURS[c], "bin")
+    n = _name(bag)
+    new = Thing("new bag", "newbag", (225, 225, 225), "door")
+    steps: list[Step] = [
+        ("trash.tie", f"ties the {n}", (n,), {"at": bag.id, "work": True, "changes": ((bag.id, "tied", True),)}),
+        ("trash.lift", f"lifts the {n} out of the bin", (n,), {"obj": bag.id, "to": "hand"}),
+        ("trash.carry", f"carries the {n} to the door", (n,), {"obj": bag.id, "to": "door"}),
+    ]
+    if rng.random() < 0.5:
+        steps.append(("trash.wash_hands", "washes the hands in the sink", (), {"at": "sink", "work": True}))
+    steps.append(("trash.new_bag", "puts a new bag in the bin", (), {"obj": "new bag", "to": "bin"}))
+    return [bag, new], steps
+
+
+def _put_away_groceries(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    items = _pick(rng, GROCERIES, int(rng.integers(2, 4)))
+    shop = Thing("shopping bag", "shopbag", (0, 0, 0), "door")
+    things = [shop] + [Thing(i, i, (0, 0, 0), "into:shopping bag") for i in items]
+    steps: list[Step] = [
+        ("groceries.bag", "puts the shopping bag on the counter", (), {"obj": "shopping bag", "to": "counter"})
+    ]
+    body: list[Step] = []
+    for i in items:
+        body += [
+            ("groceries.take", f"takes the {i} out of the shopping bag", (i,), {"obj": i, "to": "hand"}),
+            ("groceries.put", f"puts the {i} in the fridge", (i,), {"obj": i, "to": "fridge"}),
+        ]
+    first_put = next(k for k, s in enumerate(body) if s[0] == "groceries.put")
+    body.insert(
+        int(rng.integers(0, first_put + 1)),
+        ("groceries.open", "opens the fridge", (), {"at": "fridge", "changes": (("fridge", "open", True),)}),
+    )
+    steps += body
+    steps.append(
+        ("groceries.close", "closes the fridge", (), {"at": "fridge", "changes": (("fridge", "open", False),)})
+    )
+    return things, steps
+
+
+def _water_plants(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    colours = _pick(rng, list(COLOURS), int(rng.integers(1, 4)))
+    pots = [Thing(f"pot:{c}", "pot", COLOURS[c], "plants") for c in colours]
+    can = Thing("watering can", "can", (0, 0, 0), "counter")
+    steps: list[Step] = [
+        ("plants.fill", "fills the watering can at the sink", (), {"obj": "watering can", "to": "sink", "work": True})
+    ]
+    for pot in pots:
+        n = _name(pot)
+        steps.append(
+            (
+                "plants.water",
+                f"waters the plant in the {n}",
+                (n,),
+                {"obj": "watering can", "to": f"into:{pot.id}", "work": True, "changes": ((pot.id, "watered", True),)},
+            )
+        )
+    steps.append(
+        ("plants.put_can", "puts the watering can on the counter", (), {"obj": "watering can", "to": "counter"})
+    )
+    return [can, *pots], steps
+
+
+def _wipe_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    cloth = Thing("cloth:" + (c := _colour(rng)), "cloth", COLOURS[c], "rack")
+    n = _name(cloth)
+    steps: list[Step] = [
+        (
+            "wipe.wet",
+            f"wets the {n} at the sink",
+            (n,),
+            {"obj": cloth.id, "to": "sink", "work": True, "changes": ((cloth.id, "wet", True),)},
+        )
+    ]
+    for _ in range(int(rng.integers(1, 4))):
+        steps.append(
+            ("wipe.wipe", f"wipes the table with the {n}", (n,), {"obj": cloth.id, "to": "table", "work": True})
+        )
+    steps.append(("wipe.hang", f"hangs the {n} on the rack", (n,), {"obj": cloth.id, "to": "rack"}))
+    return [cloth], steps
+
+
+_SCRIPTS: dict[str, Callable[[np.random.Generator], tuple[list[Thing], list[Step]]]] = {
+    "make_tea": _make_tea,
+    "make_coffee": _make_coffee,
+    "wash_dishes": _wash_dishes,
+    "set_table": _set_table,
+    "make_salad": _make_salad,
+    "fry_eggs": _fry_eggs,
+    "take_out_trash": _take_out_trash,
+    "put_away_groceries": _put_away_groceries,
+    "water_plants": _water_plants,
+    "wipe_table": _wipe_table,
+}
+ACTIVITY_OF_KIND_PREFIX = {
+    "tea": "make_tea",
+    "coffee": "make_coffee",
+    "wash": "wash_dishes",
+    "table": "set_table",
+    "salad": "make_salad",
+    "fry": "fry_eggs",
+    "trash": "take_out_trash",
+    "groceries": "put_away_groceries",
+    "plants": "water_plants",
+    "wipe": "wipe_table",
+}
+
+
+# ---- the timeline -------------------------------------------------------------------------------------------------
+def _rng(seed_or_rng: int | Sequence[int] | np.random.Generator) -> np.random.Generator:
+    if isinstance(seed_or_rng, np.random.Generator):
+        return seed_or_rng
+    return np.random.default_rng(np.random.SeedSequence(seed_or_rng))
+
+
+def _quantize(t: float) -> float:
+    return round(t / TIME_QUANTUM) * TIME_QUANTUM
+
+
+def make_script(
+    seed_or_rng: int | Sequence[int] | np.random.Generator,
+    minutes: float,
+    *,
+    clip_seconds: float = 4.0,
+    segment_seconds: float = 40.0,
+    vid: str = "synth",
+) -> VideoScript:
+    """Draw one video's timeline of activities and actions, with its clip, segment and video text.
+
+    Args:
+        seed_or_rng: an int, a sequence of ints (fed to `numpy.random.SeedSequence`) or a Generator.
+        minutes: video length; the timeline fills it exactly and the last activity may be cut short.
+        clip_seconds: clip window; every action lasts more than one window and at most two.
+        segment_seconds: segment window; windows are [i, min(i + segment, duration)).
+        vid: the video id written in the ground truth.
+    """
+    if not minutes > 0:
+        raise ValueError(f"minutes must be positive, not {minutes}")
+    if not clip_seconds > 0 or not segment_seconds >= clip_seconds:
+        raise ValueError(f"need 0 < clip_seconds <= segment_seconds, got {clip_seconds} and {segment_seconds}")
+    rng = _rng(seed_or_rng)
+    duration = _quantize(minutes * 60.0)
+    if duration <= 0:
+        raise ValueError(f"minutes={minutes} is shorter than {TIME_QUANTUM} s")
+
+    # Action durations in quanta: strictly more than one clip window (so each action is the majority of some
+    # window) and at most two.
+    lo = math.floor(clip_seconds / TIME_QUANTUM) + 1
+    hi = max(lo, math.floor(2 * clip_seconds / TIME_QUANTUM))
+
+    activities: list[Activity] = []
+    actions: list[Action] = []
+    t = 0.0
+    names = list(_SCRIPTS)
+    bag: list[str] = []
+    last = ""
+    while t < duration:
+        # Activities come from a shuffled bag (every type once before any repeats), never twice in a row.
+        if not bag:
+            bag = [names[int(i)] for i in rng.permutation(len(names))]
+            if bag[0] == last:
+                bag.append(bag.pop(0))
+        name = bag.pop(0)
+        last = name
+        things, steps = _SCRIPTS[name](rng)
+        a_idx = len(activities)
+        a_start = t
+        complete = True
+        for i, (kind, text, mentions, draw) in enumerate(steps):
+            if t >= duration:
+                complete = False
+                break
+            d = int(rng.integers(lo, hi + 1)) * TIME_QUANTUM
+            end = min(t + d, duration)
+            role = "open" if i == 0 else "close" if i == len(steps) - 1 else "body"
+            at = draw.get("at", draw.get("obj"))
+            actions.append(
+                Action(
+                    start=t,
+                    end=end,
+                    activity=a_idx,
+                    kind=kind,
+                    caption=f"#C C {text}",
+                    role=role,
+                    mentions=tuple(mentions),
+                    obj=draw.get("obj"),
+                    at=at,
+                    to=draw.get("to"),
+                    work=bool(draw.get("work", False)),
+                    changes=tuple(draw.get("changes", ())),
+                )
+            )
+            t = end
+        if t >= duration and actions[-1].role != "close" and actions[-1].activity == a_idx:
+            complete = False
+        activities.append(Activity(name, a_start, t, tuple(things), complete))
+
+    script = VideoScript(vid, duration, clip_seconds, segment_seconds, activities, actions)
+    script.clips = _clips(script)
+    script.segments = _segments(script)
+    script.summary = summarize([s.description for s in script.segments])
+    return script
+
+
+def _clips(script: VideoScript) -> list[Clip]:
+    """One clip per window [k*clip, (k+1)*clip) (the last one cut at the end), captioned with its majority action."""
+    clips = []
+    starts = np.array([a.start for a in script.actions])
+    k = 0
+    while k * script.clip_seconds < script.duration:
+        s = k * script.clip_seconds
+        e = min((k + 1) * script.clip_seconds, script.duration)
+        i0 = max(int(np.searchsorted(starts, s, side="right")) - 1, 0)
+        best, best_overlap = i0, -1.0
+        for i in range(i0, len(script.actions)):
+            a = script.actions[i]
+            if a.start >= e:
+                break
+            overlap = min(a.end, e) - max(a.start, s)
+            if overlap > best_overlap:
+                best, best_overlap = i, overlap
+        clips.append(Clip(s, e, script.actions[best].caption, best))
+        k += 1
+    return clips
+
+
+def _segments(script: VideoScript) -> list[Segment]:
+    segs = []
+    i = 0
+    while i * script.segment_seconds < script.duration:
+        s = i * script.segment_seconds
+        e = min((i + 1) * script.segment_seconds, script.duration)
+        idx = tuple(k for k, c in enumerate(script.clips) if s <= c.start < e)
+        desc = describe_segment([script.clips[k].caption for k in idx])
+        segs.append(Segment(f"{script.vid}_{i:03d}", s, e, desc, idx))
+        i += 1
+    return segs
+
+
+# ---- text of the higher levels, from the text of the level below --------------------------------------------------
+@dataclass
+class _ParsedCaption:
+    activity: str
+    role: str
+    mentions: tuple[str, ...]
+
+
+def parse_caption(caption: str) -> _ParsedCaption:
+    """What a clip caption says: its activity type, role (open/body/close) and the key objects it names.
+
+    This reads the caption *text* only, which is what makes segment descriptions recoverable from clip captions.
+    """
+    for pattern, kind, role in _caption_patterns():
+        m = pattern.fullmatch(caption)
+        if m:
+            mentions = tuple(v for k, v in sorted(m.groupdict().items()) if v)
+            return _ParsedCaption(ACTIVITY_OF_KIND_PREFIX[kind.split(".")[0]], role, mentions)
+    raise ValueError(f"not a synthetic-world caption: {caption!r}")
+
+
+_PATTERNS: list[tuple[re.Pattern[str], str, str]] = []
+
+
+def _caption_patterns() -> list[tuple[re.Pattern[str], str, str]]:
+    if _PATTERNS:
+        return _PATTERNS
+    col = "|".join(COLOURS)
+    obj = rf"(?:{col}) (?:cup|mug|plate|bowl|glass|pan|pot|cloth|trash bag)"
+    veg = "|".join(VEGETABLES)
+    gro = "|".join(GROCERIES)
+    # (kind, role, regex with named groups m1, m2 for mentions, in caption order)
+    table = [
+        ("tea.fill_kettle", "open", "fills the kettle with water"),
+        ("tea.kettle_stove", "body", "puts the kettle on the stove"),
+        ("tea.stove_on", "body", "turns on the stove"),
+        ("tea.take_cup", "body", rf"takes the (?P<m1>(?:{col}) cup) from the rack"),
+        ("tea.bag", "body", rf"puts a tea bag in the (?P<m1>{obj})"),
+        ("tea.pour", "body", rf"pours hot water into the (?P<m1>{obj})"),
+        ("tea.stove_off", "body", "turns off the stove"),
+        ("tea.carry", "close", rf"carries the (?P<m1>(?:{col}) cup) to the table"),
+        ("coffee.on", "open", "switches on the coffee machine"),
+        ("coffee.take_mug", "body", rf"takes the (?P<m1>(?:{col}) mug) from the rack"),
+        ("coffee.mug_under", "body", rf"puts the (?P<m1>{obj}) under the coffee machine"),
+        ("coffee.press", "body", "presses the button on the coffee machine"),
+        ("coffee.take_milk", "body", "takes the milk from the fridge"),
+        ("coffee.pour_milk", "body", rf"pours milk into the (?P<m1>{obj})"),
+        ("coffee.milk_back", "body", "puts the milk back in the fridge"),
+        ("coffee.carry", "close", rf"carries the (?P<m1>(?:{col}) mug) to the table"),
+        ("wash.tap_on", "open", "turns on the tap"),
+        ("wash.to_sink", "body", rf"puts the (?P<m1>(?:{col}) (?:plate|bowl|glass|cup)) in the sink"),
+        ("wash.scrub", "body", rf"scrubs the (?P<m1>{obj}) with the sponge"),
+        ("wash.to_rack", "body", rf"puts the (?P<m1>(?:{col}) (?:plate|bowl|glass|cup)) on the rack"),
+        ("wash.tap_off", "close", "turns off the tap"),
+        ("table.open", "open", "opens the cupboard"),
+        ("table.take", "body", rf"takes the (?P<m1>{obj}) from the cupboard"),
+        ("table.place", "body", rf"places the (?P<m1>{obj}) on the table"),
+        ("table.close", "close", "closes the cupboard"),
+        ("salad.board", "open", "puts the cutting board on the counter"),
+        ("salad.take_bowl", "body", rf"takes the (?P<m1>(?:{col}) bowl) from the rack"),
+        ("salad.take", "body", rf"takes the (?P<m1>{veg}) from the fridge"),
+        ("salad.cut", "body", rf"cuts the (?P<m1>{veg}) on the cutting board"),
+        ("salad.to_bowl", "body", rf"puts the (?P<m1>{veg}) in the (?P<m2>{obj})"),
+        ("salad.mix", "close", rf"mixes the salad in the (?P<m1>{obj})"),
+        ("fry.pan", "open", rf"puts the (?P<m1>(?:{col}) pan) on the stove"),
+        ("fry.burner", "body", rf"lights the burner under the (?P<m1>{obj})"),
+        ("fry.crack", "body", rf"cracks an egg into the (?P<m1>{obj})"),
+        ("fry.stir", "body", "stirs the eggs with the spatula"),
+        ("fry.take_plate", "body", rf"takes the (?P<m1>(?:{col}) plate) from the rack"),
+        ("fry.serve", "body", rf"slides the eggs onto the (?P<m1>{obj})"),
+        ("fry.pan_sink", "close", rf"puts the (?P<m1>(?:{col}) pan) in the sink"),
+        ("trash.tie", "open", rf"ties the (?P<m1>{obj})"),
+        ("trash.lift", "body", rf"lifts the (?P<m1>{obj}) out of the bin"),
+        ("trash.carry", "body", rf"carries the (?P<m1>{obj}) to the door"),
+        ("trash.wash_hands", "body", "washes the hands in the sink"),
+        ("trash.new_bag", "close", "puts a new bag in the bin"),
+        ("groceries.bag", "open", "puts the shopping bag on the counter"),
+        ("groceries.take", "body", rf"takes the (?P<m1>{gro}) out of the shopping bag"),
+        ("groceries.put", "body", rf"puts the (?P<m1>{gro}) in the fridge"),
+        ("groceries.open", "body", "opens the fridge"),
+        ("groceries.close", "close", "closes the fridge"),
+        ("plants.fill", "open", "fills the watering can at the sink"),
+        ("plants.water", "body", rf"waters the plant in the (?P<m1>{obj})"),
+        ("plants.put_can", "close", "puts the watering can on the counter"),
+        ("wipe.wet", "open", rf"wets the (?P<m1>{obj}) at the sink"),
+        ("wipe.wipe", "body", rf"wipes the table with the (?P<m1>{obj})"),
+        ("wipe.hang", "close", rf"hangs the (?P<m1>{obj}) on the rack"),
+    ]
+    for kind, role, rx in table:
+        _PATTERNS.append((re.compile(r"#C C " + rx), kind, role))
+    return _PATTERNS
+
+
+def _activity_runs(captions: Sequence[str]) -> list[tuple[str, set[str], list[str]]]:
+    """Group consecutive captions of the same activity: (activity type, roles seen, key objects in order)."""
+    runs: list[tuple[str, set[str], list[str]]] = []
+    prev_role = ""
+    for cap in captions:
+        p = parse_caption(cap)
+        # a new run starts at a new activity type, or at an opening action after other actions (the same type
+        # again); an opening action may fill two windows in a row
+        if not runs or runs[-1][0] != p.activity or (p.role == "open" and prev_role != "open"):
+            runs.append((p.activity, set(), []))
+        prev_role = p.role
+        runs[-1][1].add(p.role)
+        for m in p.mentions:
+            if m not in runs[-1][2]:
+                runs[-1][2].append(m)
+    return runs
+
+
+def _sentence(phrases: Sequence[str]) -> str:
+    if len(phrases) == 1:
+        body = phrases[0]
+    else:
+        body = ", ".join(phrases[:-1]) + " and then " + phrases[-1]
+    return f"C {body}."
+
+
+def describe_segment(captions: Sequence[str]) -> str:
+    """The segment description of a window, from its clip captions alone.
+
+    Each activity is named with the key objects its captions mention, and as made whole ("makes tea"), finished
+    ("finishes making tea": its closing action is in the window but not its opening one), started or continued.
+    """
+    phrases = []
+    for name, roles, mentions in _activity_runs(captions):
+        form = {
+            (True, True): "full",
+            (False, True): "finish",
+            (True, False): "start",
+            (False, False): "continue",
+        }[("open" in roles, "close" in roles)]
+        phrases.append(ACTIVITY_TYPES[name].phrase(form, mentions))
+    return _sentence(phrases) if phrases else ""
+
+
+_SEG_FORMS = ("finishes", "starts", "continues")
+
+
+def summarize(descriptions: Sequence[str]) -> str:
+    """The video summary, from the segment descriptions alone: every activity once, in order, in the past tense."""
+    # Parse each description back into (activity type, form, mentions) and stitch activities cut by segment
+    # boundaries: "starts X" / "continues X" are followed by "continues X" / "finishes X".
+    acts: list[list[Any]] = []  # [name, mentions, open, closed]
+    for desc in descriptions:
+        for name, form, mentions in _parse_description(desc):
+            # the same type never runs twice in a row, so "finishes X" right after X is the same activity (its
+            # closing action may fill the last window of one segment and the first of the next)
+            cont = form in ("finish", "continue")
+            if cont and acts and acts[-1][0] == name:
+                cur = acts[-1]
+            else:
+                cur = [name, [], form in ("full", "start"), False]
+                acts.append(cur)
+            for m in mentions:
+                if m not in cur[1]:
+                    cur[1].append(m)
+            cur[3] = cur[3] or form in ("full", "finish")
+    phrases = []
+    for name, mentions, _opened, closed in acts:
+        at = ACTIVITY_TYPES[name]
+        m = mentions if at.summary_objects else []
+        phrases.append(at.phrase("past" if closed else "started", m))
+    return _sentence(phrases) if phrases else ""
+
+
+def _description_patterns() -> list[tuple[re.Pattern[str], str, str]]:
+    """Regexes that read one phrase of a segment description back: (pattern, activity type, form)."""
+    if _DESC_PATTERNS:
+        return _DESC_PATTERNS
+    for name, at in ACTIVITY_TYPES.items():
+        for form, tmpl in (
+            ("full", at.present),
+            ("finish", "finishes " + at.gerund),
+            ("start", "starts " + at.gerund),
+            ("continue", "continues " + at.gerund),
+        ):
+            rx = re.escape(tmpl).replace(re.escape("{o}"), r"(?P<o>.*)")
+            _DESC_PATTERNS.append((re.compile(rx), name, form))
+    return _DESC_PATTERNS
+
+
+_DESC_PATTERNS: list[tuple[re.Pattern[str], str, str]] = []
+# phrases are joined by ", " and " and then "; object lists use ", " too, so split only before a verb
+_FIRST_WORDS = sorted({t.present.split()[0] for t in ACTIVITY_TYPES.values()} | {"starts", "finishes", "continues"})
+_PHRASE_SPLIT = re.compile(r" and then |, (?=(?:" + "|".join(_FIRST_WORDS) + r") )")
+
+
+def _parse_description(desc: str) -> list[tuple[str, str, list[str]]]:
+    body = desc.removeprefix("C ").removesuffix(".")
+    parts = _PHRASE_SPLIT.split(body)
+    out = []
+    for part in parts:
+        for pattern, name, form in _description_patterns():
+            m = pattern.fullmatch(part)
+            if m:
+                out.append((name, form, _objects_back(m.group("o") or "")))
+                break
+        else:
+            raise ValueError(f"cannot parse segment phrase {part!r} in {desc!r}")
+    return out
+
+
+def _objects_back(text: str) -> list[str]:
+    """Key-object phrases from an object text such as ' in the blue cup' or 'the red plate and the green bowl'."""
+    found = re.findall(r"the ((?:(?:" + "|".join(COLOURS) + r") )?[a-z]+(?: bag)?)", text)
+    return [f for f in found if f not in ("dishes", "trash", "groceries")]
+
+
+@functools.cache
+def vocabulary() -> list[str]:
+    """Every word the ground truth can use (clip, segment and video text), sorted."""
+    words: set[str] = set()
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        s = make_script(rng, 2.0, vid="v")
+        for c in s.clips:
+            words.update(_words(c.caption))
+        for g in s.segments:
+            words.update(_words(g.description))
+        words.update(_words(s.summary))
+    words.update(COLOURS)
+    words.update(VEGETABLES)
+    words.update(GROCERIES)
+    return sorted(words)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[#a-z]+|[A-Z]+", text.replace(",", " ").replace(".", " "))
