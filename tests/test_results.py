@@ -194,3 +194,11 @@ def test_to_json_refuses_non_finite_free_form_values():
     r.decoding["temperature"] = float("inf")
     with pytest.raises(ValueError):
         r.to_json()
+
+
+def test_save_refuses_what_load_would_reject(tmp_path):
+    r = make_result(20.0)
+    r.levels = ["clip", "segment"]  # but it has a summary
+    with pytest.raises(ValueError, match="summary but levels"):
+        r.save(tmp_path / "captions.json")
+    assert not list(tmp_path.iterdir())

@@ -147,8 +147,17 @@ class CaptionResult:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write `captions.json` atomically (the file is either the old one or the whole new one)."""
+        """Write `captions.json` atomically (the file is either the old one or the whole new one).
+
+        Raises:
+            ValueError: when the result breaks the format's rules (e.g. a summary but `levels` without "video"),
+                so that nothing is written that `load` would refuse.
+        """
         path = Path(path)
+        try:
+            _parse(self.to_dict(), str(path))
+        except InputError as e:
+            raise ValueError(f"refusing to write an invalid captions file: {e}") from None
         fileio.write_text(path, self.to_json())
         logger.info("wrote %s", path)
         return path
