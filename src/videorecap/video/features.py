@@ -47,10 +47,10 @@ DEFAULT_CHUNK_WINDOWS = 225
 
 # ---- encoder plumbing -------------------------------------------------------------------------------------------
 def encoder_geometry(encoder: nn.Module) -> tuple[int, int, int]:
-    """(num_frames, image_size, width) of an encoder with a `cfg` (`EncoderConfig`)."""
-    cfg = getattr(encoder, "cfg", None)
+    """(num_frames, image_size, width) of an encoder with a `config` (or `cfg`) `EncoderConfig`."""
+    cfg = getattr(encoder, "config", None) or getattr(encoder, "cfg", None)
     if cfg is None:
-        raise ValueError("the encoder has no `cfg`; pass num_frames and image_size explicitly")
+        raise ValueError("the encoder has no `config`; pass num_frames and image_size explicitly")
     return int(cfg.num_frames), int(cfg.image_size), int(cfg.width)
 
 
@@ -320,7 +320,7 @@ def _extract_chunked(
             break  # a partial last chunk
     if partial_stop:
         logger.warning("%s: kept %d of %d windows", path, sum(len(p[0]) for p in parts), n)
-    width = encoder_geometry(encoder)[2] if hasattr(encoder, "cfg") else 0
+    width = encoder_geometry(encoder)[2]
     cls_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, width), np.float32)
     tok_all = None
     if all_tokens:
@@ -530,3 +530,46 @@ def segment_jobs(segments_file: str | os.PathLike[str], video_root: str | os.Pat
         video = root / f"{row['vid']}.mp4"
         jobs.append(FeatureJob(video, str(row["sid"]), float(row["start_sec"]), float(row["end_sec"])))
     return jobs
+
+
+def run_jobs(
+    jobs: Sequence[FeatureJob],
+    out_dir: str | os.PathLike[str],
+    encoder: nn.Module,
+    *,
+    progress: bool = False,
+    on_result: Callable[[JobResult], None] | None = None,
+    **kwargs: Any,
+) -> list[JobResult]:
+    """Run `extract_job` over `jobs` (this process's share), one bar per video and one overall (clips/s).
+
+    A failed video does not stop the others; `on_result` is called after each job (the CLI reports errors there).
+    Keyword arguments go to `extract_job`.
+    """
+    overall = None
+    if progress and len(jobs) > 1:
+        from tqdm import tqdm
+
+        overall = tqdm(total=len(jobs), desc="videos", unit="video", dynamic_ncols=True)
+    results = []
+    t0 = time.perf_counter()
+    clips = 0
+
+    def count(k: int) -> None:
+        nonlocal clips
+        clips += k
+        if overall is not None:
+            overall.set_postfix_str(f"{clips / max(time.perf_counter() - t0, 1e-9):.1f} clips/s", refresh=False)
+
+    try:
+        for job in jobs:
+            res = extract_job(job, out_dir, encoder, progress=progress, on_windows=count, **kwargs)
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+            if overall is not None:
+                overall.update(1)
+    finally:
+        if overall is not None:
+            overall.close()
+    return results

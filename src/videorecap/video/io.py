@@ -118,7 +118,9 @@ def video_stream(container: av.container.InputContainer, path: str | os.PathLike
         if s.disposition & av.stream.Disposition.attached_pic:
             continue  # an album-art still, not a video
         return s
-    kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+    kinds = sorted({s.type for s in container.streams})
+    if not kinds:
+        raise VideoError(f"{path}: no streams at all (an empty, zero-duration video)")
     raise VideoError(f"{path}: no video stream (the file has: {', '.join(kinds)})")
 
 
@@ -152,14 +154,14 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         duration, source = None, "stream"
         if stream.duration is not None and tb:
             duration = float(stream.duration * tb)
-        if not duration and container.duration:
-            # mkv/webm give no per-stream duration; the container's counts from its own start time
-            container_start = container.start_time / av.time_base if container.start_time is not None else 0.0
-            duration = container.duration / av.time_base - max(0.0, start_time - container_start)
-            source = "container"
         if not duration:
-            duration = _duration_from_packets(p, start_time)
+            # mkv/webm give no per-stream duration, and the container's may count from 0 or from its start time
+            # and include other streams: read the timestamps of the last packets instead (one seek near the end).
+            duration = _duration_from_tail(container, stream, start_time)
             source = "packets"
+        if not duration and container.duration:
+            duration = container.duration / av.time_base
+            source = "container"
     if width <= 0 or height <= 0:
         raise VideoError(f"{p}: video stream has no frame size")
     if not duration or not math.isfinite(duration) or duration <= 0:
@@ -231,19 +233,31 @@ def _fps(stream: av.video.stream.VideoStream) -> float:
     return 0.0
 
 
-def _duration_from_packets(path: Path, start_time: float) -> float:
+def _duration_from_tail(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, start_time: float
+) -> float:
+    """End of the last video packet (pts + duration) minus the start time; 0.0 when it cannot be found."""
+    tb = stream.time_base
+    if not tb:
+        return 0.0
     end = 0.0
-    with open_input(path) as container:
-        stream = video_stream(container, path)
-        tb = stream.time_base
+    if container.duration:
+        # Land on the last key frame; everything after it is demuxed (no decoding).
+        target = container.start_time or 0
+        target += container.duration
         try:
-            for packet in container.demux(stream):
-                if packet.pts is None or not tb:
-                    continue
-                t = float((packet.pts + (packet.duration or 0)) * tb) - start_time
-                end = max(end, t)
-        except av.error.FFmpegError as e:
-            raise VideoError(f"{path}: corrupt video ({_short(e)})") from None
+            container.seek(target, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            container.seek(0)
+    else:
+        container.seek(0)
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            end = max(end, float((packet.pts + (packet.duration or 0)) * tb) - start_time)
+    except av.error.FFmpegError:
+        pass  # a damaged tail: the reader reports it if the damaged part is needed
     return end
 
 

@@ -104,6 +104,8 @@ def make_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if not times:
+            container.start_encoding()  # a valid header with a video stream and no frames
     return path
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# CLIP's mean/std times 255 (the frames stay on the 0-255 scale).
+# The original's normalisation on the 0-255 scale: CLIP's mean/std times 255, except the red mean, which LaViLa
+# and Video ReCap set to 108.3272985 (CLIP's would be 122.77); the released weights were trained with it.
 CLIP_MEAN: tuple[float, float, float] = (108.3272985, 116.7460125, 104.09373615)
 CLIP_STD: tuple[float, float, float] = (68.5005327, 66.6321579, 70.32316305)
 

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from videorecap.errors import VideoError
+from videorecap.video.io import is_video_path, probe
+from videorecap.video.testing import make_audio_only, make_video, truncate
+
+
+@pytest.mark.parametrize(
+    "name, codec, pix_fmt, size",
+    [
+        ("h264.mp4", "libx264", "yuv420p", (32, 24)),
+        ("hevc10.mp4", "libx265", "yuv420p10le", (32, 24)),
+        ("vp9.webm", "libvpx-vp9", "yuv420p", (32, 24)),
+        ("yuv444.mov", "libx264", "yuv444p", (32, 24)),
+        ("h264_10bit.mkv", "libx264", "yuv420p10le", (32, 24)),
+        ("mpeg4.avi", "mpeg4", "yuv420p", (17, 9)),
+        ("ffv1_odd.mkv", "ffv1", "yuv444p", (17, 9)),
+    ],
+)
+def test_probe_containers_and_codecs(tmp_path: Path, name: str, codec: str, pix_fmt: str, size: tuple[int, int]):
+    p = make_video(tmp_path / name, duration=2, fps=5, size=size, codec=codec, pix_fmt=pix_fmt)
+    info = probe(p)
+    assert info.duration == pytest.approx(2.0, abs=0.21)
+    assert info.fps == pytest.approx(5.0, rel=0.05)
+    assert (info.width, info.height) == size
+    assert info.rotation == 0
+    assert info.pix_fmt == pix_fmt
+    assert info.start_time == pytest.approx(0.0, abs=1e-6)
+
+
+def test_probe_rotation_and_display_size(videos):
+    info = probe(videos["rot90"])
+    assert info.rotation == 90
+    assert (info.width, info.height) == (32, 16)
+    assert info.display_size == (16, 32)
+
+
+def test_probe_vfr_duration_from_timestamps(videos):
+    info = probe(videos["vfr"])
+    assert info.duration == pytest.approx(4.0, abs=0.2)
+    assert info.fps == pytest.approx(10.0, rel=0.1)
+
+
+def test_probe_start_time_offset(tmp_path: Path):
+    p = make_video(tmp_path / "offset.mkv", duration=2, fps=5, codec="ffv1", start_time=3.0)
+    info = probe(p)
+    assert info.start_time == pytest.approx(3.0, abs=0.01)
+    assert info.duration == pytest.approx(2.0, abs=0.25)
+
+
+def _one_line_error(path: Path, match: str) -> str:
+    with pytest.raises(VideoError, match=match) as ei:
+        probe(path)
+    msg = str(ei.value)
+    assert str(path) in msg and "\n" not in msg
+    return msg
+
+
+def test_not_a_video(tmp_path: Path):
+    p = tmp_path / "notes.mp4"
+    p.write_text("this is not a video\n" * 50)
+    _one_line_error(p, "not a readable video")
+
+
+def test_empty_file(tmp_path: Path):
+    p = tmp_path / "empty.mp4"
+    p.write_bytes(b"")
+    _one_line_error(p, "empty file")
+
+
+def test_missing_file_and_directory(tmp_path: Path):
+    _one_line_error(tmp_path / "nope.mp4", "no such file")
+    _one_line_error(tmp_path, "directory")
+
+
+def test_truncated_header(tmp_path: Path):
+    # mp4 writes its index at the end: half a file has no index at all
+    p = truncate(make_video(tmp_path / "cut.mp4", duration=3, fps=5), 0.5)
+    _one_line_error(p, "not a readable video")
+
+
+def test_audio_only(tmp_path: Path):
+    p = make_audio_only(tmp_path / "sound.m4a")
+    _one_line_error(p, "no video stream.*audio")
+
+
+@pytest.mark.parametrize("name, codec", [("zero.mp4", "libx264"), ("zero.mkv", "ffv1")])
+def test_zero_duration(tmp_path: Path, name: str, codec: str):
+    p = make_video(tmp_path / name, duration=0, codec=codec)
+    _one_line_error(p, "zero-duration|zero duration|not a readable")
+
+
+def test_is_video_path():
+    assert is_video_path("a/b.MP4") and is_video_path("x.webm") and is_video_path("y.mkv")
+    assert not is_video_path("notes.txt") and not is_video_path("frames.npy")
