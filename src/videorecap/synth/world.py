@@ -198,6 +198,12 @@ def _salad_objects(m: Sequence[str]) -> str:
     return (f" with {_the(veg)}" if veg else "") + (f" in the {bowl[0]}" if bowl else "")
 
 
+def _fry_objects(m: Sequence[str]) -> str:
+    pan = [x for x in m if x.endswith(" pan")]
+    plate = [x for x in m if x.endswith(" plate")]
+    return (f" in the {pan[0]}" if pan else "") + (f" for the {plate[0]}" if plate else "")
+
+
 def _pot_objects(m: Sequence[str]) -> str:
     return f" in {_the(m)}"
 
@@ -207,7 +213,7 @@ ACTIVITY_TYPES: dict[str, ActivityType] = {
     "make_coffee": ActivityType("makes coffee{o}", "making coffee{o}", "made coffee{o}", lambda m: f" in the {m[0]}"),
     "wash_dishes": ActivityType("washes {o}", "washing {o}", "washed {o}", _the, "the dishes", False),
     "make_salad": ActivityType("makes a salad{o}", "making a salad{o}", "made a salad", _salad_objects, "", False),
-    "fry_eggs": ActivityType("fries eggs{o}", "frying eggs{o}", "fried eggs{o}", lambda m: f" in the {m[0]}"),
+    "fry_eggs": ActivityType("fries eggs{o}", "frying eggs{o}", "fried eggs{o}", _fry_objects),
     "take_out_trash": ActivityType("takes out {o}", "taking out {o}", "took out {o}", _the, "the trash"),
     "put_away_groceries": ActivityType(
         "puts away {o}", "putting away {o}", "put away {o}", _the, "the groceries", False

@@ -1,0 +1,161 @@
+"""Rendering to mp4, the dataset files and the `synth make` command."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from videorecap.cli import main
+from videorecap.synth import render
+from videorecap.synth.make import make_dataset, make_video, split_counts
+from videorecap.synth.world import COLOURS, make_script
+
+
+def _decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_render_is_deterministic_and_has_every_frame(tmp_path: Path) -> None:
+    script = make_script(3, 0.5)
+    render.render_video(script, tmp_path / "a.mp4", size=64, fps=8)
+    render.render_video(script, tmp_path / "b.mp4", size=64, fps=8)
+    a, b = _decode(tmp_path / "a.mp4"), _decode(tmp_path / "b.mp4")
+    assert a.shape == (240, 64, 64, 3)
+    assert np.array_equal(a, b)
+    # the raw frames are what was encoded, up to compression
+    raw = np.stack(list(render.iter_frames(script, size=64, fps=8)))
+    assert np.abs(raw.astype(int) - a.astype(int)).mean() < 4
+    # and the picture moves: the hand walks, things are carried
+    moving = (np.abs(np.diff(raw.astype(int), axis=0)).sum(axis=(1, 2, 3)) > 0).mean()
+    assert moving > 0.5
+
+
+def test_colours_survive_h264_at_64px(tmp_path: Path) -> None:
+    cv = render._Canvas(64)
+    img = cv.background.copy()
+    centres = [(20 + 10 * (i % 3), 32 + 10 * (i // 3)) for i in range(len(COLOURS))]
+    for (x, y), colour in zip(centres, COLOURS.values(), strict=True):
+        render._draw_obj(cv, img, render._Obj("plate", colour, (x, y), "table"), x, y)
+    path = tmp_path / "c.mp4"
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=8)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        s.options = {"crf": "18", "preset": "veryfast"}
+        for _ in range(8):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    out = _decode(path)[-1].astype(int)
+    palette = np.array(list(COLOURS.values()))
+    for (x, y), name in zip(centres, COLOURS, strict=True):
+        patch = out[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0)
+        nearest = list(COLOURS)[int(np.argmin(((palette - patch) ** 2).sum(1)))]
+        assert nearest == name
+
+
+def test_split_counts() -> None:
+    assert split_counts(10) == {"train": 8, "val": 1, "test": 1}
+    assert split_counts(3) == {"train": 1, "val": 1, "test": 1}
+    assert split_counts(50) == {"train": 40, "val": 5, "test": 5}
+    assert split_counts(4, ("test",)) == {"test": 4}
+    assert split_counts({"train": 2, "test": 1}) == {"train": 2, "val": 0, "test": 1}
+    with pytest.raises(ValueError):
+        split_counts(2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synth")
+    world = make_dataset(out, videos={"train": 2, "val": 1, "test": 1}, minutes=1.0, seed=5, segment_seconds=20.0)
+    return out, world
+
+
+def test_dataset_files_are_plain_hcap(dataset: tuple[Path, dict]) -> None:
+    out, world = dataset
+    assert world == json.loads((out / "world.json").read_text())
+    assert world["counts"] == {"videos": 4, "clips": 60, "segments": 12, "per_split": {"train": 2, "val": 1, "test": 1}}
+    assert world["windows"] == {"clip_seconds": 4.0, "segment_seconds": 20.0}
+    assert world["vocabulary_size"] > 100
+    for split, vids in world["splits"].items():
+        clips = pickle.loads((out / f"clips_{split}.pkl").read_bytes())
+        segs = pickle.loads((out / f"segments_{split}.pkl").read_bytes())
+        videos = json.loads((out / f"videos_{split}.json").read_text())
+        assert [v["vid"] for v in videos] == vids
+        for vid in vids:
+            assert (out / "videos" / f"{vid}.mp4").is_file()
+        assert all(type(c) is tuple and len(c) == 4 and c[3].startswith("#C C ") for c in clips)
+        assert len(clips) == 15 * len(vids) and len(segs) == 3 * len(vids)
+        for s in segs:
+            assert set(s) == {
+                "vid",
+                "sid",
+                "start_sec",
+                "end_sec",
+                "segment_description",
+                "captions_pred",
+                "captions_gt",
+            }
+            inside = [list(c) for c in clips if c[0] == s["vid"] and s["start_sec"] <= c[1] < s["end_sec"]]
+            assert s["captions_pred"] == inside
+            assert s["captions_gt"] == [{"narration_text": c[3]} for c in inside]
+        for v in videos:
+            assert v["end_sec"] == 60.0
+            mine = [s["segment_description"] for s in segs if s["vid"] == v["vid"]]
+            assert v["segment_descriptions"] == v["segment_descriptions_pred"] == mine
+            assert v["video_summary"].startswith("C ")
+    # the project's own loaders read them too
+    from videorecap.data import hcap
+
+    assert len(hcap.load_clips(out / "clips_train.pkl")) == 30
+    assert len(hcap.load_segments(out / "segments_val.pkl")) == 3
+
+
+def test_same_seed_same_bytes_and_splits_independent(dataset: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = dataset
+    # more train videos: train grows, val and test are unchanged; ground truth is byte-identical
+    make_dataset(tmp_path, videos={"train": 3, "val": 1, "test": 1}, minutes=1.0, seed=5, segment_seconds=20.0)
+    for split in ("val", "test"):
+        for name in (f"clips_{split}.pkl", f"segments_{split}.pkl", f"videos_{split}.json"):
+            assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
+    old = pickle.loads((out / "clips_train.pkl").read_bytes())
+    new = pickle.loads((tmp_path / "clips_train.pkl").read_bytes())
+    assert new[: len(old)] == old and len(new) == len(old) * 3 // 2
+    # splits hold different videos
+    caps = {s: [c[3] for c in pickle.loads((out / f"clips_{s}.pkl").read_bytes())] for s in ("val", "test")}
+    assert caps["val"] != caps["test"]
+
+
+def test_make_video(tmp_path: Path) -> None:
+    script = make_video(tmp_path / "demo.mp4", seed=1, minutes=0.5, size=96, fps=4)
+    frames = _decode(tmp_path / "demo.mp4")
+    assert frames.shape == (120, 96, 96, 3)
+    assert script.vid == "synth_heldout_0000" and len(script.clips) == 8
+    assert make_video(tmp_path / "again.mp4", seed=1, minutes=0.5, size=96, fps=4).summary == script.summary
+
+
+def test_cli_make_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ds"
+    rc = main(["synth", "make", "-o", str(out), "--videos", "3", "--minutes", "0.5", "--segment-seconds", "10"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "wrote 3 videos (train 1, val 1, test 1)" in text and "real time" in text
+    assert json.loads((out / "world.json").read_text())["counts"]["segments"] == 9
+    for bad in (
+        ["--videos", "-2"],
+        ["--size", "31"],
+        ["--minutes", "0"],
+        ["--clip-seconds", "8", "--segment-seconds", "4"],
+    ):
+        rc = main(["synth", "make", "-o", str(tmp_path / "bad"), *bad])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert err.startswith("videorecap synth: error:") and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,132 @@
+"""The synthetic world's timeline and the three levels of text."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from videorecap.synth import world
+from videorecap.synth.world import ACTIVITY_OF_KIND_PREFIX, describe_segment, make_script, parse_caption, summarize
+
+
+@pytest.fixture(scope="module")
+def scripts() -> list[world.VideoScript]:
+    return [make_script(seed, 4.0, vid=f"v{seed}") for seed in range(12)]
+
+
+def test_every_clip_window_has_a_caption(scripts: list[world.VideoScript]) -> None:
+    for s in scripts:
+        assert s.duration == 240.0
+        assert len(s.clips) == 60
+        for k, c in enumerate(s.clips):
+            assert (c.start, c.end) == (k * 4.0, (k + 1) * 4.0)
+            assert c.caption.startswith("#C C ")
+            # the caption is the action covering most of the window
+            a = s.actions[c.action]
+            overlap = min(a.end, c.end) - max(a.start, c.start)
+            assert overlap >= 2.0  # a window holds at most two actions (each is longer than a window)
+            assert c.caption == a.caption
+
+
+def test_timeline_is_contiguous_and_every_action_is_captioned(scripts: list[world.VideoScript]) -> None:
+    for s in scripts:
+        assert s.actions[0].start == 0.0 and s.actions[-1].end == s.duration
+        for a, b in zip(s.actions, s.actions[1:], strict=False):
+            assert a.end == b.start
+        captioned = {c.action for c in s.clips}
+        # every action but a truncated last one is longer than a clip window, so it is some window's caption
+        assert set(range(len(s.actions) - 1)) <= captioned
+        for a in s.actions[:-1]:
+            assert 4.0 < a.end - a.start <= 8.0
+
+
+def test_defaults_give_enough_clips_and_segments(scripts: list[world.VideoScript]) -> None:
+    for s in scripts:
+        assert len(s.segments) >= 4
+        for g in s.segments:
+            assert len(g.clips) >= 8
+            assert g.end - g.start == 40.0
+
+
+def test_same_seed_same_truth_different_seed_different_truth() -> None:
+    a = pickle.dumps(make_script(7, 2.0).segment_rows(), protocol=4)
+    b = pickle.dumps(make_script(7, 2.0).segment_rows(), protocol=4)
+    c = pickle.dumps(make_script(8, 2.0).segment_rows(), protocol=4)
+    assert a == b
+    assert a != c
+    # a seed sequence and the equivalent generator give the same script
+    g = np.random.default_rng(np.random.SeedSequence([1, 2, 3]))
+    assert make_script(g, 2.0).summary == make_script([1, 2, 3], 2.0).summary
+
+
+def test_every_caption_parses_to_its_own_activity(scripts: list[world.VideoScript]) -> None:
+    for s in scripts:
+        for a in s.actions:
+            p = parse_caption(a.caption)
+            assert p.activity == s.activities[a.activity].name == ACTIVITY_OF_KIND_PREFIX[a.kind.split(".")[0]]
+            assert p.role == a.role
+            assert p.mentions == a.mentions
+
+
+def test_segment_descriptions_come_from_the_clip_captions(scripts: list[world.VideoScript]) -> None:
+    for s in scripts:
+        for g in s.segments:
+            caps = [s.clips[k].caption for k in g.clips]
+            assert g.description == describe_segment(caps)
+            assert g.description.startswith("C ") and g.description.endswith(".")
+            # it names every activity of its clips, in order, and every key object they mention
+            names = [s.activities[s.actions[s.clips[k].action].activity].name for k in g.clips]
+            runs = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
+            assert [name for name, _form, _m in world._parse_description(g.description)] == runs
+            for k in g.clips:
+                for m in s.actions[s.clips[k].action].mentions:
+                    assert m in g.description
+
+
+def test_partial_activities_are_started_and_finished() -> None:
+    caps = [
+        "#C C pours hot water into the blue cup",
+        "#C C carries the blue cup to the table",
+        "#C C turns on the tap",
+        "#C C puts the red plate in the sink",
+    ]
+    assert describe_segment(caps) == "C finishes making tea in the blue cup and then starts washing the red plate."
+    assert describe_segment(caps[:2]) == "C finishes making tea in the blue cup."
+    assert describe_segment(["#C C scrubs the red plate with the sponge"]) == "C continues washing the red plate."
+
+
+def test_summary_comes_from_the_segment_descriptions(scripts: list[world.VideoScript]) -> None:
+    for s in scripts:
+        assert s.summary == summarize([g.description for g in s.segments])
+        # every activity of the video once, in order
+        n = len(s.activities)
+        assert s.summary.count(",") + s.summary.count(" and then ") >= n - 1
+    descs = ["C makes tea in the blue cup and then starts washing the red plate.", "C finishes washing the green cup."]
+    assert summarize(descs) == "C made tea in the blue cup and then washed the dishes."
+
+
+def test_text_has_variety_and_a_small_vocabulary(scripts: list[world.VideoScript]) -> None:
+    clips = {c.caption for s in scripts for c in s.clips}
+    segs = {g.description for s in scripts for g in s.segments}
+    sums = {s.summary for s in scripts}
+    assert len(clips) > 100 and len(segs) > 50 and len(sums) == len(scripts)
+    vocab = world.vocabulary()
+    assert 100 < len(vocab) < 1000
+    for s in scripts[:3]:
+        for text in [c.caption for c in s.clips] + [g.description for g in s.segments] + [s.summary]:
+            assert set(world._words(text)) <= set(vocab)
+
+
+def test_windows_are_configurable() -> None:
+    s = make_script(0, 1.0, clip_seconds=2.0, segment_seconds=10.0)
+    assert len(s.clips) == 30 and len(s.segments) == 6
+    assert all(len(g.clips) == 5 for g in s.segments)
+    # a duration that is not a multiple of the windows ends with shorter windows
+    s = make_script(0, 0.75, clip_seconds=4.0, segment_seconds=40.0)
+    assert s.clips[-1].end == 45.0 and s.segments[-1].start == 40.0 and s.segments[-1].end == 45.0
+    with pytest.raises(ValueError):
+        make_script(0, 1.0, clip_seconds=8.0, segment_seconds=4.0)
+    with pytest.raises(ValueError):
+        make_script(0, -1.0)
