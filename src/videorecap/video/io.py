@@ -148,7 +148,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         height = first.height or (ctx.height if ctx else 0)
         pix_fmt = first.format.name if first.format is not None else (ctx.pix_fmt or "unknown")
 
-        fps = _fps(stream)
+        fps = _fps(stream)  # before the duration: used there
         num_frames = int(stream.frames) if stream.frames else None
 
         duration, source = None, "stream"
@@ -159,6 +159,15 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
             # and include other streams: read the timestamps of the last packets instead (one seek near the end).
             duration = _duration_from_tail(container, stream, start_time)
             source = "packets"
+            if container.duration:
+                # A header that claims clearly more than the packets hold: a truncated file. Keep the claim, so the
+                # reader reports the missing part instead of silently giving a shorter video.
+                claimed = container.duration / av.time_base
+                cstart = (container.start_time or 0) / av.time_base
+                claimed_end = min(claimed, cstart + claimed)  # mkv counts its duration from 0, others from start
+                if start_time + duration < claimed_end - max(1.0, 3 / fps if fps > 0 else 0.0):
+                    duration = claimed_end - start_time
+                    source = "container"
         if not duration and container.duration:
             duration = container.duration / av.time_base
             source = "container"

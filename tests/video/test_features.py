@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from videorecap import cli
+from videorecap.video.features import (
+    FeatureJob,
+    collect_videos,
+    extract_features,
+    extract_job,
+    run_jobs,
+    video_jobs,
+)
+from videorecap.video.testing import make_audio_only, make_video, truncate
+
+
+class MeanEncoder(nn.Module):
+    """Stand-in encoder: token t = per-frame channel means, CLS = their mean. Counts the windows it sees."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(num_frames=4, image_size=16, width=3)
+        self.seen = 0
+        self.fail_after = fail_after
+
+    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        if self.fail_after is not None and self.seen >= self.fail_after:
+            raise KeyboardInterrupt  # the run is killed
+        self.seen += x.shape[0]
+        tok = x.mean(dim=(3, 4)).permute(0, 2, 1)  # (B, T, 3)
+        out = torch.cat([tok.mean(1, keepdim=True), tok], 1)  # (B, 1 + T, 3)
+        return out[:, 0] if cls_only else out
+
+
+def test_features_one_row_per_4s_window(videos):
+    f = extract_features(videos["cfr"], MeanEncoder(), batch_size=2)
+    assert f.shape == (3, 3) and f.dtype == np.float32  # ceil(10 / 4)
+    # the pattern brightens over time: later windows have larger features
+    assert np.all(np.diff(f[:, 0]) > 0)
+
+
+def test_features_with_the_real_tiny_encoder(videos):
+    from videorecap.config import RecapConfig
+    from videorecap.model.encoder import VideoEncoder
+
+    enc = VideoEncoder(RecapConfig.from_name("recap-tiny").encoder)
+    f = extract_features(videos["long"], enc, batch_size=3)
+    assert f.shape == (math.ceil(30 / 4), enc.config.width) and f.dtype == np.float32
+    tokens = extract_features(videos["long"], enc, batch_size=3, all_tokens=True)
+    assert tokens.shape == (8, enc.config.num_tokens, enc.config.width)
+    np.testing.assert_allclose(tokens[:, 0], f, rtol=1e-5, atol=1e-5)
+    # batching does not change the result
+    np.testing.assert_allclose(extract_features(videos["long"], enc, batch_size=1), f, rtol=1e-5, atol=1e-5)
+
+
+def test_interrupted_video_resumes_from_chunks(videos, tmp_path: Path):
+    chunks = tmp_path / "chunks"
+    full = extract_features(videos["long"], MeanEncoder(), batch_size=2)  # 8 windows
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(videos["long"], MeanEncoder(fail_after=4), batch_size=2, chunk_dir=chunks, chunk_windows=2)
+    assert sorted(p.name for p in chunks.glob("long.c*.npy")) == ["long.c00000.npy", "long.c00001.npy"]
+    again = MeanEncoder()
+    resumed = extract_features(videos["long"], again, batch_size=2, chunk_dir=chunks, chunk_windows=2)
+    assert again.seen == 4  # only the missing half was encoded
+    np.testing.assert_array_equal(resumed, full)
+    assert not list(chunks.glob("long.*"))  # cleaned up
+
+
+def test_extract_job_atomic_skip_and_segments(videos, tmp_path: Path):
+    out = tmp_path / "out"
+    job = FeatureJob(videos["cfr"], "cfr")
+    r = extract_job(job, out, MeanEncoder())
+    assert r.status == "done" and r.windows == 3
+    assert np.load(out / "cfr.npy").shape == (3, 3)
+    assert extract_job(job, out, MeanEncoder()).status == "skipped"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    seg = extract_job(FeatureJob(videos["long"], "sid7", 2.0, 20.0), out, MeanEncoder())
+    assert seg.status == "done" and np.load(out / "sid7.npy").shape == (45, 3)  # at least 45 windows
+
+
+def test_bad_videos_fail_alone(tmp_path: Path):
+    d = tmp_path / "in"
+    make_video(d / "good.mp4", duration=5, fps=4)
+    (d / "notes.txt").write_text("not a video")  # ignored: not a video name
+    (d / "fake.mp4").write_text("not a video either")
+    (d / "empty.mkv").write_bytes(b"")
+    make_audio_only(d / "audio.mp4")
+    truncate(make_video(d / "cut.mkv", duration=20, fps=5, codec="ffv1"), 0.5)
+    make_video(d / "tiny.mkv", duration=1, fps=4, size=(17, 9), codec="ffv1")
+    make_video(d / "portrait.mp4", duration=2, fps=4, size=(16, 32))
+    make_video(d / "tenbit.mp4", duration=2, fps=4, codec="libx265", pix_fmt="yuv420p10le")
+    jobs = video_jobs(collect_videos([d]))
+    assert sorted(j.key for j in jobs) == ["audio", "cut", "empty", "fake", "good", "portrait", "tenbit", "tiny"]
+    results = {r.job.key: r for r in run_jobs(jobs, tmp_path / "out", MeanEncoder())}
+    assert {k for k, r in results.items() if r.status == "done"} == {"good", "tiny", "portrait", "tenbit"}
+    for key, what in [
+        ("fake", "not a readable"),
+        ("empty", "empty"),
+        ("audio", "no video stream"),
+        ("cut", "truncated"),
+    ]:
+        err = results[key].error
+        assert results[key].status == "failed" and what in err and key in err and "\n" not in err
+    assert np.load(tmp_path / "out" / "tiny.npy").shape == (1, 3)  # shorter than a window: one window
+    # keep-partial keeps the windows decoded before the damage
+    r = extract_job(FeatureJob(d / "cut.mkv", "cut"), tmp_path / "out", MeanEncoder(), allow_partial=True)
+    assert r.status == "done" and 0 < r.windows < 5
+
+
+def test_cli_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    d = tmp_path / "in"
+    make_video(d / "a.mp4", duration=9, fps=4)
+    make_video(d / "b.webm", duration=3, fps=4, codec="libvpx-vp9")
+    (d / "broken.mp4").write_bytes(b"\x00" * 100)
+    out = tmp_path / "feats"
+    argv = ["features", str(d), "-o", str(out), "--random-encoder", "recap-tiny", "--no-progress"]
+    assert cli.main(argv) == 2
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    errors = [line for line in cap.err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "broken.mp4" in errors[0]
+    assert "2 done" in cap.out
+    assert np.load(out / "a.npy").shape == (3, 32) and np.load(out / "b.npy").shape == (1, 32)
+    # started again: finished videos are skipped
+    assert cli.main(argv) == 2
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+    # a missing input is a one-line user error
+    assert cli.main(["features", str(tmp_path / "nope"), "-o", str(out), "--random-encoder", "recap-tiny"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_shards_across_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    d = tmp_path / "in"
+    for name in "abcd":
+        make_video(d / f"{name}.mp4", duration=2, fps=4)
+    outs = []
+    for rank in range(2):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        out = tmp_path / f"out{rank}"
+        assert cli.main(["features", str(d), "-o", str(out), "--random-encoder", "recap-tiny", "--no-progress"]) == 0
+        outs.append({p.stem for p in out.glob("*.npy")})
+    assert outs[0] | outs[1] == {"a", "b", "c", "d"} and not outs[0] & outs[1]
+    assert len(outs[0]) == 2
