@@ -1,0 +1,147 @@
+"""The training loop: it learns, it resumes bit for bit, its schedule and parameter groups are the original's."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import corpus
+from videorecap.config import RecapConfig
+from videorecap.data import datasets
+from videorecap.data.collate import Collator
+from videorecap.model.recap import VideoRecap
+from videorecap.tokenizer import Tokenizer
+from videorecap.train.loop import LevelData, StepInfo, TrainArgs, train_stage
+from videorecap.train.optim import CosineSchedule, param_groups
+
+
+def _setup(root: Path, level: str = "segment", n: int | None = None, **overrides):
+    tok = Tokenizer.train_word_level(corpus())
+    torch.manual_seed(0)
+    cfg = RecapConfig.from_name("recap-tiny", level=level, **overrides)
+    model = VideoRecap(cfg)
+    files = {"segment": "segments_train.pkl", "video": "videos_train.json"}
+    ds = datasets.for_config(level, root / "annotations" / files[level], cfg, feature_dir=root / "features")
+    if n is not None:
+        ds.rows = ds.rows[:n]
+    col = Collator(tok, max_caption_tokens=16, max_text_tokens=64)
+    return model, LevelData(level, ds, col), tok
+
+
+def _fixed_loss(model, data: LevelData) -> float:
+    batch = data.collate([data.train[i] for i in range(len(data.train))])
+    model.eval()
+    with torch.no_grad():
+        loss, _ = model(
+            data.level,
+            batch["caption_ids"],
+            video=batch["video"],
+            video_mask=batch["video_mask"],
+            text_ids=batch["text_ids"],
+            text_mask=batch["text_mask"],
+        )
+    model.train()
+    return float(loss)
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch(hcap_root, tmp_path):
+    model, data, tok = _setup(hcap_root, n=4)
+    before = _fixed_loss(model, data)
+    args = TrainArgs(name="segment", levels=["segment"], max_steps=1, batch_size=4, lr=1e-2, warmup_steps=0)
+    final = train_stage(model, [data], args, tmp_path / "out", tokenizer=tok)
+    after = _fixed_loss(model, data)
+    assert after < before - 1e-3
+    assert (final / "model.safetensors").is_file()
+    records = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert records[0]["step"] == 1 and "train/segment/loss" in records[0] and "samples_per_s" in records[0]
+
+
+def test_a_few_hundred_steps_reproduce_the_captions(hcap_root, tmp_path):
+    # a handful of segments, everything trainable, no dropout: the model must learn them by heart
+    overrides = {"train_decoder": True, "train_aligner": True}
+    model, data, tok = _setup(hcap_root, n=3, **overrides)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    args = TrainArgs(
+        name="segment",
+        levels=["segment"],
+        max_steps=250,
+        batch_size=3,
+        lr=3e-3,
+        lr_end=1e-4,
+        warmup_steps=10,
+        weight_decay=0.0,
+    )
+    train_stage(model, [data], args, tmp_path / "out", tokenizer=tok)
+    model.eval()
+    samples = [data.train[i] for i in range(3)]
+    batch = data.collate(samples)
+    ids = model.generate(
+        "segment",
+        video=batch["video"],
+        video_mask=batch["video_mask"],
+        text_ids=batch["text_ids"],
+        text_mask=batch["text_mask"],
+    )
+    assert [tok.decode(x) for x in ids] == [s["caption"] for s in samples]
+
+
+def _run(root: Path, out: Path, crash_at: int | None = None) -> VideoRecap:
+    model, data, tok = _setup(root)
+    args = TrainArgs(
+        name="segment", levels=["segment"], epochs=3, batch_size=2, accumulation=1, lr=1e-3, warmup_steps=2
+    )
+
+    def crash(info: StepInfo) -> None:
+        if crash_at is not None and info.step == crash_at:
+            raise KeyboardInterrupt("simulated kill")
+
+    train_stage(model, [data], args, out, seed=3, checkpoint_every=2, tokenizer=tok, on_step=crash)
+    return model
+
+
+def test_kill_and_resume_is_bit_exact(hcap_root, tmp_path):
+    ref = _run(hcap_root, tmp_path / "ref")
+    # crash after iteration 5: the last checkpoint is at 4, so iteration 5 is redone (with the same dropout)
+    with pytest.raises(KeyboardInterrupt):
+        _run(hcap_root, tmp_path / "crash", crash_at=5)
+    assert not (tmp_path / "crash" / "final").exists()
+    state = torch.load(tmp_path / "crash" / "last" / "train_state.pt", weights_only=True)
+    assert state["step"] == 4
+    resumed = _run(hcap_root, tmp_path / "crash")
+    a, b = ref.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run ended with different weights"
+    # the log of the resumed run has each step once, in order
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "crash" / "log.jsonl").read_text().splitlines())]
+    assert steps == sorted(set(steps)) == list(range(1, len(steps) + 1))
+
+
+def test_cosine_schedule_is_the_originals():
+    s = CosineSchedule(lr=3e-5, lr_end=1e-5, total_steps=15, warmup_steps=1, lr_start=1e-6)
+    assert s(0) == pytest.approx(3e-5)  # a one-iteration warm-up ends at the peak
+    w = CosineSchedule(lr=1.0, lr_end=0.0, total_steps=10, warmup_steps=5, lr_start=0.0)
+    assert [w(i) for i in range(5)] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert w(5 + 5 - 1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 5)))
+    # the segment stage of the original: epochs 5..15 of a 15-epoch curve, no warm-up left
+    seg = CosineSchedule(lr=3e-5, lr_end=1e-5, total_steps=15, warmup_steps=1, lr_start=1e-6, offset_steps=5)
+    assert seg(0) == pytest.approx(1e-5 + 1e-5 * (1 + math.cos(math.pi * 4 / 14)))
+    assert 2.5e-5 < seg(0) < 2.7e-5
+
+
+def test_parameter_groups_follow_the_original():
+    model = VideoRecap(RecapConfig.from_name("recap-tiny", level="segment"))
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    d = {names[id(p)] for p in decay["params"]}
+    nd = {names[id(p)] for p in no_decay["params"]}
+    assert "video_queries" in d and "text_queries" in d  # the learned queries do get decay
+    assert all("bias" not in n and "ln" not in n for n in d)
+    assert any(n.endswith("ln_1.weight") for n in nd) and any(n.endswith(".bias") for n in nd)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert d | nd == trainable and not d & nd
