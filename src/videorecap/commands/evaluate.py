@@ -1,0 +1,168 @@
+"""Evaluate a model on a validation split: generate each level's captions and score them as the paper does.
+
+MODEL is a checkpoint folder (ReCap-U or one level) or a folder holding clip/ segment/ video/ checkpoints. DATA is a
+folder with the Ego4D-HCap files of the split (clips_val.pkl, segments_val.pkl, videos_val.json), and by default
+DATA/features (CLS features {vid}.npy; all-token clip features {vid}.tokens.npy) and DATA/videos ({vid}.mp4).
+
+Each level is evaluated on its own, from the previous level's text as stored in the files (captions_pred,
+segment_descriptions_pred), ground truth or generated: the output says which. The clip level reads all-token
+features when every clip video has them, else decodes the videos (--clip-input to choose).
+
+Prints the paper's table (CIDEr / ROUGE-L / METEOR per level, x100) and BLEU-1..4, and writes OUT/results.json and
+OUT/predictions_<level>.jsonl (readable by `videorecap score`). An interrupted run started again continues where it
+stopped; a level finished with the same settings is not generated again (its scores are recomputed).
+
+The original's protocol: --original-settings = --clip-every 100 (clips_val[::100], 1 % of the clip items)
+--max-tokens clip=77,segment=77,video=120 (video=100 for a ReCap-U model, as eval_unified.py) --grid-fps 30.
+By default every clip item is evaluated and the model's own token limits are used.
+
+examples:
+  videorecap evaluate models/videorecap data/ego4d-hcap
+  videorecap evaluate videorecap_unified/ data/ --original-settings --level all -o eval/unified
+  videorecap evaluate models/clip data/synth --level clip --metrics cider,rouge_l --limit 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from videorecap.errors import InputError
+
+HELP = "generate captions on a validation split and score them (the paper's table)"
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from videorecap.metrics.normalize import PROTOCOLS
+    from videorecap.metrics.scorers import METRICS
+
+    p.add_argument("model", metavar="MODEL", help="checkpoint folder, or a folder with clip/ segment/ video/")
+    p.add_argument("data", metavar="DATA", help="folder with the split's clips_/segments_/videos_ files")
+    p.add_argument("-o", "--output", type=Path, help="output folder (default: MODEL/eval-<split>/ when writable)")
+    w = p.add_argument_group("what to evaluate")
+    w.add_argument("--level", default="all", help="clip, segment, video, a comma list, or all (default: every level "
+                   "the model has)")  # fmt: skip
+    w.add_argument("--split", default="val", choices=["val", "test", "train"], help="(default: val)")
+    w.add_argument("--features", type=Path, help="feature folder (default: DATA/features)")
+    w.add_argument("--videos", type=Path, help="video folder for the clip level (default: DATA/videos)")
+    w.add_argument("--clip-input", choices=["auto", "tokens", "pixels"], default="auto",
+                   help="clip level from all-token features or from pixels (default: tokens when present)")  # fmt: skip
+    w.add_argument("--video-ext", default=".mp4", help="suffix of the video files (default: .mp4)")
+    w.add_argument("--grid-fps", type=float, help="sample clip frames on a fixed frame grid (30 = the original)")
+    w.add_argument("--clip-every", type=int, help="evaluate every n-th clip item (100 = the original; default: 1)")
+    w.add_argument("--limit", type=int, help="evaluate only the first N items of each level")
+    w.add_argument("--original-settings", action="store_true",
+                   help="the original eval scripts: --clip-every 100, --max-tokens clip=77,segment=77,video=120 "
+                   "(video=100 for ReCap-U), --grid-fps 30; explicit flags still win")  # fmt: skip
+    s = p.add_argument_group("scoring")
+    s.add_argument("--protocol", choices=PROTOCOLS, default="original", help="text normalisation (default: original)")
+    s.add_argument("--metrics", type=_csv, default=list(METRICS),
+                   help=f"comma-separated subset of {','.join(METRICS)} (default: all)")  # fmt: skip
+    s.add_argument("--java", help="java executable for METEOR / --protocol coco (default: from PATH)")
+    d = p.add_argument_group("decoding")
+    d.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy", help="(default: greedy)")
+    d.add_argument("--num-beams", type=int, default=5, help="beam search width (default: 5)")
+    d.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default: 1.0)")
+    d.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    d.add_argument("--top-k", type=int, default=0, help="sampling: keep the k most likely tokens (0 = all)")
+    d.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass (default: 1.0)")
+    d.add_argument("--seed", type=int, help="sampling seed (reproducible sampling)")
+    d.add_argument("--max-tokens", help="max new tokens: N for every level, or e.g. clip=77,segment=77,video=120 "
+                   "(default: the model's)")  # fmt: skip
+    r = p.add_argument_group("running")
+    r.add_argument("--batch-size", type=int, default=8, help="items per batch (default: 8)")
+    r.add_argument("--workers", type=int, default=0, help="background data loading workers (default: 0)")
+    r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def default_output(model: Path, split: str) -> Path:
+    """MODEL/eval-<split>/ when that can be written; otherwise the user must give -o."""
+    out = model / f"eval-{split}"
+    target = out if out.exists() else model
+    if not (model.is_dir() and os.access(target, os.W_OK | os.X_OK)):
+        raise InputError(f"{target}: cannot write the results there; give an output folder with -o OUT")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens
+    from videorecap.generate import DecodeConfig
+    from videorecap.pipeline import Captioner
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        decode = DecodeConfig(
+            strategy=args.strategy,
+            num_beams=args.num_beams,
+            length_penalty=args.length_penalty,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    model_dir = Path(args.model)
+    data_dir = Path(args.data)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such data folder")
+    captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer)
+    levels = parse_levels(args.level, captioner.levels)
+
+    max_tokens: dict[str, int] = {}
+    clip_every, grid_fps = args.clip_every, args.grid_fps
+    if args.original_settings:
+        unified = {lv: captioner.model(lv).config.level == "unified" for lv in levels}
+        max_tokens = {"clip": 77, "segment": 77, "video": 100 if unified.get("video") else 120}
+        clip_every = 100 if clip_every is None else clip_every
+        grid_fps = 30.0 if grid_fps is None else grid_fps
+    if args.max_tokens:
+        max_tokens.update(parse_max_tokens(args.max_tokens))
+    opts = EvalOptions(
+        levels=levels,
+        split=args.split,
+        features_dir=args.features,
+        videos_dir=args.videos,
+        clip_input=args.clip_input,
+        clip_every=1 if clip_every is None else clip_every,
+        limit=args.limit,
+        max_new_tokens={lv: n for lv, n in max_tokens.items() if lv in levels},
+        decode=decode,
+        protocol=args.protocol,
+        metrics=tuple(args.metrics),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        grid_fps=grid_fps,
+        video_ext=args.video_ext,
+        device=device,
+        java=args.java,
+        progress=not args.no_progress,
+    )
+    out = args.output if args.output is not None else default_output(model_dir, args.split)
+    report = evaluate(captioner, data_dir, out, opts)
+
+    print(report.table)
+    print()
+    for lv, lr in report.levels.items():
+        counts = report.results["levels"][lv]["counts"]
+        every = f", every {opts.clip_every}th" if lv == "clip" and opts.clip_every > 1 else ""
+        line = (
+            f"{lv}: {counts['evaluated']} of {counts['rows_in_file']} items{every} from {lr.data_file.name} "
+            f"({lr.inputs}, max {lr.max_new_tokens} tokens); {counts['scored']} scored"
+        )
+        if lr.generated < counts["evaluated"]:
+            line += f"; {counts['evaluated'] - lr.generated} reused from an earlier run"
+        if lr.previous_text is not None:
+            line += f"; input text: {lr.previous_text['field']} ({lr.previous_text['holds']})"
+        print(line)
+    print(f"protocol {opts.protocol}; wrote {out / 'results.json'} and predictions_<level>.jsonl")
+    return 0
