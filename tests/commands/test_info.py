@@ -137,3 +137,10 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "checkpoint folder, or a preset" in out and "--json" in out
+
+
+def test_presets_registered_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    # recap-synth registers itself on first use through RecapConfig.from_name
+    info = _json(capsys, "recap-synth", "--level", "segment")
+    assert (info["name"], info["level"]) == ("recap-synth", "segment")
+    assert info["tokenizer"]["bos_id"] == 1

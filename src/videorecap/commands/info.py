@@ -29,7 +29,9 @@ _LEVEL_CHOICES = ("clip", "segment", "video", "unified")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help=f"checkpoint folder, or a preset: {', '.join(list_presets())}")
+    parser.add_argument(
+        "model", metavar="MODEL", help="checkpoint folder, or a preset name (e.g. recap-base, recap-tiny, recap-synth)"
+    )
     parser.add_argument(
         "--level", choices=_LEVEL_CHOICES, default=None, help="level of a preset (default: the preset's own)"
     )
@@ -71,13 +73,13 @@ def model_info(model: str, *, level: str | None = None) -> dict[str, Any]:
         info["meta"] = meta
         info["files"] = files
         return info
-    if model not in list_presets():
-        raise InputError(
-            f"{model}: no such checkpoint folder, and not a preset (known presets: {', '.join(list_presets())})"
-        )
     try:
+        # from_name also registers presets defined elsewhere on first use (recap-synth)
         cfg = RecapConfig.from_name(model, **({"level": level} if level else {}))
     except ValueError as e:
+        if model not in list_presets():
+            known = ", ".join(list_presets())
+            raise InputError(f"{model}: no such checkpoint folder, and not a preset (known presets: {known})") from e
         raise InputError(f"{model}: {e}") from e
     info = {"source": "preset", "preset": model}
     info.update(_recap_info(cfg))
