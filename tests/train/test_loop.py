@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from traindata import corpus
 
-from conftest import corpus
 from videorecap.config import RecapConfig
 from videorecap.data import datasets
 from videorecap.data.collate import Collator

@@ -1,0 +1,66 @@
+"""Train Video ReCap (or ReCap-U) from a recipe: the whole curriculum in one command.
+
+A recipe (YAML, see configs/ and docs/training.md) names the data, the model and the stages. For Video ReCap the
+command runs: the clip stage; clip captions of every train/val video written into a copy of the segment files; the
+segment stage (initialised from the clip model); segment descriptions written into a copy of the video files; the
+video stage. Every step is skipped when its outputs are complete and a stage resumes from its last checkpoint, so
+an interrupted run started again with the same command continues where it stopped.
+
+Multi-GPU / multi-process: `torchrun --nproc_per_node=N -m videorecap train recipe.yaml`.
+
+examples:
+  videorecap train configs/recap-tiny.yaml --data-root data/synth --output-dir runs/tiny
+  videorecap train configs/recap-base.yaml --stage segment
+  videorecap train recipe.yaml --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "train the models from a recipe (the whole curriculum, resumable)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", metavar="RECIPE", help="recipe YAML file (see configs/)")
+    parser.add_argument("--output-dir", default=None, help="run folder (default: the recipe's output_dir)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the recipe's data.root)")
+    parser.add_argument(
+        "--stage",
+        default=None,
+        help="run only this step: a stage name (clip, segment, video, or a unified phase) or captions, "
+        "descriptions, features",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="stop every stage after this many iterations")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU when there is one)")
+    parser.add_argument("--list", action="store_true", help="print the recipe's steps and their state, then exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+
+    from videorecap import distributed
+    from videorecap.errors import InputError
+    from videorecap.train.recipe import Curriculum, load_recipe, recipe_from_dict
+
+    if args.max_steps is not None and args.max_steps < 1:
+        raise InputError("--max-steps must be at least 1")
+    recipe = load_recipe(args.recipe, output_dir=args.output_dir, device=args.device)
+    if args.data_root is not None:
+        d = recipe.to_dict()
+        d["data"]["root"] = args.data_root
+        recipe = recipe_from_dict(d, args.recipe)
+    cur = Curriculum(recipe, progress=not args.no_progress, max_steps=args.max_steps)
+    main = distributed.is_main()
+    if args.list:
+        for step in cur.steps:
+            state = "complete" if cur.is_complete(step) else "to do"
+            print(f"{step.name:<14} {step.kind:<13} {state}")
+        return 0
+    result = cur.run(args.stage)
+    if main:
+        for name, state in result.items():
+            print(f"{name}: {state}", file=sys.stderr)
+        print(f"outputs in {cur.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,124 @@
+"""The one-command curriculum: recipes validate, every step runs and is skipped once complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from videorecap.cli import main as cli_main
+from videorecap.config import RecapConfig
+from videorecap.data import hcap
+from videorecap.errors import InputError
+from videorecap.model.recap import VideoRecap
+from videorecap.train.recipe import init_from_state, load_recipe, recipe_from_dict, resample_queries, run_recipe
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def tiny_recipe(root: Path, out: Path, **extra) -> dict:
+    stage = {"epochs": 2, "batch_size": 2, "lr": 2e-3, "lr_end": 1e-4, "warmup_steps": 1}
+    d = {
+        "output_dir": str(out),
+        "seed": 0,
+        "tokenizer": "word-level",
+        "model": {"preset": "recap-tiny"},
+        "data": {
+            "root": str(root),
+            "annotations": "annotations",
+            "features": "features",
+            "clip_features": "clip_features",
+        },
+        "stages": [{"name": "clip", **stage}, {"name": "segment", **stage}, {"name": "video", **stage}],
+        "validation": {"caption_samples": 0},
+        "generate": {"batch_size": 4},
+    }
+    d.update(extra)
+    return d
+
+
+def test_every_recipe_in_configs_loads():
+    files = sorted(CONFIGS.glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        r = load_recipe(f)
+        assert r.stages and all(s.levels for s in r.stages)
+
+
+def test_unknown_keys_are_named(tmp_path):
+    d = tiny_recipe(tmp_path, tmp_path / "out")
+    d["stages"][1]["lrr"] = 1.0
+    with pytest.raises(InputError, match="stages\\[1\\].*unknown key 'lrr'"):
+        recipe_from_dict(d)
+    d = tiny_recipe(tmp_path, tmp_path / "out", colour="red")
+    with pytest.raises(InputError, match="unknown key 'colour'"):
+        recipe_from_dict(d)
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({**tiny_recipe(tmp_path, tmp_path / "o"), "data": {"root": ".", "vidoes": "v"}}))
+    with pytest.raises(InputError, match="r.yaml: data: unknown key 'vidoes'"):
+        load_recipe(p)
+
+
+def test_query_resampling_uses_the_index_rule():
+    q = torch.arange(256.0)[:, None].expand(256, 3)
+    down = resample_queries(q, 32)
+    assert down[:, 0].tolist() == [int(x) for x in __import__("numpy").arange(0, 256, 256 / 33)[1:]]
+    up = resample_queries(down, 256)
+    assert up.shape == (256, 3) and set(up[:, 0].tolist()) <= set(down[:, 0].tolist())
+    # clip -> segment: everything shared is copied, the queries resampled, the text side new
+    clip = VideoRecap(RecapConfig.from_name("recap-tiny", level="clip"))
+    seg = VideoRecap(RecapConfig.from_name("recap-tiny", level="segment"))
+    report = init_from_state(seg, clip.state_dict())
+    assert report["resampled"] == ["video_queries 8->2"]
+    assert any(k.startswith("text_aligner.") for k in report["new"]) and "text_queries" in report["new"]
+    assert any(k.startswith("encoder.") for k in report["dropped"])
+    assert torch.equal(seg.state_dict()["decoder.h.0.ln_1.weight"], clip.state_dict()["decoder.h.0.ln_1.weight"])
+
+
+def test_curriculum_runs_end_to_end_and_resumes(hcap_root, tmp_path):
+    out = tmp_path / "run"
+    result = run_recipe(recipe_from_dict(tiny_recipe(hcap_root, out)))
+    assert result == dict.fromkeys(["clip", "captions", "segment", "descriptions", "video"], "done")
+    for stage in ("clip", "segment", "video"):
+        assert (out / stage / "final" / "model.safetensors").is_file()
+        assert (out / stage / "log.jsonl").is_file()
+    # the segment copies carry generated captions, the user's files are untouched
+    user = hcap.load_segments(hcap_root / "annotations" / "segments_train.pkl")
+    gen = hcap.load_segments(out / "data" / "segments_train.pkl")
+    assert len(gen) == len(user)
+    for u, g in zip(user, gen, strict=True):
+        assert [c[1:3] for c in g["captions_pred"]] == [c[1:3] for c in u["captions_pred"]]
+        assert all(g["start_sec"] <= c[1] and c[2] <= g["end_sec"] for c in g["captions_pred"])
+    assert user[0]["captions_pred"][0][3].startswith("#C C ")  # untouched
+    vids = json.loads((out / "data" / "videos_val.json").read_text())
+    segs_val = hcap.load_segments(out / "data" / "segments_val.pkl")
+    assert [len(v["segment_descriptions_pred"]) for v in vids] == [
+        sum(s["vid"] == v["vid"] for s in segs_val) for v in vids
+    ]
+    meta = json.loads((out / "segment" / "final" / "meta.json").read_text())
+    assert meta["init"]["resampled"] == ["video_queries 8->2"] and meta["recipe"]["kind"] == "recap"
+    meta = json.loads((out / "video" / "final" / "meta.json").read_text())
+    assert meta["init"]["resampled"] == ["video_queries 2->8"]
+    # a second run finds everything complete
+    again = run_recipe(recipe_from_dict(tiny_recipe(hcap_root, out)))
+    assert set(again.values()) == {"skipped"}
+
+
+def test_cli_single_stage_and_list(hcap_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    p = tmp_path / "tiny.yaml"
+    d = tiny_recipe(hcap_root, out)
+    d["stages"][1]["init_from"] = "scratch"
+    d["stages"][1]["modalities"] = "text"
+    p.write_text(yaml.safe_dump(d))
+    assert cli_main(["train", str(p), "--stage", "segment", "--no-progress", "--max-steps", "2"]) == 0
+    assert (out / "segment" / "final").is_dir() and not (out / "clip").exists()
+    cfg = json.loads((out / "segment" / "final" / "config.json").read_text())
+    assert (cfg.get("config", cfg)).get("modalities") == "text"
+    assert cli_main(["train", str(p), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "segment" in listing and "complete" in listing and "to do" in listing
+    assert cli_main(["train", str(p), "--stage", "nope"]) == 2
