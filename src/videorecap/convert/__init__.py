@@ -90,6 +90,7 @@ def check_against_model(
     origin: Mapping[str, str],
     source: str,
     what: str,
+    unknown: list[str] | None = None,
 ) -> None:
     """Compare converted tensors with the state dict of the module `build()` makes (built on the meta device).
 
@@ -99,6 +100,7 @@ def check_against_model(
         origin: our key -> the source key it came from (for error messages).
         source: the file name, for error messages.
         what: the kind of checkpoint expected, for error messages.
+        unknown: source keys that no naming rule knows, reported together with those that have no place here.
 
     Raises:
         CheckpointError: a source tensor with no place in the model (named), a model tensor that no source tensor
@@ -106,7 +108,7 @@ def check_against_model(
     """
     with torch.device("meta"):
         expected = build().state_dict()
-    raise_unknown([origin[k] for k in converted if k not in expected], source, what)
+    raise_unknown([*(unknown or []), *(origin[k] for k in converted if k not in expected)], source, what)
     missing = [k for k in expected if k not in converted]
     if missing:
         raise CheckpointError(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 
 from videorecap.config import EncoderConfig
-from videorecap.convert import ConversionReport, check_against_model, raise_unknown, strip_module_prefix
+from videorecap.convert import ConversionReport, check_against_model, strip_module_prefix
 from videorecap.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -129,12 +129,11 @@ def lavila_to_encoder(
             unknown.append(orig)
         else:
             report.dropped[orig] = reason
-    raise_unknown(unknown, source, "LaViLa dual-encoder")
 
     cfg = encoder_config_from(visual, "", source)
     out = {k: v.float() if v.is_floating_point() else v for k, v in visual.items()}
     origin = {k: names["visual." + k] for k in out}
-    check_against_model(lambda: VideoEncoder(cfg), out, origin, source, "LaViLa dual-encoder")
+    check_against_model(lambda: VideoEncoder(cfg), out, origin, source, "LaViLa dual-encoder", unknown)
     report.used = {origin[k]: k for k in out}
     report.notes.append(
         f"TimeSformer: {cfg.layers} layers, width {cfg.width} ({cfg.heads} heads of {HEAD_DIM}), "

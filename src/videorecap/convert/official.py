@@ -44,7 +44,7 @@ from videorecap.config import (
     RecapConfig,
     TokenConfig,
 )
-from videorecap.convert import ConversionReport, check_against_model, raise_unknown, strip_module_prefix
+from videorecap.convert import ConversionReport, check_against_model, strip_module_prefix
 from videorecap.convert.gpt2 import CONV1D_SUFFIXES, STALE_BUFFER, gpt2_key
 from videorecap.convert.lavila import encoder_config_from, heads_for, layer_indices, require
 from videorecap.errors import CheckpointError
@@ -279,7 +279,6 @@ def official_to_recap(
             v = v.t()  # Conv1D [in, out] -> nn.Linear [out, in]
         out[ours] = (v.float() if v.is_floating_point() else v).contiguous()
         origin[ours] = orig
-    raise_unknown(unknown, source, WHAT)
     if "text_decoder.lm_head.weight" in sd and not torch.equal(
         sd["text_decoder.lm_head.weight"], sd["text_decoder.transformer.wte.weight"]
     ):
@@ -299,22 +298,23 @@ def official_to_recap(
     nv = require(sd, "video_queries", source, 2).shape[0]
     nt = require(sd, "text_queries", source, 2).shape[0] if has_text else 0
 
-    inferred: ModelLevel
-    if has_vision:
-        inferred = "unified" if has_text else "clip"
-    elif has_text:
-        inferred = level if level in ("segment", "video") else _feature_level(args, nv, report, source)
-    else:
+    if not (has_vision or has_text):
         raise CheckpointError(
             f"{source}: neither vision_model.* nor text_mapper.* tensors: a Video ReCap model has at least one"
         )
-    if level is not None and level != inferred:
-        raise CheckpointError(
-            f"{source}: holds a {inferred}-level model ({'with' if has_vision else 'without'} a video encoder, "
-            f"{'with' if has_text else 'without'} a text aligner), not a {level}-level one"
-        )
+    inferred: ModelLevel
     if level is not None:
+        # which parts each level has: (video encoder, text aligner)
+        parts_of = {"clip": (True, False), "segment": (False, True), "video": (False, True), "unified": (True, True)}
+        if parts_of[level] != (has_vision, has_text):
+            parts = f"{'a' if has_vision else 'no'} video encoder and {'a' if has_text else 'no'} text aligner"
+            raise CheckpointError(f"{source}: holds a model with {parts}, which cannot be a {level}-level one")
+        inferred = level
         report.notes.append(f"level {level}: given")
+    elif has_vision:
+        inferred = "unified" if has_text else "clip"
+    else:
+        inferred = _feature_level(args, nv, report, source)
 
     if has_vision:
         enc = encoder_config_from(sd, "vision_model.", source)
@@ -354,7 +354,7 @@ def official_to_recap(
     _settings_from_args(cfg, args, report)
     cfg.__post_init__()
 
-    check_against_model(lambda: VideoRecap(cfg), out, origin, source, WHAT)
+    check_against_model(lambda: VideoRecap(cfg), out, origin, source, WHAT, unknown)
     report.used = {origin[k]: k for k in out}
     if has_vision:
         report.notes.append(f"encoder: {enc.layers} layers, width {enc.width}, {enc.num_frames} frames")
