@@ -145,3 +145,22 @@ def test_parameter_groups_follow_the_original():
     assert any(n.endswith("ln_1.weight") for n in nd) and any(n.endswith(".bias") for n in nd)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert d | nd == trainable and not d & nd
+
+
+def test_streams_cover_each_epoch_once_and_shard_like_distributed_sampler(hcap_root):
+    from videorecap.train.loop import _Stream
+
+    _, data, _ = _setup(hcap_root)
+    n = len(data.train)  # 6
+    one = _Stream(data, batch_size=2, seed=1, rank=0, world=1, multiple=1, num_workers=0)
+    epoch0 = [k for b in one.plan(0) for _, k in b]
+    assert sorted(epoch0) == list(range(n)) and epoch0 != [k for b in one.plan(1) for _, k in b]
+    ranks = [_Stream(data, batch_size=1, seed=1, rank=r, world=2, multiple=1, num_workers=0) for r in range(2)]
+    plans = [[k for b in s.plan(0) for _, k in b] for s in ranks]
+    assert sorted(plans[0] + plans[1]) == list(range(n))
+    # the first global batch of 2 single-process samples is rank 0's first + rank 1's first
+    assert sorted(epoch0[:2]) == sorted([plans[0][0], plans[1][0]])
+    # resuming mid-epoch continues with the very next batch
+    one.next(), one.next()
+    again = _Stream(data, batch_size=2, seed=1, rank=0, world=1, multiple=1, num_workers=0, epoch=0, position=2)
+    assert torch.equal(one.next()["video"], again.next()["video"])

@@ -122,3 +122,28 @@ def test_cli_single_stage_and_list(hcap_root, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "segment" in listing and "complete" in listing and "to do" in listing
     assert cli_main(["train", str(p), "--stage", "nope"]) == 2
+
+
+def test_recap_u_alternate_batching_runs_its_curriculum(hcap_root, tmp_path):
+    out = tmp_path / "u"
+    stage = {"epochs": 1, "batch_size": 2, "lr": 1e-3, "lr_end": 1e-4, "warmup_steps": 1}
+    d = tiny_recipe(hcap_root, out, kind="unified")
+    d["stages"] = [
+        {"name": "clip", "levels": ["clip"], **stage},
+        {"name": "clip+segment", "levels": ["clip", "segment"], "mix": {"segment": 2}, **stage},
+        {"name": "all", "levels": ["clip", "segment", "video"], **stage},
+    ]
+    result = run_recipe(recipe_from_dict(d))
+    assert list(result) == ["clip", "captions", "clip+segment", "descriptions", "all"]
+    cfg = json.loads((out / "all" / "final" / "config.json").read_text())
+    assert cfg.get("config", cfg)["level"] == "unified"
+    logs = [json.loads(x) for x in (out / "clip+segment" / "log.jsonl").read_text().splitlines()]
+    train = [r for r in logs if "lr" in r]
+    assert all("train/clip/loss" in r and "train/segment/loss" in r for r in train)
+    # iterations follow the first level's epoch: 18 train clips / batch 2
+    assert len(train) == 18 // 2
+    state = torch.load(out / "clip+segment" / "last" / "train_state.pt", weights_only=True)
+    # the segment stream made 2 steps per iteration and kept its own (epoch, position) across its epochs: 6 segments
+    # in batches of 2, cut to whole iterations of 2 steps = 2 batches per epoch
+    seg = state["streams"][1]
+    assert seg["epoch"] * 2 + seg["position"] == 2 * len(train)
