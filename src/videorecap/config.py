@@ -183,6 +183,8 @@ class RecapConfig:
         Raises:
             ValueError: for an unknown name or an unknown override.
         """
+        if name not in _PRESETS and name == "recap-synth":
+            import videorecap.synth.model  # noqa: F401  (registers recap-synth on first use)
         if name not in _PRESETS:
             raise ValueError(f"{name!r} is not a known model preset; known: {', '.join(sorted(_PRESETS))}")
         level = overrides.pop("level", None)
