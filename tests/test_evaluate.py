@@ -20,6 +20,15 @@ FAST = ("cider", "rouge_l")
 DURATIONS = {"vA": 40.0, "vB": 24.0}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models gain nothing from intra-op threads, and on a busy machine they make every op much slower
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_model(level, tok):
     m = VideoRecap(RecapConfig.from_name("recap-tiny", level=level)).eval()
     with torch.no_grad():  # open the gates so the captions depend on the input; rarely stop at once
