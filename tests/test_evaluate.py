@@ -8,7 +8,7 @@ import videorecap.evaluate as ev
 from videorecap.checkpoint import save_pretrained
 from videorecap.config import RecapConfig
 from videorecap.data import hcap
-from videorecap.errors import InputError
+from videorecap.errors import InputError, MissingDependencyError
 from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens, previous_text_source
 from videorecap.metrics import load_items, match_items
 from videorecap.model.recap import VideoRecap
@@ -296,6 +296,12 @@ def test_missing_features_fail_before_generating(captioner, data, tmp_path, monk
         evaluate(captioner, data, tmp_path / "o", EvalOptions(metrics=FAST, levels=("clip",), clip_input="pixels"))
 
 
+def test_missing_java_fails_before_generating(captioner, data, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "_predict", lambda *a: pytest.fail("generated before checking for Java"))
+    with pytest.raises(MissingDependencyError, match="METEOR needs Java"):
+        evaluate(captioner, data, tmp_path, EvalOptions(java=str(tmp_path / "no-java")))
+
+
 def test_missing_previous_text_is_a_user_error(captioner, tmp_path):
     d = make_data(tmp_path / "d", np.random.default_rng(3))
     rows = hcap.load_videos(d / "videos_val.json")
@@ -337,3 +343,12 @@ def test_previous_text_source():
     assert previous_text_source("segment", [bare], clip_rows) == "ground truth"
     vid = {"vid": "v", "segment_descriptions": ["s1", "s2"], "segment_descriptions_pred": ["s1", "s3"]}
     assert previous_text_source("video", [vid]) == "generated"
+
+
+@pytest.mark.slow
+def test_default_metrics_include_meteor_from_one_java_process(captioner, data, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "_predict", lambda model, tok, level, batch, decode, device: list(batch["references"]))
+    rep = evaluate(captioner, data, tmp_path, EvalOptions())
+    for lv in ("clip", "segment", "video"):
+        assert rep.results["scores"][lv]["meteor"] == pytest.approx(100.0, abs=1e-3)
+    assert " M" in rep.table and "100.00" in rep.table.splitlines()[2]

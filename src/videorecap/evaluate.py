@@ -487,6 +487,11 @@ def evaluate(
     for given, name in ((opts.features_dir, "--features"), (opts.videos_dir, "--videos")):
         if given is not None and not Path(given).is_dir():
             raise InputError(f"{given}: no such folder ({name})")
+    if "meteor" in opts.metrics or opts.protocol == "coco":
+        # fail before hours of generation, not after
+        from videorecap.metrics.java import find_java
+
+        find_java(opts.java, needed_for="METEOR" if "meteor" in opts.metrics else "the coco protocol")
     # Read and check every level's data before generating anything.
     files = {lv: data_file(data, lv, opts.split) for lv in opts.levels}
     all_rows = {lv: hcap.load_level(files[lv], lv) for lv in opts.levels}

@@ -148,7 +148,7 @@ def test_original_settings(models, data, tmp_path, capsys):
     assert res["settings"]["max_new_tokens"] == {"clip": 77, "segment": 77, "video": 100}  # ReCap-U video: 100
     assert res["settings"]["clip_every"] == 100 and res["settings"]["grid_fps"] == 30.0
     assert res["levels"]["clip"]["counts"]["evaluated"] == 1  # clips[::100] of 16 rows
-    assert "clip: 1 of 16 items, every 100th" in stdout
+    assert "clip: 1 of 16 items (one in 100) from clips_val.pkl" in stdout
     # explicit flags win over --original-settings
     rc, _, err = run_cli(
         capsys, models / "unified", data, "--original-settings", "--clip-every", "4", "--max-tokens", "video=5",

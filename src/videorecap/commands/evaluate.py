@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     for lv, lr in report.levels.items():
         counts = report.results["levels"][lv]["counts"]
-        every = f", every {opts.clip_every}th" if lv == "clip" and opts.clip_every > 1 else ""
+        every = f" (one in {opts.clip_every})" if lv == "clip" and opts.clip_every > 1 else ""
         line = (
             f"{lv}: {counts['evaluated']} of {counts['rows_in_file']} items{every} from {lr.data_file.name} "
             f"({lr.inputs}, max {lr.max_new_tokens} tokens); {counts['scored']} scored"
