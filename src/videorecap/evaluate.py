@@ -258,13 +258,13 @@ def previous_text_source(level: Level, rows: Sequence[dict[str, Any]], clip_rows
 
 def _check_inputs(level: Level, rows: Sequence[Any], features: Path | None, videos: Path | None, ext: str) -> None:
     """Fail before generating anything when an input file is missing (one line, naming the first missing file)."""
-    missing: list[Path] = []
+    needed: list[Path] = []
     if level == "clip":
         if videos is not None:
-            missing = [videos / f"{v}{ext}" for v in sorted({r.vid for r in rows})]
+            needed = [videos / f"{v}{ext}" for v in sorted({r.vid for r in rows})]
         else:
             assert features is not None
-            missing = [features / f"{v}.tokens.npy" for v in sorted({r.vid for r in rows})]
+            needed = [features / f"{v}.tokens.npy" for v in sorted({r.vid for r in rows})]
     else:
         assert features is not None
         for row in rows:
@@ -273,14 +273,14 @@ def _check_inputs(level: Level, rows: Sequence[Any], features: Path | None, vide
                 # as SegmentDataset: {sid}.npy when it exists (or when the row has no window), else {vid}.npy
                 sid_file = None if sid is None else features / f"{sid}.npy"
                 if sid_file is not None and (sid_file.is_file() or "start_sec" not in row):
-                    missing.append(sid_file)
+                    needed.append(sid_file)
                 else:
-                    missing.append(features / f"{vid}.npy")
+                    needed.append(features / f"{vid}.npy")
             elif "end_sec" in row:
-                missing.append(features / f"{vid}.npy")
+                needed.append(features / f"{vid}.npy")
             else:
-                missing += [features / f"{s}.npy" for s in row.get("sids", [])]
-    missing = [p for p in dict.fromkeys(missing) if not p.is_file()]
+                needed += [features / f"{s}.npy" for s in row.get("sids", [])]
+    missing = [p for p in dict.fromkeys(needed) if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         what = "video" if level == "clip" and videos is not None else "feature"
