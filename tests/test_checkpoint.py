@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -281,9 +282,10 @@ def test_safe_torch_load(tmp_path: Path) -> None:
         safe_torch_load(custom)
 
     rnd = tmp_path / "rnd.pt"
-    rnd.write_bytes(os.urandom(512))
-    with pytest.raises(CheckpointError, match="rnd.pt: not a readable PyTorch checkpoint"):
-        safe_torch_load(rnd)
+    for seed in range(20):  # garbage breaks the unpickler in many different ways; each must be a clean error
+        rnd.write_bytes(np.random.default_rng(seed).bytes(512))
+        with pytest.raises(CheckpointError, match="rnd.pt: not a readable PyTorch checkpoint"):
+            safe_torch_load(rnd)
     with pytest.raises(CheckpointError, match="no such file"):
         safe_torch_load(tmp_path / "nope.pt")
 
