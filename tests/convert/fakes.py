@@ -29,12 +29,14 @@ BERT_POSITIONS = 24
 QUERIES = {"clip": (16, 0), "segment": (4, 8), "video": (12, 8), "unified": (16, 8)}
 
 
-def tiny_config(level: str, vocab: int = SMALL_VOCAB, queries: tuple[int, int] | None = None) -> RecapConfig:
+def tiny_config(
+    level: str, vocab: int = SMALL_VOCAB, queries: tuple[int, int] | None = None, n_positions: int = 128
+) -> RecapConfig:
     """A tiny model of `level` whose sizes follow the released ones' rules (heads = width / 64)."""
     enc = EncoderConfig(image_size=16, patch_size=8, num_frames=2, width=128, layers=2, heads=2)
     video_al = AlignerConfig(width=64, layers=3, heads=1, intermediate=96, cross_attention_freq=2, context_width=128)
     text_al = AlignerConfig(width=64, layers=3, heads=1, intermediate=96, cross_attention_freq=2, context_width=128)
-    dec = DecoderConfig(vocab_size=vocab, n_positions=48, n_embd=128, n_layer=2, n_head=2, context_width=64)
+    dec = DecoderConfig(vocab_size=vocab, n_positions=n_positions, n_embd=128, n_layer=2, n_head=2, context_width=64)
     tokens = TokenConfig() if vocab == 50257 else TokenConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     nv, nt = queries or QUERIES[level]
     return RecapConfig(

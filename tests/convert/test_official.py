@@ -142,6 +142,14 @@ def test_settings_come_from_args() -> None:
     assert (cfg.segment_num_features, cfg.video_num_features, cfg.max_new_tokens["video"]) == (512, 512, 120)
 
 
+def test_decoding_lengths_fit_the_positions() -> None:
+    cfg = tiny_config("video", n_positions=64)
+    sd = official_state_dict(random_model(cfg))
+    new, _, report = official_to_recap(sd, official_args("video"), tokens=cfg.tokens)
+    assert new.max_new_tokens == {"clip": 63, "segment": 63, "video": 63}
+    assert any("cut to 63" in n for n in report.notes)
+
+
 def test_without_args_the_defaults_are_used_and_noted() -> None:
     cfg = tiny_config("segment", queries=(32, 8))
     sd = official_state_dict(random_model(cfg))

@@ -352,6 +352,7 @@ def official_to_recap(
     cfg.num_video_queries, cfg.num_text_queries = nv, nt
     cfg.tokens = tokens
     _settings_from_args(cfg, args, report)
+    _fit_lengths(cfg, report)
     cfg.__post_init__()
 
     check_against_model(lambda: VideoRecap(cfg), out, origin, source, WHAT, unknown)
@@ -400,3 +401,12 @@ def _settings_from_args(cfg: RecapConfig, args: Mapping[str, Any], report: Conve
         for lv in targets:
             cfg.max_new_tokens[lv] = gen
         report.notes.append(f"max_new_tokens {cfg.max_new_tokens} (args.max_gen_tokens={gen} for {'/'.join(targets)})")
+
+
+def _fit_lengths(cfg: RecapConfig, report: ConversionReport) -> None:
+    # BOS + the new tokens must fit the decoder's positions
+    limit = cfg.decoder.n_positions - 1
+    for lv, n in cfg.max_new_tokens.items():
+        if n > limit:
+            cfg.max_new_tokens[lv] = limit
+            report.notes.append(f"max_new_tokens[{lv}] {n} cut to {limit}: the decoder has {limit + 1} positions")
