@@ -46,11 +46,20 @@ _MAX_TEXT_TOKENS = 256
 
 @functools.cache
 def synth_tokenizer() -> Tokenizer:
-    """The word-level tokenizer of the synthetic world (pad 0, bos 1, eos 2, unk 3), built deterministically."""
-    from videorecap.synth.world import vocabulary
+    """The word-level tokenizer of the synthetic world (pad 0, bos 1, eos 2, unk 3), built deterministically.
 
-    words = list(vocabulary())
-    return Tokenizer.train_word_level([" ".join(words), " ".join(_SYMBOLS)])
+    Trained on the text of 300 fixed scripts (every level) plus every word of the vocabulary with and without a
+    leading space, so each piece the world writes ("#", "C" glued to it, words, "," and ".") is known.
+    """
+    from videorecap.synth.world import make_script, vocabulary
+
+    corpus = [" ".join(vocabulary()), "".join(f"{w} " for w in vocabulary()), " ".join(_SYMBOLS)]
+    for k in range(300):
+        s = make_script([7919, k], 2.0, vid="v")
+        corpus += [t for _, _, _, t in s.clip_rows()]
+        corpus += [r["segment_description"] for r in s.segment_rows()]
+        corpus.append(s.video_row()["video_summary"])
+    return Tokenizer.train_word_level(corpus)
 
 
 def _recap_synth(level: ModelLevel | None) -> RecapConfig:
@@ -67,6 +76,7 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
         n_head=4,
         context_width=128,
         cross_attn_freq=1,
+        gated=False,  # from scratch: cross-attention on from the start (no zero-initialised tanh gates)
         xattn_mlp_ratio=2,
         dropout=0.1,
     )
