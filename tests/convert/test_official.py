@@ -261,3 +261,30 @@ def test_foreign_state_dicts_are_refused_with_a_hint() -> None:
         official_to_recap({"weight": torch.zeros(3)}, {}, source="x.pt")
     with pytest.raises(CheckpointError, match="not a tensor"):
         official_to_recap({"module.video_queries": [1, 2]}, {}, source="x.pt")  # type: ignore[dict-item]
+
+
+def _full_size(name: str, level: str) -> None:
+    # meta tensors: the shapes of the released models at no memory cost; only their sizes are checked
+    cfg = RecapConfig.from_name(name, level=level)
+    with torch.device("meta"):
+        model = VideoRecap(cfg)
+    sd = official_state_dict(model, torch.float16)
+    new, out, report = official_to_recap(sd, official_args(level))
+    assert new.level == level
+    assert _sizes(new) == _sizes(cfg)  # recap-base: TimeSformer-B, 12-layer Q-Formers, GPT-2 small, 50257 tokens
+    assert len(out) == len(model.state_dict())
+    n_mappers = 2 if cfg.has_text else 1
+    assert len(report.dropped) == n_mappers * (2 + 1 + 12 * 6 + 6) + 1 + 12 * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [
+        ("recap-base", "clip"),
+        ("recap-base", "segment"),
+        pytest.param("recap-base", "video", marks=pytest.mark.slow),
+        pytest.param("recap-u-base", "unified", marks=pytest.mark.slow),
+    ],
+)
+def test_full_size_shapes(name: str, level: str) -> None:
+    _full_size(name, level)

@@ -279,9 +279,10 @@ def official_to_recap(
             v = v.t()  # Conv1D [in, out] -> nn.Linear [out, in]
         out[ours] = (v.float() if v.is_floating_point() else v).contiguous()
         origin[ours] = orig
-    if "text_decoder.lm_head.weight" in sd and not torch.equal(
-        sd["text_decoder.lm_head.weight"], sd["text_decoder.transformer.wte.weight"]
-    ):
+    lm_head, wte = sd.get("text_decoder.lm_head.weight"), sd["text_decoder.transformer.wte.weight"]
+    if lm_head is not None and (
+        lm_head.shape != wte.shape or not (lm_head.is_meta or wte.is_meta or torch.equal(lm_head, wte))
+    ):  # (meta tensors carry no values: a shape-only dry run checks only the shape)
         raise CheckpointError(
             f"{source}: {names['text_decoder.lm_head.weight']!r} differs from the token embedding wte; this model "
             "ties them, so it cannot represent this checkpoint"
