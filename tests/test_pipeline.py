@@ -137,3 +137,20 @@ def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
     np.testing.assert_array_equal(seen[0][0].numpy(), expected)
     with pytest.raises(InputError, match="no precomputed features"):
         caption_video(video, captioner, CaptionOptions(features_dir=tmp_path / "none"))
+
+
+def test_load_accepts_level_folders_and_training_output(captioner, tmp_path):
+    from videorecap.checkpoint import save_pretrained
+
+    for level, (m, tok) in captioner.models.items():
+        save_pretrained(m, tmp_path / "levels" / level, tokenizer=tok)
+        save_pretrained(m, tmp_path / "run" / level / "final", tokenizer=tok)  # `videorecap train` layout
+    for root in ("levels", "run"):
+        loaded = Captioner.load(tmp_path / root)
+        assert loaded.levels == ("clip", "segment", "video")
+    only = Captioner.load(tmp_path / "levels" / "clip")
+    assert only.levels == ("clip",)
+    from videorecap.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not a model"):
+        Captioner.load(tmp_path)

@@ -108,12 +108,15 @@ class Captioner:
             if not root.is_dir():
                 raise CheckpointError(f"{root}: no such model folder")
             for lv in LEVELS:
-                if (root / lv / "config.json").is_file():
-                    paths[lv] = root / lv
+                # clip/ segment/ video/ checkpoints, or a `videorecap train` output folder (<level>/final/)
+                for cand in (root / lv, root / lv / "final"):
+                    if (cand / "config.json").is_file():
+                        paths[lv] = cand
+                        break
             if not paths:
                 raise CheckpointError(
-                    f"{root}: not a model: expected a checkpoint folder (config.json) or clip/ segment/ video/ "
-                    "checkpoint folders inside it"
+                    f"{root}: not a model: expected a checkpoint folder (config.json), clip/ segment/ video/ "
+                    "checkpoint folders inside it, or a `videorecap train` output folder"
                 )
         for lv, p in (("clip", clip), ("segment", segment), ("video", video)):
             if p is not None:
