@@ -149,3 +149,24 @@ def test_cli_shards_across_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         outs.append({p.stem for p in out.glob("*.npy")})
     assert outs[0] | outs[1] == {"a", "b", "c", "d"} and not outs[0] & outs[1]
     assert len(outs[0]) == 2
+
+
+def test_cli_features_with_a_saved_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # --encoder takes a full model checkpoint or an encoder-only folder; both give the encoder's CLS features
+    from videorecap.checkpoint import save_encoder, save_pretrained
+    from videorecap.config import RecapConfig
+    from videorecap.model.recap import VideoRecap
+
+    torch.manual_seed(3)
+    model = VideoRecap(RecapConfig.from_name("recap-tiny")).eval()
+    save_pretrained(model, tmp_path / "model")
+    save_encoder(model.encoder, tmp_path / "enc")
+    video = make_video(tmp_path / "in" / "a.mp4", duration=9, fps=4)
+    expected = extract_features(video, model.encoder, batch_size=2)
+    for src in ("model", "enc"):
+        out = tmp_path / f"feats-{src}"
+        argv = ["features", str(video), "-o", str(out), "--encoder", str(tmp_path / src), "--no-progress"]
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        np.testing.assert_allclose(np.load(out / "a.npy"), expected, rtol=1e-5, atol=1e-5)
+    assert cli.main(["features", str(video), "-o", str(tmp_path / "x"), "--encoder", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
