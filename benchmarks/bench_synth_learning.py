@@ -56,8 +56,8 @@ RECIPE: dict[str, Any] = {
     "data": {"videos": {"train": 60, "val": 4, "test": 4}, "minutes": 4.0, "seed": 0, "size": 64, "fps": 8.0},
     "stages": {
         "clip": {"epochs": 2, "batch_size": 32, "lr": 1e-3, "lr_start": 1e-5, "lr_end": 1e-5, "warmup_steps": 40},
-        "segment": {"epochs": 12, "batch_size": 16, "lr": 1e-3, "lr_start": 1e-5, "lr_end": 1e-5, "warmup_steps": 40},
-        "video": {"epochs": 30, "batch_size": 8, "lr": 1e-3, "lr_start": 1e-5, "lr_end": 1e-5, "warmup_steps": 40},
+        "segment": {"epochs": 60, "batch_size": 16, "lr": 1e-3, "lr_start": 1e-5, "lr_end": 1e-5, "warmup_steps": 40},
+        "video": {"epochs": 150, "batch_size": 8, "lr": 1e-3, "lr_start": 1e-5, "lr_end": 1e-5, "warmup_steps": 40},
     },
     "heldout": {"videos": 4, "minutes": 4.0, "seed": 1000},
 }
@@ -225,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, help="append the markdown tables to this file")
     ap.add_argument("--table4-epochs", type=float, default=None, help="epochs of the Table 4 retrainings")
     ap.add_argument("--skip-table4", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (more than the free cores is very slow)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     recipe = RECIPE
     work = a.work
     work.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,8 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
     al = AlignerConfig(width=128, layers=2, heads=4, intermediate=256, context_width=128, dropout=0.1)
     dec = DecoderConfig(
         vocab_size=vocab,
-        n_positions=128,
+        # segment/video levels embed up to 256 tokens of previous-level text with the same position table
+        n_positions=128 if level == "clip" else _MAX_TEXT_TOKENS,
         n_embd=128,
         n_layer=2,
         n_head=4,
