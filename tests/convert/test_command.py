@@ -178,8 +178,8 @@ def test_lavila_command_refuses_a_video_recap_file(tmp_path: Path, capsys: pytes
     assert rc == 2 and "convert official` only" in err
 
 
-def test_evil_pickle_is_refused_even_inside_the_state_dict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # the protocol-0 form too: a GLOBAL opcode for a callable, then REDUCE
+def test_legacy_pickle_naming_a_callable_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a plain (non-zip, protocol 0) pickle whose state_dict is a reference to os.system
     p = tmp_path / "proto0.pt"
     p.write_bytes(pickle.dumps({"state_dict": os.system}, protocol=0))
     rc, _, err = _run(capsys, "official", p, tmp_path / "out")
