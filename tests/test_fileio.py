@@ -32,3 +32,17 @@ def test_permissions_follow_umask_and_npy_roundtrip(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_checkpoint_folders_get_umask_permissions(tmp_path):
+    import torch
+
+    from videorecap.checkpoint import save_pretrained
+    from videorecap.config import RecapConfig
+    from videorecap.model.recap import VideoRecap
+
+    torch.manual_seed(0)
+    out = save_pretrained(VideoRecap(RecapConfig.from_name("recap-tiny")), tmp_path / "ckpt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask

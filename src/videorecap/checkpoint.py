@@ -171,6 +171,7 @@ def _atomic_folder(out_dir: str | os.PathLike[str], overwrite: bool) -> Iterator
     out.parent.mkdir(parents=True, exist_ok=True)
     # hidden ".name.*.tmp" names: what fileio.is_temp_file recognises as the leftovers of an interrupted write
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    fileio.fix_dir_permissions(tmp)
     try:
         yield tmp
         _fsync_dir(tmp)

@@ -27,6 +27,11 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def fix_dir_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a `tempfile.mkdtemp` folder (0700) the permissions a plain `mkdir` would."""
+    os.chmod(path, 0o777 & ~_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is renamed to `path`, on error it is removed."""
