@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.errors import InputError, VideoRecapError
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
@@ -49,13 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--grid-fps", type=float, help="sample frames on a fixed frame grid (30 = the original code)")
     r.add_argument("--allow-partial", action="store_true", help="on a decode error mid-video, keep what decoded")
     d = p.add_argument_group("decoding")
-    d.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy", help="(default: greedy)")
-    d.add_argument("--num-beams", type=int, default=5, help="beam search width (default: 5)")
-    d.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default: 1.0)")
-    d.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    d.add_argument("--top-k", type=int, default=0, help="sampling: keep the k most likely tokens (0 = all)")
-    d.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass (default: 1.0)")
-    d.add_argument("--seed", type=int, help="sampling seed (reproducible sampling)")
+    add_decoding_arguments(d)
     d.add_argument("--max-tokens", type=int, help="max new tokens at every level (default: 77, 77, 120)")
     d.add_argument("--batch-size", type=int, default=8, help="windows per batch (default: 8)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
@@ -111,25 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
     from videorecap import distributed
     from videorecap.export import write_outputs
-    from videorecap.generate import DecodeConfig
     from videorecap.pipeline import Captioner, CaptionOptions, caption_video
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not (args.model or args.clip_model or args.segment_model or args.video_model):
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
-    try:
-        decode = DecodeConfig(
-            strategy=args.strategy,
-            num_beams=args.num_beams,
-            length_penalty=args.length_penalty,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            seed=args.seed,
-            max_new_tokens=args.max_tokens,
-        )
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    decode = decode_config(args, max_new_tokens=args.max_tokens)
     opts = CaptionOptions(
         levels=tuple(x.strip() for x in args.levels.split(",") if x.strip()),  # type: ignore[arg-type]
         clip_seconds=args.clip_seconds,

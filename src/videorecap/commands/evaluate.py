@@ -28,6 +28,7 @@ import argparse
 import os
 from pathlib import Path
 
+from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.errors import InputError
 
 HELP = "generate captions on a validation split and score them (the paper's table)"
@@ -65,13 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated subset of {','.join(METRICS)} (default: all)")  # fmt: skip
     s.add_argument("--java", help="java executable for METEOR / --protocol coco (default: from PATH)")
     d = p.add_argument_group("decoding")
-    d.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy", help="(default: greedy)")
-    d.add_argument("--num-beams", type=int, default=5, help="beam search width (default: 5)")
-    d.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default: 1.0)")
-    d.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    d.add_argument("--top-k", type=int, default=0, help="sampling: keep the k most likely tokens (0 = all)")
-    d.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass (default: 1.0)")
-    d.add_argument("--seed", type=int, help="sampling seed (reproducible sampling)")
+    add_decoding_arguments(d)
     d.add_argument("--max-tokens", help="max new tokens: N for every level, or e.g. clip=77,segment=77,video=120 "
                    "(default: the model's)")  # fmt: skip
     r = p.add_argument_group("running")
@@ -95,22 +90,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens
-    from videorecap.generate import DecodeConfig
     from videorecap.pipeline import Captioner
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        decode = DecodeConfig(
-            strategy=args.strategy,
-            num_beams=args.num_beams,
-            length_penalty=args.length_penalty,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            seed=args.seed,
-        )
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    decode = decode_config(args)
     model_dir = Path(args.model)
     data_dir = Path(args.data)
     if not data_dir.is_dir():

@@ -1,0 +1,36 @@
+"""Decoding flags shared by the commands that generate text (`caption`, `evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from videorecap.errors import InputError
+from videorecap.generate import DecodeConfig
+
+
+def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:
+    """--strategy, --num-beams, --length-penalty, --temperature, --top-k, --top-p, --seed."""
+    group.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy", help="(default: greedy)")
+    group.add_argument("--num-beams", type=int, default=5, help="beam search width (default: 5)")
+    group.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default: 1.0)")
+    group.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    group.add_argument("--top-k", type=int, default=0, help="sampling: keep the k most likely tokens (0 = all)")
+    group.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass (default: 1.0)")
+    group.add_argument("--seed", type=int, help="sampling seed (reproducible sampling)")
+
+
+def decode_config(args: argparse.Namespace, max_new_tokens: int | None = None) -> DecodeConfig:
+    """The DecodeConfig of the parsed flags; an impossible value is a one-line InputError."""
+    try:
+        return DecodeConfig(
+            strategy=args.strategy,
+            num_beams=args.num_beams,
+            length_penalty=args.length_penalty,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            max_new_tokens=max_new_tokens,
+        )
+    except ValueError as e:
+        raise InputError(str(e)) from None
