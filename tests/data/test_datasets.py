@@ -197,3 +197,19 @@ def test_rows_given_as_lists_are_checked(feature_dir):
         SegmentDataset([{"vid": "v1"}], feature_dir=feature_dir, num_features=4, sampling="uniform")
     with pytest.raises(DataError, match="clip row 1"):
         ClipDataset([("v", 0.0, 4.0, "a"), ("v", 4.0)], feature_dir=feature_dir)
+
+
+def test_clip_frame_cache_is_exact_and_decodes_each_video_once(tmp_path):
+    from videorecap.data.datasets import ClipDataset
+    from videorecap.data.hcap import ClipRow
+    from videorecap.video.testing import make_video
+
+    make_video(tmp_path / "a.mp4", duration=12.0, fps=5.0, size=(32, 24))
+    rows = [ClipRow("a", s, s + 4.0, f"c{s}") for s in (0.0, 4.0, 8.0)]
+    plain = ClipDataset(rows, video_root=tmp_path, num_frames=2, size=16)
+    cached = ClipDataset(rows, video_root=tmp_path, num_frames=2, size=16, cache_frames=True)
+    for i in (2, 0, 1):
+        assert torch.equal(plain[i]["video"], cached[i]["video"])
+    assert sorted(cached._frames) == [0, 1, 2]  # the first access decoded the whole video
+    with pytest.raises(ValueError, match="middle"):
+        ClipDataset(rows, video_root=tmp_path, frame_mode="random", cache_frames=True)

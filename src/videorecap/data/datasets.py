@@ -91,6 +91,10 @@ class ClipDataset(Dataset):
         clip_seconds: window length of the feature files.
         video_ext: suffix of the video files.
         reader: frame reader override (default: `videorecap.video.reader.read_window`).
+        cache_frames: keep every clip's decoded frames in memory after the first time its video is read (the whole
+            video is then decoded in one pass). For small datasets (the synthetic world: about 50 KB per 64-px clip),
+            where seeking into a video for every sample costs more than the model. Exact, because the frames are the
+            parts' middles (`frame_mode="middle"`); the crop augmentation still runs on every access.
     """
 
     level: Level = "clip"
@@ -110,6 +114,7 @@ class ClipDataset(Dataset):
         clip_seconds: float = 4.0,
         video_ext: str = ".mp4",
         reader: FrameReader | None = None,
+        cache_frames: bool = False,
     ) -> None:
         if (video_root is None) == (feature_dir is None):
             raise ValueError("give exactly one of video_root (decode pixels) and feature_dir (precomputed features)")
@@ -129,6 +134,10 @@ class ClipDataset(Dataset):
         self.clip_seconds = clip_seconds
         self.video_ext = video_ext
         self.reader = reader
+        if cache_frames and frame_mode != "middle":
+            raise ValueError("cache_frames needs frame_mode='middle' (random frames differ on every access)")
+        self.cache_frames = cache_frames
+        self._frames: dict[int, np.ndarray] = {}  # row index -> (T, H, W, 3) uint8, when cache_frames
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -147,11 +156,22 @@ class ClipDataset(Dataset):
             x = np.array(feats[w], dtype=np.float32)
             video = torch.from_numpy(x if x.ndim == 2 else x[None])  # (L, C) or (1, C)
         else:
-            video = self._pixels(row)
+            video = self._pixels(i, row)
         meta = {"vid": row.vid, "start": row.start, "end": row.end, "sid": row.sid, "level": "clip"}
         return {"video": video, "video_mask": None, "text": None, "caption": row.caption, "meta": meta}
 
-    def _pixels(self, row: ClipRow) -> torch.Tensor:
+    def _cached_frames(self, i: int, row: ClipRow, path: Path) -> np.ndarray:
+        if i not in self._frames:
+            # decode every clip of this video in one pass and keep them all
+            from videorecap.video.reader import iter_windows
+
+            idx = sorted((j for j, r in enumerate(self.rows) if r.vid == row.vid), key=lambda j: self.rows[j].start)
+            windows = [(self.rows[j].start, self.rows[j].end) for j in idx]
+            for k, frames in iter_windows(path, windows, self.num_frames, grid_fps=self.grid_fps):
+                self._frames[idx[k]] = frames
+        return self._frames[i]
+
+    def _pixels(self, i: int, row: ClipRow) -> torch.Tensor:
         from videorecap.video.transforms import eval_transform, train_transform
 
         assert self.video_root is not None
@@ -160,11 +180,14 @@ class ClipDataset(Dataset):
             raise DataError(f"{path}: video file not found (clip {row.vid} {row.start}-{row.end} s)")
         rng = np.random.default_rng(_seed())
         mode = self.frame_mode if self.training else "middle"
-        reader = self.reader
-        if reader is None:
-            from videorecap.video.reader import read_window as reader  # lazy: only the clip level decodes
-        # (T, H, W, 3) uint8
-        frames = reader(path, row.start, row.end, self.num_frames, mode=mode, rng=rng, grid_fps=self.grid_fps)
+        if self.cache_frames:
+            frames = self._cached_frames(i, row, path)
+        else:
+            reader = self.reader
+            if reader is None:
+                from videorecap.video.reader import read_window as reader  # lazy: only the clip level decodes
+            # (T, H, W, 3) uint8
+            frames = reader(path, row.start, row.end, self.num_frames, mode=mode, rng=rng, grid_fps=self.grid_fps)
         if self.training:
             return train_transform(frames, self.size, rng=rng)  # (3, T, size, size)
         return eval_transform(frames, self.size)

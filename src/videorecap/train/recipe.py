@@ -68,6 +68,8 @@ class DataArgs:
     """Split name of the validation files (null: none)."""
     grid_fps: float | None = None
     """30 reproduces the original's fixed 30-fps frame grid; null samples frames by timestamp."""
+    cache_frames: bool = False
+    """Clip level from videos: keep decoded clip frames in memory (small datasets such as the synthetic world)."""
 
     def path(self, p: str | None) -> Path | None:
         return None if p is None else Path(self.root) / p
@@ -471,6 +473,7 @@ class Curriculum:
                     training=training,
                     video_ext=d.video_ext,
                     grid_fps=d.grid_fps,
+                    **({"cache_frames": True} if d.cache_frames and videos is not None else {}),
                 )
             return datasets.for_config(level, rows, cfg, feature_dir=self._feature_dir())  # type: ignore[arg-type]
 
