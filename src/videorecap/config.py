@@ -57,6 +57,11 @@ class AlignerConfig:
     context_width: int = 768
     dropout: float = 0.1
     eps: float = 1e-12
+    # init std of the cross-attention output projection. BERT's 0.02 is what the released (trained) weights started
+    # from; a Q-Former trained from scratch against an encoder trained from scratch passes almost nothing of the
+    # context at that scale (the learned queries dominate its post-LN residual), and the decoder then learns to
+    # ignore the video. recap-synth uses a larger value.
+    cross_init_std: float = 0.02
 
 
 @dataclass
