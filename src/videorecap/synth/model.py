@@ -67,7 +67,10 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
     vocab = synth_tokenizer().vocab_size
     # 64-px frames in 16-px patches: 16 patches x 4 frames + CLS = 65 tokens per clip.
     enc = EncoderConfig(image_size=64, patch_size=16, num_frames=4, width=128, layers=2, heads=4)
-    al = AlignerConfig(width=128, layers=2, heads=4, intermediate=256, context_width=128, dropout=0.1)
+    # cross_init_std: see AlignerConfig; at BERT's 0.02 this from-scratch model learns to ignore the video
+    al = AlignerConfig(
+        width=128, layers=2, heads=4, intermediate=256, context_width=128, dropout=0.1, cross_init_std=0.2
+    )
     dec = DecoderConfig(
         vocab_size=vocab,
         # segment/video levels embed up to 256 tokens of previous-level text with the same position table
