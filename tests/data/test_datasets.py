@@ -213,3 +213,15 @@ def test_clip_frame_cache_is_exact_and_decodes_each_video_once(tmp_path):
     assert sorted(cached._frames) == [0, 1, 2]  # the first access decoded the whole video
     with pytest.raises(ValueError, match="middle"):
         ClipDataset(rows, video_root=tmp_path, frame_mode="random", cache_frames=True)
+
+
+def test_training_without_random_crop_is_the_eval_transform(tmp_path):
+    from videorecap.data.datasets import ClipDataset
+    from videorecap.data.hcap import ClipRow
+    from videorecap.video.testing import make_video
+
+    make_video(tmp_path / "a.mp4", duration=4.0, fps=5.0, size=(32, 24))
+    rows = [ClipRow("a", 0.0, 4.0, "c")]
+    ev = ClipDataset(rows, video_root=tmp_path, num_frames=2, size=16)[0]["video"]
+    no_crop = ClipDataset(rows, video_root=tmp_path, num_frames=2, size=16, training=True, random_crop=False)
+    assert torch.equal(no_crop[0]["video"], ev)

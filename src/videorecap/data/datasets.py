@@ -84,6 +84,8 @@ class ClipDataset(Dataset):
         feature_kind: "tokens" reads `{vid}.tokens.npy` `(N, L, C)` and gives `(L, C)`; "cls" reads `{vid}.npy`
             `(N, C)` and gives `(1, C)`.
         training: random resized crop (and `frame_mode`); otherwise short-side resize + center crop.
+        random_crop: in training, the original's random resized crop (scale 0.5-1); False keeps the eval transform
+            (for footage whose content sits at the edges of the frame, such as the synthetic world).
         num_frames: frames per clip (4 for the released models).
         size: frame size after the transform (224 for the released models).
         frame_mode: "middle" (the original, in training too) or "random" (a random frame in each part).
@@ -115,6 +117,7 @@ class ClipDataset(Dataset):
         video_ext: str = ".mp4",
         reader: FrameReader | None = None,
         cache_frames: bool = False,
+        random_crop: bool = True,
     ) -> None:
         if (video_root is None) == (feature_dir is None):
             raise ValueError("give exactly one of video_root (decode pixels) and feature_dir (precomputed features)")
@@ -137,6 +140,7 @@ class ClipDataset(Dataset):
         if cache_frames and frame_mode != "middle":
             raise ValueError("cache_frames needs frame_mode='middle' (random frames differ on every access)")
         self.cache_frames = cache_frames
+        self.random_crop = random_crop
         self._frames: dict[int, np.ndarray] = {}  # row index -> (T, H, W, 3) uint8, when cache_frames
 
     def __len__(self) -> int:
@@ -188,7 +192,7 @@ class ClipDataset(Dataset):
                 from videorecap.video.reader import read_window as reader  # lazy: only the clip level decodes
             # (T, H, W, 3) uint8
             frames = reader(path, row.start, row.end, self.num_frames, mode=mode, rng=rng, grid_fps=self.grid_fps)
-        if self.training:
+        if self.training and self.random_crop:
             return train_transform(frames, self.size, rng=rng)  # (3, T, size, size)
         return eval_transform(frames, self.size)
 

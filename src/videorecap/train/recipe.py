@@ -70,6 +70,10 @@ class DataArgs:
     """30 reproduces the original's fixed 30-fps frame grid; null samples frames by timestamp."""
     cache_frames: bool = False
     """Clip level from videos: keep decoded clip frames in memory (small datasets such as the synthetic world)."""
+    random_crop: bool = True
+    """Clip level from videos: the original's training crop (RandomResizedCrop, scale 0.5-1). The synthetic world
+    turns it off: its objects sit at the frame's edges, and a crop that cuts them out makes the caption
+    unpredictable from the pixels, so a model trained from scratch learns to ignore the video."""
 
     def path(self, p: str | None) -> Path | None:
         return None if p is None else Path(self.root) / p
@@ -474,6 +478,7 @@ class Curriculum:
                     video_ext=d.video_ext,
                     grid_fps=d.grid_fps,
                     **({"cache_frames": True} if d.cache_frames and videos is not None else {}),
+                    **({"random_crop": False} if not d.random_crop and videos is not None else {}),
                 )
             return datasets.for_config(level, rows, cfg, feature_dir=self._feature_dir())  # type: ignore[arg-type]
 
