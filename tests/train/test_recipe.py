@@ -76,6 +76,15 @@ def test_query_resampling_uses_the_index_rule():
     assert any(k.startswith("text_aligner.") for k in report["new"]) and "text_queries" in report["new"]
     assert any(k.startswith("encoder.") for k in report["dropped"])
     assert torch.equal(seg.state_dict()["decoder.h.0.ln_1.weight"], clip.state_dict()["decoder.h.0.ln_1.weight"])
+    # a longer position table at the next level (longer previous-level text): shared positions copied, rest fresh
+    long_cfg = RecapConfig.from_name("recap-tiny", level="segment")
+    long_cfg.decoder.n_positions = 200
+    long = VideoRecap(long_cfg)
+    fresh = long.state_dict()["decoder.wpe.weight"].clone()
+    report = init_from_state(long, clip.state_dict())
+    assert "decoder.wpe.weight 128->200 positions" in report["resampled"]
+    wpe = long.state_dict()["decoder.wpe.weight"]
+    assert torch.equal(wpe[:128], clip.state_dict()["decoder.wpe.weight"]) and torch.equal(wpe[128:], fresh[128:])
 
 
 def test_curriculum_runs_end_to_end_and_resumes(hcap_root, tmp_path):

@@ -220,7 +220,8 @@ def resample_queries(q: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def init_from_state(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-    """Copy every tensor `model` shares with `source`; resample query tensors whose count differs.
+    """Copy every tensor `model` shares with `source`; resample query tensors whose count differs, and copy the
+    shared rows of a position table whose length differs.
 
     Returns:
         {"copied": [...], "resampled": [...], "new": [...] (kept fresh), "dropped": [...] (not in this model)}.
@@ -242,6 +243,14 @@ def init_from_state(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> 
         elif k in ("video_queries", "text_queries") and src.ndim == 2 and src.shape[1] == v.shape[1]:
             new_state[k] = resample_queries(src, v.shape[0])
             report["resampled"].append(f"{k} {src.shape[0]}->{v.shape[0]}")
+        elif k == "decoder.wpe.weight" and src.ndim == 2 and src.shape[1] == v.shape[1]:
+            # a longer (or shorter) position table at the next level, whose previous-level text is longer:
+            # the positions both have are copied, any extra ones keep their fresh init
+            n = min(src.shape[0], v.shape[0])
+            grown = v.clone()
+            grown[:n] = src[:n]
+            new_state[k] = grown
+            report["resampled"].append(f"{k} {src.shape[0]}->{v.shape[0]} positions")
         else:
             raise CheckpointError(
                 f"cannot initialise {k}: shape {tuple(src.shape)} in the source, {tuple(v.shape)} here"
