@@ -47,6 +47,9 @@ def test_demo_writes_outputs_and_scores(tmp_path: Path, capsys: pytest.CaptureFi
         assert header in text
     for level in ("clip", "segment", "video"):
         assert any(line.split()[:2] == [level, "CIDEr"] for line in text.splitlines())
+    # one summary: CIDEr is undefined (zero IDF), so it is not shown as a score
+    video_row = next(line for line in text.splitlines() if line.split()[:2] == ["video", "CIDEr"])
+    assert video_row.split()[2] == "n/a"
     assert "METEOR" not in text.split("scores vs")[1].split("wrote")[0]
 
 

@@ -89,11 +89,19 @@ def run(args: argparse.Namespace) -> int:
         _print_level("video summary", [("", result.summary.text, pairs["video"][0][1])], width, 0)
     print("scores vs the ground truth (x100, original protocol):")
     names = {"cider": "CIDEr", "rouge_l": "ROUGE-L", "meteor": "METEOR"}
+    single = False
     for lv in ("clip", "segment", "video"):
         if lv in scores:
-            row = "  ".join(f"{names[m]} {scores[lv][m]:6.1f}" for m in metrics)
+            # CIDEr's IDF comes from the references themselves: over a single item it is 0 by construction
+            one = len(pairs[lv]) < 2
+            single |= one
+            row = "  ".join(
+                f"{names[m]}    n/a" if (m == "cider" and one) else f"{names[m]} {scores[lv][m]:6.1f}" for m in metrics
+            )
             exact = sum(p == t for p, t in pairs[lv])
             print(f"  {lv:8s} {row}   exact {exact}/{len(pairs[lv])}")
+    if single:
+        print("  (CIDEr n/a: with one item its IDF weights are all zero; `videorecap evaluate` scores many videos)")
     if "meteor" not in metrics and not args.no_meteor:
         print("  (METEOR needs Java: apt-get install default-jre-headless)")
     print(f"\nwrote {len(written)} files to {out}/ (open {out / 'index.html'}); {time.perf_counter() - t0:.0f} s")
