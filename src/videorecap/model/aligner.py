@@ -79,9 +79,10 @@ class QueryAligner(nn.Module):
             [QFormerLayer(cfg, cross=(i % cfg.cross_attention_freq == 0)) for i in range(cfg.layers)]
         )
         self.apply(self._init)
-        for layer in self.layers:
-            if layer.xattn is not None:
-                nn.init.normal_(layer.xattn.out.weight, std=cfg.cross_init_std)
+        if cfg.cross_init_std != 0.02:  # 0.02 is what _init gave every Linear already
+            for layer in self.layers:
+                if layer.xattn is not None:
+                    nn.init.normal_(layer.xattn.out.weight, std=cfg.cross_init_std)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
