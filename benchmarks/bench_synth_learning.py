@@ -1,6 +1,6 @@
 """Train recap-synth with the one-command curriculum and show what it learns (issue #7 §2-§4).
 
-    python benchmarks/bench_synth_learning.py --work /tmp/synth-run \
+    python benchmarks/bench_synth_learning.py --work runs/synth-bench \
         [--bundle src/videorecap/assets/recap-synth] [--results benchmarks/RESULTS.md] [--skip-table4]
 
 Steps (under --work; a step whose output exists is skipped, so a killed run continues):

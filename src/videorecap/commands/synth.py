@@ -7,7 +7,7 @@ which every other command reads unchanged. The same seed gives the same files. S
 
 examples:
   videorecap synth make -o data/synth --videos 50 --minutes 4 --seed 0
-  videorecap synth make -o /tmp/tiny --videos 3 --minutes 1 --segment-seconds 20
+  videorecap synth make -o tiny --videos 3 --minutes 1 --segment-seconds 20
 """
 
 from __future__ import annotations

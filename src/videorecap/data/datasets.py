@@ -25,6 +25,7 @@ Files are memory-mapped, so a sample reads only its rows.
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -197,7 +198,7 @@ class ClipDataset(Dataset):
         return eval_transform(frames, self.size)
 
 
-class _FeatureDataset(Dataset):
+class _FeatureDataset(Dataset, abc.ABC):
     """Shared code of the segment and video levels: sampled CLS features + previous-level text."""
 
     level: Level
@@ -224,8 +225,9 @@ class _FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @abc.abstractmethod
     def _features(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
-        raise NotImplementedError
+        """The row's (N, C) features and the file they came from (for error messages)."""
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.rows[i]
