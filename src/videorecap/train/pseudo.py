@@ -125,13 +125,18 @@ def generate_clip_captions(
             texts += _caption(model, tokenizer, torch.stack(chunk).to(device))
         caps = [[vid, float(s), float(e), t] for (s, e), t in zip(windows, texts, strict=False)]
         fileio.write_json(path, caps, indent=None)
+    return _gather(cache, vids, "clip captions")
+
+
+def _gather(cache: Path, vids: Sequence[str], what: str) -> dict[str, Any]:
+    """Every video's cached results (all ranks' shares), once every rank has written its own."""
     distributed.barrier()
     out = {}
     for vid in vids:
-        caps = _read_cache(cache / f"{vid}.json")
-        if caps is None:
-            raise DataError(f"{cache / f'{vid}.json'}: clip captions of {vid} are missing after generation")
-        out[vid] = caps
+        d = _read_cache(cache / f"{vid}.json")
+        if d is None:
+            raise DataError(f"{cache / f'{vid}.json'}: {what} of {vid} are missing after generation")
+        out[vid] = d
     return out
 
 
@@ -222,14 +227,7 @@ def generate_segment_descriptions(
             )
             descs += [tokenizer.decode(x).strip() for x in ids]
         fileio.write_json(path, descs, indent=None)
-    distributed.barrier()
-    out = {}
-    for vid in vids:
-        d = _read_cache(cache / f"{vid}.json")
-        if d is None:
-            raise DataError(f"{cache / f'{vid}.json'}: segment descriptions of {vid} are missing after generation")
-        out[vid] = d
-    return out
+    return _gather(cache, vids, "segment descriptions")
 
 
 def fill_descriptions(video_rows: Sequence[dict], descriptions: dict[str, list[str]]) -> list[dict]:
