@@ -98,7 +98,7 @@ def one(level: str, variant: str, steps: int, batch_size: int, workers: int, dev
         args = TrainArgs(
             name=level,
             levels=[level],
-            max_steps=steps + warm,
+            max_steps=steps + warm + 1,  # the last step also writes the final checkpoint: not timed
             batch_size=batch_size,
             num_workers=workers,
             warmup_steps=0,
@@ -114,7 +114,7 @@ def one(level: str, variant: str, steps: int, batch_size: int, workers: int, dev
                 tensorboard=False,
                 checkpoint_every=10**9,
             )
-        elapsed = times[-1] - times[warm - 1]
+        elapsed = times[warm + steps - 1] - times[warm - 1]
     else:  # the original's characteristics
         model.to(dev).train()
         opt = build_optimizer(model, lr=3e-5)
