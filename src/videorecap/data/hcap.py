@@ -127,14 +127,17 @@ def restricted_load(path_or_file: str | os.PathLike[str] | IO[bytes], *, numpy_s
     """
     if isinstance(path_or_file, (str, os.PathLike)):
         path = Path(path_or_file)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except OSError as e:
-            raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-        return _unpickle(io.BytesIO(data), str(path), numpy_scalars)
+        return _unpickle(io.BytesIO(_read_bytes(path)), str(path), numpy_scalars)
     return _unpickle(path_or_file, str(getattr(path_or_file, "name", "<pickle stream>")), numpy_scalars)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def _unpickle(f: IO[bytes], name: str, numpy_scalars: bool) -> Any:
@@ -157,12 +160,7 @@ def _read_any(path: str | os.PathLike[str]) -> Any:
     JSON here is always a list or an object, so it starts with `[` or `{`; neither is a pickle opcode.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    data = _read_bytes(path)
     if data.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] not in (b"[", b"{"):
         return _unpickle(io.BytesIO(data), str(path), False)
     try:
