@@ -44,11 +44,57 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (245, 215, 20),
     "purple": (140, 40, 190),
     "orange": (250, 130, 10),
+    "pink": (250, 120, 190),
+    "white": (245, 245, 245),
 }
-VEGETABLES = ("tomato", "cucumber", "carrot", "onion", "pepper", "lettuce")
-GROCERIES = ("cheese", "butter", "yogurt", "juice", "sausages", "apples", "lemons")
+VEGETABLES = (
+    "tomato",
+    "cucumber",
+    "carrot",
+    "onion",
+    "pepper",
+    "lettuce",
+    "potato",
+    "mushroom",
+    "broccoli",
+    "garlic",
+    "spinach",
+    "celery",
+    "radish",
+)
+GROCERIES = (
+    "cheese",
+    "butter",
+    "yogurt",
+    "juice",
+    "sausages",
+    "apples",
+    "lemons",
+    "grapes",
+    "bananas",
+    "fish",
+    "rice",
+    "beans",
+    "chocolate",
+)
 DISHES_TO_WASH = ("plate", "bowl", "glass", "cup")
 DISHES_TO_SET = ("plate", "bowl", "glass")
+SPREADS = ("jam", "honey", "marmalade")
+CAT_FOODS = ("tuna", "salmon", "chicken", "beef", "rabbit", "duck")
+FILLINGS = ("ham", "cheese", "chicken", "salami", "turkey")
+FRUITS = ("oranges", "lemons", "limes", "grapefruits")
+FLOWERS = ("roses", "tulips", "daisies", "lilies", "sunflowers", "orchids", "irises")
+CEREALS = ("cornflakes", "muesli", "granola", "oats")
+CLOTHES = ("shirt", "towel", "jumper", "socks")
+SWEEP_PLACES = ("fridge", "stove", "sink", "table", "door", "bin")
+MOP_PLACES = ("fridge", "stove", "sink", "table", "door", "cupboard", "oven", "washing machine")
+SMOOTHIE_FRUITS = ("bananas", "strawberries", "blueberries", "mangoes", "peaches", "kiwis", "raspberries")
+IRONED_CLOTHES = ("shirt", "trousers", "dress", "skirt", "blouse")
+# kinds whose colour is part of their name ("red saucepan"); the others are named by their kind alone
+COLOURED_KINDS = (
+    "cup", "mug", "plate", "bowl", "glass", "pan", "pot", "cloth", "trash bag", "saucepan", "dish", "vase",
+    *CLOTHES, "trousers", "dress", "skirt", "blouse",
+)  # fmt: skip
 
 
 # ---- data ---------------------------------------------------------------------------------------------------------
@@ -208,6 +254,18 @@ def _pot_objects(m: Sequence[str]) -> str:
     return f" in {_the(m)}"
 
 
+def _split_objects(*suffixes: str, first: str, second: str) -> Callable[[Sequence[str]], str]:
+    """Object text for mentions of two sorts: those ending in one of `suffixes` (a container, " plate") go after
+    `second` (" on"), the others after `first` (" with"): ' with the jam on the red plate'."""
+
+    def objects(m: Sequence[str]) -> str:
+        cont = [x for x in m if x.endswith(suffixes)]
+        rest = [x for x in m if not x.endswith(suffixes)]
+        return (f"{first} {_the(rest)}" if rest else "") + (f"{second} {_the(cont)}" if cont else "")
+
+    return objects
+
+
 ACTIVITY_TYPES: dict[str, ActivityType] = {
     "make_tea": ActivityType("makes tea{o}", "making tea{o}", "made tea{o}", lambda m: f" in the {m[0]}"),
     "make_coffee": ActivityType("makes coffee{o}", "making coffee{o}", "made coffee{o}", lambda m: f" in the {m[0]}"),
@@ -225,7 +283,60 @@ ACTIVITY_TYPES: dict[str, ActivityType] = {
     "set_table": ActivityType(
         "sets the table{o}", "setting the table{o}", "set the table", lambda m: f" with {_the(m)}", "", False
     ),
-}
+    "bake_cake": ActivityType(
+        "bakes a cake{o}", "baking a cake{o}", "baked a cake{o}", lambda m: f" using the {m[0]}"
+    ),
+    "make_toast": ActivityType(
+        "makes toast{o}", "making toast{o}", "made toast{o}",
+        _split_objects(" plate", first=" with", second=" on"), "", False,
+    ),
+    "cook_pasta": ActivityType(
+        "cooks pasta{o}", "cooking pasta{o}", "cooked pasta{o}",
+        _split_objects(" plate", first=" in", second=" for"),
+    ),
+    "feed_cat": ActivityType(
+        "feeds the cat{o}", "feeding the cat{o}", "fed the cat{o}",
+        _split_objects(" dish", first=" with", second=" in"), "", False,
+    ),
+    "do_laundry": ActivityType(
+        "does the laundry{o}", "doing the laundry{o}", "did the laundry", lambda m: f" with {_the(m)}", "", False
+    ),
+    "sweep_floor": ActivityType(
+        "sweeps the floor{o}", "sweeping the floor{o}", "swept the floor{o}", lambda m: f" near {_the(m)}"
+    ),
+    "make_sandwich": ActivityType(
+        "makes a sandwich{o}", "making a sandwich{o}", "made a sandwich{o}",
+        _split_objects(" plate", first=" with", second=" on"), "", False,
+    ),
+    "make_juice": ActivityType(
+        "squeezes juice{o}", "squeezing juice{o}", "squeezed juice{o}",
+        _split_objects(" glass", first=" from", second=" into"),
+    ),
+    "arrange_flowers": ActivityType(
+        "arranges {o}", "arranging {o}", "arranged {o}",
+        lambda m: (_the([x for x in m if not x.endswith(" vase")]) or "the flowers")
+        + "".join(f" in the {x}" for x in m if x.endswith(" vase")),
+        "the flowers",
+    ),
+    "unload_dishwasher": ActivityType(
+        "unloads {o}", "unloading {o}", "unloaded {o}", _the, "the dishwasher", False
+    ),
+    "have_breakfast": ActivityType(
+        "has breakfast{o}", "having breakfast{o}", "had breakfast{o}",
+        _split_objects(" bowl", first=" with", second=" in"),
+    ),
+    "make_smoothie": ActivityType(
+        "makes a smoothie{o}", "making a smoothie{o}", "made a smoothie{o}",
+        _split_objects(" glass", first=" with", second=" in"), "", False,
+    ),
+    "mop_floor": ActivityType(
+        "mops the floor{o}", "mopping the floor{o}", "mopped the floor{o}", lambda m: f" in front of {_the(m)}", "",
+        False,
+    ),
+    "iron_clothes": ActivityType(
+        "irons {o}", "ironing {o}", "ironed {o}", _the, "the clothes", False
+    ),
+}  # fmt: skip
 
 
 # ---- activity scripts ---------------------------------------------------------------------------------------------
@@ -531,6 +642,519 @@ def _wipe_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     return [cloth], steps
 
 
+def _coloured(rng: np.random.Generator, kind: str, place: str) -> Thing:
+    """A thing named by its colour: 'saucepan:red' is drawn as a saucepan and called 'red saucepan'."""
+    c = _colour(rng)
+    return Thing(f"{kind}:{c}", kind, COLOURS[c], place)
+
+
+def _plain(kind: str, place: str) -> Thing:
+    """A thing named by its kind alone (its colour is fixed by the renderer)."""
+    return Thing(kind, kind, (0, 0, 0), place)
+
+
+def _bake_cake(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    bowl = _coloured(rng, "bowl", "rack")
+    b = _name(bowl)
+    things = [_plain("flour", "cupboard"), bowl, _plain("tin", "cupboard")]
+    mix: list[Step] = [
+        ("bake.flour", "takes the flour from the cupboard", (), {"obj": "flour", "to": "counter"}),
+        ("bake.bowl", f"puts the {b} on the counter", (b,), {"obj": bowl.id, "to": "counter"}),
+        (
+            "bake.pour_flour",
+            f"pours the flour into the {b}",
+            (b,),
+            {"obj": "flour", "to": f"into:{bowl.id}", "changes": ((bowl.id, "fill", "flour"),)},
+        ),
+    ]
+    adds: list[Step] = [
+        ("bake.sugar", f"adds sugar to the {b}", (b,), {"at": bowl.id, "work": True}),
+        ("bake.egg", f"adds an egg to the {b}", (b,), {"at": bowl.id, "work": True}),
+    ]
+    if rng.random() < 0.5:
+        adds.reverse()
+    mix += adds
+    mix.append(
+        (
+            "bake.whisk",
+            f"whisks the batter in the {b}",
+            (b,),
+            {"at": bowl.id, "work": True, "changes": ((bowl.id, "fill", "batter"),)},
+        )
+    )
+    oven: list[Step] = [("bake.oven_on", "turns on the oven", (), {"at": "oven", "changes": (("oven", "on", True),)})]
+    steps = _interleave(rng, mix[1:], oven)
+    steps = [mix[0], *steps]
+    steps += [
+        (
+            "bake.tin",
+            "pours the batter into the cake tin",
+            (),
+            {"at": bowl.id, "work": True, "changes": ((bowl.id, "fill", None), ("tin", "fill", "batter"))},
+        ),
+        ("bake.in_oven", "puts the cake tin in the oven", (), {"obj": "tin", "to": "oven"}),
+        (
+            "bake.out",
+            "takes the cake out of the oven",
+            (),
+            {"obj": "tin", "to": "counter", "changes": (("tin", "fill", "cake"), ("oven", "on", False))},
+        ),
+    ]
+    return things, steps
+
+
+def _make_toast(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    plate = _coloured(rng, "plate", "rack")
+    p = _name(plate)
+    spread = SPREADS[int(rng.integers(len(SPREADS)))]
+    things = [_plain("bread", "cupboard"), _plain("toaster", "counter"), plate, _plain(spread, "cupboard")]
+    toaster: list[Step] = [
+        ("toast.slices", "puts two slices of bread in the toaster", (), {"obj": "bread", "to": "into:toaster"}),
+        (
+            "toast.lever",
+            "pushes down the lever of the toaster",
+            (),
+            {"at": "toaster", "changes": (("toaster", "on", True),)},
+        ),
+    ]
+    plating: list[Step] = [
+        ("toast.plate", f"puts the {p} next to the toaster", (p,), {"obj": plate.id, "to": "counter"})
+    ]
+    steps: list[Step] = [("toast.bread", "takes the bread from the cupboard", (), {"obj": "bread", "to": "hand"})]
+    steps += _interleave(rng, toaster, plating)
+    steps += [
+        (
+            "toast.out",
+            "takes the toast out of the toaster",
+            (),
+            {"at": "toaster", "changes": (("toaster", "on", False), (plate.id, "fill", "toast"))},
+        ),
+        (
+            "toast.spread",
+            f"spreads the {spread} on the toast",
+            (spread,),
+            {"obj": spread, "to": "counter", "work": True, "changes": ((plate.id, "fill", spread),)},
+        ),
+        ("toast.knife", "puts the knife in the sink", (), {"at": "sink"}),
+    ]
+    return things, steps
+
+
+def _cook_pasta(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    pan = _coloured(rng, "saucepan", "cupboard")
+    plate = _coloured(rng, "plate", "table")
+    s, p = _name(pan), _name(plate)
+    things = [pan, plate, _plain("pasta", "cupboard"), _plain("colander", "rack")]
+    steps: list[Step] = [
+        (
+            "pasta.fill",
+            f"fills the {s} with water",
+            (s,),
+            {"obj": pan.id, "to": "sink", "work": True, "changes": ((pan.id, "fill", "water"),)},
+        ),
+        ("pasta.stove", f"puts the {s} on the stove", (s,), {"obj": pan.id, "to": "stove"}),
+        (
+            "pasta.heat",
+            f"turns up the heat under the {s}",
+            (s,),
+            {"at": "stove", "changes": (("stove", "on", True),)},
+        ),
+    ]
+    salt: list[Step] = [("pasta.salt", "adds salt to the water", (), {"at": pan.id, "work": True})]
+    pour: list[Step] = [
+        (
+            "pasta.pour",
+            f"pours the pasta into the {s}",
+            (s,),
+            {"obj": "pasta", "to": f"into:{pan.id}", "changes": ((pan.id, "fill", "pasta"),)},
+        ),
+        ("pasta.stir", "stirs the pasta with the wooden spoon", (), {"at": pan.id, "work": True}),
+    ]
+    steps += _interleave(rng, salt if rng.random() < 0.7 else [], pour)
+    steps += [
+        ("pasta.colander", "puts the colander in the sink", (), {"obj": "colander", "to": "sink"}),
+        (
+            "pasta.drain",
+            "drains the pasta in the colander",
+            (),
+            {
+                "obj": pan.id,
+                "to": "sink",
+                "work": True,
+                "changes": ((pan.id, "fill", None), ("colander", "fill", "pasta"), ("stove", "on", False)),
+            },
+        ),
+        (
+            "pasta.serve",
+            f"serves the pasta on the {p}",
+            (p,),
+            {"obj": "colander", "to": "table", "changes": (("colander", "fill", None), (plate.id, "fill", "pasta"))},
+        ),
+    ]
+    return things, steps
+
+
+def _feed_cat(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    food = CAT_FOODS[int(rng.integers(len(CAT_FOODS)))]
+    dish = _coloured(rng, "dish", "shelf")
+    d = _name(dish)
+    things = [_plain("cat", "door"), Thing("tin of food", "foodtin", (0, 0, 0), "shelf"), dish]
+    steps: list[Step] = [
+        ("cat.tin", f"takes a tin of {food} from the shelf", (food,), {"obj": "tin of food", "to": "counter"}),
+        (
+            "cat.open",
+            f"opens the tin of {food}",
+            (food,),
+            {"at": "tin of food", "work": True, "changes": (("tin of food", "open", True),)},
+        ),
+        ("cat.dish", f"puts the {d} on the mat", (d,), {"obj": dish.id, "to": "mat"}),
+        (
+            "cat.spoon",
+            f"spoons the {food} into the {d}",
+            (food, d),
+            {"at": dish.id, "work": True, "changes": ((dish.id, "fill", "catfood"), ("cat", "goto", "mat"))},
+        ),
+    ]
+    if rng.random() < 0.5:
+        steps.append(("cat.stroke", "strokes the cat", (), {"at": "cat", "work": True}))
+    steps.append(("cat.bin", "throws the empty tin in the bin", (), {"obj": "tin of food", "to": "bin"}))
+    return things, steps
+
+
+def _do_laundry(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    kinds = _pick(rng, CLOTHES, int(rng.integers(1, 4)))
+    clothes = [_coloured(rng, k, "into:basket") for k in kinds]
+    things = [_plain("basket", "mat"), *clothes, _plain("detergent", "shelf")]
+    steps: list[Step] = [
+        ("laundry.open", "opens the washing machine", (), {"at": "washer", "changes": (("washer", "open", True),)})
+    ]
+    for c in clothes:
+        n = _name(c)
+        steps += [
+            ("laundry.take", f"takes the {n} from the laundry basket", (n,), {"obj": c.id, "to": "hand"}),
+            ("laundry.put", f"puts the {n} in the washing machine", (n,), {"obj": c.id, "to": "washer"}),
+        ]
+    steps += [
+        (
+            "laundry.detergent",
+            "pours detergent into the drawer",
+            (),
+            {"obj": "detergent", "to": "washer", "work": True},
+        ),
+        (
+            "laundry.close",
+            "closes the washing machine",
+            (),
+            {"at": "washer", "changes": (("washer", "open", False),)},
+        ),
+        (
+            "laundry.start",
+            "presses the start button on the washing machine",
+            (),
+            {"at": "washer", "changes": (("washer_on", "on", True),)},
+        ),
+    ]
+    return things, steps
+
+
+def _sweep_floor(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    places = _pick(rng, SWEEP_PLACES, int(rng.integers(1, 4)))
+    things = [_plain("broom", "cupboard"), _plain("dustpan", "cupboard")]
+    things += [Thing(f"dirt:{p}", "dirt", (0, 0, 0), f"near:{p}") for p in places]
+    steps: list[Step] = [("sweep.broom", "takes the broom from the cupboard", (), {"obj": "broom", "to": "hand"})]
+    for p in places:
+        steps.append(
+            (
+                "sweep.sweep",
+                f"sweeps the floor near the {p}",
+                (p,),
+                {"obj": "broom", "at": f"near:{p}", "work": True, "changes": ((f"dirt:{p}", "swept", True),)},
+            )
+        )
+    steps += [
+        ("sweep.dustpan", "sweeps the dirt into the dustpan", (), {"obj": "dustpan", "to": "hand", "work": True}),
+        ("sweep.empty", "empties the dustpan into the bin", (), {"obj": "dustpan", "to": "bin", "work": True}),
+        ("sweep.back", "puts the broom back in the cupboard", (), {"obj": "broom", "to": "cupboard"}),
+    ]
+    return things, steps
+
+
+def _make_sandwich(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    plate = _coloured(rng, "plate", "counter")
+    p = _name(plate)
+    fillings = _pick(rng, FILLINGS, int(rng.integers(1, 3)))
+    things = [plate, _plain("bread", "cupboard"), *[_plain(f, "fridge") for f in fillings]]
+    steps: list[Step] = [
+        (
+            "sandwich.bread",
+            f"puts two slices of bread on the {p}",
+            (p,),
+            {"obj": "bread", "to": f"into:{plate.id}", "changes": ((plate.id, "fill", "bread"),)},
+        )
+    ]
+    if rng.random() < 0.6:
+        steps.append(("sandwich.butter", "spreads butter on the bread", (), {"at": plate.id, "work": True}))
+    for f in fillings:
+        steps += [
+            ("sandwich.take", f"takes the {f} out of the fridge", (f,), {"obj": f, "to": "hand"}),
+            (
+                "sandwich.put",
+                f"puts the {f} on the bread",
+                (f,),
+                {"obj": f, "to": f"into:{plate.id}", "changes": ((plate.id, "fill", "bread"),)},
+            ),
+        ]
+    steps += [
+        (
+            "sandwich.cut",
+            "cuts the sandwich in half",
+            (),
+            {"at": plate.id, "work": True, "changes": ((plate.id, "fill", "sandwich"),)},
+        ),
+        ("sandwich.carry", f"carries the {p} to the table", (p,), {"obj": plate.id, "to": "table"}),
+    ]
+    return things, steps
+
+
+def _make_juice(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    glass = _coloured(rng, "glass", "rack")
+    g = _name(glass)
+    fruits = _pick(rng, FRUITS, int(rng.integers(1, 3)))
+    things = [_plain("juicer", "cupboard"), glass, *[_plain(f, "table") for f in fruits]]
+    steps: list[Step] = [("juice.juicer", "takes the juicer from the cupboard", (), {"obj": "juicer", "to": "counter"})]
+    chain: list[Step] = []
+    for f in fruits:
+        chain += [
+            (
+                "juice.cut",
+                f"cuts the {f} in half",
+                (f,),
+                {"at": f, "work": True, "changes": ((f, "cut", True),)},
+            ),
+            (
+                "juice.squeeze",
+                f"squeezes the {f} on the juicer",
+                (f,),
+                {"obj": f, "to": "into:juicer", "work": True, "changes": (("juicer", "fill", "juice"),)},
+            ),
+        ]
+    glass_step: list[Step] = [
+        ("juice.glass", f"puts the {g} next to the juicer", (g,), {"obj": glass.id, "to": "counter"})
+    ]
+    steps += _interleave(rng, chain, glass_step)
+    steps += [
+        (
+            "juice.pour",
+            f"pours the juice into the {g}",
+            (g,),
+            {"at": "juicer", "work": True, "changes": (("juicer", "fill", None), (glass.id, "fill", "juice"))},
+        ),
+        ("juice.rinse", "rinses the juicer in the sink", (), {"obj": "juicer", "to": "sink", "work": True}),
+    ]
+    return things, steps
+
+
+def _arrange_flowers(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    vase = _coloured(rng, "vase", "shelf")
+    v = _name(vase)
+    flowers = _pick(rng, FLOWERS, int(rng.integers(1, 3)))
+    things = [vase, *[_plain(f, "table") for f in flowers]]
+    steps: list[Step] = [
+        ("flowers.vase", f"takes the {v} from the shelf", (v,), {"obj": vase.id, "to": "hand"}),
+        (
+            "flowers.fill",
+            f"fills the {v} with water",
+            (v,),
+            {"obj": vase.id, "to": "sink", "work": True, "changes": ((vase.id, "fill", "water"),)},
+        ),
+    ]
+    cut = [
+        ("flowers.cut", f"cuts the stems of the {f}", (f,), {"at": f, "work": True, "changes": ((f, "cut", True),)})
+        for f in flowers
+    ]
+    put = [
+        (
+            "flowers.put",
+            f"puts the {f} in the {v}",
+            (f, v),
+            {"obj": f, "to": f"into:{vase.id}", "changes": ((vase.id, "fill", f),)},
+        )
+        for f in flowers
+    ]
+    if rng.random() < 0.5:
+        steps += [s for pair in zip(cut, put, strict=True) for s in pair]
+    else:
+        steps += cut + put
+    steps.append(("flowers.place", f"places the {v} on the table", (v,), {"obj": vase.id, "to": "table"}))
+    return things, steps
+
+
+def _unload_dishwasher(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    dishes = _dish_things(rng, DISHES_TO_WASH, int(rng.integers(1, 4)), "dishwasher")
+    things: list[Thing] = [*dishes]
+    steps: list[Step] = [
+        (
+            "dishwasher.open",
+            "opens the dishwasher",
+            (),
+            {"at": "dishwasher", "changes": (("dishwasher", "open", True),)},
+        )
+    ]
+    for d in dishes:
+        n = _name(d)
+        steps += [
+            ("dishwasher.take", f"takes the {n} out of the dishwasher", (n,), {"obj": d.id, "to": "hand"}),
+            ("dishwasher.put", f"puts the {n} in the cupboard", (n,), {"obj": d.id, "to": "cupboard"}),
+        ]
+    if rng.random() < 0.5:
+        things.append(_plain("cutlery", "dishwasher"))
+        pos = int(rng.integers(1, len(steps) + 1))
+        steps.insert(
+            pos, ("dishwasher.cutlery", "puts the cutlery in the drawer", (), {"obj": "cutlery", "to": "cupboard"})
+        )
+    steps.append(
+        (
+            "dishwasher.close",
+            "closes the dishwasher",
+            (),
+            {"at": "dishwasher", "changes": (("dishwasher", "open", False),)},
+        )
+    )
+    return things, steps
+
+
+def _have_breakfast(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    cereal = CEREALS[int(rng.integers(len(CEREALS)))]
+    bowl = _coloured(rng, "bowl", "rack")
+    b = _name(bowl)
+    things = [Thing("cereal box", cereal, (0, 0, 0), "shelf"), bowl, _plain("milk", "fridge")]
+    steps: list[Step] = [
+        ("breakfast.box", f"takes the box of {cereal} from the shelf", (cereal,), {"obj": "cereal box", "to": "table"}),
+        ("breakfast.bowl", f"puts the {b} on the table", (b,), {"obj": bowl.id, "to": "table"}),
+    ]
+    steps += [
+        (
+            "breakfast.pour",
+            f"pours the {cereal} into the {b}",
+            (cereal, b),
+            {"at": "cereal box", "work": True, "changes": ((bowl.id, "fill", cereal),)},
+        ),
+        (
+            "breakfast.milk",
+            f"pours milk over the {cereal}",
+            (cereal,),
+            {"obj": "milk", "to": "table", "work": True, "changes": ((bowl.id, "fill", "latte"),)},
+        ),
+        ("breakfast.eat", f"eats the {cereal} with a spoon", (cereal,), {"at": bowl.id, "work": True}),
+        ("breakfast.rinse", f"rinses the {b} under the tap", (b,), {"obj": bowl.id, "to": "sink", "work": True}),
+    ]
+    return things, steps
+
+
+def _make_smoothie(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    glass = _coloured(rng, "glass", "rack")
+    g = _name(glass)
+    fruits = _pick(rng, SMOOTHIE_FRUITS, int(rng.integers(1, 4)))
+    things = [_plain("blender", "cupboard"), glass, *[_plain(f, "table") for f in fruits], _plain("yogurt", "fridge")]
+    steps: list[Step] = [
+        ("smoothie.blender", "takes the blender from the cupboard", (), {"obj": "blender", "to": "counter"})
+    ]
+    for f in fruits:
+        steps.append(
+            (
+                "smoothie.fruit",
+                f"puts the {f} in the blender",
+                (f,),
+                {"obj": f, "to": "into:blender", "changes": (("blender", "fill", f),)},
+            )
+        )
+    if rng.random() < 0.5:
+        steps.append(("smoothie.yogurt", "adds the yogurt to the blender", (), {"obj": "yogurt", "to": "into:blender"}))
+    steps += [
+        (
+            "smoothie.blend",
+            "blends the smoothie for a minute",
+            (),
+            {"at": "blender", "work": True, "changes": (("blender", "fill", "smoothie"),)},
+        ),
+        (
+            "smoothie.pour",
+            f"pours the smoothie into the {g}",
+            (g,),
+            {"obj": glass.id, "to": "counter", "changes": (("blender", "fill", None), (glass.id, "fill", "smoothie"))},
+        ),
+        ("smoothie.wash", "washes the blender in the sink", (), {"obj": "blender", "to": "sink", "work": True}),
+    ]
+    return things, steps
+
+
+def _mop_floor(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    places = _pick(rng, MOP_PLACES, int(rng.integers(1, 4)))
+    things = [_plain("bucket", "mat"), _plain("mop", "mat")]
+    things += [Thing(f"stain:{p}", "stain", (0, 0, 0), f"near:{p}") for p in places]
+    steps: list[Step] = [
+        (
+            "mop.fill",
+            "fills the bucket with soapy water",
+            (),
+            {"obj": "bucket", "to": "sink", "work": True, "changes": (("bucket", "fill", "soap"),)},
+        ),
+        ("mop.dip", "dips the mop in the bucket", (), {"obj": "mop", "to": "sink", "work": True}),
+    ]
+    for i, p in enumerate(places):
+        steps.append(
+            (
+                "mop.mop",
+                f"mops the floor in front of the {p}",
+                (p,),
+                {"obj": "mop", "at": f"near:{p}", "work": True, "changes": ((f"stain:{p}", "swept", True),)},
+            )
+        )
+        if i < len(places) - 1 and rng.random() < 0.5:
+            steps.append(
+                ("mop.wring", "wrings the mop over the bucket", (), {"at": "bucket", "obj": "mop", "work": True})
+            )
+    steps += [
+        (
+            "mop.empty",
+            "empties the bucket into the sink",
+            (),
+            {"obj": "bucket", "to": "sink", "work": True, "changes": (("bucket", "fill", None),)},
+        ),
+        ("mop.lean", "leans the mop against the wall", (), {"obj": "mop", "to": "mat"}),
+    ]
+    return things, steps
+
+
+def _iron_clothes(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
+    kinds = _pick(rng, IRONED_CLOTHES, int(rng.integers(1, 3)))
+    clothes = [_coloured(rng, k, "shelf") for k in kinds]
+    things = [_plain("ironing board", "mat"), _plain("iron", "cupboard"), *clothes]
+    steps: list[Step] = [
+        (
+            "iron.board",
+            "sets up the ironing board",
+            (),
+            {"at": "ironing board", "changes": (("ironing board", "up", True),)},
+        ),
+        ("iron.plug", "plugs in the iron", (), {"obj": "iron", "to": "mat", "changes": (("iron", "hot", True),)}),
+    ]
+    for c in clothes:
+        n = _name(c)
+        steps += [
+            ("iron.lay", f"lays the {n} on the ironing board", (n,), {"obj": c.id, "to": "mat"}),
+            (
+                "iron.iron",
+                f"irons the {n}",
+                (n,),
+                {"obj": "iron", "at": c.id, "work": True, "changes": ((c.id, "ironed", True),)},
+            ),
+            ("iron.fold", f"folds the {n}", (n,), {"at": c.id, "work": True, "changes": ((c.id, "folded", True),)}),
+        ]
+    steps.append(("iron.unplug", "unplugs the iron", (), {"at": "iron", "changes": (("iron", "hot", False),)}))
+    return things, steps
+
+
 _SCRIPTS: dict[str, Callable[[np.random.Generator], tuple[list[Thing], list[Step]]]] = {
     "make_tea": _make_tea,
     "make_coffee": _make_coffee,
@@ -542,6 +1166,20 @@ _SCRIPTS: dict[str, Callable[[np.random.Generator], tuple[list[Thing], list[Step
     "put_away_groceries": _put_away_groceries,
     "water_plants": _water_plants,
     "wipe_table": _wipe_table,
+    "bake_cake": _bake_cake,
+    "make_toast": _make_toast,
+    "cook_pasta": _cook_pasta,
+    "feed_cat": _feed_cat,
+    "do_laundry": _do_laundry,
+    "sweep_floor": _sweep_floor,
+    "make_sandwich": _make_sandwich,
+    "make_juice": _make_juice,
+    "arrange_flowers": _arrange_flowers,
+    "unload_dishwasher": _unload_dishwasher,
+    "have_breakfast": _have_breakfast,
+    "make_smoothie": _make_smoothie,
+    "mop_floor": _mop_floor,
+    "iron_clothes": _iron_clothes,
 }
 ACTIVITY_OF_KIND_PREFIX = {
     "tea": "make_tea",
@@ -554,6 +1192,20 @@ ACTIVITY_OF_KIND_PREFIX = {
     "groceries": "put_away_groceries",
     "plants": "water_plants",
     "wipe": "wipe_table",
+    "bake": "bake_cake",
+    "toast": "make_toast",
+    "pasta": "cook_pasta",
+    "cat": "feed_cat",
+    "laundry": "do_laundry",
+    "sweep": "sweep_floor",
+    "sandwich": "make_sandwich",
+    "juice": "make_juice",
+    "flowers": "arrange_flowers",
+    "dishwasher": "unload_dishwasher",
+    "breakfast": "have_breakfast",
+    "smoothie": "make_smoothie",
+    "mop": "mop_floor",
+    "iron": "iron_clothes",
 }
 
 
@@ -719,6 +1371,13 @@ def _caption_patterns() -> list[tuple[re.Pattern[str], str, str]]:
     obj = rf"(?:{col}) (?:cup|mug|plate|bowl|glass|pan|pot|cloth|trash bag)"
     veg = "|".join(VEGETABLES)
     gro = "|".join(GROCERIES)
+
+    def alt(words: Sequence[str]) -> str:
+        return "(?:" + "|".join(words) + ")"
+
+    def c(*kinds: str) -> str:  # a coloured thing of one of `kinds`: "red saucepan"
+        return rf"(?:{col}) {alt(kinds)}"
+
     # (kind, role, regex with named groups m1, m2 for mentions, in caption order)
     table = [
         ("tea.fill_kettle", "open", "fills the kettle with water"),
@@ -775,6 +1434,95 @@ def _caption_patterns() -> list[tuple[re.Pattern[str], str, str]]:
         ("wipe.wet", "open", rf"wets the (?P<m1>{obj}) at the sink"),
         ("wipe.wipe", "body", rf"wipes the table with the (?P<m1>{obj})"),
         ("wipe.hang", "close", rf"hangs the (?P<m1>{obj}) on the rack"),
+        ("bake.flour", "open", "takes the flour from the cupboard"),
+        ("bake.bowl", "body", rf"puts the (?P<m1>{c('bowl')}) on the counter"),
+        ("bake.pour_flour", "body", rf"pours the flour into the (?P<m1>{c('bowl')})"),
+        ("bake.sugar", "body", rf"adds sugar to the (?P<m1>{c('bowl')})"),
+        ("bake.egg", "body", rf"adds an egg to the (?P<m1>{c('bowl')})"),
+        ("bake.whisk", "body", rf"whisks the batter in the (?P<m1>{c('bowl')})"),
+        ("bake.oven_on", "body", "turns on the oven"),
+        ("bake.tin", "body", "pours the batter into the cake tin"),
+        ("bake.in_oven", "body", "puts the cake tin in the oven"),
+        ("bake.out", "close", "takes the cake out of the oven"),
+        ("toast.bread", "open", "takes the bread from the cupboard"),
+        ("toast.slices", "body", "puts two slices of bread in the toaster"),
+        ("toast.lever", "body", "pushes down the lever of the toaster"),
+        ("toast.plate", "body", rf"puts the (?P<m1>{c('plate')}) next to the toaster"),
+        ("toast.out", "body", "takes the toast out of the toaster"),
+        ("toast.spread", "body", rf"spreads the (?P<m1>{alt(SPREADS)}) on the toast"),
+        ("toast.knife", "close", "puts the knife in the sink"),
+        ("pasta.fill", "open", rf"fills the (?P<m1>{c('saucepan')}) with water"),
+        ("pasta.stove", "body", rf"puts the (?P<m1>{c('saucepan')}) on the stove"),
+        ("pasta.heat", "body", rf"turns up the heat under the (?P<m1>{c('saucepan')})"),
+        ("pasta.salt", "body", "adds salt to the water"),
+        ("pasta.pour", "body", rf"pours the pasta into the (?P<m1>{c('saucepan')})"),
+        ("pasta.stir", "body", "stirs the pasta with the wooden spoon"),
+        ("pasta.colander", "body", "puts the colander in the sink"),
+        ("pasta.drain", "body", "drains the pasta in the colander"),
+        ("pasta.serve", "close", rf"serves the pasta on the (?P<m1>{c('plate')})"),
+        ("cat.tin", "open", rf"takes a tin of (?P<m1>{alt(CAT_FOODS)}) from the shelf"),
+        ("cat.open", "body", rf"opens the tin of (?P<m1>{alt(CAT_FOODS)})"),
+        ("cat.dish", "body", rf"puts the (?P<m1>{c('dish')}) on the mat"),
+        ("cat.spoon", "body", rf"spoons the (?P<m1>{alt(CAT_FOODS)}) into the (?P<m2>{c('dish')})"),
+        ("cat.stroke", "body", "strokes the cat"),
+        ("cat.bin", "close", "throws the empty tin in the bin"),
+        ("laundry.open", "open", "opens the washing machine"),
+        ("laundry.take", "body", rf"takes the (?P<m1>{c(*CLOTHES)}) from the laundry basket"),
+        ("laundry.put", "body", rf"puts the (?P<m1>{c(*CLOTHES)}) in the washing machine"),
+        ("laundry.detergent", "body", "pours detergent into the drawer"),
+        ("laundry.close", "body", "closes the washing machine"),
+        ("laundry.start", "close", "presses the start button on the washing machine"),
+        ("sweep.broom", "open", "takes the broom from the cupboard"),
+        ("sweep.sweep", "body", rf"sweeps the floor near the (?P<m1>{alt(SWEEP_PLACES)})"),
+        ("sweep.dustpan", "body", "sweeps the dirt into the dustpan"),
+        ("sweep.empty", "body", "empties the dustpan into the bin"),
+        ("sweep.back", "close", "puts the broom back in the cupboard"),
+        ("sandwich.bread", "open", rf"puts two slices of bread on the (?P<m1>{c('plate')})"),
+        ("sandwich.butter", "body", "spreads butter on the bread"),
+        ("sandwich.take", "body", rf"takes the (?P<m1>{alt(FILLINGS)}) out of the fridge"),
+        ("sandwich.put", "body", rf"puts the (?P<m1>{alt(FILLINGS)}) on the bread"),
+        ("sandwich.cut", "body", "cuts the sandwich in half"),
+        ("sandwich.carry", "close", rf"carries the (?P<m1>{c('plate')}) to the table"),
+        ("juice.juicer", "open", "takes the juicer from the cupboard"),
+        ("juice.cut", "body", rf"cuts the (?P<m1>{alt(FRUITS)}) in half"),
+        ("juice.squeeze", "body", rf"squeezes the (?P<m1>{alt(FRUITS)}) on the juicer"),
+        ("juice.glass", "body", rf"puts the (?P<m1>{c('glass')}) next to the juicer"),
+        ("juice.pour", "body", rf"pours the juice into the (?P<m1>{c('glass')})"),
+        ("juice.rinse", "close", "rinses the juicer in the sink"),
+        ("flowers.vase", "open", rf"takes the (?P<m1>{c('vase')}) from the shelf"),
+        ("flowers.fill", "body", rf"fills the (?P<m1>{c('vase')}) with water"),
+        ("flowers.cut", "body", rf"cuts the stems of the (?P<m1>{alt(FLOWERS)})"),
+        ("flowers.put", "body", rf"puts the (?P<m1>{alt(FLOWERS)}) in the (?P<m2>{c('vase')})"),
+        ("flowers.place", "close", rf"places the (?P<m1>{c('vase')}) on the table"),
+        ("dishwasher.open", "open", "opens the dishwasher"),
+        ("dishwasher.take", "body", rf"takes the (?P<m1>{c(*DISHES_TO_WASH)}) out of the dishwasher"),
+        ("dishwasher.put", "body", rf"puts the (?P<m1>{c(*DISHES_TO_WASH)}) in the cupboard"),
+        ("dishwasher.cutlery", "body", "puts the cutlery in the drawer"),
+        ("dishwasher.close", "close", "closes the dishwasher"),
+        ("breakfast.box", "open", rf"takes the box of (?P<m1>{alt(CEREALS)}) from the shelf"),
+        ("breakfast.bowl", "body", rf"puts the (?P<m1>{c('bowl')}) on the table"),
+        ("breakfast.pour", "body", rf"pours the (?P<m1>{alt(CEREALS)}) into the (?P<m2>{c('bowl')})"),
+        ("breakfast.milk", "body", rf"pours milk over the (?P<m1>{alt(CEREALS)})"),
+        ("breakfast.eat", "body", rf"eats the (?P<m1>{alt(CEREALS)}) with a spoon"),
+        ("breakfast.rinse", "close", rf"rinses the (?P<m1>{c('bowl')}) under the tap"),
+        ("smoothie.blender", "open", "takes the blender from the cupboard"),
+        ("smoothie.fruit", "body", rf"puts the (?P<m1>{alt(SMOOTHIE_FRUITS)}) in the blender"),
+        ("smoothie.yogurt", "body", "adds the yogurt to the blender"),
+        ("smoothie.blend", "body", "blends the smoothie for a minute"),
+        ("smoothie.pour", "body", rf"pours the smoothie into the (?P<m1>{c('glass')})"),
+        ("smoothie.wash", "close", "washes the blender in the sink"),
+        ("mop.fill", "open", "fills the bucket with soapy water"),
+        ("mop.dip", "body", "dips the mop in the bucket"),
+        ("mop.mop", "body", rf"mops the floor in front of the (?P<m1>{alt(MOP_PLACES)})"),
+        ("mop.wring", "body", "wrings the mop over the bucket"),
+        ("mop.empty", "body", "empties the bucket into the sink"),
+        ("mop.lean", "close", "leans the mop against the wall"),
+        ("iron.board", "open", "sets up the ironing board"),
+        ("iron.plug", "body", "plugs in the iron"),
+        ("iron.lay", "body", rf"lays the (?P<m1>{c(*IRONED_CLOTHES)}) on the ironing board"),
+        ("iron.iron", "body", rf"irons the (?P<m1>{c(*IRONED_CLOTHES)})"),
+        ("iron.fold", "body", rf"folds the (?P<m1>{c(*IRONED_CLOTHES)})"),
+        ("iron.unplug", "close", "unplugs the iron"),
     ]
     for kind, role, rx in table:
         _PATTERNS.append((re.compile(r"#C C " + rx), kind, role))
@@ -894,8 +1642,19 @@ def _parse_description(desc: str) -> list[tuple[str, str, list[str]]]:
 
 def _objects_back(text: str) -> list[str]:
     """Key-object phrases from an object text such as ' in the blue cup' or 'the red plate and the green bowl'."""
-    found = re.findall(r"the ((?:(?:" + "|".join(COLOURS) + r") )?[a-z]+(?: bag)?)", text)
-    return [f for f in found if f not in ("dishes", "trash", "groceries")]
+    return _MENTION.findall(text)
+
+
+def _mention_pattern() -> re.Pattern[str]:
+    """'the X' for every key-object phrase a caption can name (longest first, so 'red saucepan' beats 'red pan')."""
+    coloured = [f"{c} {k}" for c in COLOURS for k in COLOURED_KINDS]
+    plain = {*VEGETABLES, *GROCERIES, *SPREADS, *CAT_FOODS, *FILLINGS, *FRUITS, *FLOWERS, *CEREALS, *SWEEP_PLACES}
+    plain |= {*MOP_PLACES, *SMOOTHIE_FRUITS}
+    phrases = sorted({*coloured, *plain}, key=lambda x: (-len(x), x))
+    return re.compile(r"\bthe (" + "|".join(map(re.escape, phrases)) + r")\b")
+
+
+_MENTION = _mention_pattern()
 
 
 @functools.cache
@@ -904,15 +1663,15 @@ def vocabulary() -> list[str]:
     words: set[str] = set()
     rng = np.random.default_rng(0)
     for _ in range(400):
-        s = make_script(rng, 2.0, vid="v")
+        s = make_script(rng, 4.0, vid="v")
         for c in s.clips:
             words.update(_words(c.caption))
         for g in s.segments:
             words.update(_words(g.description))
         words.update(_words(s.summary))
-    words.update(COLOURS)
-    words.update(VEGETABLES)
-    words.update(GROCERIES)
+    lists = (COLOURS, VEGETABLES, GROCERIES, SPREADS, CAT_FOODS, FILLINGS, FRUITS, FLOWERS, CEREALS, CLOTHES)
+    for names in (*lists, SMOOTHIE_FRUITS, IRONED_CLOTHES):
+        words.update(names)
     return sorted(words)
 
 
