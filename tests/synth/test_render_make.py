@@ -61,6 +61,46 @@ def test_colours_survive_h264_at_64px(tmp_path: Path) -> None:
         assert nearest == name
 
 
+def test_every_thing_has_its_own_drawing() -> None:
+    """Each kind of thing the world spawns is drawn as itself (not the fallback square), and kinds that share a
+    colour differ in shape."""
+    cv = render._Canvas(64)
+    things = {t.kind: t for seed in range(40) for a in make_script(seed, 4.0).activities for t in a.things}
+    assert len(things) > 60
+    drawings = {}
+    for kind, t in things.items():
+        colour = render.KIND_COLOURS.get(kind, t.colour)
+        img, fallback = cv.background.copy(), cv.background.copy()
+        render._draw_obj(cv, img, render._Obj(kind, colour, (31, 38), "table"), 31, 38)
+        cv.box(fallback, 31, 38, 4, 4, colour)
+        assert not np.array_equal(img, fallback), kind
+        assert not np.array_equal(img, cv.background), kind
+        drawings[kind] = img
+    # no two kinds look the same
+    seen: dict[bytes, str] = {}
+    for kind, img in drawings.items():
+        assert img.tobytes() not in seen, (kind, seen.get(img.tobytes()))
+        seen[img.tobytes()] = kind
+
+
+def test_state_changes_show(tmp_path: Path) -> None:
+    """The new fixtures and containers change when an action changes them: the oven glows, the cat comes to its
+    dish, swept dirt goes."""
+    cv = render._Canvas(64)
+    shown = set()
+    for seed in range(40):
+        script = make_script(seed, 4.0)
+        for st in render._simulate(script):
+            a = st.action
+            if a.kind in ("bake.oven_on", "cat.spoon", "sweep.sweep", "laundry.start", "dishwasher.open"):
+                # the hand waits at the door, out of the way
+                before = render._draw(cv, st.before, (5, 60), {})
+                after = render._draw(cv, st.after, (5, 60), {})
+                assert not np.array_equal(before, after), a.caption
+                shown.add(a.kind)
+    assert len(shown) == 5
+
+
 def test_split_counts() -> None:
     assert split_counts(10) == {"train": 8, "val": 1, "test": 1}
     assert split_counts(3) == {"train": 1, "val": 1, "test": 1}

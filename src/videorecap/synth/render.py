@@ -43,6 +43,11 @@ PLACES: dict[str, tuple[int, int, int, int, tuple[int, int, int]]] = {
     "table": (16, 26, 46, 50, (175, 125, 75)),
     "door": (0, 50, 10, 64, (100, 70, 40)),
     "plants": (24, 56, 54, 64, (200, 195, 185)),
+    "oven": (12, 54, 23, 64, (60, 60, 65)),
+    "washer": (54, 52, 64, 64, (235, 235, 240)),
+    "shelf": (0, 43, 10, 49, (170, 120, 70)),
+    "dishwasher": (47, 38, 54, 50, (200, 200, 210)),
+    "mat": (47, 16, 54, 31, (120, 160, 200)),
 }
 FLOOR = (205, 200, 190)
 # Where things stand at each place (grid units); taken in order, the last one is shared when all are taken.
@@ -58,8 +63,25 @@ SLOTS: dict[str, list[tuple[float, float]]] = {
     "table": [(22, 32), (31, 32), (40, 32), (22, 44), (31, 44), (40, 44)],
     "door": [(5, 57)],
     "plants": [(30, 60), (39, 60), (48, 60)],
+    "oven": [(17.5, 59)],
+    "washer": [(59, 58)],
+    "shelf": [(5, 46)],
+    "dishwasher": [(50.5, 41), (50.5, 46)],
+    "mat": [(50.5, 19.5), (50.5, 24), (50.5, 28)],
 }
-HIDING_PLACES = ("fridge", "door")  # things put there disappear
+# The floor in front of a place: where dirt lies and where C sweeps or mops ("near:stove").
+NEAR: dict[str, tuple[float, float]] = {
+    "fridge": (12.5, 17),
+    "stove": (20, 16.5),
+    "sink": (35, 16.5),
+    "table": (31, 53),
+    "door": (12.5, 46),
+    "bin": (50.5, 53),
+    "cupboard": (13, 30),
+    "oven": (20, 52.5),
+    "washing machine": (59, 51),
+}
+HIDING_PLACES = ("fridge", "door", "washer")  # things put there disappear
 HAND = (245, 190, 150)
 HAND_REST = (32.0, 20.0)
 SKIN_EDGE = (90, 60, 50)
@@ -85,6 +107,67 @@ KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "shopbag": (160, 120, 70),
     "can": (40, 160, 160),
     "newbag": (230, 230, 230),
+    "potato": (190, 150, 90),
+    "mushroom": (210, 190, 170),
+    "broccoli": (30, 120, 40),
+    "garlic": (240, 235, 220),
+    "spinach": (30, 100, 40),
+    "celery": (150, 210, 120),
+    "radish": (220, 40, 90),
+    "grapes": (120, 40, 140),
+    "bananas": (250, 225, 50),
+    "fish": (150, 170, 190),
+    "rice": (250, 250, 240),
+    "beans": (150, 70, 40),
+    "chocolate": (90, 50, 30),
+    "flour": (240, 235, 220),
+    "tin": (150, 150, 160),
+    "bread": (200, 150, 80),
+    "toaster": (190, 190, 200),
+    "jam": (180, 20, 60),
+    "honey": (240, 170, 30),
+    "marmalade": (245, 120, 20),
+    "pasta": (240, 210, 120),
+    "colander": (230, 230, 230),
+    "cat": (110, 110, 110),
+    "foodtin": (200, 200, 200),
+    "basket": (200, 170, 110),
+    "detergent": (40, 120, 220),
+    "broom": (150, 100, 40),
+    "dustpan": (220, 50, 50),
+    "dirt": (110, 80, 40),
+    "stain": (150, 130, 90),
+    "juicer": (200, 230, 240),
+    "oranges": (250, 140, 0),
+    "limes": (120, 200, 40),
+    "grapefruits": (240, 100, 90),
+    "roses": (230, 20, 60),
+    "tulips": (250, 90, 160),
+    "daisies": (250, 250, 250),
+    "lilies": (250, 200, 220),
+    "sunflowers": (250, 210, 0),
+    "orchids": (190, 90, 220),
+    "irises": (90, 60, 200),
+    "cutlery": (190, 190, 190),
+    "cornflakes": (240, 190, 40),
+    "muesli": (190, 150, 100),
+    "granola": (160, 110, 60),
+    "oats": (225, 210, 170),
+    "blender": (220, 220, 230),
+    "strawberries": (230, 30, 50),
+    "blueberries": (60, 70, 180),
+    "mangoes": (250, 180, 40),
+    "peaches": (250, 170, 130),
+    "kiwis": (130, 160, 60),
+    "raspberries": (220, 40, 100),
+    "bucket": (60, 120, 200),
+    "mop": (230, 230, 210),
+    "ironing board": (180, 200, 220),
+    "iron": (70, 70, 200),
+    "ham": (240, 150, 150),
+    "salami": (170, 40, 50),
+    "turkey": (220, 180, 150),
+    "chicken": (230, 200, 160),
 }
 FILL_COLOURS: dict[str, tuple[int, int, int]] = {
     "bag": (200, 160, 90),
@@ -92,6 +175,16 @@ FILL_COLOURS: dict[str, tuple[int, int, int]] = {
     "coffee": (70, 40, 20),
     "latte": (190, 140, 90),
     "egg": (255, 255, 240),
+    "flour": (240, 235, 220),
+    "batter": (240, 215, 150),
+    "cake": (150, 90, 40),
+    "toast": (170, 110, 50),
+    "water": (120, 190, 240),
+    "catfood": (140, 90, 70),
+    "sandwich": (220, 180, 120),
+    "juice": (250, 160, 30),
+    "smoothie": (230, 120, 160),
+    "soap": (230, 240, 250),
 }
 
 
@@ -122,7 +215,17 @@ class _Step:
     dst: tuple[float, float]
 
 
-_FIXTURES = {"stove": False, "sink": False, "cupboard": False, "fridge": False, "machine": False}
+_FIXTURES = {
+    "stove": False,
+    "sink": False,
+    "cupboard": False,
+    "fridge": False,
+    "machine": False,
+    "oven": False,
+    "washer": False,
+    "washer_on": False,
+    "dishwasher": False,
+}
 
 
 def _free_slot(state: _State, place: str, ignore: str = "") -> tuple[float, float]:
@@ -139,6 +242,8 @@ def _anchor(state: _State, target: str | None) -> tuple[float, float]:
     if target in state.objs:
         o = state.objs[target]
         return state.hand if o.where == "hand" else o.pos
+    if target.startswith("near:"):
+        return NEAR[target.removeprefix("near:")]
     return SLOTS[target][0]
 
 
@@ -165,6 +270,8 @@ def _simulate(script: VideoScript) -> list[_Step]:
                 if t.place.startswith("into:"):
                     host = state.objs[t.place.removeprefix("into:")]
                     state.objs[t.id] = _Obj(t.kind, colour, host.pos, "hidden")
+                elif t.place.startswith("near:"):  # on the floor in front of a place
+                    state.objs[t.id] = _Obj(t.kind, colour, NEAR[t.place.removeprefix("near:")], "floor")
                 else:
                     state.objs[t.id] = _Obj(t.kind, colour, _free_slot(state, t.place), t.place)
                     if t.kind in ("cup", "plate", "bowl", "glass") and t.place == "table":
@@ -192,7 +299,10 @@ def _simulate(script: VideoScript) -> list[_Step]:
                 o.where = "hidden" if a.to in HIDING_PLACES else a.to
                 o.pos = dst
         for target, key, value in a.changes:
-            if target in state.objs:
+            if target in state.objs and key == "goto":  # a thing that moves by itself (the cat)
+                state.objs[target].pos = _free_slot(state, value, ignore=target)
+                state.objs[target].where = value
+            elif target in state.objs:
                 state.objs[target].attrs[key] = value
                 if key == "clean":
                     state.objs[target].attrs.pop("dirty", None)
@@ -254,6 +364,9 @@ class _Canvas:
         for cx in (17, 23):  # burners
             self.disc(img, cx, 7, 3, (90, 90, 90))
         self.rect(img, 10, 6, 11, 10, (120, 130, 140))  # fridge handle
+        self.rect(img, 14, 56, 21, 62, (30, 30, 35))  # oven window
+        self.disc(img, 59, 58, 4, (170, 175, 185))  # washing machine door
+        self.rect(img, 47, 43.5, 54, 44.5, (150, 150, 160))  # dishwasher handle
         return img
 
 
@@ -289,19 +402,22 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
         cv.box(img, x - 4, y - 1, 3, 2, col)  # spout
         cv.box(img, x, y, 7, 7, col)
         cv.box(img, x, y - 4, 3, 1.5, (60, 60, 60))  # lid knob
-    elif kind in ("tomato", "onion", "apples", "lemons", "yogurt"):
+    elif kind in _ROUND:
         if at.get("cut"):
             for dx in (-2.5, 0, 2.5):
                 cv.box(img, x + dx, y, 2, 2, c)
         else:
             cv.disc(img, x, y, 3, c)
-    elif kind in ("cucumber", "carrot", "sausages"):
+    elif kind in _LONG:
         if at.get("cut"):
             for dx in (-3, 0, 3):
                 cv.box(img, x + dx, y, 2, 2, c)
         else:
             cv.box(img, x, y, 8, 3, c)
-    elif kind in ("pepper", "lettuce", "cheese", "butter"):
+    elif kind in _SLICES:
+        cv.disc(img, x, y, 3, c)
+        cv.disc(img, x + 1, y + 1, 1, tuple(int(v * 0.8) for v in c))  # type: ignore[arg-type]
+    elif kind in _SQUARE:
         if at.get("cut"):
             for dx in (-3, 0, 3):
                 cv.box(img, x + dx, y + (dx > 0), 2, 2, c)
@@ -327,11 +443,146 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
         cv.box(img, x, y, 6, 5, c)
     elif kind == "cloth":
         cv.box(img, x, y, 6, 4, tuple(int(v * 0.7) for v in c) if at.get("wet") else c)  # type: ignore[arg-type]
+    elif kind in ("saucepan", "tin", "colander", "dish", "juicer", "blender", "bucket", "vase"):
+        _draw_container(cv, img, o, x, y)
+    elif kind in _BOXES:
+        w, h = _BOXES[kind]
+        cv.box(img, x, y, w, h, c)
+        if kind == "toaster":
+            cv.box(img, x, y, 5, 1, (240, 60, 20) if at.get("on") else (40, 40, 40))
+        elif kind == "foodtin":
+            cv.box(img, x, y + 1, 5, 1.5, (60, 140, 200))  # the label
+            if at.get("open"):
+                cv.box(img, x, y - 1, 3, 1.5, FILL_COLOURS["catfood"])
+        elif kind == "ironing board":
+            cv.box(img, x - 5, y, 2, 2, c)  # its pointed end
+    elif kind in _CLOTHES:
+        _draw_clothes(cv, img, o, x, y)
+    elif kind in ("jam", "honey", "marmalade"):  # a jar with a white lid
+        cv.box(img, x, y, 4, 5, c)
+        cv.box(img, x, y - 3, 4, 1.5, (240, 240, 240))
+    elif kind in _FLOWERS:
+        _draw_flowers(cv, img, kind, x, y, short=bool(at.get("cut")))
+    elif kind == "cat":
+        cv.disc(img, x, y, 3.5, c)
+        cv.box(img, x - 2, y - 3.5, 1.5, 2, c)  # ears
+        cv.box(img, x + 2, y - 3.5, 1.5, 2, c)
+        cv.box(img, x + 4, y + 2, 3, 1, c)  # tail
+    elif kind == "broom":
+        cv.box(img, x, y - 2, 1.5, 8, c)
+        cv.box(img, x, y + 3, 6, 2.5, (210, 180, 60))
+    elif kind == "mop":
+        cv.box(img, x, y - 2, 1.5, 8, (150, 100, 40))
+        cv.disc(img, x, y + 3, 2.5, c)
+    elif kind == "iron":
+        cv.box(img, x, y, 5, 3, (230, 60, 30) if at.get("hot") else c)
+        cv.box(img, x - 0.5, y - 2.5, 3, 2, (40, 40, 40))  # handle
+    elif kind in ("dirt", "stain"):
+        if not at.get("swept"):
+            if kind == "dirt":
+                for dx, dy in ((-1.5, 0), (1, -1), (0.5, 1.5)):
+                    cv.box(img, x + dx, y + dy, 1, 1, c)
+            else:
+                cv.disc(img, x, y, 2.5, c)
     else:  # pragma: no cover - every kind above
         cv.box(img, x, y, 4, 4, c)
     if at.get("dirty"):
         cv.box(img, x - 1, y - 1, 1.5, 1.5, (100, 70, 30))
         cv.box(img, x + 1.5, y + 1, 1.5, 1.5, (100, 70, 30))
+
+
+_ROUND = (
+    "tomato", "onion", "apples", "lemons", "yogurt", "potato", "mushroom", "garlic", "radish", "grapes", "oranges",
+    "limes", "grapefruits", "peaches", "kiwis", "mangoes", "strawberries", "blueberries", "raspberries",
+)  # fmt: skip
+_LONG = ("cucumber", "carrot", "sausages", "celery", "bananas", "fish")
+_SQUARE = ("pepper", "lettuce", "cheese", "butter", "broccoli", "spinach", "rice", "beans", "chocolate")
+_SLICES = ("ham", "salami", "turkey", "chicken")  # sandwich fillings: thin round slices
+_CLOTHES = ("shirt", "towel", "jumper", "socks", "trousers", "dress", "skirt", "blouse")
+_FLOWERS = ("roses", "tulips", "daisies", "lilies", "sunflowers", "orchids", "irises")
+# things drawn as a plain box of (width, height) grid units
+_BOXES: dict[str, tuple[float, float]] = {
+    "flour": (5, 7),
+    "bread": (8, 4),
+    "toaster": (7, 5),
+    "pasta": (4, 7),
+    "foodtin": (5, 4),
+    "basket": (8, 6),
+    "detergent": (4, 6),
+    "dustpan": (5, 4),
+    "cutlery": (5, 2),
+    "cornflakes": (5, 8),
+    "muesli": (5, 8),
+    "granola": (5, 8),
+    "oats": (5, 8),
+    "ironing board": (10, 4),
+}
+
+
+def _draw_container(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None:
+    """Containers show what is in them: a square of the fill's colour (or the fruit's, or a flower head)."""
+    c, kind, fill = o.colour, o.kind, o.attrs.get("fill")
+    if kind == "saucepan":
+        cv.box(img, x - 5.5, y, 4, 2, (60, 60, 60))  # handle on the left (a frying pan's is on the right)
+        cv.box(img, x, y, 8, 8, c)
+    elif kind == "tin":
+        cv.box(img, x, y, 8, 5, c)
+    elif kind in ("colander", "bucket"):
+        cv.disc(img, x, y, 4, c)
+        if kind == "colander":  # holes
+            for dx, dy in ((-2, -2), (2, -2), (-2, 2), (2, 2)):
+                cv.box(img, x + dx, y + dy, 1.6, 1.6, (120, 120, 120))
+        else:  # handle
+            cv.box(img, x, y - 4.5, 5, 1, (40, 40, 40))
+    elif kind == "dish":
+        cv.disc(img, x, y, 3, c)
+    elif kind in ("juicer", "blender"):
+        cv.box(img, x, y, 5, 7, c)
+        cv.box(img, x, y + 4, 6, 1.5, (60, 60, 60))  # base
+    else:  # vase: tall and narrow
+        cv.box(img, x, y + 1, 4, 6, c)
+    if fill in _FLOWERS:
+        _draw_flowers(cv, img, fill, x, y - 3, short=True)
+    elif fill:
+        colour = FILL_COLOURS.get(fill) or KIND_COLOURS.get(fill, (0, 0, 0))
+        cv.box(img, x, y, 2.5, 2.5, colour)
+
+
+def _draw_clothes(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None:
+    c, kind = o.colour, o.kind
+    if o.attrs.get("folded"):
+        cv.box(img, x, y, 4, 3, c)
+        cv.box(img, x, y, 4, 0.8, tuple(int(v * 0.7) for v in c))  # type: ignore[arg-type]
+        return
+    if kind in ("shirt", "blouse", "jumper"):
+        s = 0.8 if kind == "blouse" else 1.0
+        cv.box(img, x, y, 5 * s, 6 * s, c)
+        cv.box(img, x, y - 2 * s, 9 * s, 2, c)  # sleeves
+    elif kind == "towel":
+        cv.box(img, x, y, 7, 4, c)
+    elif kind == "socks":
+        cv.box(img, x - 1.5, y, 2, 5, c)
+        cv.box(img, x + 1.5, y, 2, 5, c)
+    elif kind == "trousers":
+        cv.box(img, x, y - 2, 6, 2, c)
+        cv.box(img, x - 2, y + 1, 2, 5, c)
+        cv.box(img, x + 2, y + 1, 2, 5, c)
+    elif kind == "dress":
+        cv.box(img, x, y - 2, 3, 3, c)
+        cv.box(img, x, y + 1.5, 7, 4, c)
+    else:  # skirt
+        cv.box(img, x, y, 6, 4, c)
+    if o.attrs.get("ironed"):
+        cv.box(img, x + 1, y, 1, 1, (255, 255, 255))  # a crease-free shine
+
+
+def _draw_flowers(cv: _Canvas, img: np.ndarray, kind: str, x: float, y: float, *, short: bool) -> None:
+    stem = 2 if short else 4
+    cv.box(img, x, y + stem / 2 + 1, 1, stem, (40, 130, 40))
+    head = KIND_COLOURS[kind]
+    for dx in (-1.5, 1.5):
+        cv.disc(img, x + dx, y, 1.2, head)
+    cv.disc(img, x, y - 1, 1.2, head)
 
 
 def _draw(cv: _Canvas, state: _State, hand: tuple[float, float], carried: dict[str, tuple[float, float]]) -> np.ndarray:
@@ -347,6 +598,15 @@ def _draw(cv: _Canvas, state: _State, hand: tuple[float, float], carried: dict[s
     if f["fridge"]:
         cv.rect(img, 1, 1, 11, 15, (250, 250, 230))
     cv.disc(img, 61, 3, 1.5, (40, 220, 60) if f["machine"] else (200, 30, 30))  # machine light
+    if f["oven"]:
+        cv.rect(img, 14, 56, 21, 62, (250, 140, 40))
+    if f["washer"]:  # door open: the drum shows
+        cv.disc(img, 59, 58, 4, (60, 60, 70))
+    elif f["washer_on"]:  # running: water in the drum
+        cv.disc(img, 59, 58, 4, (80, 150, 240))
+    if f["dishwasher"]:  # the door drops open onto the floor
+        cv.rect(img, 48, 39, 53, 49, (70, 70, 80))
+        cv.rect(img, 47, 50, 54, 55, (220, 220, 230))
     in_hand = []
     for k, o in state.objs.items():
         if k in carried:
