@@ -68,8 +68,8 @@ def test_every_thing_has_its_own_drawing() -> None:
     things = {t.kind: t for seed in range(40) for a in make_script(seed, 4.0).activities for t in a.things}
     assert len(things) > 60
     drawings = {}
-    for kind, t in things.items():
-        colour = render.KIND_COLOURS.get(kind, t.colour)
+    for kind in things:
+        colour = render.KIND_COLOURS.get(kind, COLOURS["red"])  # kinds named by colour: all in red here
         img, fallback = cv.background.copy(), cv.background.copy()
         render._draw_obj(cv, img, render._Obj(kind, colour, (31, 38), "table"), 31, 38)
         cv.box(fallback, 31, 38, 4, 4, colour)
@@ -81,6 +81,18 @@ def test_every_thing_has_its_own_drawing() -> None:
     for kind, img in drawings.items():
         assert img.tobytes() not in seen, (kind, seen.get(img.tobytes()))
         seen[img.tobytes()] = kind
+
+
+def test_the_floor_shows_the_home() -> None:
+    floors = {}
+    for seed in range(12):
+        script = make_script(seed, 0.25)
+        frame = next(render.iter_frames(script, size=64))
+        floors[script.home] = tuple(int(v) for v in frame[40, 13])  # open floor between the cupboard and the table
+    assert floors == dict(enumerate(render.FLOORS))
+    # no object or fixture is drawn in a floor colour
+    things = set(COLOURS.values()) | set(render.KIND_COLOURS.values()) | {p[4] for p in render.PLACES.values()}
+    assert not things & set(render.FLOORS)
 
 
 def test_state_changes_show(tmp_path: Path) -> None:

@@ -133,13 +133,21 @@ def test_windows_are_configurable() -> None:
         make_script(0, -1.0)
 
 
-def test_every_activity_type_occurs_and_names_its_objects(scripts: list[world.VideoScript]) -> None:
-    seen = {a.name for s in scripts for a in s.activities}
+def test_every_activity_type_occurs_and_names_its_objects() -> None:
+    many = [make_script(seed, 4.0) for seed in range(80)]
+    seen = {a.name for s in many for a in s.activities}
     assert seen == set(world.ACTIVITY_TYPES) == set(world.ACTIVITY_OF_KIND_PREFIX.values())
     # every caption template of the table occurs in some video (none is dead, none shadows another)
-    kinds = {a.kind for s in scripts for a in s.actions}
-    more = {a.kind for seed in range(12, 80) for a in make_script(seed, 4.0).actions}
-    assert {k for _, k, _ in world._caption_patterns()} == kinds | more
+    kinds = {a.kind for s in many for a in s.actions}
+    assert {k for _, k, _ in world._caption_patterns()} == kinds
+
+
+def test_a_video_is_set_in_one_home(scripts: list[world.VideoScript]) -> None:
+    # the homes split the activities; a video's activities are all its home's, and every home occurs
+    assert sorted(n for h in world.HOMES for n in h) == sorted(world.ACTIVITY_TYPES)
+    for s in scripts:
+        assert {a.name for a in s.activities} <= set(world.HOMES[s.home])
+    assert {s.home for s in scripts} == set(range(len(world.HOMES)))
 
 
 def test_descriptions_read_back_objects_of_every_sort() -> None:

@@ -49,7 +49,9 @@ PLACES: dict[str, tuple[int, int, int, int, tuple[int, int, int]]] = {
     "dishwasher": (47, 38, 54, 50, (200, 200, 210)),
     "mat": (47, 16, 54, 31, (120, 160, 200)),
 }
-FLOOR = (205, 200, 190)
+# The floor of each home (world.HOMES): beige, pale blue, pale green; far from every object colour.
+FLOORS: tuple[tuple[int, int, int], ...] = ((205, 200, 190), (175, 195, 215), (185, 210, 170))
+FLOOR = FLOORS[0]
 # Where things stand at each place (grid units); taken in order, the last one is shared when all are taken.
 SLOTS: dict[str, list[tuple[float, float]]] = {
     "fridge": [(6, 8)],
@@ -168,6 +170,7 @@ KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "salami": (170, 40, 50),
     "turkey": (220, 180, 150),
     "chicken": (230, 200, 160),
+    "spoon": (170, 110, 50),
 }
 FILL_COLOURS: dict[str, tuple[int, int, int]] = {
     "bag": (200, 160, 90),
@@ -185,6 +188,8 @@ FILL_COLOURS: dict[str, tuple[int, int, int]] = {
     "juice": (250, 160, 30),
     "smoothie": (230, 120, 160),
     "soap": (230, 240, 250),
+    "sugar": (250, 250, 250),
+    "yolk": (250, 200, 0),
 }
 
 
@@ -321,9 +326,10 @@ def _simulate(script: VideoScript) -> list[_Step]:
 class _Canvas:
     """Grid-unit drawing primitives on a (size, size, 3) uint8 frame."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, floor: tuple[int, int, int] = FLOOR) -> None:
         self.size = size
         self.k = size / GRID
+        self.floor = floor
         self._discs: dict[int, np.ndarray] = {}
         self.background = self._background()
 
@@ -355,7 +361,7 @@ class _Canvas:
 
     def _background(self) -> np.ndarray:
         img = np.empty((self.size, self.size, 3), np.uint8)
-        img[:] = FLOOR
+        img[:] = self.floor
         for x0, y0, x1, y1, colour in PLACES.values():
             self.rect(img, x0, y0, x1, y1, colour)
         self.rect(img, 29.5, 1.5, 40.5, 12.5, (110, 120, 135))  # sink basin
@@ -381,12 +387,14 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
             cv.box(img, x, y, 3, 3, FILL_COLOURS.get(fill, (0, 0, 0)))
     elif kind == "plate":
         cv.disc(img, x, y, 4, c)
-        if fill:
+        if fill == "egg":
             cv.disc(img, x, y, 2, FILL_COLOURS["egg"])
             cv.disc(img, x, y, 1, (250, 200, 0))
+        elif fill:  # toast, a sandwich, pasta, ...
+            cv.box(img, x, y, 3.5, 3.5, _fill_colour(fill))
     elif kind == "bowl":
         cv.disc(img, x, y, 4.5, c)
-        inner = KIND_COLOURS.get(fill, (0, 0, 0)) if fill else tuple(int(v * 0.55) for v in c)
+        inner = _fill_colour(fill) if fill else tuple(int(v * 0.55) for v in c)
         cv.disc(img, x, y, 2, inner)  # type: ignore[arg-type]
     elif kind == "glass":
         cv.box(img, x, y, 4, 8, c)
@@ -435,6 +443,8 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
         cv.disc(img, x, y, 4.5, c)
         if at.get("tied"):
             cv.disc(img, x, y - 3.5, 1.5, (30, 30, 30))
+        else:  # the open neck of the bag (a plate of the same colour is a plain disc)
+            cv.box(img, x, y - 1, 3, 2, tuple(int(v * 0.6) for v in c))  # type: ignore[arg-type]
     elif kind == "pot":
         cv.disc(img, x, y, 4, c)
         cv.disc(img, x, y, 3 if at.get("watered") else 2, (20, 110, 30) if not at.get("watered") else (80, 220, 80))
@@ -516,6 +526,7 @@ _BOXES: dict[str, tuple[float, float]] = {
     "granola": (5, 8),
     "oats": (5, 8),
     "ironing board": (10, 4),
+    "spoon": (1.5, 7),
 }
 
 
@@ -544,8 +555,12 @@ def _draw_container(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -
     if fill in _FLOWERS:
         _draw_flowers(cv, img, fill, x, y - 3, short=True)
     elif fill:
-        colour = FILL_COLOURS.get(fill) or KIND_COLOURS.get(fill, (0, 0, 0))
-        cv.box(img, x, y, 2.5, 2.5, colour)
+        cv.box(img, x, y, 2.5, 2.5, _fill_colour(fill))
+
+
+def _fill_colour(fill: str) -> tuple[int, int, int]:
+    """What a container holds: a fill of its own (tea, batter) or a thing poured or put in (flour, strawberries)."""
+    return FILL_COLOURS.get(fill) or KIND_COLOURS[fill]
 
 
 def _draw_clothes(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None:
@@ -554,12 +569,16 @@ def _draw_clothes(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> 
         cv.box(img, x, y, 4, 3, c)
         cv.box(img, x, y, 4, 0.8, tuple(int(v * 0.7) for v in c))  # type: ignore[arg-type]
         return
-    if kind in ("shirt", "blouse", "jumper"):
+    if kind == "jumper":  # wide and long-sleeved
+        cv.box(img, x, y, 7, 6, c)
+        cv.box(img, x, y - 1, 11, 2, c)
+    elif kind in ("shirt", "blouse"):
         s = 0.8 if kind == "blouse" else 1.0
         cv.box(img, x, y, 5 * s, 6 * s, c)
         cv.box(img, x, y - 2 * s, 9 * s, 2, c)  # sleeves
-    elif kind == "towel":
-        cv.box(img, x, y, 7, 4, c)
+    elif kind == "towel":  # bigger than a cloth, with a white stripe
+        cv.box(img, x, y, 8, 5, c)
+        cv.box(img, x, y, 8, 1, (255, 255, 255))
     elif kind == "socks":
         cv.box(img, x - 1.5, y, 2, 5, c)
         cv.box(img, x + 1.5, y, 2, 5, c)
@@ -570,8 +589,9 @@ def _draw_clothes(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> 
     elif kind == "dress":
         cv.box(img, x, y - 2, 3, 3, c)
         cv.box(img, x, y + 1.5, 7, 4, c)
-    else:  # skirt
-        cv.box(img, x, y, 6, 4, c)
+    else:  # skirt: a narrow waist over a wide hem
+        cv.box(img, x, y - 1.5, 4, 2, c)
+        cv.box(img, x, y + 1.5, 8, 3, c)
     if o.attrs.get("ironed"):
         cv.box(img, x + 1, y, 1, 1, (255, 255, 255))  # a crease-free shine
 
@@ -659,7 +679,7 @@ def _frame_at(cv: _Canvas, step: _Step, prev_hand: tuple[float, float], t: float
 
 def iter_frames(script: VideoScript, *, size: int = 64, fps: float = 8.0) -> Iterator[np.ndarray]:
     """Yield the frames of `script` as (size, size, 3) uint8 RGB arrays at `fps`, frame i at time i / fps."""
-    cv = _Canvas(size)
+    cv = _Canvas(size, FLOORS[script.home])
     steps = _simulate(script)
     starts = [s.action.start for s in steps]
     n = int(round(script.duration * fps))
