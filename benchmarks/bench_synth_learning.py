@@ -5,7 +5,7 @@
 
 Steps (under --work; a step whose output exists is skipped, so a killed run continues):
 
-1. data: `videorecap synth make -o WORK/data --videos 120 --minutes 4 --seed 0` (96 train / 12 val / 12 test).
+1. data: `videorecap synth make -o WORK/data --videos 160 --minutes 4 --seed 0` (128 train / 16 val / 16 test).
 2. the recipe `configs/recap-synth.yaml`, exactly as `videorecap train configs/recap-synth.yaml --data-root
    WORK/data --output-dir WORK/runs/video+text` runs it: clip stage on pixels -> the clip model's features and
    captions for every video -> segment stage -> generated descriptions -> video stage. Each step is timed.
@@ -45,8 +45,8 @@ logger = logging.getLogger("bench_synth_learning")
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_FILE = ROOT / "configs" / "recap-synth.yaml"
-DATA = {"videos": 120, "minutes": 4.0, "seed": 0}
-DATA_COMMAND = "videorecap synth make -o DATA --videos 120 --minutes 4 --seed 0"
+DATA = {"videos": 160, "minutes": 4.0, "seed": 0}
+DATA_COMMAND = "videorecap synth make -o DATA --videos 160 --minutes 4 --seed 0"
 HELDOUT = {"videos": 4, "minutes": 4.0, "seed": 1000}
 # outputs of the steps shared by the Table 4 variants (the clip stage and its generated captions/features)
 SHARED = ["clip", "tokenizer.json", "data/features", "data/features.done.json", "data/captions.done.json",

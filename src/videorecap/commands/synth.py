@@ -1,9 +1,10 @@
 """Render the synthetic kitchen world: videos plus ground truth at three levels, in the Ego4D-HCap formats.
 
 No real dataset or weights are needed to see the whole pipeline learn: `synth make` renders videos of a
-top-down kitchen (C makes tea, washes the dishes, sets the table ...) as H.264 mp4, and writes clip captions,
-segment descriptions and video summaries as clips_{split}.pkl, segments_{split}.pkl and videos_{split}.json,
-which every other command reads unchanged. The same seed gives the same files. See docs/synth.md.
+top-down kitchen (C makes tea, bakes a cake, does the laundry ...: 24 activities in three homes, 302 words) as
+H.264 mp4, and writes clip captions, segment descriptions and video summaries as clips_{split}.pkl,
+segments_{split}.pkl and videos_{split}.json, which every other command reads unchanged. The same seed gives
+the same files. See docs/synth.md.
 
 examples:
   videorecap synth make -o data/synth --videos 50 --minutes 4 --seed 0

@@ -31,7 +31,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "2.0"  # 2.0: 24 activities, 301 words (1.0: 10 and 133)
+GENERATOR_VERSION = "2.0"  # 2.0: 24 activities in 3 homes, 302 words (1.0: 10 activities, 133 words)
 
 # Times are multiples of this (exact in binary floating point), so ground truth pickles are byte-stable.
 TIME_QUANTUM = 0.125
