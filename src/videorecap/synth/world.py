@@ -345,6 +345,17 @@ def _interleave(rng: np.random.Generator, *chains: list[Step]) -> list[Step]:
     return out
 
 
+def _coloured(rng: np.random.Generator, kind: str, place: str) -> Thing:
+    """A thing named by its colour: 'saucepan:red' is drawn as a saucepan and called 'red saucepan'."""
+    c = _colour(rng)
+    return Thing(f"{kind}:{c}", kind, COLOURS[c], place)
+
+
+def _plain(kind: str, place: str) -> Thing:
+    """A thing named by its kind alone (its colour is fixed by the renderer)."""
+    return Thing(kind, kind, (0, 0, 0), place)
+
+
 def _dish_things(rng: np.random.Generator, kinds: Sequence[str], k: int, place: str) -> list[Thing]:
     combos = [(d, c) for d in kinds for c in COLOURS]
     idx = rng.choice(len(combos), size=k, replace=False)
@@ -358,7 +369,7 @@ def _name(t: Thing) -> str:
 
 
 def _make_tea(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
-    cup = Thing("cup:" + (c := _colour(rng)), "cup", COLOURS[c], "rack")
+    cup = _coloured(rng, "cup", "rack")
     n = _name(cup)
     kettle = [
         ("tea.kettle_stove", "puts the kettle on the stove", (), {"obj": "kettle", "to": "stove"}),
@@ -392,7 +403,7 @@ def _make_tea(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
 
 
 def _make_coffee(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
-    mug = Thing("mug:" + (c := _colour(rng)), "mug", COLOURS[c], "rack")
+    mug = _coloured(rng, "mug", "rack")
     n = _name(mug)
     things = [mug]
     steps: list[Step] = [
@@ -472,10 +483,10 @@ def _set_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
 
 
 def _make_salad(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
-    bowl = Thing("bowl:" + (c := _colour(rng)), "bowl", COLOURS[c], "rack")
+    bowl = _coloured(rng, "bowl", "rack")
     b = _name(bowl)
-    vegs = [Thing(v, v, (0, 0, 0), "fridge") for v in _pick(rng, VEGETABLES, int(rng.integers(2, 4)))]
-    board = Thing("board", "board", (0, 0, 0), "cupboard")
+    vegs = [_plain(v, "fridge") for v in _pick(rng, VEGETABLES, int(rng.integers(2, 4)))]
+    board = _plain("board", "cupboard")
     steps: list[Step] = [
         ("salad.board", "puts the cutting board on the counter", (), {"obj": "board", "to": "counter"})
     ]
@@ -506,8 +517,8 @@ def _make_salad(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
 
 
 def _fry_eggs(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
-    pan = Thing("pan:" + (c := _colour(rng)), "pan", COLOURS[c], "cupboard")
-    plate = Thing("plate:" + (c2 := _colour(rng)), "plate", COLOURS[c2], "rack")
+    pan = _coloured(rng, "pan", "cupboard")
+    plate = _coloured(rng, "plate", "rack")
     p, q = _name(pan), _name(plate)
     steps: list[Step] = [
         ("fry.pan", f"puts the {p} on the stove", (p,), {"obj": pan.id, "to": "stove"}),
@@ -557,7 +568,7 @@ def _take_out_trash(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
 def _put_away_groceries(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     items = _pick(rng, GROCERIES, int(rng.integers(2, 4)))
     shop = Thing("shopping bag", "shopbag", (0, 0, 0), "door")
-    things = [shop] + [Thing(i, i, (0, 0, 0), "into:shopping bag") for i in items]
+    things = [shop] + [_plain(i, "into:shopping bag") for i in items]
     steps: list[Step] = [
         ("groceries.bag", "puts the shopping bag on the counter", (), {"obj": "shopping bag", "to": "counter"})
     ]
@@ -603,7 +614,7 @@ def _water_plants(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
 
 
 def _wipe_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
-    cloth = Thing("cloth:" + (c := _colour(rng)), "cloth", COLOURS[c], "rack")
+    cloth = _coloured(rng, "cloth", "rack")
     n = _name(cloth)
     steps: list[Step] = [
         (
@@ -619,17 +630,6 @@ def _wipe_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
         )
     steps.append(("wipe.hang", f"hangs the {n} on the rack", (n,), {"obj": cloth.id, "to": "rack"}))
     return [cloth], steps
-
-
-def _coloured(rng: np.random.Generator, kind: str, place: str) -> Thing:
-    """A thing named by its colour: 'saucepan:red' is drawn as a saucepan and called 'red saucepan'."""
-    c = _colour(rng)
-    return Thing(f"{kind}:{c}", kind, COLOURS[c], place)
-
-
-def _plain(kind: str, place: str) -> Thing:
-    """A thing named by its kind alone (its colour is fixed by the renderer)."""
-    return Thing(kind, kind, (0, 0, 0), place)
 
 
 def _bake_cake(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
