@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from videorecap.config import RecapConfig
-from videorecap.generate import greedy_recompute
+from videorecap.infer.decode import greedy_recompute
 from videorecap.model.recap import VideoRecap
 
 TOKENS = {"clip": 12, "segment": 22, "video": 36}
@@ -37,8 +37,8 @@ PER_HOUR = {"clip": 900, "segment": 20, "video": 1}
 
 
 def _gen_cached(model: VideoRecap, ctx: torch.Tensor, n: int) -> None:
-    # the cached path of generate.generate, with EOS impossible so exactly n tokens are produced
-    from videorecap.generate import DecodeConfig, _decode
+    # the cached path of infer.decode.generate, with EOS impossible so exactly n tokens are produced
+    from videorecap.infer.decode import DecodeConfig, _decode
 
     _decode(model.decoder, ctx, model.config.tokens.bos_token_id, -1, n, DecodeConfig())
 

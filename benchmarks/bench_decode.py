@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from videorecap.config import RecapConfig
-from videorecap.generate import DecodeConfig, generate
+from videorecap.infer.decode import DecodeConfig, generate
 from videorecap.model.aligner import QueryAligner
 from videorecap.model.decoder import GatedGPT2
 from videorecap.model.encoder import VideoEncoder

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from videorecap.config import RecapConfig
-from videorecap.generate import DecodeConfig, beam_search, generate, greedy_recompute
+from videorecap.infer.decode import DecodeConfig, beam_search, generate, greedy_recompute
 from videorecap.model.decoder import GatedGPT2
 
 

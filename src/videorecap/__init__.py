@@ -24,7 +24,7 @@ _LAZY = {
     "CaptionOptions": "videorecap.pipeline",
     "VideoRecap": "videorecap.model.recap",
     "RecapConfig": "videorecap.config",
-    "DecodeConfig": "videorecap.generate",
+    "DecodeConfig": "videorecap.infer.decode",
     "CaptionResult": "videorecap.results",
     "Caption": "videorecap.results",
     "load_model": "videorecap.checkpoint",

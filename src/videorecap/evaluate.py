@@ -45,7 +45,7 @@ from videorecap.data import datasets, hcap
 from videorecap.data.collate import Collator
 from videorecap.data.text import previous_text
 from videorecap.errors import InputError
-from videorecap.generate import DecodeConfig
+from videorecap.infer.decode import DecodeConfig
 from videorecap.metrics.scorers import METRICS, check_metrics, format_table, score_levels
 from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner

@@ -35,7 +35,7 @@ from videorecap.config import LEVELS, Level
 from videorecap.data.sampling import sample, slice_features
 from videorecap.data.text import segment_text, video_text
 from videorecap.errors import CheckpointError, InputError
-from videorecap.generate import DecodeConfig
+from videorecap.infer.decode import DecodeConfig
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.tokenizer import Tokenizer

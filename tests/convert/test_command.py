@@ -25,7 +25,7 @@ from fakes import (
 
 from videorecap.checkpoint import load_encoder, load_model
 from videorecap.cli import main
-from videorecap.generate import DecodeConfig
+from videorecap.infer.decode import DecodeConfig
 from videorecap.model.recap import VideoRecap
 from videorecap.tokenizer import Tokenizer
 

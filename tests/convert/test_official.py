@@ -24,7 +24,7 @@ from videorecap.convert.official import (
     official_to_recap,
 )
 from videorecap.errors import CheckpointError
-from videorecap.generate import DecodeConfig
+from videorecap.infer.decode import DecodeConfig
 from videorecap.model.recap import VideoRecap
 
 

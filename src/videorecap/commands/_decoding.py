@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from videorecap.errors import InputError
-from videorecap.generate import DecodeConfig
+from videorecap.infer.decode import DecodeConfig
 
 
 def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:

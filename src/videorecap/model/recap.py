@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from videorecap.config import Level, RecapConfig
-from videorecap.generate import DecodeConfig, generate
+from videorecap.infer.decode import DecodeConfig, generate
 from videorecap.model.aligner import QueryAligner
 from videorecap.model.decoder import GatedGPT2
 from videorecap.model.encoder import VideoEncoder

@@ -1,0 +1,1 @@
+"""Inference: turning a model's inputs into caption text (decoding loops, batching)."""
