@@ -93,7 +93,8 @@ def _digest(path: Path, root: Path) -> str:
         return h.hexdigest()
     data = path.read_bytes()
     if path.suffix in (".json", ".jsonl", ".yaml", ".md", ".html", ".srt", ".vtt", ".txt"):
-        text = data.decode("utf-8").replace(str(root), "<work>")
+        # where the run and the installed package live are not outputs
+        text = data.decode("utf-8").replace(str(root), "<work>").replace(str(_bundled()), "<bundled>")
         if path.suffix == ".json":
             try:
                 text = json.dumps(_mask(json.loads(text), "<work>"), sort_keys=True)

@@ -25,6 +25,7 @@ from videorecap.checkpoint import (
 )
 from videorecap.config import LEVELS, RecapConfig, TokenConfig
 from videorecap.errors import CheckpointError, InputError
+from videorecap.infer.decode import generate_ids
 from videorecap.model.encoder import VideoEncoder
 from videorecap.model.recap import VideoRecap
 from videorecap.tokenizer import Tokenizer
@@ -83,15 +84,15 @@ def test_round_trip_bit_exact(level: str, tmp_path: Path, tok: Tokenizer) -> Non
 def test_loaded_model_generates_the_same(tmp_path: Path) -> None:
     m = _model("segment").eval()
     save_pretrained(m, tmp_path / "ck")
-    m2 = VideoRecap.from_pretrained(tmp_path / "ck")
+    m2, _ = load_model(tmp_path / "ck")
     cfg = m.config
     torch.manual_seed(1)
     feats = torch.randn(2, cfg.segment_num_features, cfg.encoder.width)
     text = torch.randint(3, cfg.decoder.vocab_size, (2, 10))
     mask = torch.ones(2, 10, dtype=torch.bool)
     with torch.no_grad():
-        a = m.generate("segment", feats, text_ids=text, text_mask=mask)
-        b = m2.generate("segment", feats, text_ids=text, text_mask=mask)
+        a = generate_ids(m, "segment", video=feats, text_ids=text, text_mask=mask)
+        b = generate_ids(m2, "segment", video=feats, text_ids=text, text_mask=mask)
     assert a == b
 
 

@@ -4,6 +4,7 @@ import torch
 
 from videorecap.config import RecapConfig
 from videorecap.errors import InputError
+from videorecap.infer import batch as infer_batch
 from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner, CaptionOptions, caption_video
 from videorecap.tokenizer import Tokenizer
@@ -74,16 +75,16 @@ def test_interrupted_run_resumes_from_cache_with_identical_result(captioner, vid
     import videorecap.pipeline as pl
 
     calls = {"n": 0}
-    real_generate = VideoRecap.generate
+    real_generate = infer_batch.generate_ids
 
-    def dying_generate(self, level, *a, **kw):
+    def dying_generate(model, level, **kw):
         if level == "clip":
             calls["n"] += 1
             if calls["n"] == 3:
                 raise KeyboardInterrupt  # killed during the 3rd batch
-        return real_generate(self, level, *a, **kw)
+        return real_generate(model, level, **kw)
 
-    monkeypatch.setattr(VideoRecap, "generate", dying_generate)
+    monkeypatch.setattr(infer_batch, "generate_ids", dying_generate)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
         caption_video(video, captioner, opts, cache_dir=cache)
@@ -92,7 +93,7 @@ def test_interrupted_run_resumes_from_cache_with_identical_result(captioner, vid
     decoded = []
     real_frames = pl._Run._frames
     monkeypatch.setattr(pl._Run, "_frames", lambda self, w, s: (decoded.append(len(w)), real_frames(self, w, s))[1])
-    monkeypatch.setattr(VideoRecap, "generate", real_generate)
+    monkeypatch.setattr(infer_batch, "generate_ids", real_generate)
     resumed = caption_video(video, captioner, opts, cache_dir=cache)
     assert decoded == [len(full.clips) - 4]  # only the windows after the two cached chunks were decoded
     assert resumed.to_dict() == full.to_dict()
@@ -122,14 +123,14 @@ def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
     feats = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
     np.save(tmp_path / "kitchen.npy", feats)
     seen = []
-    real_generate = VideoRecap.generate
+    real_generate = infer_batch.generate_ids
 
-    def spy(self, level, *a, **kw):
+    def spy(model, level, **kw):
         if level == "segment":
             seen.append(kw["video"])
-        return real_generate(self, level, *a, **kw)
+        return real_generate(model, level, **kw)
 
-    monkeypatch.setattr(VideoRecap, "generate", spy)
+    monkeypatch.setattr(infer_batch, "generate_ids", spy)
     caption_video(video, captioner, CaptionOptions(levels=("clip", "segment"), features_dir=tmp_path))
     k = captioner.model("segment").config.segment_num_features
     # segment [0, 12) reads rows int(0/4)..int(12//4) = 0..3 of the given file, uniformly sampled to k

@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from videorecap import fileio
 from videorecap.config import LEVELS, Level
 from videorecap.data import datasets, hcap
 from videorecap.data.collate import Collator
 from videorecap.data.text import previous_text
 from videorecap.errors import InputError
+from videorecap.infer.batch import caption_batch
 from videorecap.infer.decode import DecodeConfig
 from videorecap.metrics.scorers import METRICS, check_metrics, format_table, score_levels
 from videorecap.model.recap import VideoRecap
@@ -373,20 +372,7 @@ def _predict(
     device: str,
 ) -> list[str]:
     """One generated caption per item of a collated batch."""
-
-    def dev(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else x.to(device)
-
-    with torch.no_grad():
-        ids = model.generate(
-            level,
-            video=dev(batch["video"]),
-            video_mask=dev(batch["video_mask"]),
-            text_ids=dev(batch["text_ids"]),
-            text_mask=dev(batch["text_mask"]),
-            decode=decode,
-        )
-    return [tokenizer.decode(x).strip() for x in ids]
+    return caption_batch(model, tokenizer, level, batch, decode, device=device)
 
 
 class _EvalCollate:

@@ -32,9 +32,10 @@ import torch
 
 from videorecap import fileio
 from videorecap.config import LEVELS, Level
-from videorecap.data.sampling import sample, slice_features
+from videorecap.data.sampling import slice_features
 from videorecap.data.text import segment_text, video_text
 from videorecap.errors import CheckpointError, InputError
+from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, VideoMeta
@@ -252,10 +253,6 @@ class _Run:
         d.max_new_tokens = self.max_tokens(level)
         return d
 
-    def _texts(self, level: str, ids: list[list[int]]) -> list[str]:
-        tok = self.cap.tokenizer(level)
-        return [tok.decode(x).strip() for x in ids]
-
     # -- clip level -------------------------------------------------------------------------------------------------
     def clips(self, bar: Callable[..., Any]) -> tuple[list[Caption], np.ndarray]:
         """Clip captions for every window, and the (N, C) CLS features."""
@@ -289,8 +286,8 @@ class _Run:
                         x = torch.stack(batch).to(self.device)  # (b, 3, T, S, S)
                         with torch.no_grad():
                             tokens = enc(x)  # (b, 1+T*P, C)
-                            ids = model.generate("clip", video=tokens, decode=self._decode_cfg("clip"))
-                        pending_t += self._texts("clip", ids)
+                        tok = self.cap.tokenizer("clip")
+                        pending_t += caption_batch(model, tok, "clip", {"video": tokens}, self._decode_cfg("clip"))
                         pending_f.append(tokens[:, 0].float().cpu().numpy())
                         pbar.update(len(batch))
                         if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
@@ -389,33 +386,12 @@ class _Run:
         bar: Callable[..., Any],
     ) -> list[str]:
         model, tok = self.cap.model(level), self.cap.tokenizer(level)
-        max_text = model.config.tokens.max_text_tokens
-        pad = model.config.tokens.pad_token_id
         texts: list[str] = []
         with bar(total=len(inputs), desc=f"{self.video_id} {level}s", unit=level) as pbar:
             for i in range(0, len(inputs), self.opts.batch_size):
-                batch = inputs[i : i + self.opts.batch_size]
-                sampled = [sample(f, k, kind) for f, _ in batch]
-                video = torch.from_numpy(np.stack([s[0] for s in sampled])).to(self.device)
-                mask = None
-                if sampled[0][1] is not None:
-                    mask = torch.from_numpy(np.stack([s[1] for s in sampled])).to(self.device)
-                ids = [tok.encode(t)[:max_text] or [pad] for _, t in batch]  # an empty text is one masked pad
-                L = max(len(x) for x in ids)
-                text_ids = torch.full((len(ids), L), pad, dtype=torch.long)
-                text_mask = torch.zeros((len(ids), L), dtype=torch.bool)
-                for j, x in enumerate(ids):
-                    text_ids[j, : len(x)] = torch.tensor(x)
-                    text_mask[j, : len(x)] = bool(batch[j][1])
-                out = model.generate(
-                    level,
-                    video=video,
-                    video_mask=mask,
-                    text_ids=text_ids.to(self.device),
-                    text_mask=text_mask.to(self.device),
-                    decode=self._decode_cfg(level),
-                )
-                texts += self._texts(level, out)
+                batch = [CaptionItem(f, t) for f, t in inputs[i : i + self.opts.batch_size]]
+                decode = self._decode_cfg(level)
+                texts += caption_batch(model, tok, level, batch, decode, sampling=(k, kind), device=self.device)
                 pbar.update(len(batch))
         return texts
 

@@ -25,7 +25,7 @@ from fakes import (
 
 from videorecap.checkpoint import load_encoder, load_model
 from videorecap.cli import main
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decode import DecodeConfig, generate_ids
 from videorecap.model.recap import VideoRecap
 from videorecap.tokenizer import Tokenizer
 
@@ -69,8 +69,8 @@ def test_official_with_gpt2_tokenizer_is_self_contained(tmp_path: Path, capsys: 
     model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     feats, text = torch.randn(2, 5, 128), torch.randint(0, 50257, (2, 7))
     dc = DecodeConfig(max_new_tokens=6)
-    assert model.generate("video", feats, text_ids=text, decode=dc) == loaded.generate(
-        "video", feats, text_ids=text, decode=dc
+    assert generate_ids(model, "video", video=feats, text_ids=text, decode=dc) == generate_ids(
+        loaded, "video", video=feats, text_ids=text, decode=dc
     )
 
 
@@ -87,7 +87,7 @@ def test_official_with_own_tokenizer_and_verbose(tmp_path: Path, capsys: pytest.
     assert all(torch.equal(got[k], v) for k, v in model.state_dict().items())
     video = torch.randn(2, 3, 2, 16, 16)
     dc = DecodeConfig(max_new_tokens=8)
-    assert model.generate("clip", video, decode=dc) == loaded.generate("clip", video, decode=dc)
+    assert generate_ids(model, "clip", video=video, decode=dc) == generate_ids(loaded, "clip", video=video, decode=dc)
 
     # the folder exists now: refused without --overwrite, replaced with it
     rc, _, err = _run(capsys, "official", src, tmp_path / "out", "--tokenizer", tmp_path / "tok.json")

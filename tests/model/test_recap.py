@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from videorecap.config import RecapConfig
+from videorecap.infer.decode import generate_ids
 from videorecap.model.recap import VideoRecap
 
 
@@ -35,7 +36,7 @@ def test_every_level_runs_forward_backward_and_generate(model_level):
         assert all(p.grad is None for p in m.parameters() if not p.requires_grad)
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters() if p.requires_grad)
         m.eval()
-        out = m.generate(level, **kw)
+        out = generate_ids(m, level, **kw)
         assert len(out) == 2 and all(len(o) <= cfg.max_new_tokens[level] for o in out)
         m.train()
 

@@ -11,11 +11,15 @@ as the reference the cached path must match token for token, and for the benchma
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from videorecap.model.decoder import GatedGPT2
+
+if TYPE_CHECKING:
+    from videorecap.config import Level
+    from videorecap.model.recap import VideoRecap
 
 
 @dataclass
@@ -223,3 +227,26 @@ def beam_search(
                     hyps.append((s / len(seq) ** length_penalty, seq))
         results.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
     return results
+
+
+@torch.no_grad()
+def generate_ids(
+    model: VideoRecap,
+    level: Level,
+    *,
+    video: torch.Tensor | None = None,
+    video_mask: torch.Tensor | None = None,
+    text_ids: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
+    decode: DecodeConfig | None = None,
+) -> list[list[int]]:
+    """One caption per batch row of a level's inputs, as token ids (no BOS, cut before the first EOS).
+
+    The model's cross-attention context (`VideoRecap.context`) is decoded with `decode`; its `max_new_tokens`
+    defaults to the model's limit for the level. Callers build the inputs with `infer.batch.caption_batch`.
+    """
+    decode = decode or DecodeConfig()
+    ctx = model.context(level, video, video_mask, text_ids, text_mask)  # (B, Nv + Nt, D)
+    n = decode.max_new_tokens or model.config.max_new_tokens[level]
+    t = model.config.tokens
+    return generate(model.decoder, ctx, bos_id=t.bos_token_id, eos_id=t.eos_token_id, max_new_tokens=n, cfg=decode)

@@ -10,11 +10,14 @@ One module serves one hierarchy level (Video ReCap) or all three (ReCap-U):
 What trains follows the original (reference §1.3, §1.4): the encoder is frozen; in each Q-Former only the
 cross-attention trains (the rest stays at its random init); in GPT-2 the gated cross-attention blocks and the
 per-block ln_1/ln_2 train, everything else is frozen. The config's `train_*` flags unfreeze more.
+
+This module is the network only: decoding a context into captions is `videorecap.infer` (`caption_batch`,
+`decode.generate_ids`), reading and writing checkpoint folders is `videorecap.checkpoint` (`load_model`,
+`save_pretrained`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
@@ -22,7 +25,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from videorecap.config import Level, RecapConfig
-from videorecap.infer.decode import DecodeConfig, generate
 from videorecap.model.aligner import QueryAligner
 from videorecap.model.decoder import GatedGPT2
 from videorecap.model.encoder import VideoEncoder
@@ -147,35 +149,3 @@ class VideoRecap(nn.Module):
             n = (targets != pad).sum().clamp(min=1)
             loss = flat.sum() / n
         return loss, logits
-
-    @torch.no_grad()
-    def generate(
-        self,
-        level: Level,
-        video: torch.Tensor | None = None,
-        video_mask: torch.Tensor | None = None,
-        text_ids: torch.Tensor | None = None,
-        text_mask: torch.Tensor | None = None,
-        decode: DecodeConfig | None = None,
-    ) -> list[list[int]]:
-        """One caption per batch row, as token ids (no BOS, cut before the first EOS)."""
-        decode = decode or DecodeConfig()
-        ctx = self.context(level, video, video_mask, text_ids, text_mask)
-        n = decode.max_new_tokens or self.config.max_new_tokens[level]
-        t = self.config.tokens
-        return generate(self.decoder, ctx, bos_id=t.bos_token_id, eos_id=t.eos_token_id, max_new_tokens=n, cfg=decode)
-
-    # ---- checkpoints --------------------------------------------------------------------------------------------
-    def save_pretrained(self, out_dir: str | os.PathLike[str], **kwargs: object) -> None:
-        """Write a checkpoint folder (see `videorecap.checkpoint.save_pretrained`)."""
-        from videorecap.checkpoint import save_pretrained
-
-        save_pretrained(self, out_dir, **kwargs)  # type: ignore[arg-type]
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], device: str = "cpu") -> VideoRecap:
-        """Load a checkpoint folder (see `videorecap.checkpoint.load_model`); the tokenizer is dropped."""
-        from videorecap.checkpoint import load_model
-
-        model, _ = load_model(path, device=device)
-        return model

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from videorecap import distributed, fileio
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError
+from videorecap.infer.batch import caption_batch
 from videorecap.train.optim import CosineSchedule, build_optimizer, set_lr
 from videorecap.train.state import (
     TRAIN_STATE_FILE,
@@ -470,14 +471,7 @@ def _caption_metrics(
     refs: list[list[str]] = []
     for batch in DataLoader(subset, batch_size=batch_size, collate_fn=d.collate):
         batch = _to(batch, device)
-        ids = model.generate(  # type: ignore[operator]
-            d.level,
-            video=batch["video"],
-            video_mask=batch["video_mask"],
-            text_ids=batch["text_ids"],
-            text_mask=batch["text_mask"],
-        )
-        preds.extend(tokenizer.decode(x) for x in ids)
+        preds.extend(caption_batch(model, tokenizer, d.level, batch))  # type: ignore[arg-type]
         eos = model.config.tokens.eos_token_id  # type: ignore[union-attr]
         for row in batch["caption_ids"][:, 1:].tolist():
             refs.append([tokenizer.decode(row[: row.index(eos)] if eos in row else row)])

@@ -28,6 +28,7 @@ from videorecap import distributed, fileio
 from videorecap.data.collate import Collator
 from videorecap.data.datasets import SegmentDataset, load_npy
 from videorecap.errors import DataError
+from videorecap.infer.batch import caption_batch
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def _gather(cache: Path, vids: Sequence[str], what: str) -> dict[str, Any]:
 
 
 def _caption(model: Any, tokenizer: Any, video: torch.Tensor) -> list[str]:
-    return [tokenizer.decode(ids).strip() for ids in model.generate("clip", video=video)]
+    return caption_batch(model, tokenizer, "clip", {"video": video})
 
 
 def fill_captions(segment_rows: Sequence[dict], captions: dict[str, list[Caption]]) -> list[dict]:
@@ -218,14 +219,7 @@ def generate_segment_descriptions(
         descs: list[str] = []
         for k in range(0, len(ds), batch_size):
             batch = collate([{**ds[i], "caption": None} for i in range(k, min(k + batch_size, len(ds)))])
-            ids = model.generate(
-                "segment",
-                video=batch["video"].to(device),
-                video_mask=None if batch["video_mask"] is None else batch["video_mask"].to(device),
-                text_ids=None if batch["text_ids"] is None else batch["text_ids"].to(device),
-                text_mask=None if batch["text_mask"] is None else batch["text_mask"].to(device),
-            )
-            descs += [tokenizer.decode(x).strip() for x in ids]
+            descs += caption_batch(model, tokenizer, "segment", batch, device=device)
         fileio.write_json(path, descs, indent=None)
     return _gather(cache, vids, "segment descriptions")
 
