@@ -11,6 +11,7 @@ The levels are called `clip`, `segment` and `video` everywhere. A model is eithe
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -188,10 +189,10 @@ class RecapConfig:
         Raises:
             ValueError: for an unknown name or an unknown override.
         """
-        if name not in _PRESETS and name == "recap-synth":
-            import videorecap.synth.model  # noqa: F401  (registers recap-synth on first use)
+        if name not in _PRESETS and name in _BUNDLED_PRESETS:
+            importlib.import_module(_BUNDLED_PRESETS[name])  # registers the preset on first use
         if name not in _PRESETS:
-            raise ValueError(f"{name!r} is not a known model preset; known: {', '.join(sorted(_PRESETS))}")
+            raise ValueError(f"{name!r} is not a known model preset; known: {', '.join(list_presets())}")
         level = overrides.pop("level", None)
         cfg = _PRESETS[name](level)
         known = {f.name for f in fields(cls)}
@@ -275,10 +276,17 @@ _PRESETS = {
 }
 
 
+# Presets defined in the package they belong to, by the module that registers them (with `register_preset`) when
+# imported. Named by string and imported with importlib on first use, so that config, the lowest layer, imports
+# nothing above it (tests/test_layering.py).
+_BUNDLED_PRESETS = {"recap-synth": "videorecap.synth.model"}
+
+
 def register_preset(name: str, factory: Callable[[ModelLevel | None], RecapConfig]) -> None:
     """Add a named preset: `factory(level)` returns the config of that level (None: the preset's default)."""
     _PRESETS[name] = factory
 
 
 def list_presets() -> list[str]:
-    return sorted(_PRESETS)
+    """Every preset name `RecapConfig.from_name` accepts, bundled ones included."""
+    return sorted(set(_PRESETS) | set(_BUNDLED_PRESETS))

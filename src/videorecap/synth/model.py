@@ -4,7 +4,8 @@ Everything is trained from scratch (no pretrained encoder or GPT-2 exists at thi
 the clip stage, the Q-Formers and the decoder at every stage. Sizes follow the world (docs/synth.md): 4-s clips,
 40-s segments of 10 clips, videos of a few minutes; the vocabulary is the world's 302 words plus punctuation.
 
-Importing this module registers the preset; `RecapConfig.from_name("recap-synth")` imports it on demand.
+Importing this module registers the preset; `RecapConfig.from_name("recap-synth")` imports it on demand (by name:
+config.py lists it in `_BUNDLED_PRESETS`, so config never imports this package).
 """
 
 from __future__ import annotations
