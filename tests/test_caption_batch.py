@@ -1,4 +1,4 @@
-"""`infer.caption_batch`: the one function that turns a batch of a level's inputs into captions."""
+"""`infer.batch.caption_batch`: the one function that turns a batch of a level's inputs into captions."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ import torch
 from videorecap.checkpoint import load_model
 from videorecap.data.collate import Collator
 from videorecap.data.sampling import sample
-from videorecap.infer import CaptionItem, DecodeConfig, caption_batch, generate_ids
-from videorecap.infer.batch import collate_items
+from videorecap.infer.batch import CaptionItem, caption_batch, collate_items
+from videorecap.infer.decode import DecodeConfig, generate_ids
 from videorecap.model.recap import VideoRecap
 from videorecap.synth.model import bundled_model_dir
 from videorecap.synth.world import make_script

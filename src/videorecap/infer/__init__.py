@@ -1,10 +1,6 @@
-"""Inference: turning a model's inputs into caption text (decoding loops, batching).
+"""Inference: turning a model's inputs into caption text.
 
-`caption_batch` (batch.py) is the one function that captions a batch; `decode.generate_ids` turns a level's inputs
-into token ids with the decoding loops of decode.py.
+`batch.caption_batch` is the one function that captions a batch; `decode.generate_ids` turns a level's inputs into
+token ids with the decoding loops of decode.py. Nothing is imported here, so that a light submodule does not pull
+in torch through its package.
 """
-
-from videorecap.infer.batch import CaptionItem, caption_batch
-from videorecap.infer.decode import DecodeConfig, generate_ids
-
-__all__ = ["CaptionItem", "DecodeConfig", "caption_batch", "generate_ids"]
