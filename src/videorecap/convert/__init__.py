@@ -4,10 +4,13 @@
 - `convert.official`: the released Video ReCap checkpoints (clip, segment, video, unified) -> `VideoRecap`.
 - `convert.lavila`: LaViLa's dual-encoder checkpoint -> `VideoEncoder` (its `visual.*` tower).
 
-Every converter is a pure function of tensors: `state_dict -> (config, state_dict, report)`. File I/O is the
-`videorecap convert` command's job. A conversion is all-or-nothing: every source tensor is either used or dropped
-by design with a stated reason, anything else is an error naming the key, and every tensor of the target model must
-be filled with exactly the shape the inferred config needs.
+Every converter is a pure function of tensors: `state_dict -> (config, state_dict, report)`. `convert.load` reads
+the released files and builds ready modules: `load_official(path) -> (model, tokenizer)` converts in memory, and the
+`videorecap convert` command writes the same model as a folder.
+
+A conversion is all-or-nothing: every source tensor is either used or dropped by design with a stated reason,
+anything else is an error naming the key, and every tensor of the target model must be filled with exactly the shape
+the inferred config needs.
 
 This module holds what the converters share: the report and the strict comparison against the target model.
 """
@@ -21,6 +24,8 @@ import torch
 import torch.nn as nn
 
 from videorecap.errors import CheckpointError
+
+__all__ = ["ConversionReport", "load_official"]
 
 MODULE_PREFIX = "module."  # added by DistributedDataParallel; every released file carries it
 
@@ -122,3 +127,12 @@ def check_against_model(
                 f"{source}: key {origin[k]!r} has shape {list(got.shape)}, but the sizes read from the rest of the "
                 f"checkpoint need {list(t.shape)} (for {k})"
             )
+
+
+def __getattr__(name: str) -> object:
+    # `load_official` lives in convert.load, which imports the converters that import this module: load it lazily
+    if name == "load_official":
+        from videorecap.convert.load import load_official
+
+        return load_official
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
