@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from videorecap.convert.load import load_official
 from videorecap.errors import CheckpointError
 
 __all__ = ["ConversionReport", "load_official"]
@@ -127,12 +128,3 @@ def check_against_model(
                 f"{source}: key {origin[k]!r} has shape {list(got.shape)}, but the sizes read from the rest of the "
                 f"checkpoint need {list(t.shape)} (for {k})"
             )
-
-
-def __getattr__(name: str) -> object:
-    # `load_official` lives in convert.load, which imports the converters that import this module: load it lazily
-    if name == "load_official":
-        from videorecap.convert.load import load_official
-
-        return load_official
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
