@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -513,7 +513,7 @@ def caption_video(
             }  # fmt: skip
             for lv in opts.levels
         },
-        decoding={**asdict(opts.decode), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
+        decoding={**opts.decode.to_dict(), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
         windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
         levels=list(opts.levels),
     )
