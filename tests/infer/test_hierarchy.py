@@ -3,6 +3,9 @@ equality with what the caption pipeline feeds its segment and video models."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -191,6 +194,16 @@ def test_misuse_is_refused():
         silent.finish(4.0)
     with pytest.raises(ValueError, match="sampling"):
         Step(lambda items: [], 1, "random")
+
+
+def test_the_engine_imports_no_model_and_no_torch():
+    code = (
+        "import sys, videorecap.infer.hierarchy; "
+        "bad = [m for m in sys.modules if m == 'torch' "
+        "or m.startswith(('videorecap.model', 'videorecap.video.reader'))]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- the same inputs as the caption pipeline ---------------------------------------------------------------------

@@ -41,9 +41,10 @@ description at once use `batch_size=1` or call `flush()`.
 
 **Rolling summaries.** `summary()` before `finish` is a summary of what exists so far: it first describes the
 complete windows still queued, then summarises those descriptions (the open window has none yet) together with
-every feature fed so far (the open window's included), over `[0, end of the last clip)`. It does not change the
-engine's state beyond that flush, so calling it mid-way and again at the end gives the final summary the offline
-pipeline gives. After `finish` it summarises the whole video, `[0, duration)`.
+every feature fed so far (the open window's included; all rows when `features` were given), over
+`[0, end of the last clip)`. It changes nothing else, so the final summary after `finish` reads the same inputs as
+the offline pipeline's (only the grouping of the flushed descriptions into captioner calls may differ).
+After `finish` it summarises the whole video, `[0, duration)`. Each call asks the video captioner again.
 """
 
 from __future__ import annotations
