@@ -1,0 +1,1 @@
+"""Inference: the clip -> segment -> video recursion (`hierarchy`), decoding, and what drives them."""
