@@ -311,8 +311,8 @@ details > summary { cursor: pointer; color: var(--muted); padding: 0.1rem 0.4rem
 
 # Vanilla JS. The cues come from the page's JSON data block (browsers refuse `<track src>` on file: pages); the start
 # times of the timeline come from its data-start attributes. Lookups are binary searches over sorted start times, so
-# `timeupdate` costs O(log n) even with thousands of clips. Caption times count from the video's first frame; a
-# player whose timeline counts from the container's 0 (a file with a start offset) is `offset` seconds ahead.
+# `timeupdate` costs O(log n) even with thousands of clips. Caption times count from the video's first frame; the
+# player's timeline counts from the container's 0, so with a start offset it is `offset` seconds ahead.
 _JS = """
 (function () {
   "use strict";
@@ -331,35 +331,20 @@ _JS = """
   // widths of the segment bar, set here because the CSP forbids inline style attributes
   barEls.forEach(function (b) { b.style.flex = "0 0 " + b.getAttribute("data-w") + "%"; });
 
-  // Until the player knows its duration, assume its timeline includes the start offset (as Chromium's does).
+  // Chromium puts a file's first frame at currentTime = its start offset (measured for mkv, webm and mp4), so
+  // caption time t plays at t + offset; a web copy starts at 0 and gets offset 0.
   var offset = data.start_time;
   function addTrack(kind, label, cues, mode) {
     var track = video.addTextTrack(kind, label, "en");
     cues.forEach(function (c) { track.addCue(new VTTCue(c[0] + offset, c[1] + offset, c[2])); });
     track.mode = mode;
-    return track;
   }
-  var tracks = [addTrack("captions", "Clip captions", data.clips, "showing"),
-                addTrack("chapters", "Segments", data.segments, "hidden")];
-  function fitOffset() {
-    // The timeline counts from the container's 0 when its length is the video's plus the offset.
-    var d = video.duration, s = data.start_time;
-    if (!(s > 0) || !isFinite(d) || !(d > 0)) return;
-    var next = Math.abs(d - (data.duration + s)) <= Math.abs(d - data.duration) ? s : 0;
-    var delta = next - offset;
-    if (!delta) return;
-    offset = next;
-    tracks.forEach(function (t) {
-      Array.prototype.forEach.call(t.cues, function (c) {
-        if (delta > 0) { c.endTime += delta; c.startTime += delta; } else { c.startTime += delta; c.endTime += delta; }
-      });
-    });
-  }
+  addTrack("captions", "Clip captions", data.clips, "showing");
+  addTrack("chapters", "Segments", data.segments, "hidden");
   // A video the browser cannot play: say why and what to do instead of showing an empty box.
   var errorEl = document.getElementById("video-error");
   function cannotPlay() { errorEl.hidden = false; }
   function onMetadata() {
-    fitOffset();
     if (data.width > 0 && video.videoWidth === 0) cannotPlay();  // the sound plays, the picture cannot
     update();
   }
@@ -476,8 +461,7 @@ def _cues_json(result: CaptionResult, narrator: str, start_time: float) -> str:
         return [[s / 1000, e / 1000, escape_vtt(t)] for s, e, t in _cue_times(caps, narrator)]
 
     data = {
-        "start_time": start_time,  # where caption time 0 may sit on the player's timeline (the page checks)
-        "duration": result.video.duration,
+        "start_time": start_time,  # where caption time 0 sits on the player's timeline
         "width": result.video.width or 0,
         "clips": cues(result.clips),
         "segments": cues(result.segments),
