@@ -466,7 +466,7 @@ def describe_model(captioner: Captioner, levels: Sequence[str]) -> dict[str, Any
     from videorecap.checkpoint import read_card
 
     out: dict[str, Any] = {}
-    for lv in levels:
+    for lv in (lv for lv in levels if lv in captioner.levels):  # a missing level is reported by caption_video
         source = captioner.sources.get(lv, "in-memory")
         m = captioner.model(lv).config
         out[lv] = {"source": source, "preset": m.name, "level": m.level}
