@@ -353,6 +353,8 @@ def test_partial_video_is_shown(tmp_path):
     write_outputs(r, tmp_path)
     assert "only 0:00–1:23 of 5:00 could be decoded" in (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "only 0:00–1:23 of 5:00 could be decoded" in (tmp_path / "index.html").read_text(encoding="utf-8")
-    r.video.partial, r.video.covered = False, None
+    r.video.covered = None  # partial, spans unknown
+    assert "only part of the video could be decoded" in to_markdown(r)
+    r.video.partial = False
     write_outputs(r, tmp_path)
     assert "could be decoded" not in (tmp_path / "index.html").read_text(encoding="utf-8")

@@ -135,6 +135,8 @@ def partial_note(result: CaptionResult) -> str | None:
     v = result.video
     if not v.partial:
         return None
+    if v.covered is None:
+        return "only part of the video could be decoded; the rest has no captions"
     spans = ", ".join(f"{_short_clock(a)}–{_short_clock(b)}" for a, b in v.covered_spans()) or "nothing"
     return f"only {spans} of {_short_clock(v.duration)} could be decoded; the rest has no captions"
 
