@@ -110,6 +110,14 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
     )
 
 
+# The model card of the bundled model (meta.json `card`): `caption` warns and the page shows a banner with it.
+SYNTH_CARD = {
+    "domain": "synthetic",
+    "note": "knows only the synthetic kitchen world of `videorecap synth`; use the released Video ReCap weights "
+    "for real videos (docs/released-weights.md)",
+}
+
+
 def bundled_model_dir() -> Path:
     """The folder of the bundled, trained `recap-synth` model (clip/ segment/ video/ checkpoints)."""
     return Path(str(resources.files("videorecap") / "assets" / PRESET))
