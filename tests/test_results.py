@@ -45,7 +45,7 @@ def test_schema_is_valid_draft_2020_12():
     s = schema()
     assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(s)
-    assert s["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+    assert s["properties"]["schema_version"]["enum"][-1] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize(
@@ -133,6 +133,12 @@ def _mutations():
         ("zero fps", setter(["video", "fps"], 0), True),
         ("fractional width", setter(["video", "width"], 10.5), True),
         ("bad rotation", setter(["video", "rotation"], 45), True),
+        ("unknown video field", setter(["video", "bitrate"], 1), True),
+        ("partial not a bool", setter(["video", "partial"], "yes"), True),
+        ("covered not spans", setter(["video", "covered"], [[0.0]]), True),
+        ("covered negative", setter(["video", "covered"], [[-1.0, 2.0]]), True),
+        ("covered reversed", setter(["video", "covered"], [[5.0, 2.0]]), False),
+        ("codec not a string", setter(["video", "codec"], 264), True),
         ("model not object", setter(["model"], "recap"), True),
         ("zero clip window", setter(["windows", "clip"], 0), True),
         ("unknown level", setter(["levels"], ["clip", "scene"]), True),
@@ -184,7 +190,7 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="list.json: the top level must be a JSON object"):
         load(lst)
     newer = tmp_path / "newer.json"
-    newer.write_text(make_result(10.0).to_json().replace('"1.0"', '"1.7"'), encoding="utf-8")
+    newer.write_text(make_result(10.0).to_json().replace('"1.1"', '"1.7"'), encoding="utf-8")
     with pytest.raises(InputError, match="newer.json: captions schema version 1.7 is not supported"):
         load(newer)
 
@@ -202,3 +208,24 @@ def test_save_refuses_what_load_would_reject(tmp_path):
     with pytest.raises(ValueError, match="summary but levels"):
         r.save(tmp_path / "captions.json")
     assert not list(tmp_path.iterdir())
+
+
+def test_partial_video_round_trip_and_files_of_1_0_load(tmp_path):
+    r = make_result(300.0)
+    r.video.partial, r.video.covered, r.video.start_time, r.video.codec = True, [[0.0, 83.0]], 3.5, "hevc"
+    d = r.to_dict()
+    validate(d)
+    assert d["video"]["covered"] == [[0.0, 83.0]] and d["video"]["partial"] is True
+    back = CaptionResult.from_dict(json.loads(r.to_json()))
+    assert back == r and back.video.covered_spans() == [(0.0, 83.0)]
+    # a 1.0 file, written before these fields existed, still loads with their defaults
+    old = make_result(10.0).to_dict()
+    old["schema_version"] = "1.0"
+    for k in ("start_time", "codec", "partial", "covered"):
+        del old["video"][k]
+    validate(old)
+    f = tmp_path / "old.json"
+    f.write_text(json.dumps(old), encoding="utf-8")
+    v = load(f).video
+    assert (v.start_time, v.codec, v.partial, v.covered) == (0.0, None, False, None)
+    assert v.covered_spans() == [(0.0, 10.0)]

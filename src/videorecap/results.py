@@ -29,7 +29,9 @@ from videorecap.errors import InputError
 logger = logging.getLogger(__name__)
 
 FORMAT = "videorecap.captions"
-SCHEMA_VERSION = "1.0"  # MAJOR.MINOR: a reader accepts its own major and any minor up to its own
+# MAJOR.MINOR: a reader accepts its own major and any minor up to its own. 1.1 added the optional video fields
+# start_time, codec, partial and covered (a 1.0 file reads with their defaults).
+SCHEMA_VERSION = "1.1"
 ROTATIONS = (0, 90, 180, 270)
 
 
@@ -57,6 +59,10 @@ class VideoMeta:
 
     `width`/`height` are the stored (coded) frame size; `rotation` is the display rotation in degrees that a
     player applies on top (phone videos). `fps` and the size are `None` when the container does not say.
+    `start_time` is where the first video frame sits on the container's clock (caption times count from that
+    frame, a player's timeline may count from the container's 0); `codec` is the video codec ("h264", "hevc").
+    `partial` is true when only part of the video decoded; `covered` then lists the `[start, end]` spans (seconds)
+    that were captioned (`None`: all of it).
     """
 
     id: str
@@ -66,6 +72,10 @@ class VideoMeta:
     width: int | None = None
     height: int | None = None
     rotation: int = 0
+    start_time: float = 0.0
+    codec: str | None = None
+    partial: bool = False
+    covered: list[list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +86,17 @@ class VideoMeta:
             "width": self.width,
             "height": self.height,
             "rotation": self.rotation,
+            "start_time": self.start_time,
+            "codec": self.codec,
+            "partial": self.partial,
+            "covered": None if self.covered is None else [[float(a), float(b)] for a, b in self.covered],
         }
+
+    def covered_spans(self) -> list[tuple[float, float]]:
+        """The captioned spans in seconds: `covered`, or the whole video when it is `None`."""
+        if self.covered is None:
+            return [(0.0, self.duration)]
+        return [(float(a), float(b)) for a, b in self.covered]
 
 
 @dataclass
@@ -242,6 +262,24 @@ def _parse_level(v: Any, name: str, src: str) -> list[Caption]:
     return caps
 
 
+def _parse_covered(v: Any, src: str) -> list[list[float]] | None:
+    if v is None:
+        return None
+    bad = InputError(f"{src}: video.covered must be null or a list of [start, end] spans with 0 <= start <= end")
+    if not isinstance(v, list):
+        raise bad
+    out: list[list[float]] = []
+    for span in v:
+        if not (isinstance(span, list) and len(span) == 2 and all(_is_number(x) for x in span)):
+            raise bad
+        if not 0 <= span[0] <= span[1]:
+            raise bad
+        out.append([float(span[0]), float(span[1])])
+    return out
+
+
+_VIDEO = ("id", "path", "duration", "fps", "width", "height", "rotation")
+_VIDEO_OPTIONAL = ("start_time", "codec", "partial", "covered")  # added in 1.1
 _TOP = ("format", "schema_version", "created_by", "video", "model", "decoding", "windows", "levels")
 _TOP += ("clips", "segments", "summary")
 
@@ -267,7 +305,10 @@ def _parse(d: Any, src: str) -> CaptionResult:
     if not isinstance(d["created_by"], str):
         raise InputError(f"{src}: created_by must be a string")
 
-    v = _check_keys(d["video"], "video", ("id", "path", "duration", "fps", "width", "height", "rotation"), src)
+    v = _check_keys(d["video"], "video", _VIDEO, src, extra_ok=True)
+    unknown = sorted(set(v) - set(_VIDEO) - set(_VIDEO_OPTIONAL))
+    if unknown:
+        raise InputError(f"{src}: video has unknown field(s) {', '.join(repr(k) for k in unknown)}")
     for k in ("id", "path"):
         if not isinstance(v[k], str):
             raise InputError(f"{src}: video.{k} must be a string, got {v[k]!r}")
@@ -280,6 +321,16 @@ def _parse(d: Any, src: str) -> CaptionResult:
             raise InputError(f"{src}: video.{k} must be an integer >= 1 or null, got {v[k]!r}")
     if not _is_int(v["rotation"]) or v["rotation"] not in ROTATIONS:
         raise InputError(f"{src}: video.rotation must be one of 0, 90, 180, 270, got {v['rotation']!r}")
+    start_time = v.get("start_time", 0.0)
+    if not _is_number(start_time):
+        raise InputError(f"{src}: video.start_time must be a number of seconds, got {start_time!r}")
+    codec = v.get("codec")
+    if codec is not None and not isinstance(codec, str):
+        raise InputError(f"{src}: video.codec must be a string or null, got {codec!r}")
+    partial = v.get("partial", False)
+    if not isinstance(partial, bool):
+        raise InputError(f"{src}: video.partial must be true or false, got {partial!r}")
+    covered = _parse_covered(v.get("covered"), src)
     video = VideoMeta(
         id=v["id"],
         path=v["path"],
@@ -288,6 +339,10 @@ def _parse(d: Any, src: str) -> CaptionResult:
         width=None if v["width"] is None else int(v["width"]),
         height=None if v["height"] is None else int(v["height"]),
         rotation=int(v["rotation"]),
+        start_time=float(start_time),
+        codec=codec,
+        partial=partial,
+        covered=covered,
     )
 
     for k in ("model", "decoding"):

@@ -146,11 +146,13 @@ class Tokenizer:
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         """Text of a sequence of ids (a list, or a 1-D tensor/array).
 
-        With `skip_special=True` (the default) this is the original Video ReCap `decode_one`: a leading BOS is
-        dropped, the sequence is cut at the first EOS after it (so the padding after EOS goes too), the rest is
-        decoded and surrounding whitespace is stripped. Pad/BOS/EOS ids left inside the text are dropped only when
-        they are special tokens of the vocabulary (word-level `<pad>`; never GPT-2's pad id 0, which is the
-        character "!"). With `skip_special=False` every id is decoded as its token and nothing is stripped.
+        With `skip_special=True` (the default) a leading BOS is dropped, the sequence is cut at the first EOS after it
+        (so the padding after EOS goes too), the rest is decoded and surrounding whitespace is stripped: the original
+        Video ReCap `decode_one` for a sequence that has an EOS. Without one, this keeps every id, while `decode_one`
+        drops the last; `DecodeConfig(lengths="original")` makes ids that decode as the original's. Pad/BOS/EOS ids left
+        inside the text are dropped only when they are special tokens of the vocabulary (word-level `<pad>`; never
+        GPT-2's pad id 0, which is the character "!").
+        With `skip_special=False` every id is decoded as its token and nothing is stripped.
         """
         seq = [int(i) for i in ids]
         if not skip_special:

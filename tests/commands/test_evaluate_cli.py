@@ -111,6 +111,7 @@ def test_evaluate_prints_the_table_and_writes_into_the_model_folder(models, data
     res_path = models / "recap" / "eval-val" / "results.json"
     res = json.loads(res_path.read_text())
     assert set(res["scores"]) == {"clip", "segment", "video"}
+    assert "lengths" not in res["settings"]["decode"]  # the default keeps the records written before it existed
     table_row = lines[2].split()[1:]
     assert table_row[0] == f"{res['scores']['clip']['cider']:.2f}"
     assert table_row[1] == f"{res['scores']['clip']['rouge_l']:.2f}"
@@ -149,6 +150,7 @@ def test_original_settings(models, data, tmp_path, capsys):
     assert res["settings"]["clip_every"] == 100 and res["settings"]["grid_fps"] == 30.0
     assert res["levels"]["clip"]["counts"]["evaluated"] == 1  # clips[::100] of 16 rows
     assert "clip: 1 of 16 items (one in 100) from clips_val.pkl" in stdout
+    assert res["settings"]["decode"]["lengths"] == "original"  # the original's caption lengths too
     # explicit flags win over --original-settings
     rc, _, err = run_cli(
         capsys, models / "unified", data, "--original-settings", "--clip-every", "4", "--max-tokens", "video=5",
@@ -158,6 +160,15 @@ def test_original_settings(models, data, tmp_path, capsys):
     res = json.loads((tmp_path / "u2" / "results.json").read_text())
     assert res["settings"]["max_new_tokens"] == {"clip": 77, "video": 5}
     assert res["levels"]["clip"]["counts"]["evaluated"] == 4
+    # an explicit beam search wins too: the original has none, so captions keep their full length
+    rc, stdout, err = run_cli(
+        capsys, models / "unified", data, "--original-settings", "--strategy", "beam", "--num-beams", "2",
+        "--level", "video", "--metrics", FAST, "-o", tmp_path / "u3",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "note: --strategy beam keeps every generated token" in stdout
+    res = json.loads((tmp_path / "u3" / "results.json").read_text())
+    assert res["settings"]["decode"]["strategy"] == "beam" and "lengths" not in res["settings"]["decode"]
 
 
 @pytest.mark.parametrize(
@@ -169,6 +180,7 @@ def test_original_settings(models, data, tmp_path, capsys):
         (["--max-tokens", "clip=lots"], "--max-tokens: 'clip=lots' is not N or LEVEL=N"),
         (["--metrics", "cider,spice"], "unknown metric(s) 'spice'"),
         (["--level", "shots"], "unknown level(s) shots"),
+        (["--original-lengths", "--strategy", "beam"], "--original-lengths reproduces the original code, which has no"),
     ],
 )
 def test_user_errors_are_one_line(models, data, tmp_path, capsys, extra, message):

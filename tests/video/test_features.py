@@ -65,12 +65,25 @@ def test_interrupted_video_resumes_from_chunks(videos, tmp_path: Path):
     full = extract_features(videos["long"], MeanEncoder(), batch_size=2)  # 8 windows
     with pytest.raises(KeyboardInterrupt):
         extract_features(videos["long"], MeanEncoder(fail_after=4), batch_size=2, chunk_dir=chunks, chunk_windows=2)
-    assert sorted(p.name for p in chunks.glob("long.c*.npy")) == ["long.c00000.npy", "long.c00001.npy"]
+    assert sorted(p.name for p in (chunks / "long").glob("c*.npz")) == ["c00000.npz", "c00001.npz"]
     again = MeanEncoder()
     resumed = extract_features(videos["long"], again, batch_size=2, chunk_dir=chunks, chunk_windows=2)
     assert again.seen == 4  # only the missing half was encoded
     np.testing.assert_array_equal(resumed, full)
-    assert not list(chunks.glob("long.*"))  # cleaned up
+    assert not (chunks / "long").exists()  # cleaned up
+
+
+def test_a_damaged_chunk_is_recomputed_with_a_warning(videos, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    chunks = tmp_path / "chunks"
+    full = extract_features(videos["long"], MeanEncoder(), batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(videos["long"], MeanEncoder(fail_after=4), batch_size=2, chunk_dir=chunks, chunk_windows=2)
+    damaged = chunks / "long" / "c00001.npz"
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a disk that lost the end of the file
+    again = MeanEncoder()
+    resumed = extract_features(videos["long"], again, batch_size=2, chunk_dir=chunks, chunk_windows=2)
+    assert again.seen == 6 and "c00001.npz: unreadable" in caplog.text
+    np.testing.assert_array_equal(resumed, full)
 
 
 def test_extract_job_atomic_skip_and_segments(videos, tmp_path: Path):

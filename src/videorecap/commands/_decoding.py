@@ -9,7 +9,7 @@ from videorecap.infer.decode import DecodeConfig
 
 
 def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:
-    """--strategy, --num-beams, --length-penalty, --temperature, --top-k, --top-p, --seed."""
+    """--strategy, --num-beams, --length-penalty, --temperature, --top-k, --top-p, --seed, --original-lengths."""
     group.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy", help="(default: greedy)")
     group.add_argument("--num-beams", type=int, default=5, help="beam search width (default: 5)")
     group.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default: 1.0)")
@@ -17,10 +17,29 @@ def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--top-k", type=int, default=0, help="sampling: keep the k most likely tokens (0 = all)")
     group.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass (default: 1.0)")
     group.add_argument("--seed", type=int, help="sampling seed (reproducible sampling)")
+    group.add_argument(
+        "--original-lengths",
+        action="store_true",
+        help="caption lengths as the released code cuts them: at most N-1 steps for --max-tokens N, and the last "
+        "word of a caption that ends last in its batch or never ends is dropped (greedy or sample only; "
+        "default: keep every generated token)",
+    )
 
 
-def decode_config(args: argparse.Namespace, max_new_tokens: int | None = None) -> DecodeConfig:
-    """The DecodeConfig of the parsed flags; an impossible value is a one-line InputError."""
+def decode_config(
+    args: argparse.Namespace, max_new_tokens: int | None = None, original_lengths: bool = False
+) -> DecodeConfig:
+    """The DecodeConfig of the parsed flags; an impossible value is a one-line InputError.
+
+    `original_lengths` turns on the original's caption lengths where the strategy has them (for
+    `evaluate --original-settings`, whose explicit `--strategy beam` wins and keeps full lengths).
+    """
+    if args.original_lengths and args.strategy == "beam":
+        raise InputError(
+            "--original-lengths reproduces the original code, which has no beam search; use --strategy greedy "
+            "(or sample), or leave out --original-lengths"
+        )
+    original = args.original_lengths or (original_lengths and args.strategy != "beam")
     try:
         return DecodeConfig(
             strategy=args.strategy,
@@ -31,6 +50,7 @@ def decode_config(args: argparse.Namespace, max_new_tokens: int | None = None) -
             top_p=args.top_p,
             seed=args.seed,
             max_new_tokens=max_new_tokens,
+            lengths="original" if original else "full",
         )
     except ValueError as e:
         raise InputError(str(e)) from None

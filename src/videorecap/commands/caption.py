@@ -2,8 +2,10 @@
 
 For each video, writes into OUT_DIR/<video id>/: captions.json (every level, with timestamps), clips.srt and
 clips.vtt (subtitles), segments.vtt (chapters), summary.md, and index.html (a page with the video and a clickable
-timeline). Intermediate results are cached in OUT_DIR/<video id>/.cache/, so an interrupted run started again
-continues where it stopped; a finished video is skipped.
+timeline; the captions are embedded, so it works opened from disk). With --web-video it also writes
+video.web.mp4, an H.264/AAC copy that every browser plays (for HEVC, Matroska and other files a browser cannot
+play), and the page uses it. Intermediate results are cached in OUT_DIR/<video id>/.cache/, so an interrupted run
+started again continues where it stopped; a finished video is skipped.
 
 MODEL is a checkpoint folder (ReCap-U, or a single level), or a folder holding clip/ segment/ video/ checkpoints.
 Released Video ReCap weights must be converted first: `videorecap convert official videorecap_clip.pt OUT`.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.errors import InputError, VideoRecapError
+from videorecap.export import NARRATORS
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
@@ -53,6 +56,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_decoding_arguments(d)
     d.add_argument("--max-tokens", type=int, help="max new tokens at every level (default: 77, 77, 120)")
     d.add_argument("--batch-size", type=int, default=8, help="windows per batch (default: 8)")
+    o = p.add_argument_group("outputs")
+    o.add_argument(
+        "--narrator",
+        choices=NARRATORS,
+        default="c",
+        help="how subtitles and pages write Ego4D's '#C C picks up the cup': c = 'C picks up the cup' (default), "
+        "camera-wearer = 'The camera wearer picks up the cup', raw = as the model wrote it (captions.json is "
+        "always raw)",
+    )
+    o.add_argument(
+        "--web-video",
+        action="store_true",
+        help="also write video.web.mp4, a browser-playable H.264/AAC copy starting at 0, and play it in index.html",
+    )
+    o.add_argument(
+        "--web-video-height", type=int, metavar="PIXELS", help="with --web-video: scale the copy down to this height"
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -105,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from videorecap import distributed
-    from videorecap.export import write_outputs
-    from videorecap.pipeline import Captioner, CaptionOptions, caption_video
+    from videorecap.export import model_notes, write_outputs
+    from videorecap.pipeline import Captioner, CaptionOptions, caption_video, describe_model
+    from videorecap.video.webcopy import make_web_copy
 
+    if args.web_video_height is not None and (not args.web_video or args.web_video_height < 2):
+        raise InputError("--web-video-height needs --web-video and a height of at least 2 pixels")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not (args.model or args.clip_model or args.segment_model or args.video_model):
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
@@ -137,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for m, _ in captioner.models.values():
         m.to(device)
+    for note in model_notes(describe_model(captioner, opts.levels)):
+        print(f"videorecap caption: warning: {note}", file=sys.stderr)
 
     rows: list[tuple[str, str, str, str, str, str]] = []
     failed = 0
@@ -150,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             result = caption_video(path, captioner, opts, cache_dir=out_dir / ".cache", video_id=vid)
-            write_outputs(result, out_dir)
+            web = None
+            if args.web_video:
+                web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=not args.no_progress).path
+            write_outputs(result, out_dir, narrator=args.narrator, web_video=web)
             dur = f"{result.video.duration:.1f}s"
             rows.append((vid, dur, str(len(result.clips)), str(len(result.segments)),
                          f"{time.perf_counter() - t0:.1f}s", "ok"))  # fmt: skip

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import torch
 
 HELP = "convert released Video ReCap / LaViLa weights into checkpoint folders"
 
@@ -47,36 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read(path: Path) -> tuple[Mapping[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(state_dict, args, other top-level entries) of a released checkpoint file."""
-    from videorecap.checkpoint import safe_torch_load
-    from videorecap.errors import CheckpointError
-
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give the released .pt/.pth file itself")
-    obj = safe_torch_load(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a checkpoint dict with a 'state_dict'")
-    if "state_dict" in obj:
-        sd = obj["state_dict"]
-        if not isinstance(sd, dict):
-            raise CheckpointError(f"{path}: 'state_dict' is a {type(sd).__name__}, not a dict of tensors")
-    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = obj  # a bare state dict
-    else:
-        keys = ", ".join(repr(k) for k in list(obj)[:8])
-        raise CheckpointError(f"{path}: no 'state_dict' in this file (top-level keys: {keys or 'none'})")
-    raw = obj.get("args") if sd is not obj else None
-    if isinstance(raw, argparse.Namespace):
-        args = vars(raw)
-    elif isinstance(raw, dict):
-        args = raw
-    else:
-        args = {}
-    extra = {k: v for k, v in obj.items() if k in ("epoch", "best_acc1") and isinstance(v, int | float)}
-    return sd, args, extra
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -91,14 +58,6 @@ def _check_output(out: Path, overwrite: bool) -> None:
 
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
-
-
-def _build(factory: Any, state: Mapping[str, torch.Tensor]) -> Any:
-    # built on the meta device (no random init) and given the converted tensors
-    with torch.device("meta"):
-        module = factory()
-    module.load_state_dict(state, strict=True, assign=True)
-    return module.eval()
 
 
 def _print_report(report: Any, list_dropped: bool) -> None:
@@ -120,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     _check_output(args.output, args.overwrite)
     if args.format == "lavila" and (args.tokenizer or args.level):
         raise InputError("--tokenizer and --level apply to `convert official` only")
-    state, ckpt_args, extra = _read(args.source)
+    from videorecap.convert.load import read_released
+
+    state, ckpt_args, extra = read_released(args.source)
     meta = {"source": {"file": args.source.name, "sha256": _sha256(args.source), "format": args.format, **extra}}
     if args.format == "official":
         return _official(args, state, ckpt_args, meta)
@@ -129,21 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _official(args: argparse.Namespace, state: Any, ckpt_args: dict[str, Any], meta: dict[str, Any]) -> int:
     from videorecap.checkpoint import save_pretrained
-    from videorecap.config import TokenConfig
-    from videorecap.convert.official import official_to_recap
-    from videorecap.errors import InputError
-    from videorecap.model.recap import VideoRecap
-    from videorecap.tokenizer import Tokenizer
+    from videorecap.convert.load import official_model
 
-    tok = Tokenizer.from_file(args.tokenizer) if args.tokenizer else Tokenizer.gpt2()
-    tokens = TokenConfig(bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
-    cfg, sd, report = official_to_recap(state, ckpt_args, level=args.level, tokens=tokens, source=str(args.source))
-    if tok.vocab_size > cfg.decoder.vocab_size:
-        where = args.tokenizer or "GPT-2's tokenizer"
-        raise InputError(
-            f"{where}: {tok.vocab_size} tokens do not fit the checkpoint's {cfg.decoder.vocab_size}-token vocabulary"
-        )
-    model = _build(lambda: VideoRecap(cfg), sd)
+    model, tok, report = official_model(
+        state, ckpt_args, tokenizer=args.tokenizer, level=args.level, source=str(args.source)
+    )
+    cfg = model.config
     meta["source"]["args"] = {k: v for k, v in ckpt_args.items() if isinstance(v, str | int | float | bool | None)}
     meta["conversion"] = report.to_dict()
     save_pretrained(model, args.output, tokenizer=tok, meta=meta, overwrite=args.overwrite)
@@ -155,10 +107,11 @@ def _official(args: argparse.Namespace, state: Any, ckpt_args: dict[str, Any], m
 def _lavila(args: argparse.Namespace, state: Any, meta: dict[str, Any]) -> int:
     from videorecap.checkpoint import save_encoder
     from videorecap.convert.lavila import lavila_to_encoder
+    from videorecap.convert.load import build_assigned
     from videorecap.model.encoder import VideoEncoder
 
     cfg, sd, report = lavila_to_encoder(state, source=str(args.source))
-    encoder = _build(lambda: VideoEncoder(cfg), sd)
+    encoder = build_assigned(lambda: VideoEncoder(cfg), sd)
     meta["conversion"] = report.to_dict()
     save_encoder(encoder, args.output, meta=meta, overwrite=args.overwrite)
     print(f"converted {args.source} -> {args.output}: LaViLa video encoder")

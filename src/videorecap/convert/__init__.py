@@ -4,10 +4,13 @@
 - `convert.official`: the released Video ReCap checkpoints (clip, segment, video, unified) -> `VideoRecap`.
 - `convert.lavila`: LaViLa's dual-encoder checkpoint -> `VideoEncoder` (its `visual.*` tower).
 
-Every converter is a pure function of tensors: `state_dict -> (config, state_dict, report)`. File I/O is the
-`videorecap convert` command's job. A conversion is all-or-nothing: every source tensor is either used or dropped
-by design with a stated reason, anything else is an error naming the key, and every tensor of the target model must
-be filled with exactly the shape the inferred config needs.
+Every converter is a pure function of tensors: `state_dict -> (config, state_dict, report)`. `convert.load` reads
+the released files and builds ready modules: `load_official(path) -> (model, tokenizer)` converts in memory, and the
+`videorecap convert` command writes the same model as a folder.
+
+A conversion is all-or-nothing: every source tensor is either used or dropped by design with a stated reason,
+anything else is an error naming the key, and every tensor of the target model must be filled with exactly the shape
+the inferred config needs.
 
 This module holds what the converters share: the report and the strict comparison against the target model.
 """
@@ -20,7 +23,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from videorecap.convert.load import load_official
 from videorecap.errors import CheckpointError
+
+__all__ = ["ConversionReport", "load_official"]
 
 MODULE_PREFIX = "module."  # added by DistributedDataParallel; every released file carries it
 

@@ -4,14 +4,25 @@ Every sequence starts from BOS alone (Video ReCap has no text prompt) and stops 
 each step feeds one token per sequence; the cross-attention keys/values of the context are computed once; and
 finished sequences leave the batch, so a batch costs what its longest caption costs only for the rows still going.
 
-`greedy(..., use_cache=False)` is the original code's loop (the whole prefix is recomputed every step); it exists
-as the reference the cached path must match token for token, and for the benchmark.
+`greedy_recompute` is the original code's loop (the whole prefix is recomputed every step); it exists as the
+reference the cached path must match token for token, and for the benchmark.
+
+Caption lengths (`DecodeConfig.lengths`). The default, "full", keeps every token the decoder chose, up to
+`max_new_tokens` of them. "original" reproduces the released code's ids exactly: its `generate(max_text_length=M)`
+makes at most M - 1 decoder steps, stops *before* appending the step at which every row has produced EOS, and its
+`decode_one` drops the last token of a row whose ids hold no EOS. So a row that never ends keeps M - 2 tokens and
+the row(s) ending last lose their last real word (a batch of one always does). See docs/released-weights.md.
+
+`return_scores=True` also gives each caption's per-token log-probabilities (`TokenScores`): its confidence (mean
+log-prob) and perplexity, as the original computes it, exp of the mean negative log-likelihood over the caption's
+tokens and its EOS.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 import torch
 
@@ -24,7 +35,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class DecodeConfig:
-    """How to turn the decoder's logits into text."""
+    """How to turn the decoder's logits into text.
+
+    With `lengths="original"`, `max_new_tokens` is read as the original's `max_text_length` (BOS counted), so the
+    released models' 77 / 120 give their 76 / 119 decoder steps.
+    """
 
     strategy: Literal["greedy", "beam", "sample"] = "greedy"
     max_new_tokens: int | None = None  # None: the model's default for the level (77 clip/segment, 120 video)
@@ -35,6 +50,7 @@ class DecodeConfig:
     top_p: float = 1.0  # sampling: nucleus, keep the smallest set with this much probability mass
     seed: int | None = None  # sampling: makes it reproducible
     use_cache: bool = True  # False = the original's recompute-everything loop (greedy only)
+    lengths: Literal["full", "original"] = "full"  # "original": the released code's caption lengths (see above)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("greedy", "beam", "sample"):
@@ -49,9 +65,80 @@ class DecodeConfig:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
+        if self.lengths not in ("full", "original"):
+            raise ValueError(f"unknown lengths {self.lengths!r}; use full or original")
+        if self.lengths == "original" and self.strategy == "beam":
+            # the original parses --caption-num-beams but never uses it: every script decodes greedily
+            raise ValueError(
+                "lengths='original' has no beam search counterpart: the original code decodes greedily "
+                "(or samples); use strategy='greedy'"
+            )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as a dict; `lengths` only when it is not the default, so that the fingerprints and the
+        `decoding` records written before it existed stay the same."""
+        d = asdict(self)
+        if d["lengths"] == "full":
+            del d["lengths"]
+        return d
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Log-probabilities (natural log, of the model's own logits) of one generated caption.
+
+    Attributes:
+        logprobs: one per returned token id.
+        eos_logprob: the EOS that ends the caption; None when the caption stops without one (cut at the length
+            limit, or, with lengths="original", a row whose EOS the original never appended).
+    """
+
+    logprobs: list[float]
+    eos_logprob: float | None = None
+
+    def _all(self) -> list[float]:
+        return self.logprobs + ([] if self.eos_logprob is None else [self.eos_logprob])
+
+    @property
+    def confidence(self) -> float:
+        """Mean log-prob over the caption's tokens and its EOS (<= 0; closer to 0 is surer). NaN when empty."""
+        lp = self._all()
+        return sum(lp) / len(lp) if lp else math.nan
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean negative log-likelihood) over the tokens and the EOS: the original's perplexity, which its
+        `generate(target=...)` computes over the caption tokens with EOS, padding left out."""
+        return math.exp(-self.confidence)
+
+
+Scored = tuple[list[list[int]], list[TokenScores]]
+
+
+@overload
+def generate(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    cfg: DecodeConfig | None = ...,
+    return_scores: Literal[False] = ...,
+) -> list[list[int]]: ...
+
+
+@overload
+def generate(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    cfg: DecodeConfig | None = ...,
+    return_scores: Literal[True],
+) -> Scored: ...
 
 
 @torch.no_grad()
@@ -63,16 +150,40 @@ def generate(
     eos_id: int,
     max_new_tokens: int,
     cfg: DecodeConfig | None = None,
-) -> list[list[int]]:
-    """Token ids of one caption per context row (B, Nc, C), without BOS, cut before the first EOS."""
+    return_scores: bool = False,
+) -> list[list[int]] | Scored:
+    """Token ids of one caption per context row (B, Nc, C), without BOS, cut before the first EOS.
+
+    `max_new_tokens` is the most tokens a caption gets; with `cfg.lengths == "original"` it is the original's
+    `max_text_length` M instead (BOS counted: at most M - 1 decoder steps, M - 2 tokens for a row that never ends).
+    With `return_scores`, returns `(ids, scores)`, one `TokenScores` per row: the log-softmax of the logits each
+    token was chosen from (for sampling, the model's logits before temperature, top-k and top-p).
+    """
     cfg = cfg or DecodeConfig()
-    if cfg.strategy == "beam":
-        return beam_search(decoder, context, bos_id, eos_id, max_new_tokens, cfg.num_beams, cfg.length_penalty)
-    if cfg.strategy == "sample":
-        return _decode(decoder, context, bos_id, eos_id, max_new_tokens, cfg)
-    if not cfg.use_cache:
-        return greedy_recompute(decoder, context, bos_id, eos_id, max_new_tokens)
-    return _decode(decoder, context, bos_id, eos_id, max_new_tokens, cfg)
+    if cfg.lengths == "original":
+        out = original_lengths(decoder, context, bos_id, eos_id, max_new_tokens, cfg)
+    elif cfg.strategy == "beam":
+        out = beam_search(
+            decoder, context, bos_id, eos_id, max_new_tokens, cfg.num_beams, cfg.length_penalty, return_scores=True
+        )
+    elif cfg.strategy == "greedy" and not cfg.use_cache:
+        out = greedy_recompute(decoder, context, bos_id, eos_id, max_new_tokens, return_scores=True)
+    else:
+        out = _decode(decoder, context, bos_id, eos_id, max_new_tokens, cfg)
+    return out if return_scores else out[0]
+
+
+def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> list[float]:
+    """log-softmax of `logits` (A, V) at `tokens` (A,), in float32 whatever the model's dtype."""
+    return logits.float().log_softmax(-1).gather(1, tokens[:, None]).squeeze(1).tolist()
+
+
+def _generator(cfg: DecodeConfig, device: torch.device) -> torch.Generator | None:
+    if cfg.strategy != "sample":
+        return None
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+    return gen
 
 
 def _pick(logits: torch.Tensor, cfg: DecodeConfig, gen: torch.Generator | None) -> torch.Tensor:
@@ -101,26 +212,28 @@ def _decode(
     eos_id: int,
     max_new_tokens: int,
     cfg: DecodeConfig,
-) -> list[list[int]]:
+) -> Scored:
     """Greedy or sampling with the KV cache; finished rows are dropped from the batch."""
     B = context.shape[0]
-    gen = None
-    if cfg.strategy == "sample":
-        gen = torch.Generator(device=context.device)
-        gen.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+    gen = _generator(cfg, context.device)
     cache = decoder.new_cache(context, max_len=1 + max_new_tokens)
     ids = torch.full((B, 1), bos_id, dtype=torch.long, device=context.device)
     logits = decoder(ids, cache=cache)[:, -1]  # (B, V)
     rows = list(range(B))  # original index of each active row
     out: list[list[int]] = [[] for _ in range(B)]
+    lps: list[list[float]] = [[] for _ in range(B)]
+    eos_lp: list[float | None] = [None] * B
     for step in range(max_new_tokens):
         nxt = _pick(logits, cfg, gen)  # (A,)
         toks = nxt.tolist()
+        tok_lp = _token_logprobs(logits, nxt)
         keep = []
         for i, t in enumerate(toks):
             if t == eos_id:
+                eos_lp[rows[i]] = tok_lp[i]
                 continue
             out[rows[i]].append(t)
+            lps[rows[i]].append(tok_lp[i])
             keep.append(i)
         if not keep or step == max_new_tokens - 1:
             break
@@ -130,27 +243,143 @@ def _decode(
             nxt = nxt[idx]
             rows = [rows[i] for i in keep]
         logits = decoder(nxt[:, None], cache=cache)[:, -1]
-    return out
+    return out, [TokenScores(lp, e) for lp, e in zip(lps, eos_lp, strict=True)]
+
+
+@overload
+def greedy_recompute(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    return_scores: Literal[False] = ...,
+) -> list[list[int]]: ...
+
+
+@overload
+def greedy_recompute(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    return_scores: Literal[True],
+) -> Scored: ...
 
 
 def greedy_recompute(
-    decoder: GatedGPT2, context: torch.Tensor, bos_id: int, eos_id: int, max_new_tokens: int
-) -> list[list[int]]:
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    return_scores: bool = False,
+) -> list[list[int]] | Scored:
     """The original's greedy loop: no cache, the whole prefix and the cross-attention recomputed every step."""
     B = context.shape[0]
     ids = torch.full((B, 1), bos_id, dtype=torch.long, device=context.device)
     done = torch.zeros(B, dtype=torch.bool, device=context.device)
+    lps: list[list[float]] = [[] for _ in range(B)]
     for _ in range(max_new_tokens):
-        nxt = decoder(ids, context)[:, -1].argmax(-1)
+        logits = decoder(ids, context)[:, -1]
+        nxt = logits.argmax(-1)
+        for row, lp in zip(lps, _token_logprobs(logits, nxt), strict=True):
+            row.append(lp)
         ids = torch.cat([ids, nxt[:, None]], dim=1)
         done |= nxt == eos_id
         if done.all():
             break
-    return [_cut(row[1:], eos_id) for row in ids.tolist()]
+    out = [_cut(row[1:], lp, eos_id) for row, lp in zip(ids.tolist(), lps, strict=True)]
+    ids_out = [o[0] for o in out]
+    return (ids_out, [o[1] for o in out]) if return_scores else ids_out
 
 
-def _cut(ids: list[int], eos_id: int) -> list[int]:
-    return ids[: ids.index(eos_id)] if eos_id in ids else ids
+def _cut(ids: list[int], lps: list[float], eos_id: int) -> tuple[list[int], TokenScores]:
+    """The ids before the first EOS, with their scores and the EOS's."""
+    if eos_id in ids:
+        n = ids.index(eos_id)
+        return ids[:n], TokenScores(lps[:n], lps[n])
+    return ids, TokenScores(lps)
+
+
+@torch.no_grad()
+def original_lengths(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_text_length: int,
+    cfg: DecodeConfig,
+) -> Scored:
+    """Greedy or sampling with the released code's caption lengths (`DecodeConfig(lengths="original")`).
+
+    Like the original, every row stays in the batch until the end (a finished row keeps being decoded, and
+    sampling draws for it too, so a seeded run consumes the random stream as the original does), there are at most
+    `max_text_length - 1` steps, and the step at which the last rows produce EOS is not appended. Then, as
+    `decode_one` does, a row is cut at its first EOS, and a row with no EOS in its ids loses its last token.
+    With `cfg.use_cache` the steps use the KV cache; without it the whole prefix is recomputed, as the original.
+    """
+    B, dev = context.shape[0], context.device
+    gen = _generator(cfg, dev)
+    ids = torch.full((B, 1), bos_id, dtype=torch.long, device=dev)
+    cache = decoder.new_cache(context, max_len=max_text_length) if cfg.use_cache else None
+    logits = decoder(ids, cache=cache)[:, -1] if cache is not None else decoder(ids, context)[:, -1]
+    ended = torch.zeros(B, dtype=torch.bool, device=dev)
+    steps: list[torch.Tensor] = []  # the appended tokens, (B,) each
+    step_lps: list[list[float]] = []
+    for step in range(max_text_length - 1):
+        nxt = _pick(logits, cfg, gen)
+        ended |= nxt == eos_id
+        if ended.all():
+            break  # before appending: the EOS of the rows ending now never reaches the ids
+        steps.append(nxt)
+        step_lps.append(_token_logprobs(logits, nxt))
+        if step == max_text_length - 2:
+            break
+        if cache is not None:
+            logits = decoder(nxt[:, None], cache=cache)[:, -1]
+        else:
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            logits = decoder(ids, context)[:, -1]
+    gen_ids = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(B)]
+    out_ids, out_scores = [], []
+    for b, row in enumerate(gen_ids):
+        lps = [s[b] for s in step_lps]
+        if eos_id in row:
+            caption, scores = _cut(row, lps, eos_id)
+        else:  # decode_one: with no EOS after BOS, its end index is the last position, which it leaves out
+            caption, scores = row[:-1], TokenScores(lps[:-1])
+        out_ids.append(caption)
+        out_scores.append(scores)
+    return out_ids, out_scores
+
+
+@overload
+def beam_search(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    num_beams: int,
+    length_penalty: float = ...,
+    return_scores: Literal[False] = ...,
+) -> list[list[int]]: ...
+
+
+@overload
+def beam_search(
+    decoder: GatedGPT2,
+    context: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    num_beams: int,
+    length_penalty: float = ...,
+    *,
+    return_scores: Literal[True],
+) -> Scored: ...
 
 
 def beam_search(
@@ -161,7 +390,8 @@ def beam_search(
     max_new_tokens: int,
     num_beams: int,
     length_penalty: float = 1.0,
-) -> list[list[int]]:
+    return_scores: bool = False,
+) -> list[list[int]] | Scored:
     """Beam search with a KV cache. Hypotheses are ranked by sum of log-probs / (generated length ** penalty)."""
     B, K = context.shape[0], num_beams
     dev = context.device
@@ -172,31 +402,37 @@ def beam_search(
     V = logp.shape[-1]
     scores = torch.zeros(B, K, device=dev)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first one at step 0
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    # a finished hypothesis: (ranking score, tokens, their log-probs, the EOS's log-prob)
+    finished: list[list[tuple[float, list[int], list[float], float]]] = [[] for _ in range(B)]
     done = [False] * B
     seqs: list[list[int]] = [[] for _ in range(B * K)]
+    seq_lps: list[list[float]] = [[] for _ in range(B * K)]
 
     for step in range(max_new_tokens):
         length = step + 1  # generated tokens in a hypothesis ending here (its EOS included)
         cand = (scores.view(-1, 1) + logp).view(B, K * V)
         top_s, top_i = cand.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
-        next_beam, next_tok, next_score = [], [], []
+        # candidate i of row b is token i % V after beam b*K + i // V, so its own log-prob is logp.view(B, K*V)[b, i]
+        top_lp = logp.view(B, K * V).gather(1, top_i).tolist()
+        next_beam, next_tok, next_score, next_lp = [], [], [], []
         for b in range(B):
             if done[b]:  # keep the batch shape: pad with a dead beam
                 next_beam += [b * K] * K
                 next_tok += [eos_id] * K
                 next_score += [float("-inf")] * K
+                next_lp += [0.0] * K
                 continue
             chosen = 0
-            for rank, (s, i) in enumerate(zip(top_s[b].tolist(), top_i[b].tolist(), strict=True)):
+            for rank, (s, i, lp) in enumerate(zip(top_s[b].tolist(), top_i[b].tolist(), top_lp[b], strict=True)):
                 beam, tok = b * K + i // V, i % V
                 if tok == eos_id:
                     if rank < K:  # only an EOS among the top K may end a hypothesis
-                        finished[b].append((s / length**length_penalty, seqs[beam]))
+                        finished[b].append((s / length**length_penalty, seqs[beam], seq_lps[beam], lp))
                     continue
                 next_beam.append(beam)
                 next_tok.append(tok)
                 next_score.append(s)
+                next_lp.append(lp)
                 chosen += 1
                 if chosen == K:
                     break
@@ -210,23 +446,28 @@ def beam_search(
             break
         idx = torch.tensor(next_beam, device=dev)
         seqs = [seqs[j] + [t] for j, t in zip(next_beam, next_tok, strict=True)]
+        seq_lps = [seq_lps[j] + [lp] for j, lp in zip(next_beam, next_lp, strict=True)]
         scores = torch.tensor(next_score, device=dev).view(B, K)
         cache.reorder(idx)
         logp = decoder(torch.tensor(next_tok, device=dev)[:, None], cache=cache)[:, -1].float().log_softmax(-1)
     else:  # pragma: no cover - loop always breaks
         last_scores = []
 
-    results = []
+    ids: list[list[int]] = []
+    out_scores: list[TokenScores] = []
     for b in range(B):
-        hyps = list(finished[b])
+        hyps: list[tuple[float, list[int], list[float], float | None]] = list(finished[b])
         if not done[b]:  # live beams at the length limit count as hypotheses too
             for j in range(K):
                 s = last_scores[b * K + j] if last_scores else float("-inf")
                 if s != float("-inf"):
-                    seq = seqs[next_beam[b * K + j]] + [next_tok[b * K + j]]
-                    hyps.append((s / len(seq) ** length_penalty, seq))
-        results.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
-    return results
+                    beam = next_beam[b * K + j]
+                    seq = seqs[beam] + [next_tok[b * K + j]]
+                    hyps.append((s / len(seq) ** length_penalty, seq, seq_lps[beam] + [next_lp[b * K + j]], None))
+        best = max(hyps, key=lambda h: h[0]) if hyps else (0.0, [], [], None)
+        ids.append(best[1])
+        out_scores.append(TokenScores(best[2], best[3]))
+    return (ids, out_scores) if return_scores else ids
 
 
 @torch.no_grad()

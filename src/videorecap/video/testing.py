@@ -56,6 +56,7 @@ def make_video(
     color_fn: Callable[[int, float], Color] | None = None,
     options: dict[str, str] | None = None,
     start_time: float = 0.0,
+    audio: str | None = None,
 ) -> Path:
     """Write a small test video and return its path.
 
@@ -71,6 +72,8 @@ def make_video(
         color_fn: `(frame_index, time) -> (r, g, b)`; default `pattern_color`.
         options: encoder options.
         start_time: timestamp of the first frame (a start-time offset).
+        audio: an audio encoder name (aac, libopus, ...) to add a 440 Hz mono tone as long as the video, starting
+            at the same time; None: no sound.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +96,10 @@ def make_video(
             stream.codec_context.time_base = tb
         if rotation:
             stream.set_display_rotation(rotation)
+        sound = None
+        if audio:
+            sound = container.add_stream(audio, rate=48_000)
+            sound.layout = "mono"
         for i, t in enumerate(times):
             img = np.empty((height, width, 3), dtype=np.uint8)
             img[...] = np.asarray(color_fn(i, t), dtype=np.uint8)
@@ -104,9 +111,25 @@ def make_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            _write_tone(container, sound, duration, start_time)
         if not times:
             container.start_encoding()  # a valid header with a video stream and no frames
     return path
+
+
+def _write_tone(container: av.container.OutputContainer, sound: av.audio.stream.AudioStream, duration: float,
+                start_time: float) -> None:  # fmt: skip
+    sr, chunk = sound.codec_context.sample_rate, 960
+    t0 = int(round(start_time * sr))
+    for i in range(0, int(duration * sr), chunk):
+        t = (np.arange(i, i + chunk) / sr).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t))[None], format="flt", layout="mono")
+        frame.sample_rate, frame.time_base, frame.pts = sr, Fraction(1, sr), t0 + i
+        for packet in sound.encode(frame):
+            container.mux(packet)
+    for packet in sound.encode():
+        container.mux(packet)
 
 
 def make_audio_only(path: str | os.PathLike[str], duration: float = 1.0, sample_rate: int = 16000) -> Path:

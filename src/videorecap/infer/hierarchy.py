@@ -1,0 +1,312 @@
+"""The recursion clip -> segment -> video as a pure, incremental engine: no file I/O, no model.
+
+The engine is fed clip results in time order (a window, its caption, its CLS feature `(C,)`) and calls the level
+captioners it was given when a higher-level input is ready:
+
+    engine = Hierarchy(
+        clip_seconds=4.0,
+        segment_seconds=180.0,
+        segment=Step(describe_segments, num_features=80, sampling="uniform"),
+        video=Step(summarise, num_features=256, sampling="masking"),
+        batch_size=8,
+    )
+    for start, end, text, feature in clip_results:  # in time order, live or from a file
+        for seg in engine.add_clip(start, end, text, feature):
+            print(seg)  # a segment description, as soon as its window is complete (and its batch full)
+    segments = engine.finish(duration)  # the last (short) window(s)
+    summary = engine.summary()
+
+A captioner is any callable `list[SegmentInput] -> list[str]` (or `list[VideoInput] -> list[str]`), one text per
+input, so tests drive the engine with a stub and the pipeline with a model.
+
+**What each level sees** (exactly what the offline pipeline has always done, reference §1.5 and §6.2):
+
+- Segment windows are `segment_windows(duration, segment_seconds)`: `[k*S, min(k*S + S, duration))`, the last one
+  cut at the end of the video.
+- A segment's text is the captions of the clips whose window lies inside it (`c.start >= s and c.end <= e`, the
+  original's rule, so a clip straddling a boundary belongs to neither), joined with no separator (`segment_text`).
+- A segment's features are the rows `[int(s / clip_seconds) : int(e // clip_seconds) + 1]` of the video's features
+  (the end row is inclusive: the first clip of the next segment is part of it); an empty slice falls back to the
+  last row. They are sampled to the level's feature count with its sampling (`uniform` or `masking`).
+- The video's text is the segment descriptions joined as `video_text` does; its features are all rows, sampled
+  the video level's way.
+- The features are the clip CLS features fed so far, or a precomputed `(N, C)` array given as `features`.
+
+**When a segment is described.** Window `k` is complete when a clip arrives whose window starts at or after the
+window's end (that clip's feature is the inclusive end row of the slice, so it is added first), or at
+`finish(duration)`, which also closes the last, short window. Complete windows wait in a queue and are described
+`batch_size` at a time, in time order, so an offline run calls the captioner with the same batches as a run that
+collects every window first (`[0, B)`, `[B, 2B)`, ... and the rest at `finish`). Live callers that want each
+description at once use `batch_size=1` or call `flush()`.
+
+**Rolling summaries.** `summary()` before `finish` is a summary of what exists so far: it first describes the
+complete windows still queued, then summarises those descriptions (the open window has none yet) together with
+every feature fed so far (the open window's included; all rows when `features` were given), over
+`[0, end of the last clip)`. It changes nothing else, so the final summary after `finish` reads the same inputs as
+the offline pipeline's (only the grouping of the flushed descriptions into captioner calls may differ).
+After `finish` it summarises the whole video, `[0, duration)`. Each call asks the video captioner again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from videorecap.data.sampling import sample, slice_features
+from videorecap.data.text import segment_text, video_text
+from videorecap.results import Caption
+from videorecap.video.sampling import segment_windows
+
+
+@dataclass(frozen=True)
+class SegmentInput:
+    """What the segment captioner reads for one window."""
+
+    start: float
+    end: float
+    features: np.ndarray  # (K, C): the window's feature rows sampled to the level's count
+    mask: np.ndarray | None  # (K,) bool, true on real rows ("masking" sampling); None for "uniform"
+    text: str  # the clip captions inside the window, joined as the original joins them
+    clips: tuple[Caption, ...] = ()  # those clip captions
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """What the video captioner reads: the whole video (or what exists of it so far)."""
+
+    start: float
+    end: float
+    features: np.ndarray  # (K, C): all feature rows sampled to the level's count
+    mask: np.ndarray | None  # (K,) bool or None, as for segments
+    text: str  # the segment descriptions, joined as `video_text` does
+    segments: tuple[Caption, ...] = ()  # those descriptions
+
+
+@dataclass(frozen=True)
+class Step:
+    """One level above the clips: its captioner and how many feature rows it reads, sampled how."""
+
+    caption: Callable[[list], list[str]]  # list[SegmentInput] or list[VideoInput] -> one text per input
+    num_features: int
+    sampling: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.sampling not in ("uniform", "masking"):
+            raise ValueError(f"sampling must be 'uniform' or 'masking', not {self.sampling!r}")
+        if self.num_features < 1:
+            raise ValueError(f"num_features must be at least 1, not {self.num_features}")
+
+
+class _Rows:
+    """A growing (N, C) array: appending is amortised O(C), reading the rows so far is a view (no copy)."""
+
+    def __init__(self) -> None:
+        self._buf: np.ndarray | None = None
+        self.n = 0
+
+    def append(self, row: np.ndarray) -> None:
+        row = np.asarray(row)
+        if self._buf is None:
+            self._buf = np.empty((64, *row.shape), dtype=row.dtype)
+        elif row.shape != self._buf.shape[1:]:
+            raise ValueError(f"clip feature of shape {row.shape}; the earlier ones were {self._buf.shape[1:]}")
+        if self.n == len(self._buf):
+            self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
+        self._buf[self.n] = row
+        self.n += 1
+
+    def view(self) -> np.ndarray:
+        return self._buf[: self.n] if self._buf is not None else np.zeros((0, 0), np.float32)
+
+
+class Hierarchy:
+    """Clip results in, segment descriptions and summaries out (see the module docstring).
+
+    Args:
+        clip_seconds: the clip window length (row `i` of the features covers `[i * clip_seconds, ...)`).
+        segment_seconds: the segment window length.
+        segment: the segment level (None: no segment descriptions; the video level then reads no text).
+        video: the video level (None: `summary()` is not available).
+        batch_size: complete segment windows described per captioner call.
+        features: a precomputed `(N, C)` feature array of the whole video, used instead of the clip features.
+        known_segments: descriptions already made (e.g. read back from a cache), in time order: window `k` takes
+            `known_segments[k]` instead of calling the captioner.
+    """
+
+    def __init__(
+        self,
+        *,
+        clip_seconds: float,
+        segment_seconds: float,
+        segment: Step | None = None,
+        video: Step | None = None,
+        batch_size: int = 8,
+        features: np.ndarray | None = None,
+        known_segments: Sequence[Caption] = (),
+    ) -> None:
+        if clip_seconds <= 0 or segment_seconds <= 0:
+            raise ValueError("window lengths must be positive")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if features is not None and features.ndim != 2:
+            raise ValueError(f"features must be an (N, C) array, got shape {features.shape}")
+        self.clip_seconds = clip_seconds
+        self.segment_seconds = segment_seconds
+        self.segment_step = segment
+        self.video_step = video
+        self.batch_size = batch_size
+        self._precomputed = features
+        self._known = list(known_segments)
+        self._rows = _Rows()
+        self._clips: list[Caption] = []
+        self._segments: list[Caption] = []
+        self._queue: list[tuple[float, float]] = []  # complete windows not described yet, in time order
+        self._closed = 0  # windows closed so far (described or queued)
+        self._duration: float | None = None
+
+    # ---- what exists so far ----------------------------------------------------------------------------------------
+    @property
+    def clips(self) -> list[Caption]:
+        return list(self._clips)
+
+    @property
+    def segments(self) -> list[Caption]:
+        """The segment descriptions made so far, in time order."""
+        return list(self._segments)
+
+    @property
+    def features(self) -> np.ndarray:
+        """The (N, C) features the higher levels read: the precomputed array, or the clip features fed so far."""
+        return self._precomputed if self._precomputed is not None else self._rows.view()
+
+    @property
+    def finished(self) -> bool:
+        return self._duration is not None
+
+    # ---- feeding ---------------------------------------------------------------------------------------------------
+    def add_clip(self, start: float, end: float, text: str, feature: np.ndarray | None = None) -> list[Caption]:
+        """Add the next clip result; returns the segment descriptions this made (often none).
+
+        `feature` is the clip's CLS feature `(C,)`; it may be None only when `features` were given.
+        """
+        if self.finished:
+            raise RuntimeError("the video is finished; no more clips can be added")
+        if self._clips and start < self._clips[-1].start:
+            raise ValueError(
+                f"clip at {start} s arrives after the clip at {self._clips[-1].start} s: feed in time order"
+            )
+        if feature is None:
+            if self._precomputed is None:
+                raise ValueError("a clip needs its feature unless precomputed features were given")
+        else:
+            self._rows.append(feature)
+        self._clips.append(Caption(float(start), float(end), text))
+        if self.segment_step is None:
+            return []
+        # Windows [k*S, k*S + S) that end at or before this clip's start are complete. Their end is never the
+        # video's end: this clip starts after it, and a clip starts before the end of the video.
+        while True:
+            s = self._closed * self.segment_seconds
+            if start < s + self.segment_seconds:
+                break
+            self._queue.append((float(s), float(s + self.segment_seconds)))
+            self._closed += 1
+        out: list[Caption] = []
+        while len(self._queue) >= self.batch_size:
+            out += self._describe(self.batch_size)
+        return out
+
+    def add_clips(self, clips: Iterable[tuple[float, float, str, np.ndarray | None]]) -> list[Caption]:
+        """`add_clip` for each `(start, end, text, feature)`; returns every description made."""
+        out: list[Caption] = []
+        for start, end, text, feature in clips:
+            out += self.add_clip(start, end, text, feature)
+        return out
+
+    def flush(self) -> list[Caption]:
+        """Describe the complete windows still waiting for a full batch."""
+        out: list[Caption] = []
+        while self._queue:
+            out += self._describe(self.batch_size)
+        return out
+
+    def finish(self, duration: float) -> list[Caption]:
+        """The video ended at `duration` seconds: close the remaining windows (the last one short) and describe
+        everything still queued; returns those descriptions."""
+        if self.finished:
+            raise RuntimeError("finish() was already called")
+        if self._clips and duration < self._clips[-1].start:
+            raise ValueError(f"duration {duration} s is before the last clip's start ({self._clips[-1].start} s)")
+        if self.segment_step is not None:
+            windows = segment_windows(duration, self.segment_seconds)
+            if windows[: self._closed] != self._segment_windows_closed():
+                raise ValueError(f"duration {duration} s does not match the segment windows closed so far")
+            self._queue += windows[self._closed :]
+            self._closed = len(windows)
+        self._duration = float(duration)
+        return self.flush()
+
+    def summary(self) -> Caption:
+        """The video summary: of the whole video after `finish`, of what exists so far before (a rolling
+        summary, see the module docstring)."""
+        if self.video_step is None:
+            raise RuntimeError("no video level was given")
+        self.flush()
+        if self._duration is not None:
+            end = self._duration
+        else:
+            end = self._clips[-1].end if self._clips else 0.0
+        feats, mask = sample(self.features, self.video_step.num_features, self.video_step.sampling)
+        segments = tuple(self._segments)
+        item = VideoInput(0.0, end, feats, mask, video_text([c.text for c in segments]), segments)
+        (text,) = _call(self.video_step.caption, [item])
+        return Caption(0.0, end, text)
+
+    # ---- internals -------------------------------------------------------------------------------------------------
+    def _segment_windows_closed(self) -> list[tuple[float, float]]:
+        done = [(c.start, c.end) for c in self._segments]
+        return done + self._queue
+
+    def _describe(self, n: int) -> list[Caption]:
+        """Describe the first `n` queued windows (windows with a known description are not sent)."""
+        step = self.segment_step
+        assert step is not None
+        batch, self._queue = self._queue[:n], self._queue[n:]
+        texts: dict[int, str] = {}
+        todo: list[tuple[int, SegmentInput]] = []
+        for j, (s, e) in enumerate(batch):
+            k = len(self._segments) + j
+            if k < len(self._known):
+                known = self._known[k]
+                if (known.start, known.end) != (s, e):
+                    raise ValueError(f"known segment {k} spans [{known.start}, {known.end}), not [{s}, {e})")
+                texts[j] = known.text
+            else:
+                todo.append((j, self._segment_input(s, e)))
+        if todo:
+            for (j, _), text in zip(todo, _call(step.caption, [x for _, x in todo]), strict=True):
+                texts[j] = text
+        out = [Caption(s, e, texts[j]) for j, (s, e) in enumerate(batch)]
+        self._segments += out
+        return out
+
+    def _segment_input(self, s: float, e: float) -> SegmentInput:
+        step = self.segment_step
+        assert step is not None
+        # clip captions whose window lies inside the segment (the original's rule)
+        inside = tuple(c for c in self._clips if c.start >= s and c.end <= e)
+        feats = self.features
+        f = slice_features(feats, s, e, self.clip_seconds)
+        if f.shape[0] == 0:  # the features stop before this window (a partly decoded video)
+            f = feats[-1:]
+        x, mask = sample(f, step.num_features, step.sampling)
+        return SegmentInput(s, e, x, mask, segment_text([[None, c.start, c.end, c.text] for c in inside]), inside)
+
+
+def _call(captioner: Callable[[list], list[str]], items: list) -> list[str]:
+    texts = list(captioner(items))
+    if len(texts) != len(items):
+        raise RuntimeError(f"the captioner returned {len(texts)} texts for {len(items)} inputs")
+    return texts

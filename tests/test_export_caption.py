@@ -1,0 +1,59 @@
+"""The outputs of `videorecap caption` end to end with the bundled model: the model is named everywhere, its card's
+warning is printed once and shown on the page, `--web-video` writes a playable copy the page uses, `--narrator`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import av
+import pytest
+
+from videorecap.synth.model import bundled_model_dir
+from videorecap.video.testing import make_video
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "videorecap", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.skipif(not {"libx265", "libx264"} <= av.codecs_available, reason="PyAV's FFmpeg lacks libx265/libx264")
+def test_bundled_model_warns_names_itself_and_web_video(tmp_path):
+    video = make_video(tmp_path / "cam.mkv", duration=10.0, fps=4, size=(64, 48), codec="libx265", start_time=3.5)
+    r = _cli("caption", video, "--model", bundled_model_dir(), "-o", tmp_path / "out", "--no-progress",
+             "--web-video", "--narrator", "camera-wearer")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "videorecap caption: warning: the model recap-synth (bundled) knows only the synthetic kitchen world of "
+        "`videorecap synth`; use the released Video ReCap weights for real videos (docs/released-weights.md)"
+    ]
+    out = tmp_path / "out" / "cam"
+    d = json.loads((out / "captions.json").read_text(encoding="utf-8"))
+    assert d["model"]["clip"]["card"]["domain"] == "synthetic"
+    assert (d["video"]["codec"], d["video"]["start_time"]) == ("hevc", 3.5)
+    assert d["clips"][0]["text"].startswith("#C C ")  # captions.json keeps the model's text
+
+    md = (out / "summary.md").read_text(encoding="utf-8")
+    assert "model: recap-synth (bundled)" in md and "> **Note:** the model recap-synth (bundled) knows only" in md
+    assert "#C" not in md and "The camera wearer" in md
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "model: recap-synth (bundled)" in page
+    assert '<p class="banner" role="note">Note: the model recap-synth (bundled) knows only' in page
+    # the page plays the web copy, which starts at 0 like the captions (the source starts at 3.5 s)
+    assert 'src="video.web.mp4"' in page
+    cues = json.loads(page.split('<script type="application/json" id="cues">', 1)[1].split("</script>", 1)[0])
+    assert cues["start_time"] == 0.0 and cues["clips"][0][2].startswith("The camera wearer ")
+    with av.open(str(out / "video.web.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+
+
+def test_web_video_height_needs_web_video(tmp_path):
+    r = _cli("caption", tmp_path / "x.mp4", "--model", bundled_model_dir(), "-o", tmp_path / "o",
+             "--web-video-height", "240")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--web-video-height needs --web-video" in r.stderr
