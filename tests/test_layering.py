@@ -21,6 +21,7 @@ import videorecap
 # only __version__ and lazy names, so it is matched exactly, not as a prefix).
 LAYERS: list[tuple[str, ...]] = [
     ("videorecap", "videorecap.errors", "videorecap.fileio", "videorecap.distributed"),
+    ("videorecap.store",),  # the one resumable store (fingerprint, chunked append, atomic writes)
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported
     ("videorecap.tokenizer",),
     ("videorecap.model",),  # the network only: no decoding, no files
@@ -29,8 +30,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.video",),  # probing, decoding and sampling frames
     ("videorecap.data",),  # Ego4D-HCap files, datasets, batches (decodes clips with video/)
     ("videorecap.video.features",),  # the feature-extraction job: reads the segment files of data/
-    ("videorecap.infer",),  # decoding loops and the one caption_batch
-    ("videorecap.results",),
+    ("videorecap.results",),  # typed caption results: what the hierarchy engine emits
+    ("videorecap.infer",),  # the hierarchy engine, the decoding loops and the one caption_batch
     ("videorecap.export",),
     ("videorecap.metrics",),
     ("videorecap.pipeline",),  # captioning a video file at every level

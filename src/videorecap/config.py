@@ -15,6 +15,8 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 Level = Literal["clip", "segment", "video"]
@@ -280,6 +282,11 @@ _PRESETS = {
 # imported. Named by string and imported with importlib on first use, so that config, the lowest layer, imports
 # nothing above it (tests/test_layering.py).
 _BUNDLED_PRESETS = {"recap-synth": "videorecap.synth.model"}
+
+
+def bundled_model_dir(name: str = "recap-synth") -> Path:
+    """The folder of a trained model shipped in the package, `videorecap/assets/<name>/` (clip/ segment/ video/)."""
+    return Path(str(resources.files("videorecap") / "assets" / name))
 
 
 def register_preset(name: str, factory: Callable[[ModelLevel | None], RecapConfig]) -> None:

@@ -72,7 +72,7 @@ def display_text(text: str, narrator: str = "c") -> str:
 
 # ---- the model, for people ----------------------------------------------------------------------------------------
 def _bundled_dir() -> Path | None:
-    from videorecap.synth.model import bundled_model_dir
+    from videorecap.config import bundled_model_dir
 
     try:
         return bundled_model_dir().resolve()

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 
 from videorecap.config import EncoderConfig
-from videorecap.convert import ConversionReport, check_against_model, strip_module_prefix
+from videorecap.convert.report import ConversionReport, check_against_model, strip_module_prefix
 from videorecap.errors import CheckpointError
 
 logger = logging.getLogger(__name__)

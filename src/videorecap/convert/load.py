@@ -21,7 +21,7 @@ import torch.nn as nn
 from videorecap.errors import CheckpointError, InputError
 
 if TYPE_CHECKING:
-    from videorecap.convert import ConversionReport
+    from videorecap.convert.report import ConversionReport
     from videorecap.model.recap import VideoRecap
     from videorecap.tokenizer import Tokenizer
 

@@ -44,9 +44,9 @@ from videorecap.config import (
     RecapConfig,
     TokenConfig,
 )
-from videorecap.convert import ConversionReport, check_against_model, strip_module_prefix
 from videorecap.convert.gpt2 import CONV1D_SUFFIXES, STALE_BUFFER, gpt2_key
 from videorecap.convert.lavila import encoder_config_from, heads_for, layer_indices, require
+from videorecap.convert.report import ConversionReport, check_against_model, strip_module_prefix
 from videorecap.errors import CheckpointError
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from videorecap.config import (
     TokenConfig,
     register_preset,
 )
+from videorecap.config import bundled_model_dir as bundled_model_dir  # re-exported: the bundled model's folder
 from videorecap.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -117,11 +117,6 @@ SYNTH_CARD = {
     "note": "knows only the synthetic kitchen world of `videorecap synth`; use the released Video ReCap weights "
     "for real videos (docs/released-weights.md)",
 }
-
-
-def bundled_model_dir() -> Path:
-    """The folder of the bundled, trained `recap-synth` model (clip/ segment/ video/ checkpoints)."""
-    return Path(str(resources.files("videorecap") / "assets" / PRESET))
 
 
 register_preset(PRESET, _recap_synth)
