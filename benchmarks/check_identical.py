@@ -14,7 +14,8 @@ extracts its features with the bundled recap-synth clip encoder, then with the b
   - `videorecap train` of a 2-step curriculum from the recap-synth preset: the clip captions and segment
     descriptions its generation steps write, the validation captions, and every checkpoint.
 Values that are not outputs (timings, dates, absolute paths) are masked before hashing; the masked keys are listed
-in MASKED. Everything runs in subprocesses with one torch thread, so the numbers depend only on the code.
+in MASKED, SKIPPED and STORE_KEYS. Everything runs in subprocesses with one torch thread, so the numbers depend
+only on the code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pathlib import Path
 MASKED = {"seconds", "elapsed", "elapsed_s", "wall_s", "created", "mtime", "samples_per_s"}
 # files that only fingerprint the run's settings (their hashes include absolute paths): not outputs
 SKIPPED = {".evaluate-state.json"}
+# in the resumable store (videorecap.store), the settings hash (absolute paths included) of a folder and an entry
+STORE_KEYS = {"store.json": "key", ".npz": "__fingerprint__"}
 TRAIN_RECIPE = {
     "kind": "recap",
     "seed": 0,
@@ -91,13 +94,25 @@ def _digest(path: Path, root: Path) -> str:
         h = hashlib.sha256()
         _hash_obj(state, h)
         return h.hexdigest()
+    if path.suffix == ".npz":  # the arrays, without the store's settings hash
+        import numpy as np
+
+        h = hashlib.sha256()
+        with np.load(path, allow_pickle=False) as z:
+            for k in sorted(z.files):
+                if k != STORE_KEYS[".npz"]:
+                    h.update(k.encode() + str(z[k].dtype).encode() + z[k].tobytes())
+        return h.hexdigest()
     data = path.read_bytes()
     if path.suffix in (".json", ".jsonl", ".yaml", ".md", ".html", ".srt", ".vtt", ".txt"):
         # where the run and the installed package live are not outputs
         text = data.decode("utf-8").replace(str(root), "<work>").replace(str(_bundled()), "<bundled>")
         if path.suffix == ".json":
             try:
-                text = json.dumps(_mask(json.loads(text), "<work>"), sort_keys=True)
+                obj = json.loads(text)
+                if path.name == "store.json" and isinstance(obj, dict):
+                    obj.pop(STORE_KEYS["store.json"], None)
+                text = json.dumps(_mask(obj, "<work>"), sort_keys=True)
             except json.JSONDecodeError:
                 pass
         elif path.suffix == ".jsonl":
