@@ -237,13 +237,14 @@ def test_engine_inputs_equal_the_pipelines(tiny_captioner, short_video, tmp_path
     from videorecap.pipeline import CaptionOptions, caption_video
 
     n = {"clip": 0}
-    real_texts = pipeline._Run._texts
+    real_caption_batch = pipeline.caption_batch
 
-    def clip_texts(self, level, ids):  # distinct clip captions, so the joins are visible
+    def clip_texts(model, tok, level, items, *a, **kw):  # distinct clip captions, so the joins are visible
+        texts = real_caption_batch(model, tok, level, items, *a, **kw)
         if level != "clip":
-            return real_texts(self, level, ids)
-        out = [f"clip{n['clip'] + i} " for i in range(len(ids))]
-        n["clip"] += len(ids)
+            return texts
+        out = [f"clip{n['clip'] + i} " for i in range(len(texts))]
+        n["clip"] += len(texts)
         return out
 
     seen: dict[str, list] = {"segment": [], "video": []}
@@ -259,7 +260,7 @@ def test_engine_inputs_equal_the_pipelines(tiny_captioner, short_video, tmp_path
             seen[level].append([(sample(f, k, kind), t) for f, t in inputs[i : i + self.opts.batch_size]])
         return [f"{level}{i}." for i in range(len(inputs))]
 
-    monkeypatch.setattr(pipeline._Run, "_texts", clip_texts)
+    monkeypatch.setattr(pipeline, "caption_batch", clip_texts)
     monkeypatch.setattr(pipeline._Run, "segments", segments)
     monkeypatch.setattr(pipeline._Run, "_generate", generate)
     features_dir = None
