@@ -66,6 +66,8 @@ class VideoMeta:
     width: int | None = None
     height: int | None = None
     rotation: int = 0
+    partial: bool = False
+    covered: list[list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,12 +12,12 @@ from torch import nn
 from videorecap import cli
 from videorecap.video.features import (
     FeatureJob,
-    collect_videos,
     extract_features,
     extract_job,
     run_jobs,
     video_jobs,
 )
+from videorecap.video.io import collect_videos
 from videorecap.video.testing import make_audio_only, make_video, truncate
 
 

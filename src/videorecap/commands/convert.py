@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from videorecap.commands._options import check_new_folder
+
 HELP = "convert released Video ReCap / LaViLa weights into checkpoint folders"
 
 
@@ -118,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.errors import InputError
 
     _check_output(args.output, args.overwrite)
+    check_new_folder(args.output, "OUT_DIR")
     if args.format == "lavila" and (args.tokenizer or args.level):
         raise InputError("--tokenizer and --level apply to `convert official` only")
     state, ckpt_args, extra = _read(args.source)
