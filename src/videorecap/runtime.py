@@ -20,8 +20,10 @@ from videorecap.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-# Environment variable the video reader reads for FFmpeg's decoder thread count (children inherit it).
+# Environment variable the video reader reads for FFmpeg's decoder thread count (children inherit it). Set by the
+# user before the start it wins over `set_threads` (0 lets FFmpeg choose, as it does by itself).
 DECODE_THREADS_ENV = "VIDEORECAP_DECODE_THREADS"
+_USER_DECODE_THREADS = os.environ.get(DECODE_THREADS_ENV)
 # FFmpeg decoder threads by default: frame threading beyond 2 only adds latency at our frame sizes, and every extra
 # thread competes with the model for the same cores.
 DEFAULT_DECODE_THREADS = 2
@@ -52,13 +54,14 @@ def default_threads(cores: int | None = None) -> int:
 
 
 def decode_threads() -> int:
-    """FFmpeg decoder threads: `$VIDEORECAP_DECODE_THREADS` (set by `set_threads`), else a small default."""
+    """FFmpeg decoder threads: `$VIDEORECAP_DECODE_THREADS` (set by `set_threads`), else a small default.
+    0 means FFmpeg's own choice (one per core)."""
     value = os.environ.get(DECODE_THREADS_ENV, "")
     try:
         n = int(value)
     except ValueError:
         return DEFAULT_DECODE_THREADS
-    return max(1, n)
+    return max(0, n)
 
 
 def set_threads(n: int | None = None) -> tuple[int, int]:
@@ -66,7 +69,8 @@ def set_threads(n: int | None = None) -> tuple[int, int]:
 
     Args:
         n: PyTorch threads. None picks the default: `$OMP_NUM_THREADS` when the user set it, else
-            `default_threads()` (cores - 1). FFmpeg decoder threads are `min(n, 2)`.
+            `default_threads()` (cores - 1). FFmpeg decoder threads are `min(n, 2)`, or
+            `$VIDEORECAP_DECODE_THREADS` when the user set it before the process started.
 
     Returns:
         (torch threads, decoder threads).
@@ -85,6 +89,8 @@ def set_threads(n: int | None = None) -> tuple[int, int]:
     except RuntimeError:
         logger.debug("inter-op threads already fixed at %d", torch.get_num_interop_threads())
     dec = min(n, DEFAULT_DECODE_THREADS)
+    if _USER_DECODE_THREADS is not None and _USER_DECODE_THREADS.isdigit():
+        dec = int(_USER_DECODE_THREADS)
     os.environ[DECODE_THREADS_ENV] = str(dec)
     # child processes (data loader workers, torchrun ranks started from here) start with the same limits
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
