@@ -2,9 +2,12 @@
 
 For one video:
 
-1. **clip**: every `clip_seconds` window `[i, min(i+4, dur))` is decoded in one pass over the file (in a background
-   thread), encoded by the clip model's TimeSformer into all tokens, and captioned (batched, KV-cached). The CLS token
-   of each window is kept as that window's feature: (N, C), a few MB even for hours of video.
+1. **clip**: every `clip_seconds` window `[i, min(i+4, dur))` of `sampling.window_plan` (a tail shorter than
+   `min_tail_seconds` joins the last window) is decoded in one pass over the file (in a background thread),
+   encoded by the clip model's TimeSformer into all tokens, and captioned (batched, KV-cached). The CLS token of
+   each window is kept as that window's feature: (N, C), a few MB even for hours of video. With `allow_partial`, a
+   file that stops decoding part-way is captioned at every level over the part that decoded (`VideoMeta.partial`,
+   `covered`).
 2. **segment**: every `segment_seconds` window gets a description from its features (the original's slice
    `[int(s/4) : int(e//4)+1]`, sampled to the model's feature count) and the clip captions that lie inside it,
    joined as the original joins them.
@@ -613,8 +616,8 @@ def caption(
     """Caption a video file: clip captions, segment descriptions and a summary, as typed objects.
 
     `model` is a checkpoint folder (ReCap-U or one level), a folder with `clip/ segment/ video/` checkpoints, or a
-    `Captioner`. Keyword options are `CaptionOptions` fields (e.g. `levels=("clip",)`, `batch_size=16`,
-    `decode=DecodeConfig(strategy="beam")`).
+    `Captioner`, or `"recap-synth"` (the bundled model). Keyword options are `CaptionOptions` fields (e.g.
+    `levels="clip,segment"` or `levels=("clip",)`, `batch_size=16`, `decode=DecodeConfig(strategy="beam")`).
     """
     captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=options.get("device", "cpu"))
     return caption_video(path, captioner, CaptionOptions(**options))
