@@ -42,11 +42,12 @@ def test_an_output_that_cannot_be_written_is_one_line_in_every_command(tmp_path,
     taken = tmp_path / "taken"
     taken.write_text("a file, not a folder")
     (tmp_path / "data").mkdir()
-    # each would fail differently (a missing model, source, recipe or reference) if the output were not checked first
+    # each would fail differently (a missing model, source or reference; an empty data folder) if the output were not
+    # checked first
     cases = {
         "caption": ["caption", str(video), "--model", "nope", "-o", str(taken)],
         "features": ["features", str(video), "--encoder", "nope", "-o", str(taken)],
-        "evaluate": ["evaluate", "nope", str(tmp_path / "data"), "-o", str(taken / "sub")],
+        "evaluate": ["evaluate", "recap-synth", str(tmp_path / "data"), "-o", str(taken / "sub")],
         "demo": ["demo", "--model", "nope", "-o", str(taken)],
         "synth": ["synth", "make", "-o", str(taken), "--videos", "3"],
         "convert": ["convert", "official", "nope.pt", str(taken / "model")],

@@ -619,5 +619,6 @@ def caption(
     `Captioner`, or `"recap-synth"` (the bundled model). Keyword options are `CaptionOptions` fields (e.g.
     `levels="clip,segment"` or `levels=("clip",)`, `batch_size=16`, `decode=DecodeConfig(strategy="beam")`).
     """
-    captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=options.get("device", "cpu"))
-    return caption_video(path, captioner, CaptionOptions(**options))
+    opts = CaptionOptions(**options)  # a bad option is found before a model loads
+    captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=opts.device, levels=opts.levels)
+    return caption_video(path, captioner, opts)

@@ -105,12 +105,13 @@ def default_output(model: Path, split: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens
-    from videorecap.pipeline import Captioner
+    from videorecap.pipeline import Captioner, resolve_model
 
     device = args.device or distributed.default_device()
     decode = decode_config(args)
     model_dir = Path(args.model)
     data_dir = Path(args.data)
+    resolve_model(model_dir)  # a missing model folder is said as such, before the output is looked at
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data folder")
     # the output is checked before the model loads: a mistake there is not found after an hour of generation
