@@ -432,8 +432,9 @@ def extract_job(
     progress: bool = False,
     on_windows: Callable[[int], None] | None = None,
 ) -> JobResult:
-    """Write the features of one job atomically; skip it when its output exists. Never raises `VideoError`:
-    a bad video gives a "failed" result with the one-line message."""
+    """Write the features of one job atomically; skip it when its output exists. Never raises for one video's
+    failure (a bad video, a write error, running out of memory): it gives a "failed" result with a one-line message
+    (the traceback of an unexpected error is logged at debug level)."""
     out = output_path(out_dir, job.key)
     tok_out = output_path(out_dir, job.key, tokens=True)
     if not overwrite and out.exists() and (not all_tokens or tok_out.exists()):
@@ -465,6 +466,11 @@ def extract_job(
     except VideoError as e:
         logger.debug("%s failed: %s", job.video, e)
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
+    except Exception as e:  # noqa: BLE001 - a full disk, out of memory, a bug: this video fails, the others go on
+        logger.debug("%s failed", job.video, exc_info=True)
+        what = " ".join(str(e).split())[:300] or type(e).__name__
+        error = f"{job.video}: failed with {type(e).__name__}: {what}"
+        return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
     return JobResult(job, "done", windows=len(cls), seconds=time.perf_counter() - t0, stats=stats)
 
 
