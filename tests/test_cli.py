@@ -25,3 +25,112 @@ def test_no_command_prints_help_and_fails(capsys):
 def test_version():
     r = subprocess.run([sys.executable, "-m", "videorecap", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("videorecap ")
+
+
+# ---- issue 12 ----------------------------------------------------------------------------------------------------
+def _exit_code(argv) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as e:  # argparse rejected a value
+        return int(e.code)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_in_every_command(tmp_path, capsys):
+    from videorecap.video.testing import make_video
+
+    video = make_video(tmp_path / "v.mp4", duration=2.0, fps=2.0)
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    (tmp_path / "data").mkdir()
+    # each would fail differently (a missing model, source or reference; an empty data folder) if the output were not
+    # checked first
+    cases = {
+        "caption": ["caption", str(video), "--model", "nope", "-o", str(taken)],
+        "features": ["features", str(video), "--encoder", "nope", "-o", str(taken)],
+        "evaluate": ["evaluate", "recap-synth", str(tmp_path / "data"), "-o", str(taken / "sub")],
+        "demo": ["demo", "--model", "nope", "-o", str(taken)],
+        "synth": ["synth", "make", "-o", str(taken), "--videos", "3"],
+        "convert": ["convert", "official", "nope.pt", str(taken / "model")],
+        "score": ["score", "nope.json", "nope.json", "--json", str(tmp_path)],
+    }
+    for name, argv in cases.items():
+        assert _exit_code(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and "nope" not in err, (name, err)
+        assert str(taken) in err or str(tmp_path) in err, (name, err)
+
+
+def test_train_output_dir_is_checked_before_training(tmp_path, capsys):
+    from pathlib import Path
+
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    recipe = Path(__file__).parents[1] / "configs" / "recap-tiny.yaml"
+    assert _exit_code(["train", str(recipe), "--output-dir", str(taken / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output-dir" in err and str(taken) in err
+
+
+def test_device_is_checked_once_for_every_command(tmp_path, capsys):
+    import torch
+
+    for argv in (["caption", "v.mp4", "-o", "o"], ["features", "v.mp4", "-o", "o", "--encoder", "m"],
+                 ["evaluate", "m", "d"], ["train", "r.yaml"]):  # fmt: skip
+        assert _exit_code([*argv, "--device", "banana"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'banana' is not a device; use cpu, cuda, cuda:N or mps" in err
+    if not torch.cuda.is_available():
+        assert _exit_code(["evaluate", "m", str(tmp_path), "--device", "cuda:1"]) == 2
+        err = capsys.readouterr().err
+        assert "--device cuda:1: CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_threads_before_or_after_the_command(monkeypatch):
+    from videorecap import runtime
+
+    seen = []
+    monkeypatch.setattr(runtime, "set_threads", lambda n=None: seen.append(n))
+    parser = cli.build_parser()
+    assert parser.parse_args(["--threads", "3", "caption", "v.mp4", "-o", "o"]).threads == 3
+    assert parser.parse_args(["caption", "v.mp4", "-o", "o", "--threads", "2"]).threads == 2
+    assert parser.parse_args(["caption", "v.mp4", "-o", "o"]).threads is None
+    for name in cli.COMPUTING:
+        assert "--threads" in parser._subparsers._group_actions[0].choices[name].format_help(), name
+    assert _exit_code(["caption", "v.mp4", "-o", "o", "--threads", "0"]) == 2
+    # every computing command applies the setting once, before it starts (here: then fails on the missing video)
+    assert cli.main(["--threads", "2", "caption", "missing.mp4", "-o", "o", "--model", "m"]) == 2
+    assert seen == [2]
+
+
+def test_set_threads(monkeypatch):
+    import torch
+
+    from videorecap import runtime
+
+    before = torch.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", runtime.DECODE_THREADS_ENV):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        assert runtime.default_threads(8) == 7 and runtime.default_threads(1) == 1
+        assert runtime.decode_threads() == runtime.DEFAULT_DECODE_THREADS
+        assert runtime.set_threads(3) == (3, 2) and torch.get_num_threads() == 3
+        assert runtime.decode_threads() == 2
+        assert runtime.set_threads(1) == (1, 1) and runtime.decode_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert runtime.set_threads() == (2, 2)  # the user's OMP_NUM_THREADS wins over the default
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert runtime.set_threads()[0] == runtime.default_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_info_help_lists_the_presets(capsys):
+    import videorecap.synth.model  # noqa: F401  (registers recap-synth)
+    from videorecap.config import list_presets
+
+    with pytest.raises(SystemExit):
+        cli.main(["info", "--help"])
+    out = capsys.readouterr().out
+    assert "the list below" in out
+    for name in list_presets():
+        assert f"\n  {name} " in out, name

@@ -155,3 +155,80 @@ def test_load_accepts_level_folders_and_training_output(captioner, tmp_path):
 
     with pytest.raises(CheckpointError, match="not a model"):
         Captioner.load(tmp_path)
+
+
+def test_a_partly_decodable_video_is_captioned_over_what_decoded(captioner, tmp_path):
+    from videorecap.errors import VideoError
+    from videorecap.video.testing import corrupt_middle
+
+    path = make_video(tmp_path / "broken.mkv", duration=60, fps=5, size=(64, 48), codec="ffv1")
+    corrupt_middle(path)
+    with pytest.raises(VideoError, match="corrupt or truncated"):
+        caption_video(path, captioner, CaptionOptions())
+    res = caption_video(path, captioner, CaptionOptions(allow_partial=True), cache_dir=tmp_path / "cache")
+    end = res.clips[-1].end
+    assert res.video.partial and res.video.covered == [[0.0, end]] and end < res.video.duration
+    assert res.segments[-1].end == end and res.summary is not None and res.summary.end == end
+    # a second run reads the cached part and stops at the same place: the same result
+    again = caption_video(path, captioner, CaptionOptions(allow_partial=True), cache_dir=tmp_path / "cache")
+    assert again.to_dict() == res.to_dict() and again.video.covered == res.video.covered
+    # nothing decodable at all: a clean error for this video (not an error deep in the sampling code)
+    early = corrupt_middle(make_video(tmp_path / "early.mkv", duration=60, fps=5, size=(64, 48), codec="ffv1"), 0.04)
+    with pytest.raises(VideoError, match="no window could be decoded"):
+        caption_video(early, captioner, CaptionOptions(allow_partial=True))
+
+
+def test_whole_video_is_not_partial(captioner, video):
+    res = caption_video(video, captioner, CaptionOptions(levels="clip"))
+    assert not res.video.partial and res.video.covered is None
+
+
+def test_levels_may_be_one_string(captioner, video):
+    assert CaptionOptions(levels="clip").levels == ("clip",)
+    assert CaptionOptions(levels="clip,segment").levels == ("clip", "segment")
+    assert CaptionOptions(levels="video").levels == ("clip", "segment", "video")
+    with pytest.raises(InputError, match="unknown level"):
+        CaptionOptions(levels="clips")
+    import videorecap
+
+    res = videorecap.caption(video, model=captioner, levels="clip")
+    assert res.levels == ["clip"] and res.segments == [] and res.summary is None
+
+
+def test_a_short_tail_joins_the_previous_window_in_caption_and_features(captioner, tmp_path):
+    from videorecap.video.features import extract_features
+
+    # 4.2 s: the plan is one 4.2-s window, not a 4-s window and a 0.2-s one with a whole caption of its own
+    path = make_video(tmp_path / "tail.mp4", duration=4.2, fps=5.0, size=(32, 24))
+    res = caption_video(path, captioner, CaptionOptions(levels="clip"))
+    assert [(c.start, c.end) for c in res.clips] == [(0.0, pytest.approx(res.video.duration))]
+    enc = captioner.model("clip").encoder
+    assert extract_features(path, enc).shape[0] == len(res.clips)  # `videorecap features` uses the same plan
+    kept = caption_video(path, captioner, CaptionOptions(levels="clip", min_tail_seconds=0))
+    assert len(kept.clips) == 2 and extract_features(path, enc, min_tail_seconds=0).shape[0] == 2
+
+
+def test_bars_are_named_by_level(captioner, video, capsys):
+    caption_video(video, captioner, CaptionOptions(progress=True))
+    err = capsys.readouterr().err
+    assert "kitchen clips" in err and "kitchen segments" in err and "kitchen summary" in err
+    assert "kitchen videos" not in err
+
+
+def test_load_by_name_and_clear_errors_for_files(tmp_path, monkeypatch):
+    from videorecap.errors import CheckpointError
+    from videorecap.synth.model import bundled_model_dir
+
+    cap = Captioner.load("recap-synth", levels=("clip", "segment"))
+    assert cap.levels == ("clip", "segment")  # the video level is not loaded when not needed
+    assert cap.sources["segment"] == str(bundled_model_dir() / "segment")
+    with pytest.raises(CheckpointError, match="no such model folder .*recap-synth"):
+        Captioner.load(tmp_path / "nope")
+    pt = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1)}, pt)
+    with pytest.raises(CheckpointError, match="convert it first with `videorecap convert official"):
+        Captioner.load(pt)
+    # a missing level is found before any weights are read
+    monkeypatch.setattr("videorecap.checkpoint.load_model", lambda *a, **kw: pytest.fail("weights were read"))
+    with pytest.raises(InputError, match="--levels clip"):
+        Captioner.load(bundled_model_dir() / "clip", levels="segment")

@@ -290,6 +290,9 @@ def load_model(
             `model.safetensors`, missing/unexpected keys or shape mismatches (named), or a tokenizer that does not
             match the model.
     """
+    from videorecap.runtime import check_device
+
+    check_device(str(device))  # a missing GPU is said plainly, not blamed on the weights file
     folder = Path(path)
     d = read_config(folder)
     if d["kind"] != "recap":
@@ -347,7 +350,7 @@ def _checkpoint_folder(path: Path) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint folder")
     if not path.is_dir():
-        raise CheckpointError(_describe_file(path))
+        raise CheckpointError(describe_file(path))
     if not (path / CONFIG_FILE).is_file():
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
         hint = f" (it holds {', '.join(pickles[:3])}: pass the file itself to `videorecap convert`)" if pickles else ""
@@ -432,7 +435,7 @@ def _check_tokenizer(tok: Tokenizer, cfg: RecapConfig, source: str, exc: type[Ex
 
 
 # ---- foreign files --------------------------------------------------------------------------------------------------
-def _describe_file(path: Path) -> str:
+def describe_file(path: Path) -> str:
     """A one-line error for a file given where a checkpoint folder is expected, saying what it is if we can tell."""
     kind = sniff_file(path)
     if kind == "videorecap-original":
@@ -443,11 +446,16 @@ def _describe_file(path: Path) -> str:
     if kind == "lavila":
         return f"{path} is a LaViLa checkpoint: convert its video encoder with `videorecap convert lavila {path} OUT`"
     if kind == "torch":
-        return f"{path} is a PyTorch pickle, not a videorecap checkpoint folder (model.safetensors + config.json)"
+        return (
+            f"{path} is a PyTorch pickle, not a videorecap checkpoint folder: this is a checkpoint file; convert it "
+            f"first with `videorecap convert official {path} OUT` (Video ReCap weights) and give OUT"
+        )
     if kind == "safetensors":
+        if (path.parent / CONFIG_FILE).is_file():
+            return f"{path} is a bare safetensors file: give its folder, {path.parent}"
         return (
             f"{path} is a bare safetensors file; a videorecap checkpoint is the folder that holds {MODEL_FILE}, "
-            f"{CONFIG_FILE} and {META_FILE}"
+            f"{CONFIG_FILE} and {META_FILE}: give that folder"
         )
     return f"{path} is not a videorecap checkpoint (expected a folder with {CONFIG_FILE} and {MODEL_FILE})"
 

@@ -2,9 +2,12 @@
 
 For one video:
 
-1. **clip**: every `clip_seconds` window `[i, min(i+4, dur))` is decoded in one pass over the file (in a background
-   thread), encoded by the clip model's TimeSformer into all tokens, and captioned (batched, KV-cached). The CLS token
-   of each window is kept as that window's feature: (N, C), a few MB even for hours of video.
+1. **clip**: every `clip_seconds` window `[i, min(i+4, dur))` of `sampling.window_plan` (a tail shorter than
+   `min_tail_seconds` joins the last window) is decoded in one pass over the file (in a background thread),
+   encoded by the clip model's TimeSformer into all tokens, and captioned (batched, KV-cached). The CLS token of
+   each window is kept as that window's feature: (N, C), a few MB even for hours of video. With `allow_partial`, a
+   file that stops decoding part-way is captioned at every level over the part that decoded (`VideoMeta.partial`,
+   `covered`).
 2. **segment**: every `segment_seconds` window gets a description from its features (the original's slice
    `[int(s/4) : int(e//4)+1]`, sampled to the model's feature count) and the clip captions that lie inside it,
    joined as the original joins them.
@@ -20,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +39,7 @@ from videorecap import fileio
 from videorecap.config import LEVELS, Level
 from videorecap.data.sampling import slice_features
 from videorecap.data.text import segment_text, video_text
-from videorecap.errors import CheckpointError, InputError
+from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
 from videorecap.model.recap import VideoRecap
@@ -42,7 +47,7 @@ from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
-from videorecap.video.sampling import clip_windows, segment_windows
+from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, window_plan
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
@@ -89,47 +94,104 @@ class Captioner:
         video: str | os.PathLike[str] | None = None,
         device: str = "cpu",
         tokenizer: str | os.PathLike[str] | None = None,
+        levels: Sequence[str] | str | None = None,
     ) -> Captioner:
         """Load from a checkpoint folder (ReCap-U, or one level), a folder with `clip/ segment/ video/`
-        checkpoints, and/or one folder per level."""
-        from videorecap.checkpoint import load_model
+        checkpoints, the name of a bundled model (`recap-synth`), and/or one folder per level.
 
-        paths: dict[str, Path] = {}
+        With `levels`, only the models those levels need are loaded, and a missing one is an `InputError` raised
+        before any weights are read.
+        """
+        from videorecap.checkpoint import load_model, read_config, recap_config
+        from videorecap.runtime import check_device
+
+        check_device(str(device))
+        paths: dict[str, Path] = {}  # level -> checkpoint folder
         if model is not None:
-            root = Path(model)
+            root = resolve_model(model)
             if (root / "config.json").is_file():
-                m, tok = load_model(root, device=device, tokenizer_path=tokenizer)
-                models = {lv: (m, tok) for lv in m.config.levels}
-                sources = {lv: str(root) for lv in models}
-                for lv, p in (("clip", clip), ("segment", segment), ("video", video)):
-                    if p is not None:
-                        models[lv] = load_model(p, device=device, tokenizer_path=tokenizer)  # type: ignore[assignment]
-                        sources[lv] = str(p)
-                return cls(_need_tokenizer(models, sources), sources)
-            if not root.is_dir():
-                raise CheckpointError(f"{root}: no such model folder")
-            for lv in LEVELS:
-                # clip/ segment/ video/ checkpoints, or a `videorecap train` output folder (<level>/final/)
-                for cand in (root / lv, root / lv / "final"):
-                    if (cand / "config.json").is_file():
-                        paths[lv] = cand
-                        break
-            if not paths:
-                raise CheckpointError(
-                    f"{root}: not a model: expected a checkpoint folder (config.json), clip/ segment/ video/ "
-                    "checkpoint folders inside it, or a `videorecap train` output folder"
-                )
+                for lv in recap_config(read_config(root), root / "config.json").levels:
+                    paths[lv] = root
+            else:
+                for lv in LEVELS:
+                    # clip/ segment/ video/ checkpoints, or a `videorecap train` output folder (<level>/final/)
+                    for cand in (root / lv, root / lv / "final"):
+                        if (cand / "config.json").is_file():
+                            paths[lv] = cand
+                            break
+                if not paths:
+                    raise CheckpointError(
+                        f"{root}: not a model: expected a checkpoint folder (config.json), clip/ segment/ video/ "
+                        "checkpoint folders inside it, or a `videorecap train` output folder"
+                    )
         for lv, p in (("clip", clip), ("segment", segment), ("video", video)):
             if p is not None:
-                paths[lv] = Path(p)
+                paths[lv] = resolve_model(p)
         if not paths:
             raise InputError("no model given")
-        models = {}
+        if levels is not None:
+            wanted = needed_levels(levels)
+            missing = [lv for lv in wanted if lv not in paths]
+            if missing:
+                raise missing_levels_error(missing, tuple(lv for lv in LEVELS if lv in paths))
+            paths = {lv: p for lv, p in paths.items() if lv in wanted}
+        models: dict[str, tuple[VideoRecap, Tokenizer]] = {}
+        loaded: dict[Path, tuple[VideoRecap, Tokenizer]] = {}
         for lv, p in paths.items():
-            models[lv] = load_model(p, device=device, tokenizer_path=tokenizer)
-        return cls(
-            _need_tokenizer(models, {lv: str(p) for lv, p in paths.items()}), {lv: str(p) for lv, p in paths.items()}
-        )
+            if p not in loaded:  # a ReCap-U folder serves several levels with one model
+                loaded[p] = load_model(p, device=device, tokenizer_path=tokenizer)  # type: ignore[assignment]
+            models[lv] = loaded[p]
+        sources = {lv: str(p) for lv, p in paths.items()}
+        return cls(_need_tokenizer(models, sources), sources)
+
+
+def resolve_model(model: str | os.PathLike[str]) -> Path:
+    """A model folder from what the user gave: a path, or the name of a bundled model (`recap-synth`).
+
+    Raises:
+        CheckpointError: a path that does not exist and is no bundled model's name, or a file (a checkpoint or weights
+            file given where its folder, or a converted folder, is expected: the message says what to do).
+    """
+    from videorecap.checkpoint import describe_file
+
+    p = Path(model)
+    if p.exists():
+        if not p.is_dir():
+            raise CheckpointError(describe_file(p))
+        return p
+    bundled = bundled_models()
+    if str(model) in bundled:
+        return bundled[str(model)]
+    raise CheckpointError(
+        f"{p}: no such model folder (bundled model{'s' if len(bundled) > 1 else ''}: {', '.join(bundled)})"
+    )
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped inside the package, by name."""
+    from videorecap.synth.model import PRESET, bundled_model_dir
+
+    return {PRESET: bundled_model_dir()}
+
+
+def needed_levels(levels: Sequence[str] | str) -> tuple[Level, ...]:
+    """The levels a run needs: every level up to the highest one named ("clip,segment", ["video"], ...)."""
+    names = [x.strip() for x in levels.split(",")] if isinstance(levels, str) else [str(x).strip() for x in levels]
+    names = [x for x in names if x]
+    bad = sorted(set(names) - set(LEVELS))
+    if bad:
+        raise InputError(f"unknown level(s) {', '.join(bad)}; use clip, segment, video")
+    if not names:
+        raise InputError("no level to caption")
+    # the recursion needs every level below the highest one asked for
+    return LEVELS[: max(LEVELS.index(x) for x in names) + 1]  # type: ignore[arg-type]
+
+
+def missing_levels_error(missing: Sequence[str], have: Sequence[str]) -> InputError:
+    return InputError(
+        f"no model for the {', '.join(missing)} level(s): give one (e.g. --{missing[0]}-model) or stop earlier "
+        f"with --levels {','.join(have)}"
+    )
 
 
 def _need_tokenizer(models: dict, sources: dict[str, str]) -> dict:
@@ -144,7 +206,7 @@ def _need_tokenizer(models: dict, sources: dict[str, str]) -> dict:
 class CaptionOptions:
     """How to caption. `None` means the model's own value (window sizes, token limits)."""
 
-    levels: tuple[Level, ...] = LEVELS
+    levels: tuple[Level, ...] | str = LEVELS  # a sequence of levels, or one string: "clip" or "clip,segment"
     clip_seconds: float | None = None
     segment_seconds: float | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -153,25 +215,21 @@ class CaptionOptions:
     grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
     features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
     allow_partial: bool = False  # keep the windows decoded before a mid-stream decode error
+    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS  # a shorter last window joins the previous one
     device: str = "cpu"
     progress: bool = False
     chunk_batches: int = 4  # clip results are cached every chunk_batches * batch_size windows
 
     def __post_init__(self) -> None:
-        levels = tuple(lv for lv in LEVELS if lv in self.levels)
-        bad = set(self.levels) - set(LEVELS)
-        if bad:
-            raise InputError(f"unknown level(s) {', '.join(sorted(bad))}; use clip, segment, video")
-        if not levels:
-            raise InputError("no level to caption")
-        # the recursion needs every level below the highest one asked for
-        self.levels = LEVELS[: LEVELS.index(levels[-1]) + 1]
+        self.levels = needed_levels(self.levels)
         if self.batch_size < 1:
             raise InputError("--batch-size must be at least 1")
-        for name in ("clip_seconds", "segment_seconds"):
+        for name in ("clip_seconds", "segment_seconds", "grid_fps"):
             v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise InputError(f"--{name.replace('_', '-')} must be positive")
+            if v is not None and not (v > 0 and math.isfinite(v)):  # NaN fails every comparison
+                raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+        if not (self.min_tail_seconds >= 0 and math.isfinite(self.min_tail_seconds)):
+            raise InputError(f"--min-tail-seconds must be 0 or more, got {self.min_tail_seconds}")
 
 
 # ---- the per-video run ----------------------------------------------------------------------------------------------
@@ -191,6 +249,9 @@ class _Run:
         ref = captioner.model(captioner.levels[0]).config
         self.clip_seconds = opts.clip_seconds or ref.clip_seconds
         self.segment_seconds = opts.segment_seconds or ref.segment_seconds
+        self.plan = window_plan(info.duration, self.clip_seconds, self.segment_seconds, opts.min_tail_seconds)
+        # the end of the decoded part when a broken file stopped the clip level early (allow_partial), else None
+        self.covered_end: float | None = None
         self.cache_dir = cache_dir
         self.device = torch.device(opts.device)
         if cache_dir is not None:
@@ -213,7 +274,7 @@ class _Run:
             "cache_version": CACHE_VERSION,
             "video": {"path": str(self.path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime)},
             "models": models,
-            "windows": [self.clip_seconds, self.segment_seconds],
+            "windows": [self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds],
             "decode": self.opts.decode.to_dict(),
             "max_new_tokens": {lv: self.max_tokens(lv) for lv in self.opts.levels},
             "batch_size": self.opts.batch_size,
@@ -256,7 +317,7 @@ class _Run:
     # -- clip level -------------------------------------------------------------------------------------------------
     def clips(self, bar: Callable[..., Any]) -> tuple[list[Caption], np.ndarray]:
         """Clip captions for every window, and the (N, C) CLS features."""
-        windows = clip_windows(self.info.duration, self.clip_seconds)
+        windows = self.plan.clips
         model = self.cap.model("clip")
         enc = model.encoder
         assert enc is not None
@@ -264,16 +325,23 @@ class _Run:
         chunk = B * self.opts.chunk_batches
         texts: list[str] = []
         feats: list[np.ndarray] = []
-        # reuse finished chunks
+        # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
         done = 0
         while done < len(windows):
             f = self._chunk_file(done)
             if f is None or not f.exists():
                 break
-            with np.load(f) as z:
-                feats.append(z["features"])
-                texts.extend(json.loads(str(z["texts"])))
-            done = min(done + chunk, len(windows))
+            try:
+                with np.load(f) as z:
+                    part_f, part_t = z["features"], json.loads(str(z["texts"]))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+                logger.warning("%s: unreadable cache file %s (%s); computing it again", self.path, f, e)
+                break
+            feats.append(part_f)
+            texts.extend(part_t)
+            done += len(part_t)
+            if not part_t:
+                break
         with bar(total=len(windows), initial=done, desc=f"{self.video_id} clips", unit="clip") as pbar:
             if done < len(windows):
                 size = enc.config.image_size
@@ -296,13 +364,25 @@ class _Run:
                             feats += pending_f
                             start += len(pending_t)
                             pending_t, pending_f = [], []
-                if start < len(windows):  # the decoder stopped early (allow_partial)
-                    if pending_t:
-                        self._save_chunk(start, pending_t, pending_f)
-                        texts += pending_t
-                        feats += pending_f
-                    windows = windows[: len(texts)]
-        captions = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=False)]
+                if start < len(windows) and pending_t:  # the decoder stopped early (allow_partial)
+                    self._save_chunk(start, pending_t, pending_f)
+                    texts += pending_t
+                    feats += pending_f
+        if len(texts) < len(windows):
+            if not texts:
+                raise VideoError(
+                    f"{self.path}: no window could be decoded (the first {windows[0][1]:g} s do not decode); "
+                    "nothing to caption"
+                )
+            windows = windows[: len(texts)]
+            self.covered_end = windows[-1][1]
+            logger.warning(
+                "%s: captioned the first %.2f s of %.2f s (the rest does not decode)",
+                self.path,
+                self.covered_end,
+                self.info.duration,
+            )
+        captions = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=True)]
         cls_feats = np.concatenate(feats) if feats else np.zeros((0, enc.config.width), np.float32)
         return captions, cls_feats
 
@@ -341,8 +421,11 @@ class _Run:
             feats = np.load(f, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError(f"{f}: not a readable .npy feature file ({e})") from None
-        if feats.ndim != 2:
+        if feats.ndim != 2 or feats.shape[0] == 0:
             raise InputError(f"{f}: expected a (windows, width) array, got shape {feats.shape}")
+        width = self.cap.model(self.opts.levels[-1]).config.encoder.width
+        if feats.shape[1] != width:
+            raise InputError(f"{f}: features of width {feats.shape[1]}, but the model reads {width}-wide features")
         return feats.astype(np.float32, copy=False)
 
     # -- segment level -------------------------------------------------------------------------------------------
@@ -351,7 +434,11 @@ class _Run:
         if cached is not None:
             return [Caption(**c) for c in cached]
         cfg = self.cap.model("segment").config
-        windows = segment_windows(self.info.duration, self.segment_seconds)
+        windows = self.plan.segments
+        if self.covered_end is not None:  # only the part that decoded is described
+            windows = window_plan(
+                self.covered_end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds
+            ).segments
         inputs = []
         for s, e in windows:
             # clip captions whose window lies inside the segment (the original's rule), joined with no separator
@@ -373,7 +460,7 @@ class _Run:
         cfg = self.cap.model("video").config
         text = video_text([c.text for c in segments])
         (t,) = self._generate("video", [(feats, text)], cfg.num_features("video"), cfg.sampling("video"), bar)
-        out = Caption(0.0, self.info.duration, t)
+        out = Caption(0.0, self.info.duration if self.covered_end is None else self.covered_end, t)
         self._save_json("summary.json", out.to_dict())
         return out
 
@@ -387,7 +474,8 @@ class _Run:
     ) -> list[str]:
         model, tok = self.cap.model(level), self.cap.tokenizer(level)
         texts: list[str] = []
-        with bar(total=len(inputs), desc=f"{self.video_id} {level}s", unit=level) as pbar:
+        name = {"segment": "segments", "video": "summary"}[level]
+        with bar(total=len(inputs), desc=f"{self.video_id} {name}", unit=level) as pbar:
             for i in range(0, len(inputs), self.opts.batch_size):
                 batch = [CaptionItem(f, t) for f, t in inputs[i : i + self.opts.batch_size]]
                 decode = self._decode_cfg(level)
@@ -464,10 +552,7 @@ def caption_video(
     opts = options or CaptionOptions()
     missing = [lv for lv in opts.levels if lv not in captioner.levels]
     if missing:
-        raise InputError(
-            f"no model for the {', '.join(missing)} level(s): give one (e.g. --{missing[0]}-model) or stop earlier "
-            f"with --levels {','.join(captioner.levels)}"
-        )
+        raise missing_levels_error(missing, captioner.levels)
     path = Path(path)
     info = probe(path)
     vid = video_id or path.stem
@@ -495,6 +580,8 @@ def caption_video(
             rotation=info.rotation % 360,
             start_time=info.start_time,  # caption times count from the first frame; a player may not
             codec=info.codec,
+            partial=run.covered_end is not None,
+            covered=None if run.covered_end is None else [[0.0, run.covered_end]],
         ),
         clips=clips,
         segments=segments,
@@ -516,8 +603,9 @@ def caption(
     """Caption a video file: clip captions, segment descriptions and a summary, as typed objects.
 
     `model` is a checkpoint folder (ReCap-U or one level), a folder with `clip/ segment/ video/` checkpoints, or a
-    `Captioner`. Keyword options are `CaptionOptions` fields (e.g. `levels=("clip",)`, `batch_size=16`,
-    `decode=DecodeConfig(strategy="beam")`).
+    `Captioner`, or `"recap-synth"` (the bundled model). Keyword options are `CaptionOptions` fields (e.g.
+    `levels="clip,segment"` or `levels=("clip",)`, `batch_size=16`, `decode=DecodeConfig(strategy="beam")`).
     """
-    captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=options.get("device", "cpu"))
-    return caption_video(path, captioner, CaptionOptions(**options))
+    opts = CaptionOptions(**options)  # a bad option is found before a model loads
+    captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=opts.device, levels=opts.levels)
+    return caption_video(path, captioner, opts)

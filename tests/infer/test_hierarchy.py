@@ -137,6 +137,22 @@ def test_fed_clip_by_clip_segments_come_out_as_soon_as_complete():
     assert eng.finish(26.0) == [Caption(24.0, 26.0, "s2.")]
 
 
+def test_a_minimum_tail_waits_for_enough_video_after_a_window_and_short_tails_join():
+    # 12-s segments, 4-s clips, a last segment shorter than one clip window joins the previous one
+    eng, _, _ = _engine(clip=4.0, seg=12.0, batch_size=1, segment_min_tail=4.0)
+    events = [eng.add_clip(s, e, f"c{i}", np.array([i, -i], np.float32)) for i, (s, e) in
+              enumerate([(0, 4), (4, 8), (8, 12), (12, 14)])]  # fmt: skip
+    # the clip [12, 14) starts after [0, 12) but shows only 2 s beyond it: [0, 12) may still grow
+    assert events == [[], [], [], []]
+    assert eng.finish(14.0) == [Caption(0.0, 14.0, "s0.")]
+    assert eng.segments == [Caption(0.0, 14.0, "s0.")]
+
+    eng, _, _ = _engine(clip=4.0, seg=12.0, batch_size=1, segment_min_tail=4.0)
+    events = _feed(eng, 26.0)  # a full clip [12, 16) shows the window [0, 12) is final
+    assert [len(e) for e in events] == [0, 0, 0, 1, 0, 0, 0]
+    assert eng.finish(26.0) == [Caption(12.0, 26.0, "s1.")]  # the 2-s tail [24, 26) joined [12, 24)
+
+
 def test_a_larger_batch_holds_complete_windows_until_full_or_flushed():
     eng, segs, _ = _engine(clip=4.0, seg=4.0, batch_size=3)
     events = _feed(eng, 20.0)  # windows close as clips 1, 2, 3, 4 arrive
@@ -282,6 +298,7 @@ def test_engine_inputs_equal_the_pipelines(tiny_captioner, short_video, tmp_path
         segment=Step(segs, cfg.num_features("segment"), cfg.sampling("segment")),
         video=Step(vids, cfg.num_features("video"), cfg.sampling("video")),
         batch_size=2,
+        segment_min_tail=4.0,  # window_plan: a last segment shorter than one clip window joins the previous one
         features=got["feats"] if precomputed_rows is not None else None,
     )
     clip_feats = got["feats"] if precomputed_rows is None else [None] * len(res.clips)
@@ -297,4 +314,5 @@ def test_engine_inputs_equal_the_pipelines(tiny_captioner, short_video, tmp_path
             assert mine.text == text
             np.testing.assert_array_equal(mine.features, f)
             assert (mine.mask is None) == (m is None) and (m is None or np.array_equal(mine.mask, m))
-    assert len(segs.items) == 4 and segs.items[1].text == "clip2 clip3 "  # [8,16]: clips [8,12), [12,16)
+    # [0,8), [8,16), [16,26): the 2-s tail joins the last window
+    assert len(segs.items) == 3 and segs.items[1].text == "clip2 clip3 "  # [8,16]: clips [8,12), [12,16)

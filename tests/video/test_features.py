@@ -12,12 +12,12 @@ from torch import nn
 from videorecap import cli
 from videorecap.video.features import (
     FeatureJob,
-    collect_videos,
     extract_features,
     extract_job,
     run_jobs,
     video_jobs,
 )
+from videorecap.video.io import collect_videos
 from videorecap.video.testing import make_audio_only, make_video, truncate
 
 
@@ -183,3 +183,17 @@ def test_cli_features_with_a_saved_encoder(tmp_path: Path, capsys: pytest.Captur
         np.testing.assert_allclose(np.load(out / "a.npy"), expected, rtol=1e-5, atol=1e-5)
     assert cli.main(["features", str(video), "-o", str(tmp_path / "x"), "--encoder", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_fails_one_video_and_the_others_go_on(videos, tmp_path):
+    class Flaky(MeanEncoder):
+        def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+            if x.shape[0] == 3:  # only the 10-s video has a batch of 3 windows
+                raise RuntimeError("out of memory on the device")
+            return super().forward(x, cls_only)
+
+    jobs = video_jobs([videos["cfr"], videos["long"]])
+    results = {r.job.key: r for r in run_jobs(jobs, tmp_path / "out", Flaky(), batch_size=8)}
+    assert results["cfr"].status == "failed" and "RuntimeError: out of memory" in results["cfr"].error
+    assert "\n" not in results["cfr"].error
+    assert results["long"].status == "done" and (tmp_path / "out" / "long.npy").exists()

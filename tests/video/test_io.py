@@ -97,3 +97,42 @@ def test_zero_duration(tmp_path: Path, name: str, codec: str):
 def test_is_video_path():
     assert is_video_path("a/b.MP4") and is_video_path("x.webm") and is_video_path("y.mkv")
     assert not is_video_path("notes.txt") and not is_video_path("frames.npy")
+
+
+def test_collect_videos(tmp_path: Path) -> None:
+    from videorecap.errors import InputError
+    from videorecap.video.io import collect_videos
+
+    root = tmp_path / "videos"
+    for rel in ("b.mp4", "a.MKV", "notes.txt", ".hidden.mp4", "day1/c.mp4", "day1/.cache/d.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    names = lambda paths: [p.relative_to(root).as_posix() for p in paths]  # noqa: E731
+    assert names(collect_videos([root])) == ["a.MKV", "b.mp4"]  # one level, video names only, sorted
+    assert names(collect_videos([root], recursive=True)) == ["a.MKV", "b.mp4", "day1/c.mp4"]  # no hidden ones
+    # a folder whose videos are all below it says so, and how to include them
+    (tmp_path / "trips" / "day1").mkdir(parents=True)
+    (tmp_path / "trips" / "day1" / "e.mp4").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"trips: no video files in this folder, but its subfolders hold 1; pass "
+                                         r"--recursive"):  # fmt: skip
+        collect_videos([tmp_path / "trips"])
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="no video files in this folder or its subfolders"):
+        collect_videos([empty], recursive=True)
+    # lists (relative to the list's folder), globs, repeats once, missing paths and empty lists
+    lst = root / "list.txt"
+    lst.write_text("# mine\nb.mp4\n\nday1/c.mp4\n")
+    assert names(collect_videos([lst, root / "b.mp4", str(root / "*.mp4")])) == ["b.mp4", "day1/c.mp4"]
+    assert names(collect_videos([str(root / "**" / "*.mp4")], recursive=True)) == ["b.mp4", "day1/c.mp4"]
+    with pytest.raises(InputError, match="matches no file"):
+        collect_videos([str(root / "*.webm")])
+    with pytest.raises(InputError, match="missing.mp4: no such file"):
+        collect_videos([root / "missing.mp4"])
+    lst.write_text("b.mp4\nnope.mp4\n")
+    with pytest.raises(InputError, match=r"list.txt:2: nope.mp4: no such file"):
+        collect_videos([lst])
+    lst.write_text("# nothing\n")
+    with pytest.raises(InputError, match="no input videos"):
+        collect_videos([lst])

@@ -98,3 +98,22 @@ def test_grid_jitter_stays_in_parts():
         ids = grid_frame_ids(0, 4, jitter=True, rng=rng)
         bounds = [(0, 30), (30, 60), (60, 89), (89, 119)]
         assert all(a <= i <= b for i, (a, b) in zip(ids, bounds, strict=True))
+
+
+def test_window_plan_joins_short_tails():
+    from videorecap.video.sampling import window_plan
+
+    # a 4-ms tail (a cue 4.000 -> 4.004) joins the previous window, which becomes longer
+    plan = window_plan(4.004, 4.0, 180.0)
+    assert plan.clips == [(0.0, 4.004)] and plan.segments == [(0.0, 4.004)]
+    assert window_plan(9.5, 4.0).clips == [(0.0, 4.0), (4.0, 8.0), (8.0, 9.5)]  # 1.5 s >= 1 s: kept
+    assert window_plan(8.5, 4.0, min_tail_seconds=1.0).clips == [(0.0, 4.0), (4.0, 8.5)]
+    # a 2-s tail segment (shorter than a clip window) joins the previous segment
+    assert window_plan(362.0, 4.0, 180.0).segments == [(0.0, 180.0), (180.0, 362.0)]
+    assert window_plan(365.0, 4.0, 180.0).segments == [(0.0, 180.0), (180.0, 360.0), (360.0, 365.0)]
+    # a video shorter than the minimum still gets its one window
+    assert window_plan(0.5, 4.0).clips == [(0.0, 0.5)] and window_plan(0.5, 4.0).segments == [(0.0, 0.5)]
+    # 0 keeps every tail: the original's plan
+    original = window_plan(362.0, 4.0, 180.0, min_tail_seconds=0)
+    assert original.clips == clip_windows(362.0, 4.0) and original.segments[-1] == (360.0, 362.0)
+    assert window_plan(4.004, 4.0, min_tail_seconds=0).clips == [(0.0, 4.0), (4.0, 4.004)]

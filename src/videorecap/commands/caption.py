@@ -1,4 +1,5 @@
-"""Caption videos at three levels: a caption every 4 s, a description every 3 min, one summary.
+"""Caption videos at three levels: a caption for every clip window (4 s), a description for every segment window
+(the model's segment window: 180 s for Video ReCap, 40 s for the bundled recap-synth), and one summary.
 
 For each video, writes into OUT_DIR/<video id>/: captions.json (every level, with timestamps), clips.srt and
 clips.vtt (subtitles), segments.vtt (chapters), summary.md, and index.html (a page with the video and a clickable
@@ -7,12 +8,21 @@ video.web.mp4, an H.264/AAC copy that every browser plays (for HEVC, Matroska an
 play), and the page uses it. Intermediate results are cached in OUT_DIR/<video id>/.cache/, so an interrupted run
 started again continues where it stopped; a finished video is skipped.
 
-MODEL is a checkpoint folder (ReCap-U, or a single level), or a folder holding clip/ segment/ video/ checkpoints.
+Windows: a last clip window shorter than --min-tail-seconds (1 s) joins the previous one (a 4.004-s video gets one
+4.004-s window, not a second one of 4 ms), and a last segment shorter than one clip window joins the previous segment.
+
+A video that stops decoding part-way fails, or with --allow-partial is captioned over the part that decoded and
+recorded as partial (captions.json: video.partial, video.covered). A bad video is one error line and the others go
+on (exit 1 at the end); a mistake in the options or inputs stops before any video is decoded (exit 2).
+
+MODEL is a checkpoint folder (ReCap-U, or a single level), a folder holding clip/ segment/ video/ checkpoints, or
+recap-synth (the bundled model of the synthetic world).
 Released Video ReCap weights must be converted first: `videorecap convert official videorecap_clip.pt OUT`.
 
 examples:
   videorecap caption kitchen.mp4 --model models/videorecap -o captions/
-  videorecap caption videos/ --model videorecap_unified/ -o out/ --levels clip,segment
+  videorecap caption videos/ --model videorecap_unified/ -o out/ --levels clip,segment --recursive
+  videorecap caption synth.mp4 --model recap-synth -o out/
   videorecap caption list.txt --clip-model clip/ --segment-model seg/ --video-model vid/ -o out/
   torchrun --nproc_per_node=2 -m videorecap caption videos/ --model m/ -o out/   # shards the videos
 """
@@ -25,6 +35,15 @@ import time
 from pathlib import Path
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
+from videorecap.commands._options import (
+    add_min_tail_argument,
+    add_recursive_argument,
+    device_name,
+    positive_float,
+    positive_int,
+    prepare_output_dir,
+    window_seconds,
+)
 from videorecap.errors import InputError, VideoRecapError
 from videorecap.export import NARRATORS
 
@@ -34,8 +53,10 @@ HELP = "caption videos: clip captions, segment descriptions and a video summary"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files, folders, globs, or .txt lists of paths")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (one subfolder per video)")
+    add_recursive_argument(p)
     m = p.add_argument_group("model")
-    m.add_argument("--model", help="checkpoint folder (ReCap-U or one level), or a folder with clip/ segment/ video/")
+    m.add_argument("--model", help="checkpoint folder (ReCap-U or one level), a folder with clip/ segment/ video/, "
+                   "or recap-synth (the bundled model)")  # fmt: skip
     m.add_argument("--clip-model", help="checkpoint folder of the clip level")
     m.add_argument("--segment-model", help="checkpoint folder of the segment level")
     m.add_argument("--video-model", help="checkpoint folder of the video level")
@@ -46,16 +67,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="clip,segment,video",
         help="levels to caption, up to the highest one named (default: clip,segment,video)",
     )
-    r.add_argument("--clip-seconds", type=float, help="clip window in seconds (default: the model's, 4)")
-    r.add_argument("--segment-seconds", type=float, help="segment window in seconds (default: the model's, 180)")
+    r.add_argument("--clip-seconds", type=window_seconds, help="clip window in seconds (default: the model's, 4)")
+    r.add_argument("--segment-seconds", type=window_seconds, help="segment window in seconds (default: the "
+                   "model's: 180 for Video ReCap, 40 for recap-synth)")  # fmt: skip
+    add_min_tail_argument(r)
     r.add_argument("--features", type=Path, help="folder of precomputed CLS features {video_id}.npy for the "
                    "segment and video levels")  # fmt: skip
-    r.add_argument("--grid-fps", type=float, help="sample frames on a fixed frame grid (30 = the original code)")
-    r.add_argument("--allow-partial", action="store_true", help="on a decode error mid-video, keep what decoded")
+    r.add_argument("--grid-fps", type=positive_float, help="sample frames on a fixed frame grid (30 = the original "
+                   "code)")  # fmt: skip
+    r.add_argument("--allow-partial", action="store_true", help="on a decode error mid-video, caption the part that "
+                   "decoded and record the video as partial")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
-    d.add_argument("--max-tokens", type=int, help="max new tokens at every level (default: 77, 77, 120)")
-    d.add_argument("--batch-size", type=int, default=8, help="windows per batch (default: 8)")
+    d.add_argument("--max-tokens", type=positive_int, help="max new tokens at every level (default: the model's)")
+    d.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch (default: 8)")
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--narrator",
@@ -71,42 +96,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write video.web.mp4, a browser-playable H.264/AAC copy starting at 0, and play it in index.html",
     )
     o.add_argument(
-        "--web-video-height", type=int, metavar="PIXELS", help="with --web-video: scale the copy down to this height"
+        "--web-video-height",
+        type=positive_int,
+        metavar="PIXELS",
+        help="with --web-video: scale the copy down to this height",
     )
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
+    p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: the GPU "
+                   "when there is one, else cpu)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files, folders (their video files), globs and .txt list files -> video paths, in order, without repeats."""
-    import glob
-
-    from videorecap.video.io import is_video_path
-
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and is_video_path(f))
-            if not found:
-                raise InputError(f"{p}: no video files in this folder")
-            out += found
-        elif p.is_file() and p.suffix.lower() in (".txt", ".lst", ".list"):
-            base = p.parent
-            for line in p.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    q = Path(line)
-                    out.append(q if q.is_absolute() else base / q)
-        elif any(ch in item for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            if not matches:
-                raise InputError(f"{item}: the pattern matches no file")
-            out += [m for m in matches if m.is_file()]
-        else:
-            out.append(p)  # a missing or bad file is reported per video
-    seen: set[Path] = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]  # type: ignore[func-returns-value]
 
 
 def video_ids(paths: list[Path]) -> list[str]:
@@ -122,21 +119,23 @@ def video_ids(paths: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from videorecap import distributed
     from videorecap.export import model_notes, write_outputs
     from videorecap.pipeline import Captioner, CaptionOptions, caption_video, describe_model
+    from videorecap.video.io import collect_videos
     from videorecap.video.webcopy import make_web_copy
 
-    if args.web_video_height is not None and (not args.web_video or args.web_video_height < 2):
-        raise InputError("--web-video-height needs --web-video and a height of at least 2 pixels")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # every mistake in the options or inputs is found here, before a model loads or a video decodes
+    if args.web_video_height is not None and not args.web_video:
+        raise InputError("--web-video-height needs --web-video")
     if not (args.model or args.clip_model or args.segment_model or args.video_model):
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
+    if args.features is not None and not args.features.is_dir():
+        raise InputError(f"--features {args.features}: no such folder")
+    device = args.device or distributed.default_device()
     decode = decode_config(args, max_new_tokens=args.max_tokens)
     opts = CaptionOptions(
-        levels=tuple(x.strip() for x in args.levels.split(",") if x.strip()),  # type: ignore[arg-type]
+        levels=args.levels,
         clip_seconds=args.clip_seconds,
         segment_seconds=args.segment_seconds,
         decode=decode,
@@ -144,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
         grid_fps=args.grid_fps,
         features_dir=args.features,
         allow_partial=args.allow_partial,
+        min_tail_seconds=args.min_tail_seconds,
         device=device,
         progress=not args.no_progress,
     )
-    paths = expand_inputs(args.inputs)
+    paths = collect_videos(args.inputs, recursive=args.recursive)
+    prepare_output_dir(args.output)
     ids = video_ids(paths)
     work = distributed.shard(list(zip(paths, ids, strict=True)))
     captioner = Captioner.load(
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         video=args.video_model,
         device=device,
         tokenizer=args.tokenizer,
+        levels=opts.levels,
     )
     for m, _ in captioner.models.values():
         m.to(device)
@@ -179,13 +181,16 @@ def run(args: argparse.Namespace) -> int:
             if args.web_video:
                 web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=not args.no_progress).path
             write_outputs(result, out_dir, narrator=args.narrator, web_video=web)
-            dur = f"{result.video.duration:.1f}s"
-            rows.append((vid, dur, str(len(result.clips)), str(len(result.segments)),
-                         f"{time.perf_counter() - t0:.1f}s", "ok"))  # fmt: skip
-        except VideoRecapError as e:
+        except Exception as e:  # noqa: BLE001 - one video's failure is one line; the others go on (exit 1 at the end)
             failed += 1
-            print(f"videorecap caption: error: {e}", file=sys.stderr)
+            _report_failure(vid, path, e, overall)
             rows.append((vid, "-", "-", "-", f"{time.perf_counter() - t0:.1f}s", "FAILED"))
+        else:
+            status = "ok"
+            if result.video.partial and result.video.covered:
+                status = f"partial: {result.video.covered[-1][1]:.1f}s decoded"
+            rows.append((vid, f"{result.video.duration:.1f}s", str(len(result.clips)), str(len(result.segments)),
+                         f"{time.perf_counter() - t0:.1f}s", status))  # fmt: skip
         if overall is not None:
             overall.update(1)
     if overall is not None:
@@ -197,3 +202,24 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
     return 1 if failed else 0
+
+
+def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None:
+    import logging
+
+    if isinstance(e, VideoRecapError):
+        msg = str(e)
+    else:
+        # not a user mistake we know of (a full disk, out of memory, a bug): still one line, the trace with -v
+        what = " ".join(str(e).split())[:300] or type(e).__name__
+        msg = f"{path}: failed with {type(e).__name__}: {what}"
+        if isinstance(e, MemoryError) or "out of memory" in what:
+            msg += " (try a smaller --batch-size)"
+        logging.getLogger("videorecap.caption").info("%s failed", vid, exc_info=e)
+    line = f"videorecap caption: error: {msg}"
+    if bar is not None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)  # above the overall bar, not through it
+    else:
+        print(line, file=sys.stderr)

@@ -19,6 +19,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from videorecap.commands._options import check_new_folder
+
 HELP = "convert released Video ReCap / LaViLa weights into checkpoint folders"
 
 
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.errors import InputError
 
     _check_output(args.output, args.overwrite)
+    check_new_folder(args.output, "OUT_DIR")
     if args.format == "lavila" and (args.tokenizer or args.level):
         raise InputError("--tokenizer and --level apply to `convert official` only")
     from videorecap.convert.load import read_released

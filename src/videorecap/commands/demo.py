@@ -24,6 +24,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from videorecap.commands._options import nonnegative_int, positive_float, positive_int, prepare_output_dir
 from videorecap.errors import InputError
 
 HELP = "caption a fresh synthetic video with the bundled model and score it against the truth"
@@ -35,15 +36,15 @@ DEFAULT_MINUTES = 4.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("videorecap-demo"),
                    help="output folder (default: ./videorecap-demo)")  # fmt: skip
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled recap-synth model)")
+    p.add_argument("--model", type=Path, help="model folder or recap-synth (default: the bundled recap-synth model)")
     p.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the held-out video (default: {DEFAULT_SEED})"
     )
-    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
+    p.add_argument("--minutes", type=positive_float, default=DEFAULT_MINUTES,
                    help=f"video length in minutes, at least 4 segments (default: {DEFAULT_MINUTES:g})")  # fmt: skip
-    p.add_argument("--clip-rows", type=int, default=8, help="clip captions to print (default: 8; 0 = all)")
+    p.add_argument("--clip-rows", type=nonnegative_int, default=8, help="clip captions to print (default: 8; 0 = all)")
     p.add_argument("--no-meteor", action="store_true", help="leave METEOR out (it starts a Java process)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per batch (default: 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="windows per batch (default: 32)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,14 +55,13 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.synth.model import bundled_model_dir, default_metrics, pairs_of, score_pairs, truth_of
 
     t0 = time.perf_counter()
+    out: Path = prepare_output_dir(args.output)  # before the model loads: a bad -o is one line, at once
     model_dir = args.model or bundled_model_dir()
     captioner = Captioner.load(model_dir)
     seg_seconds = captioner.model("segment").config.segment_seconds if "segment" in captioner.levels else 40.0
     if args.minutes * 60 < 4 * seg_seconds:
         raise InputError(f"--minutes {args.minutes:g} is too short: the demo needs at least 4 segments of "
                          f"{seg_seconds:g} s ({4 * seg_seconds / 60:g} minutes)")  # fmt: skip
-    out: Path = args.output
-    out.mkdir(parents=True, exist_ok=True)
     video = out / f"synth_demo_{args.seed}.mp4"
     print(f"rendering a {args.minutes:g}-minute held-out video (seed {args.seed}) ...", flush=True)
     script = make_video(video, seed=args.seed, minutes=args.minutes, segment_seconds=seg_seconds)

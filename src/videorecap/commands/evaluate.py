@@ -1,6 +1,7 @@
 """Evaluate a model on a validation split: generate each level's captions and score them as the paper does.
 
-MODEL is a checkpoint folder (ReCap-U or one level) or a folder holding clip/ segment/ video/ checkpoints. DATA is a
+MODEL is a checkpoint folder (ReCap-U or one level), a folder holding clip/ segment/ video/ checkpoints, or
+recap-synth (the bundled model). DATA is a
 folder with the Ego4D-HCap files of the split (clips_val.pkl, segments_val.pkl, videos_val.json), and by default
 DATA/features (CLS features {vid}.npy; all-token clip features {vid}.tokens.npy) and DATA/videos ({vid}.mp4).
 
@@ -30,6 +31,13 @@ import os
 from pathlib import Path
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
+from videorecap.commands._options import (
+    device_name,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    prepare_output_dir,
+)
 from videorecap.errors import InputError
 
 HELP = "generate captions on a validation split and score them (the paper's table)"
@@ -43,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from videorecap.metrics.normalize import PROTOCOLS
     from videorecap.metrics.scorers import METRICS
 
-    p.add_argument("model", metavar="MODEL", help="checkpoint folder, or a folder with clip/ segment/ video/")
+    p.add_argument("model", metavar="MODEL", help="checkpoint folder, a folder with clip/ segment/ video/, or "
+                   "recap-synth")  # fmt: skip
     p.add_argument("data", metavar="DATA", help="folder with the split's clips_/segments_/videos_ files")
     p.add_argument("-o", "--output", type=Path, help="output folder (default: MODEL/eval-<split>/ when writable)")
     w = p.add_argument_group("what to evaluate")
@@ -55,9 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--clip-input", choices=["auto", "tokens", "pixels"], default="auto",
                    help="clip level from all-token features or from pixels (default: tokens when present)")  # fmt: skip
     w.add_argument("--video-ext", default=".mp4", help="suffix of the video files (default: .mp4)")
-    w.add_argument("--grid-fps", type=float, help="sample clip frames on a fixed frame grid (30 = the original)")
-    w.add_argument("--clip-every", type=int, help="evaluate every n-th clip item (100 = the original; default: 1)")
-    w.add_argument("--limit", type=int, help="evaluate only the first N items of each level")
+    w.add_argument("--grid-fps", type=positive_float, help="sample clip frames on a fixed frame grid (30 = the "
+                   "original)")  # fmt: skip
+    w.add_argument("--clip-every", type=positive_int, help="evaluate every n-th clip item (100 = the original; "
+                   "default: 1)")  # fmt: skip
+    w.add_argument("--limit", type=positive_int, help="evaluate only the first N items of each level")
     w.add_argument("--original-settings", action="store_true",
                    help="the original eval scripts: --clip-every 100, --max-tokens clip=77,segment=77,video=120 "
                    "(video=100 for ReCap-U), --grid-fps 30, --original-lengths; explicit flags still win")  # fmt: skip
@@ -72,15 +83,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--max-tokens", help="max new tokens: N for every level, or e.g. clip=77,segment=77,video=120 "
                    "(default: the model's)")  # fmt: skip
     r = p.add_argument_group("running")
-    r.add_argument("--batch-size", type=int, default=8, help="items per batch (default: 8)")
-    r.add_argument("--workers", type=int, default=0, help="background data loading workers (default: 0)")
+    r.add_argument("--batch-size", type=positive_int, default=8, help="items per batch (default: 8)")
+    r.add_argument("--workers", type=nonnegative_int, default=0, help="background data loading workers (default: 0)")
     r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
-    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
+    r.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: the GPU "
+                   "when there is one, else cpu)")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def default_output(model: Path, split: str) -> Path:
     """MODEL/eval-<split>/ when that can be written; otherwise the user must give -o."""
+    from videorecap.pipeline import bundled_models
+
+    if not model.exists() and str(model) in bundled_models():
+        raise InputError(f"{model} is a bundled model: give an output folder with -o OUT")
     out = model / f"eval-{split}"
     target = out if out.exists() else model
     if not (model.is_dir() and os.access(target, os.W_OK | os.X_OK)):
@@ -89,17 +105,19 @@ def default_output(model: Path, split: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from videorecap import distributed
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens
-    from videorecap.pipeline import Captioner
+    from videorecap.pipeline import Captioner, resolve_model
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or distributed.default_device()
     decode = decode_config(args, original_lengths=args.original_settings)
     model_dir = Path(args.model)
     data_dir = Path(args.data)
+    resolve_model(model_dir)  # a missing model folder is said as such, before the output is looked at
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data folder")
+    # the output is checked before the model loads: a mistake there is not found after an hour of generation
+    out = prepare_output_dir(args.output) if args.output is not None else default_output(model_dir, args.split)
     captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer)
     levels = parse_levels(args.level, captioner.levels)
 
@@ -132,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
         java=args.java,
         progress=not args.no_progress,
     )
-    out = args.output if args.output is not None else default_output(model_dir, args.split)
     report = evaluate(captioner, data_dir, out, opts)
 
     print(report.table)

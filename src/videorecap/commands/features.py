@@ -1,11 +1,14 @@
 """Extract the video encoder's CLS feature of every 4-s window of each video.
 
 For each video `ID.ext` this writes `OUT/ID.npy`, float32, shape `(ceil(duration / 4), width)`: row i is the window
-[4i, 4i + 4), the layout the segment and video levels read. `--all-tokens` also writes `OUT/ID.tokens.npy` (every
-token of every window). `--segments segments.pkl` instead writes the original's per-segment files `OUT/SID.npy`
-(at least 45 windows per segment), reading `INPUT/VID.mp4`.
+[4i, 4i + 4), the layout the segment and video levels read. The windows are those of `videorecap caption`: a last
+window shorter than --min-tail-seconds (1 s) joins the previous one (one row fewer; 0 keeps the original's
+layout). `--all-tokens` also writes `OUT/ID.tokens.npy` (every token of every window). `--segments segments.pkl`
+instead writes the original's per-segment files `OUT/SID.npy` (at least 45 windows per segment), reading
+`INPUT/VID.mp4`.
 
-Inputs are video files, directories (their video files; other files are ignored) and .txt lists of paths.
+Inputs are video files, folders (their video files; other files are ignored; subfolders with --recursive), glob
+patterns and .txt lists of paths.
 Finished outputs are skipped, so an interrupted run can simply be started again; long videos are checkpointed in
 chunks and resume where they stopped. A video that cannot be read is reported in one line and the others go on;
 the exit code is 2 if any video failed.
@@ -20,21 +23,35 @@ import sys
 import time
 from pathlib import Path
 
+from videorecap.commands._options import (
+    add_min_tail_argument,
+    add_recursive_argument,
+    device_name,
+    positive_float,
+    positive_int,
+    prepare_output_dir,
+    window_seconds,
+)
+
 HELP = "extract 4-s window features of videos (resumable, multi-GPU with torchrun)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR_OR_LIST", help="videos, folders or .txt lists")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for the .npy files")
+    add_recursive_argument(parser)
     enc = parser.add_mutually_exclusive_group(required=True)
-    enc.add_argument("--encoder", type=Path, metavar="MODEL", help="checkpoint folder (full model or encoder only)")
+    enc.add_argument(
+        "--encoder", type=Path, metavar="MODEL", help="checkpoint folder (full model or encoder only), or recap-synth"
+    )
     enc.add_argument(
         "--random-encoder",
         metavar="PRESET",
         help="a randomly initialised encoder of a preset (e.g. recap-tiny): for testing the pipeline only",
     )
-    parser.add_argument("--clip-seconds", type=float, default=4.0, help="window length in seconds (default 4)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per encoder batch (default 8)")
+    parser.add_argument("--clip-seconds", type=window_seconds, default=4.0, help="window length in seconds (default 4)")
+    add_min_tail_argument(parser)
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per encoder batch (default 8)")
     parser.add_argument("--all-tokens", action="store_true", help="also write ID.tokens.npy with every token")
     parser.add_argument(
         "--tokens-dtype", choices=("float16", "float32"), default="float16", help="dtype of ID.tokens.npy"
@@ -45,12 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="segments_*.pkl/json: write per-segment SID.npy (>= 45 windows each); INPUT is the video folder",
     )
-    parser.add_argument("--min-segment-windows", type=int, default=45, help="with --segments (default 45)")
+    parser.add_argument("--min-segment-windows", type=positive_int, default=45, help="with --segments (default 45)")
     parser.add_argument("--chunk-dir", type=Path, help="where partial results of long videos go (default OUT/.chunks)")
     parser.add_argument(
-        "--chunk-windows", type=int, default=225, help="windows per checkpoint chunk (default 225 = 15 min)"
+        "--chunk-windows", type=positive_int, default=225, help="windows per checkpoint chunk (default 225 = 15 min)"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: this process's GPU, else cpu)")
+    parser.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: this process's GPU, else cpu)"
+    )
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "fp16", "bf16"),
@@ -59,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--grid-fps",
-        type=float,
+        type=positive_float,
         default=None,
         help="sample on the original's fixed frame-index grid (30 reproduces it exactly); default: by timestamp",
     )
@@ -85,28 +104,27 @@ def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEn
             raise InputError(f"--random-encoder: {e}") from None
         return VideoEncoder(cfg.encoder)
     from videorecap.checkpoint import load_encoder
+    from videorecap.pipeline import bundled_models
 
-    return load_encoder(args.encoder)
+    path = args.encoder
+    if not path.exists() and str(path) in bundled_models():
+        path = bundled_models()[str(path)] / "clip"  # a bundled model by name: its clip level holds the encoder
+    return load_encoder(path)
 
 
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.errors import InputError
-    from videorecap.video.features import JobResult, collect_videos, run_jobs, segment_jobs, video_jobs
-
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.clip_seconds <= 0:
-        raise InputError(f"--clip-seconds must be positive, got {args.clip_seconds}")
-    if args.chunk_windows < 1:
-        raise InputError(f"--chunk-windows must be at least 1, got {args.chunk_windows}")
+    from videorecap.video.features import JobResult, run_jobs, segment_jobs, video_jobs
+    from videorecap.video.io import collect_videos
 
     if args.segments is not None:
         if len(args.inputs) != 1 or not Path(args.inputs[0]).is_dir():
             raise InputError("with --segments, give exactly one input: the folder holding VID.mp4 files")
         jobs = segment_jobs(args.segments, args.inputs[0])
     else:
-        jobs = video_jobs(collect_videos(args.inputs))
+        jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
+    prepare_output_dir(args.output)
     jobs.sort(key=lambda j: j.key)
     rank, world = distributed.rank_world()
     mine = distributed.shard(jobs, rank, world)
@@ -114,7 +132,6 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or distributed.default_device()
     encoder = _load_encoder(args).to(device).eval()
-    args.output.mkdir(parents=True, exist_ok=True)
     chunk_dir = args.chunk_dir if args.chunk_dir is not None else args.output / ".chunks"
 
     def report(res: JobResult) -> None:
@@ -129,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         on_result=report,
         clip_seconds=args.clip_seconds,
+        min_tail_seconds=args.min_tail_seconds,
         min_segment_windows=args.min_segment_windows,
         batch_size=args.batch_size,
         all_tokens=args.all_tokens,

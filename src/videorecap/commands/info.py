@@ -1,10 +1,16 @@
 """Show what a model is: its level(s), sizes, parameter counts (trainable / frozen per part) and tokenizer.
 
-MODEL is a checkpoint folder or a preset name (see the list below). A preset is built on PyTorch's "meta" device, so
+MODEL is a checkpoint folder or a preset name (the list below). A preset is built on PyTorch's "meta" device, so
 even recap-base is described instantly and without weights; a checkpoint folder is described from its config.json,
 tokenizer.json and meta.json (the weights file is not read). Parameter counts follow what the model constructor
 freezes, which is what the original trains: the encoder is frozen, only the Q-Formers' cross-attention trains, and
 in GPT-2 only the gated cross-attention blocks and each block's ln_1/ln_2 train.
+
+presets:
+  recap-base     Video ReCap as released (TimeSformer-B, GPT-2 with gated cross-attention)
+  recap-u-base   ReCap-U: one model for all three levels
+  recap-tiny     the same architecture shrunk, for tests
+  recap-synth    the small model of the synthetic world (the bundled model's architecture)
 
 examples:
   videorecap info recap-base --level segment

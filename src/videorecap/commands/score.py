@@ -20,6 +20,7 @@ import argparse
 import sys
 
 from videorecap import fileio
+from videorecap.commands._options import check_output_file, nonnegative_float
 from videorecap.config import LEVELS
 from videorecap.errors import InputError
 from videorecap.metrics.match import CaptionItem, load_items, match_items
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=float,
+        type=nonnegative_float,
         default=1.0,
         help="seconds by which window starts and ends may differ and still match (default: %(default)s)",
     )
@@ -80,6 +81,8 @@ def _describe(item: CaptionItem) -> str:
 
 def run(args: argparse.Namespace) -> int:
     metrics = check_metrics(args.metrics, args.protocol)
+    if args.json_out:
+        check_output_file(args.json_out, "--json")
     if args.levels is not None:
         bad = [lv for lv in args.levels if lv not in LEVELS]
         if bad or not args.levels:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from videorecap.commands._options import prepare_output_dir
 from videorecap.errors import InputError
 from videorecap.synth import make
 
@@ -85,6 +86,7 @@ def _validate(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     splits = _validate(args)
+    prepare_output_dir(args.out)
     t0 = time.perf_counter()
     world = make.make_dataset(
         args.out,

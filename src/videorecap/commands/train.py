@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from videorecap.commands._options import device_name, positive_int, prepare_output_dir
+
 HELP = "train the models from a recipe (the whole curriculum, resumable)"
 
 
@@ -32,8 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only this step: a stage name (clip, segment, video, or a unified phase) or captions, "
         "descriptions, features",
     )
-    parser.add_argument("--max-steps", type=int, default=None, help="stop every stage after this many iterations")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU when there is one)")
+    parser.add_argument(
+        "--max-steps", type=positive_int, default=None, help="stop every stage after this many iterations"
+    )
+    parser.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 ... (default: a GPU when there is one)"
+    )
     parser.add_argument("--list", action="store_true", help="print the recipe's steps and their state, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -41,11 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
 
     from videorecap import distributed
-    from videorecap.errors import InputError
     from videorecap.train.recipe import Curriculum, load_recipe, recipe_from_dict
 
-    if args.max_steps is not None and args.max_steps < 1:
-        raise InputError("--max-steps must be at least 1")
     recipe = load_recipe(args.recipe, output_dir=args.output_dir, device=args.device)
     if args.data_root is not None:
         d = recipe.to_dict()
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             state = "complete" if cur.is_complete(step) else "to do"
             print(f"{step.name:<14} {step.kind:<13} {state}")
         return 0
+    prepare_output_dir(cur.out, "--output-dir")  # before the first step: a bad folder is one line, at once
     result = cur.run(args.stage)
     if main:
         for name, state in result.items():

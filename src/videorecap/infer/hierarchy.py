@@ -21,8 +21,9 @@ input, so tests drive the engine with a stub and the pipeline with a model.
 
 **What each level sees** (exactly what the offline pipeline has always done, reference §1.5 and §6.2):
 
-- Segment windows are `segment_windows(duration, segment_seconds)`: `[k*S, min(k*S + S, duration))`, the last one
-  cut at the end of the video.
+- Segment windows are `segment_windows(duration, segment_seconds, segment_min_tail)`: `[k*S, min(k*S + S,
+  duration))`, the last one cut at the end of the video, or joined to the one before when it is shorter than
+  `segment_min_tail` (`video.sampling.window_plan` passes one clip window; 0 keeps the original's plan).
 - A segment's text is the captions of the clips whose window lies inside it (`c.start >= s and c.end <= e`, the
   original's rule, so a clip straddling a boundary belongs to neither), joined with no separator (`segment_text`).
 - A segment's features are the rows `[int(s / clip_seconds) : int(e // clip_seconds) + 1]` of the video's features
@@ -130,6 +131,9 @@ class Hierarchy:
         segment: the segment level (None: no segment descriptions; the video level then reads no text).
         video: the video level (None: `summary()` is not available).
         batch_size: complete segment windows described per captioner call.
+        segment_min_tail: a last segment window shorter than this joins the previous one (`window_plan`'s rule;
+            0 keeps every tail, the original's plan). A window is then complete only once a clip shows that at
+            least this much video follows it.
         features: a precomputed `(N, C)` feature array of the whole video, used instead of the clip features.
         known_segments: descriptions already made (e.g. read back from a cache), in time order: window `k` takes
             `known_segments[k]` instead of calling the captioner.
@@ -143,6 +147,7 @@ class Hierarchy:
         segment: Step | None = None,
         video: Step | None = None,
         batch_size: int = 8,
+        segment_min_tail: float = 0.0,
         features: np.ndarray | None = None,
         known_segments: Sequence[Caption] = (),
     ) -> None:
@@ -150,6 +155,8 @@ class Hierarchy:
             raise ValueError("window lengths must be positive")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if not segment_min_tail >= 0:
+            raise ValueError(f"segment_min_tail must be >= 0, not {segment_min_tail}")
         if features is not None and features.ndim != 2:
             raise ValueError(f"features must be an (N, C) array, got shape {features.shape}")
         self.clip_seconds = clip_seconds
@@ -157,6 +164,7 @@ class Hierarchy:
         self.segment_step = segment
         self.video_step = video
         self.batch_size = batch_size
+        self.segment_min_tail = float(segment_min_tail)
         self._precomputed = features
         self._known = list(known_segments)
         self._rows = _Rows()
@@ -206,10 +214,13 @@ class Hierarchy:
         if self.segment_step is None:
             return []
         # Windows [k*S, k*S + S) that end at or before this clip's start are complete. Their end is never the
-        # video's end: this clip starts after it, and a clip starts before the end of the video.
+        # video's end: this clip starts after it, and a clip starts before the end of the video. With a minimum
+        # tail, the window is final only once this clip shows that at least that much video follows it (else the
+        # last, short window would still join it at `finish`).
         while True:
             s = self._closed * self.segment_seconds
-            if start < s + self.segment_seconds:
+            e = s + self.segment_seconds
+            if start < e or end < e + self.segment_min_tail:
                 break
             self._queue.append((float(s), float(s + self.segment_seconds)))
             self._closed += 1
@@ -240,7 +251,7 @@ class Hierarchy:
         if self._clips and duration < self._clips[-1].start:
             raise ValueError(f"duration {duration} s is before the last clip's start ({self._clips[-1].start} s)")
         if self.segment_step is not None:
-            windows = segment_windows(duration, self.segment_seconds)
+            windows = segment_windows(duration, self.segment_seconds, self.segment_min_tail)
             if windows[: self._closed] != self._segment_windows_closed():
                 raise ValueError(f"duration {duration} s does not match the segment windows closed so far")
             self._queue += windows[self._closed :]

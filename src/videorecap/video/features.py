@@ -1,8 +1,10 @@
 """Feature extraction: the encoder's CLS feature of every 4-s window of a video, as the original stores it.
 
-`extract_features(path, encoder)` returns a `(ceil(duration / 4), width)` float32 array (the layout the segment and
-video levels read: row `i` is the window `[4 i, 4 i + 4)`), or with `all_tokens=True` the encoder's whole token
-output `(N, 1 + T * P, width)` whose row 0 is that CLS feature.
+`extract_features(path, encoder)` returns a `(windows, width)` float32 array, one row per clip window of
+`sampling.window_plan` (the plan `videorecap caption` uses; the layout the segment and video levels read: row `i` is
+the window `[4 i, 4 i + 4)`, `ceil(duration / 4)` rows, less one when a tail shorter than `min_tail_seconds` joins
+the last window), or with `all_tokens=True` the encoder's whole token output `(N, 1 + T * P, width)` whose row 0 is
+that CLS feature.
 
 `extract_video(...)` is the resumable per-video driver used by `videorecap features`: the result goes to
 `{out_dir}/{video_id}.npy` through an atomic rename, finished videos are skipped, and a long video is checkpointed
@@ -32,9 +34,9 @@ from videorecap import fileio
 from videorecap.errors import InputError, VideoError
 from videorecap.store import Store, file_identity
 from videorecap.store import clear as clear_store
-from videorecap.video.io import VideoInfo, is_video_path, probe
+from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
-from videorecap.video.sampling import clip_windows, segment_feature_windows
+from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_feature_windows, window_plan
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
@@ -190,19 +192,25 @@ def extract_features(
     grid_fps: float | None = None,
     allow_partial: bool = False,
     chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
+    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS,
 ) -> np.ndarray:
     """Features of every `clip_seconds` window of one video (or of `windows`).
 
     Returns:
-        (N, width) float32 CLS features, N = `ceil(duration / clip_seconds)`; with `all_tokens`, the
-        (N, 1 + T * P, width) token outputs. With `allow_partial`, N may be smaller for a broken file.
+        (N, width) float32 CLS features, one per window of `window_plan(duration, clip_seconds,
+        min_tail_seconds=min_tail_seconds).clips` (`ceil(duration / clip_seconds)` without a short tail); with
+        `all_tokens`, the (N, 1 + T * P, width) token outputs. With `allow_partial`, N may be smaller for a broken
+        file.
 
     With `chunk_dir`, finished chunks of `chunk_windows` windows are saved there while the video is processed, so a
     call interrupted part-way resumes at the first missing chunk; they are removed once the whole result is back.
     """
     path = Path(path)
     info = probe(path)
-    plan = list(windows) if windows is not None else clip_windows(info.duration, clip_seconds)
+    if windows is not None:
+        plan = list(windows)
+    else:
+        plan = window_plan(info.duration, clip_seconds, min_tail_seconds=min_tail_seconds).clips
     cls, tokens = _extract_chunked(
         path, encoder, plan, info=info, batch_size=batch_size, all_tokens=all_tokens, chunk_dir=chunk_dir,
         chunk_windows=chunk_windows, progress=progress, device=device, precision=precision, grid_fps=grid_fps,
@@ -385,6 +393,7 @@ def extract_job(
     encoder: nn.Module,
     *,
     clip_seconds: float = 4.0,
+    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS,
     min_segment_windows: int = 45,
     batch_size: int = 8,
     all_tokens: bool = False,
@@ -399,8 +408,9 @@ def extract_job(
     progress: bool = False,
     on_windows: Callable[[int], None] | None = None,
 ) -> JobResult:
-    """Write the features of one job atomically; skip it when its output exists. Never raises `VideoError`:
-    a bad video gives a "failed" result with the one-line message."""
+    """Write the features of one job atomically; skip it when its output exists. Never raises for one video's
+    failure (a bad video, a write error, running out of memory): it gives a "failed" result with a one-line message
+    (the traceback of an unexpected error is logged at debug level)."""
     out = output_path(out_dir, job.key)
     tok_out = output_path(out_dir, job.key, tokens=True)
     if not overwrite and out.exists() and (not all_tokens or tok_out.exists()):
@@ -410,7 +420,7 @@ def extract_job(
     try:
         info = probe(job.video)
         if job.start is None:
-            plan = clip_windows(info.duration, clip_seconds)
+            plan = window_plan(info.duration, clip_seconds, min_tail_seconds=min_tail_seconds).clips
         else:
             end = min(job.end if job.end is not None else info.duration, info.duration)
             plan = segment_feature_windows(job.start, end, min_segment_windows, clip_seconds)
@@ -432,57 +442,15 @@ def extract_job(
     except VideoError as e:
         logger.debug("%s failed: %s", job.video, e)
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
+    except Exception as e:  # noqa: BLE001 - a full disk, out of memory, a bug: this video fails, the others go on
+        logger.debug("%s failed", job.video, exc_info=True)
+        what = " ".join(str(e).split())[:300] or type(e).__name__
+        error = f"{job.video}: failed with {type(e).__name__}: {what}"
+        return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
     return JobResult(job, "done", windows=len(cls), seconds=time.perf_counter() - t0, stats=stats)
 
 
 # ---- inputs -----------------------------------------------------------------------------------------------------
-def collect_videos(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Video files from files, directories and list files, in a stable order.
-
-    A directory contributes its files whose names end like a video (recursively, sorted); other files there are
-    ignored with a debug log. A `.txt`/`.lst` file is a list of video paths, one per line (relative to the list's
-    folder; blank lines and `#` comments skipped). Anything else is taken as a video and checked when opened.
-
-    Raises:
-        InputError: for an input that does not exist or a directory without any video.
-    """
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if not p.exists():
-            raise InputError(f"{p}: no such file or directory")
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-            videos = [f for f in found if is_video_path(f)]
-            skipped = len(found) - len(videos)
-            if skipped:
-                logger.info("%s: ignoring %d non-video file(s)", p, skipped)
-            if not videos:
-                raise InputError(f"{p}: directory has no video files")
-            out.extend(videos)
-        elif p.suffix.lower() in (".txt", ".lst"):
-            for line_no, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                v = Path(line)
-                v = v if v.is_absolute() else p.parent / v
-                if not v.exists():
-                    raise InputError(f"{p}:{line_no}: {line}: no such file")
-                out.append(v)
-        else:
-            out.append(p)
-    # The same file named twice is processed once.
-    seen: set[Path] = set()
-    unique = []
-    for v in out:
-        r = v.resolve()
-        if r not in seen:
-            seen.add(r)
-            unique.append(v)
-    return unique
-
-
 def video_jobs(videos: Sequence[Path]) -> list[FeatureJob]:
     """One job per video, keyed by the file name without extension (the video id)."""
     jobs = [FeatureJob(v, v.stem) for v in videos]

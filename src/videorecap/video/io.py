@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,88 @@ class VideoInfo:
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True when the file name ends like a video (used to pick files out of a directory)."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def collect_videos(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
+    """Video paths from files, folders, glob patterns and list files, in order, each file once.
+
+    - a folder gives its files whose names end like a video (`VIDEO_EXTENSIONS`), sorted; hidden files are skipped.
+      With `recursive` its subfolders too; without, a folder whose videos all sit in subfolders is an error that
+      says so.
+    - a `.txt`/`.lst`/`.list` file is a list of paths, one a line (relative to the list's folder; blank lines and
+      `#` comments skipped).
+    - a pattern with `*?[` (quoted, so the shell leaves it) gives the files it matches (`**` with `recursive`).
+    - anything else is taken as a video file; it is opened (and a bad one reported) later.
+
+    Raises:
+        InputError: an input or listed path that does not exist, a folder or pattern without videos, or no input.
+    """
+    import glob
+
+    from videorecap.errors import InputError
+
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += _folder_videos(p, recursive)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            for line_no, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                v = Path(line)
+                v = v if v.is_absolute() else p.parent / v
+                if not v.exists():
+                    raise InputError(f"{p}:{line_no}: {line}: no such file")
+                out.append(v)
+        elif not p.exists() and any(ch in str(item) for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=recursive))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                raise InputError(f"{item}: the pattern matches no file")
+            out += files
+        elif not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+        else:
+            out.append(p)
+    if not out:
+        raise InputError("no input videos: the lists given are empty")
+    seen: set[Path] = set()
+    unique: list[Path] = []
+    for v in out:
+        r = v.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(v)
+    return unique
+
+
+def _folder_videos(folder: Path, recursive: bool) -> list[Path]:
+    from videorecap.errors import InputError
+
+    def videos_in(files: list[Path]) -> list[Path]:
+        # hidden files and folders (.cache/ of our own outputs, .git/) are never inputs
+        return sorted(
+            f
+            for f in files
+            if f.is_file() and is_video_path(f) and not any(x.startswith(".") for x in f.relative_to(folder).parts)
+        )
+
+    found = videos_in(list(folder.rglob("*") if recursive else folder.iterdir()))
+    if found:
+        return found
+    if not recursive:
+        below = videos_in(list(folder.rglob("*")))
+        if below:
+            raise InputError(
+                f"{folder}: no video files in this folder, but its subfolders hold {len(below)}; "
+                "pass --recursive to include them"
+            )
+    raise InputError(f"{folder}: no video files in this folder{' or its subfolders' if recursive else ''}")
 
 
 def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:

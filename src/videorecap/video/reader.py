@@ -25,6 +25,7 @@ import av.error
 import numpy as np
 
 from videorecap.errors import VideoError
+from videorecap.runtime import decode_threads
 from videorecap.video.io import VideoInfo, open_input, probe, video_stream
 from videorecap.video.sampling import frame_times, grid_frame_ids
 
@@ -98,7 +99,7 @@ def iter_windows(
         allow_partial: on a decode error or a file that ends early, stop after the windows decoded so far
             (logged as a warning) instead of raising.
         seek: seek once to the first window when it starts later than a couple of seconds in.
-        threads: let FFmpeg decode with several threads.
+        threads: let FFmpeg decode with several threads (`runtime.decode_threads()`, 2 by default).
 
     Yields:
         `(i, frames)` with frames a (num_frames, H, W, 3) uint8 RGB array, H and W after rotation.
@@ -125,6 +126,8 @@ def iter_windows(
         stream = video_stream(container, path)
         if threads:
             stream.thread_type = "AUTO"
+            # a small pool: more FFmpeg threads only compete with the model for the same cores (runtime.py)
+            stream.codec_context.thread_count = decode_threads()
         tb = float(stream.time_base) if stream.time_base else 1e-6
         eps = 1.5 * tb + 1e-9  # timestamp rounding of one tick
         first_t = flat[0][0]

@@ -1,8 +1,14 @@
 """Window plans and frame sampling.
 
 A video is cut into windows at three levels: 4-s clip windows `[i, min(i + 4, dur))` for `i = 0, 4, 8, ...`,
-180-s segment windows the same way, and the whole video. Each window is split into `num_frames` equal parts and one
-frame is taken per part: the middle one (inference, feature extraction) or a random one (training).
+180-s segment windows the same way, and the whole video. `window_plan` is the plan `caption` and `features` use:
+a last clip window shorter than `min_tail_seconds` (1 s by default) joins the previous window, so a 4.004-s video
+gets one 4.004-s window instead of a second one of 4 ms that would get a whole caption of its own; a last segment
+window shorter than one clip window joins the previous segment the same way. `min_tail_seconds=0` gives the
+original's plan (every tail kept), which `clip_windows`/`segment_windows` give by default.
+
+Each window is split into `num_frames` equal parts and one frame is taken per part: the middle one (inference,
+feature extraction) or a random one (training).
 
 By default frames are chosen **by timestamp**, so a 25-fps or variable-frame-rate video samples the same moments as
 a 30-fps one. The original code instead maps a window onto a fixed 30-fps frame-index grid whatever the real rate
@@ -12,29 +18,72 @@ reproduces that exactly, and `frame_times(..., grid_fps=30)` gives the moments t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 Window = tuple[float, float]
 
+# A last clip window shorter than this joins the previous one (`window_plan`; `--min-tail-seconds`).
+DEFAULT_MIN_TAIL_SECONDS = 1.0
 
-def _windows(duration: float, step: float) -> list[Window]:
+
+def _windows(duration: float, step: float, min_tail: float = 0.0) -> list[Window]:
     if step <= 0:
         raise ValueError(f"window length must be positive, got {step}")
+    if min_tail < 0:
+        raise ValueError(f"the minimum tail must be >= 0, got {min_tail}")
     if duration <= 0:
         return []
     # np.arange(0, dur, step) as the original: ceil(dur / step) windows, the last one cut at the end.
     starts = np.arange(0.0, duration, step, dtype=np.float64)
-    return [(float(s), float(min(s + step, duration))) for s in starts]
+    wins = [(float(s), float(min(s + step, duration))) for s in starts]
+    if len(wins) > 1 and wins[-1][1] - wins[-1][0] < min_tail:
+        # a sliver at the end would get a full caption of its own: the previous window takes it (and samples its
+        # frames over the longer span); a video shorter than the minimum still keeps its one window
+        _, end = wins.pop()
+        wins[-1] = (wins[-1][0], end)
+    return wins
 
 
-def clip_windows(duration: float, clip_seconds: float = 4.0) -> list[Window]:
-    """`[i, min(i + clip_seconds, duration))` for `i` in `0, clip_seconds, ...`: `ceil(duration / clip_seconds)`."""
-    return _windows(duration, clip_seconds)
+def clip_windows(duration: float, clip_seconds: float = 4.0, min_tail_seconds: float = 0.0) -> list[Window]:
+    """`[i, min(i + clip_seconds, duration))` for `i` in `0, clip_seconds, ...`: `ceil(duration / clip_seconds)`.
+
+    A last window shorter than `min_tail_seconds` is merged into the previous one (0: never, the original's plan).
+    """
+    return _windows(duration, clip_seconds, min_tail_seconds)
 
 
-def segment_windows(duration: float, segment_seconds: float = 180.0) -> list[Window]:
+def segment_windows(duration: float, segment_seconds: float = 180.0, min_tail_seconds: float = 0.0) -> list[Window]:
     """Segment windows, built like `clip_windows` with `segment_seconds`."""
-    return _windows(duration, segment_seconds)
+    return _windows(duration, segment_seconds, min_tail_seconds)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The clip and segment windows of one video (the video level is the whole video)."""
+
+    clips: list[Window]
+    segments: list[Window]
+
+
+def window_plan(
+    duration: float,
+    clip_seconds: float = 4.0,
+    segment_seconds: float = 180.0,
+    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS,
+) -> WindowPlan:
+    """The windows `videorecap caption` and `videorecap features` use for a video of `duration` seconds.
+
+    A last clip window shorter than `min_tail_seconds` joins the previous clip window; a last segment window
+    shorter than one clip window (or than `min_tail_seconds`, if larger) joins the previous segment, since it could
+    not hold a whole clip caption. `min_tail_seconds=0` keeps every tail (the original's plan).
+    """
+    seg_min = max(min_tail_seconds, clip_seconds) if min_tail_seconds > 0 else 0.0
+    return WindowPlan(
+        clips=clip_windows(duration, clip_seconds, min_tail_seconds),
+        segments=segment_windows(duration, segment_seconds, seg_min),
+    )
 
 
 def video_window(duration: float) -> list[Window]:

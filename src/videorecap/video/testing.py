@@ -2,8 +2,8 @@
 
 `make_video` writes solid-colour frames whose grey level encodes the frame index (`4 * index mod 256` by default),
 so a test can tell from a decoded frame which moment of the video it shows: `frame_index_of(frame)`. Sizes, codecs,
-pixel formats, rotation metadata and variable frame rate are all settable, and `make_audio_only` / `truncate`
-produce the bad inputs the reader must reject.
+pixel formats, rotation metadata and variable frame rate are all settable, and `make_audio_only` / `truncate` /
+`corrupt_middle` produce the bad inputs the reader must reject (or, allowed to, read in part).
 """
 
 from __future__ import annotations
@@ -156,4 +156,16 @@ def truncate(path: str | os.PathLike[str], keep: float = 0.5) -> Path:
     path = Path(path)
     data = path.read_bytes()
     path.write_bytes(data[: max(1, int(len(data) * keep))])
+    return path
+
+
+def corrupt_middle(path: str | os.PathLike[str], at: float = 0.5, nbytes: int = 4096) -> Path:
+    """Overwrite `nbytes` bytes at `at` (a share of the file) with 0xFF: a file that decodes up to there and then
+    fails with a decode error (use an intra-only codec such as ffv1 in .mkv, whose index is not where the damage is).
+    """
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * at)
+    data[i : i + nbytes] = b"\xff" * len(data[i : i + nbytes])
+    path.write_bytes(bytes(data))
     return path

@@ -1,0 +1,157 @@
+"""Wall time of `videorecap caption` for several thread settings, on an idle CPU and under load (issue 12, point 10).
+
+Renders a few short synthetic videos, then times `videorecap caption VIDEOS --model recap-synth` (the bundled model,
+all three levels, a fresh output folder each time, so nothing is reused from a cache) in a subprocess for each
+thread setting, first with the CPU otherwise idle and then while a background process burns one core. Each
+setting is repeated; the table gives the median and the spread (min-max) in seconds.
+
+Settings:
+  default        no --threads and no OMP_NUM_THREADS: the CLI's default (cores - 1 torch threads)
+  N              --threads N
+  torch-default  --threads <all cores>, VIDEORECAP_DECODE_THREADS=0: what PyTorch and FFmpeg do by themselves (the
+                 old behaviour, the 5x slowdown of issue 12 under load)
+
+Prints a machine description first (CPU model, ISA flags, cores, torch version) and the load average before each
+timed run, then a markdown table for benchmarks/RESULTS.md. Run it on a quiet machine:
+
+    python benchmarks/bench_threads.py                  # 3 videos of 1 min, 3 repeats (about 10 minutes)
+    python benchmarks/bench_threads.py --quick          # 1 video of 20 s, 1 repeat, 2 settings: checks it works
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def machine() -> list[str]:
+    import torch
+
+    from videorecap import runtime
+
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + ", ".join(ISA_FLAGS)
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return [
+        f"cpu:            {model} ({platform.machine()})",
+        f"isa:            {isa}",
+        f"cores:          {os.cpu_count()} logical, {runtime.cpu_count()} usable by this process",
+        f"torch:          {torch.__version__} (kernels: {capability}, default threads {torch.get_num_threads()})",
+        f"python:         {platform.python_version()}",
+        f"default:        --threads {runtime.default_threads()}, FFmpeg {runtime.DEFAULT_DECODE_THREADS} threads",
+    ]
+
+
+def make_videos(folder: Path, count: int, minutes: float) -> list[Path]:
+    from videorecap.synth.make import make_video
+
+    paths = []
+    for i in range(count):
+        p = folder / f"bench_{i}.mp4"
+        make_video(p, seed=100 + i, minutes=minutes, segment_seconds=20.0)
+        paths.append(p)
+    return paths
+
+
+def run_once(videos: list[Path], setting: str, cores: int) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["HF_HUB_OFFLINE"] = "1"
+    env.pop("VIDEORECAP_DECODE_THREADS", None)
+    extra: list[str] = []
+    if setting == "torch-default":
+        extra = ["--threads", str(cores)]
+        env["VIDEORECAP_DECODE_THREADS"] = "0"  # FFmpeg's own choice: a thread per core
+    elif setting != "default":
+        extra = ["--threads", setting]
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "videorecap", *extra, "caption", *map(str, videos), "--model", "recap-synth",
+               "-o", out, "--no-progress"]  # fmt: skip
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{setting}: caption failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return dt
+
+
+def burn() -> subprocess.Popen:
+    """A background process that keeps one core busy."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def main() -> None:
+    from videorecap import runtime
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=3, help="number of videos (default 3)")
+    ap.add_argument("--minutes", type=float, default=1.0, help="length of each video (default 1)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting and load (default 3)")
+    ap.add_argument("--settings", help="comma list of settings (default: default,1,2,cores-1,cores,torch-default)")
+    ap.add_argument("--quick", action="store_true", help="1 video of 20 s, 1 repeat, settings default,1")
+    args = ap.parse_args()
+    cores = runtime.cpu_count()
+    if args.quick:
+        args.videos, args.minutes, args.repeats = 1, 20 / 60, 1
+        args.settings = args.settings or "default,1"
+    wanted = args.settings or "default,1,2,cores-1,cores,torch-default"
+    settings: list[str] = []
+    for s in wanted.split(","):
+        s = s.strip().replace("cores-1", str(max(1, cores - 1))).replace("cores", str(cores))
+        if s and s not in settings:
+            settings.append(s)
+
+    print("\n".join(machine()))
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = make_videos(Path(tmp), args.videos, args.minutes)
+        n_videos = len(videos)
+        print(f"videos:         {len(videos)} x {args.minutes * 60:g} s, recap-synth, all three levels")
+        print()
+        results: dict[tuple[str, str], list[float]] = {}
+        for load in ("idle", "1 core busy"):
+            burner = burn() if load != "idle" else None
+            try:
+                time.sleep(1.0 if burner else 0.0)
+                for setting in settings:
+                    for i in range(args.repeats):
+                        la = os.getloadavg()[0]
+                        dt = run_once(videos, setting, cores)
+                        results.setdefault((load, setting), []).append(dt)
+                        print(f"{load:12s} {setting:>13s} run {i + 1}: {dt:6.1f} s (load average before {la:.2f})",
+                              flush=True)  # fmt: skip
+            finally:
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
+
+    print()
+    print(f"wall seconds of `caption` on {n_videos} video(s), median (min-max) of {args.repeats} run(s)")
+    print("| setting | idle | 1 core busy |")
+    print("|---|---|---|")
+    for setting in settings:
+        cells = []
+        for load in ("idle", "1 core busy"):
+            t = results[(load, setting)]
+            cells.append(f"{statistics.median(t):.1f} ({min(t):.1f}-{max(t):.1f})")
+        print(f"| {setting} | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()
