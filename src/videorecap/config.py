@@ -284,6 +284,10 @@ _PRESETS = {
 _BUNDLED_PRESETS = {"recap-synth": "videorecap.synth.model"}
 
 
+# Trained models shipped in the package, in videorecap/assets/<name>/, by preset name
+BUNDLED_MODELS = ("recap-synth",)
+
+
 def bundled_model_dir(name: str = "recap-synth") -> Path:
     """The folder of a trained model shipped in the package, `videorecap/assets/<name>/` (clip/ segment/ video/)."""
     return Path(str(resources.files("videorecap") / "assets" / name))

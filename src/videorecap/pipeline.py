@@ -169,9 +169,9 @@ def resolve_model(model: str | os.PathLike[str]) -> Path:
 
 def bundled_models() -> dict[str, Path]:
     """Models shipped inside the package, by name."""
-    from videorecap.synth.model import PRESET, bundled_model_dir
+    from videorecap.config import BUNDLED_MODELS, bundled_model_dir
 
-    return {PRESET: bundled_model_dir()}
+    return {name: bundled_model_dir(name) for name in BUNDLED_MODELS}
 
 
 def needed_levels(levels: Sequence[str] | str) -> tuple[Level, ...]:
