@@ -2,8 +2,9 @@
 
 Renders a few short synthetic videos, then times `videorecap caption VIDEOS --model recap-synth` (the bundled model,
 all three levels, a fresh output folder each time, so nothing is reused from a cache) in a subprocess for each
-thread setting, first with the CPU otherwise idle and then while a background process burns one core. Each
-setting is repeated; the table gives the median and the spread (min-max) in seconds.
+thread setting: with the CPU otherwise idle, while a background process keeps one core busy, and while one keeps
+every core busy (`--loads`). Each setting is repeated; the table gives the median and the spread (min-max) in
+seconds. An "idle" run started while the load average was at least half the core count is marked UNDER LOAD.
 
 Settings:
   default        no --threads and no OMP_NUM_THREADS: the CLI's default (cores - 1 torch threads)
@@ -14,7 +15,7 @@ Settings:
 Prints a machine description first (CPU model, ISA flags, cores, torch version) and the load average before each
 timed run, then a markdown table for benchmarks/RESULTS.md. Run it on a quiet machine:
 
-    python benchmarks/bench_threads.py                  # 3 videos of 1 min, 3 repeats (about 10 minutes)
+    python benchmarks/bench_threads.py                  # 3 videos of 3 min, 3 repeats, 3 loads
     python benchmarks/bench_threads.py --quick          # 1 video of 20 s, 1 repeat, 2 settings: checks it works
 """
 
@@ -97,14 +98,18 @@ def burn() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+LOADS = {"idle": 0, "1 core busy": 1, "all cores busy": -1}  # name -> busy-looping processes (-1: one per core)
+
+
 def main() -> None:
     from videorecap import runtime
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=3, help="number of videos (default 3)")
-    ap.add_argument("--minutes", type=float, default=1.0, help="length of each video (default 1)")
+    ap.add_argument("--minutes", type=float, default=3.0, help="length of each video (default 3)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting and load (default 3)")
     ap.add_argument("--settings", help="comma list of settings (default: default,1,2,cores-1,cores,torch-default)")
+    ap.add_argument("--loads", default=",".join(LOADS), help=f"comma list of {', '.join(LOADS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="1 video of 20 s, 1 repeat, settings default,1")
     args = ap.parse_args()
     cores = runtime.cpu_count()
@@ -125,32 +130,39 @@ def main() -> None:
         print(f"videos:         {len(videos)} x {args.minutes * 60:g} s, recap-synth, all three levels")
         print()
         results: dict[tuple[str, str], list[float]] = {}
-        for load in ("idle", "1 core busy"):
-            burner = burn() if load != "idle" else None
+        loads = [x.strip() for x in args.loads.split(",") if x.strip()]
+        unknown = set(loads) - set(LOADS)
+        if unknown:
+            raise SystemExit(f"unknown load(s) {sorted(unknown)}; use {', '.join(LOADS)}")
+        for load in loads:
+            n_burn = cores if LOADS[load] < 0 else LOADS[load]
+            burners = [burn() for _ in range(n_burn)]
             try:
-                time.sleep(1.0 if burner else 0.0)
+                time.sleep(1.0 if burners else 0.0)
                 for setting in settings:
                     for i in range(args.repeats):
                         la = os.getloadavg()[0]
+                        # an "idle" run taken while something else keeps the CPU busy is flagged, not trusted
+                        flag = "  UNDER LOAD: discard" if load == "idle" and la >= 0.5 * cores else ""
                         dt = run_once(videos, setting, cores)
                         results.setdefault((load, setting), []).append(dt)
-                        print(f"{load:12s} {setting:>13s} run {i + 1}: {dt:6.1f} s (load average before {la:.2f})",
-                              flush=True)  # fmt: skip
+                        print(f"{load:14s} {setting:>13s} run {i + 1}: {dt:6.1f} s (load average before "
+                              f"{la:.2f}){flag}", flush=True)  # fmt: skip
             finally:
-                if burner is not None:
-                    burner.kill()
-                    burner.wait()
+                for b in burners:
+                    b.kill()
+                    b.wait()
 
     print()
     print(f"wall seconds of `caption` on {n_videos} video(s), median (min-max) of {args.repeats} run(s)")
-    print("| setting | idle | 1 core busy |")
-    print("|---|---|---|")
+    print("| setting | " + " | ".join(loads) + " |")
+    print("|---" * (len(loads) + 1) + "|")
     for setting in settings:
         cells = []
-        for load in ("idle", "1 core busy"):
+        for load in loads:
             t = results[(load, setting)]
             cells.append(f"{statistics.median(t):.1f} ({min(t):.1f}-{max(t):.1f})")
-        print(f"| {setting} | {cells[0]} | {cells[1]} |")
+        print(f"| {setting} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -13,20 +13,21 @@ For one video:
    joined as the original joins them.
 3. **video**: one summary from all features (sampled the model's way, masked) and the segment descriptions.
 
-Everything a later run can reuse is cached in `<out>/.cache/` (clip results in chunks, then segments, then the
-summary), written atomically, and keyed by a fingerprint of the model and options: a run killed at any moment and
-started again redoes at most one chunk and ends with identical files.
+Levels 2 and 3 are `infer.hierarchy.Hierarchy`, the incremental engine that a live input drives too: here it is
+fed every clip result of the file and then told where the video ends.
+
+Everything a later run can reuse (clip results in chunks, then the segments, then the summary) is an entry of one
+`videorecap.store.Store` in `<out>/.cache/`, written atomically and made under a fingerprint of the video file, the
+models' config and weights, and the options: a run killed at any moment and started again redoes at most one chunk
+and ends with identical files, and a run with other settings never reuses an entry.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,24 +36,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from videorecap import fileio
 from videorecap.config import LEVELS, Level
-from videorecap.data.sampling import slice_features
-from videorecap.data.text import segment_text, video_text
 from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, VideoInput
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.store import Store, file_identity, model_fingerprint
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
-from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, window_plan
+from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail, window_plan
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries of a videorecap.store.Store, the engine for the higher levels
 
 
 # ---- models -------------------------------------------------------------------------------------------------------
@@ -252,28 +252,17 @@ class _Run:
         self.plan = window_plan(info.duration, self.clip_seconds, self.segment_seconds, opts.min_tail_seconds)
         # the end of the decoded part when a broken file stopped the clip level early (allow_partial), else None
         self.covered_end: float | None = None
-        self.cache_dir = cache_dir
         self.device = torch.device(opts.device)
-        if cache_dir is not None:
-            self._open_cache()
+        # every cached piece (clip chunks, segments, summary) is an entry of one store, keyed by the fingerprint
+        self.store = Store.open(cache_dir, self.fingerprint()) if cache_dir is not None else None
 
     # -- cache ------------------------------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
-        models = {}
-        for lv in self.opts.levels:
-            m = self.cap.model(lv)
-            h = hashlib.sha256(m.config.to_json().encode())
-            # a cheap weight fingerprint: a few numbers from every tensor
-            for t in m.state_dict().values():
-                flat = t.detach().reshape(-1)
-                if flat.numel():
-                    h.update(flat[:: max(1, flat.numel() // 7)][:8].float().cpu().numpy().tobytes())
-            models[lv] = h.hexdigest()[:16]
-        st = self.path.stat()
+        """Everything the cached results depend on: the video file, the models' config and weights, the options."""
         return {
             "cache_version": CACHE_VERSION,
-            "video": {"path": str(self.path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime)},
-            "models": models,
+            "video": file_identity(self.path),
+            "models": {lv: model_fingerprint(self.cap.model(lv)) for lv in self.opts.levels},
             "windows": [self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds],
             "decode": self.opts.decode.to_dict(),
             "max_new_tokens": {lv: self.max_tokens(lv) for lv in self.opts.levels},
@@ -281,26 +270,6 @@ class _Run:
             "grid_fps": self.opts.grid_fps,
             "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
         }
-
-    def _open_cache(self) -> None:
-        assert self.cache_dir is not None
-        fp = self.fingerprint()
-        run_file = self.cache_dir / "run.json"
-        if run_file.exists():
-            try:
-                old = json.loads(run_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = None
-            if old != fp:
-                logger.info("%s: cached results were made with other settings; starting over", self.path)
-                for f in self.cache_dir.iterdir():
-                    f.unlink()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        for f in self.cache_dir.iterdir():
-            if fileio.is_temp_file(f):
-                f.unlink()
-        if not run_file.exists():
-            fileio.write_json(run_file, fp)
 
     def max_tokens(self, level: str) -> int:
         return (
@@ -327,16 +296,11 @@ class _Run:
         feats: list[np.ndarray] = []
         # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
         done = 0
-        while done < len(windows):
-            f = self._chunk_file(done)
-            if f is None or not f.exists():
+        while done < len(windows) and self.store is not None:
+            entry = self.store.get(_chunk_key(done))  # None: not done yet, or unreadable (dropped, with a warning)
+            if entry is None:
                 break
-            try:
-                with np.load(f) as z:
-                    part_f, part_t = z["features"], json.loads(str(z["texts"]))
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-                logger.warning("%s: unreadable cache file %s (%s); computing it again", self.path, f, e)
-                break
+            part_f, part_t = entry.arrays["features"], list(entry.rows)
             feats.append(part_f)
             texts.extend(part_t)
             done += len(part_t)
@@ -399,16 +363,9 @@ class _Run:
         ):
             yield eval_transform(frames, size)  # (3, T, S, S), normalised, in the decode thread
 
-    def _chunk_file(self, start: int) -> Path | None:
-        return None if self.cache_dir is None else self.cache_dir / f"clips-{start:07d}.npz"
-
     def _save_chunk(self, start: int, texts: list[str], feats: list[np.ndarray]) -> None:
-        f = self._chunk_file(start)
-        if f is None:
-            return
-        with fileio.atomic_path(f) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, features=np.concatenate(feats), texts=np.array(json.dumps(texts)))
+        if self.store is not None:
+            self.store.put(_chunk_key(start), arrays={"features": np.concatenate(feats)}, rows=texts)
 
     # -- features for the higher levels ------------------------------------------------------------------------------
     def load_features(self) -> np.ndarray | None:
@@ -428,69 +385,72 @@ class _Run:
             raise InputError(f"{f}: features of width {feats.shape[1]}, but the model reads {width}-wide features")
         return feats.astype(np.float32, copy=False)
 
-    # -- segment level -------------------------------------------------------------------------------------------
-    def segments(self, clips: list[Caption], feats: np.ndarray, bar: Callable[..., Any]) -> list[Caption]:
-        cached = self._load_json("segments.json")
-        if cached is not None:
-            return [Caption(**c) for c in cached]
-        cfg = self.cap.model("segment").config
-        windows = self.plan.segments
-        if self.covered_end is not None:  # only the part that decoded is described
-            windows = window_plan(
-                self.covered_end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds
-            ).segments
-        inputs = []
-        for s, e in windows:
-            # clip captions whose window lies inside the segment (the original's rule), joined with no separator
-            inside = [[self.video_id, c.start, c.end, c.text] for c in clips if c.start >= s and c.end <= e]
-            f = slice_features(feats, s, e, self.clip_seconds)
-            if f.shape[0] == 0:
-                f = feats[-1:]
-            inputs.append((f, segment_text(inside)))
-        texts = self._generate("segment", inputs, cfg.num_features("segment"), cfg.sampling("segment"), bar)
-        out = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=True)]
-        self._save_json("segments.json", [c.to_dict() for c in out])
-        return out
+    # -- segment and video levels: the hierarchy engine -------------------------------------------------------------
+    def higher_levels(
+        self, clips: list[Caption], feats: np.ndarray, bar: Callable[..., Any]
+    ) -> tuple[list[Caption], Caption | None]:
+        """Segment descriptions and the summary, from the clip captions and the (N, C) features.
 
-    # -- video level ---------------------------------------------------------------------------------------------
-    def summary(self, segments: list[Caption], feats: np.ndarray, bar: Callable[..., Any]) -> Caption:
-        cached = self._load_json("summary.json")
-        if cached is not None:
-            return Caption(**cached)
-        cfg = self.cap.model("video").config
-        text = video_text([c.text for c in segments])
-        (t,) = self._generate("video", [(feats, text)], cfg.num_features("video"), cfg.sampling("video"), bar)
-        out = Caption(0.0, self.info.duration if self.covered_end is None else self.covered_end, t)
-        self._save_json("summary.json", out.to_dict())
-        return out
+        The recursion itself (windows, joins, slices, sampling, batching) is `infer.hierarchy.Hierarchy`, the
+        same engine a live input drives; here it is fed every clip of the file, then told where the video ends
+        (where decoding stopped, for a partly decoded file). Finished levels are reused from the store.
+        """
+        levels = self.opts.levels
+        if "segment" not in levels:
+            return [], None
+        end = self.info.duration if self.covered_end is None else self.covered_end  # only what decoded
+        cached = self.store.get("segments") if self.store is not None else None
+        known = [Caption(**c) for c in cached.rows] if cached is not None else []
+        n_windows = len(window_plan(end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds).segments)
+        want_video = "video" in levels
+        with (
+            bar(total=n_windows, initial=len(known), desc=f"{self.video_id} segments", unit="segment") as seg_bar,
+            bar(total=1 if want_video else 0, desc=f"{self.video_id} summary", unit="video") as video_bar,
+        ):
+            engine = Hierarchy(
+                clip_seconds=self.clip_seconds,
+                segment_seconds=self.segment_seconds,
+                segment=self._step("segment", seg_bar),
+                video=self._step("video", video_bar) if want_video else None,
+                batch_size=self.opts.batch_size,
+                segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
+                features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
+                known_segments=known,
+            )
+            for c in clips:
+                engine.add_clip(c.start, c.end, c.text)
+            engine.finish(end)
+            segments = engine.segments
+            if cached is None and self.store is not None:
+                self.store.put("segments", rows=[c.to_dict() for c in segments])
+            if not want_video:
+                return segments, None
+            cached_summary = self.store.get("summary") if self.store is not None else None
+            if cached_summary is not None:
+                return segments, Caption(**cached_summary.rows)
+            summary = engine.summary()
+        if self.store is not None:
+            self.store.put("summary", rows=summary.to_dict())
+        return segments, summary
 
-    def _generate(
-        self,
-        level: str,
-        inputs: list[tuple[np.ndarray, str]],
-        k: int,
-        kind: str,
-        bar: Callable[..., Any],
-    ) -> list[str]:
+    def _step(self, level: str, pbar: Any) -> Step:
+        """The engine's view of a level: its captioner (the model, batched) and its feature count and sampling."""
         model, tok = self.cap.model(level), self.cap.tokenizer(level)
-        texts: list[str] = []
-        name = {"segment": "segments", "video": "summary"}[level]
-        with bar(total=len(inputs), desc=f"{self.video_id} {name}", unit=level) as pbar:
-            for i in range(0, len(inputs), self.opts.batch_size):
-                batch = [CaptionItem(f, t) for f, t in inputs[i : i + self.opts.batch_size]]
-                decode = self._decode_cfg(level)
-                texts += caption_batch(model, tok, level, batch, decode, sampling=(k, kind), device=self.device)
-                pbar.update(len(batch))
-        return texts
+        cfg = model.config
+        decode = self._decode_cfg(level)
 
-    def _load_json(self, name: str) -> Any:
-        if self.cache_dir is None or not (self.cache_dir / name).exists():
-            return None
-        return json.loads((self.cache_dir / name).read_text())
+        def caption(items: list[SegmentInput] | list[VideoInput]) -> list[str]:
+            # the engine samples; caption_batch stacks the sampled rows and their masks and builds the text ids
+            batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
+            texts = caption_batch(model, tok, level, batch, decode, device=self.device)
+            pbar.update(len(items))
+            return texts
 
-    def _save_json(self, name: str, obj: Any) -> None:
-        if self.cache_dir is not None:
-            fileio.write_json(self.cache_dir / name, obj)
+        return Step(caption, cfg.num_features(level), cfg.sampling(level))
+
+
+def _chunk_key(start: int) -> str:
+    return f"clips-{start:07d}"  # one entry per chunk of clip results, named by its first window
 
 
 def _batched(it: Iterator[torch.Tensor], n: int) -> Iterator[list[torch.Tensor]]:
@@ -563,12 +523,7 @@ def caption_video(
     pre = run.load_features()
     if pre is not None:
         feats = pre
-    segments: list[Caption] = []
-    summary = None
-    if "segment" in opts.levels:
-        segments = run.segments(clips, feats, bar)
-    if "video" in opts.levels:
-        summary = run.summary(segments, feats, bar)
+    segments, summary = run.higher_levels(clips, feats, bar)
     result = CaptionResult(
         video=VideoMeta(
             id=vid,

@@ -247,72 +247,67 @@ def short_video(tmp_path_factory):
 
 
 @pytest.mark.parametrize("precomputed_rows", [None, 5])
-def test_engine_inputs_equal_the_pipelines(tiny_captioner, short_video, tmp_path, monkeypatch, precomputed_rows):
-    """Run the real pipeline (tiny model for the clips, stubs above), then drive the engine with its clip results."""
+def test_the_pipeline_feeds_the_levels_the_originals_inputs(
+    tiny_captioner, short_video, tmp_path, monkeypatch, precomputed_rows
+):
+    """The real pipeline (which drives the engine) against the original's rules written out here, independently of
+    the engine: which clips, which feature rows, how sampled, how joined, in which batches."""
     from videorecap import pipeline
+    from videorecap.data.text import segment_text, video_text
     from videorecap.pipeline import CaptionOptions, caption_video
+    from videorecap.video.sampling import window_plan
 
     n = {"clip": 0}
+    cls_rows: list[np.ndarray] = []
+    calls: dict[str, list] = {"segment": [], "video": []}
     real_caption_batch = pipeline.caption_batch
 
-    def clip_texts(model, tok, level, items, *a, **kw):  # distinct clip captions, so the joins are visible
-        texts = real_caption_batch(model, tok, level, items, *a, **kw)
-        if level != "clip":
-            return texts
-        out = [f"clip{n['clip'] + i} " for i in range(len(texts))]
-        n["clip"] += len(texts)
-        return out
+    def spy(model, tok, level, items, *a, **kw):
+        if level == "clip":  # distinct clip captions, so the joins are visible; keep each window's CLS feature
+            texts = real_caption_batch(model, tok, level, items, *a, **kw)
+            cls_rows.extend(items["video"][:, 0].float().numpy())
+            out = [f"clip{n['clip'] + i} " for i in range(len(texts))]
+            n["clip"] += len(texts)
+            return out
+        calls[level].append(list(items))
+        done = sum(len(c) for c in calls[level][:-1])
+        return [f"{level}{done + i}." for i in range(len(items))]
 
-    seen: dict[str, list] = {"segment": [], "video": []}
-    got: dict[str, np.ndarray] = {}
-    real_segments = pipeline._Run.segments
-
-    def segments(self, clips, feats, bar):
-        got["feats"] = feats
-        return real_segments(self, clips, feats, bar)
-
-    def generate(self, level, inputs, k, kind, bar):
-        for i in range(0, len(inputs), self.opts.batch_size):
-            seen[level].append([(sample(f, k, kind), t) for f, t in inputs[i : i + self.opts.batch_size]])
-        return [f"{level}{i}." for i in range(len(inputs))]
-
-    monkeypatch.setattr(pipeline, "caption_batch", clip_texts)
-    monkeypatch.setattr(pipeline._Run, "segments", segments)
-    monkeypatch.setattr(pipeline._Run, "_generate", generate)
+    monkeypatch.setattr(pipeline, "caption_batch", spy)
     features_dir = None
     if precomputed_rows is not None:
         features_dir = tmp_path / "feats"
         features_dir.mkdir()
         width = tiny_captioner.model("clip").encoder.config.width
-        np.save(
-            features_dir / "v.npy", np.random.default_rng(0).normal(size=(precomputed_rows, width)).astype(np.float32)
-        )
+        pre = np.random.default_rng(0).normal(size=(precomputed_rows, width)).astype(np.float32)
+        np.save(features_dir / "v.npy", pre)
     opts = CaptionOptions(batch_size=2, segment_seconds=8.0, features_dir=features_dir)
     res = caption_video(short_video, tiny_captioner, opts)
+    feats = np.stack(cls_rows) if precomputed_rows is None else pre
 
+    # the original's rules, written out
     cfg = tiny_captioner.model("segment").config
-    segs, vids = Stub("segment"), Stub("video")
-    eng = Hierarchy(
-        clip_seconds=4.0,
-        segment_seconds=8.0,
-        segment=Step(segs, cfg.num_features("segment"), cfg.sampling("segment")),
-        video=Step(vids, cfg.num_features("video"), cfg.sampling("video")),
-        batch_size=2,
-        segment_min_tail=4.0,  # window_plan: a last segment shorter than one clip window joins the previous one
-        features=got["feats"] if precomputed_rows is not None else None,
-    )
-    clip_feats = got["feats"] if precomputed_rows is None else [None] * len(res.clips)
-    for c, f in zip(res.clips, clip_feats, strict=True):
-        eng.add_clip(c.start, c.end, c.text, f)
-    eng.finish(res.video.duration)
-    summary = eng.summary()
+    windows = window_plan(res.video.duration, 4.0, 8.0).segments
+    assert windows == [(0.0, 8.0), (8.0, 16.0), (16.0, 26.0)]  # the 2-s tail joins the last window
+    expected = []
+    for s, e in windows:
+        inside = [[None, c.start, c.end, c.text] for c in res.clips if c.start >= s and c.end <= e]
+        f = slice_features(feats, s, e, 4.0)
+        f = f if f.shape[0] else feats[-1:]
+        expected.append((sample(f, cfg.num_features("segment"), cfg.sampling("segment")), segment_text(inside)))
+    assert [len(c) for c in calls["segment"]] == [2, 1]  # batches of batch_size, in time order
+    got = [x for c in calls["segment"] for x in c]
+    for item, ((f, m), text) in zip(got, expected, strict=True):
+        assert item.text == text
+        np.testing.assert_array_equal(item.video, f)
+        assert (item.video_mask is None) == (m is None) and (m is None or np.array_equal(item.video_mask, m))
+    assert got[1].text == "clip2 clip3 "  # [8,16): clips [8,12), [12,16)
+    assert [c.text for c in res.segments] == ["segment0.", "segment1.", "segment2."]
 
-    assert eng.segments == res.segments and summary == res.summary
-    for level, stub in (("segment", segs), ("video", vids)):
-        assert [len(c) for c in stub.calls] == [len(b) for b in seen[level]]  # the same batches, in order
-        for mine, (((f, m), text)) in zip(stub.items, [x for b in seen[level] for x in b], strict=True):
-            assert mine.text == text
-            np.testing.assert_array_equal(mine.features, f)
-            assert (mine.mask is None) == (m is None) and (m is None or np.array_equal(mine.mask, m))
-    # [0,8), [8,16), [16,26): the 2-s tail joins the last window
-    assert len(segs.items) == 3 and segs.items[1].text == "clip2 clip3 "  # [8,16]: clips [8,12), [12,16)
+    vcfg = tiny_captioner.model("video").config
+    ((video_item,),) = calls["video"]
+    f, m = sample(feats, vcfg.num_features("video"), vcfg.sampling("video"))
+    np.testing.assert_array_equal(video_item.video, f)
+    assert (video_item.video_mask is None) == (m is None) and (m is None or np.array_equal(video_item.video_mask, m))
+    assert video_item.text == video_text(["segment0.", "segment1.", "segment2."])
+    assert res.summary == Caption(0.0, res.video.duration, "video0.")

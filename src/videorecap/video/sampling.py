@@ -79,11 +79,17 @@ def window_plan(
     shorter than one clip window (or than `min_tail_seconds`, if larger) joins the previous segment, since it could
     not hold a whole clip caption. `min_tail_seconds=0` keeps every tail (the original's plan).
     """
-    seg_min = max(min_tail_seconds, clip_seconds) if min_tail_seconds > 0 else 0.0
     return WindowPlan(
         clips=clip_windows(duration, clip_seconds, min_tail_seconds),
-        segments=segment_windows(duration, segment_seconds, seg_min),
+        segments=segment_windows(duration, segment_seconds, segment_min_tail(clip_seconds, min_tail_seconds)),
     )
+
+
+def segment_min_tail(clip_seconds: float, min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS) -> float:
+    """The shortest last segment window `window_plan` keeps on its own: one clip window (or `min_tail_seconds`, if
+    larger), since a shorter one could not hold a whole clip caption; 0 (every tail kept) when `min_tail_seconds`
+    is 0."""
+    return max(min_tail_seconds, clip_seconds) if min_tail_seconds > 0 else 0.0
 
 
 def video_window(duration: float) -> list[Window]:
