@@ -169,6 +169,13 @@ def test_allow_partial_captions_what_decoded_and_goes_on(model_dir, video, broke
     # only the decoded part is described: no segment (and no summary) reaches past it
     assert d["segments"] and all(s["end"] <= covered_end for s in d["segments"])
     assert d["segments"][-1]["end"] == covered_end and d["summary"]["end"] == covered_end
+    # recorded as partial in captions.json and shown on the page and in summary.md
+    assert d["video"]["partial"] is True and d["video"]["covered"] == [[0.0, covered_end]]
+    page = (tmp_path / "o" / "corrupt_middle" / "index.html").read_text()
+    summary_md = (tmp_path / "o" / "corrupt_middle" / "summary.md").read_text()
+    assert "could be decoded" in page and "could be decoded" in summary_md
+    whole = json.loads((tmp_path / "o" / "walk" / "captions.json").read_text())
+    assert whole["video"]["partial"] is False and whole["video"]["covered"] is None
 
 
 def test_an_unexpected_failure_in_one_video_is_one_line_and_the_rest_goes_on(model_dir, video, tmp_path, monkeypatch,
