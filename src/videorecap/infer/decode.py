@@ -480,14 +480,25 @@ def generate_ids(
     text_ids: torch.Tensor | None = None,
     text_mask: torch.Tensor | None = None,
     decode: DecodeConfig | None = None,
-) -> list[list[int]]:
+    return_scores: bool = False,
+) -> list[list[int]] | Scored:
     """One caption per batch row of a level's inputs, as token ids (no BOS, cut before the first EOS).
 
     The model's cross-attention context (`VideoRecap.context`) is decoded with `decode`; its `max_new_tokens`
     defaults to the model's limit for the level. Callers build the inputs with `infer.batch.caption_batch`.
+    With `return_scores=True` the result is `(ids, scores)`: a `TokenScores` per row (per-token log-probabilities,
+    `confidence`, `perplexity`), as `generate` gives them.
     """
     decode = decode or DecodeConfig()
     ctx = model.context(level, video, video_mask, text_ids, text_mask)  # (B, Nv + Nt, D)
     n = decode.max_new_tokens or model.config.max_new_tokens[level]
     t = model.config.tokens
-    return generate(model.decoder, ctx, bos_id=t.bos_token_id, eos_id=t.eos_token_id, max_new_tokens=n, cfg=decode)
+    return generate(  # type: ignore[call-overload]
+        model.decoder,
+        ctx,
+        bos_id=t.bos_token_id,
+        eos_id=t.eos_token_id,
+        max_new_tokens=n,
+        cfg=decode,
+        return_scores=return_scores,
+    )
