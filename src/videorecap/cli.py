@@ -128,9 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"videorecap {__version__}")
     _add_global_arguments(parser, after=False)
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help=THREADS_HELP)
-    parser.add_argument(
-        "--device", type=device_name, default=None, metavar="DEVICE", help=f"{DEVICE_HELP} (commands that compute)"
-    )
+    device = parser.add_argument("--device", type=device_name, default=None, metavar="DEVICE")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = _load(name)
@@ -148,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
             if name in COMPUTING:
                 add_threads_argument(g)
         p.set_defaults(_run=mod.run)
+    users = ", ".join(name for name, p in command_parsers(parser).items() if takes_device(p))
+    device.help = f"{DEVICE_HELP.split(';')[0]}, for the commands that take it ({users})"
     return parser
 
 
