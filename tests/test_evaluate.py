@@ -6,10 +6,11 @@ import torch
 
 import videorecap.evaluate as ev
 from videorecap.checkpoint import save_pretrained
+from videorecap.commands._options import parse_max_tokens
 from videorecap.config import RecapConfig
 from videorecap.data import hcap
 from videorecap.errors import InputError, MissingDependencyError
-from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens, previous_text_source
+from videorecap.evaluate import EvalOptions, evaluate, parse_levels, previous_text_source
 from videorecap.metrics import load_items, match_items
 from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner

@@ -91,7 +91,10 @@ def data(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    rc = cli.main(["evaluate", *map(str, argv), "--no-progress"])
+    try:
+        rc = cli.main(["evaluate", *map(str, argv), "--no-progress"])
+    except SystemExit as e:  # a value argparse rejects (--max-tokens): the same one line and exit code 2
+        rc = int(e.code)
     out, err = capsys.readouterr()
     return rc, out, err
 
