@@ -44,6 +44,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import caption_batch
+from videorecap.runtime import autocast_dtype
 from videorecap.train.optim import CosineSchedule, build_optimizer, set_lr
 from videorecap.train.state import (
     TRAIN_STATE_FILE,
@@ -292,16 +293,6 @@ class _Stream:
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
-
-
-# ---- precision ----------------------------------------------------------------------------------------------------
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device` (None: fp32, no autocast). CPU always trains in fp32."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
