@@ -118,7 +118,7 @@ def test_missing_level_model_is_a_clear_error(captioner, video):
 
 
 def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
-    from videorecap.data.sampling import sample_uniform, slice_features
+    from videorecap.data.feature_sampling import sample_uniform, slice_features
 
     feats = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
     np.save(tmp_path / "kitchen.npy", feats)
