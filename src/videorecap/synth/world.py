@@ -1359,6 +1359,20 @@ def make_script(
     if duration <= 0:
         raise ValueError(f"minutes={minutes} is shorter than {TIME_QUANTUM} s")
 
+    home, activities, actions = _timeline(rng, duration, clip_seconds)
+
+    script = VideoScript(vid, duration, clip_seconds, segment_seconds, activities, actions, home=home)
+    script.clips = _clips(script)
+    script.segments = _segments(script)
+    script.summary = summarize([s.description for s in script.segments])
+    return script
+
+
+def _timeline(
+    rng: np.random.Generator, duration: float, clip_seconds: float
+) -> tuple[int, list[Activity], list[Action]]:
+    """Draw the home, then activities from its bag and their actions until `duration` is filled: (home, activities,
+    actions). The last activity may be cut short (`complete=False`)."""
     # Action durations in quanta: strictly more than one clip window (so each action is the majority of some
     # window) and at most two.
     lo = math.floor(clip_seconds / TIME_QUANTUM) + 1
@@ -1414,11 +1428,7 @@ def make_script(
             complete = False
         activities.append(Activity(name, a_start, t, tuple(things), complete))
 
-    script = VideoScript(vid, duration, clip_seconds, segment_seconds, activities, actions, home=home)
-    script.clips = _clips(script)
-    script.segments = _segments(script)
-    script.summary = summarize([s.description for s in script.segments])
-    return script
+    return home, activities, actions
 
 
 def _clips(script: VideoScript) -> list[Clip]:
