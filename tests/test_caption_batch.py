@@ -6,7 +6,7 @@ import torch
 
 from videorecap.checkpoint import load_model
 from videorecap.data.collate import Collator
-from videorecap.data.sampling import sample
+from videorecap.data.feature_sampling import sample
 from videorecap.infer.batch import CaptionItem, caption_batch, collate_items
 from videorecap.infer.decode import DecodeConfig, generate_ids
 from videorecap.model.recap import VideoRecap

@@ -21,9 +21,9 @@ from videorecap.checkpoint import (
     safe_torch_load,
     save_encoder,
     save_pretrained,
-    sniff_file,
 )
 from videorecap.config import LEVELS, RecapConfig, TokenConfig
+from videorecap.convert.sniff import sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.decode import generate_ids
 from videorecap.model.encoder import VideoEncoder

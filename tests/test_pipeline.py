@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import tiny_recap, word_tokenizer
 
-from videorecap.config import RecapConfig
 from videorecap.errors import InputError
 from videorecap.infer import batch as infer_batch
-from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner, CaptionOptions, caption_video
-from videorecap.tokenizer import Tokenizer
 from videorecap.video.testing import make_video
 
 WORDS = [f"w{i}" for i in range(120)]
@@ -16,17 +14,8 @@ WORDS = [f"w{i}" for i in range(120)]
 @pytest.fixture(scope="module")
 def captioner():
     torch.manual_seed(0)
-    tok = Tokenizer.train_word_level([" ".join(WORDS)])
-    models = {}
-    for level in ("clip", "segment", "video"):
-        cfg = RecapConfig.from_name("recap-tiny", level=level, segment_seconds=12.0)
-        m = VideoRecap(cfg).eval()
-        with torch.no_grad():  # open the gates so the captions depend on the input
-            for blk in m.decoder.h:
-                blk.xattn_gate.fill_(1.0)
-                blk.xmlp_gate.fill_(1.0)
-            m.decoder.wte.weight[2] -= 2.0  # rarely stop at once: non-empty captions
-        models[level] = (m, tok)
+    tok = word_tokenizer(len(WORDS))
+    models = {level: (tiny_recap(level, segment_seconds=12.0), tok) for level in ("clip", "segment", "video")}
     return Captioner(models, {lv: "tiny" for lv in models})
 
 
@@ -118,7 +107,7 @@ def test_missing_level_model_is_a_clear_error(captioner, video):
 
 
 def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
-    from videorecap.data.sampling import sample_uniform, slice_features
+    from videorecap.data.feature_sampling import sample_uniform, slice_features
 
     feats = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
     np.save(tmp_path / "kitchen.npy", feats)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import tiny_recap, word_tokenizer
 
 from videorecap.checkpoint import save_pretrained
-from videorecap.config import RecapConfig
-from videorecap.model.recap import VideoRecap
-from videorecap.tokenizer import Tokenizer
 from videorecap.video.testing import make_video
 
 OUTPUTS = ["captions.json", "clips.srt", "clips.vtt", "segments.vtt", "summary.md", "index.html"]
@@ -24,14 +22,9 @@ OUTPUTS = ["captions.json", "clips.srt", "clips.vtt", "segments.vtt", "summary.m
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("model")
-    tok = Tokenizer.train_word_level([" ".join(f"w{i}" for i in range(120))])
+    tok = word_tokenizer(120)
     for level in ("clip", "segment", "video"):
-        m = VideoRecap(RecapConfig.from_name("recap-tiny", level=level, segment_seconds=40.0))
-        with torch.no_grad():
-            for blk in m.decoder.h:
-                blk.xattn_gate.fill_(1.0)
-            m.decoder.wte.weight[2] -= 2.0
-        save_pretrained(m, root / level, tokenizer=tok)
+        save_pretrained(tiny_recap(level, xmlp=False, segment_seconds=40.0), root / level, tokenizer=tok)
     return root
 
 

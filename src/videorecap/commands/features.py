@@ -9,9 +9,10 @@ instead writes the original's per-segment files `OUT/SID.npy` (at least 45 windo
 
 Inputs are video files, folders (their video files; other files are ignored; subfolders with --recursive), glob
 patterns and .txt lists of paths.
-Finished outputs are skipped, so an interrupted run can simply be started again; long videos are checkpointed in
-chunks and resume where they stopped. A video that cannot be read is reported in one line and the others go on;
-the exit code is 1 if any video failed (2 is a mistake in the options, found before any video is read).
+Finished outputs are skipped (a damaged one is recomputed, with a warning), so an interrupted run can simply be
+started again; long videos are checkpointed in chunks and resume where they stopped (chunks made with another
+encoder are discarded). A video that cannot be read is reported in one line and the others go on; the exit code is
+1 if any video failed (2 is a mistake in the options, found before any video is read).
 
 Under `torchrun --nproc_per_node=N videorecap features ...` every process takes its own share of the videos.
 """

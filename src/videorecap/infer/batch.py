@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from videorecap.data.collate import text_ids
-from videorecap.data.sampling import sample
+from videorecap.data.feature_sampling import sample
 from videorecap.infer.decode import DecodeConfig, TokenScores, generate_ids
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def collate_items(
 ) -> dict[str, torch.Tensor | None]:
     """The model inputs of a list of items: `video`, `video_mask`, `text_ids`, `text_mask` (see the module doc).
 
-    `sampling=(k, kind)` first picks k features of each item's video with `data.sampling.sample` (kind `uniform`
+    `sampling=(k, kind)` first picks k features of each item's video with `data.feature_sampling.sample` (kind `uniform`
     or `masking`, which also gives the mask); otherwise an item's own `video_mask`, if any, is used.
     """
     if not items:
