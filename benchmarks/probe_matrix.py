@@ -24,8 +24,11 @@ Columns: probes; ok (exit 0); clean errors (exit 1 or 2 and one line on stderr b
 holding files of two runs); files outside -o; leftovers (temp files outside `.cache` after the last run); code ran
 (a payload's marker file appeared, or markup from a name reached the page); peak RSS of the largest probe.
 
-Run from the repository root:  python benchmarks/probe_matrix.py [--quick] [--work DIR] [--jobs N]
-Default mode: under ~10 min on 2 cores; --quick: about 2 min (fewer kills, one bad value per option).
+Run from the repository root:  python benchmarks/probe_matrix.py [--quick] [--work DIR] [--jobs N] [--log FILE]
+--quick (1 kill per command, 2 concurrent pairs, 2 disk-full cases, hostile videos through caption only, 16 bad
+arguments) took 6.6 min wall, 3.3 min CPU, on 2 cores shared with other jobs (about 5 s of it per probe is Python and
+torch starting). The default mode (9 kills, 3 pairs twice, 7 disk-full cases, caption and features, 100 of the ~310
+bad arguments; --args -1 for all) has not been timed: about 2-3 times --quick.
 Probes run with an address-space limit (--mem-limit-gb, 8 by default), so a probe that tries to allocate the machine
 fails (and is reported) instead of taking it down.
 """
@@ -595,8 +598,11 @@ _PATH_WORDS = ("output", "model", "encoder", "features", "videos", "segments", "
                "java", "json", "out", "recipe", "source", "pred", "ref", "data", "inputs")  # fmt: skip
 
 
-def bad_argument_probes(inp: Inputs, quick: bool, rng: random.Random) -> list[tuple[str, list[str]]]:
-    """(what, argv) for every numeric and path option of every command, each on an otherwise valid command line."""
+def bad_argument_probes(
+    inp: Inputs, quick: bool, rng: random.Random, limit: int | None = None
+) -> list[tuple[str, list[str]]]:
+    """(what, argv) for every numeric and path option of every command, each on an otherwise valid command line
+    (--quick: one bad value per option); `limit` draws that many of them."""
     from videorecap.cli import build_parser
 
     a_file = str(inp.video)
@@ -651,8 +657,8 @@ def bad_argument_probes(inp: Inputs, quick: bool, rng: random.Random) -> list[tu
                 values = [rng.choice(values)]
             argv = _without(base, action.option_strings)
             probes += [(f"{name} {flag} {v}", [*argv, flag, v]) for v in values]
-    if quick:  # a sample of them, a different one for each --seed
-        probes = sorted(rng.sample(probes, min(len(probes), 16)))
+    if limit is not None:  # a sample of them, a different one for each --seed
+        probes = sorted(rng.sample(probes, min(len(probes), limit)))
     return probes
 
 
@@ -670,9 +676,9 @@ def _without(argv: list[str], flags: list[str]) -> list[str]:
     return out
 
 
-def probe_bad_args(run: Runner, inp: Inputs, quick: bool, rng: random.Random, jobs: int) -> Row:
+def probe_bad_args(run: Runner, inp: Inputs, quick: bool, rng: random.Random, jobs: int, limit: int | None) -> Row:
     row = Row()
-    probes = bad_argument_probes(inp, quick, rng)
+    probes = bad_argument_probes(inp, quick, rng, limit)
 
     def one(what: str, argv: list[str]) -> tuple[str, Outcome, list[str]]:
         box = run.sandbox("args")
@@ -720,11 +726,14 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=None, help="seconds a probe may run (default 60, --quick 30)")
     ap.add_argument("--mem-limit-gb", type=float, default=8.0, help="address-space limit of a probe (0: none)")
     ap.add_argument("--only", default=",".join(CATEGORIES), help=f"categories to run (default: all of {CATEGORIES})")
+    ap.add_argument("--args", type=int, help="bad-argument probes drawn (default 100, --quick 16; -1: all, ~310)")
     ap.add_argument("--log", type=Path, help="write every run (command, kind, exit code, stderr tail) as JSON lines")
     ap.add_argument("--notes", type=int, default=40, help="notes printed under the table (default 40)")
     a = ap.parse_args()
     work = (a.work or Path(tempfile.mkdtemp(prefix="probe-matrix-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if a.args is None:
+        a.args = 16 if a.quick else 100
     run = Runner(work, a.mem_limit_gb, a.timeout or (30 if a.quick else 60))
     rng = random.Random(a.seed)
     t0 = time.monotonic()
@@ -738,7 +747,7 @@ def main() -> int:
         "disk-full": lambda: probe_disk_full(run, inp, a.quick),
         "malicious": lambda: probe_malicious(run, inp, a.jobs),
         "hostile-video": lambda: probe_hostile_videos(run, inp, a.quick, a.jobs),
-        "bad-args": lambda: probe_bad_args(run, inp, a.quick, rng, a.jobs),
+        "bad-args": lambda: probe_bad_args(run, inp, a.quick, rng, a.jobs, None if a.args < 0 else a.args),
     }
     for cat in CATEGORIES:
         if cat in only:
