@@ -164,7 +164,10 @@ class CaptionResult:
         return _parse(d, source)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        # A lone surrogate (a file name that is not UTF-8 reaches Python as one; a caller's text may hold one) cannot
+        # be written as UTF-8: it becomes U+FFFD. Through UTF-16 with surrogatepass, proper pairs stay one character.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write `captions.json` atomically (the file is either the old one or the whole new one).
