@@ -232,3 +232,35 @@ def test_load_by_name_and_clear_errors_for_files(tmp_path, monkeypatch):
     monkeypatch.setattr("videorecap.checkpoint.load_model", lambda *a, **kw: pytest.fail("weights were read"))
     with pytest.raises(InputError, match="--levels clip"):
         Captioner.load(bundled_model_dir() / "clip", levels="segment")
+
+
+@pytest.mark.parametrize("clip_seconds", [None, 0.1])  # the model's 4 s, and the smallest --clip-seconds
+def test_a_huge_declared_duration_costs_no_memory_before_the_truncation_shows(
+    captioner, tmp_path, monkeypatch, clip_seconds
+):
+    """A header that claims 200 h for 10 s of frames: the windows are computed as the decode pass reaches them,
+    so memory follows what is really in the file, not what it declares (the whole plan used to be built first)."""
+    import dataclasses
+    import tracemalloc
+
+    from videorecap import pipeline
+    from videorecap.errors import VideoError
+    from videorecap.video.io import probe
+
+    path = make_video(tmp_path / "liar.mkv", duration=10.0, fps=2.0, size=(32, 24), codec="ffv1")
+    claims = dataclasses.replace(probe(path), duration=200 * 3600.0, num_frames=None)
+    monkeypatch.setattr(pipeline, "probe", lambda p: claims)
+    opts = {"levels": ("clip",), "batch_size": 4, "clip_seconds": clip_seconds}
+    with pytest.raises(VideoError, match="truncated"):
+        caption_video(path, captioner, CaptionOptions(**opts))
+    tracemalloc.start()
+    try:
+        res = caption_video(path, captioner, CaptionOptions(allow_partial=True, **opts))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    step = clip_seconds or 4.0
+    assert res.video.partial and 7.5 <= res.clips[-1].end <= 10.5  # the windows that had all their frames
+    assert len(res.clips) == pytest.approx(res.clips[-1].end / step, abs=1)
+    # a plan of 180,000 (or 7.2 million) windows as lists took 100 MB (or gigabytes); now a few MB for the model
+    assert peak < 16 << 20, f"peak {peak >> 20} MB"
