@@ -1,0 +1,67 @@
+"""One-line errors for what the system says: OSError (full disk, permissions, /proc), RecursionError, MemoryError."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from videorecap import cli, fileio
+from videorecap.commands import info
+from videorecap.errors import describe_os_error
+from videorecap.video.testing import make_video
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "says"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.json"), 2,
+         "/data/out/x.json: No space left on device (free some space or write elsewhere, then run again)"),
+        (PermissionError(errno.EACCES, "Permission denied", "/data/out"), 2,
+         "/data/out: Permission denied (check the permissions, or write elsewhere)"),
+        (RecursionError("maximum recursion depth exceeded"), 1, "an input is nested too deeply (RecursionError)"),
+        (MemoryError(), 1, "an input is too large for the memory available (MemoryError)"),
+    ],
+)  # fmt: skip
+def test_what_no_message_names_is_still_one_line(monkeypatch, capsys, caplog, exc, code, says):  # noqa: ANN001
+    def run(args):  # noqa: ANN001, ANN202
+        raise exc
+
+    monkeypatch.setattr(info, "run", run)
+    assert cli.main(["info", "recap-tiny"]) == code
+    err = capsys.readouterr().err
+    assert err == f"videorecap info: error: {says}" + ("; run with -v for where\n" if code == 1 else "\n")
+    assert not any(r.exc_info for r in caplog.records)  # no traceback without -v
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["-v", "info", "recap-tiny"]) == code
+    assert any(r.exc_info and r.exc_info[1] is exc for r in caplog.records)  # -v: the traceback, in the log
+
+
+def test_describe_os_error_names_both_paths_of_a_rename():
+    e = OSError(errno.EXDEV, "Invalid cross-device link", "/a/tmp", None, "/b/out")  # as os.rename raises it
+    assert describe_os_error(e) == "/a/tmp -> /b/out: Invalid cross-device link (check the path and the disk)"
+
+
+def test_a_full_disk_fails_that_video_and_features_goes_on(tmp_path: Path, monkeypatch, capsys):  # noqa: ANN001
+    for name in ("a", "b"):
+        make_video(tmp_path / "in" / f"{name}.mp4", duration=6, fps=2, size=(48, 32))
+    save = fileio.save_npy
+
+    def full_for_a(path, *a, **k):  # noqa: ANN001, ANN202
+        if Path(path).name == "a.npy":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return save(path, *a, **k)
+
+    monkeypatch.setattr(fileio, "save_npy", full_for_a)
+    out = tmp_path / "out"
+    argv = ["features", str(tmp_path / "in"), "--random-encoder", "recap-tiny", "-o", str(out), "--no-progress"]
+    assert cli.main(argv) == 2  # the documented code when a video failed
+    err = capsys.readouterr().err
+    assert err == (
+        f"videorecap features: error: {tmp_path / 'in' / 'a.mp4'}: failed: {out / 'a.npy'}: No space left on device "
+        "(free some space or write elsewhere, then run again)\n"
+    )
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["b.npy"]
