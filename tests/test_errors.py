@@ -65,3 +65,19 @@ def test_a_full_disk_fails_that_video_and_features_goes_on(tmp_path: Path, monke
         "(free some space or write elsewhere, then run again)\n"
     )
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["b.npy"]
+
+
+def test_json_nested_200k_deep_is_one_error_naming_the_file(tmp_path: Path):
+    from videorecap.data.hcap import load_segments
+    from videorecap.errors import DataError, InputError
+    from videorecap.metrics.match import load_items
+    from videorecap.results import CaptionResult
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)  # json.loads raises RecursionError, not a JSONDecodeError
+    with pytest.raises(InputError, match=f"{deep}: JSON nested too deeply"):
+        CaptionResult.load(deep)
+    with pytest.raises(DataError, match=f"{deep}: JSON nested too deeply"):
+        load_segments(deep)
+    with pytest.raises(InputError, match=f"{deep}: JSON nested too deeply"):
+        load_items(deep)
