@@ -83,7 +83,7 @@ def make(video_dir: Path, seconds: float) -> Path:
     return path
 
 
-def child(seconds: float, video_dir: Path, mode: str, batch_size: int) -> dict:
+def child(seconds: float, video_dir: Path, mode: str, batch_size: int, levels: str) -> dict:
     """One measurement, in this (fresh) process."""
     path = video_path(video_dir, seconds)
     sampler = _Sampler()
@@ -98,7 +98,7 @@ def child(seconds: float, video_dir: Path, mode: str, batch_size: int) -> dict:
         captioner = pipeline.Captioner.load("recap-synth")
         sampler.mark("run")
         base = _status_kb("VmRSS")
-        result = pipeline.caption_video(path, captioner, pipeline.CaptionOptions(batch_size=batch_size))
+        result = pipeline.caption_video(path, captioner, pipeline.CaptionOptions(batch_size=batch_size, levels=levels))
         windows = len(result.clips)
     else:
         from videorecap.checkpoint import load_encoder
@@ -111,7 +111,7 @@ def child(seconds: float, video_dir: Path, mode: str, batch_size: int) -> dict:
     seconds_taken = time.perf_counter() - t0
     peaks = sampler.stop()
     return {
-        "mode": mode,
+        "mode": mode if mode == "features" else f"caption {levels}",
         "video_seconds": seconds,
         "windows": windows,
         "peak_rss_mb": round(_status_kb("VmHWM") / 1024, 1),
@@ -128,12 +128,13 @@ def main() -> None:
     ap.add_argument("--durations", type=float, nargs="+", help="video lengths in seconds (overrides --quick)")
     ap.add_argument("--mode", choices=("caption", "features"), default="caption")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--levels", default="clip,segment,video", help="caption levels (e.g. clip: the clip stage only)")
     ap.add_argument("--arena-max", type=int, help="run the children with MALLOC_ARENA_MAX set to this")
     ap.add_argument("--video-dir", type=Path, default=Path(tempfile.gettempdir()) / "videorecap-bench-memory")
     ap.add_argument("--child", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child, args.video_dir, args.mode, args.batch_size)))
+        print(json.dumps(child(args.child, args.video_dir, args.mode, args.batch_size, args.levels)))
         return
     durations = args.durations or (QUICK if args.quick else FULL)
     env = dict(os.environ)
@@ -149,7 +150,7 @@ def main() -> None:
         here = str(Path(__file__).resolve().parent)
         subprocess.run([sys.executable, "-c", code, here, str(args.video_dir), str(seconds)], check=True, env=env)
         cmd = [sys.executable, __file__, "--child", str(seconds), "--mode", args.mode]
-        cmd += ["--batch-size", str(args.batch_size), "--video-dir", str(args.video_dir)]
+        cmd += ["--batch-size", str(args.batch_size), "--video-dir", str(args.video_dir), "--levels", args.levels]
         out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)

@@ -264,3 +264,25 @@ def test_a_huge_declared_duration_costs_no_memory_before_the_truncation_shows(
     assert len(res.clips) == pytest.approx(res.clips[-1].end / step, abs=1)
     # a plan of 180,000 (or 7.2 million) windows as lists took 100 MB (or gigabytes); now a few MB for the model
     assert peak < 16 << 20, f"peak {peak >> 20} MB"
+
+
+def test_the_clip_stage_keeps_only_the_cls_rows_not_every_token(captioner, video, monkeypatch):
+    """The CLS rows kept per chunk until the clip stage ends must own their memory: a view of the encoder's output
+    kept all 1 + T*P tokens of every window alive (10 h of video: 400 MB more at the end of the clip stage)."""
+    from videorecap import pipeline
+
+    kept: list[tuple[int, int]] = []
+    save = pipeline._Run._save_chunk
+
+    def spy(self, start, texts, feats):  # noqa: ANN001, ANN202
+        for a in feats:
+            owner = a
+            while isinstance(owner, np.ndarray) and owner.base is not None:
+                owner = owner.base
+            held = owner.untyped_storage().nbytes() if isinstance(owner, torch.Tensor) else owner.nbytes
+            kept.append((a.nbytes, held))
+        return save(self, start, texts, feats)
+
+    monkeypatch.setattr(pipeline._Run, "_save_chunk", spy)
+    caption_video(video, captioner, CaptionOptions(levels="clip", batch_size=3))
+    assert kept and all(held == own for own, held in kept), kept[:3]
