@@ -81,3 +81,42 @@ def test_json_nested_200k_deep_is_one_error_naming_the_file(tmp_path: Path):
         load_segments(deep)
     with pytest.raises(InputError, match=f"{deep}: JSON nested too deeply"):
         load_items(deep)
+
+
+def test_a_permission_error_writing_one_video_is_one_line_and_the_others_go_on(tmp_path: Path, monkeypatch, capsys):  # noqa: ANN001
+    """EACCES cannot be made with chmod as root: the write of the first video's outputs is made to fail."""
+    from videorecap import export
+
+    for name in ("a", "b"):
+        make_video(tmp_path / "in" / f"{name}.mp4", duration=4, fps=2, size=(48, 32))
+    write = export.write_outputs
+
+    def denied_for_a(result, out_dir, *a, **k):  # noqa: ANN001, ANN202
+        if Path(out_dir).name == "a":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(Path(out_dir) / "captions.json"))
+        return write(result, out_dir, *a, **k)
+
+    monkeypatch.setattr(export, "write_outputs", denied_for_a)
+    import videorecap.commands.caption as caption_cmd
+
+    if hasattr(caption_cmd, "write_outputs"):
+        monkeypatch.setattr(caption_cmd, "write_outputs", denied_for_a)
+    out = tmp_path / "out"
+    argv = [
+        "caption",
+        str(tmp_path / "in"),
+        "--model",
+        "recap-synth",
+        "-o",
+        str(out),
+        "--no-progress",
+        "--levels",
+        "clip",
+    ]
+    assert cli.main(argv) == 1  # some inputs failed
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err == [
+        f"videorecap caption: error: {tmp_path / 'in' / 'a.mp4'}: failed: {out / 'a' / 'captions.json'}: Permission "
+        "denied (check the permissions, or write elsewhere)"
+    ]
+    assert (out / "b" / "captions.json").is_file()
