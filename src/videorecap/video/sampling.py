@@ -5,7 +5,8 @@ A video is cut into windows at three levels: 4-s clip windows `[i, min(i + 4, du
 a last clip window shorter than `min_tail_seconds` (1 s by default) joins the previous window, so a 4.004-s video
 gets one 4.004-s window instead of a second one of 4 ms that would get a whole caption of its own; a last segment
 window shorter than one clip window joins the previous segment the same way. `min_tail_seconds=0` gives the
-original's plan (every tail kept), which `clip_windows`/`segment_windows` give by default.
+original's plan (every tail kept), which `clip_windows`/`segment_windows` give by default. Plans are `Windows`
+sequences that compute window `i` on demand, so a header that claims 10,000 h costs nothing until frames are decoded.
 
 Each window is split into `num_frames` equal parts and one frame is taken per part: the middle one (inference,
 feature extraction) or a random one (training).
