@@ -2,8 +2,9 @@
 
 `iter_windows` walks the file once from the first needed moment to the last, decoding every frame (video codecs
 cannot skip) but converting to RGB only the frames a window samples, and keeps only the frames of windows that are
-not complete yet; the moments to sample are computed window by window as the pass reaches them, not listed up front. A frame is "the one on screen at time t": the last frame whose timestamp is <= t, so variable
-frame rate is handled by timestamps, never by counting frames. Frames are turned upright by the stream's rotation
+not complete yet; the moments to sample are computed window by window as the pass reaches them, not listed up
+front. A frame is "the one on screen at time t": the last frame whose timestamp is <= t, so variable frame rate is
+handled by timestamps, never by counting frames. Frames are turned upright by the stream's rotation
 metadata. `read_window` is the random-access form for training: one seek, then decode to the window.
 
 `prefetch(iterable, depth)` runs any producer (decode + transform) in a background thread, so a model consuming the
