@@ -221,3 +221,57 @@ def test_load_by_name_and_clear_errors_for_files(tmp_path, monkeypatch):
     monkeypatch.setattr("videorecap.checkpoint.load_model", lambda *a, **kw: pytest.fail("weights were read"))
     with pytest.raises(InputError, match="--levels clip"):
         Captioner.load(bundled_model_dir() / "clip", levels="segment")
+
+
+@pytest.mark.parametrize("clip_seconds", [None, 0.1])  # the model's 4 s, and the smallest --clip-seconds
+def test_a_huge_declared_duration_costs_no_memory_before_the_truncation_shows(
+    captioner, tmp_path, monkeypatch, clip_seconds
+):
+    """A header that claims 200 h for 10 s of frames: the windows are computed as the decode pass reaches them,
+    so memory follows what is really in the file, not what it declares (the whole plan used to be built first)."""
+    import dataclasses
+    import tracemalloc
+
+    from videorecap import pipeline
+    from videorecap.errors import VideoError
+    from videorecap.video.io import probe
+
+    path = make_video(tmp_path / "liar.mkv", duration=10.0, fps=2.0, size=(32, 24), codec="ffv1")
+    claims = dataclasses.replace(probe(path), duration=200 * 3600.0, num_frames=None)
+    monkeypatch.setattr(pipeline, "probe", lambda p: claims)
+    opts = {"levels": ("clip",), "batch_size": 4, "clip_seconds": clip_seconds}
+    with pytest.raises(VideoError, match="truncated"):
+        caption_video(path, captioner, CaptionOptions(**opts))
+    tracemalloc.start()
+    try:
+        res = caption_video(path, captioner, CaptionOptions(allow_partial=True, **opts))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    step = clip_seconds or 4.0
+    assert res.video.partial and 7.5 <= res.clips[-1].end <= 10.5  # the windows that had all their frames
+    assert len(res.clips) == pytest.approx(res.clips[-1].end / step, abs=1)
+    # a plan of 180,000 (or 7.2 million) windows as lists took 100 MB (or gigabytes); now a few MB for the model
+    assert peak < 16 << 20, f"peak {peak >> 20} MB"
+
+
+def test_the_clip_stage_keeps_only_the_cls_rows_not_every_token(captioner, video, monkeypatch):
+    """The CLS rows kept per chunk until the clip stage ends must own their memory: a view of the encoder's output
+    kept all 1 + T*P tokens of every window alive (10 h of video: 400 MB more at the end of the clip stage)."""
+    from videorecap import pipeline
+
+    kept: list[tuple[int, int]] = []
+    save = pipeline._Run._save_chunk
+
+    def spy(self, start, texts, feats):  # noqa: ANN001, ANN202
+        for a in feats:
+            owner = a
+            while isinstance(owner, np.ndarray) and owner.base is not None:
+                owner = owner.base
+            held = owner.untyped_storage().nbytes() if isinstance(owner, torch.Tensor) else owner.nbytes
+            kept.append((a.nbytes, held))
+        return save(self, start, texts, feats)
+
+    monkeypatch.setattr(pipeline._Run, "_save_chunk", spy)
+    caption_video(video, captioner, CaptionOptions(levels="clip", batch_size=3))
+    assert kept and all(held == own for own, held in kept), kept[:3]

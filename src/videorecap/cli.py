@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from videorecap.errors import VideoRecapError
+    from videorecap.errors import VideoRecapError, describe_os_error
 
     try:
         if args.device:
@@ -196,6 +196,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_progress_bars()
         print(f"videorecap {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        # The safety net for what no message at the source names: a full disk, a permission, a path under /proc.
+        # The file and the system's reason are the one line; the traceback is for -v.
+        _close_progress_bars()
+        logging.getLogger("videorecap.cli").info("traceback", exc_info=True)
+        print(f"videorecap {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
+    except (RecursionError, MemoryError) as e:
+        _close_progress_bars()
+        logging.getLogger("videorecap.cli").info("traceback", exc_info=True)
+        what = "nested too deeply" if isinstance(e, RecursionError) else "too large for the memory available"
+        print(f"videorecap {args.command}: error: an input is {what} ({type(e).__name__}); run with -v for where",
+              file=sys.stderr)  # fmt: skip
+        return 1
 
 
 def _close_progress_bars() -> None:

@@ -199,6 +199,8 @@ class CaptionResult:
             d = json.loads(raw, parse_constant=_reject_constant)
         except (json.JSONDecodeError, ValueError) as e:
             raise InputError(f"{path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise InputError(f"{path}: JSON nested too deeply to be a captions file (damaged?)") from None
         return _parse(d, str(path))
 
 

@@ -48,7 +48,7 @@ from videorecap.commands._options import (
     prepare_output_dir,
     window_seconds,
 )
-from videorecap.errors import InputError, VideoRecapError
+from videorecap.errors import InputError, VideoRecapError, describe_os_error
 from videorecap.export import NARRATORS
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
@@ -224,6 +224,9 @@ def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None
 
     if isinstance(e, VideoRecapError):
         msg = str(e)
+    elif isinstance(e, OSError):  # a full disk, a permission: the file and what to do
+        msg = f"{path}: failed: {describe_os_error(e)}"
+        logging.getLogger("videorecap.caption").info("%s failed", vid, exc_info=e)
     else:
         # not a user mistake we know of (a full disk, out of memory, a bug): still one line, the trace with -v
         what = " ".join(str(e).split())[:300] or type(e).__name__

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from videorecap import fileio
-from videorecap.errors import InputError, VideoError
+from videorecap.errors import InputError, VideoError, describe_os_error
 from videorecap.store import Store, file_identity, weights_hash
 from videorecap.store import clear as clear_store
 from videorecap.video.encode import EncodeStats, Window, encode_windows, encoder_geometry
@@ -383,7 +383,11 @@ def extract_job(
     except VideoError as e:
         logger.debug("%s failed: %s", job.video, e)
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
-    except Exception as e:  # noqa: BLE001 - a full disk, out of memory, a bug: this video fails, the others go on
+    except OSError as e:  # a full disk, a permission: this video fails, the others go on (the disk may recover)
+        logger.debug("%s failed", job.video, exc_info=True)
+        error = f"{job.video}: failed: {describe_os_error(e)}"
+        return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
+    except Exception as e:  # noqa: BLE001 - out of memory, a bug: this video fails, the others go on
         logger.debug("%s failed", job.video, exc_info=True)
         what = " ".join(str(e).split())[:300] or type(e).__name__
         error = f"{job.video}: failed with {type(e).__name__}: {what}"
