@@ -31,3 +31,7 @@ class DataError(VideoRecapError):
 
 class MissingDependencyError(VideoRecapError):
     """An optional dependency (Java, Chromium, an extra) is not installed; the message says how to get it."""
+
+
+class FolderBusyError(VideoRecapError):
+    """An output folder is locked by another running job (`videorecap.lock`); the message names its PID."""

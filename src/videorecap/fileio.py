@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def _current_umask() -> int:
@@ -74,3 +79,82 @@ def is_temp_file(path: str | os.PathLike[str]) -> bool:
     """True for the leftovers of an interrupted atomic write (safe to delete)."""
     name = Path(path).name
     return name.startswith(".") and name.endswith(".tmp")
+
+
+# The exact names our own temporary files and folders get: `.NAME.XXXXXXXX.tmp` from `tempfile.mkstemp`/`mkdtemp`
+# (8 random characters of [a-z0-9_]), and `.NAME.XXXXXXXX.old.tmp` for a folder moved aside by `swap_dir`. Leftover
+# cleaning matches these and nothing looser, so that a user's own `.notes.tmp` is never touched.
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+_ASIDE_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old\.tmp$")
+
+
+def temp_dir(target: str | os.PathLike[str]) -> Path:
+    """A new empty folder next to `target`, named like our temp files, to be moved in with `swap_dir`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    fix_dir_permissions(tmp)
+    return tmp
+
+
+def swap_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put the folder `new` at `target` as a whole, replacing the old `target` folder if there is one.
+
+    The old folder is renamed aside (`.NAME.XXXXXXXX.old.tmp`), the new one renamed in, then the old one deleted:
+    a reader sees the old folder or the new one, never a mix. A kill between the two renames leaves no `target`
+    and the old folder aside; `clean_leftovers` puts it back.
+    """
+    new, target = Path(new), Path(target)
+    _fsync_dir(new)
+    if target.exists() or target.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old.tmp", dir=target.parent))
+        os.rename(target, old)  # replaces the empty placeholder mkdtemp made (a unique, unused name)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # folders cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
+    """Delete what interrupted writes left in `folder` (down to `depth` levels): our own temp files and folders
+    (exact `.NAME.XXXXXXXX.tmp` names, see `_TEMP_RE`); a folder that `swap_dir` moved aside and never replaced is
+    put back. Call it only while no other process writes there (under `videorecap.lock.output_lock`).
+
+    Returns:
+        The number of entries deleted or restored.
+    """
+    n = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    names = {e.name for e in entries}
+    for e in entries:
+        path = Path(e.path)
+        aside = _ASIDE_RE.match(e.name)
+        if aside and e.is_dir(follow_symlinks=False) and aside["name"] not in names:
+            os.rename(path, path.parent / aside["name"])  # killed between swap_dir's two renames: the old set is back
+            names.add(aside["name"])
+            logger.warning("restored %s (a replacement was interrupted)", path.parent / aside["name"])
+            n += 1
+        elif aside or _TEMP_RE.match(e.name):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            logger.info("removed %s (left by an interrupted run)", path)
+            n += 1
+        elif depth > 1 and e.is_dir(follow_symlinks=False):
+            n += clean_leftovers(path, depth - 1)
+    return n

@@ -350,3 +350,28 @@ def test_help_texts_say_what_the_code_does(capsys):
         cli.main(["--help"])
     top = " ".join(capsys.readouterr().out.split())
     assert "3 min" not in top and "180 s for Video ReCap" in top and "--threads" in top
+
+
+def test_two_jobs_on_one_folder_the_second_is_refused_or_waits(model_dir, video, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "videorecap", "caption", str(video), "--model", str(model_dir), "-o", str(out),
+           "--no-progress", "--batch-size", "1"]  # fmt: skip
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = out / ".videorecap.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.is_file() and lock.stat().st_size):  # the first run holds the folder
+        time.sleep(0.01)
+    # identical settings: before the lock, the two runs deleted each other's temp files and one crashed
+    second = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1")
+    assert first.poll() is None, "the first run finished before the second started"
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"PID {first.pid}" in lines[0] and "caption" in lines[0] and "--wait" in lines[0]
+    third = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1", "--wait")
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert third.returncode == 0 and "Traceback" not in third.stderr, third.stderr
+    ref = _cli("caption", video, "--model", model_dir, "-o", tmp_path / "ref", "--no-progress", "--batch-size", "1")
+    assert ref.returncode == 0, ref.stderr
+    for name in OUTPUTS:
+        assert (out / "walk" / name).read_bytes() == (tmp_path / "ref" / "walk" / name).read_bytes(), name
+    assert not list(out.rglob("*.tmp"))

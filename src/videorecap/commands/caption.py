@@ -33,11 +33,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
     add_min_tail_argument,
     add_recursive_argument,
+    add_wait_argument,
     device_name,
     positive_float,
     positive_int,
@@ -46,6 +48,9 @@ from videorecap.commands._options import (
 )
 from videorecap.errors import InputError, VideoRecapError
 from videorecap.export import NARRATORS
+
+if TYPE_CHECKING:
+    from videorecap.pipeline import CaptionOptions
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
@@ -104,6 +109,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: the GPU "
                    "when there is one, else cpu)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(p)
 
 
 def video_ids(paths: list[Path]) -> list[str]:
@@ -120,10 +126,9 @@ def video_ids(paths: list[Path]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
-    from videorecap.export import model_notes, write_outputs
-    from videorecap.pipeline import Captioner, CaptionOptions, caption_video, describe_model
+    from videorecap.lock import output_lock
+    from videorecap.pipeline import CaptionOptions
     from videorecap.video.io import collect_videos
-    from videorecap.video.webcopy import make_web_copy
 
     # every mistake in the options or inputs is found here, before a model loads or a video decodes
     if args.web_video_height is not None and not args.web_video:
@@ -149,6 +154,16 @@ def run(args: argparse.Namespace) -> int:
     )
     paths = collect_videos(args.inputs, recursive=args.recursive)
     prepare_output_dir(args.output)
+    with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
+        return _caption_all(args, opts, paths, device)
+
+
+def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Path], device: str) -> int:
+    from videorecap import distributed
+    from videorecap.export import model_notes, write_outputs
+    from videorecap.pipeline import Captioner, caption_video, describe_model
+    from videorecap.video.webcopy import make_web_copy
+
     ids = video_ids(paths)
     work = distributed.shard(list(zip(paths, ids, strict=True)))
     captioner = Captioner.load(

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
+    add_wait_argument,
     device_name,
     nonnegative_int,
     positive_float,
@@ -89,6 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: the GPU "
                    "when there is one, else cpu)")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(r)
 
 
 def default_output(model: Path, split: str) -> Path:
@@ -107,6 +109,7 @@ def default_output(model: Path, split: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens
+    from videorecap.lock import output_lock
     from videorecap.pipeline import Captioner, resolve_model
 
     device = args.device or distributed.default_device()
@@ -150,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         java=args.java,
         progress=not args.no_progress,
     )
-    report = evaluate(captioner, data_dir, out, opts)
+    with output_lock(out, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
+        report = evaluate(captioner, data_dir, out, opts)
 
     print(report.table)
     print()

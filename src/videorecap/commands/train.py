@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videorecap.commands._options import device_name, positive_int, prepare_output_dir
+from videorecap.commands._options import add_wait_argument, device_name, positive_int, prepare_output_dir
 
 HELP = "train the models from a recipe (the whole curriculum, resumable)"
 
@@ -42,11 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--list", action="store_true", help="print the recipe's steps and their state, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
 
     from videorecap import distributed
+    from videorecap.lock import output_lock
     from videorecap.train.recipe import Curriculum, load_recipe, recipe_from_dict
 
     recipe = load_recipe(args.recipe, output_dir=args.output_dir, device=args.device)
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{step.name:<14} {step.kind:<13} {state}")
         return 0
     prepare_output_dir(cur.out, "--output-dir")  # before the first step: a bad folder is one line, at once
-    result = cur.run(args.stage)
+    with output_lock(cur.out, wait=args.wait):  # rank 0 holds it for the job; leftovers of a killed run go
+        result = cur.run(args.stage)
     if main:
         for name, state in result.items():
             print(f"{name}: {state}", file=sys.stderr)
