@@ -85,7 +85,7 @@ def is_temp_file(path: str | os.PathLike[str]) -> bool:
 # (8 random characters of [a-z0-9_]), and `.NAME.XXXXXXXX.old.tmp` for a folder moved aside by `swap_dir`. Leftover
 # cleaning matches these and nothing looser, so that a user's own `.notes.tmp` is never touched.
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
-_ASIDE_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old\.tmp$")
+_ASIDE_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.(?P<kind>old|carry)\.tmp$")
 
 
 def temp_dir(target: str | os.PathLike[str]) -> Path:
@@ -97,23 +97,35 @@ def temp_dir(target: str | os.PathLike[str]) -> Path:
     return tmp
 
 
-def swap_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+def swap_dir(new: str | os.PathLike[str], target: str | os.PathLike[str], *, carry: bool = False) -> None:
     """Put the folder `new` at `target` as a whole, replacing the old `target` folder if there is one.
 
     The old folder is renamed aside (`.NAME.XXXXXXXX.old.tmp`), the new one renamed in, then the old one deleted:
-    a reader sees the old folder or the new one, never a mix. A kill between the two renames leaves no `target`
-    and the old folder aside; `clean_leftovers` puts it back.
+    a reader sees the old folder or the new one, never a mix. With `carry`, what the old folder holds and the new
+    one lacks (a cache, a user's own files) is moved into the new folder before the old one goes (the aside is then
+    named `.NAME.XXXXXXXX.carry.tmp`). A kill at any point leaves the old folder or the new one, plus an aside that
+    `clean_leftovers` resolves: put back when `target` is missing, else carried over (`carry`) and deleted.
     """
     new, target = Path(new), Path(target)
     _fsync_dir(new)
-    if target.exists() or target.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old.tmp", dir=target.parent))
-        os.rename(target, old)  # replaces the empty placeholder mkdtemp made (a unique, unused name)
+    if not (target.exists() or target.is_symlink()):
         os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
+        _fsync_dir(target.parent)
+        return
+    kind = "carry" if carry else "old"
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=f".{kind}.tmp", dir=target.parent))
+    os.rename(target, aside)  # over the empty placeholder mkdtemp made: a unique name nobody else uses
+    os.rename(new, target)
     _fsync_dir(target.parent)
+    _finish_aside(aside, target, carry)
+
+
+def _finish_aside(aside: Path, target: Path, carry: bool) -> None:
+    if carry:
+        for entry in os.scandir(aside):
+            if not os.path.lexists(target / entry.name):
+                os.rename(entry.path, target / entry.name)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -128,8 +140,9 @@ def _fsync_dir(path: Path) -> None:
 
 def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
     """Delete what interrupted writes left in `folder` (down to `depth` levels): our own temp files and folders
-    (exact `.NAME.XXXXXXXX.tmp` names, see `_TEMP_RE`); a folder that `swap_dir` moved aside and never replaced is
-    put back. Call it only while no other process writes there (under `videorecap.lock.output_lock`).
+    (exact `.NAME.XXXXXXXX.tmp` names, see `_TEMP_RE`). A folder that `swap_dir` moved aside is put back when its
+    replacement never arrived, else finished (carried over, deleted). Call it only while no other process writes
+    there (under `videorecap.lock.output_lock`).
 
     Returns:
         The number of entries deleted or restored.
@@ -147,6 +160,10 @@ def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
             os.rename(path, path.parent / aside["name"])  # killed between swap_dir's two renames: the old set is back
             names.add(aside["name"])
             logger.warning("restored %s (a replacement was interrupted)", path.parent / aside["name"])
+            n += 1
+        elif aside and e.is_dir(follow_symlinks=False):
+            _finish_aside(path, path.parent / aside["name"], aside["kind"] == "carry")
+            logger.info("finished replacing %s (interrupted)", path.parent / aside["name"])
             n += 1
         elif aside or _TEMP_RE.match(e.name):
             if e.is_dir(follow_symlinks=False):
