@@ -131,11 +131,12 @@ def _finish_aside(aside: Path, target: Path, carry: bool) -> None:
 def _fsync_dir(path: Path) -> None:
     if os.name != "posix":  # folders cannot be opened for fsync on Windows
         return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # nor on every file system
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
