@@ -8,13 +8,15 @@ target, which POSIX makes atomic.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,51 @@ def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
         elif depth > 1 and e.is_dir(follow_symlinks=False):
             n += clean_leftovers(path, depth - 1)
     return n
+
+
+# ---- names of output files derived from input names ------------------------------------------------------------------
+# Control characters (NUL included), path separators and what Windows refuses in a name become "_"
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+# a file system takes 255 bytes per name; an id leaves room for ".npy", a "_2" suffix and our temp-name decorations
+# (".ID.npy.XXXXXXXX.tmp", ".ID.XXXXXXXX.carry.tmp")
+MAX_NAME_BYTES = 200
+
+
+def safe_output_name(name: str) -> str:
+    """`name` (a video's file stem, a segment id) made safe as one file or folder name inside an output folder.
+
+    Never empty, ".", ".." or hidden (a leading "." becomes "_", so an id can neither climb out of `-o` nor look like
+    our lock or temp files); no separators, control characters or characters Windows refuses; at most
+    `MAX_NAME_BYTES` bytes of UTF-8 (a longer name is cut and ends in "~" and a hash of the whole name, so two long
+    names stay apart). A plain name is returned unchanged.
+    """
+    safe = _UNSAFE_CHARS.sub("_", name)
+    safe = re.sub(r"^\.|[. ]+$", lambda m: "_" * len(m[0]), safe)  # Windows drops trailing dots and spaces
+    if not safe or safe.split(".")[0].upper() in _WINDOWS_DEVICES:
+        safe = "_" + safe
+    if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        head = safe.encode("utf-8")[: MAX_NAME_BYTES - 9].decode("utf-8", "ignore")  # whole characters only
+        safe = f"{head}~{digest}"
+    return safe
+
+
+def name_key(name: str) -> str:
+    """When two names are the same file on a case-insensitive (or Unicode-normalising) file system."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def unique_output_names(names: Iterable[str]) -> list[str]:
+    """`safe_output_name` of each name, made unique with "_2", "_3"... also where only case tells them apart."""
+    out: list[str] = []
+    used: set[str] = set()
+    for name in names:
+        base = cand = safe_output_name(name)
+        n = 1
+        while name_key(cand) in used:
+            n += 1
+            cand = f"{base}_{n}"
+        used.add(name_key(cand))
+        out.append(cand)
+    return out

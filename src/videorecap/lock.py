@@ -9,7 +9,8 @@ holds the folder. Once the lock is taken, the leftovers of interrupted writes (o
 
 torchrun: the ranks of one job write disjoint shares of the same folder, so they share the lock. Rank 0 takes it;
 the other ranks wait until the lock file names their job (torchrun's run id and rendezvous address), and stop
-with the same one-line error when another job holds the folder.
+with the same one-line error when another job holds the folder. (RANK/WORLD_SIZE without torchrun's rendezvous,
+MASTER_ADDR, make no shared job: each process takes the lock itself, as `distributed.init_if_needed` runs it alone.)
 
 The CLI takes the lock in `caption`, `features`, `evaluate` and `train`. The Python API (`caption_video`,
 `write_outputs`, `run_jobs`, `evaluate`, `Curriculum.run`) does not lock by itself: a program that may run several
@@ -69,10 +70,14 @@ else:
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _job_key() -> str:
-    """What the ranks of one torchrun job share and no other running job has: run id + rendezvous address."""
+def _job_key() -> str | None:
+    """What the ranks of one torchrun job share and no other running job has: run id + rendezvous address. None
+    outside torchrun, or where RANK/WORLD_SIZE are set without a rendezvous (`distributed.init_if_needed` then runs
+    each process alone too): the process is a job of its own."""
     env = os.environ
-    return f"{env.get('TORCHELASTIC_RUN_ID', '')}@{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+    if distributed.rank_world()[1] == 1 or not env.get("MASTER_ADDR"):
+        return None
+    return f"{env.get('TORCHELASTIC_RUN_ID', '')}@{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '')}"
 
 
 def read_holder(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -101,7 +106,7 @@ def _holder_info(command: str) -> dict[str, Any]:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": command,
-        "job": _job_key() if distributed.rank_world()[1] > 1 else None,
+        "job": _job_key(),
         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -145,9 +150,9 @@ def output_lock(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rank, world = distributed.rank_world()
-    if world > 1 and rank > 0:
-        _wait_for_rank0(folder, wait)
+    job = _job_key()
+    if job is not None and distributed.rank_world()[0] > 0:
+        _wait_for_rank0(folder, job, wait)
         yield folder
         return
     path = folder / LOCK_FILE
@@ -180,9 +185,8 @@ def output_lock(
         f.close()
 
 
-def _wait_for_rank0(folder: Path, wait: bool) -> None:
+def _wait_for_rank0(folder: Path, me: str, wait: bool) -> None:
     """A torchrun rank > 0: go on once rank 0 of this job holds the lock; stop if another job holds it."""
-    me = _job_key()
     deadline = time.monotonic() + _RANK0_TIMEOUT_SECONDS
     while True:
         holder = read_holder(folder)

@@ -375,3 +375,47 @@ def test_two_jobs_on_one_folder_the_second_is_refused_or_waits(model_dir, video,
     for name in OUTPUTS:
         assert (out / "walk" / name).read_bytes() == (tmp_path / "ref" / "walk" / name).read_bytes(), name
     assert not list(out.rglob("*.tmp"))
+
+
+def test_output_names_from_hostile_file_names_stay_inside_o(model_dir, tmp_path):
+    src = make_video(tmp_path / "src.mp4", duration=4.0, fps=2.0, size=(32, 24))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_stem = "é" * 120 + "x" * 10  # 250 bytes of UTF-8: no room left for a temp name beside it
+    names = ["...mp4", "Walk.mp4", "walk.mp4", "a\x07b\x1b.mp4", "back\\slash.mp4", f"{long_stem}.mp4", "CON.mp4"]
+    for n in names:
+        (inputs / n).write_bytes(src.read_bytes())
+    (inputs / "sub").mkdir()
+    (inputs / "sub" / "...mp4").write_bytes(src.read_bytes())
+    listing = tmp_path / "list.txt"  # a list may name a file through "..": the id is still the file's own stem
+    listing.write_text(f"{inputs}/sub/../sub/...mp4\n")
+    out = tmp_path / "out"
+    r = _cli("caption", *[inputs / n for n in names], listing, "--model", model_dir, "-o", out, "--no-progress",
+             "--levels", "clip")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "list.txt", "out", "src.mp4"]  # nothing beside -o
+    ids = sorted(p.name for p in out.iterdir() if p.name != ".videorecap.lock")
+    long_id = next(i for i in ids if i.startswith("é"))
+    assert len(long_id.encode()) <= 200 and "~" in long_id
+    assert sorted(set(ids) - {long_id}) == sorted(["__", "___2", "Walk", "walk_2", "a_b_", "back_slash", "_CON"])
+    assert len({i.casefold() for i in ids}) == len(ids) == 8  # apart on a case-insensitive file system too
+    for i in ids:
+        assert (out / i).resolve().parent == out.resolve()
+        assert json.loads((out / i / "captions.json").read_text())["clips"]
+
+
+def test_a_second_run_with_other_settings_recomputes_every_level(model_dir, video, tmp_path):
+    # issue 14: the second run reported its own settings with the first run's segment descriptions and summary
+    args = [video, "--model", model_dir, "--no-progress"]
+    first = _cli("caption", *args, "-o", tmp_path / "out", "--max-tokens", "2")
+    assert first.returncode == 0, first.stderr
+    short = json.loads((tmp_path / "out" / "walk" / "captions.json").read_text())
+    second = _cli("caption", *args, "-o", tmp_path / "out")
+    fresh = _cli("caption", *args, "-o", tmp_path / "fresh")
+    assert second.returncode == 0 and fresh.returncode == 0, second.stderr + fresh.stderr
+    was = json.loads((tmp_path / "out" / "walk" / "captions.json").read_text())
+    want = json.loads((tmp_path / "fresh" / "walk" / "captions.json").read_text())
+    assert was["segments"] == want["segments"] and was["summary"] == want["summary"] and was["clips"] == want["clips"]
+    for name in OUTPUTS:
+        assert (tmp_path / "out" / "walk" / name).read_bytes() == (tmp_path / "fresh" / "walk" / name).read_bytes()
+    assert short["segments"] != want["segments"] and short["summary"] != want["summary"]  # the settings matter

@@ -113,15 +113,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def video_ids(paths: list[Path]) -> list[str]:
-    """Output folder names: the file stem, made unique with a suffix when two videos share one."""
-    ids: list[str] = []
-    used: dict[str, int] = {}
-    for p in paths:
-        vid = p.stem
-        n = used.get(vid, 0)
-        used[vid] = n + 1
-        ids.append(vid if n == 0 else f"{vid}_{n + 1}")
-    return ids
+    """Output folder names: the file stem made safe (it always names a folder inside -o, see
+    `fileio.safe_output_name`), made unique with a suffix when two videos share one (also where only case differs)."""
+    from videorecap.fileio import unique_output_names
+
+    return unique_output_names(p.stem for p in paths)
 
 
 def run(args: argparse.Namespace) -> int:
