@@ -418,4 +418,4 @@ def test_a_second_run_with_other_settings_recomputes_every_level(model_dir, vide
     assert was["segments"] == want["segments"] and was["summary"] == want["summary"] and was["clips"] == want["clips"]
     for name in OUTPUTS:
         assert (tmp_path / "out" / "walk" / name).read_bytes() == (tmp_path / "fresh" / "walk" / name).read_bytes()
-    assert short["segments"] != want["segments"] and short["summary"] != want["summary"]  # the settings matter
+    assert short["segments"] != want["segments"]  # the settings matter (this tiny model's summary is empty in both)
