@@ -208,3 +208,18 @@ def test_video_ids_are_safe_file_names_and_unique_ignoring_case(tmp_path):
     assert [j.key for j in jobs][:2] == ["__", "a_b"]
     with pytest.raises(InputError, match="same video id"):  # one ID.npy on a case-insensitive disk
         video_jobs([tmp_path / "A" / "Walk.mp4", tmp_path / "B" / "walk.mp4"])
+
+
+def test_cli_cleans_leftovers_of_a_killed_run_and_keeps_user_files(tmp_path: Path, capsys):
+    video = make_video(tmp_path / "in" / "a.mp4", duration=2, fps=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    partial = [out / ".a.npy.x1y2z3w4.tmp", out / ".chunks" / "a" / ".chunk-0.npz.abcd_123.tmp"]
+    partial[1].parent.mkdir(parents=True)
+    for p in partial:
+        p.write_bytes(b"half")
+    (out / "notes.tmp").write_text("mine")
+    argv = ["features", str(video), "-o", str(out), "--random-encoder", "recap-tiny", "--no-progress"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert not [p for p in partial if p.exists()] and (out / "notes.tmp").read_text() == "mine"
+    assert (out / "a.npy").is_file()
