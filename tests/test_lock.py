@@ -125,3 +125,12 @@ def test_a_folder_moved_aside_by_an_interrupted_swap_is_put_back(tmp_path):
     assert fileio.clean_leftovers(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walk"]
     assert (tmp_path / "walk" / "captions.json").read_text() == "old"
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path):
+    from videorecap.errors import InputError
+
+    (tmp_path / LOCK_FILE).mkdir()  # (a file without read permission does the same, except for root)
+    with pytest.raises(InputError, match="lock file"):
+        with output_lock(tmp_path):
+            pass

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from videorecap import distributed, fileio
-from videorecap.errors import FolderBusyError
+from videorecap.errors import FolderBusyError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,10 @@ def output_lock(
         return
     path = folder / LOCK_FILE
     # "a+b": create when missing, never truncate (the holder's PID must stay readable to a second job)
-    f = open(path, "a+b")  # noqa: SIM115 - held open for the body of the `with`
+    try:
+        f = open(path, "a+b")  # noqa: SIM115 - held open for the body of the `with`
+    except OSError as e:
+        raise InputError(f"{path}: cannot open the output folder's lock file ({e.strerror or e})") from None
     try:
         announced = False
         while not _try_lock(f):
