@@ -91,6 +91,14 @@ def test_torchrun_ranks_share_the_lock_of_their_job(tmp_path, monkeypatch):
     finally:
         rank0.kill()
         rank0.wait()
+    # rank 0 may finish its share before rank 1 gets there: its note stays, and rank 1 still goes on
+    for k, v in job.items():
+        monkeypatch.setenv(k, v)
+    done = _holder(tmp_path / "quick", 0, env=dict(os.environ, RANK="0"))
+    assert done.wait() == 0
+    monkeypatch.setenv("RANK", "1")
+    with output_lock(tmp_path / "quick"):
+        pass
 
 
 def test_leftovers_of_interrupted_writes_are_cleaned_and_user_files_kept(tmp_path):

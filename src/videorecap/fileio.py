@@ -141,11 +141,11 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
+def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3, before: float | None = None) -> int:
     """Delete what interrupted writes left in `folder` (down to `depth` levels): our own temp files and folders
     (exact `.NAME.XXXXXXXX.tmp` names, see `_TEMP_RE`). A folder that `swap_dir` moved aside is put back when its
     replacement never arrived, else finished (carried over, deleted). Call it only while no other process writes
-    there (under `videorecap.lock.output_lock`).
+    there (under `videorecap.lock.output_lock`); with `before` (a time.time()), entries changed since then are left.
 
     Returns:
         The number of entries deleted or restored.
@@ -159,6 +159,9 @@ def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
     for e in entries:
         path = Path(e.path)
         aside = _ASIDE_RE.match(e.name)
+        ours = aside or _TEMP_RE.match(e.name)
+        if ours and before is not None and e.stat(follow_symlinks=False).st_mtime >= before:
+            continue
         if aside and e.is_dir(follow_symlinks=False) and aside["name"] not in names:
             os.rename(path, path.parent / aside["name"])  # killed between swap_dir's two renames: the old set is back
             names.add(aside["name"])
@@ -176,7 +179,7 @@ def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3) -> int:
             logger.info("removed %s (left by an interrupted run)", path)
             n += 1
         elif depth > 1 and e.is_dir(follow_symlinks=False):
-            n += clean_leftovers(path, depth - 1)
+            n += clean_leftovers(path, depth - 1, before)
     return n
 
 

@@ -40,6 +40,7 @@ LOCK_FILE = ".videorecap.lock"
 _POLL_SECONDS = 0.2
 # how long the other ranks of a torchrun job wait for rank 0 to take the lock (it loads nothing before that)
 _RANK0_TIMEOUT_SECONDS = 600.0
+_IMPORTED = time.time()
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -170,26 +171,45 @@ def output_lock(
                 logger.warning("%s; waiting", _busy_message(folder, read_holder(folder)).split(";")[0])
                 announced = True
             time.sleep(_POLL_SECONDS)
-        if clean:
-            fileio.clean_leftovers(folder)  # before announcing ourselves: the other ranks start after this
         f.seek(0)
-        f.truncate()
+        f.truncate()  # a note left by an earlier holder no longer holds
+        f.flush()
+        if clean:
+            # before announcing ourselves: the other ranks of a torchrun job start after this. They may have started
+            # already on a stale note of a same-named earlier job, so in a shared job only what is older than this
+            # process is a leftover (a younger file may be a rank's write in progress; it goes next time if stale)
+            fileio.clean_leftovers(folder, before=None if job is None else _process_start())
         f.write((json.dumps(_holder_info(command or command_line())) + "\n").encode("utf-8"))
         f.flush()
         try:
             yield folder
         finally:
             with contextlib.suppress(OSError):
-                f.seek(0)
-                f.truncate()  # the folder is free: say nothing about a holder that has gone
-                f.flush()
+                if job is None:  # the folder is free: say nothing about a holder that has gone
+                    f.seek(0)
+                    f.truncate()
+                    f.flush()
+                # in a torchrun job the note stays: a rank that starts after rank 0 has finished still finds it
                 _unlock(f)
     finally:
         f.close()
 
 
+def _process_start() -> float:
+    """When this process started (seconds since the epoch): Linux's /proc, else when this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return _IMPORTED
+
+
 def _wait_for_rank0(folder: Path, me: str, wait: bool) -> None:
-    """A torchrun rank > 0: go on once rank 0 of this job holds the lock; stop if another job holds it."""
+    """A torchrun rank > 0: go on once rank 0 of this job has taken the lock (it may have finished already: its
+    note stays); stop if another job holds it."""
     deadline = time.monotonic() + _RANK0_TIMEOUT_SECONDS
     while True:
         holder = read_holder(folder)
