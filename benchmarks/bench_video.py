@@ -96,7 +96,7 @@ def decode_in_subprocess(path: Path) -> dict:
 def decode_plus_encoder(path: Path, num_windows: int, batch_size: int, device: str) -> dict:
     from videorecap.config import RecapConfig
     from videorecap.model.encoder import VideoEncoder
-    from videorecap.video.features import EncodeStats, encode_windows
+    from videorecap.video.encode import EncodeStats, encode_windows
     from videorecap.video.io import probe
     from videorecap.video.sampling import segment_feature_windows
 

@@ -11,3 +11,14 @@ import torch  # noqa: E402
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: tiny models gain nothing from more, and on a busy machine (the CI's 2 cores
+    are shared) extra threads make every op many times slower. Use with `pytestmark = pytest.mark.usefixtures(...)`
+    or as an argument of a module-scoped fixture."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -6,7 +6,7 @@ import torch
 
 from videorecap.checkpoint import load_model
 from videorecap.data.collate import Collator
-from videorecap.data.sampling import sample
+from videorecap.data.feature_sampling import sample
 from videorecap.infer.batch import CaptionItem, caption_batch, collate_items
 from videorecap.infer.decode import DecodeConfig, generate_ids
 from videorecap.model.recap import VideoRecap
@@ -76,3 +76,26 @@ def test_empty_text_is_one_masked_pad_and_no_text_is_none(segment_model):
     assert clip_like["text_ids"] is None and clip_like["text_mask"] is None
     with pytest.raises(ValueError, match="empty batch"):
         caption_batch(m, tok, "segment", [])
+
+
+def test_scores_come_with_the_captions_and_are_the_teacher_forced_log_probs(segment_model):
+    m, tok = segment_model
+    k, kind = m.config.num_features("segment"), m.config.sampling("segment")
+    items = _items(m)
+    decode = DecodeConfig(max_new_tokens=12)
+    plain = caption_batch(m, tok, "segment", items, decode, sampling=(k, kind))
+    scored = caption_batch(m, tok, "segment", items, decode, sampling=(k, kind), return_scores=True)
+    assert [t for t, _ in scored] == plain
+    batch = collate_items(m, tok, items, sampling=(k, kind))
+    ids = generate_ids(m, "segment", **batch, decode=decode)
+    ctx = m.context("segment", batch["video"], batch["video_mask"], batch["text_ids"], batch["text_mask"])
+    bos, eos = m.config.tokens.bos_token_id, m.config.tokens.eos_token_id
+    for i, (row, (_, sc)) in enumerate(zip(ids, scored, strict=True)):
+        # one forward pass over BOS + the caption (+ its EOS), independent of the decoding loop
+        seq = [bos, *row] + ([eos] if sc.eos_logprob is not None else [])
+        with torch.no_grad():
+            logits = m.decoder(torch.tensor([seq[:-1]]), ctx[i : i + 1])[0].float()
+        want = logits.log_softmax(-1).gather(1, torch.tensor(seq[1:])[:, None])[:, 0].tolist()
+        got = sc.logprobs + ([sc.eos_logprob] if sc.eos_logprob is not None else [])
+        assert got == pytest.approx(want, abs=1e-5)
+        assert sc.confidence <= 0 and sc.perplexity >= 1

@@ -21,9 +21,9 @@ from videorecap.checkpoint import (
     safe_torch_load,
     save_encoder,
     save_pretrained,
-    sniff_file,
 )
 from videorecap.config import LEVELS, RecapConfig, TokenConfig
+from videorecap.convert.sniff import sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.decode import generate_ids
 from videorecap.model.encoder import VideoEncoder
@@ -100,11 +100,13 @@ def test_dtype(tmp_path: Path) -> None:
     m = _model("segment")
     save_pretrained(m, tmp_path / "ck", dtype=torch.float16)
     assert {t.dtype for t in load_file(tmp_path / "ck" / "model.safetensors").values()} == {torch.float16}
-    m16, _ = load_model(tmp_path / "ck")
-    assert next(m16.parameters()).dtype == torch.float16
-    m32, _ = load_model(tmp_path / "ck", dtype=torch.float32)
+    # upcast to the model's dtype (it used to load as float16, and a float32 input then failed deep in a layer)
+    m32, _ = load_model(tmp_path / "ck")
+    assert {p.dtype for p in m32.parameters()} == {torch.float32}
     w = m.decoder.wte.weight
     assert torch.equal(m32.decoder.wte.weight, w.half().float())
+    m16, _ = load_model(tmp_path / "ck", dtype=torch.float16)  # asked for
+    assert next(m16.parameters()).dtype == torch.float16
 
 
 def test_same_model_same_bytes(tmp_path: Path) -> None:
@@ -182,7 +184,13 @@ def test_strict_loading(tmp_path: Path) -> None:
 
     save_pretrained(m, ck, overwrite=True)
     _tamper(ck, lambda t: t.update({"text_queries": torch.zeros(3, 32)}))
-    with pytest.raises(CheckpointError, match=r"shape mismatches: text_queries \(3, 32\) \(model: \(8, 32\)\)"):
+    # found from the header, before the model is built: the config key and the tensor are named
+    with pytest.raises(CheckpointError, match=r"num_text_queries implies 8 for text_queries, but .* \[3, 32\]"):
+        load_model(ck)
+
+    save_pretrained(m, ck, overwrite=True)
+    _tamper(ck, lambda t: t.update({"decoder.ln_f.weight": torch.zeros(3)}))  # a shape no config key names
+    with pytest.raises(CheckpointError, match=r"shape mismatches: decoder.ln_f.weight \(3,\) \(model: \(32,\)\)"):
         load_model(ck)
 
     # a config that does not match the weights
@@ -190,7 +198,7 @@ def test_strict_loading(tmp_path: Path) -> None:
     cfg = json.loads((ck / "config.json").read_text())
     cfg["num_text_queries"] = 4
     (ck / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="does not match the model in its config"):
+    with pytest.raises(CheckpointError, match="num_text_queries implies 4 .* does not match the weights"):
         load_model(ck)
     cfg["no_such_field"] = 1
     (ck / "config.json").write_text(json.dumps(cfg))
@@ -359,3 +367,59 @@ def test_gpt2_fallback(tmp_path: Path) -> None:
     ck = save_pretrained(m, tmp_path / "ck")
     _, t = load_model(ck)
     assert t is not None and (t.vocab_size, t.bos_id, t.eos_id, t.pad_id) == (50257, 50256, 50256, 0)
+
+
+def _edit_config(folder: Path, edit) -> None:  # noqa: ANN001
+    cfg = json.loads((folder / "config.json").read_text())
+    edit(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # a size that does not fit the weights: found from the header, before any module is built (a billion layers
+        # used to be built, on the meta device, for minutes)
+        (lambda c: c["decoder"].update(n_layer=1_000_000), r"decoder.n_layer is 1000000, but .* holds 2 layers"),
+        (lambda c: c["decoder"].update(vocab_size=10_000_000), r"decoder.vocab_size implies 10000000 for decoder.wte"),
+        (lambda c: c["decoder"].update(n_positions=5_000_000), r"decoder.n_positions implies 5000000 for decoder.wpe"),
+        (lambda c: c["encoder"].update(layers=9_999), r"encoder.layers is 9999, but .* holds 2 layers"),
+        (lambda c: c["video_aligner"].update(width=4096), r"video_aligner.width implies 4096 for video_aligner.ln"),
+        # out of any sane bound, or not a whole number
+        (lambda c: c["decoder"].update(n_layer=10**9), r"decoder.n_layer is 1000000000, out of bounds"),
+        (lambda c: c["decoder"].update(n_layer=1e9), r"decoder.n_layer must be a whole number, got 1000000000.0"),
+    ],
+)
+def test_a_config_that_does_not_fit_the_weights_is_refused_before_building(tmp_path: Path, edit, message) -> None:  # noqa: ANN001
+    ck = save_pretrained(_model("unified"), tmp_path / "ck")
+    _edit_config(ck, edit)
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_model(ck)
+    assert "\n" not in str(e.value) and str(ck / "config.json") in str(e.value)
+    with pytest.raises(CheckpointError, match=message):
+        load_encoder(ck)
+
+
+def test_an_encoder_config_is_checked_against_its_weights(tmp_path: Path) -> None:
+    enc = VideoEncoder(RecapConfig.from_name("recap-tiny").encoder)
+    ck = save_encoder(enc, tmp_path / "enc")
+    _edit_config(ck, lambda c: c["encoder"].update(layers=100_000))
+    with pytest.raises(CheckpointError, match=r"encoder.layers is 100000, but .* holds 2 layers"):
+        load_encoder(ck)
+
+
+def test_weights_stored_as_integers_are_refused(tmp_path: Path) -> None:
+    ck = save_pretrained(_model("clip"), tmp_path / "ints")
+    _tamper(ck, lambda t: t.update({"decoder.ln_f.weight": t["decoder.ln_f.weight"].long()}))
+    with pytest.raises(CheckpointError, match=r"decoder.ln_f.weight is stored as int64, but the model needs float32"):
+        load_model(ck)
+
+
+def test_a_deeply_nested_config_is_one_error(tmp_path: Path) -> None:
+    ck = save_pretrained(_model("clip"), tmp_path / "ck")
+    (ck / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="config.json: cannot read the checkpoint config .*nested too deeply"):
+        load_model(ck)
+    (ck / "meta.json").write_text('{"a":' * 200_000 + "1" + "}" * 200_000)
+    with pytest.raises(CheckpointError, match="meta.json: cannot read the checkpoint metadata .*nested too deeply"):
+        ckpt.read_meta(ck)

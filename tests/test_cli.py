@@ -66,9 +66,10 @@ def test_train_output_dir_is_checked_before_training(tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.write_text("x")
     recipe = Path(__file__).parents[1] / "configs" / "recap-tiny.yaml"
-    assert _exit_code(["train", str(recipe), "--output-dir", str(taken / "run")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--output-dir" in err and str(taken) in err
+    for flag in ("-o", "--output-dir"):  # --output-dir: the old spelling, still accepted
+        assert _exit_code(["train", str(recipe), flag, str(taken / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error: -o " in err and str(taken) in err
 
 
 def test_device_is_checked_once_for_every_command(tmp_path, capsys):

@@ -3,40 +3,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from _helpers import tiny_recap, word_tokenizer
 
 import videorecap.evaluate as ev
 from videorecap.checkpoint import save_pretrained
-from videorecap.config import RecapConfig
+from videorecap.commands._options import parse_max_tokens
 from videorecap.data import hcap
 from videorecap.errors import InputError, MissingDependencyError
-from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens, previous_text_source
+from videorecap.evaluate import EvalOptions, evaluate, parse_levels, previous_text_source
 from videorecap.metrics import load_items, match_items
-from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner
-from videorecap.tokenizer import Tokenizer
 
 WORDS = [f"w{i}" for i in range(100)]
 FAST = ("cider", "rouge_l")
 DURATIONS = {"vA": 40.0, "vB": 24.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models gain nothing from intra-op threads, and on a busy machine they make every op much slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny_model(level, tok):
-    m = VideoRecap(RecapConfig.from_name("recap-tiny", level=level)).eval()
-    with torch.no_grad():  # open the gates so the captions depend on the input; rarely stop at once
-        for blk in m.decoder.h:
-            blk.xattn_gate.fill_(1.0)
-            blk.xmlp_gate.fill_(1.0)
-        m.decoder.wte.weight[2] -= 2.0
-    return m
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_data(root, rng, with_videos=False):
@@ -94,11 +77,11 @@ def make_data(root, rng, with_videos=False):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     torch.manual_seed(0)
-    tok = Tokenizer.train_word_level([" ".join(WORDS)])
+    tok = word_tokenizer(len(WORDS))
     root = tmp_path_factory.mktemp("models")
     for level in ("clip", "segment", "video"):
-        save_pretrained(tiny_model(level, tok), root / "recap" / level, tokenizer=tok)
-    save_pretrained(tiny_model("clip", tok), root / "clip-only", tokenizer=tok)
+        save_pretrained(tiny_recap(level), root / "recap" / level, tokenizer=tok)
+    save_pretrained(tiny_recap("clip"), root / "clip-only", tokenizer=tok)
     return root
 
 

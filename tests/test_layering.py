@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported
     ("videorecap.tokenizer",),
     ("videorecap.model",),  # the network only: no decoding, no files
+    ("videorecap.convert.sniff",),  # recognising released files by their bytes: checkpoint's error messages use it
     ("videorecap.checkpoint",),  # checkpoint folders <-> models
     ("videorecap.convert",),  # released weights -> our state dicts
     ("videorecap.video",),  # probing, decoding and sampling frames

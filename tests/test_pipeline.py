@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import tiny_recap, word_tokenizer
 
-from videorecap.config import RecapConfig
 from videorecap.errors import InputError
 from videorecap.infer import batch as infer_batch
-from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner, CaptionOptions, caption_video
-from videorecap.tokenizer import Tokenizer
 from videorecap.video.testing import make_video
 
 WORDS = [f"w{i}" for i in range(120)]
@@ -16,17 +14,8 @@ WORDS = [f"w{i}" for i in range(120)]
 @pytest.fixture(scope="module")
 def captioner():
     torch.manual_seed(0)
-    tok = Tokenizer.train_word_level([" ".join(WORDS)])
-    models = {}
-    for level in ("clip", "segment", "video"):
-        cfg = RecapConfig.from_name("recap-tiny", level=level, segment_seconds=12.0)
-        m = VideoRecap(cfg).eval()
-        with torch.no_grad():  # open the gates so the captions depend on the input
-            for blk in m.decoder.h:
-                blk.xattn_gate.fill_(1.0)
-                blk.xmlp_gate.fill_(1.0)
-            m.decoder.wte.weight[2] -= 2.0  # rarely stop at once: non-empty captions
-        models[level] = (m, tok)
+    tok = word_tokenizer(len(WORDS))
+    models = {level: (tiny_recap(level, segment_seconds=12.0), tok) for level in ("clip", "segment", "video")}
     return Captioner(models, {lv: "tiny" for lv in models})
 
 
@@ -118,7 +107,7 @@ def test_missing_level_model_is_a_clear_error(captioner, video):
 
 
 def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
-    from videorecap.data.sampling import sample_uniform, slice_features
+    from videorecap.data.feature_sampling import sample_uniform, slice_features
 
     feats = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
     np.save(tmp_path / "kitchen.npy", feats)
@@ -232,3 +221,57 @@ def test_load_by_name_and_clear_errors_for_files(tmp_path, monkeypatch):
     monkeypatch.setattr("videorecap.checkpoint.load_model", lambda *a, **kw: pytest.fail("weights were read"))
     with pytest.raises(InputError, match="--levels clip"):
         Captioner.load(bundled_model_dir() / "clip", levels="segment")
+
+
+@pytest.mark.parametrize("clip_seconds", [None, 0.1])  # the model's 4 s, and the smallest --clip-seconds
+def test_a_huge_declared_duration_costs_no_memory_before_the_truncation_shows(
+    captioner, tmp_path, monkeypatch, clip_seconds
+):
+    """A header that claims 200 h for 10 s of frames: the windows are computed as the decode pass reaches them,
+    so memory follows what is really in the file, not what it declares (the whole plan used to be built first)."""
+    import dataclasses
+    import tracemalloc
+
+    from videorecap import pipeline
+    from videorecap.errors import VideoError
+    from videorecap.video.io import probe
+
+    path = make_video(tmp_path / "liar.mkv", duration=10.0, fps=2.0, size=(32, 24), codec="ffv1")
+    claims = dataclasses.replace(probe(path), duration=200 * 3600.0, num_frames=None)
+    monkeypatch.setattr(pipeline, "probe", lambda p: claims)
+    opts = {"levels": ("clip",), "batch_size": 4, "clip_seconds": clip_seconds}
+    with pytest.raises(VideoError, match="truncated"):
+        caption_video(path, captioner, CaptionOptions(**opts))
+    tracemalloc.start()
+    try:
+        res = caption_video(path, captioner, CaptionOptions(allow_partial=True, **opts))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    step = clip_seconds or 4.0
+    assert res.video.partial and 7.5 <= res.clips[-1].end <= 10.5  # the windows that had all their frames
+    assert len(res.clips) == pytest.approx(res.clips[-1].end / step, abs=1)
+    # a plan of 180,000 (or 7.2 million) windows as lists took 100 MB (or gigabytes); now a few MB for the model
+    assert peak < 16 << 20, f"peak {peak >> 20} MB"
+
+
+def test_the_clip_stage_keeps_only_the_cls_rows_not_every_token(captioner, video, monkeypatch):
+    """The CLS rows kept per chunk until the clip stage ends must own their memory: a view of the encoder's output
+    kept all 1 + T*P tokens of every window alive (10 h of video: 400 MB more at the end of the clip stage)."""
+    from videorecap import pipeline
+
+    kept: list[tuple[int, int]] = []
+    save = pipeline._Run._save_chunk
+
+    def spy(self, start, texts, feats):  # noqa: ANN001, ANN202
+        for a in feats:
+            owner = a
+            while isinstance(owner, np.ndarray) and owner.base is not None:
+                owner = owner.base
+            held = owner.untyped_storage().nbytes() if isinstance(owner, torch.Tensor) else owner.nbytes
+            kept.append((a.nbytes, held))
+        return save(self, start, texts, feats)
+
+    monkeypatch.setattr(pipeline._Run, "_save_chunk", spy)
+    caption_video(video, captioner, CaptionOptions(levels="clip", batch_size=3))
+    assert kept and all(held == own for own, held in kept), kept[:3]

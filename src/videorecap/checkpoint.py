@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import logging
 import os
 import pickle
-import pickletools
 import re
 import shutil
 import struct
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -41,6 +38,7 @@ from safetensors.torch import save_file
 
 from videorecap import fileio
 from videorecap.config import EncoderConfig, RecapConfig
+from videorecap.convert.sniff import describe_released, sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.tokenizer import GPT2_EOT_ID, GPT2_VOCAB_SIZE, TOKENIZER_FILE, Tokenizer
 
@@ -214,8 +212,8 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     cfg_path = folder / CONFIG_FILE
     try:
         d = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{cfg_path}: cannot read the checkpoint config ({_one_line(e)})") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{cfg_path}: cannot read the checkpoint config ({_json_error(e)})") from e
     if not isinstance(d, dict) or d.get("kind") not in ("recap", "encoder"):
         raise CheckpointError(f'{cfg_path}: not a videorecap checkpoint config (no "kind": "recap" or "encoder")')
     version = d.get("format_version")
@@ -224,7 +222,146 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{cfg_path}: checkpoint format version {version!r} is not supported (this videorecap reads up to "
             f"{FORMAT_VERSION}); upgrade videorecap"
         )
+    check_sizes(d, folder)
     return d
+
+
+# The largest whole number a size field of a config may hold: far above any real model (GPT-2's vocabulary is
+# 50,257), far below what would make building the module take minutes or exhaust memory.
+MAX_CONFIG_INT = 1 << 24
+# safetensors' own limit on the header: anything larger is not a safetensors file
+_MAX_HEADER_BYTES = 100_000_000
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """`{name: (dtype, shape)}` of every tensor of a safetensors file, from its JSON header only (no tensor data).
+
+    Raises:
+        CheckpointError: not a safetensors file (unreadable, or a header that is not one).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 2 <= n <= min(_MAX_HEADER_BYTES, os.fstat(f.fileno()).st_size - 8):
+                raise ValueError("no safetensors header")
+            header = json.loads(f.read(n))
+        out = {}
+        for name, entry in header.items():
+            if name != "__metadata__":
+                out[name] = (str(entry["dtype"]), tuple(int(x) for x in entry["shape"]))
+        return out
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({_one_line(e)})") from e
+
+
+def check_sizes(d: Mapping[str, Any], folder: str | os.PathLike[str]) -> None:
+    """Check a parsed `config.json` against sane bounds and against the shapes in the weights file's header.
+
+    Done before any module is built: a config that says `"n_layer": 1e9` would otherwise make `info` or `caption`
+    build modules for minutes before the weights are even compared. Only the header is read, not the tensors.
+
+    Raises:
+        CheckpointError: naming the config key that is out of bounds or does not match the weights.
+    """
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_FILE
+    _check_ints(d, cfg_path)
+    if d.get("kind") == "encoder":
+        ecfg = encoder_config(d, cfg_path)
+        expected = _implied_encoder(ecfg, "encoder.", "encoder.")
+    else:
+        cfg = recap_config(d, cfg_path)
+        expected = _implied_recap(cfg)
+    header = read_header(folder / MODEL_FILE)
+    for key, value, tensor, axis in expected:
+        if axis is None:  # a layer count: the indices of `tensor` + "N." in the file
+            have = {int(m.group(1)) for k in header if (m := re.match(re.escape(tensor) + r"(\d+)\.", k))}
+            got = max(have) + 1 if have else 0
+            if got != value:
+                raise CheckpointError(
+                    f"{cfg_path}: {key} is {value}, but {MODEL_FILE} holds {got} layers ({tensor}N); the config does "
+                    "not match the weights"
+                )
+        elif tensor in header:
+            shape = header[tensor][1]
+            if len(shape) <= abs(axis) - (axis < 0) or shape[axis] != value:
+                raise CheckpointError(
+                    f"{cfg_path}: {key} implies {value} for {tensor}, but {MODEL_FILE} stores the shape {list(shape)}; "
+                    "the config does not match the weights"
+                )
+
+
+def _check_ints(d: Mapping[str, Any], cfg_path: Path, where: str = "") -> None:
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            _check_ints(v, cfg_path, f"{where}{k}.")
+        elif isinstance(v, float) and k not in _FLOAT_FIELDS:
+            raise CheckpointError(f"{cfg_path}: {where}{k} must be a whole number, got {v!r}")
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_CONFIG_INT:
+            raise CheckpointError(f"{cfg_path}: {where}{k} is {v}, out of bounds (at most {MAX_CONFIG_INT})")
+
+
+def _float_fields() -> frozenset[str]:
+    from dataclasses import fields as dc_fields
+
+    from videorecap.config import AlignerConfig, DecoderConfig, TokenConfig
+
+    out = set()
+    for cls in (RecapConfig, EncoderConfig, AlignerConfig, DecoderConfig, TokenConfig):
+        out |= {f.name for f in dc_fields(cls) if f.type in (float, "float")}
+    return frozenset(out)
+
+
+_FLOAT_FIELDS = _float_fields()
+
+# (config key, the size it implies, tensor, axis) or, with axis None, (key, layer count, layer prefix, None)
+_Implied = list[tuple[str, int, str, int | None]]
+
+
+def _implied_encoder(e: EncoderConfig, key: str, prefix: str) -> _Implied:
+    return [
+        (f"{key}layers", e.layers, f"{prefix}blocks.", None),
+        (f"{key}width", e.width, f"{prefix}cls_token", -1),
+        (f"{key}num_frames", e.num_frames, f"{prefix}temporal_embed", 1),
+        (f"{key}patch_size", e.patch_size, f"{prefix}patch_embed.proj.weight", 2),
+        (f"{key}image_size", 1 + (e.image_size // max(e.patch_size, 1)) ** 2, f"{prefix}pos_embed", 1),
+        (f"{key}mlp_ratio", int(e.width * e.mlp_ratio), f"{prefix}blocks.0.mlp.fc1.weight", 0),
+    ]
+
+
+def _implied_recap(cfg: RecapConfig) -> _Implied:
+    out: _Implied = []
+    if cfg.has_encoder:
+        out += _implied_encoder(cfg.encoder, "encoder.", ENCODER_PREFIX)
+    aligners = [("video_aligner", cfg.video_aligner, "num_video_queries", cfg.num_video_queries, "video_queries")]
+    if cfg.has_text:
+        aligners.append(("text_aligner", cfg.text_aligner, "num_text_queries", cfg.num_text_queries, "text_queries"))
+    for name, a, qkey, queries, qtensor in aligners:
+        out += [
+            (f"{name}.layers", a.layers, f"{name}.layers.", None),
+            (f"{name}.width", a.width, f"{name}.ln.weight", 0),
+            (f"{name}.intermediate", a.intermediate, f"{name}.layers.0.fc1.weight", 0),
+            (qkey, queries, qtensor, 0),
+        ]
+    dec = cfg.decoder
+    out += [
+        ("decoder.n_layer", dec.n_layer, "decoder.h.", None),
+        ("decoder.vocab_size", dec.vocab_size, "decoder.wte.weight", 0),
+        ("decoder.n_embd", dec.n_embd, "decoder.wte.weight", 1),
+        ("decoder.n_positions", dec.n_positions, "decoder.wpe.weight", 0),
+        ("decoder.xattn_mlp_ratio", dec.n_embd * dec.xattn_mlp_ratio, "decoder.h.0.xmlp.c_fc.weight", 0),
+    ]
+    return out
+
+
+def encoder_config(d: Mapping[str, Any], source: str | os.PathLike[str]) -> EncoderConfig:
+    """The `EncoderConfig` of a parsed kind-"encoder" `config.json`."""
+    try:
+        return EncoderConfig(**d["encoder"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: bad encoder config ({_one_line(e)})") from e
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -234,8 +371,8 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{p}: cannot read the checkpoint metadata ({_one_line(e)})") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{p}: cannot read the checkpoint metadata ({_json_error(e)})") from e
     return d if isinstance(d, dict) else {}
 
 
@@ -270,7 +407,8 @@ def load_model(
         path: the checkpoint folder.
         device: where the weights go (read straight to that device).
         tokenizer_path: a tokenizer to use instead of the folder's (see `Tokenizer.from_file`).
-        dtype: cast floating-point weights to this dtype (default: as stored).
+        dtype: cast floating-point weights to this dtype (default: the model's, float32; weights stored in float16 or
+            bfloat16 are upcast).
 
     Returns:
         `(model, tokenizer)`. The tokenizer is the folder's `tokenizer.json`, else GPT-2's when the config uses
@@ -315,10 +453,7 @@ def load_encoder(path: str | os.PathLike[str], *, device: str | torch.device = "
     folder = Path(path)
     d = read_config(folder)
     if d["kind"] == "encoder":
-        try:
-            ecfg = EncoderConfig(**d["encoder"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{folder / CONFIG_FILE}: bad encoder config ({_one_line(e)})") from e
+        ecfg = encoder_config(d, folder / CONFIG_FILE)
     else:
         cfg = recap_config(d, folder / CONFIG_FILE)
         if not cfg.has_encoder:
@@ -371,12 +506,35 @@ def _build_and_load(build: Any, tensors: dict[str, torch.Tensor], source: Path) 
     """
     with torch.device("meta"):
         module: nn.Module = build()
-    _check_keys(module.state_dict(), tensors, source)
+    expected = module.state_dict()
+    _check_keys(expected, tensors, source)
+    tensors = _match_dtypes(expected, tensors, source)
     module.load_state_dict(tensors, strict=True, assign=True)
     if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
         module = build()
         module.load_state_dict(tensors, strict=True)
     return module
+
+
+def _match_dtypes(
+    expected: Mapping[str, torch.Tensor], got: dict[str, torch.Tensor], source: Path
+) -> dict[str, torch.Tensor]:
+    """The tensors in the model's dtypes: floating-point weights stored narrower (`save_pretrained(dtype=...)` writes
+    float16 or bfloat16) are upcast, so the model computes as it was built; weights stored as integers are refused."""
+    out = dict(got)
+    for k, want in expected.items():
+        have = got[k].dtype
+        if have == want.dtype:
+            continue
+        if want.dtype.is_floating_point and have.is_floating_point:
+            out[k] = got[k].to(want.dtype)
+        else:
+            raise CheckpointError(
+                f"{source}: {k} is stored as {str(have).removeprefix('torch.')}, but the model needs "
+                f"{str(want.dtype).removeprefix('torch.')}; the file is damaged or was not written by videorecap "
+                "(convert the original weights again)"
+            )
+    return out
 
 
 def _check_keys(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], source: Path) -> None:
@@ -428,20 +586,10 @@ def _check_tokenizer(tok: Tokenizer, cfg: RecapConfig, source: str, exc: type[Ex
 # ---- foreign files --------------------------------------------------------------------------------------------------
 def describe_file(path: Path) -> str:
     """A one-line error for a file given where a checkpoint folder is expected, saying what it is if we can tell."""
-    kind = sniff_file(path)
-    if kind == "videorecap-original":
-        return (
-            f"{path} is an original Video ReCap checkpoint: convert it first with "
-            f"`videorecap convert official {path} OUT`"
-        )
-    if kind == "lavila":
-        return f"{path} is a LaViLa checkpoint: convert its video encoder with `videorecap convert lavila {path} OUT`"
-    if kind == "torch":
-        return (
-            f"{path} is a PyTorch pickle, not a videorecap checkpoint folder: this is a checkpoint file; convert it "
-            f"first with `videorecap convert official {path} OUT` (Video ReCap weights) and give OUT"
-        )
-    if kind == "safetensors":
+    released = describe_released(path)
+    if released is not None:
+        return released
+    if sniff_file(path) == "safetensors":
         if (path.parent / CONFIG_FILE).is_file():
             return f"{path} is a bare safetensors file: give its folder, {path.parent}"
         return (
@@ -449,76 +597,6 @@ def describe_file(path: Path) -> str:
             f"{CONFIG_FILE} and {META_FILE}: give that folder"
         )
     return f"{path} is not a videorecap checkpoint (expected a folder with {CONFIG_FILE} and {MODEL_FILE})"
-
-
-def sniff_file(path: str | os.PathLike[str]) -> str | None:
-    """What a file looks like, from its bytes, without unpickling anything.
-
-    Returns:
-        "videorecap-original", "lavila", "torch" (another PyTorch zip or pickle), "safetensors", or None.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return None
-    if head.startswith(b"PK\x03\x04"):
-        return _classify(_zip_pickle_strings(path))
-    if head[:1] == b"\x80" and 2 <= head[1:2][0] <= 5:  # pickle PROTO opcode: the legacy torch.save format
-        return _classify(_pickle_strings(path))
-    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
-        return "safetensors"
-    return None
-
-
-def _classify(strings: set[str]) -> str:
-    keys = {s.removeprefix("module.") for s in strings}
-    if any(k.startswith(("text_decoder.", "video_mapper.", "text_mapper.")) for k in keys):
-        return "videorecap-original"
-    if any(k.startswith("visual.") for k in keys) and any("image_projection" in k for k in keys):
-        return "lavila"
-    return "torch"
-
-
-def _zip_pickle_strings(path: Path, limit: int = 64 << 20) -> set[str]:
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith("data.pkl")]
-            if not names or z.getinfo(names[0]).file_size > limit:
-                return set()
-            data = z.read(names[0])
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return set()
-    return _strings_in_pickle(data)
-
-
-def _pickle_strings(path: Path, limit: int = 64 << 20) -> set[str]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit)
-    except OSError:
-        return set()
-    return _strings_in_pickle(data)
-
-
-def _strings_in_pickle(data: bytes, max_ops: int = 5_000_000) -> set[str]:
-    # pickletools.genops only parses opcodes; nothing is imported or executed. A legacy torch file is several
-    # pickles in a row followed by raw storage bytes, hence the loop and the tolerance for trailing garbage.
-    out: set[str] = set()
-    stream = io.BytesIO(data)
-    ops = 0
-    while stream.tell() < len(data) and ops < max_ops:
-        try:
-            for _op, arg, _pos in pickletools.genops(stream):
-                ops += 1
-                if isinstance(arg, str):
-                    out.add(arg)
-                if ops >= max_ops:
-                    break
-        except (ValueError, pickle.UnpicklingError, EOFError, UnicodeDecodeError):
-            break
-    return out
 
 
 def safe_torch_load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Any:
@@ -543,6 +621,12 @@ def safe_torch_load(path: str | os.PathLike[str], *, map_location: str | torch.d
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint") from None
     except Exception as e:  # noqa: BLE001 - garbage bytes can break the unpickler in any way (KeyError, IndexError...)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(e)[:200]})") from None
+
+
+def _json_error(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply to be a config; the file is damaged or not a videorecap checkpoint"
+    return _one_line(e)
 
 
 def _one_line(e: BaseException) -> str:

@@ -6,6 +6,8 @@ code raises the most specific subclass and names the file and what is wrong in t
 
 from __future__ import annotations
 
+import errno
+
 
 class VideoRecapError(Exception):
     """Base class of every error caused by the user's input, files or environment."""
@@ -31,6 +33,23 @@ class DataError(VideoRecapError):
 
 class MissingDependencyError(VideoRecapError):
     """An optional dependency (Java, Chromium, an extra) is not installed; the message says how to get it."""
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere, then run again",
+    errno.EDQUOT: "free some space or write elsewhere, then run again",
+    errno.EACCES: "check the permissions, or write elsewhere",
+    errno.EPERM: "check the permissions, or write elsewhere",
+    errno.EROFS: "write somewhere writable",
+    errno.ENOENT: "check the path",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """`PATH: reason (what to do)`, one line, for an OSError (a full disk, a permission, a path under /proc)."""
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file"
+    reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
+    return f"{where}: {reason} ({_OS_HINTS.get(e.errno or 0, 'check the path and the disk')})"
 
 
 class FolderBusyError(VideoRecapError):

@@ -163,27 +163,6 @@ def parse_levels(spec: str, available: Sequence[str]) -> tuple[Level, ...]:
     return tuple(lv for lv in LEVELS if lv in names)
 
 
-def parse_max_tokens(spec: str) -> dict[str, int]:
-    """`"77"` (every level) or `"clip=77,segment=77,video=120"` (some levels) -> `{level: tokens}`."""
-    out: dict[str, int] = {}
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        level, sep, value = part.partition("=")
-        try:
-            if not sep:
-                n = int(level)
-                out.update({lv: n for lv in LEVELS})
-                continue
-            out[level.strip()] = int(value)
-        except ValueError:
-            raise InputError(f"--max-tokens: {part!r} is not N or LEVEL=N (e.g. clip=77,video=120)") from None
-    for lv in out:
-        if lv not in LEVELS:
-            raise InputError(f"--max-tokens: unknown level {lv!r}; use clip, segment or video")
-    return out
-
-
 # ---- data ------------------------------------------------------------------------------------------------------------
 def data_file(data_dir: str | os.PathLike[str], level: Level, split: str) -> Path:
     """The annotation file of one level and split in `data_dir` (`clips_val.pkl`, `segments_val.pkl`, ...).

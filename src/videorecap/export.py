@@ -12,8 +12,11 @@
 Every human-facing file shows the model's text through `display_text` (Ego4D's "#C C picks up the cup" becomes "C picks
 up the cup", or "The camera wearer picks up the cup"); `captions.json` keeps the raw text. Every file names the model.
 
-Everything the model wrote is escaped for the format it lands in: `&`, `<`, `>` in WebVTT (so `-->` cannot end a
-cue), all of it in HTML, and Markdown punctuation in `summary.md` (so model text never becomes raw HTML or links).
+Model text is untrusted (GPT-2's byte-level tokenizer can emit any character). `plain_text` makes it one line of
+printable text (control characters, bidi overrides and the BOM removed, line breaks folded, lone surrogates replaced),
+then each format neutralises its own syntax: `-->`, `<`, `>`, `{`, `}` are replaced in SRT (it has no escapes), `&`,
+`<`, `>` become entities in WebVTT (so `-->` cannot end a cue), everything is escaped in HTML, and Markdown punctuation
+in `summary.md` (so model text never becomes raw HTML or links). The rules are listed in docs/outputs.md.
 Subtitle cues are made ordered, non-overlapping and at least 1 ms long, whatever the captions say.
 """
 
@@ -42,6 +45,30 @@ NARRATORS = ("c", "camera-wearer", "raw")
 
 
 # ---- text for people ----------------------------------------------------------------------------------------------
+# What no human-facing file gets from model text. Line breaks and other separators (\t \n \v \f \r, \x1c-\x1f, NEL,
+# U+2028/2029) are whitespace to `str.split` and fold into one space: a blank line ends an SRT/WebVTT cue. The rest
+# is removed: C0/C1 controls and DEL (a NUL stops libavformat's SRT reader, ESC sequences reach terminals that `cat`
+# the file), the BOM/ZWNBSP (a reader takes one mid-file as garbage or a new file start), the interlinear annotation
+# marks and the noncharacters U+FFFE/U+FFFF, and the bidi embeddings, overrides and isolates U+202A-202E/U+2066-2069
+# (they reorder what follows them, so a caption could make itself or the time stamp beside it read backwards; the
+# plain marks LRM/RLM stay, as right-to-left text needs them).
+_REMOVED = dict.fromkeys(
+    [*range(0x00, 0x09), *range(0x0E, 0x1C), *range(0x7F, 0x85), *range(0x86, 0xA0), 0xFEFF, 0xFFFE, 0xFFFF]
+    + [*range(0xFFF9, 0xFFFC), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+def plain_text(text: str) -> str:
+    """Model text as one line of printable text, the form every human-facing file starts from (see `_REMOVED`).
+
+    Lone surrogates (a `str` that cannot be written as UTF-8) become U+FFFD; a proper surrogate pair becomes its
+    character.
+    """
+    # utf-16 with surrogatepass pairs up what can be paired; decoding with "replace" turns the rest into U+FFFD.
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return " ".join(text.translate(_REMOVED).split())
+
+
 # Ego4D narrations (and so the clip captions of models trained on them) mark who acts: "#C C picks up the cup" (C is
 # the camera wearer), "#O man X hands C a cup" (someone else), and "#unsure" for what the annotator could not name.
 _MARKER = re.compile(r"(^|\s*)#[CcOo](?=\s)\s*")
@@ -56,19 +83,22 @@ def display_text(text: str, narrator: str = "c") -> str:
     Args:
         text: a caption as the model wrote it, e.g. "#C C picks up the cup".
         narrator: "c" (default) drops the markup: "C picks up the cup"; "camera-wearer" also names C:
-            "The camera wearer picks up the cup"; "raw" keeps the text as it is.
+            "The camera wearer picks up the cup"; "raw" keeps the words as they are.
+
+    Whatever the narrator, the text comes back as `plain_text`: one line, no control characters.
     """
-    if narrator == "raw":
-        return text
     if narrator not in NARRATORS:
         raise ValueError(f"narrator must be one of {', '.join(NARRATORS)}, got {narrator!r}")
+    text = plain_text(text)
+    if narrator == "raw":
+        return text
     # A marker that starts the text goes; one glued inside ("...cabbage#C C puts") becomes a space.
     out = _MARKER.sub(lambda m: "" if m.start() == 0 else " ", text)
     out = _HASH_WORD.sub(lambda m: "something " if m.group(1).lower() == "unsure" else "", out).rstrip()
     if narrator == "camera-wearer":
         out = _C_WORD.sub("the camera wearer", out)
         out = _SENTENCE_START.sub(lambda m: m.group(1) + "The camera wearer", out)
-    return out
+    return " ".join(out.split())
 
 
 # ---- the model, for people ----------------------------------------------------------------------------------------
@@ -182,17 +212,30 @@ def _cue_times(captions: Sequence[Caption], narrator: str = "c") -> list[tuple[i
 
 
 def _one_line(text: str) -> str:
-    # A blank line ends a cue in SRT and WebVTT; model text is a single line anyway, so fold all whitespace.
-    return " ".join(text.split())
+    # A blank line ends a cue in SRT and WebVTT; `display_text` already gives one line, but the escapers take any text.
+    return plain_text(text)
 
 
 # ---- subtitles ----------------------------------------------------------------------------------------------------
+# SRT has no escapes, so its syntax is replaced: "-->" (a text line with it is read as a new cue's timing line),
+# "<"/">" (players render <i>, <b>, <font color=...> in SRT text) and "{"/"}" (players hand {\an8}, {\fs200} to an
+# ASS renderer, which hides or obeys them).
+_SRT_SYNTAX = str.maketrans({"<": "‹", ">": "›", "{": "(", "}": ")"})
+
+
+def escape_srt(text: str) -> str:
+    """SRT cue text: one line (see `plain_text`) with `-->` as `→`, `<` `>` as `‹` `›` and `{` `}` as `(` `)`."""
+    return _one_line(text).replace("-->", "→").translate(_SRT_SYNTAX)
+
+
 def to_srt(captions: Sequence[Caption], narrator: str = "c") -> str:
-    """SubRip subtitles. SRT has no escape syntax: text is kept as is (see `display_text`), on one line."""
+    """SubRip subtitles, text neutralised by `escape_srt`. A caption with no text gets no cue: an empty SRT cue is a
+    blank line, which ends the block, and players drop it."""
     blocks = []
-    for i, (start, end, text) in enumerate(_cue_times(captions, narrator), 1):
+    cues = [(start, end, escape_srt(text)) for start, end, text in _cue_times(captions, narrator)]
+    for i, (start, end, text) in enumerate([c for c in cues if c[2]], 1):
         ts = f"{format_timestamp(start / 1000, ',')} --> {format_timestamp(end / 1000, ',')}"
-        blocks.append(f"{i}\n{ts}\n{_one_line(text)}\n")
+        blocks.append(f"{i}\n{ts}\n{text}\n")
     return "\n".join(blocks)
 
 
@@ -273,7 +316,9 @@ def to_markdown(result: CaptionResult, narrator: str = "c") -> str:
 
 # ---- html ---------------------------------------------------------------------------------------------------------
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    # Everything on the page is one line of printable text (a NUL or U+2028 in an attribute or <title> is a parse
+    # error or a visible box), then escaped.
+    return html.escape(plain_text(text), quote=True)
 
 
 _CSS = """

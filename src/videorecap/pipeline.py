@@ -320,7 +320,9 @@ class _Run:
                             tokens = enc(x)  # (b, 1+T*P, C)
                         tok = self.cap.tokenizer("clip")
                         pending_t += caption_batch(model, tok, "clip", {"video": tokens}, self._decode_cfg("clip"))
-                        pending_f.append(tokens[:, 0].float().cpu().numpy())
+                        # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch
+                        # alive (1 + T*P rows per window) until the clip stage ends: memory growing with the video
+                        pending_f.append(tokens[:, 0].float().cpu().numpy().copy())
                         pbar.update(len(batch))
                         if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
                             self._save_chunk(start, pending_t, pending_f)

@@ -164,7 +164,10 @@ class CaptionResult:
         return _parse(d, source)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        # A lone surrogate (a file name that is not UTF-8 reaches Python as one; a caller's text may hold one) cannot
+        # be written as UTF-8: it becomes U+FFFD. Through UTF-16 with surrogatepass, proper pairs stay one character.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write `captions.json` atomically (the file is either the old one or the whole new one).
@@ -196,6 +199,8 @@ class CaptionResult:
             d = json.loads(raw, parse_constant=_reject_constant)
         except (json.JSONDecodeError, ValueError) as e:
             raise InputError(f"{path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise InputError(f"{path}: JSON nested too deeply to be a captions file (damaged?)") from None
         return _parse(d, str(path))
 
 
@@ -288,8 +293,35 @@ def _parse(d: Any, src: str) -> CaptionResult:
     if isinstance(d, dict) and d.get("format") != FORMAT:
         raise InputError(f"{src}: not a videorecap captions file (format is {d.get('format')!r}, expected {FORMAT!r})")
     d = _check_keys(d, "the top level", _TOP, src)
+    version = _parse_schema_version(d["schema_version"], src)
+    if not isinstance(d["created_by"], str):
+        raise InputError(f"{src}: created_by must be a string")
+    video = _parse_video(d["video"], src)
+    for k in ("model", "decoding"):
+        if not isinstance(d[k], dict):
+            raise InputError(f"{src}: {k} must be a JSON object")
+    w = _check_keys(d["windows"], "windows", ("clip", "segment"), src)
+    for k in ("clip", "segment"):
+        if not _is_number(w[k]) or w[k] <= 0:
+            raise InputError(f"{src}: windows.{k} must be a number of seconds > 0, got {w[k]!r}")
+    levels = d["levels"]
+    clips, segments, summary = _parse_levels(d, levels, src)
+    return CaptionResult(
+        video=video,
+        clips=clips,
+        segments=segments,
+        summary=summary,
+        model=d["model"],
+        decoding=d["decoding"],
+        windows={"clip": float(w["clip"]), "segment": float(w["segment"])},
+        levels=list(levels),
+        schema_version=version,
+        created_by=d["created_by"],
+    )
 
-    version = d["schema_version"]
+
+def _parse_schema_version(version: Any, src: str) -> str:
+    """A 'MAJOR.MINOR' string this version reads: the same major, a minor no newer than ours."""
     ours = tuple(int(x) for x in SCHEMA_VERSION.split("."))
     try:
         theirs = tuple(int(x) for x in str(version).split("."))
@@ -302,10 +334,12 @@ def _parse(d: Any, src: str) -> CaptionResult:
             f"{src}: captions schema version {version} is not supported by videorecap {__version__} "
             f"(it reads {ours[0]}.0 to {SCHEMA_VERSION}); re-run `videorecap caption` or upgrade videorecap"
         )
-    if not isinstance(d["created_by"], str):
-        raise InputError(f"{src}: created_by must be a string")
+    return version
 
-    v = _check_keys(d["video"], "video", _VIDEO, src, extra_ok=True)
+
+def _parse_video(raw: Any, src: str) -> VideoMeta:
+    """The `video` object: every field checked (type and range), the 1.1 fields optional."""
+    v = _check_keys(raw, "video", _VIDEO, src, extra_ok=True)
     unknown = sorted(set(v) - set(_VIDEO) - set(_VIDEO_OPTIONAL))
     if unknown:
         raise InputError(f"{src}: video has unknown field(s) {', '.join(repr(k) for k in unknown)}")
@@ -331,7 +365,7 @@ def _parse(d: Any, src: str) -> CaptionResult:
     if not isinstance(partial, bool):
         raise InputError(f"{src}: video.partial must be true or false, got {partial!r}")
     covered = _parse_covered(v.get("covered"), src)
-    video = VideoMeta(
+    return VideoMeta(
         id=v["id"],
         path=v["path"],
         duration=float(v["duration"]),
@@ -345,15 +379,9 @@ def _parse(d: Any, src: str) -> CaptionResult:
         covered=covered,
     )
 
-    for k in ("model", "decoding"):
-        if not isinstance(d[k], dict):
-            raise InputError(f"{src}: {k} must be a JSON object")
-    w = _check_keys(d["windows"], "windows", ("clip", "segment"), src)
-    for k in ("clip", "segment"):
-        if not _is_number(w[k]) or w[k] <= 0:
-            raise InputError(f"{src}: windows.{k} must be a number of seconds > 0, got {w[k]!r}")
 
-    levels = d["levels"]
+def _parse_levels(d: dict[str, Any], levels: Any, src: str) -> tuple[list[Caption], list[Caption], Caption | None]:
+    """`levels` checked, then the clips, segments and summary, each present only when its level is listed."""
     if (
         not isinstance(levels, list)
         or not levels
@@ -361,7 +389,6 @@ def _parse(d: Any, src: str) -> CaptionResult:
         or len(set(levels)) != len(levels)
     ):
         raise InputError(f"{src}: levels must be a non-empty list of distinct 'clip', 'segment', 'video'")
-
     clips = _parse_level(d["clips"], "clips", src)
     segments = _parse_level(d["segments"], "segments", src)
     summary = None if d["summary"] is None else _parse_caption(d["summary"], "summary", src)
@@ -374,16 +401,4 @@ def _parse(d: Any, src: str) -> CaptionResult:
             raise InputError(f"{src}: has {name} but levels {levels} does not include {lv!r}")
     if "video" in levels and summary is None:
         raise InputError(f"{src}: levels includes 'video' but summary is null")
-
-    return CaptionResult(
-        video=video,
-        clips=clips,
-        segments=segments,
-        summary=summary,
-        model=d["model"],
-        decoding=d["decoding"],
-        windows={"clip": float(w["clip"]), "segment": float(w["segment"])},
-        levels=list(levels),
-        schema_version=version,
-        created_by=d["created_by"],
-    )
+    return clips, segments, summary

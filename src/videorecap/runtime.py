@@ -7,7 +7,8 @@ captioning several times slower than `OMP_NUM_THREADS=1` (benchmarks/bench_threa
 here leaves one core to decoding and keeps FFmpeg's own pool small.
 
 `set_threads(n)` applies a setting once for the process (the CLI's `--threads`); `check_device(name)` validates a
-device string and says plainly when the hardware is not there.
+device string and says plainly when the hardware is not there; `autocast_dtype(device, precision)` is the one rule
+for mixed precision (feature extraction and training both use it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import TYPE_CHECKING
 
 from videorecap.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +129,21 @@ def check_device(name: str) -> str:
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError(f"--device {name}: Apple MPS is not available on this machine; use --device cpu")
     return value
+
+
+def autocast_dtype(device: str | torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for `precision` ("auto", "fp32", "fp16", "bf16") on `device`; None means fp32, no autocast.
+
+    Only CUDA autocasts: a CPU always runs fp32 (CPU autocast is slower than fp32 for these models and would change
+    results). "auto" picks bf16 where the GPU has it (no loss scaling needed), else fp16.
+    """
+    import torch
+
+    dev = torch.device(device)
+    if precision == "fp32" or dev.type != "cuda":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -188,8 +188,12 @@ class Store:
                 members = {name: z[name] for name in z.files}  # reads (and CRC-checks) every member now
             made_under = str(members.pop(_KEY))
             rows = json.loads(str(members.pop(_ROWS)))
-        except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile) as e:
-            logger.warning("%s: unreadable (%s); recomputing it", p, e)
+        except (
+            OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, RecursionError, zipfile.BadZipFile
+        ) as e:  # fmt: skip
+            logger.warning(
+                "%s: unreadable (%s); recomputing it", p, type(e).__name__ if isinstance(e, RecursionError) else e
+            )
             p.unlink(missing_ok=True)
             return None
         if made_under != self.key:
@@ -248,6 +252,6 @@ def _read_meta(path: Path) -> str | None:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         key = meta.get("key") if isinstance(meta, dict) and meta.get("version") == STORE_VERSION else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return str(key) if key is not None else None

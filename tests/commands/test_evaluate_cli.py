@@ -5,45 +5,27 @@ import json
 import numpy as np
 import pytest
 import torch
+from _helpers import tiny_recap, word_tokenizer
 
 from videorecap import cli
 from videorecap.checkpoint import save_pretrained
-from videorecap.config import RecapConfig
 from videorecap.data import hcap
-from videorecap.model.recap import VideoRecap
-from videorecap.tokenizer import Tokenizer
 
 WORDS = [f"w{i}" for i in range(100)]
 FAST = "cider,rouge_l"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models gain nothing from intra-op threads, and on a busy machine they make every op much slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _model(level, tok):
-    m = VideoRecap(RecapConfig.from_name("recap-tiny", level=level)).eval()
-    with torch.no_grad():
-        for blk in m.decoder.h:
-            blk.xattn_gate.fill_(1.0)
-            blk.xmlp_gate.fill_(1.0)
-        m.decoder.wte.weight[2] -= 2.0
-    return m
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     torch.manual_seed(0)
-    tok = Tokenizer.train_word_level([" ".join(WORDS)])
+    tok = word_tokenizer(len(WORDS))
     root = tmp_path_factory.mktemp("models")
     for level in ("clip", "segment", "video"):
-        save_pretrained(_model(level, tok), root / "recap" / level, tokenizer=tok)
-    save_pretrained(_model("unified", tok), root / "unified", tokenizer=tok)
+        save_pretrained(tiny_recap(level), root / "recap" / level, tokenizer=tok)
+    save_pretrained(tiny_recap("unified"), root / "unified", tokenizer=tok)
     return root
 
 
@@ -91,7 +73,10 @@ def data(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    rc = cli.main(["evaluate", *map(str, argv), "--no-progress"])
+    try:
+        rc = cli.main(["evaluate", *map(str, argv), "--no-progress"])
+    except SystemExit as e:  # a value argparse rejects (--max-tokens): the same one line and exit code 2
+        rc = int(e.code)
     out, err = capsys.readouterr()
     return rc, out, err
 

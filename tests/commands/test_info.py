@@ -144,3 +144,15 @@ def test_presets_registered_elsewhere(capsys: pytest.CaptureFixture[str]) -> Non
     info = _json(capsys, "recap-synth", "--level", "segment")
     assert (info["name"], info["level"]) == ("recap-synth", "segment")
     assert info["tokenizer"]["bos_id"] == 1
+
+
+def test_info_refuses_a_config_that_does_not_fit_the_weights_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ck = save_pretrained(VideoRecap(RecapConfig.from_name("recap-tiny", level="clip")), tmp_path / "ck")
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["decoder"]["n_layer"] = 5_000_000  # described on the meta device, this took minutes
+    (ck / "config.json").write_text(json.dumps(cfg))
+    assert main(["info", str(ck)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "decoder.n_layer is 5000000, but model.safetensors holds 2 layers" in err

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from videorecap.data.sampling import sample, slice_features
+from videorecap.data.feature_sampling import sample, slice_features
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, VideoInput
 from videorecap.results import Caption
 from videorecap.video.sampling import clip_windows, segment_windows

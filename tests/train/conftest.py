@@ -14,11 +14,6 @@ def hcap_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # the CI machine's 2 cores are shared: more than one intra-op thread makes tiny models 100x slower
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    # every training test: the CI machine's 2 cores are shared, and more intra-op threads make tiny models 100x slower
     yield
-    torch.set_num_threads(n)

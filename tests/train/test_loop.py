@@ -158,3 +158,23 @@ def test_streams_cover_each_epoch_once_and_shard_like_distributed_sampler(hcap_r
     one.next(), one.next()
     again = _Stream(data, batch_size=2, seed=1, rank=0, world=1, multiple=1, num_workers=0, epoch=0, position=2)
     assert torch.equal(one.next()["video"], again.next()["video"])
+
+
+def test_a_corrupt_train_state_says_what_deleting_it_does(hcap_root, tmp_path):
+    from videorecap.errors import CheckpointError
+
+    ref = _run(hcap_root, tmp_path / "ref")
+    with pytest.raises(KeyboardInterrupt):
+        _run(hcap_root, tmp_path / "crash", crash_at=5)
+    state = tmp_path / "crash" / "last" / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # a disk that filled up under an older version, say
+    with pytest.raises(CheckpointError) as e:
+        _run(hcap_root, tmp_path / "crash")
+    assert str(e.value).startswith(f"{state}: the training state is corrupt (")
+    assert str(e.value).endswith("; delete it to train this stage again from its start (the progress saved in last/ "
+                                 "cannot be resumed)") and "\n" not in str(e.value)  # fmt: skip
+    # and that is what deleting it does: the stage trains from its start, to the same weights as an unbroken run
+    state.unlink()
+    again = _run(hcap_root, tmp_path / "crash")
+    a, b = ref.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

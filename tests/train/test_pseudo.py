@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import torch
+from _helpers import open_gates
 from traindata import corpus
 
 from videorecap.config import RecapConfig
@@ -22,11 +23,8 @@ def clip_model():
     tok = Tokenizer.train_word_level(corpus())
     cfg = RecapConfig.from_name("recap-tiny", level="clip")
     cfg.decoder.vocab_size = len(tok)  # every id the model can pick is a word of the tokenizer
-    m = VideoRecap(cfg).eval()
-    with torch.no_grad():  # open the gates so the captions depend on the input
-        for blk in m.decoder.h:
-            blk.xattn_gate.fill_(1.0)
-            blk.xmlp_gate.fill_(1.0)
+    m = open_gates(VideoRecap(cfg).eval(), eos_shift=None)
+    with torch.no_grad():
         m.decoder.wte.weight[:3] = 0.0  # pad, bos, eos: rarely picked, so the captions are not empty
     return m, tok
 

@@ -62,6 +62,35 @@ def test_unknown_keys_are_named(tmp_path):
         load_recipe(p)
 
 
+def test_yaml_numbers_are_read_as_numbers_or_named(tmp_path):
+    """PyYAML reads `lr: 1e-3` (YAML 1.1: no dot) as the string '1e-3'; it used to fail deep in the optimizer."""
+    d = tiny_recipe(tmp_path, tmp_path / "out")
+    text = yaml.safe_dump(d).replace("lr: ", "lr: 1e-3 #", 1)
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    assert yaml.safe_load(text)["stages"][0]["lr"] == "1e-3"
+    r = load_recipe(p)
+    assert r.stages[0].lr == 0.001 and isinstance(r.stages[0].lr, float)
+    for key, value, says in [
+        ("lr", "fast", r"stages\[0\]: lr must be a number, got 'fast'"),
+        ("lr", "nan", r"stages\[0\]: lr must be a finite number, got 'nan'"),
+        ("batch_size", "8", r"stages\[0\]: batch_size must be a whole number, got '8'"),
+        ("max_steps", 2.5, r"stages\[0\]: max_steps must be a whole number, got 2.5"),
+        ("epochs", True, r"stages\[0\]: epochs must be a finite number, got True"),
+    ]:
+        bad = tiny_recipe(tmp_path, tmp_path / "out")
+        bad["stages"][0][key] = value
+        with pytest.raises(InputError, match=says):
+            recipe_from_dict(bad)
+    bad = tiny_recipe(tmp_path, tmp_path / "out", seed="zero")
+    with pytest.raises(InputError, match="recipe: seed must be a whole number, got 'zero'"):
+        recipe_from_dict(bad)
+    bad = tiny_recipe(tmp_path, tmp_path / "out")
+    bad["data"]["cache_frames"] = "yes please"
+    with pytest.raises(InputError, match="data: cache_frames must be true or false"):
+        recipe_from_dict(bad)
+
+
 def test_query_resampling_uses_the_index_rule():
     q = torch.arange(256.0)[:, None].expand(256, 3)
     down = resample_queries(q, 32)

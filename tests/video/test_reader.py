@@ -189,3 +189,35 @@ def test_prefetch_close_stops_producer():
     assert next(pf) == 0
     pf.close()
     assert stopped.wait(2.0)
+
+
+@pytest.mark.parametrize(
+    ("grid_fps", "fps", "mode"),
+    # (random picks on the 30-fps grid of a slower video can fall past its last frame: the original's own limit)
+    [
+        (g, f, m)
+        for g in (None, 30.0)
+        for f in (10.0, 25.0, 60.0)
+        for m in ("middle", "random")
+        if not (g and m == "random" and f < g)
+    ],
+)
+def test_moments_are_given_in_the_order_of_sorting_them_all(videos, grid_fps, fps, mode):
+    """The lazy moment stream gives exactly what sorting every (moment, window, slot) up front gave."""
+    import dataclasses
+
+    from videorecap.video.io import probe
+    from videorecap.video.reader import _Targets
+
+    info = dataclasses.replace(probe(videos["cfr"]), fps=fps, num_frames=int(fps * 30), duration=30.0)
+    plans = [clip_windows(30.0, 4.0), clip_windows(29.5, 0.7, 1.0), [(0.0, 8.0), (1.0, 2.0), (1.5, 30.0), (29.0, 30.0)]]
+    for windows in plans:
+        eager_rng, lazy_rng = np.random.default_rng(3), np.random.default_rng(3)
+        every = _Targets(info, windows, 4, mode, eager_rng, grid_fps)
+        eager = sorted((t, w, s) for w in range(len(windows)) for s, t in enumerate(every.moments(w, rng=eager_rng)))
+        lazy = _Targets(info, windows, 4, mode, lazy_rng, grid_fps)
+        assert lazy.last() == pytest.approx(max(eager)[0]) or mode == "random"
+        got = []
+        while lazy.peek() is not None:
+            got.append(lazy.pop())
+        assert got == eager

@@ -117,3 +117,19 @@ def test_window_plan_joins_short_tails():
     original = window_plan(362.0, 4.0, 180.0, min_tail_seconds=0)
     assert original.clips == clip_windows(362.0, 4.0) and original.segments[-1] == (360.0, 362.0)
     assert window_plan(4.004, 4.0, min_tail_seconds=0).clips == [(0.0, 4.0), (4.0, 4.004)]
+
+
+def test_window_plans_are_computed_on_demand_with_the_original_values():
+    import numpy as np
+
+    from videorecap.video.sampling import window_plan
+
+    for duration, step in [(708.03, 4.0), (100.0, 0.3), (37.5, 1 / 3), (3600.7, 0.1)]:
+        lazy = clip_windows(duration, step)
+        eager = [(float(s), float(min(s + step, duration))) for s in np.arange(0.0, duration, step)]
+        assert lazy == eager and list(lazy) == eager and len(lazy) == len(eager)
+        assert lazy[-1] == eager[-1] and lazy[5:9] == eager[5:9] and list(lazy[::7]) == eager[::7]
+    # 10,000 h at the smallest clip window: 360 million windows (a 0.2-s tail joined), no list of them
+    plan = window_plan(3.6e7, 0.1)
+    assert len(plan.clips) == 359_999_999 and plan.clips[-1] == (35999999.800000004, 3.6e7)
+    assert plan.segments[-1] == (35999820.0, 3.6e7)

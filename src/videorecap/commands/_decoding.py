@@ -9,14 +9,28 @@ from videorecap.infer.decode import DecodeConfig
 
 
 def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:
-    """--strategy, --num-beams, --length-penalty, --temperature, --top-k, --top-p, --seed, --original-lengths."""
-    group.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy", help="(default: greedy)")
-    group.add_argument("--num-beams", type=int, default=5, help="beam search width (default: 5)")
-    group.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default: 1.0)")
-    group.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    group.add_argument("--top-k", type=int, default=0, help="sampling: keep the k most likely tokens (0 = all)")
-    group.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass (default: 1.0)")
-    group.add_argument("--seed", type=int, help="sampling seed (reproducible sampling)")
+    """--strategy, --num-beams, --length-penalty, --temperature, --top-k, --top-p, --seed, --original-lengths.
+
+    The defaults are DecodeConfig's: the option class is the one place they are written."""
+    from videorecap.commands._options import field_default
+
+    def default(name: str) -> object:
+        return field_default(DecodeConfig, name)
+
+    group.add_argument("--strategy", choices=["greedy", "beam", "sample"], default=default("strategy"),
+                       help=f"(default: {default('strategy')})")  # fmt: skip
+    group.add_argument("--num-beams", type=int, default=default("num_beams"),
+                       help=f"beam search width (default: {default('num_beams')})")  # fmt: skip
+    group.add_argument("--length-penalty", type=float, default=default("length_penalty"),
+                       help=f"beam search length penalty (default: {default('length_penalty')})")  # fmt: skip
+    group.add_argument("--temperature", type=float, default=default("temperature"),
+                       help=f"sampling temperature (default: {default('temperature')})")  # fmt: skip
+    group.add_argument("--top-k", type=int, default=default("top_k"),
+                       help=f"sampling: keep the k most likely tokens (0 = all; default: {default('top_k')})",
+                       )  # fmt: skip
+    group.add_argument("--top-p", type=float, default=default("top_p"),
+                       help=f"sampling: nucleus mass (default: {default('top_p')})")  # fmt: skip
+    group.add_argument("--seed", type=int, default=default("seed"), help="sampling seed (reproducible sampling)")
     group.add_argument(
         "--original-lengths",
         action="store_true",

@@ -1,5 +1,9 @@
 """Option types and checks shared by the commands: one definition of each, one wording of each error.
 
+The `add_*_argument` functions define the options that several commands share (the output folder, the device, the
+token limits, the partial-video flag) with one spelling, one metavar and one help text; docs/cli.md lists them and
+tests/commands/test_help.py checks every command's `--help` against them.
+
 The `type=` functions reject an impossible value (NaN, zero, a negative count, a 1-ms window) while the command
 line is parsed, as one line naming the option. The `*_output*` checks run first thing in a command, before any
 model loads or video decodes: an output that cannot be written is an `InputError`, never a traceback at the end.
@@ -11,8 +15,11 @@ import argparse
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from videorecap.errors import InputError
+
+LEVEL_NAMES = ("clip", "segment", "video")  # the levels --max-tokens may name (config.LEVELS, without importing it)
 
 # Shortest clip or segment window an option accepts: below this a window holds too few frames to mean anything.
 MIN_WINDOW_SECONDS = 0.1
@@ -21,6 +28,10 @@ THREADS_HELP = (
     "CPU threads for the model (default: the cores less one for video decoding, or $OMP_NUM_THREADS when set); "
     "also accepted before the command"
 )
+DEVICE_HELP = "cpu, cuda, cuda:N or mps; also accepted before the command"
+OUTPUT_HELP = "output folder, created when missing"
+MAX_TOKENS_HELP = "max new tokens: N for every level, or some levels as clip=N,segment=N,video=N"
+PARTIAL_HELP = "on a decode error part-way through a video, keep the windows decoded before it instead of failing"
 
 
 def _number(text: str, kind: type) -> float:
@@ -83,6 +94,118 @@ def device_name(text: str) -> str:
         return parse_device(text)
     except InputError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+
+
+def parse_max_tokens(spec: str) -> dict[str, int]:
+    """`"77"` (every level) or `"clip=77,segment=77,video=120"` (some levels) -> `{level: tokens}`; a later part
+    wins (`"50,video=100"`). The one parser of `--max-tokens`, for `caption` and `evaluate`.
+
+    Raises:
+        InputError: a part that is not N or LEVEL=N, an unknown level, or a count below 1.
+    """
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        level, sep, value = part.partition("=")
+        try:
+            n = int(value if sep else level)
+        except ValueError:
+            raise InputError(
+                f"--max-tokens: {part!r} is not N or LEVEL=N with N an integer (e.g. clip=77,video=120)"
+            ) from None
+        if n < 1:
+            raise InputError(f"--max-tokens: {part!r} must be at least 1")
+        if not sep:
+            out.update(dict.fromkeys(LEVEL_NAMES, n))
+            continue
+        if level.strip() not in LEVEL_NAMES:
+            raise InputError(f"--max-tokens: unknown level {level.strip()!r}; use clip, segment or video")
+        out[level.strip()] = n
+    if not out:
+        raise InputError(f"--max-tokens: {spec!r} names no count; give N or LEVEL=N")
+    return out
+
+
+def max_tokens(text: str) -> dict[str, int]:
+    """argparse type of --max-tokens (see `parse_max_tokens`): a mistake is a usage error naming the option."""
+    try:
+        return parse_max_tokens(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--max-tokens: ")) from None
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of a dataclass field: a flag that fills a typed option takes its default from there, so that
+    the option class is the one place it is written."""
+    import dataclasses
+
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ValueError(f"{cls.__name__}.{name} has no default")
+
+
+def add_output_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    detail: str,
+    *,
+    required: bool = False,
+    default: Path | None = None,
+    old_names: tuple[str, ...] = (),
+) -> None:
+    """-o/--output OUT, the folder a command writes into (`args.output`, a Path or None).
+
+    `detail` follows the shared help text (what goes into the folder, the default). `old_names` are earlier
+    spellings (train's --output-dir, synth's --out): still accepted so that existing scripts keep working, but
+    hidden from --help.
+    """
+    if required and old_names:
+        # required: -o or an old name (argparse's own `required` would want -o itself), not both
+        parser = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=required and not old_names,
+        type=Path,
+        default=default,
+        metavar="OUT",
+        help=f"{OUTPUT_HELP}: {detail}",
+    )
+    for name in old_names:
+        parser.add_argument(name, dest="output", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str) -> None:
+    """--device on a command (`args.device`, None when not given); `default` says what None means there.
+
+    SUPPRESS keeps the value given before the command when it is not repeated after it."""
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default=argparse.SUPPRESS,
+        metavar="DEVICE",
+        help=f"{DEVICE_HELP} (default: {default})",
+    )
+
+
+def add_max_tokens_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--max-tokens N | clip=N,segment=N,video=N (`args.max_tokens`: `{level: tokens}` or None)."""
+    parser.add_argument(
+        "--max-tokens",
+        type=max_tokens,
+        default=None,
+        metavar="N|LEVEL=N,...",
+        help=f"{MAX_TOKENS_HELP} (default: the model's)",
+    )
+
+
+def add_partial_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, detail: str) -> None:
+    """--allow-partial (`args.allow_partial`); features' earlier --keep-partial stays a hidden alias."""
+    parser.add_argument("--allow-partial", action="store_true", help=f"{PARTIAL_HELP}{detail}")
+    parser.add_argument("--keep-partial", dest="allow_partial", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_threads_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

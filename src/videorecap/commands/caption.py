@@ -37,16 +37,20 @@ from typing import TYPE_CHECKING
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
+    add_device_argument,
+    add_max_tokens_argument,
     add_min_tail_argument,
+    add_output_argument,
+    add_partial_argument,
     add_recursive_argument,
     add_wait_argument,
-    device_name,
+    field_default,
     positive_float,
     positive_int,
     prepare_output_dir,
     window_seconds,
 )
-from videorecap.errors import InputError, VideoRecapError
+from videorecap.errors import InputError, VideoRecapError, describe_os_error
 from videorecap.export import NARRATORS
 
 if TYPE_CHECKING:
@@ -57,7 +61,7 @@ HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files, folders, globs, or .txt lists of paths")
-    p.add_argument("-o", "--output", required=True, type=Path, help="output folder (one subfolder per video)")
+    add_output_argument(p, "one subfolder per video", required=True)
     add_recursive_argument(p)
     m = p.add_argument_group("model")
     m.add_argument("--model", help="checkpoint folder (ReCap-U or one level), a folder with clip/ segment/ video/, "
@@ -80,12 +84,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "segment and video levels")  # fmt: skip
     r.add_argument("--grid-fps", type=positive_float, help="sample frames on a fixed frame grid (30 = the original "
                    "code)")  # fmt: skip
-    r.add_argument("--allow-partial", action="store_true", help="on a decode error mid-video, caption the part that "
-                   "decoded and record the video as partial")  # fmt: skip
+    add_partial_argument(r, ", caption them and record the video as partial")
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
-    d.add_argument("--max-tokens", type=positive_int, help="max new tokens at every level (default: the model's)")
-    d.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch (default: 8)")
+    add_max_tokens_argument(d)
+    batch = _default("batch_size")
+    d.add_argument("--batch-size", type=positive_int, default=batch, help=f"windows per batch (default: {batch})")
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--narrator",
@@ -106,10 +110,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PIXELS",
         help="with --web-video: scale the copy down to this height",
     )
-    p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: the GPU "
-                   "when there is one, else cpu)")  # fmt: skip
+    add_device_argument(p, "this process's GPU when there is one, else cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(p)
+
+
+def _default(name: str) -> object:
+    from videorecap.pipeline import CaptionOptions
+
+    return field_default(CaptionOptions, name)
 
 
 def video_ids(paths: list[Path]) -> list[str]:
@@ -134,12 +143,18 @@ def run(args: argparse.Namespace) -> int:
     if args.features is not None and not args.features.is_dir():
         raise InputError(f"--features {args.features}: no such folder")
     device = args.device or distributed.default_device()
-    decode = decode_config(args, max_new_tokens=args.max_tokens)
+    per_level = args.max_tokens or {}
+    if len(per_level) == 3 and len(set(per_level.values())) == 1:
+        # one count for every level goes into the decoding settings, as it always has (the cache key keeps)
+        decode, per_level = decode_config(args, max_new_tokens=next(iter(per_level.values()))), {}
+    else:
+        decode = decode_config(args)
     opts = CaptionOptions(
         levels=args.levels,
         clip_seconds=args.clip_seconds,
         segment_seconds=args.segment_seconds,
         decode=decode,
+        max_new_tokens=per_level,
         batch_size=args.batch_size,
         grid_fps=args.grid_fps,
         features_dir=args.features,
@@ -220,6 +235,9 @@ def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None
 
     if isinstance(e, VideoRecapError):
         msg = str(e)
+    elif isinstance(e, OSError):  # a full disk, a permission: the file and what to do
+        msg = f"{path}: failed: {describe_os_error(e)}"
+        logging.getLogger("videorecap.caption").info("%s failed", vid, exc_info=e)
     else:
         # not a user mistake we know of (a full disk, out of memory, a bug): still one line, the trace with -v
         what = " ".join(str(e).split())[:300] or type(e).__name__

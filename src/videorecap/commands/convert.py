@@ -19,7 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from videorecap.commands._options import check_new_folder
+from videorecap.commands._options import add_output_argument, check_new_folder
 
 HELP = "convert released Video ReCap / LaViLa weights into checkpoint folders"
 
@@ -27,7 +27,9 @@ HELP = "convert released Video ReCap / LaViLa weights into checkpoint folders"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("format", choices=("official", "lavila"), help="official: Video ReCap .pt; lavila: .pth")
     parser.add_argument("source", type=Path, metavar="SRC", help="the released checkpoint file")
-    parser.add_argument("output", type=Path, metavar="OUT_DIR", help="the checkpoint folder to write")
+    # OUT_DIR stays positional (`convert FORMAT SRC OUT_DIR`, as cp SRC DST) and -o OUT is the same, as everywhere
+    parser.add_argument("output_dir", type=Path, nargs="?", metavar="OUT_DIR", help="the checkpoint folder to write")
+    add_output_argument(parser, "the checkpoint folder, the same as OUT_DIR (give one of them)")
     parser.add_argument(
         "--tokenizer",
         type=Path,
@@ -41,9 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="official only: the level, when the checkpoint does not tell (it must agree with its parts)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is a checkpoint folder")
-    parser.add_argument(
-        "--verbose", dest="list_dropped", action="store_true", help="list every dropped source key and why"
-    )
+    # -v/--verbose (a global flag) also lists every dropped source key and why
 
 
 def _sha256(path: Path) -> str:
@@ -78,6 +78,10 @@ def _print_report(report: Any, list_dropped: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from videorecap.errors import InputError
 
+    if (args.output_dir is None) == (args.output is None):
+        raise InputError("give the checkpoint folder to write once: OUT_DIR or -o OUT")
+    args.output = args.output if args.output is not None else args.output_dir
+    args.list_dropped = args.verbose > 0
     _check_output(args.output, args.overwrite)
     check_new_folder(args.output, "OUT_DIR")
     if args.format == "lavila" and (args.tokenizer or args.level):

@@ -24,7 +24,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from videorecap.commands._options import nonnegative_int, positive_float, positive_int, prepare_output_dir
+from videorecap.commands._options import (
+    add_output_argument,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    prepare_output_dir,
+)
 from videorecap.errors import InputError
 
 HELP = "caption a fresh synthetic video with the bundled model and score it against the truth"
@@ -34,8 +40,8 @@ DEFAULT_MINUTES = 4.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", type=Path, default=Path("videorecap-demo"),
-                   help="output folder (default: ./videorecap-demo)")  # fmt: skip
+    add_output_argument(p, "the video, its captions and truth.json (default: ./videorecap-demo)",
+                        default=Path("videorecap-demo"))  # fmt: skip
     p.add_argument("--model", type=Path, help="model folder or recap-synth (default: the bundled recap-synth model)")
     p.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the held-out video (default: {DEFAULT_SEED})"

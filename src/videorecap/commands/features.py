@@ -9,9 +9,10 @@ instead writes the original's per-segment files `OUT/SID.npy` (at least 45 windo
 
 Inputs are video files, folders (their video files; other files are ignored; subfolders with --recursive), glob
 patterns and .txt lists of paths.
-Finished outputs are skipped, so an interrupted run can simply be started again; long videos are checkpointed in
-chunks and resume where they stopped. A video that cannot be read is reported in one line and the others go on;
-the exit code is 2 if any video failed.
+Finished outputs are skipped (a damaged one is recomputed, with a warning), so an interrupted run can simply be
+started again; long videos are checkpointed in chunks and resume where they stopped (chunks made with another
+encoder are discarded). A video that cannot be read is reported in one line and the others go on; the exit code is
+1 if any video failed (2 is a mistake in the options, found before any video is read).
 
 Under `torchrun --nproc_per_node=N videorecap features ...` every process takes its own share of the videos.
 """
@@ -24,10 +25,12 @@ import time
 from pathlib import Path
 
 from videorecap.commands._options import (
+    add_device_argument,
     add_min_tail_argument,
+    add_output_argument,
+    add_partial_argument,
     add_recursive_argument,
     add_wait_argument,
-    device_name,
     positive_float,
     positive_int,
     prepare_output_dir,
@@ -39,7 +42,7 @@ HELP = "extract 4-s window features of videos (resumable, multi-GPU with torchru
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR_OR_LIST", help="videos, folders or .txt lists")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder for the .npy files")
+    add_output_argument(parser, "the .npy files", required=True)
     add_recursive_argument(parser)
     enc = parser.add_mutually_exclusive_group(required=True)
     enc.add_argument(
@@ -68,9 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-windows", type=positive_int, default=225, help="windows per checkpoint chunk (default 225 = 15 min)"
     )
-    parser.add_argument(
-        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 (default: this process's GPU, else cpu)"
-    )
+    add_device_argument(parser, "this process's GPU when there is one, else cpu")
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "fp16", "bf16"),
@@ -83,11 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sample on the original's fixed frame-index grid (30 reproduces it exactly); default: by timestamp",
     )
-    parser.add_argument(
-        "--keep-partial",
-        action="store_true",
-        help="for a corrupt/truncated video, save the windows decoded before the error instead of failing",
-    )
+    add_partial_argument(parser, " (--keep-partial is the old spelling)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(parser)
@@ -160,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             precision=args.precision,
             grid_fps=args.grid_fps,
-            allow_partial=args.keep_partial,
+            allow_partial=args.allow_partial,
             overwrite=args.overwrite,
         )
     seconds = time.perf_counter() - t0
@@ -173,4 +170,4 @@ def run(args: argparse.Namespace) -> int:
         f"{tag}{len(done)} done, {len(skipped)} skipped (already there), {len(failed)} failed of {len(mine)} "
         f"| {clips} clips in {seconds:.1f} s ({rate:.1f} clips/s) -> {args.output}"
     )
-    return 2 if failed else 0
+    return 1 if failed else 0

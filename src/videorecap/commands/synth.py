@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from videorecap.commands._options import prepare_output_dir
+from videorecap.commands._options import add_output_argument, prepare_output_dir
 from videorecap.errors import InputError
 from videorecap.synth import make
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="render a dataset into a folder",
         description="Render videos/{vid}.mp4 and clips/segments/videos ground truth for train, val and test.",
     )
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_output_argument(p, "videos/ and the ground truth files", required=True, old_names=("--out",))
     p.add_argument(
         "--videos",
         type=int,
@@ -86,10 +86,10 @@ def _validate(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     splits = _validate(args)
-    prepare_output_dir(args.out)
+    prepare_output_dir(args.output)
     t0 = time.perf_counter()
     world = make.make_dataset(
-        args.out,
+        args.output,
         videos=args.videos,
         minutes=args.minutes,
         seed=args.seed,
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     c = world["counts"]
     video_seconds = c["videos"] * world["minutes"] * 60
     per = ", ".join(f"{s} {n}" for s, n in c["per_split"].items())
-    print(f"wrote {c['videos']} videos ({per}) to {args.out}")
+    print(f"wrote {c['videos']} videos ({per}) to {args.output}")
     print(
         f"  {c['clips']} clip captions ({world['windows']['clip_seconds']:g} s), {c['segments']} segment "
         f"descriptions ({world['windows']['segment_seconds']:g} s), {c['videos']} summaries; "

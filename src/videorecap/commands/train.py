@@ -9,7 +9,7 @@ an interrupted run started again with the same command continues where it stoppe
 Multi-GPU / multi-process: `torchrun --nproc_per_node=N -m videorecap train recipe.yaml`.
 
 examples:
-  videorecap train configs/recap-tiny.yaml --data-root data/synth --output-dir runs/tiny
+  videorecap train configs/recap-tiny.yaml --data-root data/synth -o runs/tiny
   videorecap train configs/recap-base.yaml --stage segment
   videorecap train recipe.yaml --list
 """
@@ -19,14 +19,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videorecap.commands._options import add_wait_argument, device_name, positive_int, prepare_output_dir
+from videorecap.commands._options import (
+    add_device_argument,
+    add_output_argument,
+    add_wait_argument,
+    positive_int,
+    prepare_output_dir,
+)
 
 HELP = "train the models from a recipe (the whole curriculum, resumable)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", metavar="RECIPE", help="recipe YAML file (see configs/)")
-    parser.add_argument("--output-dir", default=None, help="run folder (default: the recipe's output_dir)")
+    add_output_argument(parser, "the run folder (default: the recipe's output_dir)", old_names=("--output-dir",))
     parser.add_argument("--data-root", default=None, help="dataset folder (default: the recipe's data.root)")
     parser.add_argument(
         "--stage",
@@ -37,9 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-steps", type=positive_int, default=None, help="stop every stage after this many iterations"
     )
-    parser.add_argument(
-        "--device", type=device_name, default=None, help="cpu, cuda, cuda:1 ... (default: a GPU when there is one)"
-    )
+    add_device_argument(parser, "the recipe's device, else a GPU when there is one")
     parser.add_argument("--list", action="store_true", help="print the recipe's steps and their state, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(parser)
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.lock import output_lock
     from videorecap.train.recipe import Curriculum, load_recipe, recipe_from_dict
 
-    recipe = load_recipe(args.recipe, output_dir=args.output_dir, device=args.device)
+    output = None if args.output is None else str(args.output)  # the recipe holds it as text, as in its YAML
+    recipe = load_recipe(args.recipe, output_dir=output, device=args.device)
     if args.data_root is not None:
         d = recipe.to_dict()
         d["data"]["root"] = args.data_root
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             state = "complete" if cur.is_complete(step) else "to do"
             print(f"{step.name:<14} {step.kind:<13} {state}")
         return 0
-    prepare_output_dir(cur.out, "--output-dir")  # before the first step: a bad folder is one line, at once
+    # before the first step: a bad folder is one line, at once
+    prepare_output_dir(cur.out, "-o" if args.output is not None else "output_dir")
     with output_lock(cur.out, wait=args.wait):  # rank 0 holds it for the job; leftovers of a killed run go
         result = cur.run(args.stage)
     if main:

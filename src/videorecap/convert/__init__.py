@@ -14,11 +14,26 @@ the inferred config needs.
 
 What the converters share (the report and the strict comparison against the target model) is in
 `convert.report`, so that the converters import it without importing this package's `load_official`.
+`convert.sniff` recognises released files from their bytes; `checkpoint` uses it for its error messages, so it sits
+a layer below `checkpoint`, and this `__init__` imports its names lazily: importing `convert.sniff` runs nothing else.
 """
 
 from __future__ import annotations
 
-from videorecap.convert.load import load_official
-from videorecap.convert.report import ConversionReport
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from videorecap.convert.load import load_official
+    from videorecap.convert.report import ConversionReport
 
 __all__ = ["ConversionReport", "load_official"]
+
+_LAZY = {"load_official": "videorecap.convert.load", "ConversionReport": "videorecap.convert.report"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'videorecap.convert' has no attribute {name!r}")

@@ -252,41 +252,10 @@ def official_to_recap(
     args = dict(args or {})
     names = strip_module_prefix(state_dict, source)
     sd = {k: state_dict[orig] for k, orig in names.items()}
-    if "text_decoder.transformer.wte.weight" not in sd or not any(k.startswith("video_mapper.") for k in sd):
-        hint = ""
-        if any(k.startswith("visual.") for k in sd):
-            hint = "; it looks like a LaViLa dual-encoder checkpoint: use `videorecap convert lavila`"
-        raise CheckpointError(
-            f"{source}: not an original Video ReCap checkpoint (no text_decoder.transformer.wte.weight or "
-            f"video_mapper.* tensors){hint}"
-        )
+    _check_official(sd, source)
     report = ConversionReport(source_format="videorecap-official")
-
-    # ---- map every key, or drop it with a reason, or collect it as unknown
-    out: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
-    unknown: list[str] = []
-    for k, orig in names.items():
-        ours, reason = official_key(k)
-        if ours is None:
-            if reason is None:
-                unknown.append(orig)
-            else:
-                report.dropped[orig] = reason
-            continue
-        v = sd[k]
-        if k.startswith("text_decoder.") and k.endswith(CONV1D_SUFFIXES) and v.dim() == 2:
-            v = v.t()  # Conv1D [in, out] -> nn.Linear [out, in]
-        out[ours] = (v.float() if v.is_floating_point() else v).contiguous()
-        origin[ours] = orig
-    lm_head, wte = sd.get("text_decoder.lm_head.weight"), sd["text_decoder.transformer.wte.weight"]
-    if lm_head is not None and (
-        lm_head.shape != wte.shape or not (lm_head.is_meta or wte.is_meta or torch.equal(lm_head, wte))
-    ):  # (meta tensors carry no values: a shape-only dry run checks only the shape)
-        raise CheckpointError(
-            f"{source}: {names['text_decoder.lm_head.weight']!r} differs from the token embedding wte; this model "
-            "ties them, so it cannot represent this checkpoint"
-        )
+    out, origin, unknown = _map_keys(sd, names, report)
+    _check_tied_head(sd, names, source)
 
     # ---- sizes from shapes
     has_vision = any(k.startswith("vision_model.") for k in sd)
@@ -298,54 +267,14 @@ def official_to_recap(
     dec = _decoder_config(sd, source)
     nv = require(sd, "video_queries", source, 2).shape[0]
     nt = require(sd, "text_queries", source, 2).shape[0] if has_text else 0
-
-    if not (has_vision or has_text):
-        raise CheckpointError(
-            f"{source}: neither vision_model.* nor text_mapper.* tensors: a Video ReCap model has at least one"
-        )
-    inferred: ModelLevel
-    if level is not None:
-        # which parts each level has: (video encoder, text aligner)
-        parts_of = {"clip": (True, False), "segment": (False, True), "video": (False, True), "unified": (True, True)}
-        if parts_of[level] != (has_vision, has_text):
-            parts = f"{'a' if has_vision else 'no'} video encoder and {'a' if has_text else 'no'} text aligner"
-            raise CheckpointError(f"{source}: holds a model with {parts}, which cannot be a {level}-level one")
-        inferred = level
-        report.notes.append(f"level {level}: given")
-    elif has_vision:
-        inferred = "unified" if has_text else "clip"
-    else:
-        inferred = _feature_level(args, nv, report, source)
-
+    inferred = _level_of(has_vision, has_text, level, args, nv, report, source)
     if has_vision:
         enc = encoder_config_from(sd, "vision_model.", source)
     else:
         # segment/video models read precomputed CLS features as wide as the video aligner's context
         enc = EncoderConfig(width=video_al.context_width, heads=max(1, video_al.context_width // 64))
-
-    # the parts must fit together (our modules assume it; a mismatch would only fail at run time)
-    checks = [(video_al.width, dec.context_width, "video_mapper width", "the decoder's cross-attention context")]
-    if has_vision:
-        checks.append((video_al.context_width, enc.width, "video_mapper context", "the encoder width"))
-    if has_text:
-        checks.append((text_al.width, video_al.width, "text_mapper width", "the video_mapper width"))
-        checks.append((text_al.context_width, dec.n_embd, "text_mapper context", "the decoder's embedding width"))
-    for a, b, what_a, what_b in checks:
-        if a != b:
-            raise CheckpointError(f"{source}: {what_a} ({a}) differs from {what_b} ({b})")
-
-    if tokens is None:
-        if dec.vocab_size != GPT2_VOCAB:
-            raise CheckpointError(
-                f"{source}: the decoder has {dec.vocab_size} tokens, not GPT-2's {GPT2_VOCAB}; give its tokenizer "
-                "(--tokenizer)"
-            )
-        tokens = TokenConfig()
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if not 0 <= getattr(tokens, name) < dec.vocab_size:
-            raise CheckpointError(
-                f"{source}: {name}={getattr(tokens, name)} is outside the decoder's {dec.vocab_size}-token vocabulary"
-            )
+    _check_parts_fit(enc, video_al, text_al, dec, has_vision, has_text, source)
+    tokens = _special_tokens(tokens, dec, source)
 
     cfg = RecapConfig.from_name("recap-u-base" if inferred == "unified" else "recap-base", level=inferred)
     cfg.name = f"videorecap-{inferred}"
@@ -368,6 +297,121 @@ def official_to_recap(
     )
     logger.info("converted a %s-level Video ReCap: %d used, %d dropped", inferred, len(out), len(report.dropped))
     return cfg, out, report
+
+
+def _check_official(sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse what is not a Video ReCap state dict (naming LaViLa's converter when it is a LaViLa one)."""
+    if "text_decoder.transformer.wte.weight" not in sd or not any(k.startswith("video_mapper.") for k in sd):
+        hint = ""
+        if any(k.startswith("visual.") for k in sd):
+            hint = "; it looks like a LaViLa dual-encoder checkpoint: use `videorecap convert lavila`"
+        raise CheckpointError(
+            f"{source}: not an original Video ReCap checkpoint (no text_decoder.transformer.wte.weight or "
+            f"video_mapper.* tensors){hint}"
+        )
+
+
+def _map_keys(
+    sd: Mapping[str, torch.Tensor], names: Mapping[str, str], report: ConversionReport
+) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+    """Map every key to ours, or drop it with a reason (in `report`), or collect it as unknown.
+
+    Returns (our state dict in fp32, our key -> the file's key, the file's unknown keys).
+    """
+    out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    unknown: list[str] = []
+    for k, orig in names.items():
+        ours, reason = official_key(k)
+        if ours is None:
+            if reason is None:
+                unknown.append(orig)
+            else:
+                report.dropped[orig] = reason
+            continue
+        v = sd[k]
+        if k.startswith("text_decoder.") and k.endswith(CONV1D_SUFFIXES) and v.dim() == 2:
+            v = v.t()  # Conv1D [in, out] -> nn.Linear [out, in]
+        out[ours] = (v.float() if v.is_floating_point() else v).contiguous()
+        origin[ours] = orig
+    return out, origin, unknown
+
+
+def _check_tied_head(sd: Mapping[str, torch.Tensor], names: Mapping[str, str], source: str) -> None:
+    """Our decoder ties lm_head to wte: a file whose lm_head differs cannot be represented."""
+    lm_head, wte = sd.get("text_decoder.lm_head.weight"), sd["text_decoder.transformer.wte.weight"]
+    if lm_head is not None and (
+        lm_head.shape != wte.shape or not (lm_head.is_meta or wte.is_meta or torch.equal(lm_head, wte))
+    ):  # (meta tensors carry no values: a shape-only dry run checks only the shape)
+        raise CheckpointError(
+            f"{source}: {names['text_decoder.lm_head.weight']!r} differs from the token embedding wte; this model "
+            "ties them, so it cannot represent this checkpoint"
+        )
+
+
+def _level_of(
+    has_vision: bool,
+    has_text: bool,
+    level: ModelLevel | None,
+    args: Mapping[str, Any],
+    nv: int,
+    report: ConversionReport,
+    source: str,
+) -> ModelLevel:
+    """The model's level: the given one (which must fit the parts present), or inferred from the parts and args."""
+    if not (has_vision or has_text):
+        raise CheckpointError(
+            f"{source}: neither vision_model.* nor text_mapper.* tensors: a Video ReCap model has at least one"
+        )
+    if level is not None:
+        # which parts each level has: (video encoder, text aligner)
+        parts_of = {"clip": (True, False), "segment": (False, True), "video": (False, True), "unified": (True, True)}
+        if parts_of[level] != (has_vision, has_text):
+            parts = f"{'a' if has_vision else 'no'} video encoder and {'a' if has_text else 'no'} text aligner"
+            raise CheckpointError(f"{source}: holds a model with {parts}, which cannot be a {level}-level one")
+        report.notes.append(f"level {level}: given")
+        return level
+    if has_vision:
+        return "unified" if has_text else "clip"
+    return _feature_level(args, nv, report, source)
+
+
+def _check_parts_fit(
+    enc: EncoderConfig,
+    video_al: AlignerConfig,
+    text_al: AlignerConfig,
+    dec: DecoderConfig,
+    has_vision: bool,
+    has_text: bool,
+    source: str,
+) -> None:
+    """The parts must fit together (our modules assume it; a mismatch would only fail at run time)."""
+    checks = [(video_al.width, dec.context_width, "video_mapper width", "the decoder's cross-attention context")]
+    if has_vision:
+        checks.append((video_al.context_width, enc.width, "video_mapper context", "the encoder width"))
+    if has_text:
+        checks.append((text_al.width, video_al.width, "text_mapper width", "the video_mapper width"))
+        checks.append((text_al.context_width, dec.n_embd, "text_mapper context", "the decoder's embedding width"))
+    for a, b, what_a, what_b in checks:
+        if a != b:
+            raise CheckpointError(f"{source}: {what_a} ({a}) differs from {what_b} ({b})")
+
+
+def _special_tokens(tokens: TokenConfig | None, dec: DecoderConfig, source: str) -> TokenConfig:
+    """The given special token ids (or GPT-2's, which need GPT-2's vocabulary), checked against the vocabulary."""
+    if tokens is None:
+        if dec.vocab_size != GPT2_VOCAB:
+            raise CheckpointError(
+                f"{source}: the decoder has {dec.vocab_size} tokens, not GPT-2's {GPT2_VOCAB}; give its tokenizer "
+                "(--tokenizer)"
+            )
+        tokens = TokenConfig()
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if not 0 <= getattr(tokens, name) < dec.vocab_size:
+            raise CheckpointError(
+                f"{source}: {name}={getattr(tokens, name)} is outside the decoder's {dec.vocab_size}-token vocabulary"
+            )
+    return tokens
 
 
 def _settings_from_args(cfg: RecapConfig, args: Mapping[str, Any], report: ConversionReport) -> None:

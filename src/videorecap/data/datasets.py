@@ -12,7 +12,7 @@ Every sample is a dict:
 Feature files (reference §5, the layout of `videorecap features`):
 
 - `{feature_dir}/{vid}.npy`: float32 `(N, C)`, one CLS row per 4-s window from 0 s; a segment or video row takes
-  the rows `[int(start/4) : int(end//4) + 1]` (`sampling.slice_features`).
+  the rows `[int(start/4) : int(end//4) + 1]` (`feature_sampling.slice_features`).
 - `{feature_dir}/{sid}.npy`: the original's per-segment files; used for a row with a `sid` when that file exists
   (so the released per-segment features work, and synthetic data with `sid`s also works from `{vid}.npy`).
 - A video row without `end_sec` concatenates `{segment_feature_dir}/{sid}.npy` over its `sids`, as the original.
@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from videorecap.config import Level, RecapConfig
-from videorecap.data import hcap, sampling, text
+from videorecap.data import feature_sampling, hcap, text
 from videorecap.data.hcap import TARGET_KEYS, ClipRow
 from videorecap.errors import DataError
 
@@ -237,7 +237,7 @@ class _FeatureDataset(Dataset, abc.ABC):
                 f"{source}: no feature rows for {self.level} {row['vid']} "
                 f"{row.get('start_sec')}-{row.get('end_sec')} s (the file is too short)"
             )
-        x, mask = sampling.sample(np.asarray(feats, dtype=np.float32), self.num_features, self.sampling)
+        x, mask = feature_sampling.sample(np.asarray(feats, dtype=np.float32), self.num_features, self.sampling)
         meta = {
             "vid": row["vid"],
             "start": row.get("start_sec"),
@@ -256,7 +256,9 @@ class _FeatureDataset(Dataset, abc.ABC):
     def _sliced(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
         path = self.feature_dir / f"{row['vid']}.npy"
         feats = load_npy(path)
-        return sampling.slice_features(feats, row.get("start_sec"), row.get("end_sec"), self.clip_seconds), str(path)
+        return feature_sampling.slice_features(feats, row.get("start_sec"), row.get("end_sec"), self.clip_seconds), str(
+            path
+        )
 
 
 class SegmentDataset(_FeatureDataset):

@@ -167,6 +167,10 @@ def _read_any(path: str | os.PathLike[str]) -> Any:
         return json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(
+            f"{path}: JSON nested too deeply to be annotations (damaged or not an annotation file)"
+        ) from None
 
 
 def _expect_list(obj: Any, path: str | os.PathLike[str], what: str) -> list[Any]:

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from videorecap.data.collate import text_ids
-from videorecap.data.sampling import sample
-from videorecap.infer.decode import DecodeConfig, generate_ids
+from videorecap.data.feature_sampling import sample
+from videorecap.infer.decode import DecodeConfig, TokenScores, generate_ids
 
 if TYPE_CHECKING:
     from videorecap.config import Level
@@ -61,7 +61,7 @@ def collate_items(
 ) -> dict[str, torch.Tensor | None]:
     """The model inputs of a list of items: `video`, `video_mask`, `text_ids`, `text_mask` (see the module doc).
 
-    `sampling=(k, kind)` first picks k features of each item's video with `data.sampling.sample` (kind `uniform`
+    `sampling=(k, kind)` first picks k features of each item's video with `data.feature_sampling.sample` (kind `uniform`
     or `masking`, which also gives the mask); otherwise an item's own `video_mask`, if any, is used.
     """
     if not items:
@@ -103,10 +103,13 @@ def caption_batch(
     *,
     sampling: tuple[int, str] | None = None,
     device: str | torch.device | None = None,
-) -> list[str]:
+    return_scores: bool = False,
+) -> list[str] | list[tuple[str, TokenScores]]:
     """One caption per item (or per row of a collated batch), decoded with `decode` (default: greedy).
 
     `device` moves the inputs first (None: they are used where they are). `sampling` applies to items only.
+    With `return_scores=True` each caption comes with its `TokenScores` (per-token log-probabilities; `.confidence`
+    is a threshold users can apply, `.perplexity` the original's perplexity).
     """
     if isinstance(items, Mapping):
         batch = dict(items)
@@ -125,5 +128,9 @@ def caption_batch(
         text_ids=inp("text_ids"),
         text_mask=inp("text_mask"),
         decode=decode,
+        return_scores=return_scores,
     )
+    if return_scores:
+        ids, scores = ids
+        return [(tokenizer.decode(x).strip(), sc) for x, sc in zip(ids, scores, strict=True)]
     return [tokenizer.decode(x).strip() for x in ids]

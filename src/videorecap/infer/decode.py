@@ -355,6 +355,10 @@ def original_lengths(
     return out_ids, out_scores
 
 
+# a hypothesis: (ranking score, tokens, their log-probs, the EOS's log-prob or None when cut at the length limit)
+Hypothesis = tuple[float, list[int], list[float], float | None]
+
+
 @overload
 def beam_search(
     decoder: GatedGPT2,
@@ -402,8 +406,7 @@ def beam_search(
     V = logp.shape[-1]
     scores = torch.zeros(B, K, device=dev)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first one at step 0
-    # a finished hypothesis: (ranking score, tokens, their log-probs, the EOS's log-prob)
-    finished: list[list[tuple[float, list[int], list[float], float]]] = [[] for _ in range(B)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]  # per row, the hypotheses that ended with EOS
     done = [False] * B
     seqs: list[list[int]] = [[] for _ in range(B * K)]
     seq_lps: list[list[float]] = [[] for _ in range(B * K)]
@@ -422,20 +425,12 @@ def beam_search(
                 next_score += [float("-inf")] * K
                 next_lp += [0.0] * K
                 continue
-            chosen = 0
-            for rank, (s, i, lp) in enumerate(zip(top_s[b].tolist(), top_i[b].tolist(), top_lp[b], strict=True)):
-                beam, tok = b * K + i // V, i % V
-                if tok == eos_id:
-                    if rank < K:  # only an EOS among the top K may end a hypothesis
-                        finished[b].append((s / length**length_penalty, seqs[beam], seq_lps[beam], lp))
-                    continue
-                next_beam.append(beam)
-                next_tok.append(tok)
-                next_score.append(s)
-                next_lp.append(lp)
-                chosen += 1
-                if chosen == K:
-                    break
+            live = _advance_row(
+                b, K, V, eos_id, length**length_penalty, top_s[b].tolist(), top_i[b].tolist(), top_lp[b], seqs,
+                seq_lps, finished[b],
+            )  # fmt: skip
+            for acc, vals in zip((next_beam, next_tok, next_score, next_lp), live, strict=True):
+                acc += vals
             # done when K hypotheses are finished and no live beam can still beat the worst of them
             if len(finished[b]) >= K:
                 worst = sorted(h[0] for h in finished[b])[-K]
@@ -456,18 +451,55 @@ def beam_search(
     ids: list[list[int]] = []
     out_scores: list[TokenScores] = []
     for b in range(B):
-        hyps: list[tuple[float, list[int], list[float], float | None]] = list(finished[b])
+        hyps: list[Hypothesis] = list(finished[b])
         if not done[b]:  # live beams at the length limit count as hypotheses too
-            for j in range(K):
-                s = last_scores[b * K + j] if last_scores else float("-inf")
+            for j in range(b * K, (b + 1) * K):
+                s = last_scores[j] if last_scores else float("-inf")
                 if s != float("-inf"):
-                    beam = next_beam[b * K + j]
-                    seq = seqs[beam] + [next_tok[b * K + j]]
-                    hyps.append((s / len(seq) ** length_penalty, seq, seq_lps[beam] + [next_lp[b * K + j]], None))
+                    seq = seqs[next_beam[j]] + [next_tok[j]]
+                    hyps.append((s / len(seq) ** length_penalty, seq, seq_lps[next_beam[j]] + [next_lp[j]], None))
         best = max(hyps, key=lambda h: h[0]) if hyps else (0.0, [], [], None)
         ids.append(best[1])
         out_scores.append(TokenScores(best[2], best[3]))
     return (ids, out_scores) if return_scores else ids
+
+
+def _advance_row(
+    b: int,
+    K: int,
+    V: int,
+    eos_id: int,
+    norm: float,
+    top_s: list[float],
+    top_i: list[int],
+    top_lp: list[float],
+    seqs: list[list[int]],
+    seq_lps: list[list[float]],
+    finished: list[Hypothesis],
+) -> tuple[list[int], list[int], list[float], list[float]]:
+    """One step of batch row `b`: its top 2K candidates (score, index into (K beams x V tokens), own log-prob) in
+    rank order give up to K live continuations (beam, token, score, log-prob); an EOS among the top K ends a
+    hypothesis instead, appended to `finished` with its score divided by `norm` (length ** penalty).
+
+    2K candidates guarantee K live ones: at most K of them (one per beam) are EOS.
+    """
+    beams: list[int] = []
+    toks: list[int] = []
+    scores: list[float] = []
+    lps: list[float] = []
+    for rank, (s, i, lp) in enumerate(zip(top_s, top_i, top_lp, strict=True)):
+        beam, tok = b * K + i // V, i % V
+        if tok == eos_id:
+            if rank < K:  # only an EOS among the top K may end a hypothesis
+                finished.append((s / norm, seqs[beam], seq_lps[beam], lp))
+            continue
+        beams.append(beam)
+        toks.append(tok)
+        scores.append(s)
+        lps.append(lp)
+        if len(beams) == K:
+            break
+    return beams, toks, scores, lps
 
 
 @torch.no_grad()
@@ -480,14 +512,25 @@ def generate_ids(
     text_ids: torch.Tensor | None = None,
     text_mask: torch.Tensor | None = None,
     decode: DecodeConfig | None = None,
-) -> list[list[int]]:
+    return_scores: bool = False,
+) -> list[list[int]] | Scored:
     """One caption per batch row of a level's inputs, as token ids (no BOS, cut before the first EOS).
 
     The model's cross-attention context (`VideoRecap.context`) is decoded with `decode`; its `max_new_tokens`
     defaults to the model's limit for the level. Callers build the inputs with `infer.batch.caption_batch`.
+    With `return_scores=True` the result is `(ids, scores)`: a `TokenScores` per row (per-token log-probabilities,
+    `confidence`, `perplexity`), as `generate` gives them.
     """
     decode = decode or DecodeConfig()
     ctx = model.context(level, video, video_mask, text_ids, text_mask)  # (B, Nv + Nt, D)
     n = decode.max_new_tokens or model.config.max_new_tokens[level]
     t = model.config.tokens
-    return generate(model.decoder, ctx, bos_id=t.bos_token_id, eos_id=t.eos_token_id, max_new_tokens=n, cfg=decode)
+    return generate(  # type: ignore[call-overload]
+        model.decoder,
+        ctx,
+        bos_id=t.bos_token_id,
+        eos_id=t.eos_token_id,
+        max_new_tokens=n,
+        cfg=decode,
+        return_scores=return_scores,
+    )

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videorecap.data.sampling import sample, slice_features
+from videorecap.data.feature_sampling import sample, slice_features
 from videorecap.data.text import segment_text, video_text
 from videorecap.results import Caption
 from videorecap.video.sampling import segment_windows

@@ -69,6 +69,8 @@ def _read_json(path: Path) -> Any:
         raise InputError(f"{path}: cannot read ({e})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be captions (damaged or not a captions file)") from None
 
 
 def _add(out: LoadedItems, vid: str, level: Level, start: Any, end: Any, text: Any, src: str) -> None:

@@ -33,18 +33,18 @@ class BertAttention(nn.Module):
         self.ln = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, Nq, D = x.shape
+        B, Nq, D = x.shape  # x: (B, Nq, D) queries; context: (B, Nc, context_dim), Nc = Nq for self-attention
         H = self.heads
         q = self.query(x).view(B, Nq, H, D // H).transpose(1, 2)  # (B, H, Nq, hd)
         k = self.key(context).view(B, context.shape[1], H, D // H).transpose(1, 2)  # (B, H, Nc, hd)
-        v = self.value(context).view(B, context.shape[1], H, D // H).transpose(1, 2)
-        # mask: (B, Nc) True = attend; broadcast over heads and queries
+        v = self.value(context).view(B, context.shape[1], H, D // H).transpose(1, 2)  # (B, H, Nc, hd)
+        # mask: (B, Nc) True = attend; (B, 1, 1, Nc) broadcasts over heads and queries
         attn_mask = None if mask is None else mask[:, None, None, :].bool()
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        y = y.transpose(1, 2).reshape(B, Nq, D)
+        p = self.dropout if self.training else 0.0  # attention-probability dropout, as BERT's attention dropout
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)  # (B, H, Nq, hd)
+        y = y.transpose(1, 2).reshape(B, Nq, D)  # heads side by side again: (B, Nq, D)
         y = F.dropout(self.out(y), self.dropout, self.training)
-        return self.ln(x + y)  # post-LN, as BERT
+        return self.ln(x + y)  # post-LN (normalise after the residual sum), as BERT; GPT-2 normalises before
 
 
 class QFormerLayer(nn.Module):
@@ -61,9 +61,10 @@ class QFormerLayer(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attn(x, x)  # queries attend to each other, unmasked
-        if self.xattn is not None:
-            x = self.xattn(x, context, mask)
+        # x: (B, Nq, D) queries, context: (B, Nc, C), mask: (B, Nc) or None
+        x = self.attn(x, x)  # queries attend to each other, unmasked (every query is real)
+        if self.xattn is not None:  # only every cross_attention_freq-th layer looks at the context
+            x = self.xattn(x, context, mask)  # (B, Nq, D)
         y = F.dropout(self.fc2(F.gelu(self.fc1(x))), self.dropout, self.training)  # exact (erf) GELU, as BERT
         return self.ffn_ln(x + y)
 
@@ -79,6 +80,8 @@ class QueryAligner(nn.Module):
             [QFormerLayer(cfg, cross=(i % cfg.cross_attention_freq == 0)) for i in range(cfg.layers)]
         )
         self.apply(self._init)
+        # a larger init of the cross-attention output lets the context through the post-LN residual at the start
+        # of training (see AlignerConfig.cross_init_std); the original's 0.02 changes nothing here
         if cfg.cross_init_std != 0.02:  # 0.02 is what _init gave every Linear already
             for layer in self.layers:
                 if layer.xattn is not None:
@@ -95,11 +98,12 @@ class QueryAligner(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = F.dropout(self.ln(queries), self.config.dropout, self.training)
+        # queries: (B, Nq, D), the learned queries expanded over the batch; context: (B, Nc, C); mask: (B, Nc)
+        x = F.dropout(self.ln(queries), self.config.dropout, self.training)  # (B, Nq, D)
         if mask is not None and not bool(mask.any(dim=1).all()):
             # a row with nothing to attend to would give NaNs; let it attend to its (zero) padding instead
             mask = mask.clone()
             mask[~mask.any(dim=1)] = True
         for layer in self.layers:
-            x = layer(x, context, mask)
+            x = layer(x, context, mask)  # (B, Nq, D)
         return x

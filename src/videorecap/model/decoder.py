@@ -43,6 +43,8 @@ class LayerCache:
 
 
 class DecoderCache:
+    """The KV cache of every layer while decoding, and how many tokens it holds."""
+
     def __init__(self, layers: list[LayerCache]) -> None:
         self.layers = layers
         self.len = 0  # tokens already in the self-attention cache
@@ -56,6 +58,8 @@ class DecoderCache:
 
 
 class SelfAttention(nn.Module):
+    """Causal multi-head self-attention (nanoGPT's CausalSelfAttention), with an optional KV cache."""
+
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         self.n_head = cfg.n_head
@@ -64,23 +68,23 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, cache: LayerCache | None, pos: int) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        B, T, C = x.shape  # T new tokens, at positions [pos, pos + T)
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
         if cache is not None:
             # write this step's keys/values at [pos, pos+T) and attend over everything so far
             cache.k[:, :, pos : pos + T] = k
             cache.v[:, :, pos : pos + T] = v
-            k, v = cache.k[:, :, : pos + T], cache.v[:, :, : pos + T]
+            k, v = cache.k[:, :, : pos + T], cache.v[:, :, : pos + T]  # (B, H, pos+T, hd)
         p = self.dropout if self.training else 0.0
         if T == 1:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # one new token sees the whole prefix
         elif pos == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:  # several new tokens after a prefix: causal mask offset by pos
-            mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos)
+            mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos)  # (T, pos+T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        y = y.transpose(1, 2).reshape(B, T, C)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, H, T, hd) -> heads side by side (B, T, C)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 
@@ -96,20 +100,26 @@ class CrossAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the context (B, Nc, context_width), each (B, H, Nc, hd): computed once per sequence,
+        since the context does not change while a caption is decoded."""
         B, N, _ = context.shape
         k, v = self.c_kv(context).split(self.c_q.out_features, dim=2)
         hd = self.c_q.out_features // self.n_head
         return (t.view(B, N, self.n_head, hd).transpose(1, 2) for t in (k, v))  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q = self.c_q(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        B, T, C = x.shape  # x: (B, T, C) text; k, v: (B, H, Nc, hd) from `kv`
+        q = self.c_q(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p).transpose(1, 2).reshape(B, T, C)
+        # no causal mask: every text position may look at the whole context
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 
 class MLP(nn.Module):
+    """Feed-forward (B, T, n_in) -> (B, T, n_hidden) -> (B, T, n_in): GELU in GPT-2's blocks, squared ReLU in
+    the gated cross-attention blocks (as Flamingo/LaViLa)."""
+
     def __init__(self, n_in: int, n_hidden: int, act: str, dropout: float) -> None:
         super().__init__()
         self.c_fc = nn.Linear(n_in, n_hidden)
@@ -124,6 +134,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One GPT-2 block (pre-LN self-attention + MLP), preceded, when `cross`, by the gated cross-attention block."""
+
     def __init__(self, cfg: DecoderConfig, cross: bool) -> None:
         super().__init__()
         n = cfg.n_embd
@@ -148,9 +160,11 @@ class Block(nn.Module):
         cache: LayerCache | None,
         pos: int,
     ) -> torch.Tensor:
+        # x: (B, T, n_embd) throughout; each sub-block adds to the residual stream
         if self.cross:
             assert xkv is not None
-            a = self.xattn(self.ln_xattn(x), *xkv)
+            a = self.xattn(self.ln_xattn(x), *xkv)  # (B, T, n_embd)
+            # tanh(gate) in [-1, 1] scales the new path; at 0 the pretrained language model is untouched
             x = x + (a if self.xattn_gate is None else self.xattn_gate.tanh() * a)
             m = self.xmlp(self.ln_xmlp(x))
             x = x + (m if self.xmlp_gate is None else self.xmlp_gate.tanh() * m)
@@ -211,16 +225,16 @@ class GatedGPT2(nn.Module):
         pos = cache.len if cache is not None else 0
         if pos + ids.shape[1] > self.config.n_positions:
             raise ValueError(f"sequence longer than the decoder's {self.config.n_positions} positions")
-        x = F.dropout(self.embed(ids, pos), self.config.dropout, self.training)
+        x = F.dropout(self.embed(ids, pos), self.config.dropout, self.training)  # (B, T, n_embd)
         for i, blk in enumerate(self.h):
             if cache is not None:
                 lc = cache.layers[i]
                 xkv = (lc.xk, lc.xv) if blk.cross else None
                 x = blk(x, xkv, lc, pos)  # type: ignore[arg-type]
-            else:
+            else:  # no cache: a whole sequence per call, so each layer computes the context's K/V once here
                 xkv = blk.xattn.kv(context) if blk.cross else None  # type: ignore[arg-type]
                 x = blk(x, xkv, None, 0)
         if cache is not None:
             cache.len += ids.shape[1]
-        x = self.ln_f(x)
-        return F.linear(x, self.wte.weight)  # tied lm_head
+        x = self.ln_f(x)  # (B, T, n_embd)
+        return F.linear(x, self.wte.weight)  # tied lm_head: (B, T, vocab)

@@ -24,6 +24,8 @@ class QuickGELU(nn.Module):
 
 
 class Mlp(nn.Module):
+    """The transformer block's feed-forward: (B, N, D) -> (B, N, hidden) -> (B, N, D)."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -52,7 +54,7 @@ class DividedAttention(nn.Module):
         B, N, C = x.shape  # N = 1 + T*P
         H, hd = self.heads, C // self.heads
         T = frames
-        P = (N - 1) // T
+        P = (N - 1) // T  # patches per frame
         q, k, v = self.qkv(x).view(B, N, 3, H, hd).permute(2, 0, 3, 1, 4)  # each (B, H, N, hd)
 
         # the CLS query sees everything
@@ -63,19 +65,21 @@ class DividedAttention(nn.Module):
             t = t[:, :, 1:].reshape(B, H, T, P, hd)  # tokens are frame-major
             return t if axis == "space" else t.transpose(2, 3)  # (B, H, G, n, hd)
 
-        qg, kg, vg = group(q), group(k), group(v)
-        G = qg.shape[2]
+        qg, kg, vg = group(q), group(k), group(v)  # (B, H, G, n, hd): G groups of n tokens attend within a group
+        G = qg.shape[2]  # T frames (space) or P locations (time)
         # every group also attends to the CLS key/value
         kg = torch.cat([k[:, :, :1, None].expand(B, H, G, 1, hd), kg], dim=3)  # (B, H, G, 1+n, hd)
         vg = torch.cat([v[:, :, :1, None].expand(B, H, G, 1, hd), vg], dim=3)
         out = F.scaled_dot_product_attention(qg, kg, vg)  # (B, H, G, n, hd); scale hd^-0.5 as LaViLa
         if axis == "time":
-            out = out.transpose(2, 3)
+            out = out.transpose(2, 3)  # back to frame-major (B, H, T, P, hd)
         out = torch.cat([cls_out, out.reshape(B, H, T * P, hd)], dim=2)  # (B, H, N, hd)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
 class SpaceTimeBlock(nn.Module):
+    """Divided space-time attention (time first, then space) and an MLP, each pre-LN: (B, 1+T*P, D) -> same."""
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         d = cfg.width
@@ -83,12 +87,13 @@ class SpaceTimeBlock(nn.Module):
         self.attn = DividedAttention(d, cfg.heads)  # space
         self.norm2 = nn.LayerNorm(d, eps=cfg.eps)
         self.mlp = Mlp(d, int(d * cfg.mlp_ratio))
+        # the time branch (norm3, timeattn) runs first although it is named last: the names are LaViLa's keys
         self.norm3 = nn.LayerNorm(d, eps=cfg.eps)
         self.timeattn = DividedAttention(d, cfg.heads)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        t = self.timeattn(self.norm3(x), "time", frames)
-        s = self.attn(self.norm1(x + t), "space", frames)
+        t = self.timeattn(self.norm3(x), "time", frames)  # (B, N, D)
+        s = self.attn(self.norm1(x + t), "space", frames)  # (B, N, D)
         # The frozen-in-time quirk: the residual adds only the space output. The time branch reaches the stream only
         # through the space attention's input. Checkpoints were trained this way, so it must be kept.
         x = x + s
@@ -96,6 +101,9 @@ class SpaceTimeBlock(nn.Module):
 
 
 class PatchEmbed(nn.Module):
+    """Each frame cut into patch_size x patch_size patches, each projected to the width: (B, T, 3, H, W) ->
+    (B, T*P, D)."""
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         # no bias: ln_pre follows (LaViLa sets bias=False whenever ln_pre is on)
@@ -103,7 +111,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C, H, W = x.shape
-        x = self.proj(x.reshape(B * T, C, H, W))  # (B*T, D, h, w)
+        x = self.proj(x.reshape(B * T, C, H, W))  # frames as a batch of images: (B*T, D, h, w), h*w = P
         return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])  # (B, T*P, D), frame-major
 
 
@@ -144,7 +152,7 @@ class VideoEncoder(nn.Module):
             nn.init.zeros_(blk.timeattn.proj.bias)
 
     def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
-        B, C, T, H, W = x.shape
+        B, C, T, H, W = x.shape  # (B, 3, T, H, W): channels first, as the data pipeline stacks frames
         if T > self.config.num_frames:
             raise ValueError(f"the encoder has temporal embeddings for {self.config.num_frames} frames, got {T}")
         P = (H // self.config.patch_size) * (W // self.config.patch_size)
@@ -155,8 +163,8 @@ class VideoEncoder(nn.Module):
         pos = self.pos_embed[:, 1:].repeat(1, T, 1) + self.temporal_embed[:, :T].repeat_interleave(P, dim=1)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1)  # CLS gets no temporal embedding
         x = torch.cat([cls, x + pos], dim=1)  # (B, 1+T*P, D)
-        x = self.ln_pre(x)
+        x = self.ln_pre(x)  # CLIP's pre-transformer LayerNorm (the ViT it was initialised from has one)
         for blk in self.blocks:
-            x = blk(x, T)
+            x = blk(x, T)  # (B, 1+T*P, D)
         x = self.norm(x)
-        return x[:, 0] if cls_only else x
+        return x[:, 0] if cls_only else x  # (B, D) or (B, 1+T*P, D)

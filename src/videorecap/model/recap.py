@@ -36,16 +36,20 @@ PARTS = ("encoder", "video_queries", "video_aligner", "text_queries", "text_alig
 
 
 class VideoRecap(nn.Module):
+    """Encoder (clip level only) -> Q-Former aligners -> gated GPT-2, for one level or all (see the module doc)."""
+
     def __init__(self, config: RecapConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = VideoEncoder(config.encoder) if config.has_encoder else None
         d = config.video_aligner.width
-        # learned queries, normal with std width^-0.5 as the original
+        # learned queries (Nv, D), shared by every input (the aligner turns them into the video context); normal
+        # with std width^-0.5 as the original
         self.video_queries = nn.Parameter(torch.randn(config.num_video_queries, d) * d**-0.5)
         self.video_aligner = QueryAligner(config.video_aligner)
         if config.has_text:
             dt = config.text_aligner.width
+            # (Nt, D): the segment and video levels also summarise the previous level's text into Nt vectors
             self.text_queries = nn.Parameter(torch.randn(config.num_text_queries, dt) * dt**-0.5)
             self.text_aligner = QueryAligner(config.text_aligner)
         else:
@@ -84,17 +88,19 @@ class VideoRecap(nn.Module):
 
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         """Pixels (B,3,T,H,W) -> all encoder tokens (B, 1+T*P, C); features (B, N, C) pass through."""
-        if video.dim() == 4 + 1:
+        if video.dim() == 4 + 1:  # (B, 3, T, H, W) pixels, not (B, N, C) features
             if self.encoder is None:
                 raise ValueError("this model has no video encoder: give it precomputed features (B, N, C)")
+            # a frozen encoder builds no graph: its activations (785 tokens a clip) would dominate memory
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
-                return self.encoder(video)
+                return self.encoder(video)  # (B, 1+T*P, C)
         return video
 
     def embed_text(self, text_ids: torch.Tensor) -> torch.Tensor:
         """Previous-level text (B, L) -> GPT-2's wte + wpe (B, L, n_embd): no layers, no dropout, no LayerNorm."""
+        # the embeddings are the decoder's own (frozen unless train_decoder), shared with the caption side
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_decoder):
-            return self.decoder.embed(text_ids)
+            return self.decoder.embed(text_ids)  # (B, L, n_embd)
 
     def context(
         self,
@@ -106,6 +112,7 @@ class VideoRecap(nn.Module):
     ) -> torch.Tensor:
         """The decoder's cross-attention context, (B, Nv + Nt, D): [video queries, text queries]."""
         self._check_level(level)
+        # the clip level always sees video; higher levels see what `modalities` says (the paper's ablations)
         use_video = level == "clip" or self.config.modalities in ("video+text", "video")
         use_text = level != "clip" and self.text_aligner is not None and self.config.modalities != "video"
         parts = []
@@ -121,7 +128,7 @@ class VideoRecap(nn.Module):
             emb = self.embed_text(text_ids)  # (B, L, n_embd)
             q = self.text_queries.expand(emb.shape[0], -1, -1)  # type: ignore[union-attr]
             parts.append(self.text_aligner(q, emb, text_mask))  # type: ignore[misc]  # (B, Nt, D)
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1)  # (B, Nv + Nt, D): video queries first, as the original concatenates
 
     def forward(
         self,
@@ -139,9 +146,11 @@ class VideoRecap(nn.Module):
         which averages over every position, padding included (so its loss shrinks with the batch's padding).
         """
         ctx = self.context(level, video, video_mask, text_ids, text_mask)
-        logits = self.decoder(caption_ids[:, :-1], ctx)  # (B, L-1, V)
-        targets = caption_ids[:, 1:]
+        logits = self.decoder(caption_ids[:, :-1], ctx)  # (B, L-1, V): position t predicts token t+1
+        targets = caption_ids[:, 1:]  # (B, L-1)
         pad = self.config.tokens.pad_token_id
+        # in fp32 even under autocast (a softmax over the vocabulary in half precision loses the small logits);
+        # flat: (B*(L-1),), zero at padding
         flat = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad, reduction="none")
         if loss_mode == "all":
             loss = flat.mean()

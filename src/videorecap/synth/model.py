@@ -170,23 +170,17 @@ def score_pairs(
     return score_levels(items, protocol="original", metrics=metrics)
 
 
-def heldout_metrics(
+def heldout_pairs(
     captioner: Captioner,
     work_dir: str | os.PathLike[str],
     *,
     videos: int = 4,
     minutes: float = 4.0,
     seed: int = 1000,
-    baseline: Mapping[str, str] | None = None,
-    metrics: Sequence[str] | None = None,
     batch_size: int = 32,
-) -> dict[str, Any]:
-    """Render `videos` held-out videos (`make_video(seed=seed, index=k)`), caption them, score each level.
-
-    Returns `{"model": {level: scores}, "counts": {level: n}}`, plus `"baseline"` (the same truth scored against
-    one constant text per level) when `baseline` is given. Deterministic: the same model and arguments give the
-    same numbers.
-    """
+) -> dict[str, list[tuple[str, str]]]:
+    """Render `videos` held-out videos (`make_video(seed=seed, index=k)`), caption them, and return the
+    (prediction, truth) pairs of each level (`pairs_of`), in video order."""
     from videorecap.pipeline import CaptionOptions, caption_video
     from videorecap.synth.make import make_video
 
@@ -199,6 +193,27 @@ def heldout_metrics(
         result = caption_video(path, captioner, CaptionOptions(batch_size=batch_size))
         for lv, ps in pairs_of(result, script).items():
             pairs[lv] += ps
+    return pairs
+
+
+def heldout_metrics(
+    captioner: Captioner,
+    work_dir: str | os.PathLike[str],
+    *,
+    videos: int = 4,
+    minutes: float = 4.0,
+    seed: int = 1000,
+    baseline: Mapping[str, str] | None = None,
+    metrics: Sequence[str] | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Score the `heldout_pairs` of each level.
+
+    Returns `{"model": {level: scores}, "counts": {level: n}}`, plus `"baseline"` (the same truth scored against
+    one constant text per level) when `baseline` is given. Deterministic: the same model and arguments give the
+    same numbers.
+    """
+    pairs = heldout_pairs(captioner, work_dir, videos=videos, minutes=minutes, seed=seed, batch_size=batch_size)
     out: dict[str, Any] = {
         "model": score_pairs(pairs, metrics),
         "counts": {lv: len(ps) for lv, ps in pairs.items()},

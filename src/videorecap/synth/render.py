@@ -377,6 +377,17 @@ class _Canvas:
 
 
 def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None:
+    """Draw one object centred at (x, y) by its kind and state (fill, cut, hot, wet, ...), then any dirt on it."""
+    c, at = o.colour, o.attrs
+    if not any(draw(cv, img, o, x, y) for draw in (_draw_dishes, _draw_food, _draw_kitchen_things, _draw_household)):
+        cv.box(img, x, y, 4, 4, c)  # pragma: no cover - every kind has its drawing
+    if at.get("dirty"):
+        cv.box(img, x - 1, y - 1, 1.5, 1.5, (100, 70, 30))
+        cv.box(img, x + 1.5, y + 1, 1.5, 1.5, (100, 70, 30))
+
+
+def _draw_dishes(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> bool:
+    """Cups, mugs, plates, bowls, glasses, pans and the kettle. False: not one of these kinds."""
     c, kind, at = o.colour, o.kind, o.attrs
     fill = at.get("fill")
     if kind in ("cup", "mug"):
@@ -410,7 +421,15 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
         cv.box(img, x - 4, y - 1, 3, 2, col)  # spout
         cv.box(img, x, y, 7, 7, col)
         cv.box(img, x, y - 4, 3, 1.5, (60, 60, 60))  # lid knob
-    elif kind in _ROUND:
+    else:
+        return False
+    return True
+
+
+def _draw_food(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> bool:
+    """Vegetables, fruit and other food, whole or cut, and drink cartons. False: not one of these kinds."""
+    c, kind, at = o.colour, o.kind, o.attrs
+    if kind in _ROUND:
         if at.get("cut"):
             for dx in (-2.5, 0, 2.5):
                 cv.box(img, x + dx, y, 2, 2, c)
@@ -434,7 +453,15 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
     elif kind in ("juice", "milk"):
         cv.box(img, x, y, 4, 7, c)
         cv.box(img, x, y - 3, 2, 1.5, (40, 90, 200))
-    elif kind == "board":
+    else:
+        return False
+    return True
+
+
+def _draw_kitchen_things(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> bool:
+    """Boards, bags, plants, cloths, containers and boxy appliances. False: not one of these kinds."""
+    c, kind, at = o.colour, o.kind, o.attrs
+    if kind == "board":
         cv.box(img, x, y, 9, 6, c)
     elif kind == "shopbag":
         cv.box(img, x, y, 8, 8, c)
@@ -466,7 +493,15 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
                 cv.box(img, x, y - 1, 3, 1.5, FILL_COLOURS["catfood"])
         elif kind == "ironing board":
             cv.box(img, x - 5, y, 2, 2, c)  # its pointed end
-    elif kind in _CLOTHES:
+    else:
+        return False
+    return True
+
+
+def _draw_household(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> bool:
+    """Clothes, jars, flowers, the cat, cleaning tools, the iron, dirt and stains. False: not one of these kinds."""
+    c, kind, at = o.colour, o.kind, o.attrs
+    if kind in _CLOTHES:
         _draw_clothes(cv, img, o, x, y)
     elif kind in ("jam", "honey", "marmalade"):  # a jar with a white lid
         cv.box(img, x, y, 4, 5, c)
@@ -494,11 +529,9 @@ def _draw_obj(cv: _Canvas, img: np.ndarray, o: _Obj, x: float, y: float) -> None
                     cv.box(img, x + dx, y + dy, 1, 1, c)
             else:
                 cv.disc(img, x, y, 2.5, c)
-    else:  # pragma: no cover - every kind above
-        cv.box(img, x, y, 4, 4, c)
-    if at.get("dirty"):
-        cv.box(img, x - 1, y - 1, 1.5, 1.5, (100, 70, 30))
-        cv.box(img, x + 1.5, y + 1, 1.5, 1.5, (100, 70, 30))
+    else:
+        return False
+    return True
 
 
 _ROUND = (

@@ -318,9 +318,204 @@ ACTIVITY_TYPES: dict[str, ActivityType] = {
 }  # fmt: skip
 
 
+# ---- caption templates --------------------------------------------------------------------------------------------
+# One table drives both directions: the activity scripts below write a caption by filling its template with the
+# step's mentions (`caption_text`), and `parse_caption` reads a caption back with the regex the same template
+# compiles to (`CaptionTemplate.pattern`), so the parser cannot drift from what the generator writes.
+_COL = "|".join(COLOURS)
+_OBJ = rf"(?:{_COL}) (?:cup|mug|plate|bowl|glass|pan|pot|cloth|trash bag)"
+_VEG = "|".join(VEGETABLES)
+_GRO = "|".join(GROCERIES)
+
+
+def _alt(words: Sequence[str]) -> str:
+    return "(?:" + "|".join(words) + ")"
+
+
+def _c(*kinds: str) -> str:
+    """A coloured thing of one of `kinds`: "red saucepan"."""
+    return rf"(?:{_COL}) {_alt(kinds)}"
+
+
+@dataclass(frozen=True)
+class CaptionTemplate:
+    """One action's caption: `text` (after "#C C ") with slots `{m1}`, `{m2}` for the key objects it names.
+
+    `slots` gives each slot the regex of what the parser accepts there (at least every value a script writes; some
+    accept any coloured object). The mentions fill the slots in caption order.
+    """
+
+    kind: str  # e.g. "tea.pour"; the part before the dot names the activity (ACTIVITY_OF_KIND_PREFIX)
+    role: str  # "open", "body" or "close": the action's place in its activity, as the parser reports it
+    text: str
+    slots: dict[str, str] = field(default_factory=dict)
+
+    def fill(self, mentions: Sequence[str]) -> str:
+        return self.text.format(**{f"m{i + 1}": m for i, m in enumerate(mentions)})
+
+    def pattern(self) -> re.Pattern[str]:
+        parts = re.split(r"(\{m\d\})", self.text)
+        rx = "".join(f"(?P<{p[1:-1]}>{self.slots[p[1:-1]]})" if p.startswith("{m") else re.escape(p) for p in parts)
+        return re.compile(r"#C C " + rx)
+
+
+CAPTION_TEMPLATES: tuple[CaptionTemplate, ...] = (
+    CaptionTemplate("tea.fill_kettle", "open", "fills the kettle with water"),
+    CaptionTemplate("tea.kettle_stove", "body", "puts the kettle on the stove"),
+    CaptionTemplate("tea.stove_on", "body", "turns on the stove"),
+    CaptionTemplate("tea.take_cup", "body", "takes the {m1} from the rack", {"m1": _c("cup")}),
+    CaptionTemplate("tea.bag", "body", "puts a tea bag in the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("tea.pour", "body", "pours hot water into the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("tea.stove_off", "body", "turns off the stove"),
+    CaptionTemplate("tea.carry", "close", "carries the {m1} to the table", {"m1": _c("cup")}),
+    CaptionTemplate("coffee.on", "open", "switches on the coffee machine"),
+    CaptionTemplate("coffee.take_mug", "body", "takes the {m1} from the rack", {"m1": _c("mug")}),
+    CaptionTemplate("coffee.mug_under", "body", "puts the {m1} under the coffee machine", {"m1": _OBJ}),
+    CaptionTemplate("coffee.press", "body", "presses the button on the coffee machine"),
+    CaptionTemplate("coffee.take_milk", "body", "takes the milk from the fridge"),
+    CaptionTemplate("coffee.pour_milk", "body", "pours milk into the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("coffee.milk_back", "body", "puts the milk back in the fridge"),
+    CaptionTemplate("coffee.carry", "close", "carries the {m1} to the table", {"m1": _c("mug")}),
+    CaptionTemplate("wash.tap_on", "open", "turns on the tap"),
+    CaptionTemplate("wash.to_sink", "body", "puts the {m1} in the sink", {"m1": _c("plate", "bowl", "glass", "cup")}),
+    CaptionTemplate("wash.scrub", "body", "scrubs the {m1} with the sponge", {"m1": _OBJ}),
+    CaptionTemplate("wash.to_rack", "body", "puts the {m1} on the rack", {"m1": _c("plate", "bowl", "glass", "cup")}),
+    CaptionTemplate("wash.tap_off", "close", "turns off the tap"),
+    CaptionTemplate("table.open", "open", "opens the cupboard"),
+    CaptionTemplate("table.take", "body", "takes the {m1} from the cupboard", {"m1": _OBJ}),
+    CaptionTemplate("table.place", "body", "places the {m1} on the table", {"m1": _OBJ}),
+    CaptionTemplate("table.close", "close", "closes the cupboard"),
+    CaptionTemplate("salad.board", "open", "puts the cutting board on the counter"),
+    CaptionTemplate("salad.take_bowl", "body", "takes the {m1} from the rack", {"m1": _c("bowl")}),
+    CaptionTemplate("salad.take", "body", "takes the {m1} from the fridge", {"m1": _VEG}),
+    CaptionTemplate("salad.cut", "body", "cuts the {m1} on the cutting board", {"m1": _VEG}),
+    CaptionTemplate("salad.to_bowl", "body", "puts the {m1} in the {m2}", {"m1": _VEG, "m2": _OBJ}),
+    CaptionTemplate("salad.mix", "close", "mixes the salad in the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("fry.pan", "open", "puts the {m1} on the stove", {"m1": _c("pan")}),
+    CaptionTemplate("fry.burner", "body", "lights the burner under the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("fry.crack", "body", "cracks an egg into the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("fry.stir", "body", "stirs the eggs with the spatula"),
+    CaptionTemplate("fry.take_plate", "body", "takes the {m1} from the rack", {"m1": _c("plate")}),
+    CaptionTemplate("fry.serve", "body", "slides the eggs onto the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("fry.pan_sink", "close", "puts the {m1} in the sink", {"m1": _c("pan")}),
+    CaptionTemplate("trash.tie", "open", "ties the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("trash.lift", "body", "lifts the {m1} out of the bin", {"m1": _OBJ}),
+    CaptionTemplate("trash.carry", "body", "carries the {m1} to the door", {"m1": _OBJ}),
+    CaptionTemplate("trash.wash_hands", "body", "washes the hands in the sink"),
+    CaptionTemplate("trash.new_bag", "close", "puts a new bag in the bin"),
+    CaptionTemplate("groceries.bag", "open", "puts the shopping bag on the counter"),
+    CaptionTemplate("groceries.take", "body", "takes the {m1} out of the shopping bag", {"m1": _GRO}),
+    CaptionTemplate("groceries.put", "body", "puts the {m1} in the fridge", {"m1": _GRO}),
+    CaptionTemplate("groceries.open", "body", "opens the fridge"),
+    CaptionTemplate("groceries.close", "close", "closes the fridge"),
+    CaptionTemplate("plants.fill", "open", "fills the watering can at the sink"),
+    CaptionTemplate("plants.water", "body", "waters the plant in the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("plants.put_can", "close", "puts the watering can on the counter"),
+    CaptionTemplate("wipe.wet", "open", "wets the {m1} at the sink", {"m1": _OBJ}),
+    CaptionTemplate("wipe.wipe", "body", "wipes the table with the {m1}", {"m1": _OBJ}),
+    CaptionTemplate("wipe.hang", "close", "hangs the {m1} on the rack", {"m1": _OBJ}),
+    CaptionTemplate("bake.flour", "open", "takes the flour from the cupboard"),
+    CaptionTemplate("bake.bowl", "body", "puts the {m1} on the counter", {"m1": _c("bowl")}),
+    CaptionTemplate("bake.pour_flour", "body", "pours the flour into the {m1}", {"m1": _c("bowl")}),
+    CaptionTemplate("bake.sugar", "body", "adds sugar to the {m1}", {"m1": _c("bowl")}),
+    CaptionTemplate("bake.egg", "body", "adds an egg to the {m1}", {"m1": _c("bowl")}),
+    CaptionTemplate("bake.whisk", "body", "whisks the batter in the {m1}", {"m1": _c("bowl")}),
+    CaptionTemplate("bake.oven_on", "body", "turns on the oven"),
+    CaptionTemplate("bake.tin", "body", "pours the batter into the cake tin"),
+    CaptionTemplate("bake.in_oven", "body", "puts the cake tin in the oven"),
+    CaptionTemplate("bake.out", "close", "takes the cake out of the oven"),
+    CaptionTemplate("toast.bread", "open", "takes the bread from the cupboard"),
+    CaptionTemplate("toast.slices", "body", "puts two slices of bread in the toaster"),
+    CaptionTemplate("toast.lever", "body", "pushes down the lever of the toaster"),
+    CaptionTemplate("toast.plate", "body", "puts the {m1} next to the toaster", {"m1": _c("plate")}),
+    CaptionTemplate("toast.out", "body", "takes the toast out of the toaster"),
+    CaptionTemplate("toast.spread", "body", "spreads the {m1} on the toast", {"m1": _alt(SPREADS)}),
+    CaptionTemplate("toast.knife", "close", "puts the knife in the sink"),
+    CaptionTemplate("pasta.fill", "open", "fills the {m1} with water", {"m1": _c("saucepan")}),
+    CaptionTemplate("pasta.stove", "body", "puts the {m1} on the stove", {"m1": _c("saucepan")}),
+    CaptionTemplate("pasta.heat", "body", "turns up the heat under the {m1}", {"m1": _c("saucepan")}),
+    CaptionTemplate("pasta.salt", "body", "adds salt to the water"),
+    CaptionTemplate("pasta.pour", "body", "pours the pasta into the {m1}", {"m1": _c("saucepan")}),
+    CaptionTemplate("pasta.stir", "body", "stirs the pasta with the wooden spoon"),
+    CaptionTemplate("pasta.colander", "body", "puts the colander in the sink"),
+    CaptionTemplate("pasta.drain", "body", "drains the pasta in the colander"),
+    CaptionTemplate("pasta.serve", "close", "serves the pasta on the {m1}", {"m1": _c("plate")}),
+    CaptionTemplate("cat.tin", "open", "takes a tin of {m1} from the shelf", {"m1": _alt(CAT_FOODS)}),
+    CaptionTemplate("cat.open", "body", "opens the tin of {m1}", {"m1": _alt(CAT_FOODS)}),
+    CaptionTemplate("cat.dish", "body", "puts the {m1} on the mat", {"m1": _c("dish")}),
+    CaptionTemplate("cat.spoon", "body", "spoons the {m1} into the {m2}", {"m1": _alt(CAT_FOODS), "m2": _c("dish")}),
+    CaptionTemplate("cat.stroke", "body", "strokes the cat"),
+    CaptionTemplate("cat.bin", "close", "throws the empty tin in the bin"),
+    CaptionTemplate("laundry.open", "open", "opens the washing machine"),
+    CaptionTemplate("laundry.take", "body", "takes the {m1} from the laundry basket", {"m1": _c(*CLOTHES)}),
+    CaptionTemplate("laundry.put", "body", "puts the {m1} in the washing machine", {"m1": _c(*CLOTHES)}),
+    CaptionTemplate("laundry.detergent", "body", "pours detergent into the drawer"),
+    CaptionTemplate("laundry.close", "body", "closes the washing machine"),
+    CaptionTemplate("laundry.start", "close", "presses the start button on the washing machine"),
+    CaptionTemplate("sweep.broom", "open", "takes the broom from the cupboard"),
+    CaptionTemplate("sweep.sweep", "body", "sweeps the floor near the {m1}", {"m1": _alt(SWEEP_PLACES)}),
+    CaptionTemplate("sweep.dustpan", "body", "sweeps the dirt into the dustpan"),
+    CaptionTemplate("sweep.empty", "body", "empties the dustpan into the bin"),
+    CaptionTemplate("sweep.back", "close", "puts the broom back in the cupboard"),
+    CaptionTemplate("sandwich.bread", "open", "puts two slices of bread on the {m1}", {"m1": _c("plate")}),
+    CaptionTemplate("sandwich.butter", "body", "spreads butter on the bread"),
+    CaptionTemplate("sandwich.take", "body", "takes the {m1} out of the fridge", {"m1": _alt(FILLINGS)}),
+    CaptionTemplate("sandwich.put", "body", "puts the {m1} on the bread", {"m1": _alt(FILLINGS)}),
+    CaptionTemplate("sandwich.cut", "body", "cuts the sandwich in half"),
+    CaptionTemplate("sandwich.carry", "close", "carries the {m1} to the table", {"m1": _c("plate")}),
+    CaptionTemplate("juice.juicer", "open", "takes the juicer from the cupboard"),
+    CaptionTemplate("juice.cut", "body", "cuts the {m1} in half", {"m1": _alt(FRUITS)}),
+    CaptionTemplate("juice.squeeze", "body", "squeezes the {m1} on the juicer", {"m1": _alt(FRUITS)}),
+    CaptionTemplate("juice.glass", "body", "puts the {m1} next to the juicer", {"m1": _c("glass")}),
+    CaptionTemplate("juice.pour", "body", "pours the juice into the {m1}", {"m1": _c("glass")}),
+    CaptionTemplate("juice.rinse", "close", "rinses the juicer in the sink"),
+    CaptionTemplate("flowers.vase", "open", "takes the {m1} from the shelf", {"m1": _c("vase")}),
+    CaptionTemplate("flowers.fill", "body", "fills the {m1} with water", {"m1": _c("vase")}),
+    CaptionTemplate("flowers.cut", "body", "cuts the stems of the {m1}", {"m1": _alt(FLOWERS)}),
+    CaptionTemplate("flowers.put", "body", "puts the {m1} in the {m2}", {"m1": _alt(FLOWERS), "m2": _c("vase")}),
+    CaptionTemplate("flowers.place", "close", "places the {m1} on the table", {"m1": _c("vase")}),
+    CaptionTemplate("dishwasher.open", "open", "opens the dishwasher"),
+    CaptionTemplate("dishwasher.take", "body", "takes the {m1} out of the dishwasher", {"m1": _c(*DISHES_TO_WASH)}),
+    CaptionTemplate("dishwasher.put", "body", "puts the {m1} in the cupboard", {"m1": _c(*DISHES_TO_WASH)}),
+    CaptionTemplate("dishwasher.cutlery", "body", "puts the cutlery in the drawer"),
+    CaptionTemplate("dishwasher.close", "close", "closes the dishwasher"),
+    CaptionTemplate("breakfast.box", "open", "takes the box of {m1} from the shelf", {"m1": _alt(CEREALS)}),
+    CaptionTemplate("breakfast.bowl", "body", "puts the {m1} on the table", {"m1": _c("bowl")}),
+    CaptionTemplate("breakfast.pour", "body", "pours the {m1} into the {m2}", {"m1": _alt(CEREALS), "m2": _c("bowl")}),
+    CaptionTemplate("breakfast.milk", "body", "pours milk over the {m1}", {"m1": _alt(CEREALS)}),
+    CaptionTemplate("breakfast.eat", "body", "eats the {m1} with a spoon", {"m1": _alt(CEREALS)}),
+    CaptionTemplate("breakfast.rinse", "close", "rinses the {m1} under the tap", {"m1": _c("bowl")}),
+    CaptionTemplate("smoothie.blender", "open", "takes the blender from the cupboard"),
+    CaptionTemplate("smoothie.fruit", "body", "puts the {m1} in the blender", {"m1": _alt(SMOOTHIE_FRUITS)}),
+    CaptionTemplate("smoothie.yogurt", "body", "adds the yogurt to the blender"),
+    CaptionTemplate("smoothie.blend", "body", "blends the smoothie for a minute"),
+    CaptionTemplate("smoothie.pour", "body", "pours the smoothie into the {m1}", {"m1": _c("glass")}),
+    CaptionTemplate("smoothie.wash", "close", "washes the blender in the sink"),
+    CaptionTemplate("mop.fill", "open", "fills the bucket with soapy water"),
+    CaptionTemplate("mop.dip", "body", "dips the mop in the bucket"),
+    CaptionTemplate("mop.mop", "body", "mops the floor in front of the {m1}", {"m1": _alt(MOP_PLACES)}),
+    CaptionTemplate("mop.wring", "body", "wrings the mop over the bucket"),
+    CaptionTemplate("mop.empty", "body", "empties the bucket into the sink"),
+    CaptionTemplate("mop.lean", "close", "leans the mop against the wall"),
+    CaptionTemplate("iron.board", "open", "sets up the ironing board"),
+    CaptionTemplate("iron.plug", "body", "plugs in the iron"),
+    CaptionTemplate("iron.lay", "body", "lays the {m1} on the ironing board", {"m1": _c(*IRONED_CLOTHES)}),
+    CaptionTemplate("iron.iron", "body", "irons the {m1}", {"m1": _c(*IRONED_CLOTHES)}),
+    CaptionTemplate("iron.fold", "body", "folds the {m1}", {"m1": _c(*IRONED_CLOTHES)}),
+    CaptionTemplate("iron.unplug", "close", "unplugs the iron"),
+)
+_TEMPLATE_OF: dict[str, CaptionTemplate] = {t.kind: t for t in CAPTION_TEMPLATES}
+
+
+def caption_text(kind: str, mentions: Sequence[str] = ()) -> str:
+    """The caption (after "#C C ") of an action of `kind` naming `mentions`, from its template."""
+    return _TEMPLATE_OF[kind].fill(mentions)
+
+
 # ---- activity scripts ---------------------------------------------------------------------------------------------
-# A script step before timing: (kind, caption without "#C C ", mentions, drawing kwargs).
-Step = tuple[str, str, tuple[str, ...], dict[str, Any]]
+# A script step before timing: (kind, mentions, drawing kwargs); its caption is the kind's template filled with the
+# mentions (`caption_text`).
+Step = tuple[str, tuple[str, ...], dict[str, Any]]
 
 
 def _colour(rng: np.random.Generator, exclude: Sequence[str] = ()) -> str:
@@ -372,33 +567,29 @@ def _make_tea(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     cup = _coloured(rng, "cup", "rack")
     n = _name(cup)
     kettle = [
-        ("tea.kettle_stove", "puts the kettle on the stove", (), {"obj": "kettle", "to": "stove"}),
-        ("tea.stove_on", "turns on the stove", (), {"at": "stove", "changes": (("stove", "on", True),)}),
+        ("tea.kettle_stove", (), {"obj": "kettle", "to": "stove"}),
+        ("tea.stove_on", (), {"at": "stove", "changes": (("stove", "on", True),)}),
     ]
     cupc = [
-        ("tea.take_cup", f"takes the {n} from the rack", (n,), {"obj": cup.id, "to": "counter"}),
+        ("tea.take_cup", (n,), {"obj": cup.id, "to": "counter"}),
         (
             "tea.bag",
-            f"puts a tea bag in the {n}",
             (n,),
             {"at": cup.id, "work": True, "changes": ((cup.id, "fill", "bag"),)},
         ),
     ]
-    steps = [("tea.fill_kettle", "fills the kettle with water", (), {"obj": "kettle", "to": "sink", "work": True})]
+    steps = [("tea.fill_kettle", (), {"obj": "kettle", "to": "sink", "work": True})]
     steps += _interleave(rng, kettle, cupc)
     steps.append(
         (
             "tea.pour",
-            f"pours hot water into the {n}",
             (n,),
             {"obj": "kettle", "to": "counter", "work": True, "changes": ((cup.id, "fill", "tea"),)},
         )
     )
     if rng.random() < 0.5:
-        steps.append(
-            ("tea.stove_off", "turns off the stove", (), {"at": "stove", "changes": (("stove", "on", False),)})
-        )
-    steps.append(("tea.carry", f"carries the {n} to the table", (n,), {"obj": cup.id, "to": "table"}))
+        steps.append(("tea.stove_off", (), {"at": "stove", "changes": (("stove", "on", False),)}))
+    steps.append(("tea.carry", (n,), {"obj": cup.id, "to": "table"}))
     return [cup], steps
 
 
@@ -407,12 +598,11 @@ def _make_coffee(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     n = _name(mug)
     things = [mug]
     steps: list[Step] = [
-        ("coffee.on", "switches on the coffee machine", (), {"at": "machine", "changes": (("machine", "on", True),)}),
-        ("coffee.take_mug", f"takes the {n} from the rack", (n,), {"obj": mug.id, "to": "hand"}),
-        ("coffee.mug_under", f"puts the {n} under the coffee machine", (n,), {"obj": mug.id, "to": "machine"}),
+        ("coffee.on", (), {"at": "machine", "changes": (("machine", "on", True),)}),
+        ("coffee.take_mug", (n,), {"obj": mug.id, "to": "hand"}),
+        ("coffee.mug_under", (n,), {"obj": mug.id, "to": "machine"}),
         (
             "coffee.press",
-            "presses the button on the coffee machine",
             (),
             {"at": "machine", "work": True, "changes": ((mug.id, "fill", "coffee"),)},
         ),
@@ -421,16 +611,15 @@ def _make_coffee(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
         milk = Thing("milk", "milk", (245, 245, 245), "fridge")
         things.append(milk)
         steps += [
-            ("coffee.take_milk", "takes the milk from the fridge", (), {"obj": "milk", "to": "hand"}),
+            ("coffee.take_milk", (), {"obj": "milk", "to": "hand"}),
             (
                 "coffee.pour_milk",
-                f"pours milk into the {n}",
                 (n,),
                 {"at": mug.id, "work": True, "changes": ((mug.id, "fill", "latte"),)},
             ),
-            ("coffee.milk_back", "puts the milk back in the fridge", (), {"obj": "milk", "to": "fridge"}),
+            ("coffee.milk_back", (), {"obj": "milk", "to": "fridge"}),
         ]
-    steps.append(("coffee.carry", f"carries the {n} to the table", (n,), {"obj": mug.id, "to": "table"}))
+    steps.append(("coffee.carry", (n,), {"obj": mug.id, "to": "table"}))
     return things, steps
 
 
@@ -439,46 +628,36 @@ def _wash_dishes(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     to_sink, scrub, to_rack = [], [], []
     for d in dishes:
         n = _name(d)
-        to_sink.append(("wash.to_sink", f"puts the {n} in the sink", (n,), {"obj": d.id, "to": "sink"}))
+        to_sink.append(("wash.to_sink", (n,), {"obj": d.id, "to": "sink"}))
         scrub.append(
             (
                 "wash.scrub",
-                f"scrubs the {n} with the sponge",
                 (n,),
                 {"at": d.id, "work": True, "changes": ((d.id, "clean", True),)},
             )
         )
-        to_rack.append(("wash.to_rack", f"puts the {n} on the rack", (n,), {"obj": d.id, "to": "rack"}))
-    steps: list[Step] = [("wash.tap_on", "turns on the tap", (), {"at": "sink", "changes": (("sink", "water", True),)})]
+        to_rack.append(("wash.to_rack", (n,), {"obj": d.id, "to": "rack"}))
+    steps: list[Step] = [("wash.tap_on", (), {"at": "sink", "changes": (("sink", "water", True),)})]
     if rng.random() < 0.5:  # one dish at a time
         for a, b, c in zip(to_sink, scrub, to_rack, strict=True):
             steps += [a, b, c]
     else:  # all into the sink first
         steps += to_sink + [s for pair in zip(scrub, to_rack, strict=True) for s in pair]
-    steps.append(("wash.tap_off", "turns off the tap", (), {"at": "sink", "changes": (("sink", "water", False),)}))
+    steps.append(("wash.tap_off", (), {"at": "sink", "changes": (("sink", "water", False),)}))
     return dishes, steps
 
 
 def _set_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     items = _dish_things(rng, DISHES_TO_SET, int(rng.integers(2, 4)), "cupboard")
-    take = [
-        ("table.take", f"takes the {_name(t)} from the cupboard", (_name(t),), {"obj": t.id, "to": "hand"})
-        for t in items
-    ]
-    place = [
-        ("table.place", f"places the {_name(t)} on the table", (_name(t),), {"obj": t.id, "to": "table"}) for t in items
-    ]
-    steps: list[Step] = [
-        ("table.open", "opens the cupboard", (), {"at": "cupboard", "changes": (("cupboard", "open", True),)})
-    ]
+    take = [("table.take", (_name(t),), {"obj": t.id, "to": "hand"}) for t in items]
+    place = [("table.place", (_name(t),), {"obj": t.id, "to": "table"}) for t in items]
+    steps: list[Step] = [("table.open", (), {"at": "cupboard", "changes": (("cupboard", "open", True),)})]
     if rng.random() < 0.5:
         for a, b in zip(take, place, strict=True):
             steps += [a, b]
     else:
         steps += take + place
-    steps.append(
-        ("table.close", "closes the cupboard", (), {"at": "cupboard", "changes": (("cupboard", "open", False),)})
-    )
+    steps.append(("table.close", (), {"at": "cupboard", "changes": (("cupboard", "open", False),)}))
     return items, steps
 
 
@@ -487,22 +666,18 @@ def _make_salad(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     b = _name(bowl)
     vegs = [_plain(v, "fridge") for v in _pick(rng, VEGETABLES, int(rng.integers(2, 4)))]
     board = _plain("board", "cupboard")
-    steps: list[Step] = [
-        ("salad.board", "puts the cutting board on the counter", (), {"obj": "board", "to": "counter"})
-    ]
+    steps: list[Step] = [("salad.board", (), {"obj": "board", "to": "counter"})]
     chain_veg: list[Step] = []
     for v in vegs:
         chain_veg += [
-            ("salad.take", f"takes the {v.id} from the fridge", (v.id,), {"obj": v.id, "to": "hand"}),
+            ("salad.take", (v.id,), {"obj": v.id, "to": "hand"}),
             (
                 "salad.cut",
-                f"cuts the {v.id} on the cutting board",
                 (v.id,),
                 {"obj": v.id, "to": "into:board", "work": True, "changes": ((v.id, "cut", True),)},
             ),
             (
                 "salad.to_bowl",
-                f"puts the {v.id} in the {b}",
                 (v.id, b),
                 {"obj": v.id, "to": f"into:{bowl.id}", "changes": ((bowl.id, "fill", v.id),)},
             ),
@@ -510,9 +685,9 @@ def _make_salad(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     # the bowl is fetched at any point before the first vegetable goes in
     first_in = next(i for i, s in enumerate(chain_veg) if s[0] == "salad.to_bowl")
     pos = int(rng.integers(0, first_in + 1))
-    chain_veg.insert(pos, ("salad.take_bowl", f"takes the {b} from the rack", (b,), {"obj": bowl.id, "to": "table"}))
+    chain_veg.insert(pos, ("salad.take_bowl", (b,), {"obj": bowl.id, "to": "table"}))
     steps += chain_veg
-    steps.append(("salad.mix", f"mixes the salad in the {b}", (b,), {"at": bowl.id, "work": True}))
+    steps.append(("salad.mix", (b,), {"at": bowl.id, "work": True}))
     return [board, bowl, *vegs], steps
 
 
@@ -521,32 +696,30 @@ def _fry_eggs(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     plate = _coloured(rng, "plate", "rack")
     p, q = _name(pan), _name(plate)
     steps: list[Step] = [
-        ("fry.pan", f"puts the {p} on the stove", (p,), {"obj": pan.id, "to": "stove"}),
-        ("fry.burner", f"lights the burner under the {p}", (p,), {"at": "stove", "changes": (("stove", "on", True),)}),
+        ("fry.pan", (p,), {"obj": pan.id, "to": "stove"}),
+        ("fry.burner", (p,), {"at": "stove", "changes": (("stove", "on", True),)}),
     ]
     for _ in range(int(rng.integers(1, 3))):
         steps.append(
             (
                 "fry.crack",
-                f"cracks an egg into the {p}",
                 (p,),
                 {"at": pan.id, "work": True, "changes": ((pan.id, "fill", "egg"),)},
             )
         )
     chain_a: list[Step] = []
     if rng.random() < 0.6:
-        chain_a.append(("fry.stir", "stirs the eggs with the spatula", (), {"at": pan.id, "work": True}))
-    chain_b: list[Step] = [("fry.take_plate", f"takes the {q} from the rack", (q,), {"obj": plate.id, "to": "counter"})]
+        chain_a.append(("fry.stir", (), {"at": pan.id, "work": True}))
+    chain_b: list[Step] = [("fry.take_plate", (q,), {"obj": plate.id, "to": "counter"})]
     steps += _interleave(rng, chain_a, chain_b)
     steps.append(
         (
             "fry.serve",
-            f"slides the eggs onto the {q}",
             (q,),
             {"at": pan.id, "changes": ((pan.id, "fill", None), (plate.id, "fill", "egg"), ("stove", "on", False))},
         )
     )
-    steps.append(("fry.pan_sink", f"puts the {p} in the sink", (p,), {"obj": pan.id, "to": "sink"}))
+    steps.append(("fry.pan_sink", (p,), {"obj": pan.id, "to": "sink"}))
     return [pan, plate], steps
 
 
@@ -555,13 +728,13 @@ def _take_out_trash(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     n = _name(bag)
     new = Thing("new bag", "newbag", (225, 225, 225), "door")
     steps: list[Step] = [
-        ("trash.tie", f"ties the {n}", (n,), {"at": bag.id, "work": True, "changes": ((bag.id, "tied", True),)}),
-        ("trash.lift", f"lifts the {n} out of the bin", (n,), {"obj": bag.id, "to": "hand"}),
-        ("trash.carry", f"carries the {n} to the door", (n,), {"obj": bag.id, "to": "door"}),
+        ("trash.tie", (n,), {"at": bag.id, "work": True, "changes": ((bag.id, "tied", True),)}),
+        ("trash.lift", (n,), {"obj": bag.id, "to": "hand"}),
+        ("trash.carry", (n,), {"obj": bag.id, "to": "door"}),
     ]
     if rng.random() < 0.5:
-        steps.append(("trash.wash_hands", "washes the hands in the sink", (), {"at": "sink", "work": True}))
-    steps.append(("trash.new_bag", "puts a new bag in the bin", (), {"obj": "new bag", "to": "bin"}))
+        steps.append(("trash.wash_hands", (), {"at": "sink", "work": True}))
+    steps.append(("trash.new_bag", (), {"obj": "new bag", "to": "bin"}))
     return [bag, new], steps
 
 
@@ -569,24 +742,20 @@ def _put_away_groceries(rng: np.random.Generator) -> tuple[list[Thing], list[Ste
     items = _pick(rng, GROCERIES, int(rng.integers(2, 4)))
     shop = Thing("shopping bag", "shopbag", (0, 0, 0), "door")
     things = [shop] + [_plain(i, "into:shopping bag") for i in items]
-    steps: list[Step] = [
-        ("groceries.bag", "puts the shopping bag on the counter", (), {"obj": "shopping bag", "to": "counter"})
-    ]
+    steps: list[Step] = [("groceries.bag", (), {"obj": "shopping bag", "to": "counter"})]
     body: list[Step] = []
     for i in items:
         body += [
-            ("groceries.take", f"takes the {i} out of the shopping bag", (i,), {"obj": i, "to": "hand"}),
-            ("groceries.put", f"puts the {i} in the fridge", (i,), {"obj": i, "to": "fridge"}),
+            ("groceries.take", (i,), {"obj": i, "to": "hand"}),
+            ("groceries.put", (i,), {"obj": i, "to": "fridge"}),
         ]
     first_put = next(k for k, s in enumerate(body) if s[0] == "groceries.put")
     body.insert(
         int(rng.integers(0, first_put + 1)),
-        ("groceries.open", "opens the fridge", (), {"at": "fridge", "changes": (("fridge", "open", True),)}),
+        ("groceries.open", (), {"at": "fridge", "changes": (("fridge", "open", True),)}),
     )
     steps += body
-    steps.append(
-        ("groceries.close", "closes the fridge", (), {"at": "fridge", "changes": (("fridge", "open", False),)})
-    )
+    steps.append(("groceries.close", (), {"at": "fridge", "changes": (("fridge", "open", False),)}))
     return things, steps
 
 
@@ -594,22 +763,17 @@ def _water_plants(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     colours = _pick(rng, list(COLOURS), int(rng.integers(1, 4)))
     pots = [Thing(f"pot:{c}", "pot", COLOURS[c], "plants") for c in colours]
     can = Thing("watering can", "can", (0, 0, 0), "counter")
-    steps: list[Step] = [
-        ("plants.fill", "fills the watering can at the sink", (), {"obj": "watering can", "to": "sink", "work": True})
-    ]
+    steps: list[Step] = [("plants.fill", (), {"obj": "watering can", "to": "sink", "work": True})]
     for pot in pots:
         n = _name(pot)
         steps.append(
             (
                 "plants.water",
-                f"waters the plant in the {n}",
                 (n,),
                 {"obj": "watering can", "to": f"into:{pot.id}", "work": True, "changes": ((pot.id, "watered", True),)},
             )
         )
-    steps.append(
-        ("plants.put_can", "puts the watering can on the counter", (), {"obj": "watering can", "to": "counter"})
-    )
+    steps.append(("plants.put_can", (), {"obj": "watering can", "to": "counter"}))
     return [can, *pots], steps
 
 
@@ -619,16 +783,13 @@ def _wipe_table(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     steps: list[Step] = [
         (
             "wipe.wet",
-            f"wets the {n} at the sink",
             (n,),
             {"obj": cloth.id, "to": "sink", "work": True, "changes": ((cloth.id, "wet", True),)},
         )
     ]
     for _ in range(int(rng.integers(1, 4))):
-        steps.append(
-            ("wipe.wipe", f"wipes the table with the {n}", (n,), {"obj": cloth.id, "to": "table", "work": True})
-        )
-    steps.append(("wipe.hang", f"hangs the {n} on the rack", (n,), {"obj": cloth.id, "to": "rack"}))
+        steps.append(("wipe.wipe", (n,), {"obj": cloth.id, "to": "table", "work": True}))
+    steps.append(("wipe.hang", (n,), {"obj": cloth.id, "to": "rack"}))
     return [cloth], steps
 
 
@@ -637,11 +798,10 @@ def _bake_cake(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     b = _name(bowl)
     things = [_plain("flour", "cupboard"), bowl, _plain("tin", "cupboard")]
     mix: list[Step] = [
-        ("bake.flour", "takes the flour from the cupboard", (), {"obj": "flour", "to": "counter"}),
-        ("bake.bowl", f"puts the {b} on the counter", (b,), {"obj": bowl.id, "to": "counter"}),
+        ("bake.flour", (), {"obj": "flour", "to": "counter"}),
+        ("bake.bowl", (b,), {"obj": bowl.id, "to": "counter"}),
         (
             "bake.pour_flour",
-            f"pours the flour into the {b}",
             (b,),
             {"obj": "flour", "to": f"into:{bowl.id}", "changes": ((bowl.id, "fill", "flour"),)},
         ),
@@ -649,13 +809,11 @@ def _bake_cake(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     adds: list[Step] = [
         (
             "bake.sugar",
-            f"adds sugar to the {b}",
             (b,),
             {"at": bowl.id, "work": True, "changes": ((bowl.id, "fill", "sugar"),)},
         ),
         (
             "bake.egg",
-            f"adds an egg to the {b}",
             (b,),
             {"at": bowl.id, "work": True, "changes": ((bowl.id, "fill", "yolk"),)},
         ),
@@ -666,25 +824,22 @@ def _bake_cake(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     mix.append(
         (
             "bake.whisk",
-            f"whisks the batter in the {b}",
             (b,),
             {"at": bowl.id, "work": True, "changes": ((bowl.id, "fill", "batter"),)},
         )
     )
-    oven: list[Step] = [("bake.oven_on", "turns on the oven", (), {"at": "oven", "changes": (("oven", "on", True),)})]
+    oven: list[Step] = [("bake.oven_on", (), {"at": "oven", "changes": (("oven", "on", True),)})]
     steps = _interleave(rng, mix[1:], oven)
     steps = [mix[0], *steps]
     steps += [
         (
             "bake.tin",
-            "pours the batter into the cake tin",
             (),
             {"at": bowl.id, "work": True, "changes": ((bowl.id, "fill", None), ("tin", "fill", "batter"))},
         ),
-        ("bake.in_oven", "puts the cake tin in the oven", (), {"obj": "tin", "to": "oven"}),
+        ("bake.in_oven", (), {"obj": "tin", "to": "oven"}),
         (
             "bake.out",
-            "takes the cake out of the oven",
             (),
             {"obj": "tin", "to": "counter", "changes": (("tin", "fill", "cake"), ("oven", "on", False))},
         ),
@@ -698,33 +853,28 @@ def _make_toast(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     spread = SPREADS[int(rng.integers(len(SPREADS)))]
     things = [_plain("bread", "cupboard"), _plain("toaster", "counter"), plate, _plain(spread, "cupboard")]
     toaster: list[Step] = [
-        ("toast.slices", "puts two slices of bread in the toaster", (), {"obj": "bread", "to": "into:toaster"}),
+        ("toast.slices", (), {"obj": "bread", "to": "into:toaster"}),
         (
             "toast.lever",
-            "pushes down the lever of the toaster",
             (),
             {"at": "toaster", "changes": (("toaster", "on", True),)},
         ),
     ]
-    plating: list[Step] = [
-        ("toast.plate", f"puts the {p} next to the toaster", (p,), {"obj": plate.id, "to": "counter"})
-    ]
-    steps: list[Step] = [("toast.bread", "takes the bread from the cupboard", (), {"obj": "bread", "to": "hand"})]
+    plating: list[Step] = [("toast.plate", (p,), {"obj": plate.id, "to": "counter"})]
+    steps: list[Step] = [("toast.bread", (), {"obj": "bread", "to": "hand"})]
     steps += _interleave(rng, toaster, plating)
     steps += [
         (
             "toast.out",
-            "takes the toast out of the toaster",
             (),
             {"at": "toaster", "changes": (("toaster", "on", False), (plate.id, "fill", "toast"))},
         ),
         (
             "toast.spread",
-            f"spreads the {spread} on the toast",
             (spread,),
             {"obj": spread, "to": "counter", "work": True, "changes": ((plate.id, "fill", spread),)},
         ),
-        ("toast.knife", "puts the knife in the sink", (), {"at": "sink"}),
+        ("toast.knife", (), {"at": "sink"}),
     ]
     return things, steps
 
@@ -737,34 +887,30 @@ def _cook_pasta(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     steps: list[Step] = [
         (
             "pasta.fill",
-            f"fills the {s} with water",
             (s,),
             {"obj": pan.id, "to": "sink", "work": True, "changes": ((pan.id, "fill", "water"),)},
         ),
-        ("pasta.stove", f"puts the {s} on the stove", (s,), {"obj": pan.id, "to": "stove"}),
+        ("pasta.stove", (s,), {"obj": pan.id, "to": "stove"}),
         (
             "pasta.heat",
-            f"turns up the heat under the {s}",
             (s,),
             {"at": "stove", "changes": (("stove", "on", True),)},
         ),
     ]
-    salt: list[Step] = [("pasta.salt", "adds salt to the water", (), {"at": pan.id, "work": True})]
+    salt: list[Step] = [("pasta.salt", (), {"at": pan.id, "work": True})]
     pour: list[Step] = [
         (
             "pasta.pour",
-            f"pours the pasta into the {s}",
             (s,),
             {"obj": "pasta", "to": f"into:{pan.id}", "changes": ((pan.id, "fill", "pasta"),)},
         ),
-        ("pasta.stir", "stirs the pasta with the wooden spoon", (), {"obj": "spoon", "to": "stove", "work": True}),
+        ("pasta.stir", (), {"obj": "spoon", "to": "stove", "work": True}),
     ]
     steps += _interleave(rng, salt if rng.random() < 0.7 else [], pour)
     steps += [
-        ("pasta.colander", "puts the colander in the sink", (), {"obj": "colander", "to": "sink"}),
+        ("pasta.colander", (), {"obj": "colander", "to": "sink"}),
         (
             "pasta.drain",
-            "drains the pasta in the colander",
             (),
             {
                 "obj": pan.id,
@@ -775,7 +921,6 @@ def _cook_pasta(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
         ),
         (
             "pasta.serve",
-            f"serves the pasta on the {p}",
             (p,),
             {"obj": "colander", "to": "table", "changes": (("colander", "fill", None), (plate.id, "fill", "pasta"))},
         ),
@@ -789,24 +934,22 @@ def _feed_cat(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     d = _name(dish)
     things = [_plain("cat", "door"), Thing("tin of food", "foodtin", (0, 0, 0), "shelf"), dish]
     steps: list[Step] = [
-        ("cat.tin", f"takes a tin of {food} from the shelf", (food,), {"obj": "tin of food", "to": "counter"}),
+        ("cat.tin", (food,), {"obj": "tin of food", "to": "counter"}),
         (
             "cat.open",
-            f"opens the tin of {food}",
             (food,),
             {"at": "tin of food", "work": True, "changes": (("tin of food", "open", True),)},
         ),
-        ("cat.dish", f"puts the {d} on the mat", (d,), {"obj": dish.id, "to": "mat"}),
+        ("cat.dish", (d,), {"obj": dish.id, "to": "mat"}),
         (
             "cat.spoon",
-            f"spoons the {food} into the {d}",
             (food, d),
             {"at": dish.id, "work": True, "changes": ((dish.id, "fill", "catfood"), ("cat", "goto", "mat"))},
         ),
     ]
     if rng.random() < 0.5:
-        steps.append(("cat.stroke", "strokes the cat", (), {"at": "cat", "work": True}))
-    steps.append(("cat.bin", "throws the empty tin in the bin", (), {"obj": "tin of food", "to": "bin"}))
+        steps.append(("cat.stroke", (), {"at": "cat", "work": True}))
+    steps.append(("cat.bin", (), {"obj": "tin of food", "to": "bin"}))
     return things, steps
 
 
@@ -814,31 +957,26 @@ def _do_laundry(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     kinds = _pick(rng, CLOTHES, int(rng.integers(1, 4)))
     clothes = [_coloured(rng, k, "into:basket") for k in kinds]
     things = [_plain("basket", "mat"), *clothes, _plain("detergent", "shelf")]
-    steps: list[Step] = [
-        ("laundry.open", "opens the washing machine", (), {"at": "washer", "changes": (("washer", "open", True),)})
-    ]
+    steps: list[Step] = [("laundry.open", (), {"at": "washer", "changes": (("washer", "open", True),)})]
     for c in clothes:
         n = _name(c)
         steps += [
-            ("laundry.take", f"takes the {n} from the laundry basket", (n,), {"obj": c.id, "to": "hand"}),
-            ("laundry.put", f"puts the {n} in the washing machine", (n,), {"obj": c.id, "to": "washer"}),
+            ("laundry.take", (n,), {"obj": c.id, "to": "hand"}),
+            ("laundry.put", (n,), {"obj": c.id, "to": "washer"}),
         ]
     steps += [
         (
             "laundry.detergent",
-            "pours detergent into the drawer",
             (),
             {"obj": "detergent", "to": "washer", "work": True},
         ),
         (
             "laundry.close",
-            "closes the washing machine",
             (),
             {"at": "washer", "changes": (("washer", "open", False),)},
         ),
         (
             "laundry.start",
-            "presses the start button on the washing machine",
             (),
             {"at": "washer", "changes": (("washer_on", "on", True),)},
         ),
@@ -850,20 +988,19 @@ def _sweep_floor(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     places = _pick(rng, SWEEP_PLACES, int(rng.integers(1, 4)))
     things = [_plain("broom", "cupboard"), _plain("dustpan", "cupboard")]
     things += [Thing(f"dirt:{p}", "dirt", (0, 0, 0), f"near:{p}") for p in places]
-    steps: list[Step] = [("sweep.broom", "takes the broom from the cupboard", (), {"obj": "broom", "to": "hand"})]
+    steps: list[Step] = [("sweep.broom", (), {"obj": "broom", "to": "hand"})]
     for p in places:
         steps.append(
             (
                 "sweep.sweep",
-                f"sweeps the floor near the {p}",
                 (p,),
                 {"obj": "broom", "at": f"near:{p}", "work": True, "changes": ((f"dirt:{p}", "swept", True),)},
             )
         )
     steps += [
-        ("sweep.dustpan", "sweeps the dirt into the dustpan", (), {"obj": "dustpan", "to": "hand", "work": True}),
-        ("sweep.empty", "empties the dustpan into the bin", (), {"obj": "dustpan", "to": "bin", "work": True}),
-        ("sweep.back", "puts the broom back in the cupboard", (), {"obj": "broom", "to": "cupboard"}),
+        ("sweep.dustpan", (), {"obj": "dustpan", "to": "hand", "work": True}),
+        ("sweep.empty", (), {"obj": "dustpan", "to": "bin", "work": True}),
+        ("sweep.back", (), {"obj": "broom", "to": "cupboard"}),
     ]
     return things, steps
 
@@ -876,7 +1013,6 @@ def _make_sandwich(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     steps: list[Step] = [
         (
             "sandwich.bread",
-            f"puts two slices of bread on the {p}",
             (p,),
             {"obj": "bread", "to": f"into:{plate.id}", "changes": ((plate.id, "fill", "bread"),)},
         )
@@ -885,17 +1021,15 @@ def _make_sandwich(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
         steps.append(
             (
                 "sandwich.butter",
-                "spreads butter on the bread",
                 (),
                 {"at": plate.id, "work": True, "changes": ((plate.id, "fill", "butter"),)},
             )
         )
     for f in fillings:
         steps += [
-            ("sandwich.take", f"takes the {f} out of the fridge", (f,), {"obj": f, "to": "hand"}),
+            ("sandwich.take", (f,), {"obj": f, "to": "hand"}),
             (
                 "sandwich.put",
-                f"puts the {f} on the bread",
                 (f,),
                 {"obj": f, "to": f"into:{plate.id}", "changes": ((plate.id, "fill", f),)},
             ),
@@ -903,11 +1037,10 @@ def _make_sandwich(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     steps += [
         (
             "sandwich.cut",
-            "cuts the sandwich in half",
             (),
             {"at": plate.id, "work": True, "changes": ((plate.id, "fill", "sandwich"),)},
         ),
-        ("sandwich.carry", f"carries the {p} to the table", (p,), {"obj": plate.id, "to": "table"}),
+        ("sandwich.carry", (p,), {"obj": plate.id, "to": "table"}),
     ]
     return things, steps
 
@@ -917,35 +1050,30 @@ def _make_juice(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     g = _name(glass)
     fruits = _pick(rng, FRUITS, int(rng.integers(1, 3)))
     things = [_plain("juicer", "cupboard"), glass, *[_plain(f, "table") for f in fruits]]
-    steps: list[Step] = [("juice.juicer", "takes the juicer from the cupboard", (), {"obj": "juicer", "to": "counter"})]
+    steps: list[Step] = [("juice.juicer", (), {"obj": "juicer", "to": "counter"})]
     chain: list[Step] = []
     for f in fruits:
         chain += [
             (
                 "juice.cut",
-                f"cuts the {f} in half",
                 (f,),
                 {"at": f, "work": True, "changes": ((f, "cut", True),)},
             ),
             (
                 "juice.squeeze",
-                f"squeezes the {f} on the juicer",
                 (f,),
                 {"obj": f, "to": "into:juicer", "work": True, "changes": (("juicer", "fill", "juice"),)},
             ),
         ]
-    glass_step: list[Step] = [
-        ("juice.glass", f"puts the {g} next to the juicer", (g,), {"obj": glass.id, "to": "counter"})
-    ]
+    glass_step: list[Step] = [("juice.glass", (g,), {"obj": glass.id, "to": "counter"})]
     steps += _interleave(rng, chain, glass_step)
     steps += [
         (
             "juice.pour",
-            f"pours the juice into the {g}",
             (g,),
             {"at": "juicer", "work": True, "changes": (("juicer", "fill", None), (glass.id, "fill", "juice"))},
         ),
-        ("juice.rinse", "rinses the juicer in the sink", (), {"obj": "juicer", "to": "sink", "work": True}),
+        ("juice.rinse", (), {"obj": "juicer", "to": "sink", "work": True}),
     ]
     return things, steps
 
@@ -956,22 +1084,17 @@ def _arrange_flowers(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]
     flowers = _pick(rng, FLOWERS, int(rng.integers(1, 3)))
     things = [vase, *[_plain(f, "table") for f in flowers]]
     steps: list[Step] = [
-        ("flowers.vase", f"takes the {v} from the shelf", (v,), {"obj": vase.id, "to": "hand"}),
+        ("flowers.vase", (v,), {"obj": vase.id, "to": "hand"}),
         (
             "flowers.fill",
-            f"fills the {v} with water",
             (v,),
             {"obj": vase.id, "to": "sink", "work": True, "changes": ((vase.id, "fill", "water"),)},
         ),
     ]
-    cut = [
-        ("flowers.cut", f"cuts the stems of the {f}", (f,), {"at": f, "work": True, "changes": ((f, "cut", True),)})
-        for f in flowers
-    ]
+    cut = [("flowers.cut", (f,), {"at": f, "work": True, "changes": ((f, "cut", True),)}) for f in flowers]
     put = [
         (
             "flowers.put",
-            f"puts the {f} in the {v}",
             (f, v),
             {"obj": f, "to": f"into:{vase.id}", "changes": ((vase.id, "fill", f),)},
         )
@@ -981,7 +1104,7 @@ def _arrange_flowers(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]
         steps += [s for pair in zip(cut, put, strict=True) for s in pair]
     else:
         steps += cut + put
-    steps.append(("flowers.place", f"places the {v} on the table", (v,), {"obj": vase.id, "to": "table"}))
+    steps.append(("flowers.place", (v,), {"obj": vase.id, "to": "table"}))
     return things, steps
 
 
@@ -991,7 +1114,6 @@ def _unload_dishwasher(rng: np.random.Generator) -> tuple[list[Thing], list[Step
     steps: list[Step] = [
         (
             "dishwasher.open",
-            "opens the dishwasher",
             (),
             {"at": "dishwasher", "changes": (("dishwasher", "open", True),)},
         )
@@ -999,19 +1121,16 @@ def _unload_dishwasher(rng: np.random.Generator) -> tuple[list[Thing], list[Step
     for d in dishes:
         n = _name(d)
         steps += [
-            ("dishwasher.take", f"takes the {n} out of the dishwasher", (n,), {"obj": d.id, "to": "hand"}),
-            ("dishwasher.put", f"puts the {n} in the cupboard", (n,), {"obj": d.id, "to": "cupboard"}),
+            ("dishwasher.take", (n,), {"obj": d.id, "to": "hand"}),
+            ("dishwasher.put", (n,), {"obj": d.id, "to": "cupboard"}),
         ]
     if rng.random() < 0.5:
         things.append(_plain("cutlery", "dishwasher"))
         pos = int(rng.integers(1, len(steps) + 1))
-        steps.insert(
-            pos, ("dishwasher.cutlery", "puts the cutlery in the drawer", (), {"obj": "cutlery", "to": "cupboard"})
-        )
+        steps.insert(pos, ("dishwasher.cutlery", (), {"obj": "cutlery", "to": "cupboard"}))
     steps.append(
         (
             "dishwasher.close",
-            "closes the dishwasher",
             (),
             {"at": "dishwasher", "changes": (("dishwasher", "open", False),)},
         )
@@ -1025,24 +1144,22 @@ def _have_breakfast(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     b = _name(bowl)
     things = [Thing("cereal box", cereal, (0, 0, 0), "shelf"), bowl, _plain("milk", "fridge")]
     steps: list[Step] = [
-        ("breakfast.box", f"takes the box of {cereal} from the shelf", (cereal,), {"obj": "cereal box", "to": "table"}),
-        ("breakfast.bowl", f"puts the {b} on the table", (b,), {"obj": bowl.id, "to": "table"}),
+        ("breakfast.box", (cereal,), {"obj": "cereal box", "to": "table"}),
+        ("breakfast.bowl", (b,), {"obj": bowl.id, "to": "table"}),
     ]
     steps += [
         (
             "breakfast.pour",
-            f"pours the {cereal} into the {b}",
             (cereal, b),
             {"at": "cereal box", "work": True, "changes": ((bowl.id, "fill", cereal),)},
         ),
         (
             "breakfast.milk",
-            f"pours milk over the {cereal}",
             (cereal,),
             {"obj": "milk", "to": "table", "work": True, "changes": ((bowl.id, "fill", "latte"),)},
         ),
-        ("breakfast.eat", f"eats the {cereal} with a spoon", (cereal,), {"at": bowl.id, "work": True}),
-        ("breakfast.rinse", f"rinses the {b} under the tap", (b,), {"obj": bowl.id, "to": "sink", "work": True}),
+        ("breakfast.eat", (cereal,), {"at": bowl.id, "work": True}),
+        ("breakfast.rinse", (b,), {"obj": bowl.id, "to": "sink", "work": True}),
     ]
     return things, steps
 
@@ -1052,34 +1169,29 @@ def _make_smoothie(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     g = _name(glass)
     fruits = _pick(rng, SMOOTHIE_FRUITS, int(rng.integers(1, 4)))
     things = [_plain("blender", "cupboard"), glass, *[_plain(f, "table") for f in fruits], _plain("yogurt", "fridge")]
-    steps: list[Step] = [
-        ("smoothie.blender", "takes the blender from the cupboard", (), {"obj": "blender", "to": "counter"})
-    ]
+    steps: list[Step] = [("smoothie.blender", (), {"obj": "blender", "to": "counter"})]
     for f in fruits:
         steps.append(
             (
                 "smoothie.fruit",
-                f"puts the {f} in the blender",
                 (f,),
                 {"obj": f, "to": "into:blender", "changes": (("blender", "fill", f),)},
             )
         )
     if rng.random() < 0.5:
-        steps.append(("smoothie.yogurt", "adds the yogurt to the blender", (), {"obj": "yogurt", "to": "into:blender"}))
+        steps.append(("smoothie.yogurt", (), {"obj": "yogurt", "to": "into:blender"}))
     steps += [
         (
             "smoothie.blend",
-            "blends the smoothie for a minute",
             (),
             {"at": "blender", "work": True, "changes": (("blender", "fill", "smoothie"),)},
         ),
         (
             "smoothie.pour",
-            f"pours the smoothie into the {g}",
             (g,),
             {"obj": glass.id, "to": "counter", "changes": (("blender", "fill", None), (glass.id, "fill", "smoothie"))},
         ),
-        ("smoothie.wash", "washes the blender in the sink", (), {"obj": "blender", "to": "sink", "work": True}),
+        ("smoothie.wash", (), {"obj": "blender", "to": "sink", "work": True}),
     ]
     return things, steps
 
@@ -1091,33 +1203,28 @@ def _mop_floor(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     steps: list[Step] = [
         (
             "mop.fill",
-            "fills the bucket with soapy water",
             (),
             {"obj": "bucket", "to": "sink", "work": True, "changes": (("bucket", "fill", "soap"),)},
         ),
-        ("mop.dip", "dips the mop in the bucket", (), {"obj": "mop", "to": "sink", "work": True}),
+        ("mop.dip", (), {"obj": "mop", "to": "sink", "work": True}),
     ]
     for i, p in enumerate(places):
         steps.append(
             (
                 "mop.mop",
-                f"mops the floor in front of the {p}",
                 (p,),
                 {"obj": "mop", "at": f"near:{p}", "work": True, "changes": ((f"stain:{p}", "swept", True),)},
             )
         )
         if i < len(places) - 1 and rng.random() < 0.5:
-            steps.append(
-                ("mop.wring", "wrings the mop over the bucket", (), {"at": "bucket", "obj": "mop", "work": True})
-            )
+            steps.append(("mop.wring", (), {"at": "bucket", "obj": "mop", "work": True}))
     steps += [
         (
             "mop.empty",
-            "empties the bucket into the sink",
             (),
             {"obj": "bucket", "to": "sink", "work": True, "changes": (("bucket", "fill", None),)},
         ),
-        ("mop.lean", "leans the mop against the wall", (), {"obj": "mop", "to": "mat"}),
+        ("mop.lean", (), {"obj": "mop", "to": "mat"}),
     ]
     return things, steps
 
@@ -1129,25 +1236,23 @@ def _iron_clothes(rng: np.random.Generator) -> tuple[list[Thing], list[Step]]:
     steps: list[Step] = [
         (
             "iron.board",
-            "sets up the ironing board",
             (),
             {"at": "ironing board", "changes": (("ironing board", "up", True),)},
         ),
-        ("iron.plug", "plugs in the iron", (), {"obj": "iron", "to": "mat", "changes": (("iron", "hot", True),)}),
+        ("iron.plug", (), {"obj": "iron", "to": "mat", "changes": (("iron", "hot", True),)}),
     ]
     for c in clothes:
         n = _name(c)
         steps += [
-            ("iron.lay", f"lays the {n} on the ironing board", (n,), {"obj": c.id, "to": "mat"}),
+            ("iron.lay", (n,), {"obj": c.id, "to": "mat"}),
             (
                 "iron.iron",
-                f"irons the {n}",
                 (n,),
                 {"obj": "iron", "at": c.id, "work": True, "changes": ((c.id, "ironed", True),)},
             ),
-            ("iron.fold", f"folds the {n}", (n,), {"at": c.id, "work": True, "changes": ((c.id, "folded", True),)}),
+            ("iron.fold", (n,), {"at": c.id, "work": True, "changes": ((c.id, "folded", True),)}),
         ]
-    steps.append(("iron.unplug", "unplugs the iron", (), {"at": "iron", "changes": (("iron", "hot", False),)}))
+    steps.append(("iron.unplug", (), {"at": "iron", "changes": (("iron", "hot", False),)}))
     return things, steps
 
 
@@ -1254,6 +1359,20 @@ def make_script(
     if duration <= 0:
         raise ValueError(f"minutes={minutes} is shorter than {TIME_QUANTUM} s")
 
+    home, activities, actions = _timeline(rng, duration, clip_seconds)
+
+    script = VideoScript(vid, duration, clip_seconds, segment_seconds, activities, actions, home=home)
+    script.clips = _clips(script)
+    script.segments = _segments(script)
+    script.summary = summarize([s.description for s in script.segments])
+    return script
+
+
+def _timeline(
+    rng: np.random.Generator, duration: float, clip_seconds: float
+) -> tuple[int, list[Activity], list[Action]]:
+    """Draw the home, then activities from its bag and their actions until `duration` is filled: (home, activities,
+    actions). The last activity may be cut short (`complete=False`)."""
     # Action durations in quanta: strictly more than one clip window (so each action is the majority of some
     # window) and at most two.
     lo = math.floor(clip_seconds / TIME_QUANTUM) + 1
@@ -1280,7 +1399,7 @@ def make_script(
         a_idx = len(activities)
         a_start = t
         complete = True
-        for i, (kind, text, mentions, draw) in enumerate(steps):
+        for i, (kind, mentions, draw) in enumerate(steps):
             if t >= duration:
                 complete = False
                 break
@@ -1294,7 +1413,7 @@ def make_script(
                     end=end,
                     activity=a_idx,
                     kind=kind,
-                    caption=f"#C C {text}",
+                    caption=f"#C C {caption_text(kind, mentions)}",
                     role=role,
                     mentions=tuple(mentions),
                     obj=draw.get("obj"),
@@ -1309,11 +1428,7 @@ def make_script(
             complete = False
         activities.append(Activity(name, a_start, t, tuple(things), complete))
 
-    script = VideoScript(vid, duration, clip_seconds, segment_seconds, activities, actions, home=home)
-    script.clips = _clips(script)
-    script.segments = _segments(script)
-    script.summary = summarize([s.description for s in script.segments])
-    return script
+    return home, activities, actions
 
 
 def _clips(script: VideoScript) -> list[Clip]:
@@ -1376,167 +1491,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str, str]] = []
 
 
 def _caption_patterns() -> list[tuple[re.Pattern[str], str, str]]:
-    if _PATTERNS:
-        return _PATTERNS
-    col = "|".join(COLOURS)
-    obj = rf"(?:{col}) (?:cup|mug|plate|bowl|glass|pan|pot|cloth|trash bag)"
-    veg = "|".join(VEGETABLES)
-    gro = "|".join(GROCERIES)
-
-    def alt(words: Sequence[str]) -> str:
-        return "(?:" + "|".join(words) + ")"
-
-    def c(*kinds: str) -> str:  # a coloured thing of one of `kinds`: "red saucepan"
-        return rf"(?:{col}) {alt(kinds)}"
-
-    # (kind, role, regex with named groups m1, m2 for mentions, in caption order)
-    table = [
-        ("tea.fill_kettle", "open", "fills the kettle with water"),
-        ("tea.kettle_stove", "body", "puts the kettle on the stove"),
-        ("tea.stove_on", "body", "turns on the stove"),
-        ("tea.take_cup", "body", rf"takes the (?P<m1>(?:{col}) cup) from the rack"),
-        ("tea.bag", "body", rf"puts a tea bag in the (?P<m1>{obj})"),
-        ("tea.pour", "body", rf"pours hot water into the (?P<m1>{obj})"),
-        ("tea.stove_off", "body", "turns off the stove"),
-        ("tea.carry", "close", rf"carries the (?P<m1>(?:{col}) cup) to the table"),
-        ("coffee.on", "open", "switches on the coffee machine"),
-        ("coffee.take_mug", "body", rf"takes the (?P<m1>(?:{col}) mug) from the rack"),
-        ("coffee.mug_under", "body", rf"puts the (?P<m1>{obj}) under the coffee machine"),
-        ("coffee.press", "body", "presses the button on the coffee machine"),
-        ("coffee.take_milk", "body", "takes the milk from the fridge"),
-        ("coffee.pour_milk", "body", rf"pours milk into the (?P<m1>{obj})"),
-        ("coffee.milk_back", "body", "puts the milk back in the fridge"),
-        ("coffee.carry", "close", rf"carries the (?P<m1>(?:{col}) mug) to the table"),
-        ("wash.tap_on", "open", "turns on the tap"),
-        ("wash.to_sink", "body", rf"puts the (?P<m1>(?:{col}) (?:plate|bowl|glass|cup)) in the sink"),
-        ("wash.scrub", "body", rf"scrubs the (?P<m1>{obj}) with the sponge"),
-        ("wash.to_rack", "body", rf"puts the (?P<m1>(?:{col}) (?:plate|bowl|glass|cup)) on the rack"),
-        ("wash.tap_off", "close", "turns off the tap"),
-        ("table.open", "open", "opens the cupboard"),
-        ("table.take", "body", rf"takes the (?P<m1>{obj}) from the cupboard"),
-        ("table.place", "body", rf"places the (?P<m1>{obj}) on the table"),
-        ("table.close", "close", "closes the cupboard"),
-        ("salad.board", "open", "puts the cutting board on the counter"),
-        ("salad.take_bowl", "body", rf"takes the (?P<m1>(?:{col}) bowl) from the rack"),
-        ("salad.take", "body", rf"takes the (?P<m1>{veg}) from the fridge"),
-        ("salad.cut", "body", rf"cuts the (?P<m1>{veg}) on the cutting board"),
-        ("salad.to_bowl", "body", rf"puts the (?P<m1>{veg}) in the (?P<m2>{obj})"),
-        ("salad.mix", "close", rf"mixes the salad in the (?P<m1>{obj})"),
-        ("fry.pan", "open", rf"puts the (?P<m1>(?:{col}) pan) on the stove"),
-        ("fry.burner", "body", rf"lights the burner under the (?P<m1>{obj})"),
-        ("fry.crack", "body", rf"cracks an egg into the (?P<m1>{obj})"),
-        ("fry.stir", "body", "stirs the eggs with the spatula"),
-        ("fry.take_plate", "body", rf"takes the (?P<m1>(?:{col}) plate) from the rack"),
-        ("fry.serve", "body", rf"slides the eggs onto the (?P<m1>{obj})"),
-        ("fry.pan_sink", "close", rf"puts the (?P<m1>(?:{col}) pan) in the sink"),
-        ("trash.tie", "open", rf"ties the (?P<m1>{obj})"),
-        ("trash.lift", "body", rf"lifts the (?P<m1>{obj}) out of the bin"),
-        ("trash.carry", "body", rf"carries the (?P<m1>{obj}) to the door"),
-        ("trash.wash_hands", "body", "washes the hands in the sink"),
-        ("trash.new_bag", "close", "puts a new bag in the bin"),
-        ("groceries.bag", "open", "puts the shopping bag on the counter"),
-        ("groceries.take", "body", rf"takes the (?P<m1>{gro}) out of the shopping bag"),
-        ("groceries.put", "body", rf"puts the (?P<m1>{gro}) in the fridge"),
-        ("groceries.open", "body", "opens the fridge"),
-        ("groceries.close", "close", "closes the fridge"),
-        ("plants.fill", "open", "fills the watering can at the sink"),
-        ("plants.water", "body", rf"waters the plant in the (?P<m1>{obj})"),
-        ("plants.put_can", "close", "puts the watering can on the counter"),
-        ("wipe.wet", "open", rf"wets the (?P<m1>{obj}) at the sink"),
-        ("wipe.wipe", "body", rf"wipes the table with the (?P<m1>{obj})"),
-        ("wipe.hang", "close", rf"hangs the (?P<m1>{obj}) on the rack"),
-        ("bake.flour", "open", "takes the flour from the cupboard"),
-        ("bake.bowl", "body", rf"puts the (?P<m1>{c('bowl')}) on the counter"),
-        ("bake.pour_flour", "body", rf"pours the flour into the (?P<m1>{c('bowl')})"),
-        ("bake.sugar", "body", rf"adds sugar to the (?P<m1>{c('bowl')})"),
-        ("bake.egg", "body", rf"adds an egg to the (?P<m1>{c('bowl')})"),
-        ("bake.whisk", "body", rf"whisks the batter in the (?P<m1>{c('bowl')})"),
-        ("bake.oven_on", "body", "turns on the oven"),
-        ("bake.tin", "body", "pours the batter into the cake tin"),
-        ("bake.in_oven", "body", "puts the cake tin in the oven"),
-        ("bake.out", "close", "takes the cake out of the oven"),
-        ("toast.bread", "open", "takes the bread from the cupboard"),
-        ("toast.slices", "body", "puts two slices of bread in the toaster"),
-        ("toast.lever", "body", "pushes down the lever of the toaster"),
-        ("toast.plate", "body", rf"puts the (?P<m1>{c('plate')}) next to the toaster"),
-        ("toast.out", "body", "takes the toast out of the toaster"),
-        ("toast.spread", "body", rf"spreads the (?P<m1>{alt(SPREADS)}) on the toast"),
-        ("toast.knife", "close", "puts the knife in the sink"),
-        ("pasta.fill", "open", rf"fills the (?P<m1>{c('saucepan')}) with water"),
-        ("pasta.stove", "body", rf"puts the (?P<m1>{c('saucepan')}) on the stove"),
-        ("pasta.heat", "body", rf"turns up the heat under the (?P<m1>{c('saucepan')})"),
-        ("pasta.salt", "body", "adds salt to the water"),
-        ("pasta.pour", "body", rf"pours the pasta into the (?P<m1>{c('saucepan')})"),
-        ("pasta.stir", "body", "stirs the pasta with the wooden spoon"),
-        ("pasta.colander", "body", "puts the colander in the sink"),
-        ("pasta.drain", "body", "drains the pasta in the colander"),
-        ("pasta.serve", "close", rf"serves the pasta on the (?P<m1>{c('plate')})"),
-        ("cat.tin", "open", rf"takes a tin of (?P<m1>{alt(CAT_FOODS)}) from the shelf"),
-        ("cat.open", "body", rf"opens the tin of (?P<m1>{alt(CAT_FOODS)})"),
-        ("cat.dish", "body", rf"puts the (?P<m1>{c('dish')}) on the mat"),
-        ("cat.spoon", "body", rf"spoons the (?P<m1>{alt(CAT_FOODS)}) into the (?P<m2>{c('dish')})"),
-        ("cat.stroke", "body", "strokes the cat"),
-        ("cat.bin", "close", "throws the empty tin in the bin"),
-        ("laundry.open", "open", "opens the washing machine"),
-        ("laundry.take", "body", rf"takes the (?P<m1>{c(*CLOTHES)}) from the laundry basket"),
-        ("laundry.put", "body", rf"puts the (?P<m1>{c(*CLOTHES)}) in the washing machine"),
-        ("laundry.detergent", "body", "pours detergent into the drawer"),
-        ("laundry.close", "body", "closes the washing machine"),
-        ("laundry.start", "close", "presses the start button on the washing machine"),
-        ("sweep.broom", "open", "takes the broom from the cupboard"),
-        ("sweep.sweep", "body", rf"sweeps the floor near the (?P<m1>{alt(SWEEP_PLACES)})"),
-        ("sweep.dustpan", "body", "sweeps the dirt into the dustpan"),
-        ("sweep.empty", "body", "empties the dustpan into the bin"),
-        ("sweep.back", "close", "puts the broom back in the cupboard"),
-        ("sandwich.bread", "open", rf"puts two slices of bread on the (?P<m1>{c('plate')})"),
-        ("sandwich.butter", "body", "spreads butter on the bread"),
-        ("sandwich.take", "body", rf"takes the (?P<m1>{alt(FILLINGS)}) out of the fridge"),
-        ("sandwich.put", "body", rf"puts the (?P<m1>{alt(FILLINGS)}) on the bread"),
-        ("sandwich.cut", "body", "cuts the sandwich in half"),
-        ("sandwich.carry", "close", rf"carries the (?P<m1>{c('plate')}) to the table"),
-        ("juice.juicer", "open", "takes the juicer from the cupboard"),
-        ("juice.cut", "body", rf"cuts the (?P<m1>{alt(FRUITS)}) in half"),
-        ("juice.squeeze", "body", rf"squeezes the (?P<m1>{alt(FRUITS)}) on the juicer"),
-        ("juice.glass", "body", rf"puts the (?P<m1>{c('glass')}) next to the juicer"),
-        ("juice.pour", "body", rf"pours the juice into the (?P<m1>{c('glass')})"),
-        ("juice.rinse", "close", "rinses the juicer in the sink"),
-        ("flowers.vase", "open", rf"takes the (?P<m1>{c('vase')}) from the shelf"),
-        ("flowers.fill", "body", rf"fills the (?P<m1>{c('vase')}) with water"),
-        ("flowers.cut", "body", rf"cuts the stems of the (?P<m1>{alt(FLOWERS)})"),
-        ("flowers.put", "body", rf"puts the (?P<m1>{alt(FLOWERS)}) in the (?P<m2>{c('vase')})"),
-        ("flowers.place", "close", rf"places the (?P<m1>{c('vase')}) on the table"),
-        ("dishwasher.open", "open", "opens the dishwasher"),
-        ("dishwasher.take", "body", rf"takes the (?P<m1>{c(*DISHES_TO_WASH)}) out of the dishwasher"),
-        ("dishwasher.put", "body", rf"puts the (?P<m1>{c(*DISHES_TO_WASH)}) in the cupboard"),
-        ("dishwasher.cutlery", "body", "puts the cutlery in the drawer"),
-        ("dishwasher.close", "close", "closes the dishwasher"),
-        ("breakfast.box", "open", rf"takes the box of (?P<m1>{alt(CEREALS)}) from the shelf"),
-        ("breakfast.bowl", "body", rf"puts the (?P<m1>{c('bowl')}) on the table"),
-        ("breakfast.pour", "body", rf"pours the (?P<m1>{alt(CEREALS)}) into the (?P<m2>{c('bowl')})"),
-        ("breakfast.milk", "body", rf"pours milk over the (?P<m1>{alt(CEREALS)})"),
-        ("breakfast.eat", "body", rf"eats the (?P<m1>{alt(CEREALS)}) with a spoon"),
-        ("breakfast.rinse", "close", rf"rinses the (?P<m1>{c('bowl')}) under the tap"),
-        ("smoothie.blender", "open", "takes the blender from the cupboard"),
-        ("smoothie.fruit", "body", rf"puts the (?P<m1>{alt(SMOOTHIE_FRUITS)}) in the blender"),
-        ("smoothie.yogurt", "body", "adds the yogurt to the blender"),
-        ("smoothie.blend", "body", "blends the smoothie for a minute"),
-        ("smoothie.pour", "body", rf"pours the smoothie into the (?P<m1>{c('glass')})"),
-        ("smoothie.wash", "close", "washes the blender in the sink"),
-        ("mop.fill", "open", "fills the bucket with soapy water"),
-        ("mop.dip", "body", "dips the mop in the bucket"),
-        ("mop.mop", "body", rf"mops the floor in front of the (?P<m1>{alt(MOP_PLACES)})"),
-        ("mop.wring", "body", "wrings the mop over the bucket"),
-        ("mop.empty", "body", "empties the bucket into the sink"),
-        ("mop.lean", "close", "leans the mop against the wall"),
-        ("iron.board", "open", "sets up the ironing board"),
-        ("iron.plug", "body", "plugs in the iron"),
-        ("iron.lay", "body", rf"lays the (?P<m1>{c(*IRONED_CLOTHES)}) on the ironing board"),
-        ("iron.iron", "body", rf"irons the (?P<m1>{c(*IRONED_CLOTHES)})"),
-        ("iron.fold", "body", rf"folds the (?P<m1>{c(*IRONED_CLOTHES)})"),
-        ("iron.unplug", "close", "unplugs the iron"),
-    ]
-    for kind, role, rx in table:
-        _PATTERNS.append((re.compile(r"#C C " + rx), kind, role))
+    """(regex, kind, role) of every caption template, built once from `CAPTION_TEMPLATES`."""
+    if not _PATTERNS:
+        _PATTERNS.extend((t.pattern(), t.kind, t.role) for t in CAPTION_TEMPLATES)
     return _PATTERNS
 
 

@@ -44,6 +44,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import caption_batch
+from videorecap.runtime import autocast_dtype
 from videorecap.train.optim import CosineSchedule, build_optimizer, set_lr
 from videorecap.train.state import (
     TRAIN_STATE_FILE,
@@ -294,16 +295,6 @@ class _Stream:
         return {"epoch": self.epoch, "position": self.position}
 
 
-# ---- precision ----------------------------------------------------------------------------------------------------
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device` (None: fp32, no autocast). CPU always trains in fp32."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -527,13 +518,51 @@ def train_stage(
         raise ValueError(f"data levels {[d.level for d in data]} do not match the stage's levels {args.levels}")
     distributed.init_if_needed()
     rank, world = distributed.rank_world()
-    main = rank == 0
     device = torch.device(device or distributed.default_device())
-    amp = autocast_dtype(device, args.precision)
-    pad = model.config.tokens.pad_token_id  # type: ignore[union-attr]
-    meta = dict(meta or {})
+    streams = _make_streams(data, args, seed, rank, world)
+    plan = _plan_steps(args, streams, val, checkpoint_every)
+    run = _StageRun(model, data, args, stage_dir, streams, plan, tokenizer, dict(meta or {}), device, rank, world)
+    run.resume()
+    log = _Log(stage_dir / LOG_FILE, run.main, run.step, tensorboard)
+    net = _parallel(model, args, device, world)
 
-    streams = [
+    bar = None
+    if progress and run.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.total, initial=run.step, desc=args.name, unit="it", dynamic_ncols=True)
+    t0, seen = time.perf_counter(), 0
+    try:
+        while run.step < plan.total:
+            lr, losses, samples = run.iteration(net)
+            seen += samples
+            rate = seen / max(time.perf_counter() - t0, 1e-9)
+            log.write(
+                {"step": run.step, "lr": lr, "samples_per_s": rate, **{f"train/{k}/loss": v for k, v in losses.items()}}
+            )
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    {**{k: f"{v:.4f}" for k, v in losses.items()}, "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}
+                )
+            done = run.step == plan.total
+            if val is not None and (done or run.step % plan.val_every == 0):
+                run.validate(val, log)
+            checkpointed = done or run.step % plan.ckpt_every == 0
+            if checkpointed:
+                run.checkpoint()
+            if on_step is not None:
+                on_step(StepInfo(run.step, plan.total, losses, lr, checkpointed))
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    return run.save_final()
+
+
+def _make_streams(data: Sequence[LevelData], args: TrainArgs, seed: int, rank: int, world: int) -> list[_Stream]:
+    """One batch stream per level, each a whole number of optimizer steps long per epoch."""
+    return [
         _Stream(
             d,
             batch_size=args.batch_size,
@@ -545,6 +574,24 @@ def train_stage(
         )
         for d in data
     ]
+
+
+@dataclass
+class _StepPlan:
+    """How long a stage runs and when it checkpoints and validates, in iterations."""
+
+    total: int
+    schedule: CosineSchedule
+    ckpt_every: int
+    val_every: int  # 0 without validation
+
+
+def _plan_steps(args: TrainArgs, streams: Sequence[_Stream], val: ValArgs | None, checkpoint_every: int) -> _StepPlan:
+    """Iterations, the learning-rate schedule and the checkpoint/validation periods of a stage.
+
+    An epoch is one pass over the first level's data; the schedule may start `schedule_offset_epochs` in (a stage
+    that continues another's cosine curve), and warmup never outlasts the whole schedule.
+    """
     first = streams[0]
     iters_per_epoch = first.batches_per_epoch // (args.accumulation * args.steps_per_iteration(first.level))
     total = args.max_steps or max(1, round(args.epochs * iters_per_epoch))
@@ -560,140 +607,158 @@ def train_stage(
     )
     ckpt_every = checkpoint_every or iters_per_epoch
     val_every = (val.every_steps or iters_per_epoch) if val is not None else 0
+    return _StepPlan(total, schedule, ckpt_every, val_every)
 
-    model.to(device)
-    model.train()
-    optimizer = build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay, betas=args.betas, eps=args.eps)  # type: ignore[arg-type]
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    trainable = [p for p in model.parameters() if p.requires_grad]
 
-    # ---- resume
-    step = 0
-    if main:
-        _recover_last(stage_dir)
-    distributed.barrier()
-    last = stage_dir / LAST_DIR
-    if (last / TRAIN_STATE_FILE).is_file():
-        state = load_train_state(last / TRAIN_STATE_FILE)
-        if state.get("stage") != args.name or len(state.get("streams", [])) != len(streams):
-            raise CheckpointError(f"{last}: holds the state of another stage ({state.get('stage')!r})")
-        load_weights(model, last)
+def _parallel(model: nn.Module, args: TrainArgs, device: torch.device, world: int) -> nn.Module:
+    """The module the steps run through: `model` itself, or under torchrun its DistributedDataParallel wrapper."""
+    if world <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # a stage of several levels, or a model without both inputs, leaves some parameters without a gradient
+    find_unused = len(args.levels) > 1 or model.config.modalities != "video+text"  # type: ignore[union-attr]
+    return DDP(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused,
+        bucket_cap_mb=200,
+    )
+
+
+class _StageRun:
+    """The training state of one stage (model, optimizer, scaler, streams, iteration) and its named steps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Sequence[LevelData],
+        args: TrainArgs,
+        stage_dir: Path,
+        streams: list[_Stream],
+        plan: _StepPlan,
+        tokenizer: Any,
+        meta: dict[str, Any],
+        device: torch.device,
+        rank: int,
+        world: int,
+    ) -> None:
+        self.model, self.data, self.args, self.stage_dir = model, data, args, stage_dir
+        self.streams, self.plan, self.tokenizer, self.meta = streams, plan, tokenizer, meta
+        self.device, self.rank, self.world, self.main = device, rank, world, rank == 0
+        self.amp = autocast_dtype(device, args.precision)
+        self.pad = model.config.tokens.pad_token_id  # type: ignore[union-attr]
         model.to(device)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        for s, st in zip(streams, state["streams"], strict=True):
-            s.epoch, s.position = int(st["epoch"]), int(st["position"])
-        step = int(state["step"])
-        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-        logger.info("%s: resumed at iteration %d of %d from %s", args.name, step, total, last)
-
-    log = _Log(stage_dir / LOG_FILE, main, step, tensorboard)
-    net: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        find_unused = len(args.levels) > 1 or model.config.modalities != "video+text"  # type: ignore[union-attr]
-        net = DDP(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=find_unused,
-            bucket_cap_mb=200,
+        model.train()
+        self.optimizer = build_optimizer(
+            model,  # type: ignore[arg-type]
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            betas=args.betas,
+            eps=args.eps,
         )
+        # loss scaling only for fp16: bf16 has fp32's exponent range
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.step = 0
 
-    bar = None
-    if progress and main:
-        from tqdm import tqdm
+    def resume(self) -> None:
+        """Continue from `last/` when it holds this stage's state: weights, optimizer, scaler, data positions, RNG."""
+        if self.main:
+            _recover_last(self.stage_dir)
+        distributed.barrier()
+        last = self.stage_dir / LAST_DIR
+        if not (last / TRAIN_STATE_FILE).is_file():
+            return
+        state = load_train_state(last / TRAIN_STATE_FILE)
+        if state.get("stage") != self.args.name or len(state.get("streams", [])) != len(self.streams):
+            raise CheckpointError(f"{last}: holds the state of another stage ({state.get('stage')!r})")
+        load_weights(self.model, last)
+        self.model.to(self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        for s, st in zip(self.streams, state["streams"], strict=True):
+            s.epoch, s.position = int(st["epoch"]), int(st["position"])
+        self.step = int(state["step"])
+        rngs = state["rng"]
+        set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        logger.info("%s: resumed at iteration %d of %d from %s", self.args.name, self.step, self.plan.total, last)
 
-        bar = tqdm(total=total, initial=step, desc=args.name, unit="it", dynamic_ncols=True)
+    def iteration(self, net: nn.Module) -> tuple[float, dict[str, float], int]:
+        """One iteration: every level's optimizer steps at this iteration's learning rate.
 
-    def _checkpoint() -> None:
-        # every rank's RNG state, so each continues its own dropout stream
+        Returns (lr, the last loss of each level, samples seen by all ranks).
+        """
+        args = self.args
+        lr = self.plan.schedule(self.step)
+        set_lr(self.optimizer, lr)
+        losses: dict[str, float] = {}
+        samples = 0
+        for stream in self.streams:
+            for _ in range(args.steps_per_iteration(stream.level)):
+                losses[stream.level] = _optimizer_step(
+                    net, self.optimizer, self.scaler, stream, args, self.trainable, self.amp, self.device, self.pad,
+                    self.world,
+                )  # fmt: skip
+                samples += args.batch_size * args.accumulation * self.world
+        self.step += 1
+        return lr, losses, samples
+
+    def checkpoint(self) -> None:
+        """Write `last/` (rank 0) with every rank's RNG state, so each continues its own dropout stream."""
         rngs = [rng_state()]
-        if world > 1:
+        if self.world > 1:
             import torch.distributed as dist
 
-            gathered: list[Any] = [None] * world
+            gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, rngs[0])
             rngs = gathered
-        if main:
+        if self.main:
             state = {
-                "stage": args.name,
-                "step": step,
-                "total_steps": total,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "streams": [s.state() for s in streams],
+                "stage": self.args.name,
+                "step": self.step,
+                "total_steps": self.plan.total,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "streams": [s.state() for s in self.streams],
                 "rng": rngs,
             }
-            _save_last(stage_dir, model, tokenizer, {**meta, "stage": args.name, "step": step}, state)
+            meta = {**self.meta, "stage": self.args.name, "step": self.step}
+            _save_last(self.stage_dir, self.model, self.tokenizer, meta, state)
         distributed.barrier()
 
-    def _validate() -> None:
-        assert val is not None
-        if main:
-            due = step == total or (val.caption_every_steps and step % val.caption_every_steps == 0)
-            caption = val.caption_samples if due else 0
+    def validate(self, val: ValArgs, log: _Log) -> None:
+        """Validation losses (and caption metrics when due) on rank 0, logged; the other ranks wait."""
+        if self.main:
+            step = self.step
+            due = step == self.plan.total or (val.caption_every_steps and step % val.caption_every_steps == 0)
             res = validate(
-                model,
-                data,
-                batch_size=args.batch_size,
-                loss_mode=args.loss_mode,
-                device=device,
+                self.model,
+                self.data,
+                batch_size=self.args.batch_size,
+                loss_mode=self.args.loss_mode,
+                device=self.device,
                 max_batches=val.max_batches,
-                caption_samples=caption,
-                tokenizer=tokenizer,
+                caption_samples=val.caption_samples if due else 0,
+                tokenizer=self.tokenizer,
                 metrics=val.metrics,
             )
             if res:
                 log.write({"step": step, **res})
-                logger.info("%s step %d: %s", args.name, step, ", ".join(f"{k} {v:.4g}" for k, v in res.items()))
+                logger.info("%s step %d: %s", self.args.name, step, ", ".join(f"{k} {v:.4g}" for k, v in res.items()))
         distributed.barrier()
 
-    t0, seen = time.perf_counter(), 0
-    try:
-        while step < total:
-            lr = schedule(step)
-            set_lr(optimizer, lr)
-            losses: dict[str, float] = {}
-            for stream in streams:
-                for _ in range(args.steps_per_iteration(stream.level)):
-                    losses[stream.level] = _optimizer_step(
-                        net, optimizer, scaler, stream, args, trainable, amp, device, pad, world
-                    )
-                    seen += args.batch_size * args.accumulation * world
-            step += 1
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            log.write(
-                {"step": step, "lr": lr, "samples_per_s": rate, **{f"train/{k}/loss": v for k, v in losses.items()}}
-            )
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    {**{k: f"{v:.4f}" for k, v in losses.items()}, "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}
-                )
-            done = step == total
-            if val is not None and (done or step % val_every == 0):
-                _validate()
-            checkpointed = done or step % ckpt_every == 0
-            if checkpointed:
-                _checkpoint()
-            if on_step is not None:
-                on_step(StepInfo(step, total, losses, lr, checkpointed))
-    finally:
-        if bar is not None:
-            bar.close()
-        log.close()
+    def save_final(self) -> Path:
+        """Write `final/` (rank 0, atomically) and return it."""
+        final = self.stage_dir / FINAL_DIR
+        if self.main:
+            from videorecap.checkpoint import save_pretrained
 
-    final = stage_dir / FINAL_DIR
-    if main:
-        from videorecap.checkpoint import save_pretrained
-
-        save_pretrained(
-            model, final, tokenizer=tokenizer, meta={**meta, "stage": args.name, "step": step}, overwrite=True
-        )  # type: ignore[arg-type]
-        logger.info("%s: done after %d iterations; model in %s", args.name, step, final)
-    distributed.barrier()
-    return final
+            meta = {**self.meta, "stage": self.args.name, "step": self.step}
+            save_pretrained(self.model, final, tokenizer=self.tokenizer, meta=meta, overwrite=True)  # type: ignore[arg-type]
+            logger.info("%s: done after %d iterations; model in %s", self.args.name, self.step, final)
+        distributed.barrier()
+        return final
 
 
 def _optimizer_step(

@@ -26,7 +26,10 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,15 +164,47 @@ def _build(cls: type, d: Any, where: str) -> Any:
         if k not in known:
             raise InputError(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
     kwargs = {}
+    hints = typing.get_type_hints(cls)
     for k, v in d.items():
         sub = {"data": DataArgs, "model": ModelArgs, "generate": GenerateArgs, "validation": ValArgs}.get(k)
         if cls is Recipe and sub is not None and v is not None:
             v = _build(sub, v, f"{where}: {k}")
-        kwargs[k] = v
+        kwargs[k] = _scalar(v, hints[k], f"{where}: {k}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise InputError(f"{where}: {e}") from None
+
+
+def _scalar(v: Any, hint: Any, where: str) -> Any:
+    """`v` checked against a number or bool field's type, so a mistake names its key instead of failing mid-run.
+
+    YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: a float field takes any string that is a number.
+    """
+    allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    nullable = type(None) in allowed
+    allowed.discard(type(None))
+    if not allowed or not allowed <= {int, float, bool} or (v is None and nullable):
+        return v  # lists, mappings, strings: checked where they are used
+    if bool in allowed:
+        if not isinstance(v, bool):
+            raise InputError(f"{where} must be true or false, got {v!r}")
+        return v
+    if float in allowed:
+        if isinstance(v, str):
+            try:
+                number = float(v)
+            except ValueError:
+                raise InputError(f"{where} must be a number, got {v!r}") from None
+            if not math.isfinite(number):
+                raise InputError(f"{where} must be a finite number, got {v!r}")
+            return number
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise InputError(f"{where} must be a finite number, got {v!r}")
+        return v
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InputError(f"{where} must be a whole number, got {v!r}")
+    return v
 
 
 def recipe_from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:

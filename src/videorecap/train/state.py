@@ -70,7 +70,13 @@ def load_train_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-        raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
+        what = " ".join(f"{type(e).__name__}: {e}".split())[:160]
+        raise CheckpointError(f"{path}: the training state is corrupt ({what}); {_RESTART}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: not a videorecap training state (format_version {FORMAT_VERSION})")
+        raise CheckpointError(f"{path}: not a videorecap training state (format_version {FORMAT_VERSION}); {_RESTART}")
     return state
+
+
+# What happens without the file (checked by tests/train/test_loop.py): the stage is not resumed, it trains again
+# from its first iteration and its starting weights, and replaces `last/` at its next checkpoint.
+_RESTART = "delete it to train this stage again from its start (the progress saved in last/ cannot be resumed)"

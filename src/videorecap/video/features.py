@@ -1,4 +1,5 @@
-"""Feature extraction: the encoder's CLS feature of every 4-s window of a video, as the original stores it.
+"""The feature-extraction job runner: the encoder's CLS feature of every 4-s window of videos, as the original
+stores them.
 
 `extract_features(path, encoder)` returns a `(windows, width)` float32 array, one row per clip window of
 `sampling.window_plan` (the plan `videorecap caption` uses; the layout the segment and video levels read: row `i` is
@@ -6,22 +7,24 @@ the window `[4 i, 4 i + 4)`, `ceil(duration / 4)` rows, less one when a tail sho
 the last window), or with `all_tokens=True` the encoder's whole token output `(N, 1 + T * P, width)` whose row 0 is
 that CLS feature.
 
-`extract_video(...)` is the resumable per-video driver used by `videorecap features`: the result goes to
-`{out_dir}/{video_id}.npy` through an atomic rename, finished videos are skipped, and a long video is checkpointed
-in chunks of windows (entries `c00003` of a resumable store, `videorecap.store`, in `{chunk_dir}/{video_id}/`) so
-that an interrupted run resumes at the first missing chunk, seeking there instead of decoding from the start.
+`extract_job(...)` is the resumable per-output driver used by `videorecap features` (`run_jobs` runs a process's
+share of them): the result goes to `{out_dir}/{video_id}.npy` through an atomic rename; an existing output is
+skipped only when it is whole (readable, 2-D float32, one row per window of the video's plan, the encoder's width),
+else it is recomputed with a warning; a long video is checkpointed in chunks of windows (entries `c00003` of a
+resumable store, `videorecap.store`, in `{chunk_dir}/{video_id}/`) so that an interrupted run resumes at the first
+missing chunk, seeking there instead of decoding from the start. The chunks' fingerprint holds the encoder's weights
+hash, so a run resumed with another encoder starts the video over instead of mixing rows of both.
 
-Decoding and transforms run in a background thread (`reader.prefetch`), batches of windows go through the encoder
-under `torch.inference_mode`; on a GPU with bf16/fp16 autocast and pinned host memory, on a CPU in fp32.
+The encoder step itself (decoding, batching, autocast) is `video/encode.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,150 +34,17 @@ import torch
 from torch import nn
 
 from videorecap import fileio
-from videorecap.errors import InputError, VideoError
-from videorecap.store import Store, file_identity
+from videorecap.errors import InputError, VideoError, describe_os_error
+from videorecap.store import Store, file_identity, weights_hash
 from videorecap.store import clear as clear_store
+from videorecap.video.encode import EncodeStats, Window, encode_windows, encoder_geometry
 from videorecap.video.io import VideoInfo, probe
-from videorecap.video.reader import iter_windows, prefetch
 from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_feature_windows, window_plan
-from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
 
-Window = tuple[float, float]
-
 # Windows per checkpoint chunk: 225 x 4 s = 15 minutes of video.
 DEFAULT_CHUNK_WINDOWS = 225
-
-
-# ---- encoder plumbing -------------------------------------------------------------------------------------------
-def encoder_geometry(encoder: nn.Module) -> tuple[int, int, int]:
-    """(num_frames, image_size, width) of an encoder with a `config` (or `cfg`) `EncoderConfig`."""
-    cfg = getattr(encoder, "config", None) or getattr(encoder, "cfg", None)
-    if cfg is None:
-        raise ValueError("the encoder has no `config`; pass num_frames and image_size explicitly")
-    return int(cfg.num_frames), int(cfg.image_size), int(cfg.width)
-
-
-def autocast_dtype(device: str | torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for `device`: None (fp32) on CPU; bf16 on GPUs that have it, else fp16."""
-    dev = torch.device(device)
-    if precision == "fp32" or dev.type != "cuda":
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-@dataclass
-class _Batch:
-    first: int  # index of the first window of the batch
-    x: torch.Tensor  # (B, 3, T, S, S)
-
-
-def _batches(
-    path: Path,
-    windows: Sequence[Window],
-    first_index: int,
-    num_frames: int,
-    image_size: int,
-    batch_size: int,
-    info: VideoInfo,
-    grid_fps: float | None,
-    allow_partial: bool,
-    pin: bool,
-) -> Iterator[_Batch]:
-    """Decode + transform windows, grouped into batches (runs in the prefetch thread)."""
-    buf: list[torch.Tensor] = []
-    first = first_index
-    for i, frames in iter_windows(path, windows, num_frames, info=info, grid_fps=grid_fps, allow_partial=allow_partial):
-        if not buf:
-            first = first_index + i
-        buf.append(eval_transform(frames, image_size))  # (3, T, S, S)
-        if len(buf) == batch_size:
-            x = torch.stack(buf)
-            yield _Batch(first, x.pin_memory() if pin else x)
-            buf = []
-    if buf:
-        x = torch.stack(buf)
-        yield _Batch(first, x.pin_memory() if pin else x)
-
-
-@contextlib.contextmanager
-def _eval_mode(encoder: nn.Module) -> Iterator[None]:
-    """Dropout off while extracting; the previous mode is restored after."""
-    was = encoder.training
-    encoder.eval()
-    try:
-        yield
-    finally:
-        encoder.train(was)
-
-
-@dataclass
-class EncodeStats:
-    """Timing of one encode run: windows done, seconds in total and spent waiting for decoded frames."""
-
-    windows: int = 0
-    seconds: float = 0.0
-    wait_seconds: float = 0.0
-    encode_seconds: float = 0.0
-
-
-def encode_windows(
-    path: str | os.PathLike[str],
-    encoder: nn.Module,
-    windows: Sequence[Window],
-    *,
-    first_index: int = 0,
-    batch_size: int = 8,
-    all_tokens: bool = False,
-    device: str | torch.device = "cpu",
-    precision: str = "auto",
-    num_frames: int | None = None,
-    image_size: int | None = None,
-    grid_fps: float | None = None,
-    info: VideoInfo | None = None,
-    allow_partial: bool = False,
-    prefetch_depth: int = 4,
-    stats: EncodeStats | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """Yield `(first_window_index, cls (B, width), tokens (B, L, width) or None)` batch by batch, in order."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    path = Path(path)
-    info = info or probe(path)
-    if num_frames is None or image_size is None:
-        nf, size, _ = encoder_geometry(encoder)
-        num_frames = num_frames or nf
-        image_size = image_size or size
-    dev = torch.device(device)
-    amp = autocast_dtype(dev, precision)
-    pin = dev.type == "cuda"
-    stats = stats if stats is not None else EncodeStats()
-    t_last = time.perf_counter()
-    waited = 0.0
-    producer = _batches(path, windows, first_index, num_frames, image_size, batch_size, info, grid_fps,
-                        allow_partial, pin)  # fmt: skip
-    with _eval_mode(encoder), prefetch(producer, depth=prefetch_depth) as batches:
-        for batch in batches:
-            t0 = time.perf_counter()
-            x = batch.x.to(dev, non_blocking=pin)
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                out = encoder(x) if all_tokens else encoder(x, cls_only=True)
-            out = out.float().cpu().numpy()
-            stats.encode_seconds += time.perf_counter() - t0
-            stats.windows += out.shape[0]
-            stats.wait_seconds += batches.wait_seconds - waited
-            waited = batches.wait_seconds
-            stats.seconds += time.perf_counter() - t_last
-            t_last = time.perf_counter()
-            if all_tokens:
-                yield batch.first, np.ascontiguousarray(out[:, 0]), out
-            else:
-                yield batch.first, out, None
 
 
 def extract_features(
@@ -222,6 +92,9 @@ def extract_features(
 
 
 # ---- chunked, resumable extraction ------------------------------------------------------------------------------
+Parts = dict[int, tuple[np.ndarray, np.ndarray | None]]  # chunk index -> (cls (n, width), tokens (n, L, width))
+
+
 def _extract_chunked(
     path: Path,
     encoder: nn.Module,
@@ -246,19 +119,13 @@ def _extract_chunked(
         raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
     n = len(plan)
     num_chunks = (n + chunk_windows - 1) // chunk_windows
-    done: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    done: Parts = {}
     store = None
     if chunk_dir is not None and num_chunks > 1:  # a video of one chunk has nothing to resume
-        nf, size, width = encoder_geometry(encoder)
-        store = Store.open(
-            chunk_store_path(chunk_dir, key),
-            {"plan": [plan[0], plan[-1], n] if plan else [], "nf": nf, "size": size, "width": width,
-             "tokens": all_tokens, "grid": grid_fps, "chunk": chunk_windows, "video": file_identity(path)},
-        )  # fmt: skip
+        store = _open_chunk_store(chunk_dir, key, path, encoder, plan, all_tokens, grid_fps, chunk_windows)
         done = _load_chunks(store, num_chunks, all_tokens)
         if done:
             logger.info("%s: resuming, %d of %d chunks already done", path, len(done), num_chunks)
-    missing = [c for c in range(num_chunks) if c not in done]
 
     bar = None
     if progress:
@@ -267,57 +134,135 @@ def _extract_chunked(
         bar = tqdm(total=n, desc=key[:30], unit="clip", leave=False, dynamic_ncols=True)
         bar.update(sum(len(v[0]) for v in done.values()))
 
-    # Contiguous runs of missing chunks are decoded in one pass each (usually a single run at the end).
-    runs: list[list[int]] = []
-    for c in missing:
-        if runs and runs[-1][-1] == c - 1:
-            runs[-1].append(c)
-        else:
-            runs.append([c])
+    def counted(k: int) -> None:
+        if bar is not None:
+            bar.update(k)
+        if on_windows is not None:
+            on_windows(k)
+
     partial_stop = False
     try:
-        for run in runs:
-            lo, hi = run[0] * chunk_windows, min(n, (run[-1] + 1) * chunk_windows)
-            cur_chunk = run[0]
-            cls_buf: list[np.ndarray] = []
-            tok_buf: list[np.ndarray] = []
-            got = lo
-            for first, cls, tok in encode_windows(
-                path, encoder, plan[lo:hi], first_index=lo, batch_size=batch_size, all_tokens=all_tokens,
-                device=device, precision=precision, grid_fps=grid_fps, info=info, allow_partial=allow_partial,
-                stats=stats,
-            ):  # fmt: skip
-                for j in range(cls.shape[0]):
-                    idx = first + j
-                    cls_buf.append(cls[j])
-                    if tok is not None:
-                        tok_buf.append(tok[j])
-                    got = idx + 1
-                    end_of_chunk = min(n, (cur_chunk + 1) * chunk_windows)
-                    if got == end_of_chunk:
-                        arr = np.stack(cls_buf).astype(np.float32)
-                        tarr = np.stack(tok_buf).astype(np.float32) if all_tokens else None
-                        done[cur_chunk] = (arr, tarr)
-                        if store is not None:
-                            store.put(
-                                _chunk_key(cur_chunk), arrays={"cls": arr, **({"tokens": tarr} if all_tokens else {})}
-                            )
-                        cls_buf, tok_buf = [], []
-                        cur_chunk += 1
-                if bar is not None:
-                    bar.update(cls.shape[0])
-                if on_windows is not None:
-                    on_windows(cls.shape[0])
-            if got < hi:  # allow_partial stopped early: keep what is contiguous from window 0
-                if cls_buf:
-                    done[cur_chunk] = (np.stack(cls_buf).astype(np.float32),
-                                       np.stack(tok_buf).astype(np.float32) if all_tokens else None)  # fmt: skip
+        # Contiguous runs of missing chunks are decoded in one pass each (usually a single run at the end).
+        for run in _missing_runs(num_chunks, done):
+            complete = _encode_run(
+                path, encoder, plan, run, done, store, chunk_windows=chunk_windows, batch_size=batch_size,
+                all_tokens=all_tokens, device=device, precision=precision, grid_fps=grid_fps, info=info,
+                allow_partial=allow_partial, stats=stats, on_windows=counted,
+            )  # fmt: skip
+            if not complete:  # allow_partial stopped early: keep what is contiguous from window 0
                 partial_stop = True
                 break
     finally:
         if bar is not None:
             bar.close()
+    return _assemble(done, n, num_chunks, chunk_windows, encoder_geometry(encoder)[2], all_tokens, path, partial_stop)
 
+
+def _open_chunk_store(
+    chunk_dir: str | os.PathLike[str],
+    key: str,
+    path: Path,
+    encoder: nn.Module,
+    plan: Sequence[Window],
+    all_tokens: bool,
+    grid_fps: float | None,
+    chunk_windows: int,
+) -> Store:
+    """The chunk store of one output, under the fingerprint of everything its rows depend on.
+
+    The encoder's weights hash is part of it: chunks a run made with another encoder (same geometry, other weights)
+    are dropped when the store opens, so a resumed output never mixes rows of two encoders.
+    """
+    nf, size, width = encoder_geometry(encoder)
+    n = len(plan)
+    fingerprint = {
+        "plan": [plan[0], plan[-1], n] if plan else [], "nf": nf, "size": size, "width": width,
+        "tokens": all_tokens, "grid": grid_fps, "chunk": chunk_windows, "video": file_identity(path),
+        "weights": weights_hash(encoder),
+    }  # fmt: skip
+    return Store.open(chunk_store_path(chunk_dir, key), fingerprint)
+
+
+def _missing_runs(num_chunks: int, done: Parts) -> list[list[int]]:
+    """The chunks not in `done`, grouped into runs of consecutive indices (each run is decoded in one pass)."""
+    runs: list[list[int]] = []
+    for c in range(num_chunks):
+        if c in done:
+            continue
+        if runs and runs[-1][-1] == c - 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return runs
+
+
+def _encode_run(
+    path: Path,
+    encoder: nn.Module,
+    plan: Sequence[Window],
+    run: list[int],
+    done: Parts,
+    store: Store | None,
+    *,
+    chunk_windows: int,
+    batch_size: int,
+    all_tokens: bool,
+    device: str | torch.device,
+    precision: str,
+    grid_fps: float | None,
+    info: VideoInfo,
+    allow_partial: bool,
+    stats: EncodeStats | None,
+    on_windows: Callable[[int], None],
+) -> bool:
+    """Encode the windows of one run of chunks into `done` (and the store, chunk by chunk as each fills).
+
+    Returns False when `allow_partial` stopped the decoding early; the windows decoded so far are then kept in
+    `done` as a short last chunk (not stored: a rerun tries that chunk again).
+    """
+    n = len(plan)
+    lo, hi = run[0] * chunk_windows, min(n, (run[-1] + 1) * chunk_windows)
+    cur_chunk = run[0]
+    cls_buf: list[np.ndarray] = []
+    tok_buf: list[np.ndarray] = []
+    got = lo
+    for first, cls, tok in encode_windows(
+        path, encoder, plan[lo:hi], first_index=lo, batch_size=batch_size, all_tokens=all_tokens, device=device,
+        precision=precision, grid_fps=grid_fps, info=info, allow_partial=allow_partial, stats=stats,
+    ):  # fmt: skip
+        for j in range(cls.shape[0]):
+            cls_buf.append(cls[j])
+            if tok is not None:
+                tok_buf.append(tok[j])
+            got = first + j + 1
+            if got == min(n, (cur_chunk + 1) * chunk_windows):  # the chunk is full: keep and store it
+                arr = np.stack(cls_buf).astype(np.float32)
+                tarr = np.stack(tok_buf).astype(np.float32) if all_tokens else None
+                done[cur_chunk] = (arr, tarr)
+                if store is not None:
+                    store.put(_chunk_key(cur_chunk), arrays={"cls": arr, **({"tokens": tarr} if all_tokens else {})})
+                cls_buf, tok_buf = [], []
+                cur_chunk += 1
+        on_windows(cls.shape[0])
+    if got < hi:
+        if cls_buf:
+            done[cur_chunk] = (np.stack(cls_buf).astype(np.float32),
+                               np.stack(tok_buf).astype(np.float32) if all_tokens else None)  # fmt: skip
+        return False
+    return True
+
+
+def _assemble(
+    done: Parts,
+    n: int,
+    num_chunks: int,
+    chunk_windows: int,
+    width: int,
+    all_tokens: bool,
+    path: Path,
+    partial_stop: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The chunks that are contiguous from window 0, concatenated: (cls (N, width), tokens or None)."""
     parts = []
     for c in range(num_chunks):
         if c not in done:
@@ -327,7 +272,6 @@ def _extract_chunked(
             break  # a partial last chunk
     if partial_stop:
         logger.warning("%s: kept %d of %d windows", path, sum(len(p[0]) for p in parts), n)
-    width = encoder_geometry(encoder)[2]
     cls_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, width), np.float32)
     tok_all = None
     if all_tokens:
@@ -408,24 +352,21 @@ def extract_job(
     progress: bool = False,
     on_windows: Callable[[int], None] | None = None,
 ) -> JobResult:
-    """Write the features of one job atomically; skip it when its output exists. Never raises for one video's
-    failure (a bad video, a write error, running out of memory): it gives a "failed" result with a one-line message
-    (the traceback of an unexpected error is logged at debug level)."""
+    """Write the features of one job atomically; skip it when its output exists and is whole (`_reusable`). Never
+    raises for one video's failure (a bad video, a write error, running out of memory): it gives a "failed" result
+    with a one-line message (the traceback of an unexpected error is logged at debug level)."""
     out = output_path(out_dir, job.key)
     tok_out = output_path(out_dir, job.key, tokens=True)
+    plan_of = functools.partial(_job_plan, job, clip_seconds=clip_seconds, min_tail_seconds=min_tail_seconds,
+                                min_segment_windows=min_segment_windows)  # fmt: skip
     if not overwrite and out.exists() and (not all_tokens or tok_out.exists()):
-        return JobResult(job, "skipped")
+        if _reusable(job, out, tok_out if all_tokens else None, plan_of, encoder, tokens_dtype, allow_partial):
+            return JobResult(job, "skipped")
     t0 = time.perf_counter()
     stats = EncodeStats()
     try:
         info = probe(job.video)
-        if job.start is None:
-            plan = window_plan(info.duration, clip_seconds, min_tail_seconds=min_tail_seconds).clips
-        else:
-            end = min(job.end if job.end is not None else info.duration, info.duration)
-            plan = segment_feature_windows(job.start, end, min_segment_windows, clip_seconds)
-            if not plan:
-                raise VideoError(f"{job.video}: segment {job.key} [{job.start}, {job.end}) is outside the video")
+        plan = plan_of(info)
         cls, tok = _extract_chunked(
             job.video, encoder, plan, info=info, batch_size=batch_size, all_tokens=all_tokens,
             chunk_dir=chunk_dir, chunk_windows=chunk_windows, progress=progress, device=device,
@@ -442,12 +383,69 @@ def extract_job(
     except VideoError as e:
         logger.debug("%s failed: %s", job.video, e)
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
-    except Exception as e:  # noqa: BLE001 - a full disk, out of memory, a bug: this video fails, the others go on
+    except OSError as e:  # a full disk, a permission: this video fails, the others go on (the disk may recover)
+        logger.debug("%s failed", job.video, exc_info=True)
+        error = f"{job.video}: failed: {describe_os_error(e)}"
+        return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
+    except Exception as e:  # noqa: BLE001 - out of memory, a bug: this video fails, the others go on
         logger.debug("%s failed", job.video, exc_info=True)
         what = " ".join(str(e).split())[:300] or type(e).__name__
         error = f"{job.video}: failed with {type(e).__name__}: {what}"
         return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
     return JobResult(job, "done", windows=len(cls), seconds=time.perf_counter() - t0, stats=stats)
+
+
+def _job_plan(
+    job: FeatureJob, info: VideoInfo, *, clip_seconds: float, min_tail_seconds: float, min_segment_windows: int
+) -> list[Window]:
+    """The windows of one job: the whole video's clip plan, or a segment's (at least `min_segment_windows`)."""
+    if job.start is None:
+        return window_plan(info.duration, clip_seconds, min_tail_seconds=min_tail_seconds).clips
+    end = min(job.end if job.end is not None else info.duration, info.duration)
+    plan = segment_feature_windows(job.start, end, min_segment_windows, clip_seconds)
+    if not plan:
+        raise VideoError(f"{job.video}: segment {job.key} [{job.start}, {job.end}) is outside the video")
+    return plan
+
+
+def _reusable(
+    job: FeatureJob,
+    out: Path,
+    tok_out: Path | None,
+    plan_of: Callable[[VideoInfo], list[Window]],
+    encoder: nn.Module,
+    tokens_dtype: str,
+    allow_partial: bool,
+) -> bool:
+    """Whether an existing output is whole: readable float32 `(rows, width)` with one row per window of the job's
+    plan (with `allow_partial`, 1 to that many), and the token file (if wanted) of the same rows in `tokens_dtype`.
+
+    A truncated or foreign file (a crash outside our atomic writes, a copy cut short, another encoder's width) is
+    recomputed with a warning instead of being taken as done.
+    """
+    width = encoder_geometry(encoder)[2]
+    why = None
+    try:
+        cls = np.load(out, mmap_mode="r", allow_pickle=False)
+        tok = np.load(tok_out, mmap_mode="r", allow_pickle=False) if tok_out is not None else None
+    except (OSError, ValueError, EOFError) as e:  # a cut header or data shorter than the header says
+        why = f"unreadable ({' '.join(str(e).split())[:120]})"
+    else:
+        if cls.ndim != 2 or cls.dtype != np.float32 or cls.shape[1] != width:
+            why = f"shape {cls.shape} {cls.dtype}, expected (rows, {width}) float32"
+        elif tok is not None and (tok.ndim != 3 or tok.dtype != np.dtype(tokens_dtype) or len(tok) != len(cls)):
+            why = f"tokens of shape {tok.shape} {tok.dtype}, expected ({len(cls)}, tokens, {width}) {tokens_dtype}"
+        else:
+            try:
+                n = len(plan_of(probe(job.video)))
+            except Exception:  # noqa: BLE001 - the video cannot be read now: the job's own run reports why
+                return False
+            if not (0 < len(cls) <= n if allow_partial else len(cls) == n):
+                why = f"{len(cls)} rows, expected {n} (one per window)"
+    if why is None:
+        return True
+    logger.warning("%s: %s; recomputing it", out, why)
+    return False
 
 
 # ---- inputs -----------------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 `iter_windows` walks the file once from the first needed moment to the last, decoding every frame (video codecs
 cannot skip) but converting to RGB only the frames a window samples, and keeps only the frames of windows that are
-not complete yet. A frame is "the one on screen at time t": the last frame whose timestamp is <= t, so variable
-frame rate is handled by timestamps, never by counting frames. Frames are turned upright by the stream's rotation
+not complete yet; the moments to sample are computed window by window as the pass reaches them, not listed up
+front. A frame is "the one on screen at time t": the last frame whose timestamp is <= t, so variable frame rate is
+handled by timestamps, never by counting frames. Frames are turned upright by the stream's rotation
 metadata. `read_window` is the random-access form for training: one seek, then decode to the window.
 
 `prefetch(iterable, depth)` runs any producer (decode + transform) in a background thread, so a model consuming the
@@ -12,7 +13,10 @@ items only waits when decoding is the slower side. FFmpeg decodes and converts w
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import os
 import queue
 import threading
@@ -27,7 +31,7 @@ import numpy as np
 from videorecap.errors import VideoError
 from videorecap.runtime import decode_threads
 from videorecap.video.io import VideoInfo, open_input, probe, video_stream
-from videorecap.video.sampling import frame_times, grid_frame_ids
+from videorecap.video.sampling import Windows, frame_times, grid_frame_ids
 
 logger = logging.getLogger(__name__)
 
@@ -37,31 +41,77 @@ T = TypeVar("T")
 SEEK_MIN_SECONDS = 2.0
 
 
-def _window_targets(
-    info: VideoInfo,
-    windows: Sequence[tuple[float, float]],
-    num_frames: int,
-    mode: str,
-    rng: np.random.Generator | None,
-    grid_fps: float | None,
-) -> list[list[float]]:
-    """Per window, the video-clock moments to sample."""
-    out: list[list[float]] = []
-    if grid_fps is None:
-        for start, end in windows:
-            out.append(frame_times(start, end, num_frames, mode=mode, rng=rng))
-        return out
-    # The original's grid: frame indices on a fixed `grid_fps` grid, clamped to the real frame count, read as the
-    # index-th frame. For constant-rate video that frame is on screen at (index + 0.25) / real_fps; a quarter frame
-    # in keeps the choice exact under timestamp rounding.
-    fps = info.fps if info.fps > 0 else grid_fps
-    n = info.num_frames or max(1, int(round(info.duration * fps)))
-    for start, end in windows:
-        end = min(end, n / fps)  # the original clamps the window to the decoded length
-        ids = grid_frame_ids(start, max(end, start), num_frames, fps=grid_fps, jitter=mode == "random", rng=rng,
-                             num_video_frames=n)  # fmt: skip
-        out.append([(i + 0.25) / fps for i in ids])
-    return out
+class _Targets:
+    """The moments to sample of every window, in time order, computed as the decode pass reaches them.
+
+    Only the windows around the decode position have their moments in memory, so a file that declares 10,000 h
+    costs no more than one that declares 10 s before the first frame shows how much of it is really there. The
+    order is that of sorting every `(moment, window, slot)` of every window: a window's moments are pushed on a
+    heap once the earliest pending moment is not before the window's lower bound (`lower`, non-decreasing over the
+    windows since they are sorted by start), so nothing that sorts earlier can still be missing.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        windows: Sequence[tuple[float, float]],
+        num_frames: int,
+        mode: str,
+        rng: np.random.Generator | None,
+        grid_fps: float | None,
+    ) -> None:
+        self._windows, self._num_frames, self._mode, self._rng, self._grid = windows, num_frames, mode, rng, grid_fps
+        # The original's grid: frame indices on a fixed `grid_fps` grid, clamped to the real frame count, read as
+        # the index-th frame. For constant-rate video that frame is on screen at (index + 0.25) / real_fps; a
+        # quarter frame in keeps the choice exact under timestamp rounding.
+        self._fps = info.fps if info.fps > 0 else (grid_fps or 0.0)
+        self._n = info.num_frames or max(1, int(round(info.duration * self._fps))) if grid_fps is not None else 0
+        self._heap: list[tuple[float, int, int]] = []
+        self._next = 0  # the first window whose moments are not on the heap yet
+        self._latest = -math.inf  # the latest moment pushed so far
+
+    def moments(self, w: int, mode: str | None = None, rng: np.random.Generator | None = None) -> list[float]:
+        """The moments of window `w` (random ones draw from the generator, in window order)."""
+        start, end = self._windows[w]
+        mode = mode or self._mode
+        if self._grid is None:
+            return frame_times(start, end, self._num_frames, mode=mode, rng=rng)
+        end = min(end, self._n / self._fps)  # the original clamps the window to the decoded length
+        ids = grid_frame_ids(start, max(end, start), self._num_frames, fps=self._grid, jitter=mode == "random",
+                             rng=rng, num_video_frames=self._n)  # fmt: skip
+        return [(i + 0.25) / self._fps for i in ids]
+
+    def _lower(self, w: int) -> float:
+        """No moment of window `w` or of a later window is before this."""
+        start = self._windows[w][0]
+        if self._grid is None:
+            return start  # frame_times stays inside the window
+        # grid_frame_ids never goes below min(round(start * grid_fps), frames - 1)
+        return (min(int(np.round(start * self._grid)), self._n - 1) + 0.25) / self._fps
+
+    def _fill(self) -> None:
+        while self._next < len(self._windows) and (not self._heap or self._lower(self._next) <= self._heap[0][0]):
+            w = self._next
+            for s, t in enumerate(self.moments(w, rng=self._rng)):
+                heapq.heappush(self._heap, (t, w, s))
+                self._latest = max(self._latest, t)
+            self._next += 1
+
+    def peek(self) -> float | None:
+        """The earliest moment not given out yet (None when every window is done)."""
+        self._fill()
+        return self._heap[0][0] if self._heap else None
+
+    def pop(self) -> tuple[float, int, int]:
+        self._fill()
+        return heapq.heappop(self._heap)
+
+    def last(self) -> float:
+        """The latest moment of all (exact for a window plan: the last window ends last; windows not reached yet
+        are not drawn from the random generator, their middle moments stand for them)."""
+        if self._next >= len(self._windows):
+            return self._latest
+        return max(self._latest, *self.moments(len(self._windows) - 1, mode="middle"))
 
 
 def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
@@ -109,17 +159,17 @@ def iter_windows(
     """
     if not windows:
         return
-    starts = [w[0] for w in windows]
-    if any(b < a for a, b in zip(starts, starts[1:], strict=False)):
+    # a `Windows` plan is sorted by construction (and may be huge: not walked here)
+    if not isinstance(windows, Windows) and any(b[0] < a[0] for a, b in itertools.pairwise(windows)):
         raise ValueError("windows must be sorted by start time")
     info = info or probe(path)
-    targets = _window_targets(info, windows, num_frames, mode, rng, grid_fps)
-    # One flat list of (time, window, slot), in time order: the decode pass fills it front to back.
-    flat = sorted((t, w, s) for w, ts in enumerate(targets) for s, t in enumerate(ts))
+    targets = _Targets(info, windows, num_frames, mode, rng, grid_fps)
+    first_t = targets.peek()
+    assert first_t is not None
+    # the frames of the windows that have some but not all of their moments decoded
     slots: dict[int, list[np.ndarray | None]] = {}
     filled: dict[int, int] = {}
     next_emit = 0
-    ptr = 0
     rotation = info.rotation
 
     with open_input(path) as container:
@@ -130,7 +180,6 @@ def iter_windows(
             stream.codec_context.thread_count = decode_threads()
         tb = float(stream.time_base) if stream.time_base else 1e-6
         eps = 1.5 * tb + 1e-9  # timestamp rounding of one tick
-        first_t = flat[0][0]
         if seek and first_t > SEEK_MIN_SECONDS:
             # Backward seek lands on the key frame at or before the target; decoding forward from it is exact.
             pts = int((info.start_time + first_t - 0.5) / tb)
@@ -146,14 +195,12 @@ def iter_windows(
         frame_no = 0
         error: str | None = None
 
-        def assign(rgb: np.ndarray, upto: int) -> None:
-            # Give `rgb` to every target before position `upto` of the flat list.
-            nonlocal ptr
-            while ptr < upto:
-                _, w, s = flat[ptr]
+        def assign(rgb: np.ndarray, before: float) -> None:
+            # Give `rgb` to every moment before `before`.
+            while (t := targets.peek()) is not None and t < before:
+                _, w, s = targets.pop()
                 slots.setdefault(w, [None] * num_frames)[s] = rgb
                 filled[w] = filled.get(w, 0) + 1
-                ptr += 1
 
         def ready() -> Iterator[tuple[int, np.ndarray]]:
             nonlocal next_emit
@@ -173,37 +220,35 @@ def iter_windows(
                 if ft + eps < prev_time:
                     continue  # out-of-order leftover after a seek
                 # Targets strictly before this frame show the previous frame (or this one, if it is the first).
-                upto = ptr
-                while upto < len(flat) and flat[upto][0] < ft - eps:
-                    upto += 1
-                if upto > ptr:
+                t = targets.peek()
+                if t is not None and t < ft - eps:
                     if prev is None:
                         prev, prev_rgb = frame, None
                     if prev_rgb is None:
                         prev_rgb = _to_rgb(prev, rotation)
-                    assign(prev_rgb, upto)
+                    assign(prev_rgb, ft - eps)
                     yield from ready()
-                    if ptr >= len(flat):
+                    if targets.peek() is None:
                         break
                 prev, prev_rgb, prev_time = frame, None, ft
         except av.error.FFmpegError as e:
             msg = " ".join(str(e).split())[:160]
             error = f"decode error after {max(prev_time, 0):.2f}s of {info.duration:.2f}s ({msg})"
 
-        if ptr < len(flat):
+        if (pending := targets.peek()) is not None:
             if prev is None:
-                raise VideoError(f"{path}: no frame decodes after {flat[ptr][0]:.2f}s; corrupt or truncated video")
+                raise VideoError(f"{path}: no frame decodes after {pending:.2f}s; corrupt or truncated video")
             # End of stream: the remaining targets show the last frame, unless the stream ended well before the
             # duration the file claims (a truncated download) or a decode error stopped it.
             shortfall = info.duration - (prev_time + info.frame_interval)
-            if error is None and shortfall > max(1.0, 3 * info.frame_interval) and flat[-1][0] > prev_time + 1.0:
+            if error is None and shortfall > max(1.0, 3 * info.frame_interval) and targets.last() > prev_time + 1.0:
                 error = f"truncated: frames stop at {prev_time:.2f}s of the {info.duration:.2f}s the file claims"
             if error is not None:
                 if not allow_partial:
                     raise VideoError(f"{path}: corrupt or truncated video: {error}")
                 logger.warning("%s: %s; keeping the %d windows decoded so far", path, error, next_emit)
                 return
-            assign(prev_rgb if prev_rgb is not None else _to_rgb(prev, rotation), len(flat))
+            assign(prev_rgb if prev_rgb is not None else _to_rgb(prev, rotation), math.inf)
         yield from ready()
 
 

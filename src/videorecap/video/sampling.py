@@ -5,7 +5,8 @@ A video is cut into windows at three levels: 4-s clip windows `[i, min(i + 4, du
 a last clip window shorter than `min_tail_seconds` (1 s by default) joins the previous window, so a 4.004-s video
 gets one 4.004-s window instead of a second one of 4 ms that would get a whole caption of its own; a last segment
 window shorter than one clip window joins the previous segment the same way. `min_tail_seconds=0` gives the
-original's plan (every tail kept), which `clip_windows`/`segment_windows` give by default.
+original's plan (every tail kept), which `clip_windows`/`segment_windows` give by default. Plans are `Windows`
+sequences that compute window `i` on demand, so a header that claims 10,000 h costs nothing until frames are decoded.
 
 Each window is split into `num_frames` equal parts and one frame is taken per part: the middle one (inference,
 feature extraction) or a random one (training).
@@ -18,7 +19,10 @@ reproduces that exactly, and `frame_times(..., grid_fps=30)` gives the moments t
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -28,25 +32,74 @@ Window = tuple[float, float]
 DEFAULT_MIN_TAIL_SECONDS = 1.0
 
 
-def _windows(duration: float, step: float, min_tail: float = 0.0) -> list[Window]:
-    if step <= 0:
-        raise ValueError(f"window length must be positive, got {step}")
-    if min_tail < 0:
-        raise ValueError(f"the minimum tail must be >= 0, got {min_tail}")
-    if duration <= 0:
-        return []
-    # np.arange(0, dur, step) as the original: ceil(dur / step) windows, the last one cut at the end.
-    starts = np.arange(0.0, duration, step, dtype=np.float64)
-    wins = [(float(s), float(min(s + step, duration))) for s in starts]
-    if len(wins) > 1 and wins[-1][1] - wins[-1][0] < min_tail:
-        # a sliver at the end would get a full caption of its own: the previous window takes it (and samples its
-        # frames over the longer span); a video shorter than the minimum still keeps its one window
-        _, end = wins.pop()
-        wins[-1] = (wins[-1][0], end)
-    return wins
+class Windows(Sequence[Window]):
+    """The windows `[i * step, min((i + 1) * step, duration))`, computed on demand: O(1) memory whatever the duration.
+
+    A file may declare any duration (a broken header can claim 10,000 h for 10 s of frames); a list of every window
+    would cost gigabytes before a single frame is decoded. The values are exactly those of `np.arange(0, duration,
+    step)` (the original's plan): `ceil(duration / step)` windows, start `i * step`, the last one cut at `duration`,
+    and a last window shorter than `min_tail` joined to the previous one. Slicing gives another `Windows`; it
+    compares equal to any sequence of the same `(start, end)` pairs.
+    """
+
+    __slots__ = ("_duration", "_last", "_range", "_step")
+
+    def __init__(self, duration: float, step: float, min_tail: float = 0.0, _range: range | None = None) -> None:
+        if not step > 0 or not math.isfinite(step):
+            raise ValueError(f"window length must be positive, got {step}")
+        if not min_tail >= 0:
+            raise ValueError(f"the minimum tail must be >= 0, got {min_tail}")
+        if not math.isfinite(duration):
+            raise ValueError(f"the duration must be finite, got {duration}")
+        self._duration, self._step = float(duration), float(step)
+        n = math.ceil(duration / step) if duration > 0 else 0  # len(np.arange(0.0, duration, step))
+        if n > 1 and duration - (n - 1) * step < min_tail:
+            # a sliver at the end would get a full caption of its own: the previous window takes it (and samples
+            # its frames over the longer span); a video shorter than the minimum still keeps its one window
+            n -= 1
+        self._last = n - 1  # the window that ends at `duration`
+        self._range = range(n) if _range is None else _range
+
+    def _window(self, i: int) -> Window:
+        start = i * self._step
+        return (start, self._duration if i == self._last else min(start + self._step, self._duration))
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    @overload
+    def __getitem__(self, index: int) -> Window: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Windows: ...
+
+    def __getitem__(self, index: int | slice) -> Window | Windows:
+        if isinstance(index, slice):
+            out = Windows.__new__(Windows)
+            out._duration, out._step, out._last, out._range = self._duration, self._step, self._last, self._range[index]
+            return out
+        return self._window(self._range[index])
+
+    def __iter__(self) -> Iterator[Window]:
+        return map(self._window, self._range)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes) or len(other) != len(self):
+            return NotImplemented if not isinstance(other, Sequence) else False
+        return all(tuple(a) == b for b, a in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment] - equal to lists, which are not hashable either
+
+    def __repr__(self) -> str:
+        head = ", ".join(map(str, self[:3]))
+        return f"Windows([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
 
 
-def clip_windows(duration: float, clip_seconds: float = 4.0, min_tail_seconds: float = 0.0) -> list[Window]:
+def _windows(duration: float, step: float, min_tail: float = 0.0) -> Windows:
+    return Windows(duration, step, min_tail)
+
+
+def clip_windows(duration: float, clip_seconds: float = 4.0, min_tail_seconds: float = 0.0) -> Windows:
     """`[i, min(i + clip_seconds, duration))` for `i` in `0, clip_seconds, ...`: `ceil(duration / clip_seconds)`.
 
     A last window shorter than `min_tail_seconds` is merged into the previous one (0: never, the original's plan).
@@ -54,7 +107,7 @@ def clip_windows(duration: float, clip_seconds: float = 4.0, min_tail_seconds: f
     return _windows(duration, clip_seconds, min_tail_seconds)
 
 
-def segment_windows(duration: float, segment_seconds: float = 180.0, min_tail_seconds: float = 0.0) -> list[Window]:
+def segment_windows(duration: float, segment_seconds: float = 180.0, min_tail_seconds: float = 0.0) -> Windows:
     """Segment windows, built like `clip_windows` with `segment_seconds`."""
     return _windows(duration, segment_seconds, min_tail_seconds)
 
@@ -63,8 +116,8 @@ def segment_windows(duration: float, segment_seconds: float = 180.0, min_tail_se
 class WindowPlan:
     """The clip and segment windows of one video (the video level is the whole video)."""
 
-    clips: list[Window]
-    segments: list[Window]
+    clips: Windows
+    segments: Windows
 
 
 def window_plan(
@@ -107,8 +160,8 @@ def segment_feature_windows(start: float, end: float, min_windows: int = 45, cli
 
 
 def num_clip_windows(duration: float, clip_seconds: float = 4.0) -> int:
-    """`len(clip_windows(duration, clip_seconds))` without building the list."""
-    return len(np.arange(0.0, duration, clip_seconds)) if duration > 0 else 0
+    """`len(clip_windows(duration, clip_seconds))`."""
+    return len(clip_windows(duration, clip_seconds))
 
 
 def frame_times(
@@ -198,7 +251,9 @@ def grid_frame_ids(
     return ids
 
 
-def windows_for(duration: float, level: str, clip_seconds: float = 4.0, segment_seconds: float = 180.0) -> list[Window]:
+def windows_for(
+    duration: float, level: str, clip_seconds: float = 4.0, segment_seconds: float = 180.0
+) -> Sequence[Window]:
     """The window plan of one level: "clip", "segment" or "video"."""
     if level == "clip":
         return clip_windows(duration, clip_seconds)

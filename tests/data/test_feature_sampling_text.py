@@ -3,7 +3,7 @@ import doctest
 import numpy as np
 import pytest
 
-from videorecap.data import sampling, text
+from videorecap.data import feature_sampling, text
 
 
 def original_uniform(n, k):
@@ -17,15 +17,15 @@ def feats(n, c=3):
 
 def test_off_by_one_fixed_n333_k80():
     assert len(original_uniform(333, 80)) == 81  # the original's bug
-    out = sampling.sample_uniform(feats(333), 80)
+    out = feature_sampling.sample_uniform(feats(333), 80)
     assert out.shape == (80, 3)
-    np.testing.assert_array_equal(sampling.uniform_indices(333, 80), original_uniform(333, 80)[:80])
+    np.testing.assert_array_equal(feature_sampling.uniform_indices(333, 80), original_uniform(333, 80)[:80])
 
 
 @pytest.mark.parametrize("k", [8, 40, 80, 256, 512])
 def test_uniform_always_k_and_matches_original_indices(k):
     for n in list(range(1, 700, 7)) + [333, 45, 46, 178]:
-        idx = sampling.uniform_indices(n, k)
+        idx = feature_sampling.uniform_indices(n, k)
         assert len(idx) == k
         assert idx.min() >= 0 and idx.max() < n
         assert np.all(np.diff(idx) >= 0)
@@ -33,44 +33,44 @@ def test_uniform_always_k_and_matches_original_indices(k):
 
 
 def test_uniform_upsamples_by_repeating():
-    out = sampling.sample_uniform(feats(3), 8)
+    out = feature_sampling.sample_uniform(feats(3), 8)
     assert out.shape == (8, 3)
     assert len(np.unique(out[:, 0])) <= 3
 
 
 def test_masking_pads_and_subsamples():
     f = feats(5)
-    out, mask = sampling.sample_masking(f, 8)
+    out, mask = feature_sampling.sample_masking(f, 8)
     assert out.shape == (8, 3) and out.dtype == f.dtype
     assert mask.dtype == bool and mask.tolist() == [True] * 5 + [False] * 3
     np.testing.assert_array_equal(out[:5], f)
     assert not out[5:].any()
-    out, mask = sampling.sample_masking(feats(8), 8)  # N == K: kept whole
+    out, mask = feature_sampling.sample_masking(feats(8), 8)  # N == K: kept whole
     np.testing.assert_array_equal(out, feats(8))
     assert mask.all()
-    out, mask = sampling.sample_masking(feats(333), 80)
+    out, mask = feature_sampling.sample_masking(feats(333), 80)
     assert out.shape == (80, 3) and mask.all()
     np.testing.assert_array_equal(out, feats(333)[original_uniform(333, 80)[:80]])
 
 
 def test_sample_dispatch_and_errors():
-    f, m = sampling.sample(feats(10), 4, "uniform")
+    f, m = feature_sampling.sample(feats(10), 4, "uniform")
     assert f.shape == (4, 3) and m is None
-    f, m = sampling.sample(feats(10), 4, "masking")
+    f, m = feature_sampling.sample(feats(10), 4, "masking")
     assert m.shape == (4,)
     with pytest.raises(ValueError, match="unknown sampling"):
-        sampling.sample(feats(10), 4, "mean")
+        feature_sampling.sample(feats(10), 4, "mean")
     with pytest.raises(ValueError, match="empty"):
-        sampling.sample_uniform(feats(0), 4)
+        feature_sampling.sample_uniform(feats(0), 4)
 
 
 def test_slice_features_matches_original():
     f = feats(200)
-    assert sampling.slice_features(f, 0.0, 180.0).shape[0] == 46  # rows 0..45 inclusive
-    np.testing.assert_array_equal(sampling.slice_features(f, 7.9, 16.0), f[1:5])
-    np.testing.assert_array_equal(sampling.slice_features(f, 10.0, None), f[2:])
-    np.testing.assert_array_equal(sampling.slice_features(f, None, 3.9), f[0:1])
-    np.testing.assert_array_equal(sampling.slice_features(f, 2.0, 9.0, clip_seconds=2.0), f[1:5])
+    assert feature_sampling.slice_features(f, 0.0, 180.0).shape[0] == 46  # rows 0..45 inclusive
+    np.testing.assert_array_equal(feature_sampling.slice_features(f, 7.9, 16.0), f[1:5])
+    np.testing.assert_array_equal(feature_sampling.slice_features(f, 10.0, None), f[2:])
+    np.testing.assert_array_equal(feature_sampling.slice_features(f, None, 3.9), f[0:1])
+    np.testing.assert_array_equal(feature_sampling.slice_features(f, 2.0, 9.0, clip_seconds=2.0), f[1:5])
 
 
 def test_segment_text_no_separator():

@@ -1,0 +1,41 @@
+"""Helpers shared by the test modules (fixtures that use them are in conftest.py).
+
+Test modules import them as `from _helpers import ...`: pytest puts `tests/` on `sys.path` for the root conftest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from videorecap.config import RecapConfig
+from videorecap.model.recap import VideoRecap
+from videorecap.tokenizer import Tokenizer
+
+
+def word_tokenizer(n_words: int = 100) -> Tokenizer:
+    """A word-level tokenizer of the words `w0 ... w{n-1}` (what the tiny models' captions are made of)."""
+    return Tokenizer.train_word_level([" ".join(f"w{i}" for i in range(n_words))])
+
+
+def open_gates(model: VideoRecap, *, xmlp: bool = True, eos_shift: float | None = -2.0) -> VideoRecap:
+    """Open a freshly initialised model's cross-attention gates, so its captions depend on its input.
+
+    A new model's gates are 0 (tanh(0) = 0: the decoder ignores the context, as the original initialises it);
+    `eos_shift` lowers the EOS embedding (id 2) so that a random model rarely stops at once and captions are not
+    empty. `xmlp=False` leaves the cross-attention MLP gate closed.
+    """
+    with torch.no_grad():
+        for blk in model.decoder.h:
+            blk.xattn_gate.fill_(1.0)
+            if xmlp:
+                blk.xmlp_gate.fill_(1.0)
+        if eos_shift is not None:
+            model.decoder.wte.weight[2] += eos_shift
+    return model
+
+
+def tiny_recap(level: str, *, xmlp: bool = True, **overrides: Any) -> VideoRecap:
+    """A `recap-tiny` model of `level` (config `overrides` allowed) in eval mode, gates open (`open_gates`)."""
+    return open_gates(VideoRecap(RecapConfig.from_name("recap-tiny", level=level, **overrides)).eval(), xmlp=xmlp)
