@@ -109,6 +109,22 @@ def test_dtype(tmp_path: Path) -> None:
     assert next(m16.parameters()).dtype == torch.float16
 
 
+def test_same_model_same_bytes(tmp_path: Path) -> None:
+    # safetensors writes its metadata from a Rust HashMap, in a new order on each save: two identical training runs
+    # gave different model.safetensors files. The header is now written with sorted keys.
+    model = VideoRecap(RecapConfig.from_name("recap-tiny", level="clip"))
+    files = set()
+    for i in range(8):
+        save_pretrained(model, tmp_path / f"c{i}", meta={"seed": 0})
+        files.add((tmp_path / f"c{i}" / "model.safetensors").read_bytes())
+    assert len(files) == 1
+    header = json.loads(next(iter(files))[8:].split(b"}}", 1)[0] + b"}}")
+    assert header["__metadata__"] == {"format": "pt", "videorecap_format_version": str(ckpt.FORMAT_VERSION)}
+    assert "created" in json.loads((tmp_path / "c0" / "meta.json").read_text())  # the time stays in meta.json
+    loaded = load_file(tmp_path / "c0" / "model.safetensors")  # a standard reader takes the rewritten header
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+
+
 def test_overwrite_rules(tmp_path: Path) -> None:
     a, b = _model("clip", seed=0), _model("clip", seed=1)
     save_pretrained(a, tmp_path / "ck")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 from html.parser import HTMLParser
 
@@ -13,6 +14,7 @@ import srt
 import webvtt
 from markdown_it import MarkdownIt
 
+from videorecap import fileio
 from videorecap.export import (
     OUTPUT_FILES,
     display_text,
@@ -361,3 +363,65 @@ def test_partial_video_is_shown(tmp_path):
     r.video.partial = False
     write_outputs(r, tmp_path)
     assert "could be decoded" not in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def _write_killed_at(step: int, result, out) -> bool:
+    """Run write_outputs in a forked child that dies (os._exit, no cleanup) at its `step`-th file-system call;
+    True when it finished before that step."""
+    import shutil
+
+    pid = os.fork()
+    if pid == 0:  # the child: count the calls that change the disk, die abruptly at the chosen one
+        calls = [0]
+
+        def counting(fn):
+            def wrapper(*a, **kw):
+                calls[0] += 1
+                if calls[0] == step:
+                    os._exit(9)
+                return fn(*a, **kw)
+
+            return wrapper
+
+        for name in ("rename", "replace", "fsync", "mkdir", "unlink", "rmdir", "open"):
+            setattr(os, name, counting(getattr(os, name)))
+        shutil.rmtree = counting(shutil.rmtree)
+        write_outputs(result, out)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork to die at an exact point")
+def test_write_outputs_killed_at_any_point_leaves_one_whole_set(tmp_path):
+    old, new = make_result(200.0, text="old run"), make_result(120.0, text="new run")
+    for r in (old, new):
+        r.video.path = str(tmp_path / "v.mp4")
+    refs = {}
+    for tag, r in (("old", old), ("new", new)):
+        write_outputs(r, tmp_path / tag / "vid")
+        refs[tag] = {n: (tmp_path / tag / "vid" / n).read_bytes() for n in OUTPUT_FILES}
+    seen = set()
+    for step in range(1, 500):
+        root = tmp_path / f"k{step}"
+        out = root / "vid"
+        write_outputs(old, out)
+        (out / ".cache").mkdir()
+        (out / ".cache" / "clips-0000.npz").write_bytes(b"cached")
+        (out / "notes.txt").write_text("the user's")
+        finished = _write_killed_at(step, new, out)
+        fileio.clean_leftovers(root)  # what the next run does once it holds the folder's lock
+        assert sorted(p.name for p in root.iterdir()) == ["vid"], step  # no leftovers beside it
+        files = {n: (out / n).read_bytes() for n in OUTPUT_FILES}
+        match = [tag for tag, ref in refs.items() if files == ref]
+        assert len(match) == 1, f"killed at step {step}: the six files are not one run's set"
+        seen.add(match[0])
+        assert (out / ".cache" / "clips-0000.npz").read_bytes() == b"cached", step
+        assert (out / "notes.txt").read_text() == "the user's", step
+        assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, ".cache", "notes.txt"]), step
+        if finished:
+            assert match == ["new"]
+            break
+    else:
+        pytest.fail("write_outputs never finished")
+    assert seen == {"old", "new"} and step > 10

@@ -46,3 +46,32 @@ def test_checkpoint_folders_get_umask_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+HOSTILE_NAMES = ["..", ".", "", "a/b", "../../etc/x", "a\\b", "nul\x00here", "bell\x07\x1b[0m", "\x7f", "tab\there",
+                 "trailing. ", ".hidden", ".videorecap.lock", ".walk.abcdefgh.tmp", "CON", "aux.txt", "é" * 200,
+                 "x" * 300, "😀" * 80, 'q"<>:|?*']  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_safe_output_name_stays_inside_the_folder(tmp_path, name):
+    safe = fileio.safe_output_name(name)
+    assert safe and len(safe.encode()) <= fileio.MAX_NAME_BYTES
+    assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
+    assert not safe.startswith(".") and not any(ord(c) < 32 or c in '/\\<>:"|?*' for c in safe)
+    # the longest decorations we add still fit a file system's 255 bytes: ID.npy and its temp file
+    fileio.write_bytes(tmp_path / f"{safe}_99.npy", b"x")
+    assert [p.name for p in tmp_path.iterdir()] == [f"{safe}_99.npy"]
+
+
+def test_safe_output_name_keeps_plain_names_and_long_names_apart():
+    for plain in ["walk", "0a1b2c3d-uuid", "my video", "P01_01", "ünïcode"]:
+        assert fileio.safe_output_name(plain) == plain
+    a, b = fileio.safe_output_name("x" * 300 + "a"), fileio.safe_output_name("x" * 300 + "b")
+    assert a != b
+
+
+def test_unique_output_names_differ_case_insensitively():
+    ids = fileio.unique_output_names(["Walk", "walk", "WALK", "walk_2", "..", "...", "a", "a"])
+    assert ids == ["Walk", "walk_2", "WALK_3", "walk_2_2", "__", "___", "a", "a_2"]
+    assert len({i.casefold() for i in ids}) == len(ids)

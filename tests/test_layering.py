@@ -20,7 +20,14 @@ import videorecap
 # to the longest entry that names it or a package above it ("videorecap" itself, the package's __init__, holds
 # only __version__ and lazy names, so it is matched exactly, not as a prefix).
 LAYERS: list[tuple[str, ...]] = [
-    ("videorecap", "videorecap.errors", "videorecap.fileio", "videorecap.distributed", "videorecap.runtime"),
+    (
+        "videorecap",
+        "videorecap.errors",
+        "videorecap.fileio",
+        "videorecap.distributed",
+        "videorecap.runtime",
+        "videorecap.lock",
+    ),
     ("videorecap.store",),  # the one resumable store (fingerprint, chunked append, atomic writes)
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported
     ("videorecap.tokenizer",),

@@ -24,8 +24,7 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
-import uuid
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -137,7 +136,18 @@ def _tensors_to_save(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> d
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file(tensors, str(path), metadata={"format": "pt", "videorecap_format_version": str(FORMAT_VERSION)})
+    # safetensors writes the metadata from a Rust HashMap, whose order changes from one save to the next: rewrite the
+    # JSON header with sorted keys so that one model always gives the same bytes. Same content, so same length or
+    # shorter; the format pads a header with spaces. Tensor offsets count from the header's end, which stays put.
     with open(path, "rb+") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        stable = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(stable) > n:  # cannot happen with compact JSON of the same content; never grow into the data
+            raise RuntimeError(f"{path}: the sorted safetensors header is longer than the original")
+        f.seek(8)
+        f.write(stable + b" " * (n - len(stable)))
+        f.flush()
         os.fsync(f.fileno())
 
 
@@ -166,22 +176,12 @@ def _atomic_folder(out_dir: str | os.PathLike[str], overwrite: bool) -> Iterator
     """Yield a temporary folder next to `out_dir`; on success it replaces `out_dir`, on error it is removed."""
     out = Path(out_dir)
     _check_replaceable(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # hidden ".name.*.tmp" names: what fileio.is_temp_file recognises as the leftovers of an interrupted write
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    fileio.fix_dir_permissions(tmp)
+    tmp = fileio.temp_dir(out)  # a ".name.XXXXXXXX.tmp" folder: cleaned as a leftover if we are killed
     try:
         yield tmp
-        _fsync_dir(tmp)
         if out.exists() or out.is_symlink():
             _check_replaceable(out, overwrite)  # it may have appeared while we were writing
-            old = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.old.tmp"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        fileio.swap_dir(tmp, out)  # the old checkpoint is replaced as a whole, nothing carried over
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -199,15 +199,6 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
         raise CheckpointError(f"{out} exists and is not a checkpoint folder (no {CONFIG_FILE}); refusing to replace it")
     if not overwrite:
         raise CheckpointError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened for fsync
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---- reading --------------------------------------------------------------------------------------------------------

@@ -50,3 +50,7 @@ def describe_os_error(e: OSError) -> str:
     where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file"
     reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
     return f"{where}: {reason} ({_OS_HINTS.get(e.errno or 0, 'check the path and the disk')})"
+
+
+class FolderBusyError(VideoRecapError):
+    """An output folder is locked by another running job (`videorecap.lock`); the message names its PID."""

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -654,7 +655,9 @@ def write_outputs(
     `out_dir`, or of `web_video`, a browser-playable copy made by `videorecap.video.webcopy` (which starts at 0,
     whatever the source's start offset). `narrator` is how the human-facing files write the model's text (see
     `display_text`; captions.json keeps it raw). Files of levels that were not run are still written (empty) so a
-    folder never mixes runs.
+    folder never mixes runs. The set is replaced as a whole (a temp folder beside `out_dir`, then swapped in):
+    a reader, or a run killed at any point, sees the old set or the new one, never files of both; the other entries
+    of `out_dir` (`.cache/`, `video.web.mp4`, the user's own files) are kept.
     """
     out = Path(out_dir)
     start_time = None
@@ -664,7 +667,6 @@ def write_outputs(
             video_src = video_src_for(web_video, out)
     if video_src is None:
         video_src = video_src_for(result.video.path, out)
-    written = [result.save(out / "captions.json")]
     texts = {
         "clips.srt": to_srt(result.clips, narrator),
         "clips.vtt": to_vtt(result.clips, narrator=narrator),
@@ -672,8 +674,17 @@ def write_outputs(
         "summary.md": to_markdown(result, narrator),
         "index.html": to_html(result, video_src, narrator=narrator, start_time=start_time),
     }
-    for name, text in texts.items():
-        fileio.write_text(out / name, text)
-        written.append(out / name)
+    # the six files are replaced as a set: written into a temp folder beside `out`, which then takes its place
+    # (fileio.swap_dir); what else the old folder holds (.cache/, video.web.mp4, the user's files) is carried over
+    tmp = fileio.temp_dir(out)
+    try:
+        result.save(tmp / "captions.json")
+        for name, text in texts.items():
+            fileio.write_text(tmp / name, text)
+        fileio.swap_dir(tmp, out, carry=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    written = [out / name for name in ("captions.json", *texts)]
     logger.info("wrote %d files to %s", len(written), out)
     return written

@@ -352,3 +352,72 @@ def test_help_texts_say_what_the_code_does(capsys):
         cli.main(["--help"])
     top = " ".join(capsys.readouterr().out.split())
     assert "3 min" not in top and "180 s for Video ReCap" in top and "--threads" in top
+
+
+def test_two_jobs_on_one_folder_the_second_is_refused_or_waits(model_dir, video, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "videorecap", "caption", str(video), "--model", str(model_dir), "-o", str(out),
+           "--no-progress", "--batch-size", "1"]  # fmt: skip
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = out / ".videorecap.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.is_file() and lock.stat().st_size):  # the first run holds the folder
+        time.sleep(0.01)
+    # identical settings: before the lock, the two runs deleted each other's temp files and one crashed
+    second = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1")
+    assert first.poll() is None, "the first run finished before the second started"
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"PID {first.pid}" in lines[0] and "caption" in lines[0] and "--wait" in lines[0]
+    third = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1", "--wait")
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert third.returncode == 0 and "Traceback" not in third.stderr, third.stderr
+    ref = _cli("caption", video, "--model", model_dir, "-o", tmp_path / "ref", "--no-progress", "--batch-size", "1")
+    assert ref.returncode == 0, ref.stderr
+    for name in OUTPUTS:
+        assert (out / "walk" / name).read_bytes() == (tmp_path / "ref" / "walk" / name).read_bytes(), name
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_output_names_from_hostile_file_names_stay_inside_o(model_dir, tmp_path):
+    src = make_video(tmp_path / "src.mp4", duration=4.0, fps=2.0, size=(32, 24))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_stem = "é" * 120 + "x" * 10  # 250 bytes of UTF-8: no room left for a temp name beside it
+    names = ["...mp4", "Walk.mp4", "walk.mp4", "a\x07b\x1b.mp4", "back\\slash.mp4", f"{long_stem}.mp4", "CON.mp4"]
+    for n in names:
+        (inputs / n).write_bytes(src.read_bytes())
+    (inputs / "sub").mkdir()
+    (inputs / "sub" / "...mp4").write_bytes(src.read_bytes())
+    listing = tmp_path / "list.txt"  # a list may name a file through "..": the id is still the file's own stem
+    listing.write_text(f"{inputs}/sub/../sub/...mp4\n")
+    out = tmp_path / "out"
+    r = _cli("caption", *[inputs / n for n in names], listing, "--model", model_dir, "-o", out, "--no-progress",
+             "--levels", "clip")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "list.txt", "out", "src.mp4"]  # nothing beside -o
+    ids = sorted(p.name for p in out.iterdir() if p.name != ".videorecap.lock")
+    long_id = next(i for i in ids if i.startswith("é"))
+    assert len(long_id.encode()) <= 200 and "~" in long_id
+    assert sorted(set(ids) - {long_id}) == sorted(["__", "___2", "Walk", "walk_2", "a_b_", "back_slash", "_CON"])
+    assert len({i.casefold() for i in ids}) == len(ids) == 8  # apart on a case-insensitive file system too
+    for i in ids:
+        assert (out / i).resolve().parent == out.resolve()
+        assert json.loads((out / i / "captions.json").read_text())["clips"]
+
+
+def test_a_second_run_with_other_settings_recomputes_every_level(model_dir, video, tmp_path):
+    # issue 14: the second run reported its own settings with the first run's segment descriptions and summary
+    args = [video, "--model", model_dir, "--no-progress"]
+    first = _cli("caption", *args, "-o", tmp_path / "out", "--max-tokens", "2")
+    assert first.returncode == 0, first.stderr
+    short = json.loads((tmp_path / "out" / "walk" / "captions.json").read_text())
+    second = _cli("caption", *args, "-o", tmp_path / "out")
+    fresh = _cli("caption", *args, "-o", tmp_path / "fresh")
+    assert second.returncode == 0 and fresh.returncode == 0, second.stderr + fresh.stderr
+    was = json.loads((tmp_path / "out" / "walk" / "captions.json").read_text())
+    want = json.loads((tmp_path / "fresh" / "walk" / "captions.json").read_text())
+    assert was["segments"] == want["segments"] and was["summary"] == want["summary"] and was["clips"] == want["clips"]
+    for name in OUTPUTS:
+        assert (tmp_path / "out" / "walk" / name).read_bytes() == (tmp_path / "fresh" / "walk" / name).read_bytes()
+    assert short["segments"] != want["segments"]  # the settings matter (this tiny model's summary is empty in both)

@@ -244,3 +244,29 @@ def test_an_unexpected_error_fails_one_video_and_the_others_go_on(videos, tmp_pa
     assert results["cfr"].status == "failed" and "RuntimeError: out of memory" in results["cfr"].error
     assert "\n" not in results["cfr"].error
     assert results["long"].status == "done" and (tmp_path / "out" / "long.npy").exists()
+
+
+def test_video_ids_are_safe_file_names_and_unique_ignoring_case(tmp_path):
+    from videorecap.errors import InputError
+
+    jobs = video_jobs([tmp_path / "...mp4", tmp_path / "a\x00b.mp4", tmp_path / ("é" * 150 + ".mp4")])
+    for j in jobs:
+        assert (tmp_path / f"{j.key}.npy").resolve().parent == tmp_path.resolve()
+    assert [j.key for j in jobs][:2] == ["__", "a_b"]
+    with pytest.raises(InputError, match="same video id"):  # one ID.npy on a case-insensitive disk
+        video_jobs([tmp_path / "A" / "Walk.mp4", tmp_path / "B" / "walk.mp4"])
+
+
+def test_cli_cleans_leftovers_of_a_killed_run_and_keeps_user_files(tmp_path: Path, capsys):
+    video = make_video(tmp_path / "in" / "a.mp4", duration=2, fps=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    partial = [out / ".a.npy.x1y2z3w4.tmp", out / ".chunks" / "a" / ".chunk-0.npz.abcd_123.tmp"]
+    partial[1].parent.mkdir(parents=True)
+    for p in partial:
+        p.write_bytes(b"half")
+    (out / "notes.tmp").write_text("mine")
+    argv = ["features", str(video), "-o", str(out), "--random-encoder", "recap-tiny", "--no-progress"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert not [p for p in partial if p.exists()] and (out / "notes.tmp").read_text() == "mine"
+    assert (out / "a.npy").is_file()

@@ -272,3 +272,11 @@ def check_new_folder(path: str | Path, flag: str) -> Path:
         raise InputError(f"{flag} {p}: {parent} is a file, not a folder")
     prepare_output_dir(parent, flag)
     return p
+
+
+def add_wait_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another job is writing the output folder, wait for it to finish (default: stop at once, exit 2)",
+    )

@@ -33,6 +33,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
@@ -42,6 +43,7 @@ from videorecap.commands._options import (
     add_output_argument,
     add_partial_argument,
     add_recursive_argument,
+    add_wait_argument,
     field_default,
     positive_float,
     positive_int,
@@ -50,6 +52,9 @@ from videorecap.commands._options import (
 )
 from videorecap.errors import InputError, VideoRecapError, describe_os_error
 from videorecap.export import NARRATORS
+
+if TYPE_CHECKING:
+    from videorecap.pipeline import CaptionOptions
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
@@ -107,6 +112,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(p)
 
 
 def _default(name: str) -> object:
@@ -116,23 +122,18 @@ def _default(name: str) -> object:
 
 
 def video_ids(paths: list[Path]) -> list[str]:
-    """Output folder names: the file stem, made unique with a suffix when two videos share one."""
-    ids: list[str] = []
-    used: dict[str, int] = {}
-    for p in paths:
-        vid = p.stem
-        n = used.get(vid, 0)
-        used[vid] = n + 1
-        ids.append(vid if n == 0 else f"{vid}_{n + 1}")
-    return ids
+    """Output folder names: the file stem made safe (it always names a folder inside -o, see
+    `fileio.safe_output_name`), made unique with a suffix when two videos share one (also where only case differs)."""
+    from videorecap.fileio import unique_output_names
+
+    return unique_output_names(p.stem for p in paths)
 
 
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
-    from videorecap.export import model_notes, write_outputs
-    from videorecap.pipeline import Captioner, CaptionOptions, caption_video, describe_model
+    from videorecap.lock import output_lock
+    from videorecap.pipeline import CaptionOptions
     from videorecap.video.io import collect_videos
-    from videorecap.video.webcopy import make_web_copy
 
     # every mistake in the options or inputs is found here, before a model loads or a video decodes
     if args.web_video_height is not None and not args.web_video:
@@ -164,6 +165,16 @@ def run(args: argparse.Namespace) -> int:
     )
     paths = collect_videos(args.inputs, recursive=args.recursive)
     prepare_output_dir(args.output)
+    with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
+        return _caption_all(args, opts, paths, device)
+
+
+def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Path], device: str) -> int:
+    from videorecap import distributed
+    from videorecap.export import model_notes, write_outputs
+    from videorecap.pipeline import Captioner, caption_video, describe_model
+    from videorecap.video.webcopy import make_web_copy
+
     ids = video_ids(paths)
     work = distributed.shard(list(zip(paths, ids, strict=True)))
     captioner = Captioner.load(

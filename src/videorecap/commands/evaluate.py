@@ -35,6 +35,7 @@ from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
     add_output_argument,
+    add_wait_argument,
     field_default,
     nonnegative_int,
     positive_float,
@@ -93,6 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
     add_device_argument(r, "this process's GPU when there is one, else cpu")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(r)
 
 
 def _default(name: str) -> object:
@@ -117,6 +119,7 @@ def default_output(model: Path, split: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels
+    from videorecap.lock import output_lock
     from videorecap.pipeline import Captioner, resolve_model
 
     device = args.device or distributed.default_device()
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         java=args.java,
         progress=not args.no_progress,
     )
-    report = evaluate(captioner, data_dir, out, opts)
+    with output_lock(out, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
+        report = evaluate(captioner, data_dir, out, opts)
 
     print(report.table)
     print()

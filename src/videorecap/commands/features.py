@@ -30,6 +30,7 @@ from videorecap.commands._options import (
     add_output_argument,
     add_partial_argument,
     add_recursive_argument,
+    add_wait_argument,
     positive_float,
     positive_int,
     prepare_output_dir,
@@ -86,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_partial_argument(parser, " (--keep-partial is the old spelling)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(parser)
 
 
 def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEncoder
@@ -112,6 +114,7 @@ def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEn
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.errors import InputError
+    from videorecap.lock import output_lock
     from videorecap.video.features import JobResult, run_jobs, segment_jobs, video_jobs
     from videorecap.video.io import collect_videos
 
@@ -135,27 +138,28 @@ def run(args: argparse.Namespace) -> int:
         if res.status == "failed":
             print(f"videorecap features: error: {res.error}", file=sys.stderr)
 
-    t0 = time.perf_counter()
-    results = run_jobs(
-        mine,
-        args.output,
-        encoder,
-        progress=not args.no_progress,
-        on_result=report,
-        clip_seconds=args.clip_seconds,
-        min_tail_seconds=args.min_tail_seconds,
-        min_segment_windows=args.min_segment_windows,
-        batch_size=args.batch_size,
-        all_tokens=args.all_tokens,
-        tokens_dtype=args.tokens_dtype,
-        chunk_dir=chunk_dir,
-        chunk_windows=args.chunk_windows,
-        device=device,
-        precision=args.precision,
-        grid_fps=args.grid_fps,
-        allow_partial=args.allow_partial,
-        overwrite=args.overwrite,
-    )
+    with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
+        t0 = time.perf_counter()
+        results = run_jobs(
+            mine,
+            args.output,
+            encoder,
+            progress=not args.no_progress,
+            on_result=report,
+            clip_seconds=args.clip_seconds,
+            min_tail_seconds=args.min_tail_seconds,
+            min_segment_windows=args.min_segment_windows,
+            batch_size=args.batch_size,
+            all_tokens=args.all_tokens,
+            tokens_dtype=args.tokens_dtype,
+            chunk_dir=chunk_dir,
+            chunk_windows=args.chunk_windows,
+            device=device,
+            precision=args.precision,
+            grid_fps=args.grid_fps,
+            allow_partial=args.allow_partial,
+            overwrite=args.overwrite,
+        )
     seconds = time.perf_counter() - t0
     done = [r for r in results if r.status == "done"]
     skipped = [r for r in results if r.status == "skipped"]

@@ -19,7 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videorecap.commands._options import add_device_argument, add_output_argument, positive_int, prepare_output_dir
+from videorecap.commands._options import (
+    add_device_argument,
+    add_output_argument,
+    add_wait_argument,
+    positive_int,
+    prepare_output_dir,
+)
 
 HELP = "train the models from a recipe (the whole curriculum, resumable)"
 
@@ -40,11 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser, "the recipe's device, else a GPU when there is one")
     parser.add_argument("--list", action="store_true", help="print the recipe's steps and their state, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wait_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
 
     from videorecap import distributed
+    from videorecap.lock import output_lock
     from videorecap.train.recipe import Curriculum, load_recipe, recipe_from_dict
 
     output = None if args.output is None else str(args.output)  # the recipe holds it as text, as in its YAML
@@ -62,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # before the first step: a bad folder is one line, at once
     prepare_output_dir(cur.out, "-o" if args.output is not None else "output_dir")
-    result = cur.run(args.stage)
+    with output_lock(cur.out, wait=args.wait):  # rank 0 holds it for the job; leftovers of a killed run go
+        result = cur.run(args.stage)
     if main:
         for name, state in result.items():
             print(f"{name}: {state}", file=sys.stderr)

@@ -450,13 +450,15 @@ def _reusable(
 
 # ---- inputs -----------------------------------------------------------------------------------------------------
 def video_jobs(videos: Sequence[Path]) -> list[FeatureJob]:
-    """One job per video, keyed by the file name without extension (the video id)."""
-    jobs = [FeatureJob(v, v.stem) for v in videos]
+    """One job per video, keyed by the file name without extension (the video id, made safe as a file name by
+    `fileio.safe_output_name`: `ID.npy` is always inside the output folder)."""
+    jobs = [FeatureJob(v, fileio.safe_output_name(v.stem)) for v in videos]
     keys: dict[str, Path] = {}
     for j in jobs:
-        if j.key in keys:
-            raise InputError(f"{j.video}: same video id {j.key!r} as {keys[j.key]}; outputs would collide")
-        keys[j.key] = j.video
+        key = fileio.name_key(j.key)  # "A.mp4" and "a.mp4" would share one ID.npy on a case-insensitive disk
+        if key in keys:
+            raise InputError(f"{j.video}: same video id {j.key!r} as {keys[key]}; outputs would collide")
+        keys[key] = j.video
     return jobs
 
 
@@ -470,7 +472,8 @@ def segment_jobs(segments_file: str | os.PathLike[str], video_root: str | os.Pat
         if "sid" not in row:
             raise InputError(f"{segments_file}: segment of video {row.get('vid')!r} has no 'sid'")
         video = root / f"{row['vid']}.mp4"
-        jobs.append(FeatureJob(video, str(row["sid"]), float(row["start_sec"]), float(row["end_sec"])))
+        sid = fileio.safe_output_name(str(row["sid"]))  # a hostile sid ("../x") must not write outside -o
+        jobs.append(FeatureJob(video, sid, float(row["start_sec"]), float(row["end_sec"])))
     return jobs
 
 
