@@ -50,7 +50,9 @@ def test_checkpoint_folders_get_umask_permissions(tmp_path):
 
 HOSTILE_NAMES = ["..", ".", "", "a/b", "../../etc/x", "a\\b", "nul\x00here", "bell\x07\x1b[0m", "\x7f", "tab\there",
                  "trailing. ", ".hidden", ".videorecap.lock", ".walk.abcdefgh.tmp", "CON", "aux.txt", "é" * 200,
-                 "x" * 300, "😀" * 80, 'q"<>:|?*']  # fmt: skip
+                 "x" * 300, "😀" * 80, 'q"<>:|?*',
+                 b"caf\xe9-latin1".decode("utf-8", "surrogateescape"),  # a file name that is not UTF-8
+                 "\udcff" * 150]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
@@ -59,6 +61,7 @@ def test_safe_output_name_stays_inside_the_folder(tmp_path, name):
     assert safe and len(safe.encode()) <= fileio.MAX_NAME_BYTES
     assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
     assert not safe.startswith(".") and not any(ord(c) < 32 or c in '/\\<>:"|?*' for c in safe)
+    safe.encode("utf-8")  # valid UTF-8: no lone surrogates
     # the longest decorations we add still fit a file system's 255 bytes: ID.npy and its temp file
     fileio.write_bytes(tmp_path / f"{safe}_99.npy", b"x")
     assert [p.name for p in tmp_path.iterdir()] == [f"{safe}_99.npy"]

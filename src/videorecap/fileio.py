@@ -186,6 +186,7 @@ def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3, before: floa
 # ---- names of output files derived from input names ------------------------------------------------------------------
 # Control characters (NUL included), path separators and what Windows refuses in a name become "_"
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 # a file system takes 255 bytes per name; an id leaves room for ".npy", a "_2" suffix and our temp-name decorations
 # (".ID.npy.XXXXXXXX.tmp", ".ID.XXXXXXXX.carry.tmp")
@@ -201,6 +202,9 @@ def safe_output_name(name: str) -> str:
     names stay apart). A plain name is returned unchanged.
     """
     safe = _UNSAFE_CHARS.sub("_", name)
+    # a file name that is not valid UTF-8 reaches Python as lone surrogates (surrogateescape): no output name,
+    # page or JSON file can carry them, so each becomes "_" like any other unusable character
+    safe = _SURROGATES.sub("_", safe)
     safe = re.sub(r"^\.|[. ]+$", lambda m: "_" * len(m[0]), safe)  # Windows drops trailing dots and spaces
     if not safe or safe.split(".")[0].upper() in _WINDOWS_DEVICES:
         safe = "_" + safe
