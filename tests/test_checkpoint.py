@@ -423,3 +423,23 @@ def test_a_deeply_nested_config_is_one_error(tmp_path: Path) -> None:
     (ck / "meta.json").write_text('{"a":' * 200_000 + "1" + "}" * 200_000)
     with pytest.raises(CheckpointError, match="meta.json: cannot read the checkpoint metadata .*nested too deeply"):
         ckpt.read_meta(ck)
+
+
+def test_a_full_disk_while_writing_weights_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    """safetensors reports ENOSPC as its own error type; it must reach the CLI as the OSError it is (one line)."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    import videorecap.checkpoint as ck
+    from videorecap.errors import describe_os_error
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(ck, "save_file", full)
+    with pytest.raises(OSError) as info:
+        ck.save_pretrained(VideoRecap(RecapConfig.from_name("recap-tiny")), tmp_path / "ckpt")
+    assert info.value.errno == errno.ENOSPC and info.value.filename.endswith("model.safetensors")
+    assert "No space left on device" in describe_os_error(info.value)
+    assert not (tmp_path / "ckpt").exists()  # nothing half-written is left as the checkpoint

@@ -135,7 +135,16 @@ def _tensors_to_save(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> d
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_file(tensors, str(path), metadata={"format": "pt", "videorecap_format_version": str(FORMAT_VERSION)})
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt", "videorecap_format_version": str(FORMAT_VERSION)})
+    except SafetensorError as e:
+        # safetensors reports a failed write (a full disk, a permission) as its own error type, "... (os error 28)":
+        # turn it back into the OSError it is, so that callers and the CLI report it as one line naming the file
+        m = re.search(r"os error (\d+)", str(e))
+        if m is None:
+            raise
+        code = int(m[1])
+        raise OSError(code, os.strerror(code), str(path)) from None
     # safetensors writes the metadata from a Rust HashMap, whose order changes from one save to the next: rewrite the
     # JSON header with sorted keys so that one model always gives the same bytes. Same content, so same length or
     # shorter; the format pads a header with spaces. Tensor offsets count from the header's end, which stays put.
