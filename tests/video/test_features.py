@@ -99,6 +99,22 @@ def test_resuming_with_another_encoder_starts_the_video_over(videos, tmp_path: P
     np.testing.assert_array_equal(resumed, extract_features(videos["long"], MeanEncoder(scale=2.0), batch_size=2))
 
 
+def test_a_finished_output_of_another_encoder_is_recomputed_not_skipped(videos, tmp_path: Path, caplog):
+    out = tmp_path / "out"
+    job = FeatureJob(videos["cfr"], "cfr")
+    assert extract_job(job, out, MeanEncoder()).status == "done"
+    assert extract_job(job, out, MeanEncoder()).status == "skipped"  # the same encoder: reused
+    b = MeanEncoder(scale=2.0)  # same geometry, other weights: the old file would pass every shape check
+    assert extract_job(job, out, b).status == "done" and "another encoder" in caplog.text
+    fresh = tmp_path / "fresh"
+    extract_job(job, fresh, MeanEncoder(scale=2.0))
+    np.testing.assert_array_equal(np.load(out / "cfr.npy"), np.load(fresh / "cfr.npy"))
+    assert extract_job(job, out, MeanEncoder(scale=2.0)).status == "skipped"
+    # a folder from before the record existed: its outputs are still reused after the usual checks
+    (out / ".videorecap-features.json").unlink()
+    assert extract_job(job, out, MeanEncoder(scale=2.0)).status == "skipped"
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -140,7 +156,8 @@ def test_extract_job_atomic_skip_and_segments(videos, tmp_path: Path):
     assert r.status == "done" and r.windows == 3
     assert np.load(out / "cfr.npy").shape == (3, 3)
     assert extract_job(job, out, MeanEncoder()).status == "skipped"
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    # no temp files left; only the record of which encoder made each output
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".videorecap-features.json"]
     seg = extract_job(FeatureJob(videos["long"], "sid7", 2.0, 20.0), out, MeanEncoder())
     assert seg.status == "done" and np.load(out / "sid7.npy").shape == (45, 3)  # at least 45 windows
 

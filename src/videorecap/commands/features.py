@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     enc.add_argument(
         "--random-encoder",
         metavar="PRESET",
-        help="a randomly initialised encoder of a preset (e.g. recap-tiny): for testing the pipeline only",
+        help="a randomly initialised encoder of a preset (e.g. recap-tiny; seeded, the same in every run): for "
+        "testing the pipeline only",
     )
     parser.add_argument("--clip-seconds", type=window_seconds, default=4.0, help="window length in seconds (default 4)")
     add_min_tail_argument(parser)
@@ -101,7 +102,12 @@ def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEn
             from videorecap.errors import InputError
 
             raise InputError(f"--random-encoder: {e}") from None
-        return VideoEncoder(cfg.encoder)
+        import torch
+
+        # seeded: every run (and every torchrun rank) gets the same weights, so a rerun reuses its outputs
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return VideoEncoder(cfg.encoder)
     from videorecap.checkpoint import load_encoder
     from videorecap.pipeline import bundled_models
 

@@ -21,6 +21,7 @@ The encoder step itself (decoding, batching, autocast) is `video/encode.py`.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -360,7 +361,10 @@ def extract_job(
     plan_of = functools.partial(_job_plan, job, clip_seconds=clip_seconds, min_tail_seconds=min_tail_seconds,
                                 min_segment_windows=min_segment_windows)  # fmt: skip
     if not overwrite and out.exists() and (not all_tokens or tok_out.exists()):
-        if _reusable(job, out, tok_out if all_tokens else None, plan_of, encoder, tokens_dtype, allow_partial):
+        made_by = _encoder_records(out_dir)
+        if made_by is not None and made_by.get(job.key) != weights_hash(encoder):
+            logger.warning("%s: made with another encoder (or by an interrupted run); recomputing it", out)
+        elif _reusable(job, out, tok_out if all_tokens else None, plan_of, encoder, tokens_dtype, allow_partial):
             return JobResult(job, "skipped")
     t0 = time.perf_counter()
     stats = EncodeStats()
@@ -378,6 +382,7 @@ def extract_job(
         if tok is not None:
             fileio.save_npy(tok_out, tok.astype(tokens_dtype))
         fileio.save_npy(out, cls.astype(np.float32))
+        _record_encoder(out_dir, job.key, weights_hash(encoder))
         if chunk_dir is not None:
             remove_chunks(chunk_dir, job.key)
     except VideoError as e:
@@ -393,6 +398,32 @@ def extract_job(
         error = f"{job.video}: failed with {type(e).__name__}: {what}"
         return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
     return JobResult(job, "done", windows=len(cls), seconds=time.perf_counter() - t0, stats=stats)
+
+
+# Which encoder made each output of a folder (key -> weights hash), so that a rerun with another encoder recomputes
+# the finished outputs instead of skipping them. A folder written before this record existed has none: its outputs
+# are reused as before (after `_reusable`'s checks).
+ENCODER_RECORD = ".videorecap-features.json"
+
+
+def _encoder_records(out_dir: str | os.PathLike[str]) -> dict[str, str] | None:
+    path = Path(out_dir) / ENCODER_RECORD
+    try:
+        made_by = json.loads(path.read_text(encoding="utf-8")).get("encoders")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        logger.warning("%s: unreadable; every output of the folder is checked again", path)
+        return {}
+    return made_by if isinstance(made_by, dict) else {}
+
+
+def _record_encoder(out_dir: str | os.PathLike[str], key: str, digest: str) -> None:
+    # read-modify-write, atomically; torchrun ranks of one job may race here, and a lost entry only means that
+    # output is recomputed by the next run, never that another encoder's output is reused
+    made_by = _encoder_records(out_dir) or {}
+    made_by[key] = digest
+    fileio.write_json(Path(out_dir) / ENCODER_RECORD, {"encoders": dict(sorted(made_by.items()))})
 
 
 def _job_plan(
