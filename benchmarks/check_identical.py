@@ -3,9 +3,9 @@
 Refactors that must not change behaviour (issue 13: "outputs stay byte-identical") are checked by running this
 script once on each commit and comparing the two lists of sha256 sums:
 
-    PYTHONPATH=old/src python benchmarks/check_identical.py --work /tmp/a -o /tmp/a.json
-    PYTHONPATH=new/src python benchmarks/check_identical.py --work /tmp/b -o /tmp/b.json
-    python benchmarks/check_identical.py --compare /tmp/a.json /tmp/b.json
+    PYTHONPATH=old/src python benchmarks/check_identical.py --work scratch/a -o a.json
+    PYTHONPATH=new/src python benchmarks/check_identical.py --work scratch/b -o b.json
+    python benchmarks/check_identical.py --compare a.json b.json
 
 The run (about two minutes on 2 CPU threads) renders a tiny synthetic dataset (3 one-minute videos, 20-s segments),
 extracts its features with the bundled recap-synth clip encoder, then with the bundled model:
