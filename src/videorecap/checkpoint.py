@@ -185,7 +185,7 @@ def _atomic_folder(out_dir: str | os.PathLike[str], overwrite: bool) -> Iterator
     """Yield a temporary folder next to `out_dir`; on success it replaces `out_dir`, on error it is removed."""
     out = Path(out_dir)
     _check_replaceable(out, overwrite)
-    tmp = fileio.temp_dir(out)  # a ".name.XXXXXXXX.tmp" folder: cleaned as a leftover if we are killed
+    tmp = fileio.temp_dir(out)  # a ".name.RANDOM8.tmp" folder: cleaned as a leftover if we are killed
     try:
         yield tmp
         if out.exists() or out.is_symlink():

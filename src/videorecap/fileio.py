@@ -83,8 +83,8 @@ def is_temp_file(path: str | os.PathLike[str]) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-# The exact names our own temporary files and folders get: `.NAME.XXXXXXXX.tmp` from `tempfile.mkstemp`/`mkdtemp`
-# (8 random characters of [a-z0-9_]), and `.NAME.XXXXXXXX.old.tmp` for a folder moved aside by `swap_dir`. Leftover
+# The exact names our own temporary files and folders get: `.NAME.RANDOM8.tmp` from `tempfile.mkstemp`/`mkdtemp`
+# (8 random characters of [a-z0-9_]), and `.NAME.RANDOM8.old.tmp` for a folder moved aside by `swap_dir`. Leftover
 # cleaning matches these and nothing looser, so that a user's own `.notes.tmp` is never touched.
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 _ASIDE_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.(?P<kind>old|carry)\.tmp$")
@@ -102,10 +102,10 @@ def temp_dir(target: str | os.PathLike[str]) -> Path:
 def swap_dir(new: str | os.PathLike[str], target: str | os.PathLike[str], *, carry: bool = False) -> None:
     """Put the folder `new` at `target` as a whole, replacing the old `target` folder if there is one.
 
-    The old folder is renamed aside (`.NAME.XXXXXXXX.old.tmp`), the new one renamed in, then the old one deleted:
+    The old folder is renamed aside (`.NAME.RANDOM8.old.tmp`), the new one renamed in, then the old one deleted:
     a reader sees the old folder or the new one, never a mix. With `carry`, what the old folder holds and the new
     one lacks (a cache, a user's own files) is moved into the new folder before the old one goes (the aside is then
-    named `.NAME.XXXXXXXX.carry.tmp`). A kill at any point leaves the old folder or the new one, plus an aside that
+    named `.NAME.RANDOM8.carry.tmp`). A kill at any point leaves the old folder or the new one, plus an aside that
     `clean_leftovers` resolves: put back when `target` is missing, else carried over (`carry`) and deleted.
     """
     new, target = Path(new), Path(target)
@@ -143,7 +143,7 @@ def _fsync_dir(path: Path) -> None:
 
 def clean_leftovers(folder: str | os.PathLike[str], depth: int = 3, before: float | None = None) -> int:
     """Delete what interrupted writes left in `folder` (down to `depth` levels): our own temp files and folders
-    (exact `.NAME.XXXXXXXX.tmp` names, see `_TEMP_RE`). A folder that `swap_dir` moved aside is put back when its
+    (exact `.NAME.RANDOM8.tmp` names, see `_TEMP_RE`). A folder that `swap_dir` moved aside is put back when its
     replacement never arrived, else finished (carried over, deleted). Call it only while no other process writes
     there (under `videorecap.lock.output_lock`); with `before` (a time.time()), entries changed since then are left.
 
@@ -189,7 +189,7 @@ _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 # a file system takes 255 bytes per name; an id leaves room for ".npy", a "_2" suffix and our temp-name decorations
-# (".ID.npy.XXXXXXXX.tmp", ".ID.XXXXXXXX.carry.tmp")
+# (".ID.npy.RANDOM8.tmp", ".ID.RANDOM8.carry.tmp")
 MAX_NAME_BYTES = 200
 
 
