@@ -27,11 +27,13 @@ LAYERS: list[tuple[str, ...]] = [
         "videorecap.distributed",
         "videorecap.runtime",
         "videorecap.lock",
+        "videorecap.httpserve",  # the one local HTTP server (stdlib only)
     ),
     ("videorecap.store",),  # the one resumable store (fingerprint, chunked append, atomic writes)
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported
     ("videorecap.tokenizer",),
     ("videorecap.model",),  # the network only: no decoding, no files
+    ("videorecap.text",),  # text-only models over caption text: the sentence-embedding model
     ("videorecap.convert.sniff",),  # recognising released files by their bytes: checkpoint's error messages use it
     ("videorecap.checkpoint",),  # checkpoint folders <-> models
     ("videorecap.convert",),  # released weights -> our state dicts
