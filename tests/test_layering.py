@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.pipeline",),  # captioning a video file at every level
     ("videorecap.evaluate",),
     ("videorecap.train",),
+    ("videorecap.live",),  # live captioning: a stream through pipeline's clip step and the engine
     ("videorecap.synth",),  # the synthetic world and its bundled model
     ("videorecap.commands",),
     ("videorecap.cli", "videorecap.__main__"),

@@ -25,12 +25,13 @@ from typing import NoReturn
 # Commands that run a model or decode video: they take --threads, and get a thread setting that does not
 # oversubscribe the CPU (runtime.set_threads) before they start. The commands that take --device define it
 # themselves (commands/_options.add_device_argument); `takes_device` finds them.
-COMPUTING = frozenset({"demo", "caption", "features", "train", "evaluate"})
+COMPUTING = frozenset({"demo", "caption", "features", "train", "evaluate", "live"})
 
 # `videorecap <name>` -> module videorecap.commands.<module>. Order is the order of `--help`.
 COMMANDS: dict[str, str] = {
     "demo": "demo",
     "caption": "caption",
+    "live": "live",
     "features": "features",
     "train": "train",
     "evaluate": "evaluate",

@@ -287,8 +287,7 @@ class _Run:
     def clips(self, bar: Callable[..., Any]) -> tuple[list[Caption], np.ndarray]:
         """Clip captions for every window, and the (N, C) CLS features."""
         windows = self.plan.clips
-        model = self.cap.model("clip")
-        enc = model.encoder
+        enc = self.cap.model("clip").encoder
         assert enc is not None
         B = self.opts.batch_size
         chunk = B * self.opts.chunk_batches
@@ -315,14 +314,9 @@ class _Run:
                 start = done
                 with prefetch(frames_iter, depth=2 * B) as frames:
                     for batch in _batched(frames, B):
-                        x = torch.stack(batch).to(self.device)  # (b, 3, T, S, S)
-                        with torch.no_grad():
-                            tokens = enc(x)  # (b, 1+T*P, C)
-                        tok = self.cap.tokenizer("clip")
-                        pending_t += caption_batch(model, tok, "clip", {"video": tokens}, self._decode_cfg("clip"))
-                        # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch
-                        # alive (1 + T*P rows per window) until the clip stage ends: memory growing with the video
-                        pending_f.append(tokens[:, 0].float().cpu().numpy().copy())
+                        batch_t, batch_f = caption_clips(self.cap, batch, self._decode_cfg("clip"), self.device)
+                        pending_t += batch_t
+                        pending_f.append(batch_f)
                         pbar.update(len(batch))
                         if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
                             self._save_chunk(start, pending_t, pending_f)
@@ -449,6 +443,23 @@ class _Run:
             return texts
 
         return Step(caption, cfg.num_features(level), cfg.sampling(level))
+
+
+def caption_clips(
+    captioner: Captioner, frames: Sequence[torch.Tensor], decode: DecodeConfig, device: torch.device | str = "cpu"
+) -> tuple[list[str], np.ndarray]:
+    """The clip step for a batch of windows (a file's, or a live input's): transformed frames `(3, T, S, S)` each ->
+    the clip model's encoder -> clip captions, and the windows' CLS features `(b, C)`."""
+    model = captioner.model("clip")
+    enc = model.encoder
+    assert enc is not None
+    x = torch.stack(list(frames)).to(device)  # (b, 3, T, S, S)
+    with torch.no_grad():
+        tokens = enc(x)  # (b, 1+T*P, C)
+    texts = caption_batch(model, captioner.tokenizer("clip"), "clip", {"video": tokens}, decode)
+    # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch alive (1 + T*P rows per
+    # window) for as long as the features are kept: memory growing with the video
+    return texts, tokens[:, 0].float().cpu().numpy().copy()
 
 
 def _chunk_key(start: int) -> str:

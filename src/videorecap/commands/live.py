@@ -1,0 +1,236 @@
+"""Caption a live stream as it arrives: a clip caption a few seconds after each clip window ends, a segment
+description as each segment window closes, and a rolling summary of everything so far after each segment.
+
+SOURCE is a file that is still being written (followed like `tail -f`; it ends when it has not grown for --idle
+seconds or when SOURCE.done exists), an http(s):// MPEG-TS or HLS stream, rtsp://, rtmp://, udp://, tcp:// (srt://
+where the bundled FFmpeg has it), a capture device (/dev/video0, where the bundled FFmpeg has video4linux2), or -
+for a stream on stdin. Times come from the stream's timestamps (the wall clock where it has none).
+
+Every event is one JSON line in OUT/live.jsonl (schema: docs/live.md), printed, and kept in the growing
+OUT/clips.vtt and OUT/segments.vtt. At the end (end of the stream, --duration, or Ctrl-C) OUT gets the files
+`videorecap caption` writes (captions.json, clips.srt/.vtt, segments.vtt, summary.md, index.html); for a recorded
+file the clip captions and segment descriptions are those `caption` gives. --serve PORT shows the captions and the
+rolling summary in a browser page as they arrive.
+
+A killed session continues with `videorecap live --resume OUT`: a file where it stopped, a network source as a new
+part of the same session; nothing already emitted is lost or repeated. Ctrl-C ends a session cleanly (exit 130,
+with the final outputs); a second Ctrl-C stops at once.
+
+examples:
+  videorecap live recording.ts --model recap-synth -o live/
+  videorecap live http://127.0.0.1:8080/stream.ts --model recap-synth -o live/ --reconnect 30 --serve 8000
+  ffmpeg -i rtsp://camera/stream -c copy -f mpegts - | videorecap live - --model models/videorecap -o live/
+  videorecap live --resume live/
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from videorecap.commands._decoding import add_decoding_arguments, decode_config
+from videorecap.commands._options import (
+    add_device_argument,
+    add_max_tokens_argument,
+    add_min_tail_argument,
+    add_output_argument,
+    add_wait_argument,
+    positive_float,
+    positive_int,
+    prepare_output_dir,
+    window_seconds,
+)
+from videorecap.errors import InputError
+from videorecap.export import NARRATORS
+
+HELP = "caption a live stream: clip captions within seconds, segments as they close, a rolling summary"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a growing file, a stream URL, /dev/videoN, or -")
+    add_output_argument(p, "live.jsonl, the growing VTT files, then the outputs of `caption`")
+    p.add_argument("--resume", type=Path, metavar="OUT", help="continue the session in OUT (after a crash or kill)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="checkpoint folder (ReCap-U or one level), a folder with clip/ segment/ video/, "
+                   "or recap-synth (the bundled model)")  # fmt: skip
+    m.add_argument("--clip-model", help="checkpoint folder of the clip level")
+    m.add_argument("--segment-model", help="checkpoint folder of the segment level")
+    m.add_argument("--video-model", help="checkpoint folder of the video level")
+    m.add_argument("--tokenizer", help="tokenizer folder (vocab.json + merges.txt, or tokenizer.json)")
+    r = p.add_argument_group("what to run")
+    r.add_argument("--levels", default="clip,segment,video", help="levels, up to the highest one named "
+                   "(default: clip,segment,video)")  # fmt: skip
+    r.add_argument("--clip-seconds", type=window_seconds, help="clip window in seconds (default: the model's, 4)")
+    r.add_argument("--segment-seconds", type=window_seconds, help="segment window in seconds (default: the model's)")
+    add_min_tail_argument(r)
+    r.add_argument("--no-rolling-summary", action="store_true", help="no summary after each segment, only at the end")
+    s = p.add_argument_group("the stream")
+    s.add_argument("--format", help="FFmpeg input format to force (e.g. mpegts for a pipe FFmpeg cannot probe)")
+    s.add_argument("--idle", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="a file that has not grown (or a network read that got nothing) for this long ends the "
+                   "stream, or starts a reconnect (default: 10)")  # fmt: skip
+    s.add_argument("--reconnect", type=float, default=0.0, metavar="SECONDS",
+                   help="network sources: after a disconnect, try again with backoff for this long, then finish "
+                   "(default: 0, finish at once)")  # fmt: skip
+    s.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this much stream time")
+    s.add_argument("--lag", choices=["auto", "queue", "drop"], default="auto",
+                   help="when the model is slower than the stream: queue = caption every window (reading waits), "
+                   "drop = skip windows that waited over --max-lag (marked skipped); auto = drop for network "
+                   "sources and devices, queue for files and stdin (default)")  # fmt: skip
+    s.add_argument("--max-lag", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="with --lag drop: the longest a window may wait (default: 10)")  # fmt: skip
+    d = p.add_argument_group("decoding")
+    add_decoding_arguments(d)
+    add_max_tokens_argument(d)
+    d.add_argument("--batch-size", type=positive_int, default=8, help="clip windows per model call at most, when "
+                   "several are waiting (default: 8)")  # fmt: skip
+    o = p.add_argument_group("outputs")
+    o.add_argument("--narrator", choices=NARRATORS, default="c", help="how subtitles and pages write '#C C ...' "
+                   "(as for caption; default: c)")  # fmt: skip
+    o.add_argument("--serve", type=int, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT "
+                   "(0: a free port, printed)")  # fmt: skip
+    o.add_argument("--no-status", action="store_true", help="no status line on stderr")
+    add_device_argument(p, "this process's GPU when there is one, else cpu")
+    add_wait_argument(p)
+
+
+_MODEL_FLAGS = ("model", "clip_model", "segment_model", "video_model", "tokenizer")
+
+
+def run(args: argparse.Namespace) -> int:
+    from videorecap import distributed
+    from videorecap.live.session import LiveOptions, LiveSession, read_session
+    from videorecap.lock import output_lock
+    from videorecap.pipeline import Captioner
+
+    if args.resume is not None:
+        if args.source is not None or args.output is not None:
+            raise InputError("--resume OUT continues a session: give no SOURCE and no -o")
+        out = args.resume
+        stored = read_session(out)
+        for k in _MODEL_FLAGS:  # the models of the session, unless given again
+            if getattr(args, k) is None:
+                setattr(args, k, stored.get("model", {}).get(k))
+        levels = stored["options"]["levels"]
+        device = args.device or stored["options"].get("device") or distributed.default_device()
+        opts = None
+    else:
+        if args.source is None:
+            raise InputError("give a SOURCE (a file, a stream URL, /dev/videoN or -), or --resume OUT")
+        if args.output is None:
+            raise InputError("give an output folder: -o OUT")
+        if args.reconnect < 0:
+            raise InputError(f"--reconnect must be 0 or more seconds, got {args.reconnect}")
+        out = args.output
+        device = args.device or distributed.default_device()
+        per_level = args.max_tokens or {}
+        opts = LiveOptions(
+            levels=args.levels,
+            clip_seconds=args.clip_seconds,
+            segment_seconds=args.segment_seconds,
+            min_tail_seconds=args.min_tail_seconds,
+            decode=decode_config(args),
+            max_new_tokens=per_level,
+            batch_size=args.batch_size,
+            lag=args.lag,
+            max_lag=args.max_lag,
+            idle=args.idle,
+            reconnect=args.reconnect,
+            duration=args.duration,
+            rolling_summary=not args.no_rolling_summary,
+            format=args.format,
+            narrator=args.narrator,
+            device=device,
+        )
+        levels = opts.levels
+    if not any(getattr(args, k) for k in _MODEL_FLAGS[:4]):
+        raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
+    prepare_output_dir(out)
+    with output_lock(out, wait=args.wait):
+        captioner = Captioner.load(args.model, clip=args.clip_model, segment=args.segment_model,
+                                   video=args.video_model, device=device, tokenizer=args.tokenizer,
+                                   levels=levels)  # fmt: skip
+        for m, _ in captioner.models.values():
+            m.to(device)
+        printer = _Printer(status=not args.no_status)
+        session = LiveSession(args.source, captioner, out, opts, resume=args.resume is not None,
+                              listeners=[printer])  # fmt: skip
+        printer.session = session
+        if args.resume is None:
+            session.session["model"] = {k: getattr(args, k) and str(getattr(args, k)) for k in _MODEL_FLAGS}
+        server = None
+        if args.serve is not None:
+            from videorecap.live.page import serve_page
+
+            server = serve_page(session, args.serve)
+            print(f"videorecap live: serving {server.url}/", flush=True)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            # first Ctrl-C: finish cleanly (caption what was read, write the outputs); a second one stops at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print("\nvideorecap live: stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            session.stop("interrupted")
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            end = session.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if server is not None:
+                server.close()
+        printer.done()
+    print(f"videorecap live: {end.reason}: {len(end.result.clips)} clips, {len(end.result.segments)} segments "
+          f"captioned into {out}")  # fmt: skip
+    if end.error is not None:
+        print(f"videorecap live: error: {end.error}", file=sys.stderr)
+        return 1
+    return 130 if end.reason == "interrupted" else 0
+
+
+class _Printer:
+    """Prints each event as a line on stdout, and the status line (stream time, lag, drops) on stderr."""
+
+    def __init__(self, status: bool) -> None:
+        self.status = status
+        self.tty = sys.stderr.isatty()
+        self.session: Any = None
+        self._shown = False
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        from videorecap.export import format_clock
+
+        kind = ev["event"]
+        if kind in ("clip", "segment", "summary"):
+            span = f"[{format_clock(ev['start'])}-{format_clock(ev['end'])}]"
+            label = {"clip": "clip", "segment": "segment", "summary": "summary"}[kind]
+            if kind == "summary" and ev.get("final"):
+                label = "final summary"
+            text = f"(skipped: {ev['skipped']})" if ev.get("skipped") else ev["text"]
+            line = f"{span} {label}: {text}"
+        elif kind == "start":
+            line = f"live: part {ev['part']} of {ev['source']} from {format_clock(ev['at'])} ({ev['lag_policy']})"
+        else:
+            line = f"live: {kind} " + " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("event", "wall", "part"))
+        self._clear()
+        print(line, flush=True)
+        if kind == "clip" and self.status and self.session is not None:
+            st = self.session.status()
+            msg = (f"live {format_clock(st['t'])}  clips {st['clips']}  segments {st['segments']}  "
+                   f"lag {st['lag']:.1f}s  queued {st['queued']}  dropped {st['dropped']}")  # fmt: skip
+            if self.tty:
+                print("\r" + msg, end="", file=sys.stderr, flush=True)
+                self._shown = True
+            else:
+                print(msg, file=sys.stderr, flush=True)
+
+    def _clear(self) -> None:
+        if self._shown:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self._shown = False
+
+    def done(self) -> None:
+        self._clear()

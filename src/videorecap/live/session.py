@@ -1,0 +1,582 @@
+"""A live session: a source's windows -> clip captions -> the hierarchy engine -> events, then the final outputs.
+
+Two threads: a reader (source -> frames -> `Windower` -> transformed windows, into a queue) and the caller's thread,
+which captions the queued windows in batches (`pipeline.caption_clips`, the step `caption` uses), feeds them to
+`infer.hierarchy.Hierarchy` (batch size 1, so each segment is described as soon as its window closes), asks it for
+a rolling summary after each segment, and emits every result as an event (docs/live.md has the schema):
+
+- one JSON line in `OUT/live.jsonl` (appended, flushed), the growing `OUT/clips.vtt` / `OUT/segments.vtt`
+  (replaced atomically), and each listener (the command prints them; `--serve` publishes them to the page).
+
+**Falling behind.** `lag="queue"` captions every window: when the model is slower than the stream the queue fills
+(up to `max_queue` windows) and reading pauses, so the lag grows (a file or a pipe simply waits; a network source
+may drop the connection). `lag="drop"` keeps the lag bounded: a window that has waited more than `max_lag`
+seconds while newer ones wait too is skipped, recorded as a `clip` event with `"skipped": "lag"`, and left out of
+the outputs (`video.covered` lists the spans captioned).
+
+**Resuming.** Every clip result is an entry of `videorecap.store.Store` in `OUT/.cache` (written before its event),
+segment descriptions and summaries are in `live.jsonl`. `resume=True` replays them into the engine, emits what the
+store has and the log lacks, and goes on: a file from the first window not stored (same timeline), a network
+source as a new part of the session starting where the stored clips end. Nothing emitted is emitted twice.
+
+**At the end** (end of stream, `duration`, `stop()` / Ctrl-C) the remaining windows are cut as `window_plan` cuts
+them, the engine finishes, and `export.write_outputs` writes the files `caption` writes, so for a recorded file
+the clip captions and segment descriptions equal `videorecap caption`'s.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videorecap import fileio
+from videorecap.errors import InputError, VideoRecapError
+from videorecap.export import to_vtt, write_outputs
+from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.hierarchy import Hierarchy, Step
+from videorecap.live.source import FrameSource, Source, parse_source, stream_end
+from videorecap.live.windows import LiveWindow, Windower
+from videorecap.pipeline import Captioner, caption_clips, describe_model, needed_levels
+from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.store import Store, model_fingerprint
+from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail
+from videorecap.video.transforms import eval_transform
+
+logger = logging.getLogger(__name__)
+
+EVENTS_FILE = "live.jsonl"
+SESSION_FILE = "session.json"
+STORE_VERSION = 1
+LAG_POLICIES = ("auto", "queue", "drop")
+
+
+@dataclass
+class LiveOptions:
+    """How to run a live session. `None` means the model's own value (window sizes, token limits)."""
+
+    levels: tuple[str, ...] | str = ("clip", "segment", "video")
+    clip_seconds: float | None = None
+    segment_seconds: float | None = None
+    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    max_new_tokens: dict[str, int] = field(default_factory=dict)
+    batch_size: int = 8  # clip windows per model call at most (whatever is queued, up to this)
+    lag: str = "auto"  # auto: drop for network sources and devices, queue for files and stdin
+    max_lag: float = 10.0  # drop: skip windows that waited longer than this
+    max_queue: int = 64  # queue: windows waiting at most before reading pauses
+    idle: float = 10.0  # a file that stops growing / a silent network read for this long ends (or reconnects)
+    reconnect: float = 0.0  # network: keep reconnecting this long after a loss
+    duration: float | None = None  # stop after this many seconds of stream time
+    rolling_summary: bool = True  # a summary event after each segment
+    format: str | None = None  # force an FFmpeg input format
+    narrator: str = "c"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.levels = needed_levels(self.levels)
+        if self.lag not in LAG_POLICIES:
+            raise InputError(f"--lag must be one of {', '.join(LAG_POLICIES)}, not {self.lag!r}")
+        for name in ("idle", "max_lag"):
+            v = getattr(self, name)
+            if not (v > 0 and math.isfinite(v)):
+                raise InputError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {v}")
+        if not (self.reconnect >= 0 and math.isfinite(self.reconnect)):
+            raise InputError(f"--reconnect must be 0 or more seconds, got {self.reconnect}")
+        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
+            raise InputError(f"--duration must be a positive number of seconds, got {self.duration}")
+
+
+@dataclass
+class SessionEnd:
+    """How a session ended."""
+
+    reason: str  # eof, idle, marker, duration, interrupted, disconnected, stopped
+    result: CaptionResult
+    outputs: list[Path]
+    error: VideoRecapError | None = None  # the source failed part-way (the outputs cover what came before)
+
+
+class LiveSession:
+    """One live session writing into `out` (see the module docstring). `run()` blocks until the session ends.
+
+    Args:
+        source: the SOURCE text (a file, URL, device or "-"); ignored with `resume` (session.json has it).
+        captioner: the models.
+        out: the output folder.
+        options: how to run; with `resume`, the stored session's options are used instead.
+        resume: continue the session stored in `out`.
+        listeners: called with every event (a dict), in order, from the captioning thread.
+    """
+
+    def __init__(
+        self,
+        source: str | None,
+        captioner: Captioner,
+        out: str | Path,
+        options: LiveOptions | None = None,
+        *,
+        resume: bool = False,
+        listeners: list[Callable[[dict[str, Any]], None]] | None = None,
+    ) -> None:
+        self.out = Path(out)
+        self.cap = captioner
+        self.listeners = list(listeners or [])
+        self.resume = resume
+        if resume:
+            stored = read_session(self.out)
+            self.source = parse_source(stored["source"], stored["options"].get("format"))
+            opts = dict(stored["options"])
+            opts["decode"] = DecodeConfig(**opts["decode"])
+            opts["levels"] = tuple(opts["levels"])
+            self.opts = LiveOptions(**opts)
+            self.session = stored
+        else:
+            if source is None:
+                raise InputError("give a SOURCE (or --resume OUT)")
+            self.opts = options or LiveOptions()
+            self.source = parse_source(source, self.opts.format)
+            self.session = {"source": source, "options": _options_dict(self.opts), "parts": [], "base": None}
+        missing = [lv for lv in self.opts.levels if lv not in captioner.levels]
+        if missing:
+            from videorecap.pipeline import missing_levels_error
+
+            raise missing_levels_error(missing, captioner.levels)
+        ref = captioner.model(self.opts.levels[0]).config
+        self.clip_seconds = self.opts.clip_seconds or ref.clip_seconds
+        self.segment_seconds = self.opts.segment_seconds or ref.segment_seconds
+        self.lag_policy = self.opts.lag
+        if self.lag_policy == "auto":
+            self.lag_policy = "drop" if self.source.kind in ("network", "device") else "queue"
+        self.device = torch.device(self.opts.device)
+        enc = captioner.model("clip").encoder
+        assert enc is not None
+        self.num_frames, self.image_size, self.width = enc.config.num_frames, enc.config.image_size, enc.config.width
+        # state
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[LiveWindow, torch.Tensor | None]] = collections.deque()
+        self._reader_done = False
+        self._reader_error: BaseException | None = None
+        self._end_reason: str | None = None
+        self._frames: FrameSource | None = None
+        self._windower: Windower | None = None
+        self._clips: list[tuple[Caption, bool]] = []  # every window so far: caption, skipped
+        self._last_feature: np.ndarray | None = None
+        self._logged = {"clip": 0, "segment": 0, "summary": 0}
+        self._notes: list[dict[str, Any]] = []  # disconnect/reconnect notes of the reader, emitted in order
+        self._events_file: Any = None
+        self._dropped = 0
+        self._lag = 0.0
+        self._latest_t = 0.0
+        self.part = 0
+        self.engine: Hierarchy | None = None
+        self.store: Store | None = None
+
+    # ---- public ----------------------------------------------------------------------------------------------------
+    def stop(self, reason: str = "stopped") -> None:
+        """End the session soon (from another thread, or a signal handler: `videorecap live` calls it on Ctrl-C
+        with reason "interrupted"): the windows read so far are captioned, then it finishes."""
+        if self._end_reason is None:
+            self._end_reason = reason
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def status(self) -> dict[str, Any]:
+        """The status line's numbers: stream time reached, clips and segments so far, lag, windows dropped."""
+        with self._cond:
+            queued = len(self._queue)
+        segs = len(self.engine.segments) if self.engine is not None else 0
+        return {"t": self._latest_t, "clips": len(self._clips), "segments": segs, "lag": self._lag,
+                "queued": queued, "dropped": self._dropped}  # fmt: skip
+
+    def run(self) -> SessionEnd:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._open_store()
+        logged = self._read_log() if self.resume else []
+        if any(e.get("event") == "end" for e in logged[-1:]):
+            raise InputError(f"{self.out}: the session already ended; its outputs are complete (nothing to resume)")
+        self.part = 1 + max((e.get("part", 0) for e in logged if e.get("event") == "start"), default=0)
+        self._events_file = open(self.out / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in _finish
+        try:
+            self._make_engine(logged)
+            start_at = len(self._clips) * self.clip_seconds
+            self.session["parts"].append({"part": self.part, "start": start_at, "wall": time.time()})
+            fileio.write_json(self.out / SESSION_FILE, self.session)
+            self._emit({"event": "start", "part": self.part, "source": self.source.text, "kind": self.source.kind,
+                        "at": start_at, "clip_seconds": self.clip_seconds, "segment_seconds": self.segment_seconds,
+                        "lag_policy": self.lag_policy})  # fmt: skip
+            self._start_reader(start_at)
+            self._consume()
+            return self._finish()
+        finally:
+            self._stop.set()
+            if self._events_file is not None:
+                self._events_file.close()
+
+    # ---- setup -----------------------------------------------------------------------------------------------------
+    def _open_store(self) -> None:
+        lv = self.opts.levels
+        fp = {
+            "live_version": STORE_VERSION,
+            "source": self.source.text,
+            "models": {level: model_fingerprint(self.cap.model(level)) for level in lv},
+            "windows": [self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds],
+            "decode": self.opts.decode.to_dict(),
+            "max_new_tokens": {level: self._max_tokens(level) for level in lv},
+        }
+        if not self.resume and (self.out / EVENTS_FILE).exists():
+            raise InputError(f"{self.out}: holds a live session already; continue it with --resume {self.out}, "
+                             "or give another -o")  # fmt: skip
+        self.store = Store.open(self.out / ".cache", fp)
+
+    def _read_log(self) -> list[dict[str, Any]]:
+        """The events of live.jsonl; a last line cut by a kill is removed from the file."""
+        p = self.out / EVENTS_FILE
+        if not p.is_file():
+            raise InputError(f"{self.out}: no {EVENTS_FILE}: not a live session folder")
+        data = p.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):
+            with open(p, "r+b") as f:
+                f.truncate(cut)
+        events = []
+        for line in data[:cut].splitlines():
+            if line.strip():
+                events.append(json.loads(line))
+        return events
+
+    def _max_tokens(self, level: str) -> int:
+        return (
+            self.opts.max_new_tokens.get(level)
+            or self.opts.decode.max_new_tokens
+            or self.cap.model(level).config.max_new_tokens[level]
+        )
+
+    def _decode_cfg(self, level: str) -> DecodeConfig:
+        d = DecodeConfig(**self.opts.decode.to_dict())
+        d.max_new_tokens = self._max_tokens(level)
+        return d
+
+    def _step(self, level: str) -> Step:
+        from videorecap.infer.batch import CaptionItem, caption_batch
+
+        model, tok = self.cap.model(level), self.cap.tokenizer(level)
+        decode = self._decode_cfg(level)
+
+        def caption(items: list) -> list[str]:
+            batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
+            return caption_batch(model, tok, level, batch, decode, device=self.device)
+
+        return Step(caption, model.config.num_features(level), model.config.sampling(level))
+
+    def _make_engine(self, logged: list[dict[str, Any]]) -> None:
+        """The engine, with the stored clips replayed (resume): events the log lacks are emitted now."""
+        lv = self.opts.levels
+        known = [Caption(e["start"], e["end"], e["text"]) for e in logged if e.get("event") == "segment"]
+        for kind in ("clip", "segment", "summary"):
+            self._logged[kind] = sum(1 for e in logged if e.get("event") == kind and not e.get("final"))
+        self._summaries_logged = {e.get("after_segment") for e in logged if e.get("event") == "summary"}
+        self.engine = Hierarchy(
+            clip_seconds=self.clip_seconds,
+            segment_seconds=self.segment_seconds,
+            segment=self._step("segment") if "segment" in lv else None,
+            video=self._step("video") if "video" in lv else None,
+            batch_size=1,  # each segment described as soon as its window closes
+            segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
+            known_segments=known,
+        )
+        assert self.store is not None
+        i = 0
+        while (entry := self.store.get(_clip_key(i))) is not None:
+            r = entry.rows
+            self._add(Caption(r["start"], r["end"], r["text"]), entry.arrays["feature"], r["skipped"], None, None)
+            i += 1
+
+    def _start_reader(self, start_at: float) -> None:
+        base = self.session.get("base") if self.source.recorded else None
+
+        def note(kind: str, info: dict[str, Any]) -> None:
+            with self._cond:
+                self._notes.append({"event": kind, **info})
+
+        self._frames = FrameSource(self.source, idle=self.opts.idle, reconnect=self.opts.reconnect, stop=self._stop,
+                                   start_at=start_at, base=base, on_event=note)  # fmt: skip
+        self._windower = Windower(
+            self.clip_seconds, self.num_frames, self.opts.min_tail_seconds, first_index=len(self._clips)
+        )
+        threading.Thread(target=self._read, name="videorecap-live-reader", daemon=True).start()
+
+    # ---- reader thread ---------------------------------------------------------------------------------------------
+    def _read(self) -> None:
+        frames, windower = self._frames, self._windower
+        assert frames is not None and windower is not None
+        try:
+            first = True
+            for f in frames.frames():
+                if first:
+                    first = False
+                    windower.eps, windower.rotation = frames.eps, int(frames.meta.get("rotation", 0))
+                    if self.source.recorded and self.session.get("base") is None:
+                        self.session["base"] = frames.base
+                        self.session["meta"] = frames.meta
+                        fileio.write_json(self.out / SESSION_FILE, self.session)
+                if self.opts.duration is not None and f.t >= self.opts.duration:
+                    self._end_reason = "duration"
+                    break
+                self._latest_t = f.t
+                for w in windower.push(f):
+                    self._put(w)
+                if self._stop.is_set():
+                    break
+            if self._end_reason is None:
+                self._end_reason = frames.ended or "eof"
+        except BaseException as e:  # noqa: BLE001 - handed to the captioning thread
+            self._reader_error = e
+        finally:
+            with self._cond:
+                self._reader_done = True
+                self._cond.notify_all()
+
+    def _put(self, w: LiveWindow) -> None:
+        x = eval_transform(w.frames, self.image_size) if w.frames is not None else None  # (3, T, S, S)
+        with self._cond:
+            if self.lag_policy == "queue":
+                while len(self._queue) >= self.opts.max_queue and not self._stop.is_set():
+                    self._cond.wait(0.1)
+            self._queue.append((w, x))
+            self._cond.notify_all()
+
+    # ---- captioning thread -----------------------------------------------------------------------------------------
+    def _take(self) -> list[tuple[LiveWindow, torch.Tensor | None]] | None:
+        """The next windows to caption (up to a batch), or None when the reader is done and nothing is queued."""
+        with self._cond:
+            while not self._queue and not self._reader_done and not self._notes:
+                self._cond.wait(0.2)
+            notes, self._notes = self._notes, []
+            if self.lag_policy == "drop":
+                now = time.monotonic()
+                while len(self._queue) > 1 and now - self._queue[0][0].ready > self.opts.max_lag:
+                    w, _ = self._queue.popleft()
+                    w.skipped, w.frames = "lag", None
+                    self._dropped += 1
+                    notes.append({"_window": (w, None)})
+            batch = []
+            while self._queue and len(batch) < self.opts.batch_size:
+                batch.append(self._queue.popleft())
+            self._cond.notify_all()
+        for n in notes:
+            if "_window" in n:
+                self._caption([n["_window"]])
+            else:
+                self._emit(n)
+        if not batch and self._reader_done and not self._queue:
+            return None
+        return batch
+
+    def _consume(self) -> None:
+        while (batch := self._take()) is not None:
+            if batch:
+                self._caption(batch)
+
+    def _caption(self, batch: list[tuple[LiveWindow, torch.Tensor | None]]) -> None:
+        """Caption a batch of windows (skipped ones get none) and feed the engine in time order."""
+        todo = [(w, x) for w, x in batch if w.skipped is None and x is not None]
+        texts: dict[int, tuple[str, np.ndarray]] = {}
+        if todo:
+            out, feats = caption_clips(self.cap, [x for _, x in todo], self._decode_cfg("clip"), self.device)
+            for (w, _), text, feat in zip(todo, out, feats, strict=True):
+                texts[w.index] = (text, feat)
+        now = time.monotonic()
+        for w, _ in batch:
+            if w.index in texts:
+                text, feat = texts[w.index]
+                skipped = None
+            else:
+                text, skipped = "", w.skipped or "gap"
+                # a skipped window keeps the feature rows aligned with the windows: it repeats the last one
+                feat = self._last_feature if self._last_feature is not None else np.zeros(self.width, np.float32)
+            self._lag = now - w.ready
+            self._add(Caption(w.start, w.end, text), feat, skipped, w.ready, now)
+
+    def _add(
+        self, clip: Caption, feat: np.ndarray, skipped: str | None, ready: float | None, done: float | None
+    ) -> None:
+        """One clip result: stored, emitted, fed to the engine; segments and summaries it makes are emitted."""
+        assert self.engine is not None and self.store is not None
+        i = len(self._clips)
+        if ready is not None:  # a new result (not a replayed one): stored before it is emitted
+            row = {**clip.to_dict(), "skipped": skipped}
+            self.store.put(_clip_key(i), arrays={"feature": np.asarray(feat, np.float32)}, rows=row)
+        self._clips.append((clip, skipped is not None))
+        self._last_feature = np.asarray(feat, np.float32)
+        if i >= self._logged["clip"]:
+            ev: dict[str, Any] = {"event": "clip", "index": i, **clip.to_dict()}
+            if skipped:
+                ev["skipped"] = skipped
+            if ready is not None and done is not None:
+                ev["latency"] = round(done - ready, 3)
+            self._emit(ev)
+        for seg in self.engine.add_clip(clip.start, clip.end, clip.text, feat):
+            self._segment_event(seg, time.monotonic() - ready if ready is not None else None)
+
+    def _segment_event(self, seg: Caption, latency: float | None) -> None:
+        assert self.engine is not None
+        k = len(self.engine.segments) - 1
+        if k >= self._logged["segment"]:
+            ev: dict[str, Any] = {"event": "segment", "index": k, **seg.to_dict()}
+            if latency is not None:
+                ev["latency"] = round(latency, 3)
+            self._emit(ev)
+        if self.engine.video_step is not None and self.opts.rolling_summary and k not in self._summaries_logged:
+            s = self.engine.summary()
+            self._emit({"event": "summary", "after_segment": k, "final": False, **s.to_dict()})
+
+    def _emit(self, ev: dict[str, Any]) -> None:
+        ev = {**ev, "part": self.part, "wall": round(time.time(), 3)}
+        self._events_file.write(json.dumps(ev, ensure_ascii=False) + "\n")
+        self._events_file.flush()
+        if ev["event"] == "clip":
+            fileio.write_text(self.out / "clips.vtt", to_vtt(self._shown_clips(), narrator=self.opts.narrator))
+        elif ev["event"] == "segment" and self.engine is not None:
+            segs = to_vtt(self.engine.segments, chapters=True, narrator=self.opts.narrator)
+            fileio.write_text(self.out / "segments.vtt", segs)
+        for listener in self.listeners:
+            listener(ev)
+
+    def _shown_clips(self) -> list[Caption]:
+        return [c for c, skipped in self._clips if not skipped]
+
+    # ---- the end ---------------------------------------------------------------------------------------------------
+    def _finish(self) -> SessionEnd:
+        frames, windower = self._frames, self._windower
+        assert frames is not None and windower is not None and self.engine is not None
+        reason = self._end_reason or "stopped"
+        duration = self._duration(reason)
+        if self._clips:
+            duration = max(duration, self._clips[-1][0].end)
+        rest = windower.finish(duration, time.monotonic()) if self._reader_done else []
+        if rest:
+            self._caption([(w, eval_transform(w.frames, self.image_size) if w.frames is not None else None)
+                           for w in rest])  # fmt: skip
+        if not self._clips:
+            raise InputError(f"{self.source.text}: the stream ended before its first frame; nothing was captioned")
+        for seg in self.engine.finish(duration):
+            self._segment_event(seg, None)
+        summary = self.engine.summary() if self.engine.video_step is not None else None
+        if summary is not None:
+            self._emit({"event": "summary", "after_segment": len(self.engine.segments) - 1, "final": True,
+                        **summary.to_dict()})  # fmt: skip
+        result = self._result(duration, summary)
+        self._events_file.close()
+        self._events_file = None
+        video_src = None
+        if not self.source.recorded:
+            video_src = self.source.text if self.source.text.startswith(("http://", "https://")) else ""
+        outputs = write_outputs(result, self.out, narrator=self.opts.narrator, video_src=video_src)
+        self._events_file = open(self.out / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in run
+        self._emit({"event": "end", "reason": reason, "duration": duration, "clips": len(result.clips),
+                    "segments": len(result.segments), "skipped": self._dropped_total()})  # fmt: skip
+        error = self._reader_error
+        if error is not None and not isinstance(error, VideoRecapError):
+            raise error
+        return SessionEnd(reason, result, outputs, error)
+
+    def _dropped_total(self) -> int:
+        return sum(1 for _, skipped in self._clips if skipped)
+
+    def _duration(self, reason: str) -> float:
+        frames = self._frames
+        assert frames is not None
+        if reason == "duration" and self.opts.duration is not None:
+            return self.opts.duration
+        if self.source.recorded and reason in ("eof", "idle", "marker"):
+            from videorecap.errors import VideoError
+            from videorecap.video.io import probe
+
+            try:  # the whole file is there now: the duration `caption` would use
+                return probe(self.source.text).duration
+            except VideoError as e:
+                logger.warning("%s: %s; ending at the last frame", self.source.text, e)
+        return stream_end(frames.last_time, frames.frame_interval)
+
+    def _result(self, duration: float, summary: Caption | None) -> CaptionResult:
+        meta = self.session.get("meta") or (self._frames.meta if self._frames is not None else {}) or {}
+        clips = self._shown_clips()
+        covered = None
+        if any(skipped for _, skipped in self._clips):
+            covered = []
+            for c, skipped in self._clips:
+                if skipped:
+                    continue
+                if covered and abs(covered[-1][1] - c.start) < 1e-9:
+                    covered[-1][1] = c.end
+                else:
+                    covered.append([c.start, c.end])
+        assert self.engine is not None
+        lv = list(self.opts.levels)
+        return CaptionResult(
+            video=VideoMeta(
+                id=_video_id(self.source),
+                path=self.source.text if self.source.recorded else "",
+                duration=duration,
+                fps=meta.get("fps"),
+                width=meta.get("width"),
+                height=meta.get("height"),
+                rotation=int(meta.get("rotation") or 0) % 360,
+                start_time=float(meta.get("start_time") or 0.0),
+                codec=meta.get("codec"),
+                partial=covered is not None,
+                covered=covered,
+            ),
+            clips=clips,
+            segments=self.engine.segments,
+            summary=summary,
+            model=describe_model(self.cap, lv),
+            decoding={**self.opts.decode.to_dict(), "max_new_tokens": {x: self._max_tokens(x) for x in lv}},
+            windows={"clip": self.clip_seconds, "segment": self.segment_seconds},
+            levels=lv,
+        )
+
+
+def _clip_key(i: int) -> str:
+    return f"clip-{i:07d}"
+
+
+def _video_id(source: Source) -> str:
+    if source.kind == "file":
+        return Path(source.text).stem
+    if source.kind == "stdin":
+        return "stdin"
+    return source.text.rstrip("/").rsplit("/", 1)[-1] or "live"
+
+
+def _options_dict(opts: LiveOptions) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(opts)
+    d["decode"] = opts.decode.to_dict()
+    d["levels"] = list(opts.levels)
+    return d
+
+
+def read_session(out: Path) -> dict[str, Any]:
+    """session.json of a live session folder."""
+    p = out / SESSION_FILE
+    if not p.is_file():
+        raise InputError(f"--resume {out}: no {SESSION_FILE}: not a live session folder")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{p}: unreadable ({e})") from None
