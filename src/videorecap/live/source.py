@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "udp", "tcp", "srt", "rtp")
 END_MARKER_SUFFIX = ".done"  # `SOURCE.done` appearing means the writer has finished the file
+PROBE_MICROSECONDS = 500_000  # how much of a live source FFmpeg reads to learn its format (see FrameSource._open)
+PROBE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,9 @@ class FollowFile(io.RawIOBase):
         return True
 
     def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
+        # Not seekable on purpose: FFmpeg seeks a seekable input to its end to estimate the duration, and at the
+        # end of a growing file reading waits for the rest of it: the first frame would come at the end.
+        return False
 
     def readinto(self, buffer: Any) -> int:
         while True:
@@ -158,8 +156,9 @@ class FrameSource:
         reconnect: network sources: keep trying to (re)connect for this many seconds after the source is lost
             (0: end at the first loss).
         stop: set from another thread to end the frames soon.
-        start_at: the timeline time of the first frame of a new part of a network session (`--resume`); for a
-            file, the moment the caller needs frames from (earlier ones may be skipped by a seek).
+        start_at: the timeline time of the first frame of a new part of a network session (`--resume`). A resumed
+            file is decoded from its start again (it is read as a stream, see `FollowFile.seekable`; decoding is
+            far cheaper than captioning) and keeps its timeline (`base`).
         base: the raw stream time of timeline 0 of an earlier part (a resumed file keeps its timeline).
         on_event: called with ("disconnect" | "reconnect", details) for the session's event log.
     """
@@ -195,16 +194,19 @@ class FrameSource:
     # ---- opening ----------------------------------------------------------------------------------------------
     def _open(self) -> av.container.InputContainer:
         src = self.source
+        # FFmpeg reads up to 5 s (and 5 MB) of a stream to learn its format before the first frame: on a live
+        # source that is 5 s of latency. Half a second is enough for the formats a live source sends.
+        probe = {"analyzeduration": str(PROBE_MICROSECONDS), "probesize": str(PROBE_BYTES)}
         if src.kind == "file":
             self._follow = FollowFile(Path(src.text), self.idle, self.stop)
-            return av.open(self._follow, format=src.format)
+            return av.open(self._follow, format=src.format, options=probe)
         if src.kind == "stdin":
-            return av.open(sys.stdin.buffer, format=src.format)
+            return av.open(sys.stdin.buffer, format=src.format, options=probe)
         if src.kind == "device":
             return av.open(src.text, format=src.format)
         timeout = max(1.0, min(self.idle, 30.0))
         try:
-            return av.open(src.text, format=src.format, timeout=(timeout, timeout))
+            return av.open(src.text, format=src.format, options=probe, timeout=(timeout, timeout))
         except av.error.ProtocolNotFoundError:
             raise InputError(
                 f"{src.text}: the bundled FFmpeg has no {urlsplit(src.text).scheme}:// protocol; relay the stream "
@@ -279,14 +281,8 @@ class FrameSource:
         self.frame_interval = 1.0 / float(rate) if rate else 0.0
         start = float(stream.start_time * tb) if stream.start_time is not None and stream.time_base else None
         rebase = self._last_t is not None or (self.base is None and self.start_at > 0)  # a new connection or part
-        if self.source.kind == "file" and self.base is not None and self.start_at > 10.0:
-            # a resumed file: decode from the key frame before the moment needed, not from the start
-            try:
-                container.seek(int((self.base + self.start_at - 2.0) / tb), stream=stream, backward=True)
-            except (av.error.FFmpegError, OSError) as e:
-                logger.debug("%s: seek failed (%s); decoding from the start", self.source.text, e)
         first = True
-        for frame in container.decode(stream):
+        for frame in _decoded(container, stream):
             arrived = time.monotonic()
             raw = frame.time
             if raw is None:  # no timestamps: the wall clock
@@ -319,7 +315,7 @@ class FrameSource:
                         "start_time": self.base if self.base is not None else 0.0,
                     }
             if self._last_t is not None and t + self.eps < self._last_t:
-                continue  # out-of-order leftover (after a seek)
+                continue  # out of order: dropped, as the file reader does
             self._last_t, self._last_arrived = t, arrived
             yield LiveFrame(t, frame, arrived)
 
@@ -327,6 +323,22 @@ class FrameSource:
     def last_time(self) -> float | None:
         """The timeline time of the last frame given out."""
         return self._last_t
+
+
+def _decoded(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """The stream's frames; when the input breaks (a network stream cut off), the frames still inside the decoder
+    come out before the error is raised, so nothing that arrived is lost."""
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()  # the last, empty packet flushes the decoder at a normal end
+    except (av.error.FFmpegError, OSError):
+        try:
+            for frame in stream.codec_context.decode(None):
+                frame.time_base = stream.time_base  # frames drained by hand carry no time base
+                yield frame
+        except av.error.FFmpegError:
+            pass
+        raise
 
 
 def stream_end(last_t: float | None, frame_interval: float) -> float:

@@ -1,0 +1,139 @@
+"""Live sessions on real streams from another process: a file appended in real time, an HTTP MPEG-TS stream that
+disconnects once; events, their order and times, and the final outputs against `caption` on the recording."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DURATION, SEGMENT_SECONDS, start_stream
+
+from videorecap.live.session import LiveOptions, LiveSession
+from videorecap.results import load
+
+SPEED = 3.0  # the writer and the server run at 3x real time: the stream takes 7.5 s
+
+
+def _events(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "live.jsonl").read_text().splitlines()]
+
+
+def _check_order(events: list[dict]) -> None:
+    """start first, end last; clips in window order; a segment only after the clip that closes it; a rolling
+    summary right after each segment, over what exists so far."""
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    clips = [e for e in events if e["event"] == "clip"]
+    assert [c["index"] for c in clips] == list(range(len(clips)))
+    assert all(a["end"] == b["start"] for a, b in zip(clips, clips[1:], strict=False))
+    last_clip_end = 0.0
+    for i, e in enumerate(events):
+        if e["event"] == "clip":
+            last_clip_end = e["end"]
+        elif e["event"] == "segment":
+            assert e["end"] <= last_clip_end + 1e-9  # described once the stream passed its end
+            nxt = events[i + 1]
+            assert nxt["event"] == "summary" and nxt["after_segment"] == e["index"]
+            assert nxt["start"] == 0.0 and nxt["end"] == last_clip_end
+    walls = [e["wall"] for e in events]
+    assert walls == sorted(walls)
+
+
+def test_growing_file_events_and_equal_to_caption(tmp_path: Path, recording: Path, captioner, reference) -> None:
+    src = tmp_path / "growing.ts"
+    src.touch()
+    writer = start_stream("append", recording, src, SPEED)
+    t0 = time.monotonic()
+    try:
+        session = LiveSession(str(src), captioner, tmp_path / "out", LiveOptions(segment_seconds=SEGMENT_SECONDS))
+        end = session.run()
+    finally:
+        writer.wait(30)
+    elapsed = time.monotonic() - t0
+    assert end.reason == "marker"
+    events = _events(tmp_path / "out")
+    _check_order(events)
+    clips = [e for e in events if e["event"] == "clip"]
+    # live: clips come while the file grows, not all at the end (the stream lasts DURATION / SPEED = 7.5 s)
+    first_clip_at = clips[0]["wall"] - events[0]["wall"]
+    assert first_clip_at < elapsed - 2.0
+    assert all(0 <= c["latency"] < 20 for c in clips)  # generous: the benchmark measures latency
+    # the final outputs equal `caption`'s on the finished recording
+    result = load(tmp_path / "out" / "captions.json")
+    assert result.clips == reference.clips and result.segments == reference.segments
+    assert result.summary == reference.summary and result.video.duration == pytest.approx(DURATION)
+    assert [(c["start"], c["end"], c["text"]) for c in clips] == [(c.start, c.end, c.text) for c in reference.clips]
+    segs = [e for e in events if e["event"] == "segment"]
+    assert [(s["start"], s["end"], s["text"]) for s in segs] == [(s.start, s.end, s.text) for s in reference.segments]
+    final = [e for e in events if e["event"] == "summary" and e["final"]]
+    assert len(final) == 1 and final[0]["text"] == reference.summary.text
+    # the growing VTT files end as caption's
+    assert (tmp_path / "out" / "clips.vtt").read_text().count("-->") == len(reference.clips)
+
+
+def test_network_stream_disconnect_reconnect_and_finish(tmp_path: Path, recording: Path, captioner) -> None:
+    server = start_stream("serve", recording, SPEED, 9.0)  # the first connection is cut at 9 s of stream time
+    try:
+        port = int(server.stdout.readline())
+        opts = LiveOptions(segment_seconds=SEGMENT_SECONDS, reconnect=2.0, idle=3.0, lag="queue")
+        end = LiveSession(f"http://127.0.0.1:{port}/stream.ts", captioner, tmp_path / "out", opts).run()
+    finally:
+        server.wait(30)
+    assert end.reason == "disconnected"  # the server went away for good: reconnecting gave up after 2 s, cleanly
+    events = _events(tmp_path / "out")
+    _check_order(events)
+    kinds = [e["event"] for e in events]
+    assert "disconnect" in kinds and "reconnect" in kinds
+    assert kinds.index("disconnect") < kinds.index("reconnect")
+    clips = [e for e in events if e["event"] == "clip"]
+    before = [c for c in clips if c["wall"] < events[kinds.index("reconnect")]["wall"]]
+    after = [c for c in clips if c["wall"] > events[kinds.index("reconnect")]["wall"]]
+    assert before and after  # captions on both sides of the reconnect, one timeline
+    # stream times, not wall clock (the session joined the live stream a moment after it started)
+    assert DURATION - 3.0 < clips[-1]["end"] <= DURATION
+    result = load(tmp_path / "out" / "captions.json")
+    assert len(result.clips) + sum(1 for c in clips if c.get("skipped")) == len(clips)
+    assert result.segments and result.summary is not None
+
+
+def test_resume_of_a_finished_session_is_refused(tmp_path: Path, recording: Path, captioner) -> None:
+    src = tmp_path / "r.ts"
+    shutil.copy(recording, src)
+    Path(str(src) + ".done").touch()
+    out = tmp_path / "out"
+    LiveSession(str(src), captioner, out, LiveOptions(levels="clip")).run()
+    from videorecap.errors import InputError
+
+    with pytest.raises(InputError, match="already ended"):
+        LiveSession(None, captioner, out, resume=True).run()
+    with pytest.raises(InputError, match="--resume"):
+        LiveSession(str(src), captioner, out, LiveOptions(levels="clip")).run()
+
+
+def test_drop_policy_skips_late_windows_and_marks_them(tmp_path: Path, recording: Path, captioner) -> None:
+    """A model slower than the stream: with --lag drop the windows that waited too long are skipped, recorded as
+    skipped events and left out of captions.json (video.covered lists what was captioned)."""
+    src = tmp_path / "d.ts"
+    shutil.copy(recording, src)
+    Path(str(src) + ".done").touch()
+    session = LiveSession(str(src), captioner, tmp_path / "out",
+                          LiveOptions(levels="clip", lag="drop", max_lag=0.3, batch_size=1))  # fmt: skip
+    real = session._caption
+    slow = threading.Event()
+
+    def slow_caption(batch):  # noqa: ANN001, ANN202 - the model made 1 s slower per window
+        if not slow.is_set():
+            slow.set()
+            time.sleep(1.0)
+        return real(batch)
+
+    session._caption = slow_caption  # the file is read at once: every window but the newest waits > 0.3 s
+    end = session.run()
+    events = _events(tmp_path / "out")
+    skipped = [e for e in events if e["event"] == "clip" and e.get("skipped")]
+    assert skipped and all(e["skipped"] == "lag" for e in skipped)
+    assert end.result.video.partial and len(end.result.clips) == 6 - len(skipped)
+    assert session.status()["dropped"] == len(skipped)
