@@ -184,16 +184,35 @@ class CDP:
 def _open_page(root: Path, result: CaptionResult, *, via: str = "http", **write_kwargs: Any) -> Iterator[CDP]:
     """Write the outputs of `result` to root/out and open out/index.html in Chromium: from disk (`via="file"`) or
     served over HTTP from root. Waits until the video's metadata is loaded, or the video failed."""
-    exe = _chromium()
     write_outputs(result, root / "out", **write_kwargs)  # the page refers to ../video.webm
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _RangeHandler(*a, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
+    try:
+        with chromium(root / "profile") as cdp:
+            url = (root / "out" / "index.html").as_uri() if via == "file" else f"http://127.0.0.1:{port}/out/index.html"
+            cdp.send("Page.navigate", url=url)
+            cdp.wait_event("Page.loadEventFired")
+            # wait for the video's metadata so seeks are real (or for the error of a video Chromium cannot play)
+            cdp.eval(
+                "new Promise(r => { const v = document.getElementById('player');"
+                " if (v.readyState >= 1 || v.error) r(); else { v.addEventListener('loadedmetadata', r);"
+                " v.addEventListener('error', r); } })"
+            )
+            yield cdp
+    finally:
+        server.shutdown()
 
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[CDP]:
+    """A headless Chromium on about:blank, driven over DevTools (skips, or fails, without Chromium; see `_chromium`).
+    tests/live drives its page with it too."""
+    exe = _chromium()
     args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
     args += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
     args += ["--mute-audio", "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900"]
-    args += [f"--user-data-dir={root / 'profile'}", "--remote-debugging-port=0", "about:blank"]
+    args += [f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cdp = None
     try:
@@ -212,15 +231,6 @@ def _open_page(root: Path, result: CaptionResult, *, via: str = "http", **write_
         cdp = CDP(targets[0]["webSocketDebuggerUrl"])
         for domain in ("Page", "Runtime", "Log"):
             cdp.send(f"{domain}.enable")
-        url = (root / "out" / "index.html").as_uri() if via == "file" else f"http://127.0.0.1:{port}/out/index.html"
-        cdp.send("Page.navigate", url=url)
-        cdp.wait_event("Page.loadEventFired")
-        # wait for the video's metadata so seeks are real (or for the error of a video Chromium cannot play)
-        cdp.eval(
-            "new Promise(r => { const v = document.getElementById('player');"
-            " if (v.readyState >= 1 || v.error) r(); else { v.addEventListener('loadedmetadata', r);"
-            " v.addEventListener('error', r); } })"
-        )
         yield cdp
     finally:
         if cdp is not None:
@@ -230,7 +240,6 @@ def _open_page(root: Path, result: CaptionResult, *, via: str = "http", **write_
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-        server.shutdown()
 
 
 @pytest.fixture(scope="module", params=["file", "http"])

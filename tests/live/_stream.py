@@ -9,6 +9,7 @@ serve SRC SPEED DROP_AT: serve SRC as a live MPEG-TS stream over HTTP on 127.0.0
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -16,6 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+
+DURATION = 22.5  # the tests' recording: 6 clip windows (the last one 2.5 s), 3 segment windows of 8 s (the last 6.5 s)
+SEGMENT_SECONDS = 8.0
+
+
+def start_stream(*args: object) -> subprocess.Popen:
+    """This file run as a separate process (a writer appending a file, or an HTTP stream server)."""
+    return subprocess.Popen([sys.executable, __file__, *map(str, args)], stdout=subprocess.PIPE, text=True)
 
 
 def packets(src: str) -> list[tuple[int, float]]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _stream import DURATION, SEGMENT_SECONDS
 
 from videorecap.video.testing import make_video
-
-HERE = Path(__file__).parent
-DURATION = 22.5  # 6 clip windows (the last one 2.5 s), 3 segment windows of 8 s (the last one 6.5 s)
-SEGMENT_SECONDS = 8.0
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +34,3 @@ def reference(recording: Path, captioner):  # noqa: ANN001, ANN201 - the Caption
     from videorecap.pipeline import CaptionOptions, caption_video
 
     return caption_video(recording, captioner, CaptionOptions(segment_seconds=SEGMENT_SECONDS))
-
-
-def start_stream(*args: object) -> subprocess.Popen:
-    """tests/live/_stream.py in a separate process (a writer appending a file, or an HTTP stream server)."""
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "_stream.py"), *map(str, args)], stdout=subprocess.PIPE, text=True
-    )

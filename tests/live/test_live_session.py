@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DURATION, SEGMENT_SECONDS, start_stream
+from _stream import DURATION, SEGMENT_SECONDS, start_stream
 
 from videorecap.live.session import LiveOptions, LiveSession
 from videorecap.results import load

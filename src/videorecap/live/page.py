@@ -14,7 +14,7 @@ from videorecap.httpserve import App, EventStream, Request, Response, Server, js
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>videorecap live</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <style>
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0; color: #222; }
 header { padding: .6em 1em; background: #223; color: #eee; display: flex; gap: 1.5em; align-items: baseline; }

@@ -471,6 +471,9 @@ class LiveSession:
             self._caption([(w, eval_transform(w.frames, self.image_size) if w.frames is not None else None)
                            for w in rest])  # fmt: skip
         if not self._clips:
+            self._forget()  # nothing to resume: the same -o can be used again at once
+            if self._reader_error is not None:
+                raise self._reader_error
             raise InputError(f"{self.source.text}: the stream ended before its first frame; nothing was captioned")
         for seg in self.engine.finish(duration):
             self._segment_event(seg, None)
@@ -492,6 +495,16 @@ class LiveSession:
         if error is not None and not isinstance(error, VideoRecapError):
             raise error
         return SessionEnd(reason, result, outputs, error)
+
+    def _forget(self) -> None:
+        """Remove the files of a session that captioned nothing."""
+        if self._events_file is not None:
+            self._events_file.close()
+            self._events_file = None
+        for name in (EVENTS_FILE, SESSION_FILE):
+            (self.out / name).unlink(missing_ok=True)
+        if self.store is not None:
+            self.store.clear()
 
     def _dropped_total(self) -> int:
         return sum(1 for _, skipped in self._clips if skipped)

@@ -1,0 +1,111 @@
+"""`videorecap live` as a process: Ctrl-C finalisation, kill -9 then --resume, a stream on stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _stream import SEGMENT_SECONDS, start_stream
+
+from videorecap.cli import main
+from videorecap.results import load
+
+
+def _live(*args: object, **kw: object) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "videorecap", "live", *map(str, args), "--model", "recap-synth",
+           "--segment-seconds", str(SEGMENT_SECONDS), "--no-status"]  # fmt: skip
+    # SIGINT back to its default in the child: a test run started in the background of a non-interactive shell
+    # inherits SIGINT ignored
+    return subprocess.Popen(cmd, env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)  # fmt: skip
+
+
+def _events(out: Path) -> list[dict]:
+    p = out / "live.jsonl"
+    if not p.is_file():
+        return []
+    return [json.loads(x) for x in p.read_text().splitlines() if x.endswith("}")]
+
+
+def _wait_for_clips(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(e["event"] == "clip" for e in _events(out)) < n:
+        assert proc.poll() is None, "the session ended early"
+        assert time.monotonic() < deadline, "no clip events"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_finishes_with_the_final_outputs(tmp_path: Path, recording: Path, reference) -> None:
+    src, out = tmp_path / "g.ts", tmp_path / "out"
+    src.touch()
+    writer = start_stream("append", recording, src, 1.5)
+    proc = _live(src, "-o", out, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for_clips(out, 2, proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        writer.kill()
+    assert proc.returncode == 130
+    events = _events(out)
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "interrupted"
+    result = load(out / "captions.json")  # the outputs of `caption`, over what was read before Ctrl-C
+    assert 2 <= len(result.clips) < len(reference.clips)
+    assert result.clips[:-1] == reference.clips[: len(result.clips) - 1]  # the last window is cut at the stop
+    assert result.summary is not None and (out / "index.html").is_file() and (out / "summary.md").is_file()
+    assert "clip: " in stdout and "interrupted" in stdout
+
+
+def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, recording: Path, reference) -> None:
+    src, out = tmp_path / "g.ts", tmp_path / "out"
+    src.touch()
+    writer = start_stream("append", recording, src, 3.0)
+    proc = _live(src, "-o", out, stdout=subprocess.DEVNULL)
+    try:
+        _wait_for_clips(out, 2, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        writer.wait(30)
+    killed = _events(out)
+    assert killed[-1]["event"] != "end"
+    assert main(["live", "--resume", str(out), "--no-status"]) == 0  # the model and options come from the session
+    events = _events(out)
+    assert events[: len(killed)] == killed  # the log only grows
+    clips = [e for e in events if e["event"] == "clip"]
+    assert [c["index"] for c in clips] == list(range(len(reference.clips)))  # each window exactly once
+    segs = [e for e in events if e["event"] == "segment"]
+    assert [s["index"] for s in segs] == list(range(len(reference.segments)))
+    assert [e["part"] for e in events if e["event"] == "start"] == [1, 2]
+    result = load(out / "captions.json")
+    assert result.clips == reference.clips and result.segments == reference.segments
+    assert result.summary == reference.summary
+
+
+def test_stdin_stream(tmp_path: Path, recording: Path, reference) -> None:
+    out = tmp_path / "out"
+    with open(recording, "rb") as f:
+        proc = _live("-", "-o", out, "--levels", "clip", stdin=f, stdout=subprocess.PIPE, text=True)
+        stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout
+    result = load(out / "captions.json")
+    assert [c.text for c in result.clips] == [c.text for c in reference.clips]
+    spans = [t for c in result.clips for t in (c.start, c.end)]
+    assert spans == pytest.approx([t for c in reference.clips for t in (c.start, c.end)])
+
+
+def test_a_missing_source_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["live", str(tmp_path / "nope.ts"), "--model", "recap-synth", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file" in err[0]
+    assert main(["live", "srt://127.0.0.1:9", "--model", "recap-synth", "-o", str(tmp_path / "o2"),
+                 "--reconnect", "0"]) == 2  # fmt: skip
+    assert "protocol" in capsys.readouterr().err
