@@ -38,6 +38,7 @@ from videorecap.commands._options import (
     add_min_tail_argument,
     add_output_argument,
     add_wait_argument,
+    field_default,
     positive_float,
     positive_int,
     prepare_output_dir,
@@ -69,24 +70,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-rolling-summary", action="store_true", help="no summary after each segment, only at the end")
     s = p.add_argument_group("the stream")
     s.add_argument("--format", help="FFmpeg input format to force (e.g. mpegts for a pipe FFmpeg cannot probe)")
-    s.add_argument("--idle", type=positive_float, default=10.0, metavar="SECONDS",
+    s.add_argument("--idle", type=positive_float, default=_default("idle"), metavar="SECONDS",
                    help="a file that has not grown (or a network read that got nothing) for this long ends the "
-                   "stream, or starts a reconnect (default: 10)")  # fmt: skip
-    s.add_argument("--reconnect", type=float, default=0.0, metavar="SECONDS",
+                   f"stream, or starts a reconnect (default: {_default('idle'):g})")  # fmt: skip
+    s.add_argument("--reconnect", type=float, default=_default("reconnect"), metavar="SECONDS",
                    help="network sources: after a disconnect, try again with backoff for this long, then finish "
-                   "(default: 0, finish at once)")  # fmt: skip
+                   f"(default: {_default('reconnect'):g}, finish at once)")  # fmt: skip
     s.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this much stream time")
-    s.add_argument("--lag", choices=["auto", "queue", "drop"], default="auto",
+    s.add_argument("--lag", choices=["auto", "queue", "drop"], default=_default("lag"),
                    help="when the model is slower than the stream: queue = caption every window (reading waits), "
                    "drop = skip windows that waited over --max-lag (marked skipped); auto = drop for network "
                    "sources and devices, queue for files and stdin (default)")  # fmt: skip
-    s.add_argument("--max-lag", type=positive_float, default=10.0, metavar="SECONDS",
-                   help="with --lag drop: the longest a window may wait (default: 10)")  # fmt: skip
+    s.add_argument(
+        "--max-lag",
+        type=positive_float,
+        default=_default("max_lag"),
+        metavar="SECONDS",
+        help=f"with --lag drop: the longest a window may wait (default: {_default('max_lag'):g})",
+    )
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
     add_max_tokens_argument(d)
-    d.add_argument("--batch-size", type=positive_int, default=8, help="clip windows per model call at most, when "
-                   "several are waiting (default: 8)")  # fmt: skip
+    d.add_argument("--batch-size", type=positive_int, default=_default("batch_size"), help="clip windows per model "
+                   f"call at most, when several are waiting (default: {_default('batch_size')})")  # fmt: skip
     o = p.add_argument_group("outputs")
     o.add_argument("--narrator", choices=NARRATORS, default="c", help="how subtitles and pages write '#C C ...' "
                    "(as for caption; default: c)")  # fmt: skip
@@ -95,6 +101,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-status", action="store_true", help="no status line on stderr")
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     add_wait_argument(p)
+
+
+def _default(name: str) -> Any:
+    from videorecap.live.session import LiveOptions
+
+    return field_default(LiveOptions, name)
 
 
 _MODEL_FLAGS = ("model", "clip_model", "segment_model", "video_model", "tokenizer")
