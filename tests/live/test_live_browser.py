@@ -37,7 +37,7 @@ def test_live_page_shows_captions_and_summary_as_they_arrive(tmp_path: Path, rec
         session = LiveSession(str(src), captioner, out, LiveOptions(segment_seconds=SEGMENT_SECONDS))
         server = serve_page(session, 0)
         ended: list = []
-        writer = start_stream("append", recording, src, 2.0)
+        writer = start_stream("append", recording, src, 3.0)
         runner = threading.Thread(target=lambda: ended.append(session.run()), daemon=True)
         runner.start()
         try:

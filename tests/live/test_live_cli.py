@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -33,26 +34,29 @@ def _events(out: Path) -> list[dict]:
     return [json.loads(x) for x in p.read_text().splitlines() if x.endswith("}")]
 
 
-def _wait_for_clips(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for(out: Path, kind: str, n: int, proc: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while sum(e["event"] == "clip" for e in _events(out)) < n:
+    while sum(e["event"] == kind for e in _events(out)) < n:
         assert proc.poll() is None, "the session ended early"
-        assert time.monotonic() < deadline, "no clip events"
+        assert time.monotonic() < deadline, f"no {kind} events"
         time.sleep(0.05)
 
 
 def test_ctrl_c_finishes_with_the_final_outputs(tmp_path: Path, recording: Path, reference) -> None:
     src, out = tmp_path / "g.ts", tmp_path / "out"
     src.touch()
-    writer = start_stream("append", recording, src, 1.5)
     proc = _live(src, "-o", out, stdout=subprocess.PIPE, text=True)
+    writer = None
     try:
-        _wait_for_clips(out, 2, proc)
+        _wait_for(out, "start", 1, proc)  # the stream starts once the session is up (a busy machine starts it slowly)
+        writer = start_stream("append", recording, src, 2.5)
+        _wait_for(out, "clip", 2, proc)
         proc.send_signal(signal.SIGINT)
         stdout, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
-        writer.kill()
+        if writer is not None:
+            writer.kill()
     assert proc.returncode == 130
     events = _events(out)
     assert events[-1]["event"] == "end" and events[-1]["reason"] == "interrupted"
@@ -66,15 +70,18 @@ def test_ctrl_c_finishes_with_the_final_outputs(tmp_path: Path, recording: Path,
 def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, recording: Path, reference) -> None:
     src, out = tmp_path / "g.ts", tmp_path / "out"
     src.touch()
-    writer = start_stream("append", recording, src, 3.0)
     proc = _live(src, "-o", out, stdout=subprocess.DEVNULL)
+    writer = None
     try:
-        _wait_for_clips(out, 2, proc)
+        _wait_for(out, "start", 1, proc)
+        writer = start_stream("append", recording, src, 3.0)
+        _wait_for(out, "clip", 2, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         proc.kill()
-        writer.wait(30)
+        if writer is not None:
+            writer.wait(30)
     killed = _events(out)
     assert killed[-1]["event"] != "end"
     assert main(["live", "--resume", str(out), "--no-status"]) == 0  # the model and options come from the session
@@ -90,12 +97,12 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, recording:
     assert result.summary == reference.summary
 
 
-def test_stdin_stream(tmp_path: Path, recording: Path, reference) -> None:
+def test_stdin_stream(tmp_path: Path, recording: Path, reference, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     with open(recording, "rb") as f:
-        proc = _live("-", "-o", out, "--levels", "clip", stdin=f, stdout=subprocess.PIPE, text=True)
-        stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stdout
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))  # `-` reads sys.stdin.buffer
+        argv = ["live", "-", "-o", str(out), "--model", "recap-synth", "--levels", "clip", "--no-status"]
+        assert main(argv) == 0
     result = load(out / "captions.json")
     assert [c.text for c in result.clips] == [c.text for c in reference.clips]
     spans = [t for c in result.clips for t in (c.start, c.end)]

@@ -15,7 +15,7 @@ from _stream import DURATION, SEGMENT_SECONDS, start_stream
 from videorecap.live.session import LiveOptions, LiveSession
 from videorecap.results import load
 
-SPEED = 3.0  # the writer and the server run at 3x real time: the stream takes 7.5 s
+SPEED = 4.0  # the writer and the server run at 4x real time: the stream takes 5.6 s
 
 
 def _events(out: Path) -> list[dict]:
@@ -57,7 +57,7 @@ def test_growing_file_events_and_equal_to_caption(tmp_path: Path, recording: Pat
     events = _events(tmp_path / "out")
     _check_order(events)
     clips = [e for e in events if e["event"] == "clip"]
-    # live: clips come while the file grows, not all at the end (the stream lasts DURATION / SPEED = 7.5 s)
+    # live: clips come while the file grows, not all at the end (the stream lasts DURATION / SPEED)
     first_clip_at = clips[0]["wall"] - events[0]["wall"]
     assert first_clip_at < elapsed - 2.0
     assert all(0 <= c["latency"] < 20 for c in clips)  # generous: the benchmark measures latency
@@ -78,11 +78,11 @@ def test_network_stream_disconnect_reconnect_and_finish(tmp_path: Path, recordin
     server = start_stream("serve", recording, SPEED, 9.0)  # the first connection is cut at 9 s of stream time
     try:
         port = int(server.stdout.readline())
-        opts = LiveOptions(segment_seconds=SEGMENT_SECONDS, reconnect=2.0, idle=3.0, lag="queue")
+        opts = LiveOptions(segment_seconds=SEGMENT_SECONDS, reconnect=1.0, idle=3.0, lag="queue")
         end = LiveSession(f"http://127.0.0.1:{port}/stream.ts", captioner, tmp_path / "out", opts).run()
     finally:
         server.wait(30)
-    assert end.reason == "disconnected"  # the server went away for good: reconnecting gave up after 2 s, cleanly
+    assert end.reason == "disconnected"  # the server went away for good: reconnecting gave up after 1 s, cleanly
     events = _events(tmp_path / "out")
     _check_order(events)
     kinds = [e["event"] for e in events]
@@ -137,3 +137,39 @@ def test_drop_policy_skips_late_windows_and_marks_them(tmp_path: Path, recording
     assert skipped and all(e["skipped"] == "lag" for e in skipped)
     assert end.result.video.partial and len(end.result.clips) == 6 - len(skipped)
     assert session.status()["dropped"] == len(skipped)
+
+
+def test_network_session_resumed_after_a_crash_is_a_new_part(tmp_path: Path, recording: Path, captioner) -> None:
+    """A crash mid-stream, then --resume: a network source cannot be replayed, so the session goes on as part 2,
+    whose timeline starts where the stored clips end; no window is emitted twice."""
+    server = start_stream("serve", recording, SPEED, 999.0)
+    out = tmp_path / "out"
+    try:
+        port = int(server.stdout.readline())
+
+        def crash(ev: dict) -> None:
+            if ev["event"] == "clip" and ev["index"] == 1:
+                raise RuntimeError("crash")
+
+        opts = LiveOptions(levels="clip,segment", segment_seconds=SEGMENT_SECONDS, lag="queue")
+        with pytest.raises(RuntimeError, match="crash"):
+            LiveSession(f"http://127.0.0.1:{port}/stream.ts", captioner, out, opts, listeners=[crash]).run()
+        LiveSession(None, captioner, out, resume=True).run()
+    finally:
+        server.kill()
+    events = _events(out)
+    starts = [e for e in events if e["event"] == "start"]
+    assert [s["part"] for s in starts] == [1, 2] and starts[1]["at"] == 8.0  # two clips stored: part 2 starts at 8 s
+    clips = [e for e in events if e["event"] == "clip"]
+    assert [c["index"] for c in clips] == list(range(len(clips))) and len(clips) > 2
+    assert [c["part"] for c in clips[:2]] == [1, 1] and {c["part"] for c in clips[2:]} == {2}
+    assert all(a["end"] == b["start"] for a, b in zip(clips, clips[1:], strict=False))  # one timeline
+    assert events[-1]["event"] == "end"
+
+
+def test_duration_ends_the_session_with_caption_windows(tmp_path: Path, recording: Path, captioner) -> None:
+    src = tmp_path / "d.ts"
+    shutil.copy(recording, src)  # complete, no end marker: --duration ends it, not --idle
+    end = LiveSession(str(src), captioner, tmp_path / "out", LiveOptions(levels="clip", duration=10.0)).run()
+    assert end.reason == "duration" and end.result.video.duration == 10.0
+    assert [(c.start, c.end) for c in end.result.clips] == [(0.0, 4.0), (4.0, 8.0), (8.0, 10.0)]

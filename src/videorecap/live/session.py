@@ -59,6 +59,7 @@ EVENTS_FILE = "live.jsonl"
 SESSION_FILE = "session.json"
 STORE_VERSION = 1
 LAG_POLICIES = ("auto", "queue", "drop")
+READER_GRACE_SECONDS = 5.0  # after stop(), how long the captioning thread waits for a reader stuck in a read
 
 
 @dataclass
@@ -167,6 +168,7 @@ class LiveSession:
         self._cond = threading.Condition()
         self._queue: collections.deque[tuple[LiveWindow, torch.Tensor | None]] = collections.deque()
         self._reader_done = False
+        self._stopped_at: float | None = None
         self._reader_error: BaseException | None = None
         self._end_reason: str | None = None
         self._frames: FrameSource | None = None
@@ -364,6 +366,12 @@ class LiveSession:
         with self._cond:
             while not self._queue and not self._reader_done and not self._notes:
                 self._cond.wait(0.2)
+                if self._stopped_at is None and self._stop.is_set():
+                    self._stopped_at = time.monotonic()
+                if self._stopped_at is not None and time.monotonic() - self._stopped_at > READER_GRACE_SECONDS:
+                    # a reader blocked in a read that never returns (stdin with no data): finish without it
+                    logger.warning("%s: the source did not stop in time; finishing without it", self.source.text)
+                    self._reader_done = True
             notes, self._notes = self._notes, []
             if self.lag_policy == "drop":
                 now = time.monotonic()
