@@ -173,3 +173,37 @@ def test_duration_ends_the_session_with_caption_windows(tmp_path: Path, recordin
     end = LiveSession(str(src), captioner, tmp_path / "out", LiveOptions(levels="clip", duration=10.0)).run()
     assert end.reason == "duration" and end.result.video.duration == 10.0
     assert [(c.start, c.end) for c in end.result.clips] == [(0.0, 4.0), (4.0, 8.0), (8.0, 10.0)]
+
+
+def test_resume_after_a_crash_replays_in_order_and_refuses_other_weights(
+    tmp_path: Path, recording: Path, captioner, reference
+) -> None:
+    import torch
+
+    from videorecap.errors import InputError
+    from videorecap.pipeline import Captioner
+
+    src = tmp_path / "c.ts"
+    shutil.copy(recording, src)
+    Path(str(src) + ".done").touch()
+    out = tmp_path / "out"
+
+    def crash(ev: dict) -> None:
+        if ev["event"] == "segment":
+            raise RuntimeError("crash")  # after the segment's line is written, before its rolling summary
+
+    opts = LiveOptions(segment_seconds=SEGMENT_SECONDS)
+    with pytest.raises(RuntimeError, match="crash"):
+        LiveSession(str(src), captioner, out, opts, listeners=[crash]).run()
+    other = Captioner.load("recap-synth")
+    with torch.no_grad():
+        next(other.model("clip").parameters()).add_(1.0)
+    with pytest.raises(InputError, match="other models or settings"):
+        LiveSession(None, other, out, resume=True).run()
+    end = LiveSession(None, captioner, out, resume=True).run()
+    events = _events(out)
+    assert [e["part"] for e in events if e["event"] == "start"] == [1, 2]
+    _check_order([e for e in events if not (e["event"] == "start" and e["part"] == 2)])  # one session's order
+    first_summary = next(e for e in events if e["event"] == "summary")
+    assert first_summary["part"] == 2 and first_summary["after_segment"] == 0  # the missing one, made on resume
+    assert end.result.clips == reference.clips and end.result.segments == reference.segments

@@ -49,7 +49,7 @@ from videorecap.live.source import FrameSource, Source, parse_source, stream_end
 from videorecap.live.windows import LiveWindow, Windower
 from videorecap.pipeline import Captioner, caption_clips, describe_model, needed_levels
 from videorecap.results import Caption, CaptionResult, VideoMeta
-from videorecap.store import Store, model_fingerprint
+from videorecap.store import Store, fingerprint_key, model_fingerprint
 from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail
 from videorecap.video.transforms import eval_transform
 
@@ -177,6 +177,8 @@ class LiveSession:
         self._last_feature: np.ndarray | None = None
         self._logged = {"clip": 0, "segment": 0, "summary": 0}
         self._notes: list[dict[str, Any]] = []  # disconnect/reconnect notes of the reader, emitted in order
+        self._held: list[dict[str, Any]] | None = None
+        self._final_logged = False
         self._events_file: Any = None
         self._dropped = 0
         self._lag = 0.0
@@ -212,13 +214,17 @@ class LiveSession:
         self.part = 1 + max((e.get("part", 0) for e in logged if e.get("event") == "start"), default=0)
         self._events_file = open(self.out / EVENTS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in _finish
         try:
+            self._held = []  # events of the replay: written after this part's start
             self._make_engine(logged)
+            held, self._held = self._held, None
             start_at = len(self._clips) * self.clip_seconds
             self.session["parts"].append({"part": self.part, "start": start_at, "wall": time.time()})
             fileio.write_json(self.out / SESSION_FILE, self.session)
             self._emit({"event": "start", "part": self.part, "source": self.source.text, "kind": self.source.kind,
                         "at": start_at, "clip_seconds": self.clip_seconds, "segment_seconds": self.segment_seconds,
                         "lag_policy": self.lag_policy})  # fmt: skip
+            for ev in held or []:
+                self._emit(ev)
             self._start_reader(start_at)
             self._consume()
             return self._finish()
@@ -241,6 +247,15 @@ class LiveSession:
         if not self.resume and (self.out / EVENTS_FILE).exists():
             raise InputError(f"{self.out}: holds a live session already; continue it with --resume {self.out}, "
                              "or give another -o")  # fmt: skip
+        meta = self.out / ".cache" / "store.json"
+        if self.resume and meta.is_file():
+            try:
+                made_with = json.loads(meta.read_text(encoding="utf-8")).get("key")
+            except (OSError, ValueError):
+                made_with = None
+            if made_with != fingerprint_key(fp):  # the store would start over, and the log would not match it
+                raise InputError(f"--resume {self.out}: the session was made with other models or settings; resume "
+                                 "it with the same ones (leave out --model to use the session's)")  # fmt: skip
         self.store = Store.open(self.out / ".cache", fp)
 
     def _read_log(self) -> list[dict[str, Any]]:
@@ -290,6 +305,7 @@ class LiveSession:
         for kind in ("clip", "segment", "summary"):
             self._logged[kind] = sum(1 for e in logged if e.get("event") == kind and not e.get("final"))
         self._summaries_logged = {e.get("after_segment") for e in logged if e.get("event") == "summary"}
+        self._final_logged = any(e.get("event") == "summary" and e.get("final") for e in logged)
         self.engine = Hierarchy(
             clip_seconds=self.clip_seconds,
             segment_seconds=self.segment_seconds,
@@ -452,6 +468,9 @@ class LiveSession:
             self._emit({"event": "summary", "after_segment": k, "final": False, **s.to_dict()})
 
     def _emit(self, ev: dict[str, Any]) -> None:
+        if self._held is not None:
+            self._held.append(ev)
+            return
         ev = {**ev, "part": self.part, "wall": round(time.time(), 3)}
         self._events_file.write(json.dumps(ev, ensure_ascii=False) + "\n")
         self._events_file.flush()
@@ -486,7 +505,7 @@ class LiveSession:
         for seg in self.engine.finish(duration):
             self._segment_event(seg, None)
         summary = self.engine.summary() if self.engine.video_step is not None else None
-        if summary is not None:
+        if summary is not None and not self._final_logged:  # (a kill may have come right after it)
             self._emit({"event": "summary", "after_segment": len(self.engine.segments) - 1, "final": True,
                         **summary.to_dict()})  # fmt: skip
         result = self._result(duration, summary)
