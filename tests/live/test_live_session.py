@@ -207,3 +207,30 @@ def test_resume_after_a_crash_replays_in_order_and_refuses_other_weights(
     first_summary = next(e for e in events if e["event"] == "summary")
     assert first_summary["part"] == 2 and first_summary["after_segment"] == 0  # the missing one, made on resume
     assert end.result.clips == reference.clips and end.result.segments == reference.segments
+
+
+def test_hls_playlist_over_http(tmp_path: Path, recording: Path, captioner, reference) -> None:
+    """An HLS playlist of 2-s MPEG-TS segments (the recording remuxed, not re-encoded) served over loopback by
+    httpserve: the clip captions are those of `caption` on the recording."""
+    import av
+
+    from videorecap.httpserve import App
+
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    with (
+        av.open(str(recording)) as src,
+        av.open(str(hls / "index.m3u8"), "w", format="hls",
+                options={"hls_time": "2", "hls_list_size": "0", "hls_playlist_type": "vod"}) as dst,
+    ):  # fmt: skip
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    app = App("hls test")
+    app.static("/", hls)
+    with app.serve() as server:
+        end = LiveSession(f"{server.url}/index.m3u8", captioner, tmp_path / "out", LiveOptions(levels="clip")).run()
+    assert end.reason == "eof"
+    assert [c.text for c in end.result.clips] == [c.text for c in reference.clips]
