@@ -160,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
         levels = opts.levels
     if not any(getattr(args, k) for k in _MODEL_FLAGS[:4]):
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
+    if args.resume is None:  # mistakes in SOURCE or OUT are found before the model loads
+        from videorecap.live.session import EVENTS_FILE
+        from videorecap.live.source import parse_source
+
+        parse_source(args.source, args.format)
+        if (out / EVENTS_FILE).exists():
+            raise InputError(
+                f"{out}: holds a live session already; continue it with --resume {out}, or give another -o"
+            )
     prepare_output_dir(out)
     with output_lock(out, wait=args.wait):
         captioner = Captioner.load(args.model, clip=args.clip_model, segment=args.segment_model,
