@@ -3,6 +3,7 @@
     python benchmarks/bench_long_summary.py                   # a 3-hour video (three 1-hour parts)
     python benchmarks/bench_long_summary.py --hours 0.5       # the quick mode: three 10-minute parts
     python benchmarks/bench_long_summary.py --hours 0.5 --seeds 5   # five such videos, tallied
+    python benchmarks/bench_long_summary.py --hours 0.5 --probe     # + what the video model names for other inputs
 
 The video is three parts of equal length, each a synthetic-world script set in another home (world.HOMES), so the
 activities of the last part occur nowhere before it (each home has its own 8 activities, and its own floor colour).
@@ -18,6 +19,10 @@ For each it reports which parts the descriptions read by the summary come from (
 and which activities the summary names (past tense, as the world writes summaries), by part; the question is
 whether activities of the last part appear in it. The descriptions and the summary are the model's own (clip ->
 segment -> video, from the pixels), not the world's ground truth, which is shown for reference.
+
+`--probe` then feeds the video model other inputs made from the same video (the last part's descriptions alone; the
+spread text with the features of one part, or zeros; no text; one more level of recursion: summaries of consecutive
+chunks of descriptions that fit, then a summary of those) and says which parts' activities each summary names.
 """
 
 from __future__ import annotations
@@ -126,7 +131,72 @@ def run_one(hours: float, seed: int, work: Path) -> dict[str, dict]:
         print(f"    summary names, by part: {' | '.join(', '.join(b) or 'none' for b in by_part)}")
         print(f"    summary: {summary}")
         out[policy] = {"parts_read": parts_read, "late_in_text": bool(late_in_text), "by_part": by_part}
+    out["parts"] = parts  # type: ignore[assignment]
+    out["segments"] = [c["text"] for c in d["segments"]]  # type: ignore[assignment]
     return out
+
+
+def probe(parts: list[VideoScript], segs: list[str]) -> None:
+    """Which parts' activities the video model names for other inputs of the same video (see the docstring)."""
+    import numpy as np
+    import torch
+
+    from videorecap.data.feature_sampling import sample
+    from videorecap.data.text import fit_video_text, video_text
+    from videorecap.infer.batch import CaptionItem, caption_batch
+    from videorecap.pipeline import Captioner
+    from videorecap.video.transforms import eval_transform
+
+    cap = Captioner.load("recap-synth", levels="video")
+    model, tok = cap.model("video"), cap.tokenizer("video")
+    cfg = model.config
+    encoder = cap.model("clip").encoder  # the levels' features are the clip model's CLS tokens, as in `caption`
+    assert encoder is not None
+    feats = []  # CLS features of every 4-s window, from the drawn frames (the odd ones at 2 fps: the middle frames)
+    for script in parts:
+        frames = np.stack(list(iter_frames(script, size=SIZE, fps=FPS)))
+        windows = frames[: len(frames) // 8 * 8].reshape(-1, 8, SIZE, SIZE, 3)[:, 1::2]
+        x = torch.stack([eval_transform(w, SIZE) for w in windows])
+        with torch.no_grad():
+            feats.append(np.concatenate([encoder(b)[:, 0].numpy() for b in x.split(64)]))
+    per_part = [len(f) for f in feats]
+    allf = np.concatenate(feats)
+    count = lambda texts: [len(i) for i in tok.encode_batch(texts)]  # noqa: E731
+    n, third = len(segs), len(segs) // 3
+
+    def summarise(text: str, f: np.ndarray) -> str:
+        x, mask = sample(f, cfg.num_features("video"), cfg.sampling("video"))
+        return caption_batch(model, tok, "video", [CaptionItem(x, text, mask)])[0]
+
+    def show(name: str, text: str) -> None:
+        by_part = [[a for a in activities_named(text) if a in HOMES[s.home]] for s in parts]
+        print(f"  {name:34s} {' | '.join(', '.join(b) or 'none' for b in by_part)}")
+
+    spread = fit_video_text(segs, count, cfg.tokens.max_text_tokens, "spread").text
+    last = fit_video_text(segs[2 * third :], count, cfg.tokens.max_text_tokens, "first").text
+    p1, p3 = allf[: per_part[0]], allf[-per_part[2] :]
+    print("\nprobe: activities the summary names, by part (part 1 | part 2 | part 3)")
+    show("spread text, all features", summarise(spread, allf))
+    show("last part's text, all features", summarise(last, allf))
+    show("spread text, part 1 features", summarise(spread, p1))
+    show("spread text, part 3 features", summarise(spread, p3))
+    show("spread text, zero features", summarise(spread, np.zeros_like(allf)))
+    show("no text, all features", summarise("", allf))
+    # one more level: consecutive chunks that fit, each summarised over its own span, then a summary of those
+    chunks, i = [], 0
+    while i < n:
+        k = len(fit_video_text(segs[i:], count, cfg.tokens.max_text_tokens, "first").read)
+        k = max(k - 1, 1) if i + k < n else k  # the last read description may be cut: leave it to the next chunk
+        chunks.append((i, i + k))
+        i += k
+    clips_per_segment = round(parts[0].segment_seconds / parts[0].clip_seconds)
+    sums = [summarise(video_text(segs[a:b]), allf[a * clips_per_segment : b * clips_per_segment]) for a, b in chunks]
+    for (a, b), text in zip(chunks, sums, strict=True):
+        show(f"recursion: chunk {a}-{b - 1}", text)
+    show(
+        "recursion: summary of the chunks",
+        summarise(fit_video_text(sums, count, cfg.tokens.max_text_tokens, "spread").text, allf),
+    )
 
 
 def main() -> None:
@@ -134,6 +204,7 @@ def main() -> None:
     p.add_argument("--hours", type=float, default=3.0, help="video length, three parts (default: 3)")
     p.add_argument("--seeds", type=int, default=1, help="videos to make, seeds 0..N-1 (default: 1)")
     p.add_argument("--work", type=Path, help="keep the last video and its outputs here (default: a temporary folder)")
+    p.add_argument("--probe", action="store_true", help="then probe the video model on the last video (see above)")
     args = p.parse_args()
 
     import torch
@@ -147,6 +218,8 @@ def main() -> None:
         for seed in range(args.seeds):
             shutil.rmtree(work / "out", ignore_errors=True)
             results.append(run_one(args.hours, seed, work))
+    if args.probe:
+        probe(results[-1]["parts"], results[-1]["segments"])  # type: ignore[arg-type]
     n = len(results)
     print(f"\n{n} video(s) of {args.hours:g} h:")
     print("| policy | last part in the text read | summary names part 1 / 2 / 3 activities (videos) |")
