@@ -7,7 +7,7 @@ captioners it was given when a higher-level input is ready:
         clip_seconds=4.0,
         segment_seconds=180.0,
         segment=Step(describe_segments, num_features=80, sampling="uniform"),
-        video=Step(summarise, num_features=256, sampling="masking"),
+        video=Step(summarise, num_features=256, sampling="masking", text_fit=TextFit.for_tokenizer(tok, 512)),
         batch_size=8,
     )
     for start, end, text, feature in clip_results:  # in time order, live or from a file
