@@ -121,7 +121,7 @@ def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
 
     monkeypatch.setattr(infer_batch, "generate_ids", spy)
     caption_video(video, captioner, CaptionOptions(levels=("clip", "segment"), features_dir=tmp_path))
-    k = captioner.model("segment").config.segment_num_features
+    k = captioner.model("segment").config.num_features("segment")
     # segment [0, 12) reads rows int(0/4)..int(12//4) = 0..3 of the given file, uniformly sampled to k
     expected = sample_uniform(slice_features(feats, 0, 12), k)
     np.testing.assert_array_equal(seen[0][0].numpy(), expected)

@@ -45,6 +45,7 @@ from videorecap.data.text import previous_text
 from videorecap.errors import InputError
 from videorecap.infer.batch import caption_batch
 from videorecap.infer.decode import DecodeConfig
+from videorecap.levelio import resolve_max_new_tokens
 from videorecap.metrics.scorers import METRICS, check_metrics, format_table, score_levels
 from videorecap.model.recap import VideoRecap
 from videorecap.pipeline import Captioner
@@ -85,8 +86,9 @@ class EvalOptions:
         clip_input: "auto" (all-token features when every clip video has them, else pixels), "tokens" or "pixels".
         clip_every: evaluate every n-th clip row (100 is the original's `clips_val[::100]`; 1 = all rows).
         limit: evaluate only the first `limit` items of each level (after `clip_every`).
-        max_new_tokens: per-level decoding length; a level left out uses the model's (77 / 77 / 120 at full size).
-        decode: greedy (the original), beam or sampling; its `max_new_tokens` is ignored (see above).
+        max_new_tokens: per-level decoding length; a level left out uses `decode.max_new_tokens`, else the model's
+            (its level I/O: 77 / 77 / 120 at full size), as `levelio.resolve_max_new_tokens` says.
+        decode: greedy (the original), beam or sampling.
         protocol: text normalisation of the scores, `original` or `coco`.
         metrics: any of `cider`, `rouge_l`, `meteor`, `bleu`.
         batch_size: items per generation batch (also the unit of resumption).
@@ -546,7 +548,7 @@ def _plan(
             "file": path.name,
             "holds": previous_text_source(level, rows, clip_rows),
         }
-    max_tokens = opts.max_new_tokens.get(level) or cfg.max_new_tokens[level]
+    max_tokens = resolve_max_new_tokens(level, cfg.io, opts.max_new_tokens, opts.decode.max_new_tokens)
     decode = {**opts.decode.to_dict(), "max_new_tokens": max_tokens}
     inputs_key = {
         "kind": inputs,

@@ -41,6 +41,7 @@ from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, VideoInput
+from videorecap.levelio import resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.store import Store, file_identity, model_fingerprint
@@ -272,11 +273,9 @@ class _Run:
         }
 
     def max_tokens(self, level: str) -> int:
-        return (
-            self.opts.max_new_tokens.get(level)
-            or self.opts.decode.max_new_tokens
-            or self.cap.model(level).config.max_new_tokens[level]
-        )
+        # a per-level option, then one length for every level, then the model's level I/O
+        io = self.cap.model(level).config.io
+        return resolve_max_new_tokens(level, io, self.opts.max_new_tokens, self.opts.decode.max_new_tokens)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
         d = DecodeConfig(**self.opts.decode.to_dict())

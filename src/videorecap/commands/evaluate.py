@@ -43,6 +43,7 @@ from videorecap.commands._options import (
     prepare_output_dir,
 )
 from videorecap.errors import InputError
+from videorecap.levelio import max_tokens_overrides
 
 HELP = "generate captions on a validation split and score them (the paper's table)"
 
@@ -134,15 +135,15 @@ def run(args: argparse.Namespace) -> int:
     captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer)
     levels = parse_levels(args.level, captioner.levels)
 
-    max_tokens: dict[str, int] = {}
+    original: dict[str, int] | None = None
     clip_every, grid_fps = args.clip_every, args.grid_fps
     if args.original_settings:
         unified = {lv: captioner.model(lv).config.level == "unified" for lv in levels}
-        max_tokens = {"clip": 77, "segment": 77, "video": 100 if unified.get("video") else 120}
+        original = {"clip": 77, "segment": 77, "video": 100 if unified.get("video") else 120}
         clip_every = 100 if clip_every is None else clip_every
         grid_fps = 30.0 if grid_fps is None else grid_fps
-    if args.max_tokens:
-        max_tokens.update(args.max_tokens)
+    # --max-tokens, then --original-settings; a level neither names uses the model's level I/O
+    max_tokens = max_tokens_overrides(args.max_tokens, original)
     opts = EvalOptions(
         levels=levels,
         split=args.split,

@@ -40,6 +40,7 @@ from videorecap.config import Level, RecapConfig
 from videorecap.data import feature_sampling, hcap, text
 from videorecap.data.hcap import TARGET_KEYS, ClipRow
 from videorecap.errors import DataError
+from videorecap.levelio import FeatureSampling
 
 logger = logging.getLogger(__name__)
 
@@ -212,10 +213,7 @@ class _FeatureDataset(Dataset, abc.ABC):
         sampling: str,
         clip_seconds: float = 4.0,
     ) -> None:
-        if sampling not in ("uniform", "masking"):
-            raise ValueError(f"sampling must be 'uniform' or 'masking', not {sampling!r}")
-        if num_features < 1:
-            raise ValueError(f"num_features must be positive, not {num_features}")
+        FeatureSampling(num_features, sampling)  # type: ignore[arg-type]  # checks both (ValueError)
         self.rows: list[dict[str, Any]] = _rows(rows, self.level)
         self.feature_dir = Path(feature_dir)
         self.num_features = num_features
@@ -351,11 +349,12 @@ def for_config(
     if feature_dir is None:
         raise ValueError(f"the {level} level needs feature_dir")
     cls = SegmentDataset if level == "segment" else VideoDataset
+    features = cfg.io.features(level)  # the level I/O of the config given (a recipe's, or a checkpoint's)
     return cls(
         rows,
         feature_dir=feature_dir,
-        num_features=cfg.num_features(level),
-        sampling=cfg.sampling(level),
-        clip_seconds=cfg.clip_seconds,
+        num_features=features.num_features,
+        sampling=features.sampling,
+        clip_seconds=cfg.io.clip_seconds,
         **kwargs,
     )

@@ -57,6 +57,7 @@ import numpy as np
 
 from videorecap.data.feature_sampling import sample, slice_features
 from videorecap.data.text import segment_text, video_text
+from videorecap.levelio import FeatureSampling
 from videorecap.results import Caption
 from videorecap.video.sampling import segment_windows
 
@@ -94,10 +95,7 @@ class Step:
     sampling: str = "uniform"
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("uniform", "masking"):
-            raise ValueError(f"sampling must be 'uniform' or 'masking', not {self.sampling!r}")
-        if self.num_features < 1:
-            raise ValueError(f"num_features must be at least 1, not {self.num_features}")
+        FeatureSampling(self.num_features, self.sampling)  # type: ignore[arg-type]  # checks both (ValueError)
 
 
 class _Rows:
