@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, VideoInput
-from videorecap.levelio import resolve_max_new_tokens
+from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.store import Store, file_identity, model_fingerprint
@@ -212,6 +212,7 @@ class CaptionOptions:
     segment_seconds: float | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
+    num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
     batch_size: int = 8
     grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
     features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
@@ -231,6 +232,10 @@ class CaptionOptions:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
         if not (self.min_tail_seconds >= 0 and math.isfinite(self.min_tail_seconds)):
             raise InputError(f"--min-tail-seconds must be 0 or more, got {self.min_tail_seconds}")
+        try:
+            LevelIO().replace_features(num_features=self.num_features or None)
+        except ValueError as e:
+            raise InputError(f"--num-features: {e}") from None
 
 
 # ---- the per-video run ----------------------------------------------------------------------------------------------
@@ -270,7 +275,17 @@ class _Run:
             "batch_size": self.opts.batch_size,
             "grid_fps": self.opts.grid_fps,
             "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
+            # only what differs from the models' level I/O, so that the caches of runs without it keep their keys
+            **({"features": changed} if (changed := self._changed_features()) else {}),
         }
+
+    def _changed_features(self) -> dict[str, Any]:
+        """`{level: {"num_features", "sampling"}}` of the feature levels the options read differently from the model."""
+        out = {}
+        for lv in self.opts.levels:
+            if lv != "clip" and (f := self.io(lv).features(lv)) != self.cap.model(lv).config.io.features(lv):
+                out[lv] = asdict(f)
+        return out
 
     def max_tokens(self, level: str) -> int:
         # a per-level option, then one length for every level, then the model's level I/O
@@ -437,7 +452,6 @@ class _Run:
     def _step(self, level: str, pbar: Any) -> Step:
         """The engine's view of a level: its captioner (the model, batched) and its feature count and sampling."""
         model, tok = self.cap.model(level), self.cap.tokenizer(level)
-        cfg = model.config
         decode = self._decode_cfg(level)
 
         def caption(items: list[SegmentInput] | list[VideoInput]) -> list[str]:
@@ -447,7 +461,12 @@ class _Run:
             pbar.update(len(items))
             return texts
 
-        return Step(caption, cfg.num_features(level), cfg.sampling(level))
+        features = self.io(level).features(level)
+        return Step(caption, features.num_features, features.sampling)
+
+    def io(self, level: str) -> LevelIO:
+        """The level I/O of `level`: its model's, with the options' feature counts (`--num-features`)."""
+        return self.cap.model(level).config.io.replace_features(num_features=self.opts.num_features or None)
 
 
 def _chunk_key(start: int) -> str:

@@ -40,6 +40,7 @@ from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
+    add_num_features_argument,
     add_output_argument,
     add_partial_argument,
     add_recursive_argument,
@@ -80,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--segment-seconds", type=window_seconds, help="segment window in seconds (default: the "
                    "model's: 180 for Video ReCap, 40 for recap-synth)")  # fmt: skip
     add_min_tail_argument(r)
+    add_num_features_argument(r)
     r.add_argument("--features", type=Path, help="folder of precomputed CLS features {video_id}.npy for the "
                    "segment and video levels")  # fmt: skip
     r.add_argument("--grid-fps", type=positive_float, help="sample frames on a fixed frame grid (30 = the original "
@@ -171,6 +173,7 @@ def _caption_options(args: argparse.Namespace, device: str) -> CaptionOptions:
         segment_seconds=args.segment_seconds,
         decode=decode,
         max_new_tokens=per_level,
+        num_features=args.num_features or {},
         batch_size=args.batch_size,
         grid_fps=args.grid_fps,
         features_dir=args.features,

@@ -34,6 +34,7 @@ from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
+    add_num_features_argument,
     add_output_argument,
     add_wait_argument,
     field_default,
@@ -75,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--clip-every", type=positive_int, help="evaluate every n-th clip item (100 = the original; "
                    "default: 1)")  # fmt: skip
     w.add_argument("--limit", type=positive_int, help="evaluate only the first N items of each level")
+    add_num_features_argument(w)
     w.add_argument("--original-settings", action="store_true",
                    help="the original eval scripts: --clip-every 100, --max-tokens clip=77,segment=77,video=120 "
                    "(video=100 for ReCap-U), --grid-fps 30, --original-lengths; explicit flags still win")  # fmt: skip
@@ -153,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         clip_every=1 if clip_every is None else clip_every,
         limit=args.limit,
         max_new_tokens={lv: n for lv, n in max_tokens.items() if lv in levels},
+        num_features=args.num_features or {},
         decode=decode,
         protocol=args.protocol,
         metrics=tuple(args.metrics),

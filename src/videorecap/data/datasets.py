@@ -40,7 +40,7 @@ from videorecap.config import Level, RecapConfig
 from videorecap.data import feature_sampling, hcap, text
 from videorecap.data.hcap import TARGET_KEYS, ClipRow
 from videorecap.errors import DataError
-from videorecap.levelio import FeatureSampling
+from videorecap.levelio import FeatureSampling, LevelIO
 
 logger = logging.getLogger(__name__)
 
@@ -332,9 +332,12 @@ def for_config(
     feature_dir: str | os.PathLike[str] | None = None,
     video_root: str | os.PathLike[str] | None = None,
     training: bool = False,
+    io: LevelIO | None = None,
     **kwargs: Any,
 ) -> Dataset:
-    """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher)."""
+    """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher) from
+    `io` (default: `cfg.io`; e.g. a model's level I/O with a command line's feature counts)."""
+    io = io or cfg.io
     if level == "clip":
         return ClipDataset(
             rows,
@@ -343,18 +346,18 @@ def for_config(
             training=training,
             num_frames=cfg.encoder.num_frames,
             size=cfg.encoder.image_size,
-            clip_seconds=cfg.clip_seconds,
+            clip_seconds=io.clip_seconds,
             **kwargs,
         )
     if feature_dir is None:
         raise ValueError(f"the {level} level needs feature_dir")
     cls = SegmentDataset if level == "segment" else VideoDataset
-    features = cfg.io.features(level)  # the level I/O of the config given (a recipe's, or a checkpoint's)
+    features = io.features(level)  # a recipe's level I/O, a checkpoint's, or one with a command line's counts
     return cls(
         rows,
         feature_dir=feature_dir,
         num_features=features.num_features,
         sampling=features.sampling,
-        clip_seconds=cfg.io.clip_seconds,
+        clip_seconds=io.clip_seconds,
         **kwargs,
     )
