@@ -514,6 +514,56 @@ def _plan(
     if not rows:
         raise InputError(f"{path}: no {level} items to evaluate")
     model = captioner.model(level)
+    inputs, feat_dir, vid_dir = _choose_inputs(level, rows, opts, features, videos, data)
+    _check_inputs(level, rows, feat_dir, vid_dir, opts.video_ext)
+
+    prev = None
+    cfg = model.config
+    if level != "clip" and cfg.has_text and cfg.modalities != "video":
+        _check_previous_text(level, rows, path)
+        clip_rows: list[Any] = []
+        if level == "segment" and not any(isinstance(r.get("captions_gt"), list) for r in rows):
+            try:
+                clip_rows = hcap.load_clips(data_file(data, "clip", opts.split))
+            except InputError:
+                clip_rows = []
+        prev = {
+            "field": PREVIOUS_TEXT_KEYS[level],
+            "file": path.name,
+            "holds": previous_text_source(level, rows, clip_rows),
+        }
+    max_tokens = resolve_max_new_tokens(level, cfg.io, opts.max_new_tokens, opts.decode.max_new_tokens)
+    decode = {**opts.decode.to_dict(), "max_new_tokens": max_tokens}
+    sampling = None if level == "clip" else asdict(_level_io(cfg, opts).features(level))
+    inputs_key = {
+        "kind": inputs,
+        "dir": str((feat_dir or vid_dir).resolve()),  # type: ignore[union-attr]
+        "grid_fps": opts.grid_fps if inputs == "pixels" else None,
+    }
+    if level == "clip":
+        rows_key = [[*_row_key(level, r), r.sid] for r in rows]
+    else:
+        rows_key = [[*_row_key(level, r), previous_text(level, r), r.get("sid"), r.get("sids")] for r in rows]
+    fp = _hash(
+        {
+            "version": PARTIAL_VERSION,
+            "level": level,
+            "model": store_model_fingerprint(model),
+            "rows": _hash(rows_key),
+            "inputs": inputs_key,
+            "decode": decode,
+            # only when other than the model's, so that the partial results of runs without the option keep their keys
+            **({"features": sampling} if sampling and sampling != asdict(cfg.io.features(level)) else {}),
+        }
+    )
+    return _Plan(rows, len(rows_in_file), path, inputs, feat_dir, vid_dir, prev, max_tokens, fp, sampling)
+
+
+def _choose_inputs(
+    level: Level, rows: list[Any], opts: EvalOptions, features: Path | None, videos: Path | None, data: Path
+) -> tuple[str, Path | None, Path | None]:
+    """What a level reads: `(inputs, features folder, videos folder)`, inputs "tokens" or "pixels" (clip, as
+    `opts.clip_input` says) or "features" (segment, video)."""
     feat_dir = vid_dir = None
     if level == "clip":
         vids = sorted({r.vid for r in rows})
@@ -540,48 +590,7 @@ def _plan(
                 "(--features DIR)"
             )
         feat_dir, inputs = features, "features"
-    _check_inputs(level, rows, feat_dir, vid_dir, opts.video_ext)
-
-    prev = None
-    cfg = model.config
-    if level != "clip" and cfg.has_text and cfg.modalities != "video":
-        _check_previous_text(level, rows, path)
-        clip_rows: list[Any] = []
-        if level == "segment" and not any(isinstance(r.get("captions_gt"), list) for r in rows):
-            try:
-                clip_rows = hcap.load_clips(data_file(data, "clip", opts.split))
-            except InputError:
-                clip_rows = []
-        prev = {
-            "field": PREVIOUS_TEXT_KEYS[level],
-            "file": path.name,
-            "holds": previous_text_source(level, rows, clip_rows),
-        }
-    max_tokens = resolve_max_new_tokens(level, cfg.io, opts.max_new_tokens, opts.decode.max_new_tokens)
-    decode = {**opts.decode.to_dict(), "max_new_tokens": max_tokens}
-    features = None if level == "clip" else asdict(_level_io(cfg, opts).features(level))
-    inputs_key = {
-        "kind": inputs,
-        "dir": str((feat_dir or vid_dir).resolve()),  # type: ignore[union-attr]
-        "grid_fps": opts.grid_fps if inputs == "pixels" else None,
-    }
-    if level == "clip":
-        rows_key = [[*_row_key(level, r), r.sid] for r in rows]
-    else:
-        rows_key = [[*_row_key(level, r), previous_text(level, r), r.get("sid"), r.get("sids")] for r in rows]
-    fp = _hash(
-        {
-            "version": PARTIAL_VERSION,
-            "level": level,
-            "model": store_model_fingerprint(model),
-            "rows": _hash(rows_key),
-            "inputs": inputs_key,
-            "decode": decode,
-            # only when other than the model's, so that the partial results of runs without the option keep their keys
-            **({"features": features} if features and features != asdict(cfg.io.features(level)) else {}),
-        }
-    )
-    return _Plan(rows, len(rows_in_file), path, inputs, feat_dir, vid_dir, prev, max_tokens, fp, features)
+    return inputs, feat_dir, vid_dir
 
 
 def _level_io(cfg: RecapConfig, opts: EvalOptions) -> LevelIO:

@@ -533,11 +533,7 @@ def train_stage(
     log = _Log(stage_dir / LOG_FILE, run.main, run.step, tensorboard)
     net = _parallel(model, args, device, world)
 
-    bar = None
-    if progress and run.main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=plan.total, initial=run.step, desc=args.name, unit="it", dynamic_ncols=True)
+    bar = _stage_bar(args.name, plan.total, run.step) if progress and run.main else None
     t0, seen = time.perf_counter(), 0
     try:
         while run.step < plan.total:
@@ -565,6 +561,13 @@ def train_stage(
             bar.close()
         log.close()
     return run.save_final()
+
+
+def _stage_bar(name: str, total: int, initial: int) -> Any:
+    """The stage's progress bar (loss, lr and samples/s go in its postfix)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=name, unit="it", dynamic_ncols=True)
 
 
 def _make_streams(data: Sequence[LevelData], args: TrainArgs, seed: int, rank: int, world: int) -> list[_Stream]:
