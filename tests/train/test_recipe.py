@@ -239,3 +239,25 @@ def test_a_unified_recipe_sets_feature_counts_and_sampling_per_level(hcap_root, 
         d["stages"][0] = {"name": "all", "levels": ["clip", "segment", "video"], **bad}
         with pytest.raises(InputError, match=f"stage 'all'.*{message}"):
             recipe_from_dict(d)
+
+
+def test_training_options_come_from_the_recipe_not_the_model_config(hcap_root, tmp_path):
+    from videorecap.config import TrainOptions
+
+    d = tiny_recipe(hcap_root, tmp_path / "r")
+    recipe = recipe_from_dict(d)
+    assert recipe.model.training() == TrainOptions()  # recap-tiny: what the original trains
+    assert "train_decoder" not in recipe.to_dict()["model"]  # left to the preset: not written
+    model, _ = Curriculum(recipe).build_model(0)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    # the recipe's keys, and those older recipes put in model.overrides, set them; the model config has none
+    d["model"] = {"preset": "recap-tiny", "train_encoder": True, "overrides": {"train_decoder": True}}
+    recipe = recipe_from_dict(d)
+    assert recipe.model.training() == TrainOptions(train_encoder=True, train_decoder=True)
+    model, _ = Curriculum(recipe).build_model(0)
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    assert "train_decoder" not in model.config.to_dict()["arch"] and "train_decoder" not in model.config.io.to_dict()
+    # a preset trained from scratch trains everything unless the recipe says otherwise
+    d["model"] = {"preset": "recap-synth", "train_aligner": False}
+    assert recipe_from_dict(d).model.training() == TrainOptions(True, False, True)
