@@ -168,6 +168,11 @@ class TrainOptions:
     # from random weights, as in recap-synth
     train_decoder: bool = False
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"{f.name} must be true or false, got {getattr(self, f.name)!r}")
+
 
 TRAIN_OPTION_KEYS = tuple(f.name for f in fields(TrainOptions))
 _ARCH_KEYS = tuple(f.name for f in fields(ArchConfig))

@@ -101,6 +101,9 @@ class ModelArgs:
     train_decoder: bool | None = None
     """Train GPT-2's own weights too (null: the preset's; needed when the decoder starts from random weights)."""
 
+    def __post_init__(self) -> None:
+        self.training()  # a training option in `overrides` that is not true/false is the recipe's error
+
     def training(self) -> TrainOptions:
         """The training options: the preset's, then `overrides` (recipes written before the split put `train_*`
         there), then this recipe's `train_*` keys."""
