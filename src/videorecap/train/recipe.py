@@ -117,7 +117,9 @@ class Recipe:
     stages: list[TrainArgs]
     """The stages (recap: clip, segment, video) or unified phases, in order."""
     kind: str = "recap"
-    """"recap" (one model per level) or "unified" (ReCap-U: one shared model)."""
+    """"recap" (one model per level), "unified" (ReCap-U: one shared model), or "text-summarizer" (the text-only
+    model: one stage whose `levels` name the pairs it trains on, segment: clip captions -> segment description,
+    video: segment descriptions -> video summary; llm/textmodel.py)."""
     model: ModelArgs = field(default_factory=ModelArgs)
     """The model."""
     tokenizer: str = "gpt2"
@@ -134,8 +136,10 @@ class Recipe:
     """Device (default: cuda:LOCAL_RANK when a GPU is visible, else cpu)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("recap", "unified"):
-            raise ValueError(f"kind must be 'recap' or 'unified', not {self.kind!r}")
+        if self.kind not in ("recap", "unified", TEXT_KIND):
+            raise ValueError(f"kind must be 'recap', 'unified' or '{TEXT_KIND}', not {self.kind!r}")
+        if self.kind == TEXT_KIND and (len(self.stages) != 1 or "clip" in self.stages[0].levels):
+            raise ValueError(f"a {TEXT_KIND} recipe has one stage, whose levels are among segment and video")
         if not self.stages:
             raise ValueError("a recipe needs at least one stage")
         names = [s.name for s in self.stages]
@@ -153,6 +157,7 @@ class Recipe:
 
 
 _RECAP_LEVEL_NAMES = {lv: lv for lv in LEVELS}
+TEXT_KIND = "text-summarizer"
 
 
 def _build(cls: type, d: Any, where: str) -> Any:
@@ -222,6 +227,8 @@ def recipe_from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
         s = dict(s)
         if "levels" not in s and s.get("name") in _RECAP_LEVEL_NAMES:
             s["levels"] = [s["name"]]
+        elif "levels" not in s and d.get("kind") == TEXT_KIND:
+            s["levels"] = ["segment", "video"]  # the text model learns both kinds of pairs by default
         built.append(_build(TrainArgs, s, f"{where}: stages[{i}]"))
     d["stages"] = built
     if "output_dir" not in d or "data" not in d:
@@ -318,7 +325,7 @@ def plan(recipe: Recipe) -> list[_Step]:
     steps: list[_Step] = []
     trained: set[str] = set()
     for s in recipe.stages:
-        if recipe.generate.pseudo_text:
+        if recipe.generate.pseudo_text and recipe.kind != TEXT_KIND:
             if "segment" in s.levels and "clip" in trained and not any(x.kind == "captions" for x in steps):
                 steps.append(_Step("captions", "captions"))
             if "video" in s.levels and "segment" in trained and not any(x.kind == "descriptions" for x in steps):
@@ -410,6 +417,10 @@ class Curriculum:
                         if f.is_file():
                             key = hcap.TARGET_KEYS[lv]
                             texts += [r[key] for r in hcap.load_level(f, lv) if r.get(key)]
+                    if self.recipe.kind == TEXT_KIND:
+                        from videorecap.data.datasets import SUMMARIZE_PROMPT
+
+                        texts.append(SUMMARIZE_PROMPT)  # the text model reads it before every input
                     vocab = self.base_config(self.recipe.stages[0]).decoder.vocab_size
                     Tokenizer.train_word_level([t for t in texts if t], max_vocab=vocab).save(path)
                 distributed.barrier()
@@ -423,6 +434,8 @@ class Curriculum:
         """The model config of a stage: preset + overrides + the stage's modalities/feature settings."""
         m = self.recipe.model
         level = "unified" if self.recipe.kind == "unified" else stage.levels[0]
+        if self.recipe.kind == TEXT_KIND:
+            level = "video"  # one text-only model for both kinds of pairs (its modalities are set to text below)
         try:
             cfg = RecapConfig.from_name(m.preset, level=level)
             d = cfg.to_dict()
@@ -432,6 +445,8 @@ class Curriculum:
                 d[k] = {**d[k], **v} if isinstance(d[k], dict) and isinstance(v, dict) else v
             if stage.modalities is not None:
                 d["modalities"] = stage.modalities
+            if self.recipe.kind == TEXT_KIND:
+                d["modalities"] = "text"
             for lv in ("segment", "video"):
                 if stage.num_features is not None:
                     d[f"{lv}_num_features"] = stage.num_features
@@ -505,6 +520,9 @@ class Curriculum:
             pad_id=cfg.tokens.pad_token_id,
         )
 
+        if self.recipe.kind == TEXT_KIND:
+            return self._text_data(stage, collate)
+
         def make(split: str, training: bool) -> Any:
             rows = self._rows_file(level, split)
             if level == "clip":
@@ -528,6 +546,18 @@ class Curriculum:
 
         val = make(d.val_split, False) if d.val_split and self._rows_file(level, d.val_split).is_file() else None
         return LevelData(level, make(d.train_split, True), collate, val)  # type: ignore[arg-type]
+
+    def _text_data(self, stage: TrainArgs, collate: Any) -> LevelData:
+        """The text model's (lower text -> upper text) pairs of the stage's levels (the model's level is video)."""
+        from videorecap.data.datasets import TextPairDataset
+
+        d = self.recipe.data
+
+        def pairs(split: str) -> TextPairDataset:
+            return TextPairDataset({lv: self._ann(lv, split) for lv in stage.levels if self._ann(lv, split).is_file()})
+
+        val = pairs(d.val_split) if d.val_split else None
+        return LevelData("video", pairs(d.train_split), collate, val if val is not None and len(val) else None)
 
     # ---- steps
     def run(self, only: str | None = None) -> dict[str, Any]:
@@ -567,10 +597,13 @@ class Curriculum:
     def _train(self, index: int) -> Path:
         stage = self.recipe.stages[index]
         model, init = self.build_model(index)
-        data = [self.level_data(lv, model.config, stage) for lv in stage.levels]
+        levels = stage.levels[:1] if self.recipe.kind == TEXT_KIND else stage.levels  # one dataset of all pairs
+        data = [self.level_data(lv, model.config, stage) for lv in levels]
         if self.max_steps is not None:
             stage = dataclasses.replace(stage, max_steps=self.max_steps)
         meta = {"recipe": self.recipe.to_dict(), "init": init, "train": args_dict(stage)}
+        if self.recipe.kind == TEXT_KIND:
+            stage = dataclasses.replace(stage, levels=["video"])  # the pairs' levels are in meta; the model's is video
         return train_stage(
             model,
             data,
