@@ -150,7 +150,11 @@ def test_the_llm_prompt_holds_the_fitted_context_and_labelled_choices(world, emb
     q = questions[0]
     r = CaptionResult.load(caps / q.video / "captions.json")
     p = prepare(r, q.question, q.choices, AskOptions(context="summary", budget_chars=2000), embed)
-    user = render_prompt("{context}\nQ: {question}\n{options}\n{instruction}", p)[1]["content"]
+    from videorecap.llm.prompts import Prompt
+
+    messages = render_prompt(Prompt("t", "{context}\nQ: {question}\n{options}\n{instruction}"), p)
+    assert [m["role"] for m in messages] == ["user"]
+    user = messages[0]["content"]
     assert user.startswith("Video summary:\n[0:00-4:00] C ") and "Clip captions" not in user
     assert f"\nA. {q.choices[0]}\n" in user and f"E. {q.choices[4]}" in user
     assert "letter of the correct option" in user

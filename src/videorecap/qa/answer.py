@@ -13,14 +13,15 @@ moments ranked by relevance to the question and its choices.
   `qa.parse.parse_answer`. Its evidence is the context's moments closest to the question together with the picked
   choice (to the question alone when the reply picked none).
 
-The prompt is a template with the fields {context}, {question}, {options} and {instruction}; `DEFAULT_PROMPT` is
-the default, and a user's own file replaces it (`videorecap ask --prompt FILE`, docs/ask.md).
+The prompt is a prompt file of `videorecap.llm.prompts` (a user message, or [system] and [user] sections) with the
+fields {context}, {question}, {options} and {instruction}; `DEFAULT_PROMPT_TEXT` is the default, and a user's own
+file replaces it (`videorecap ask --prompt FILE`, docs/ask.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +30,25 @@ from typing import Any, Protocol
 import numpy as np
 
 from videorecap.errors import InputError
+from videorecap.llm.prompts import Prompt
 from videorecap.qa.context import DEFAULT_BUDGET_CHARS, DEFAULT_CONTEXT, Context, Moment, fit, moments
 from videorecap.qa.parse import label, parse_answer
 from videorecap.results import CaptionResult
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = "You answer questions about a video from its time-stamped captions. C is the camera wearer."
-DEFAULT_PROMPT = """Captions of the video:
+# The default prompt, in the prompt-file format of `videorecap.llm.prompts` ([system] and [user] sections); a user's
+# file with the same fields replaces it (--prompt FILE).
+DEFAULT_PROMPT_TEXT = """[system]
+You answer questions about a video from its time-stamped captions. C is the camera wearer.
+[user]
+Captions of the video:
 
 {context}
 Question: {question}
 {options}
-{instruction}"""
+{instruction}
+"""
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option only."
 OPEN_INSTRUCTION = "Answer in one short sentence."
 PROMPT_FIELDS = ("context", "question", "options", "instruction")
@@ -207,48 +214,51 @@ class RetrievalAnswerer:
 
 
 class ChatBackend(Protocol):
-    """What the LLM answerer needs of a `videorecap.llm` backend."""
+    """What the LLM answerer needs of a `videorecap.llm.backend` backend."""
 
     def chat_many(
-        self, conversations: Sequence[list[dict[str, str]]], *, max_tokens: int, temperature: float
+        self, requests: Sequence[list[dict[str, str]]], *, max_tokens: int, temperature: float
     ) -> list[str]: ...
 
 
-def load_prompt(path: str | Path | None) -> str:
-    """The prompt template: `DEFAULT_PROMPT`, or the user's file, which must use {context} and {question} and no
-    field other than PROMPT_FIELDS."""
+def default_prompt() -> Prompt:
+    return Prompt("default:ask", DEFAULT_PROMPT_TEXT)
+
+
+def load_prompt(path: str | Path | None) -> Prompt:
+    """The prompt: the default, or the user's file (the `videorecap.llm.prompts` format), which must use {context}
+    and {question} and no field other than PROMPT_FIELDS."""
     if path is None:
-        return DEFAULT_PROMPT
+        return default_prompt()
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        prompt = Prompt(str(p), p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--prompt {p}: cannot read it ({e})") from None
-    import string
-
+        raise InputError(f"--prompt {p}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    sections = prompt.sections()
+    if not any(role == "user" for role, _ in sections):
+        raise InputError(f"--prompt {p}: the prompt has no user message")
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        fields = {f for _, tpl in sections for _, f, _, _ in string.Formatter().parse(tpl) if f is not None}
     except ValueError as e:
-        raise InputError(f"--prompt {p}: not a template ({e}); write literal braces as {{{{ and }}}}") from None
-    unknown = fields - set(PROMPT_FIELDS)
-    if unknown or not {"context", "question"} <= fields:
+        raise InputError(f"--prompt {p}: not a template ({e}); write a literal brace twice") from None
+    if fields - set(PROMPT_FIELDS) or not {"context", "question"} <= fields:
         raise InputError(
             f"--prompt {p}: use the fields {{context}} and {{question}} (and optionally {{options}}, "
             f"{{instruction}}); found {', '.join(sorted(fields)) or 'none'}"
         )
-    return text
+    return prompt
 
 
-def render_prompt(template: str, p: Prepared) -> list[dict[str, str]]:
+def render_prompt(prompt: Prompt, p: Prepared) -> list[dict[str, str]]:
     """The chat messages for one question."""
     options = "\n".join(f"{label(i)}. {c}" for i, c in enumerate(p.choices))
-    user = template.format(
+    return prompt.messages(
         context=p.context.text,
         question=p.question,
         options=options,
         instruction=CHOICE_INSTRUCTION if p.choices else OPEN_INSTRUCTION,
     )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
 class LLMAnswerer:
@@ -256,17 +266,19 @@ class LLMAnswerer:
 
     name = "llm"
 
-    def __init__(self, backend: ChatBackend, opts: AskOptions, *, prompt: str = DEFAULT_PROMPT, describe: Any = None):
+    def __init__(
+        self, backend: ChatBackend, opts: AskOptions, *, prompt: Prompt | None = None, describe: Any = None
+    ) -> None:
         self.backend = backend
         self.opts = opts
-        self.prompt = prompt
+        self.prompt = prompt or default_prompt()
         self.describe = describe  # JSON-able: which backend and model (results and the store's fingerprint)
 
     def identity(self) -> dict[str, Any]:
         return {
             "answerer": self.name,
             "backend": self.describe,
-            "prompt": hashlib.sha256((SYSTEM_PROMPT + "\0" + self.prompt).encode()).hexdigest()[:16],
+            "prompt": self.prompt.hash,
             "max_tokens": self.opts.max_tokens,
             "temperature": self.opts.temperature,
         }

@@ -7,9 +7,9 @@ row may name another video in `video` (the synthetic world asks several question
 are `<captions dir>/<video>/captions.json` (what `videorecap caption VIDEOS -o DIR` writes) or
 `<captions dir>/<video>.json`.
 
-`run_questions` answers every question through the one store (`videorecap.store`) in `<out>/.cache`: each answer
-is an entry as soon as its batch is back, so an interrupted run (Ctrl-C, a server that died) continues where it
-stopped, and a question whose text or captions changed is answered again. It then writes `<out>/results.json`:
+`run_questions` answers every question through the one store (`videorecap.store`) in `<out>/.cache/answers`:
+each answer is an entry as soon as its batch is back, so an interrupted run (Ctrl-C, a server that died) continues
+where it stopped, and a question whose text or captions changed is answered again. It then writes `<out>/results.json`:
 per question the prediction, the reply as it came, the evidence and, when answers are known, whether it was right;
 overall the counts (answered, unparseable, no captions) and the accuracy.
 """
@@ -172,7 +172,7 @@ def run_questions(
         },
         "embedder": embed.name,
     }
-    store = Store.open(out / ".cache", fingerprint)
+    store = Store.open(out / ".cache" / "answers", fingerprint)
     summary = RunSummary(total=len(questions))
     done: dict[str, Answer] = {}
     pending: list[tuple[EgoQuestion, str, Path]] = []
@@ -199,7 +199,7 @@ def run_questions(
             pending.append((q, digest, path))
     if summary.resumed:
         logger.info("%d answers read back from %s", summary.resumed, store.root)
-    bar = tqdm(total=len(pending), desc="ask", unit="question", disable=not progress)
+    bar = tqdm(total=len(pending), desc="ask", unit="question", disable=not progress or not pending)
     try:
         for s in range(0, len(pending), batch_size):
             batch = pending[s : s + batch_size]
