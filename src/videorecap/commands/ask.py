@@ -7,7 +7,7 @@ One question about one video (a captions.json written by `videorecap caption`):
 
 prints the answer and the evidence: the captions (with their times) it rests on. Many questions in EgoSchema's
 format (questions.json: q_uid, question, option 0..4; the answers in --answers or in each row), with the captions
-of each question's video in CAPTIONS_DIR/<q_uid>/captions.json:
+of each question's video in CAPTIONS_DIR/<video>/captions.json (the video is the q_uid unless the row names one):
 
   videorecap ask --questions questions.json --captions CAPTIONS_DIR -o RESULTS_DIR
 
@@ -69,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "subset_answers.json beside the questions when there is one, and any `answer` field in the rows",
     )
     add_output_argument(g, "results.json and the resume store (.cache/); needed with --questions")
-    g.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="questions per batch")
+    g.add_argument(
+        "--batch-size", type=positive_int, default=16, metavar="N", help="questions per batch (default: %(default)s)"
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     c = parser.add_argument_group("context and answer")
     c.add_argument(
