@@ -80,6 +80,15 @@ def test_the_runner_writes_results_and_resumes(captions, tmp_path, capsys):
     assert _code(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == sum(q.video == "v1" for q in qs) and all("v1" in e and "no captions" in e for e in err)
+    # captions without a summary, asked with the summary context: those questions fail, one line each
+    from videorecap.results import CaptionResult
+
+    r = CaptionResult.load(caps / "v0" / "captions.json")
+    r.summary, r.levels = None, ["clip", "segment"]
+    r.save(caps / "v0" / "captions.json")
+    assert _code([*argv[:-2], "--context", "summary", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == len(qs) and sum("no video summary" in e for e in err) == sum(q.video == "v0" for q in qs)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from videorecap import fileio
 from videorecap.errors import DataError, InputError
-from videorecap.qa.answer import Answer, AskOptions, Embeddings, Prepared, prepare
+from videorecap.qa.answer import Answer, AskOptions, Embeddings, prepare
 from videorecap.results import CaptionResult
 from videorecap.store import Store
 
@@ -133,7 +133,8 @@ class RunSummary:
     total: int = 0
     answered: int = 0  # a choice was read out of the reply
     unparseable: int = 0  # a reply came, but it picked no choice
-    no_captions: list[tuple[str, str]] = field(default_factory=list)  # (q_uid, why): captions missing or unreadable
+    # (q_uid, why): captions missing, unreadable, or without the level the context needs
+    no_captions: list[tuple[str, str]] = field(default_factory=list)
     resumed: int = 0  # answers read back from the store
     with_truth: int = 0
     correct: int = 0
@@ -202,14 +203,19 @@ def run_questions(
     bar = tqdm(total=len(pending), desc="ask", unit="question", disable=not progress or not pending)
     try:
         for s in range(0, len(pending), batch_size):
-            batch = pending[s : s + batch_size]
-            prepared: list[Prepared] = [
-                prepare(loaded[path][1], q.question, q.choices, opts, embed, source=str(path)) for q, _, path in batch
-            ]
-            for (q, digest, _), a in zip(batch, answerer.answer_many(prepared), strict=True):
+            batch, prepared = [], []
+            for q, digest, path in pending[s : s + batch_size]:
+                try:
+                    prepared.append(prepare(loaded[path][1], q.question, q.choices, opts, embed, source=str(path)))
+                except InputError as e:  # captions without the context's level (no summary for --context summary)
+                    summary.no_captions.append((q.q_uid, str(e)))
+                    continue
+                batch.append((q, digest, path))
+            answered = answerer.answer_many(prepared) if prepared else []
+            for (q, digest, _), a in zip(batch, answered, strict=True):
                 store.put(q.q_uid, rows={"digest": digest, "answer": a.to_dict()})
                 done[q.q_uid] = a
-            bar.update(len(batch))
+            bar.update(len(pending[s : s + batch_size]))
     finally:
         bar.close()
     rows = []
