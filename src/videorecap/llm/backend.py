@@ -278,6 +278,15 @@ class HTTPBackend(BaseBackend):
         except (KeyError, IndexError, TypeError):
             raise LLMError(f"{self.url}/models: the server lists no model; give one with --llm-model") from None
 
+    def owned_by(self) -> str | None:
+        """Who the server says owns the model (`videorecap` for `videorecap serve`), from `GET /v1/models`."""
+        answer = self._with_retries("GET /models", lambda: self._request("GET", "/models"))
+        entries = answer.get("data") if isinstance(answer, dict) else None
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict) and e.get("id") == self.model:
+                return e.get("owned_by")
+        return None
+
     def chat(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0) -> str:
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
 
@@ -400,6 +409,15 @@ class CachedBackend(BaseBackend):
         for i, r in zip(todo, fresh, strict=True):
             out[i] = r
         return out  # type: ignore[return-value]
+
+
+def is_own_text_model(backend: BaseBackend) -> bool:
+    """Whether the backend is the project's own text model (in-process, or served by `videorecap serve`): it was
+    trained on "Summarize: " + text, so it gets that prompt by default, not a general model's instructions."""
+    inner = getattr(backend, "inner", backend)
+    if isinstance(inner, LocalBackend):
+        return True
+    return isinstance(inner, HTTPBackend) and inner.owned_by() == "videorecap"
 
 
 # ---- opening one -----------------------------------------------------------------------------------------------------

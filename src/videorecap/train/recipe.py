@@ -65,6 +65,13 @@ class DataArgs:
     """Folder of per-video clip-window features `{vid}.npy` (the clip level without decoding videos)."""
     video_ext: str = ".mp4"
     """Suffix of the video files."""
+    pseudo_annotations: str | None = None
+    """Folder of pseudo-labels (`videorecap pseudo-label`): segments_{train}_pseudo.pkl, videos_{train}_pseudo.json,
+    mixed into the segment and video stages' training rows, in front of the labelled ones (the original's
+    --metadata_pseudo)."""
+    pseudo_ratio: float | None = None
+    """Pseudo rows per labelled row of a level (e.g. 1.0: as many as labelled; drawn with the seed, repeated when
+    there are too few); null: every pseudo row once, as the original concatenates them."""
     train_split: str = "train"
     """Split name of the training files."""
     val_split: str | None = "val"
@@ -140,6 +147,8 @@ class Recipe:
             raise ValueError(f"kind must be 'recap', 'unified' or '{TEXT_KIND}', not {self.kind!r}")
         if self.kind == TEXT_KIND and (len(self.stages) != 1 or "clip" in self.stages[0].levels):
             raise ValueError(f"a {TEXT_KIND} recipe has one stage, whose levels are among segment and video")
+        if self.data.pseudo_ratio is not None and self.data.pseudo_ratio < 0:
+            raise ValueError("data: pseudo_ratio must be 0 or more (or null: every pseudo row)")
         if not self.stages:
             raise ValueError("a recipe needs at least one stage")
         names = [s.name for s in self.stages]
@@ -362,6 +371,8 @@ class Curriculum:
     def _ann(self, level: str, split: str) -> Path:
         name = {"clip": f"clips_{split}.pkl", "segment": f"segments_{split}.pkl", "video": f"videos_{split}.json"}
         base = self.recipe.data.path(self.recipe.data.annotations)
+        if split == self._pseudo_split():  # segments_train_pseudo.pkl, videos_train_pseudo.json
+            base = self.recipe.data.path(self.recipe.data.pseudo_annotations)
         assert base is not None
         return base / name[level]
 
@@ -376,6 +387,11 @@ class Curriculum:
     def _splits(self) -> list[str]:
         d = self.recipe.data
         return [d.train_split] + ([d.val_split] if d.val_split else [])
+
+    def _pseudo_split(self) -> str | None:
+        """The pseudo-labels' "split" (`train_pseudo`): the generation steps fill its rows like a split's."""
+        d = self.recipe.data
+        return f"{d.train_split}_pseudo" if d.pseudo_annotations is not None else None
 
     def _marker(self, name: str) -> Path:
         return self.data_out / f"{name}.done.json"
@@ -524,7 +540,9 @@ class Curriculum:
             return self._text_data(stage, collate)
 
         def make(split: str, training: bool) -> Any:
-            rows = self._rows_file(level, split)
+            rows: Any = self._rows_file(level, split)
+            if training and level != "clip" and d.pseudo_annotations is not None:
+                rows = self._with_pseudo(level, hcap.load_level(rows, level))
             if level == "clip":
                 feats = d.path(d.clip_features)
                 videos = None if feats is not None else d.path(d.videos)
@@ -558,6 +576,21 @@ class Curriculum:
 
         val = pairs(d.val_split) if d.val_split else None
         return LevelData("video", pairs(d.train_split), collate, val if val is not None and len(val) else None)
+
+    def _with_pseudo(self, level: str, rows: list[dict]) -> list[dict]:
+        """The pseudo-labelled rows of `level` (mixed as `pseudo_ratio` says) in front of the labelled `rows`."""
+        d = self.recipe.data
+        path = self._rows_file(level, self._pseudo_split())  # type: ignore[arg-type]  # a generated copy once filled
+        if not path.is_file():
+            raise InputError(f"data.pseudo_annotations: {path} not found (made by videorecap pseudo-label)")
+        pseudo = hcap.load_level(path, level)
+        if d.pseudo_ratio is not None and pseudo:
+            n = round(d.pseudo_ratio * len(rows))
+            rng = np.random.default_rng(self.recipe.seed)
+            rounds = [rng.permutation(len(pseudo)) for _ in range(-(-n // len(pseudo)))]  # each row once per round
+            pseudo = [pseudo[i] for i in np.concatenate(rounds)[:n]] if n else []
+        logger.info("%s: %d pseudo-labelled rows in front of %d labelled ones", level, len(pseudo), len(rows))
+        return [*pseudo, *rows]
 
     # ---- steps
     def run(self, only: str | None = None) -> dict[str, Any]:
@@ -625,7 +658,8 @@ class Curriculum:
 
     def _load_rows(self, level: str) -> dict[str, list[dict]]:
         out = {}
-        for split in self._splits():
+        pseudo = self._pseudo_split()
+        for split in self._splits() + ([pseudo] if pseudo else []):
             f = self._ann(level, split)
             out[split] = hcap.load_level(f, level) if f.is_file() else []
         return out
