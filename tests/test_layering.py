@@ -43,12 +43,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.video.features",),  # the feature-extraction job: reads the segment files of data/
     ("videorecap.results",),  # typed caption results: what the hierarchy engine emits
     ("videorecap.infer",),  # the hierarchy engine, the decoding loops and the one caption_batch
+    ("videorecap.llm",),  # language-model backends (an OpenAI-compatible server, the own text model), prompts
     ("videorecap.export",),
     ("videorecap.metrics",),
     ("videorecap.pipeline",),  # captioning a video file at every level
     ("videorecap.evaluate",),
     ("videorecap.train",),
     ("videorecap.synth",),  # the synthetic world and its bundled model
+    ("videorecap.qa",),  # questions over the hierarchy: contexts, answer parsing, answerers, the EgoSchema runner
     ("videorecap.commands",),
     ("videorecap.cli", "videorecap.__main__"),
 ]

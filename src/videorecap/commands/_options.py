@@ -324,3 +324,58 @@ def add_wait_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
         action="store_true",
         help="when another job is writing the output folder, wait for it to finish (default: stop at once, exit 2)",
     )
+
+
+def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The text-model backend: --llm URL | --text-model DIR, with --llm-model, --llm-key-env, --llm-concurrency.
+
+    `open_llm_backend(args, cache_dir)` turns them into a backend (`videorecap.llm.backend.open_backend`). The API key
+    is read from the environment variable --llm-key-env names, never from a flag or a file.
+    """
+    from videorecap.llm.backend import DEFAULT_CONCURRENCY, DEFAULT_KEY_ENV
+
+    parser.add_argument(
+        "--llm",
+        default=None,
+        metavar="URL",
+        help="an OpenAI-compatible server (vLLM, llama.cpp, Ollama, a hosted API, videorecap serve), e.g. "
+        "http://127.0.0.1:8000/v1",
+    )
+    parser.add_argument(
+        "--llm-model", default=None, metavar="NAME", help="the model on the --llm server (default: its first)"
+    )
+    parser.add_argument(
+        "--llm-key-env",
+        default=DEFAULT_KEY_ENV,
+        metavar="VAR",
+        help=f"environment variable holding the server's API key (default: {DEFAULT_KEY_ENV}; unset: no key sent)",
+    )
+    parser.add_argument(
+        "--text-model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the project's own text model (a checkpoint folder of a text-summarizer recipe), run in this process",
+    )
+    parser.add_argument(
+        "--llm-concurrency",
+        type=positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests to the --llm server in flight at once (default: {DEFAULT_CONCURRENCY})",
+    )
+
+
+def open_llm_backend(args: argparse.Namespace, cache_dir: str | Path | None = None, device: str = "cpu") -> Any:
+    """The backend of `add_llm_arguments`' flags; answers cached in `cache_dir` when given."""
+    from videorecap.llm.backend import open_backend
+
+    return open_backend(
+        args.llm,
+        args.text_model,
+        args.llm_model,
+        key_env=args.llm_key_env,
+        concurrency=args.llm_concurrency,
+        cache_dir=cache_dir,
+        device=device,
+    )

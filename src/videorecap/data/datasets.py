@@ -324,6 +324,46 @@ class VideoDataset(_FeatureDataset):
         return np.concatenate([load_npy(p) for p in paths], axis=0), str(paths[0].parent)
 
 
+SUMMARIZE_PROMPT = "Summarize: "
+"""What the text-only model reads before its input (the original's text-only recipe, reference §10)."""
+
+
+def summarize_input(text: str) -> str:
+    """The text-only model's input: the prompt, then the lower level's text (the prompt is not repeated)."""
+    text = text.strip()
+    return text if text.startswith(SUMMARIZE_PROMPT) else SUMMARIZE_PROMPT + text
+
+
+class TextPairDataset(Dataset):
+    """(lower-level text -> upper-level text) pairs for the text-only model (`kind: text-summarizer`): no video.
+
+    Segment rows give "clip captions -> segment description" (`captions_pred`, joined as `text.segment_text`),
+    video rows give "segment descriptions -> video summary" (`segment_descriptions_pred`, `text.video_text`); the
+    input is prefixed with `SUMMARIZE_PROMPT`. Rows without both texts are skipped. A sample has no `video`.
+
+    Args:
+        rows: `{"segment": segment rows or file, "video": video rows or file}` (either may be missing).
+    """
+
+    def __init__(self, rows: dict[str, Rows]) -> None:
+        self.pairs: list[tuple[str, str, dict[str, Any]]] = []
+        for level in ("segment", "video"):
+            if rows.get(level) is None:
+                continue
+            for r in _rows(rows[level], level):  # type: ignore[arg-type]
+                src, target = text.previous_text(level, r), r.get(TARGET_KEYS[level])
+                if src and target:
+                    meta = {"vid": r["vid"], "start": r.get("start_sec"), "end": r.get("end_sec"), "level": level}
+                    self.pairs.append((summarize_input(src), str(target), meta))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        src, target, meta = self.pairs[i]
+        return {"text": src, "caption": target, "meta": meta}
+
+
 def for_config(
     level: Level,
     rows: Rows,

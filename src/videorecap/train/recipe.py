@@ -65,6 +65,13 @@ class DataArgs:
     """Folder of per-video clip-window features `{vid}.npy` (the clip level without decoding videos)."""
     video_ext: str = ".mp4"
     """Suffix of the video files."""
+    pseudo_annotations: str | None = None
+    """Folder of pseudo-labels (`videorecap pseudo-label`): segments_{train}_pseudo.pkl, videos_{train}_pseudo.json,
+    mixed into the segment and video stages' training rows, in front of the labelled ones (the original's
+    --metadata_pseudo)."""
+    pseudo_ratio: float | None = None
+    """Pseudo rows per labelled row of a level (e.g. 1.0: as many as labelled; drawn with the seed, repeated when
+    there are too few); null: every pseudo row once, as the original concatenates them."""
     train_split: str = "train"
     """Split name of the training files."""
     val_split: str | None = "val"
@@ -140,7 +147,9 @@ class Recipe:
     stages: list[TrainArgs]
     """The stages (recap: clip, segment, video) or unified phases, in order."""
     kind: str = "recap"
-    """"recap" (one model per level) or "unified" (ReCap-U: one shared model)."""
+    """"recap" (one model per level), "unified" (ReCap-U: one shared model), or "text-summarizer" (the text-only
+    model: one stage whose `levels` name the pairs it trains on, segment: clip captions -> segment description,
+    video: segment descriptions -> video summary; llm/textmodel.py)."""
     model: ModelArgs = field(default_factory=ModelArgs)
     """The model."""
     tokenizer: str = "gpt2"
@@ -157,8 +166,12 @@ class Recipe:
     """Device (default: cuda:LOCAL_RANK when a GPU is visible, else cpu)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("recap", "unified"):
-            raise ValueError(f"kind must be 'recap' or 'unified', not {self.kind!r}")
+        if self.kind not in ("recap", "unified", TEXT_KIND):
+            raise ValueError(f"kind must be 'recap', 'unified' or '{TEXT_KIND}', not {self.kind!r}")
+        if self.kind == TEXT_KIND and (len(self.stages) != 1 or "clip" in self.stages[0].levels):
+            raise ValueError(f"a {TEXT_KIND} recipe has one stage, whose levels are among segment and video")
+        if self.data.pseudo_ratio is not None and self.data.pseudo_ratio < 0:
+            raise ValueError("data: pseudo_ratio must be 0 or more (or null: every pseudo row)")
         if not self.stages:
             raise ValueError("a recipe needs at least one stage")
         names = [s.name for s in self.stages]
@@ -179,6 +192,7 @@ class Recipe:
 
 
 _RECAP_LEVEL_NAMES = {lv: lv for lv in LEVELS}
+TEXT_KIND = "text-summarizer"
 
 
 def _build(cls: type, d: Any, where: str) -> Any:
@@ -248,6 +262,8 @@ def recipe_from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
         s = dict(s)
         if "levels" not in s and s.get("name") in _RECAP_LEVEL_NAMES:
             s["levels"] = [s["name"]]
+        elif "levels" not in s and d.get("kind") == TEXT_KIND:
+            s["levels"] = ["segment", "video"]  # the text model learns both kinds of pairs by default
         built.append(_build(TrainArgs, s, f"{where}: stages[{i}]"))
     d["stages"] = built
     if "output_dir" not in d or "data" not in d:
@@ -344,7 +360,7 @@ def plan(recipe: Recipe) -> list[_Step]:
     steps: list[_Step] = []
     trained: set[str] = set()
     for s in recipe.stages:
-        if recipe.generate.pseudo_text:
+        if recipe.generate.pseudo_text and recipe.kind != TEXT_KIND:
             if "segment" in s.levels and "clip" in trained and not any(x.kind == "captions" for x in steps):
                 steps.append(_Step("captions", "captions"))
             if "video" in s.levels and "segment" in trained and not any(x.kind == "descriptions" for x in steps):
@@ -381,6 +397,8 @@ class Curriculum:
     def _ann(self, level: str, split: str) -> Path:
         name = {"clip": f"clips_{split}.pkl", "segment": f"segments_{split}.pkl", "video": f"videos_{split}.json"}
         base = self.recipe.data.path(self.recipe.data.annotations)
+        if split == self._pseudo_split():  # segments_train_pseudo.pkl, videos_train_pseudo.json
+            base = self.recipe.data.path(self.recipe.data.pseudo_annotations)
         assert base is not None
         return base / name[level]
 
@@ -395,6 +413,11 @@ class Curriculum:
     def _splits(self) -> list[str]:
         d = self.recipe.data
         return [d.train_split] + ([d.val_split] if d.val_split else [])
+
+    def _pseudo_split(self) -> str | None:
+        """The pseudo-labels' "split" (`train_pseudo`): the generation steps fill its rows like a split's."""
+        d = self.recipe.data
+        return f"{d.train_split}_pseudo" if d.pseudo_annotations is not None else None
 
     def _marker(self, name: str) -> Path:
         return self.data_out / f"{name}.done.json"
@@ -436,6 +459,10 @@ class Curriculum:
                         if f.is_file():
                             key = hcap.TARGET_KEYS[lv]
                             texts += [r[key] for r in hcap.load_level(f, lv) if r.get(key)]
+                    if self.recipe.kind == TEXT_KIND:
+                        from videorecap.data.datasets import SUMMARIZE_PROMPT
+
+                        texts.append(SUMMARIZE_PROMPT)  # the text model reads it before every input
                     vocab = self.base_config(self.recipe.stages[0]).decoder.vocab_size
                     Tokenizer.train_word_level([t for t in texts if t], max_vocab=vocab).save(path)
                 distributed.barrier()
@@ -451,9 +478,14 @@ class Curriculum:
         The stage's data is built from this config's level I/O, and its checkpoints store it."""
         m = self.recipe.model
         level = "unified" if self.recipe.kind == "unified" else stage.levels[0]
+        if self.recipe.kind == TEXT_KIND:
+            level = "video"  # one text-only model for both kinds of pairs (its modalities are set to text below)
         try:
             cfg = RecapConfig.from_name(m.preset, level=level).override(m.config_overrides())
-            return RecapConfig(arch=cfg.arch, io=stage.level_io(cfg.io))
+            io = stage.level_io(cfg.io)
+            if self.recipe.kind == TEXT_KIND:
+                io = dataclasses.replace(io, modalities="text")  # the text-only model reads no video
+            return RecapConfig(arch=cfg.arch, io=io)
         except (ValueError, TypeError) as e:
             raise InputError(f"recipe model for stage {stage.name!r}: {e}") from None
 
@@ -517,8 +549,13 @@ class Curriculum:
             tok, cfg, level, max_tokens=stage.max_tokens, max_text_tokens=stage.max_text_tokens
         )
 
+        if self.recipe.kind == TEXT_KIND:
+            return self._text_data(stage, collate)
+
         def make(split: str, training: bool) -> Any:
-            rows = self._rows_file(level, split)
+            rows: Any = self._rows_file(level, split)
+            if training and level != "clip" and d.pseudo_annotations is not None:
+                rows = self._with_pseudo(level, hcap.load_level(rows, level))
             if level == "clip":
                 feats = d.path(d.clip_features)
                 videos = None if feats is not None else d.path(d.videos)
@@ -540,6 +577,33 @@ class Curriculum:
 
         val = make(d.val_split, False) if d.val_split and self._rows_file(level, d.val_split).is_file() else None
         return LevelData(level, make(d.train_split, True), collate, val)  # type: ignore[arg-type]
+
+    def _text_data(self, stage: TrainArgs, collate: Any) -> LevelData:
+        """The text model's (lower text -> upper text) pairs of the stage's levels (the model's level is video)."""
+        from videorecap.data.datasets import TextPairDataset
+
+        d = self.recipe.data
+
+        def pairs(split: str) -> TextPairDataset:
+            return TextPairDataset({lv: self._ann(lv, split) for lv in stage.levels if self._ann(lv, split).is_file()})
+
+        val = pairs(d.val_split) if d.val_split else None
+        return LevelData("video", pairs(d.train_split), collate, val if val is not None and len(val) else None)
+
+    def _with_pseudo(self, level: str, rows: list[dict]) -> list[dict]:
+        """The pseudo-labelled rows of `level` (mixed as `pseudo_ratio` says) in front of the labelled `rows`."""
+        d = self.recipe.data
+        path = self._rows_file(level, self._pseudo_split())  # type: ignore[arg-type]  # a generated copy once filled
+        if not path.is_file():
+            raise InputError(f"data.pseudo_annotations: {path} not found (made by videorecap pseudo-label)")
+        pseudo = hcap.load_level(path, level)
+        if d.pseudo_ratio is not None and pseudo:
+            n = round(d.pseudo_ratio * len(rows))
+            rng = np.random.default_rng(self.recipe.seed)
+            rounds = [rng.permutation(len(pseudo)) for _ in range(-(-n // len(pseudo)))]  # each row once per round
+            pseudo = [pseudo[i] for i in np.concatenate(rounds)[:n]] if n else []
+        logger.info("%s: %d pseudo-labelled rows in front of %d labelled ones", level, len(pseudo), len(rows))
+        return [*pseudo, *rows]
 
     # ---- steps
     def run(self, only: str | None = None) -> dict[str, Any]:
@@ -580,10 +644,13 @@ class Curriculum:
         stage = self.recipe.stages[index]
         cfg = self.base_config(stage)
         model, init = self.build_model(index, cfg)
-        data = [self.level_data(lv, cfg, stage) for lv in stage.levels]  # the recipe's level I/O, not the model's
+        levels = stage.levels[:1] if self.recipe.kind == TEXT_KIND else stage.levels  # one dataset of all pairs
+        data = [self.level_data(lv, cfg, stage) for lv in levels]  # the recipe's level I/O, not the model's
         if self.max_steps is not None:
             stage = dataclasses.replace(stage, max_steps=self.max_steps)
         meta = {"recipe": self.recipe.to_dict(), "init": init, "train": args_dict(stage)}
+        if self.recipe.kind == TEXT_KIND:
+            stage = dataclasses.replace(stage, levels=["video"])  # the pairs' levels are in meta; the model's is video
         return train_stage(
             model,
             data,
@@ -605,7 +672,8 @@ class Curriculum:
 
     def _load_rows(self, level: str) -> dict[str, list[dict]]:
         out = {}
-        for split in self._splits():
+        pseudo = self._pseudo_split()
+        for split in self._splits() + ([pseudo] if pseudo else []):
             f = self._ann(level, split)
             out[split] = hcap.load_level(f, level) if f.is_file() else []
         return out
