@@ -298,9 +298,7 @@ class _Run:
         return out
 
     def max_tokens(self, level: str) -> int:
-        # a per-level option, then one length for every level, then the model's level I/O
-        io = self.cap.model(level).config.io
-        return resolve_max_new_tokens(level, io, self.opts.max_new_tokens, self.opts.decode.max_new_tokens)
+        return level_max_tokens(self.cap, level, self.opts)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
         d = DecodeConfig(**self.opts.decode.to_dict())
@@ -459,27 +457,50 @@ class _Run:
         return segments, summary
 
     def _step(self, level: str, pbar: Any) -> Step:
-        """The engine's view of a level: its captioner (the model, batched) and its feature count and sampling."""
-        model, tok = self.cap.model(level), self.cap.tokenizer(level)
-        cfg = model.config
-        decode = self._decode_cfg(level)
-
-        def caption(items: list[SegmentInput] | list[VideoInput]) -> list[str]:
-            # the engine samples; caption_batch stacks the sampled rows and their masks and builds the text ids
-            batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
-            texts = caption_batch(model, tok, level, batch, decode, device=self.device)
-            pbar.update(len(items))
-            return texts
-
-        fit = None
-        if level == "video" and cfg.has_text:  # descriptions fitted to the text the model reads (its collator's limit)
-            fit = TextFit.for_tokenizer(tok, cfg.tokens.max_text_tokens, self.opts.summary_text)
-        features = self.io(level).features(level)
-        return Step(caption, features.num_features, features.sampling, fit)
+        return level_step(self.cap, level, self.opts, self._decode_cfg(level), self.device, pbar.update)
 
     def io(self, level: str) -> LevelIO:
-        """The level I/O of `level`: its model's, with the options' feature counts (`--num-features`)."""
-        return self.cap.model(level).config.io.replace_features(num_features=self.opts.num_features or None)
+        return level_io(self.cap, level, self.opts)
+
+
+# ---- one level's settings: shared by the file pipeline and live sessions (live/) -------------------------------------
+def level_max_tokens(captioner: Captioner, level: str, opts: CaptionOptions) -> int:
+    """A per-level option, then one length for every level, then the model's level I/O."""
+    io = captioner.model(level).config.io
+    return resolve_max_new_tokens(level, io, opts.max_new_tokens, opts.decode.max_new_tokens)
+
+
+def level_io(captioner: Captioner, level: str, opts: CaptionOptions) -> LevelIO:
+    """The level I/O of `level`: its model's, with the options' feature counts (`--num-features`)."""
+    return captioner.model(level).config.io.replace_features(num_features=opts.num_features or None)
+
+
+def level_step(
+    captioner: Captioner,
+    level: str,
+    opts: CaptionOptions,
+    decode: DecodeConfig,
+    device: torch.device | str,
+    done: Callable[[int], Any] | None = None,
+) -> Step:
+    """The engine's view of a level: its captioner (the model, batched) and its feature count and sampling; `done`
+    is told how many inputs each call captioned (a progress bar)."""
+    model, tok = captioner.model(level), captioner.tokenizer(level)
+    cfg = model.config
+
+    def caption(items: list[SegmentInput] | list[VideoInput]) -> list[str]:
+        # the engine samples; caption_batch stacks the sampled rows and their masks and builds the text ids
+        batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
+        texts = caption_batch(model, tok, level, batch, decode, device=device)
+        if done is not None:
+            done(len(items))
+        return texts
+
+    fit = None
+    if level == "video" and cfg.has_text:  # descriptions fitted to the text the model reads (its collator's limit)
+        fit = TextFit.for_tokenizer(tok, cfg.tokens.max_text_tokens, opts.summary_text)
+    features = level_io(captioner, level, opts).features(level)
+    return Step(caption, features.num_features, features.sampling, fit)
 
 
 def caption_clips(

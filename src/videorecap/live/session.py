@@ -47,7 +47,15 @@ from videorecap.infer.decode import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, Step
 from videorecap.live.source import FrameSource, Source, parse_source, stream_end
 from videorecap.live.windows import LiveWindow, Windower
-from videorecap.pipeline import Captioner, caption_clips, describe_model, needed_levels
+from videorecap.pipeline import (
+    Captioner,
+    CaptionOptions,
+    caption_clips,
+    describe_model,
+    level_max_tokens,
+    level_step,
+    needed_levels,
+)
 from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.store import Store, fingerprint_key, model_fingerprint
 from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail
@@ -72,6 +80,8 @@ class LiveOptions:
     min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_new_tokens: dict[str, int] = field(default_factory=dict)
+    num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
+    summary_text: str = "spread"  # which descriptions a (rolling) summary reads when they exceed the text limit
     batch_size: int = 8  # clip windows per model call at most (whatever is queued, up to this)
     lag: str = "auto"  # auto: drop for network sources and devices, queue for files and stdin
     max_lag: float = 10.0  # drop: skip windows that waited longer than this
@@ -160,6 +170,18 @@ class LiveSession:
         if self.lag_policy == "auto":
             self.lag_policy = "drop" if self.source.kind in ("network", "device") else "queue"
         self.device = torch.device(self.opts.device)
+        # the options of `caption` this session shares (token limits, feature counts, the summary's text policy)
+        self._copts = CaptionOptions(
+            levels=self.opts.levels,
+            clip_seconds=self.opts.clip_seconds,
+            segment_seconds=self.opts.segment_seconds,
+            decode=self.opts.decode,
+            max_new_tokens=self.opts.max_new_tokens,
+            num_features=self.opts.num_features,
+            min_tail_seconds=self.opts.min_tail_seconds,
+            device=self.opts.device,
+            summary_text=self.opts.summary_text,
+        )
         enc = captioner.model("clip").encoder
         assert enc is not None
         self.num_frames, self.image_size, self.width = enc.config.num_frames, enc.config.image_size, enc.config.width
@@ -243,6 +265,8 @@ class LiveSession:
             "windows": [self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds],
             "decode": self.opts.decode.to_dict(),
             "max_new_tokens": {level: self._max_tokens(level) for level in lv},
+            "num_features": self.opts.num_features,
+            "summary_text": self.opts.summary_text,
         }
         if not self.resume and (self.out / EVENTS_FILE).exists():
             raise InputError(f"{self.out}: holds a live session already; continue it with --resume {self.out}, "
@@ -275,11 +299,7 @@ class LiveSession:
         return events
 
     def _max_tokens(self, level: str) -> int:
-        return (
-            self.opts.max_new_tokens.get(level)
-            or self.opts.decode.max_new_tokens
-            or self.cap.model(level).config.max_new_tokens[level]
-        )
+        return level_max_tokens(self.cap, level, self._copts)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
         d = DecodeConfig(**self.opts.decode.to_dict())
@@ -287,16 +307,7 @@ class LiveSession:
         return d
 
     def _step(self, level: str) -> Step:
-        from videorecap.infer.batch import CaptionItem, caption_batch
-
-        model, tok = self.cap.model(level), self.cap.tokenizer(level)
-        decode = self._decode_cfg(level)
-
-        def caption(items: list) -> list[str]:
-            batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
-            return caption_batch(model, tok, level, batch, decode, device=self.device)
-
-        return Step(caption, model.config.num_features(level), model.config.sampling(level))
+        return level_step(self.cap, level, self._copts, self._decode_cfg(level), self.device)
 
     def _make_engine(self, logged: list[dict[str, Any]]) -> None:
         """The engine, with the stored clips replayed (resume): events the log lacks are emitted now."""
@@ -587,7 +598,16 @@ class LiveSession:
             decoding={**self.opts.decode.to_dict(), "max_new_tokens": {x: self._max_tokens(x) for x in lv}},
             windows={"clip": self.clip_seconds, "segment": self.segment_seconds},
             levels=lv,
+            summary_input=self._summary_input(),
         )
+
+    def _summary_input(self) -> Any:
+        """Which descriptions the final summary read, recorded (as `caption` does) when they did not all fit."""
+        assert self.engine is not None
+        if self.engine.video_step is None or not self.engine.segments:
+            return None
+        fitted = self.engine.video_input().fitted
+        return fitted if fitted is not None and fitted.tokens > fitted.max_tokens else None
 
 
 def _clip_key(i: int) -> str:
