@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.evaluate",),
     ("videorecap.train",),
     ("videorecap.synth",),  # the synthetic world and its bundled model
+    ("videorecap.search",),  # moment search over a folder of captions, and its web app
     ("videorecap.commands",),
     ("videorecap.cli", "videorecap.__main__"),
 ]

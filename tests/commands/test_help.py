@@ -257,7 +257,7 @@ def test_ctrl_c_is_130_in_every_command(monkeypatch, capsys):
         monkeypatch.setattr(importlib.import_module(f"videorecap.commands.{module}"), "run", interrupt)
     argv = {"caption": ["v", "-o", "o"], "features": ["v", "-o", "o", "--random-encoder", "recap-tiny"],
             "train": ["r"], "evaluate": ["m", "d"], "score": ["p", "r"], "convert": ["official", "s", "o"],
-            "info": ["m"], "synth": ["make", "-o", "o"], "demo": []}  # fmt: skip
+            "info": ["m"], "synth": ["make", "-o", "o"], "demo": [], "search": ["o", "q"]}  # fmt: skip
     assert set(argv) == set(cli.COMMANDS)
     for name, rest in argv.items():
         assert cli.main([name, *rest]) == 130, name
