@@ -518,6 +518,108 @@ def _cues_json(result: CaptionResult, narrator: str, start_time: float) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def _html_head(title: str) -> list[str]:
+    """From the doctype to `<body>`: the Content-Security-Policy that allows exactly the page's inline blocks."""
+    csp = (
+        f"default-src 'none'; script-src {_csp_hash(_JS)}; style-src {_csp_hash(_CSS)}; "
+        "media-src * data: blob: file:; img-src data:"
+    )
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',  # no favicon request
+        f"<title>{_e(title)} · videorecap</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+    ]
+
+
+def _html_header(result: CaptionResult, title: str) -> list[str]:
+    """The title, a line of facts (length, size, fps, model, levels) and the notes (partial decode, model card)."""
+    v = result.video
+    meta = [f"{format_clock(v.duration)}"]
+    if v.width and v.height:
+        meta.append(f"{v.width}×{v.height}")
+    if v.fps:
+        meta.append(f"{v.fps:g} fps")
+    label = model_label(result.model)
+    if label:
+        meta.append(f"model: {label}")
+    meta.append(f"levels: {', '.join(result.levels or []) or 'none'}")
+    banners = [partial_note(result), *model_notes(result.model)]
+    p = ["<header>", f"<h1>{_e(title)}</h1>", f'<p class="meta">{_e(" · ".join(meta))}</p>']
+    p += [f'<p class="banner" role="note">Note: {_e(b)}.</p>' for b in banners if b]
+    p.append("</header>")
+    return p
+
+
+def _html_summary(result: CaptionResult, narrator: str) -> list[str]:
+    p = ['<section id="summary" aria-labelledby="summary-h">', '<h2 id="summary-h">Summary</h2>']
+    if result.summary is not None:
+        p.append(f'<p class="summary-text">{_e(display_text(result.summary.text, narrator))}</p>')
+    else:
+        p.append('<p class="empty">No summary: the video level was not run.</p>')
+    p.append("</section>")
+    return p
+
+
+def _html_player(result: CaptionResult, video_src: str, narrator: str) -> list[str]:
+    """The video, what to do when the browser cannot play it, the segment bar on the time axis, "Follow playback"."""
+    v = result.video
+    dur = v.duration if v.duration > 0 else max([c.end for c in result.segments + result.clips] + [1.0])
+    p = ['<div class="player">']
+    p.append(f'<video id="player" controls preload="metadata" src="{_e(video_src)}"></video>')
+    p.append(f'<p class="banner" id="video-error" role="alert" hidden>{_e(unplayable_hint(v))}</p>')
+    if result.segments:
+        p.append('<div class="bar" role="group" aria-label="Segments on the time axis">')
+        for i, s in enumerate(result.segments):
+            width = 100.0 * max(s.end - s.start, 0.0) / dur
+            short = f"{i + 1} · {_short_clock(s.start)}–{_short_clock(s.end)}"
+            p.append(
+                f'<button type="button" data-t="{s.start:.3f}" data-w="{width:.4f}" '
+                f'title="{_e(_span(s) + " " + display_text(s.text, narrator))}" '
+                f'aria-label="Segment {i + 1}, {_span(s)}"><span class="lbl">{_e(short)}</span></button>'
+            )
+        p.append("</div>")
+    p.append('<label><input type="checkbox" id="follow" checked> Follow playback</label>')
+    p.append("</div>")
+    return p
+
+
+def _html_timeline(result: CaptionResult, narrator: str) -> list[str]:
+    """Each segment description with its clip captions folded under it, every one a button that seeks."""
+    p = ['<nav id="timeline" aria-label="Timeline">']
+    groups = result.clips_by_segment()
+    if not groups:
+        p.append('<p class="empty">No clip captions or segment descriptions.</p>')
+    p.append('<ol class="segments">')
+    for seg, clips in groups:
+        if seg is not None:
+            p.append(f'<li class="seg" data-start="{seg.start:.3f}" data-end="{seg.end:.3f}">')
+            p.append(_seek_button(seg, display_text(seg.text, narrator)))
+        else:
+            p.append('<li class="seg-none">')
+        if clips:
+            if seg is not None:
+                p.append(f"<details><summary>{len(clips)} clip captions</summary>")
+            p.append('<ol class="clips">')
+            p += [
+                f'<li class="clip" data-start="{c.start:.3f}">{_seek_button(c, display_text(c.text, narrator))}</li>'
+                for c in clips
+            ]
+            p.append("</ol>")
+            if seg is not None:
+                p.append("</details>")
+        p.append("</li>")
+    p += ["</ol>", "</nav>"]
+    return p
+
+
 def to_html(
     result: CaptionResult,
     video_src: str,
@@ -541,88 +643,8 @@ def to_html(
     """
     v = result.video
     title = v.id or "video"
-    dur = v.duration if v.duration > 0 else max([c.end for c in result.segments + result.clips] + [1.0])
-    csp = (
-        f"default-src 'none'; script-src {_csp_hash(_JS)}; style-src {_csp_hash(_CSS)}; "
-        "media-src * data: blob: file:; img-src data:"
-    )
-    meta = [f"{format_clock(v.duration)}"]
-    if v.width and v.height:
-        meta.append(f"{v.width}×{v.height}")
-    if v.fps:
-        meta.append(f"{v.fps:g} fps")
-    label = model_label(result.model)
-    if label:
-        meta.append(f"model: {label}")
-    meta.append(f"levels: {', '.join(result.levels or []) or 'none'}")
-    banners = [partial_note(result), *model_notes(result.model)]
-
-    p: list[str] = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<link rel="icon" href="data:,">',  # no favicon request
-        f"<title>{_e(title)} · videorecap</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        "<header>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">{_e(" · ".join(meta))}</p>',
-    ]
-    p += [f'<p class="banner" role="note">Note: {_e(b)}.</p>' for b in banners if b]
-    p += [
-        "</header>",
-        '<section id="summary" aria-labelledby="summary-h">',
-        '<h2 id="summary-h">Summary</h2>',
-    ]
-    if result.summary is not None:
-        p.append(f'<p class="summary-text">{_e(display_text(result.summary.text, narrator))}</p>')
-    else:
-        p.append('<p class="empty">No summary: the video level was not run.</p>')
-    p += ["</section>", "<main>", '<div class="player">']
-    p.append(f'<video id="player" controls preload="metadata" src="{_e(video_src)}"></video>')
-    p.append(f'<p class="banner" id="video-error" role="alert" hidden>{_e(unplayable_hint(v))}</p>')
-    if result.segments:
-        p.append('<div class="bar" role="group" aria-label="Segments on the time axis">')
-        for i, s in enumerate(result.segments):
-            width = 100.0 * max(s.end - s.start, 0.0) / dur
-            short = f"{i + 1} · {_short_clock(s.start)}–{_short_clock(s.end)}"
-            p.append(
-                f'<button type="button" data-t="{s.start:.3f}" data-w="{width:.4f}" '
-                f'title="{_e(_span(s) + " " + display_text(s.text, narrator))}" '
-                f'aria-label="Segment {i + 1}, {_span(s)}"><span class="lbl">{_e(short)}</span></button>'
-            )
-        p.append("</div>")
-    p.append('<label><input type="checkbox" id="follow" checked> Follow playback</label>')
-    p += ["</div>", '<nav id="timeline" aria-label="Timeline">']
-
-    groups = result.clips_by_segment()
-    if not groups:
-        p.append('<p class="empty">No clip captions or segment descriptions.</p>')
-    p.append('<ol class="segments">')
-    for seg, clips in groups:
-        if seg is not None:
-            p.append(f'<li class="seg" data-start="{seg.start:.3f}" data-end="{seg.end:.3f}">')
-            p.append(_seek_button(seg, display_text(seg.text, narrator)))
-        else:
-            p.append('<li class="seg-none">')
-        if clips:
-            if seg is not None:
-                p.append(f"<details><summary>{len(clips)} clip captions</summary>")
-            p.append('<ol class="clips">')
-            p += [
-                f'<li class="clip" data-start="{c.start:.3f}">{_seek_button(c, display_text(c.text, narrator))}</li>'
-                for c in clips
-            ]
-            p.append("</ol>")
-            if seg is not None:
-                p.append("</details>")
-        p.append("</li>")
-    p += ["</ol>", "</nav>", "</main>"]
+    p = _html_head(title) + _html_header(result, title) + _html_summary(result, narrator)
+    p += ["<main>", *_html_player(result, video_src, narrator), *_html_timeline(result, narrator), "</main>"]
     cues = _cues_json(result, narrator, v.start_time if start_time is None else start_time)
     p += [f'<script type="application/json" id="cues">{cues}</script>', f"<script>{_JS}</script>"]
     p += ["</body>", "</html>", ""]
