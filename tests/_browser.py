@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 import websocket
 
@@ -138,3 +140,18 @@ def open_browser(profile: Path) -> Iterator[CDP]:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def make_webm(path: Path, seconds: float, fps: int = 5) -> None:
+    """A tiny VP9/WebM video whose colour changes every frame (so it is a real, decodable stream)."""
+    with av.open(str(path), "w", format="webm") as out:
+        stream = out.add_stream("libvpx-vp9", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8", "g": str(fps)}
+        for i in range(int(seconds * fps)):
+            img = np.full((48, 64, 3), (i * 7) % 256, dtype=np.uint8)
+            img[:, : (i % 64), 1] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)

@@ -22,7 +22,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from _browser import CDP, INSTALL_HINT, REQUIRE_ENV, chromium, open_browser
+from _browser import CDP, INSTALL_HINT, REQUIRE_ENV, chromium, make_webm, open_browser
 
 from videorecap.export import display_text, write_outputs
 from videorecap.results import Caption, CaptionResult, VideoMeta
@@ -39,18 +39,7 @@ CLIP_S, SEG_S = 2.0, 8.0  # windows shrunk to fit the short video: 10 clips, 3 s
 
 # ---- fixtures: video, outputs, server, browser -------------------------------------------------------------------
 def _make_video(path: Path, seconds: float = DURATION, fps: int = 5) -> None:
-    """A tiny VP9/WebM video whose colour changes every frame (so it is a real, decodable stream)."""
-    with av.open(str(path), "w", format="webm") as out:
-        stream = out.add_stream("libvpx-vp9", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"deadline": "realtime", "cpu-used": "8", "g": str(fps)}
-        for i in range(int(seconds * fps)):
-            img = np.full((48, 64, 3), (i * 7) % 256, dtype=np.uint8)
-            img[:, : (i % 64), 1] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    make_webm(path, seconds, fps)
 
 
 def _result(video: Path) -> CaptionResult:

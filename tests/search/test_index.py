@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synth_folder, write_captions
+from _helpers import synth_folder, write_captions
 
 from videorecap.search import index as index_mod
 from videorecap.search.index import INDEX_DIR, embeddings, load_corpus

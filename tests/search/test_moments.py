@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_captions
+from _helpers import write_captions
 
 from videorecap.errors import InputError
 from videorecap.search.index import embeddings, load_corpus
