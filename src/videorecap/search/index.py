@@ -182,31 +182,38 @@ def _read_rows(path: Path, n: int, dim: int) -> np.ndarray | None:
 def _embed_missing(
     corpus: Corpus, missing: Sequence[int], embedder: TextEmbedder, folder: Path | None, progress: bool
 ) -> dict[int, np.ndarray]:
+    """The rows of the captions files `missing` (indices into corpus.videos), each stored once complete.
+
+    A text is embedded once however often it occurs (captions repeat: "C picks up the cup"): files are taken in
+    groups until about `_EMBED_BATCH_TEXTS` texts are new, those are embedded, and each file of the group is
+    assembled from the rows and saved, so an interrupted build keeps every finished file.
+    """
     from tqdm import tqdm
 
     out: dict[int, np.ndarray] = {}
     if not missing:
         return out
-    total = sum(corpus.videos[i].last - corpus.videos[i].first for i in missing)
-    bar = tqdm(total=total, desc="search index", unit="text", disable=not progress)
+    rows: dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(missing), desc="search index", unit="file", disable=not progress)
     try:
         group: list[int] = []
+        new: dict[str, None] = {}  # the texts of the group not embedded yet, in first-seen order
         for pos, i in enumerate(missing):
             group.append(i)
-            size = sum(corpus.videos[j].last - corpus.videos[j].first for j in group)
-            if size < _EMBED_BATCH_TEXTS and pos + 1 < len(missing):
+            v = corpus.videos[i]
+            new.update(dict.fromkeys(d.text for d in corpus.docs[v.first : v.last] if d.text not in rows))
+            if len(new) < _EMBED_BATCH_TEXTS and pos + 1 < len(missing):
                 continue
-            texts = [d.text for j in group for d in corpus.docs[corpus.videos[j].first : corpus.videos[j].last]]
-            rows = embedder.embed(texts).astype(np.float16)
-            at = 0
+            texts = list(new)
+            rows.update(zip(texts, embedder.embed(texts).astype(np.float16), strict=True))
             for j in group:
                 v = corpus.videos[j]
-                out[j] = rows[at : at + v.last - v.first]
-                at += v.last - v.first
+                docs = corpus.docs[v.first : v.last]
+                out[j] = np.stack([rows[d.text] for d in docs]) if docs else np.zeros((0, embedder.dim), np.float16)
                 if folder is not None:
                     fileio.save_npy(folder / f"{v.sha256}.npy", out[j])
-            bar.update(len(texts))
-            group = []
+            bar.update(len(group))
+            group, new = [], {}
     finally:
         bar.close()
     return out
