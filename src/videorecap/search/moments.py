@@ -123,8 +123,11 @@ class Searcher:
         self.corpus, self.embeddings, self.embedder = corpus, embeddings, embedder
         self._level = np.array([d.level for d in corpus.docs])
 
-    def hits(self, query: str, mode: str = "hybrid", level: str = "all", fusion: str = "rrf") -> list[Hit]:
-        """Every doc with a score, best first (for `lexical`, only docs that share a word with the query)."""
+    def hits(
+        self, query: str, mode: str = "hybrid", level: str = "all", fusion: str = "rrf", limit: int | None = None
+    ) -> list[Hit]:
+        """The docs with a score, best first, at most `limit` (for `lexical`, only docs sharing a word with the
+        query)."""
         if mode not in MODES:
             raise InputError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         if level not in LEVELS:
@@ -132,6 +135,7 @@ class Searcher:
         if not query.strip():
             raise InputError("the query is empty; say what happens, e.g. 'C puts the kettle on the stove'")
         n = len(self.corpus.docs)
+        top = n if limit is None else min(limit, n)
         mask = np.ones(n, bool) if level == "all" else self._level == level
         lex = sem = None
         if mode != "semantic":
@@ -142,10 +146,10 @@ class Searcher:
             sem = self.embeddings @ self.embedder.embed([query])[0]
         if mode == "lexical":
             assert lex is not None
-            order, score = ranks(lex, mask, n, positive=True), lex
+            order, score = ranks(lex, mask, top, positive=True), lex
         elif mode == "semantic":
             assert sem is not None
-            order, score = ranks(sem, mask, n), sem
+            order, score = ranks(sem, mask, top), sem
         else:
             assert lex is not None and sem is not None
             if fusion == "rrf":
@@ -154,7 +158,7 @@ class Searcher:
                 score = _minmax(lex, mask) + _minmax(sem, mask)
             else:
                 raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
-            order = ranks(score, mask & (score > 0), n)
+            order = ranks(score, mask & (score > 0), top)
 
         def val(x: np.ndarray | None, i: int) -> float | None:
             return None if x is None else float(x[i])
@@ -174,7 +178,7 @@ class Searcher:
         """The k best moments for `query`, best first (see the module docstring)."""
         if k < 1:
             raise InputError(f"-k must be at least 1, not {k}")
-        hits = self.hits(query, mode, level, fusion)[: max(CANDIDATES, 20 * k)]
+        hits = self.hits(query, mode, level, fusion, limit=max(CANDIDATES, 20 * k))
         if not merge:
             return [self._moment([h]) for h in hits[:k]]
         return _suppress(self._merge(hits), k)
