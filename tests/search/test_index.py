@@ -100,6 +100,13 @@ def test_incremental_and_rebuilt_when_captions_change(tmp_path: Path, embedder) 
     rows = embeddings(load_corpus(root), counting)
     assert counting.calls == [] and len(_stored(root)) == 3
 
+    # another embedding model gets its own folder: everything is embedded for it, the first folder stays
+    other = Counting(embedder)
+    other.name = "another/model"
+    embeddings(load_corpus(root), other)
+    assert sum(other.calls) > 0 and len(_stored(root)) == 6
+    assert len({p.parent for p in _stored(root)}) == 2
+
 
 def test_a_build_killed_midway_keeps_what_was_done_and_leaves_no_partial_file(tmp_path: Path, embedder, monkeypatch):
     root = synth_folder(tmp_path, 3)

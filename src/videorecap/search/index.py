@@ -10,7 +10,7 @@ segment description with text becomes a `Doc` (its video, level, window and the 
 move at that precision), so:
 
 - the index is incremental: a new or changed captions file (new content, new hash) is embedded, the others are read
-  back; a moved or copied file keeps its embeddings;
+  back; a moved or copied file keeps its embeddings; a text that occurs many times is embedded once per build;
 - it is rebuilt when captions change, and rows of files that are gone or changed are deleted;
 - another embedding model (its name is part of the folder name), or another `INDEX_VERSION` (what text a caption
   becomes), gets its own folder;
