@@ -159,7 +159,7 @@ def quality(work: Path, videos: int, minutes: float, per_video: int, seed: int, 
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "videorecap", "caption", str(work / "videos"), "--model", "recap-synth"]
     cmd += ["-o", str(work / "model"), "--no-progress", "-q"]
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     print(f"captioned {videos} videos with recap-synth in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     qs = queries(scripts, per_video, seed)
     counts = defaultdict(int)
