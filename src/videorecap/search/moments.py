@@ -5,13 +5,14 @@ Modes:
 - `lexical`: BM25 over the words (search/bm25.py); needs nothing beyond the package;
 - `semantic`: cosine similarity of sentence embeddings (text/embed.py, the `search` extra), which also finds
   "C places the kettle on the hob" for a caption that says "puts" and "stove";
-- `hybrid` (default): both, fused by reciprocal rank (Cormack, Clarke & Büttcher, SIGIR 2009):
-  `score(d) = sum over the two rankings of 1 / (RRF_K + rank(d))`, each ranking cut at `DEPTH`. Ranks, not
-  scores, because the two scales do not meet: BM25 is unbounded and grows with the query's length and the rarity of
-  its words, cosine sits in a narrow model-specific band (0.2-0.8 for MiniLM), and normalising either (min-max,
-  z-score) depends on which docs happen to be candidates. RRF needs no tuning on our data: k = 60 is the paper's
-  constant. A doc absent from one ranking (no query word in it) still gets its semantic share. The measured
-  difference against a normalised score sum is in benchmarks/RESULTS.md ("Moment search").
+- `hybrid` (default): both, fused by an equal-weight sum of min-max normalised scores (each score mapped onto
+  [0, 1] over the docs of the searched levels): `score(d) = norm(bm25)(d) + norm(cosine)(d)`. The scales do not
+  meet otherwise: BM25 is unbounded and grows with the query's length and the rarity of its words, cosine sits in
+  a narrow model-specific band. The alternative, reciprocal-rank fusion (`fusion="rrf"`: `sum 1 / (RRF_K + rank)`,
+  Cormack et al. 2009, equal scores sharing their best rank), throws the scores away and keeps their order; on our
+  benchmark the normalised sum found as many moments or more in every query set (benchmarks/RESULTS.md, "Moment
+  search"), as Bruch et al. (2023, "An analysis of fusion functions for hybrid retrieval") found on text
+  retrieval. A doc with no query word gets its semantic share only.
 
 Moments (`merge=True`): the clip windows of a video are 4 s, and an action often spans two of them, captioned
 alike. So the `CANDIDATES` best hits are grouped per video and level, and a run of adjacent windows (one starts
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 MODES = ("hybrid", "lexical", "semantic")
 LEVELS = ("all", "clip", "segment")
-FUSIONS = ("rrf", "sum")
+FUSIONS = ("sum", "rrf")
 RRF_K = 60
 DEPTH = 1000  # how deep each ranking goes into the fusion
 CANDIDATES = 200  # at least this many best hits (and 20 per moment asked for) are merged into moments
@@ -97,12 +98,19 @@ def ranks(scores: np.ndarray, mask: np.ndarray, depth: int, positive: bool = Fal
     return idx[np.lexsort((idx, -scores[idx]))]
 
 
-def fuse(rankings: Sequence[np.ndarray], n: int, k: int = RRF_K) -> np.ndarray:
+def fuse(rankings: Sequence[tuple[np.ndarray, np.ndarray]], n: int, k: int = RRF_K) -> np.ndarray:
     """Reciprocal-rank fusion: (n,) scores, sum over the rankings of 1 / (k + rank), rank 1 the best; a doc absent
-    from a ranking gets nothing from it."""
+    from a ranking gets nothing from it.
+
+    Each ranking is (doc indices best first, the scores it ranked by). Equal scores share the best of their ranks
+    (competition ranking, "1224"): captions repeat ("C turns on the tap" in every video), and identical texts must
+    not be told apart by where their files happen to sit in the folder.
+    """
     out = np.zeros(n)
-    for r in rankings:
-        out[r] += 1.0 / (k + np.arange(1, len(r) + 1))
+    for order, scores in rankings:
+        s = -scores[order]  # ascending, as `order` is best first
+        rank = np.searchsorted(s, s, side="left") + 1  # the first position of each score: ties share it
+        out[order] += 1.0 / (k + rank)
     return out
 
 
@@ -124,7 +132,7 @@ class Searcher:
         self._level = np.array([d.level for d in corpus.docs])
 
     def hits(
-        self, query: str, mode: str = "hybrid", level: str = "all", fusion: str = "rrf", limit: int | None = None
+        self, query: str, mode: str = "hybrid", level: str = "all", fusion: str = "sum", limit: int | None = None
     ) -> list[Hit]:
         """The docs with a score, best first, at most `limit` (for `lexical`, only docs sharing a word with the
         query)."""
@@ -153,8 +161,8 @@ class Searcher:
         else:
             assert lex is not None and sem is not None
             if fusion == "rrf":
-                score = fuse([ranks(lex, mask, DEPTH, positive=True), ranks(sem, mask, DEPTH)], n)
-            elif fusion == "sum":  # the alternative the benchmark compares: min-max normalised scores, summed
+                score = fuse([(ranks(lex, mask, DEPTH, positive=True), lex), (ranks(sem, mask, DEPTH), sem)], n)
+            elif fusion == "sum":
                 score = _minmax(lex, mask) + _minmax(sem, mask)
             else:
                 raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
@@ -173,7 +181,7 @@ class Searcher:
         level: str = "all",
         *,
         merge: bool = True,
-        fusion: str = "rrf",
+        fusion: str = "sum",
     ) -> list[Moment]:
         """The k best moments for `query`, best first (see the module docstring)."""
         if k < 1:
