@@ -11,7 +11,10 @@ For one video:
 2. **segment**: every `segment_seconds` window gets a description from its features (the original's slice
    `[int(s/4) : int(e//4)+1]`, sampled to the model's feature count) and the clip captions that lie inside it,
    joined as the original joins them.
-3. **video**: one summary from all features (sampled the model's way, masked) and the segment descriptions.
+3. **video**: one summary from all features (sampled the model's way, masked) and the segment descriptions,
+   fitted to the video model's text limit (512 tokens): all of them when they fit, else as many as fit chosen
+   evenly across the video (`summary_text="spread"`), or the first 512 tokens as the original
+   (`summary_text="first"`, `caption --original-settings`); see `infer.hierarchy`.
 
 Levels 2 and 3 are `infer.hierarchy.Hierarchy`, the incremental engine that a live input drives too: here it is
 fed every clip result of the file and then told where the video ends.
@@ -40,9 +43,9 @@ from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
-from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, VideoInput
+from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, TextFit, VideoInput
 from videorecap.model.recap import VideoRecap
-from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.results import SUMMARY_POLICIES, Caption, CaptionResult, SummaryInput, VideoMeta
 from videorecap.store import Store, file_identity, model_fingerprint
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
@@ -219,6 +222,9 @@ class CaptionOptions:
     device: str = "cpu"
     progress: bool = False
     chunk_batches: int = 4  # clip results are cached every chunk_batches * batch_size windows
+    # which segment descriptions the video level reads when they exceed its text limit: "spread" (evenly across the
+    # video) or "first" (the first 512 tokens, as the original; `caption --original-settings`)
+    summary_text: str = "spread"
 
     def __post_init__(self) -> None:
         self.levels = needed_levels(self.levels)
@@ -230,6 +236,8 @@ class CaptionOptions:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
         if not (self.min_tail_seconds >= 0 and math.isfinite(self.min_tail_seconds)):
             raise InputError(f"--min-tail-seconds must be 0 or more, got {self.min_tail_seconds}")
+        if self.summary_text not in SUMMARY_POLICIES:
+            raise InputError(f"summary_text must be one of {', '.join(SUMMARY_POLICIES)}, got {self.summary_text!r}")
 
 
 # ---- the per-video run ----------------------------------------------------------------------------------------------
@@ -252,6 +260,8 @@ class _Run:
         self.plan = window_plan(info.duration, self.clip_seconds, self.segment_seconds, opts.min_tail_seconds)
         # the end of the decoded part when a broken file stopped the clip level early (allow_partial), else None
         self.covered_end: float | None = None
+        # which descriptions the summary read, when they did not all fit the video model's text limit
+        self.summary_input: SummaryInput | None = None
         self.device = torch.device(opts.device)
         # every cached piece (clip chunks, segments, summary) is an entry of one store, keyed by the fingerprint
         self.store = Store.open(cache_dir, self.fingerprint()) if cache_dir is not None else None
@@ -427,12 +437,17 @@ class _Run:
                 self.store.put("segments", rows=[c.to_dict() for c in segments])
             if not want_video:
                 return segments, None
-            cached_summary = self.store.get("summary") if self.store is not None else None
+            fitted = engine.video_input().fitted
+            if fitted is not None and fitted.tokens > fitted.max_tokens:  # recorded only when not all fit
+                self.summary_input = fitted
+            # the summary depends on the policy; "summary" is the key of the original's ("first"), as before
+            key = "summary" if self.opts.summary_text == "first" else f"summary-{self.opts.summary_text}"
+            cached_summary = self.store.get(key) if self.store is not None else None
             if cached_summary is not None:
                 return segments, Caption(**cached_summary.rows)
             summary = engine.summary()
         if self.store is not None:
-            self.store.put("summary", rows=summary.to_dict())
+            self.store.put(key, rows=summary.to_dict())
         return segments, summary
 
     def _step(self, level: str, pbar: Any) -> Step:
@@ -448,7 +463,10 @@ class _Run:
             pbar.update(len(items))
             return texts
 
-        return Step(caption, cfg.num_features(level), cfg.sampling(level))
+        fit = None
+        if level == "video" and cfg.has_text:  # descriptions fitted to the text the model reads (its collator's limit)
+            fit = TextFit.for_tokenizer(tok, cfg.tokens.max_text_tokens, self.opts.summary_text)
+        return Step(caption, cfg.num_features(level), cfg.sampling(level), fit)
 
 
 def _chunk_key(start: int) -> str:
@@ -547,6 +565,7 @@ def caption_video(
         decoding={**opts.decode.to_dict(), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
         windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
         levels=list(opts.levels),
+        summary_input=run.summary_input,
     )
     logger.info("%s: %d clips, %d segments in %.1fs", path, len(clips), len(segments), time.perf_counter() - t0)
     return result

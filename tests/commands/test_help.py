@@ -87,6 +87,7 @@ def test_shared_options_have_one_spelling_and_one_help():
         "--allow-partial": (["--allow-partial"], None, _options.PARTIAL_HELP),
         "--device": (["--device"], "DEVICE", _options.DEVICE_HELP + " (default: "),
         "--threads": (["--threads"], "N", _options.THREADS_HELP),
+        "--original-settings": (["--original-settings"], None, _options.ORIGINAL_SETTINGS_HELP + ": "),
     }
     for flag, (strings, metavar, help_start) in shared.items():
         for name, parser in _parsers().items():

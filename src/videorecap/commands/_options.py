@@ -32,6 +32,7 @@ DEVICE_HELP = "cpu, cuda, cuda:N or mps; also accepted before the command"
 OUTPUT_HELP = "output folder, created when missing"
 MAX_TOKENS_HELP = "max new tokens: N for every level, or some levels as clip=N,segment=N,video=N"
 PARTIAL_HELP = "on a decode error part-way through a video, keep the windows decoded before it instead of failing"
+ORIGINAL_SETTINGS_HELP = "behave as the original Video ReCap code where ours differs"
 
 
 def _number(text: str, kind: type) -> float:
@@ -206,6 +207,12 @@ def add_partial_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
     """--allow-partial (`args.allow_partial`); features' earlier --keep-partial stays a hidden alias."""
     parser.add_argument("--allow-partial", action="store_true", help=f"{PARTIAL_HELP}{detail}")
     parser.add_argument("--keep-partial", dest="allow_partial", action="store_true", help=argparse.SUPPRESS)
+
+
+def add_original_settings_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, detail: str) -> None:
+    """--original-settings (`args.original_settings`): the original code's behaviour; `detail` says what that is in
+    this command (evaluate: the original eval scripts' protocol; caption: the summary reads the first 512 tokens)."""
+    parser.add_argument("--original-settings", action="store_true", help=f"{ORIGINAL_SETTINGS_HELP}: {detail}")
 
 
 def add_threads_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -11,6 +11,11 @@ started again continues where it stopped; a finished video is skipped.
 Windows: a last clip window shorter than --min-tail-seconds (1 s) joins the previous one (a 4.004-s video gets one
 4.004-s window, not a second one of 4 ms), and a last segment shorter than one clip window joins the previous segment.
 
+Long videos: the video level reads at most 512 tokens of segment descriptions (the model's text limit, about 45 min
+of 180-s descriptions). When they do not all fit, it reads as many as fit, chosen evenly across the whole video (the
+first and the last always), and captions.json records which (summary_input); --original-settings keeps the
+original's cut after the first 512 tokens, so the summary never reads the rest of a longer video.
+
 A video that stops decoding part-way fails, or with --allow-partial is captioned over the part that decoded and
 recorded as partial (captions.json: video.partial, video.covered). A bad video is one error line and the others go
 on (exit 1 at the end); a mistake in the options or inputs stops before any video is decoded (exit 2).
@@ -40,6 +45,7 @@ from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
+    add_original_settings_argument,
     add_output_argument,
     add_partial_argument,
     add_recursive_argument,
@@ -85,6 +91,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--grid-fps", type=positive_float, help="sample frames on a fixed frame grid (30 = the original "
                    "code)")  # fmt: skip
     add_partial_argument(r, ", caption them and record the video as partial")
+    add_original_settings_argument(r, "the summary reads only the first 512 tokens (the video model's text limit) "
+                                   "of the segment descriptions, so it never reads the rest of a video longer than "
+                                   "about 45 min (default: as many descriptions as fit, chosen evenly across the "
+                                   "whole video)")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
     add_max_tokens_argument(d)
@@ -160,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         features_dir=args.features,
         allow_partial=args.allow_partial,
         min_tail_seconds=args.min_tail_seconds,
+        summary_text="first" if args.original_settings else "spread",
         device=device,
         progress=not args.no_progress,
     )

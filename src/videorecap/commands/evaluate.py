@@ -34,6 +34,7 @@ from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
+    add_original_settings_argument,
     add_output_argument,
     add_wait_argument,
     field_default,
@@ -74,9 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--clip-every", type=positive_int, help="evaluate every n-th clip item (100 = the original; "
                    "default: 1)")  # fmt: skip
     w.add_argument("--limit", type=positive_int, help="evaluate only the first N items of each level")
-    w.add_argument("--original-settings", action="store_true",
-                   help="the original eval scripts: --clip-every 100, --max-tokens clip=77,segment=77,video=120 "
-                   "(video=100 for ReCap-U), --grid-fps 30, --original-lengths; explicit flags still win")  # fmt: skip
+    add_original_settings_argument(w, "the original eval scripts: --clip-every 100, --max-tokens "
+                                   "clip=77,segment=77,video=120 (video=100 for ReCap-U), --grid-fps 30, "
+                                   "--original-lengths; explicit flags still win")  # fmt: skip
     s = p.add_argument_group("scoring")
     s.add_argument("--protocol", choices=PROTOCOLS, default="original", help="text normalisation (default: original)")
     s.add_argument("--metrics", type=_csv, default=list(METRICS),
