@@ -32,7 +32,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, TextFit, VideoInput
+from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
 from videorecap.results import SUMMARY_POLICIES, Caption, CaptionResult, SummaryInput, VideoMeta
 from videorecap.store import Store, file_identity, model_fingerprint
@@ -214,6 +215,7 @@ class CaptionOptions:
     segment_seconds: float | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
+    num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
     batch_size: int = 8
     grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
     features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
@@ -238,6 +240,10 @@ class CaptionOptions:
             raise InputError(f"--min-tail-seconds must be 0 or more, got {self.min_tail_seconds}")
         if self.summary_text not in SUMMARY_POLICIES:
             raise InputError(f"summary_text must be one of {', '.join(SUMMARY_POLICIES)}, got {self.summary_text!r}")
+        try:
+            LevelIO().replace_features(num_features=self.num_features or None)
+        except ValueError as e:
+            raise InputError(f"--num-features: {e}") from None
 
 
 # ---- the per-video run ----------------------------------------------------------------------------------------------
@@ -279,14 +285,22 @@ class _Run:
             "batch_size": self.opts.batch_size,
             "grid_fps": self.opts.grid_fps,
             "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
+            # only what differs from the models' level I/O, so that the caches of runs without it keep their keys
+            **({"features": changed} if (changed := self._changed_features()) else {}),
         }
 
+    def _changed_features(self) -> dict[str, Any]:
+        """`{level: {"num_features", "sampling"}}` of the feature levels the options read differently from the model."""
+        out = {}
+        for lv in self.opts.levels:
+            if lv != "clip" and (f := self.io(lv).features(lv)) != self.cap.model(lv).config.io.features(lv):
+                out[lv] = asdict(f)
+        return out
+
     def max_tokens(self, level: str) -> int:
-        return (
-            self.opts.max_new_tokens.get(level)
-            or self.opts.decode.max_new_tokens
-            or self.cap.model(level).config.max_new_tokens[level]
-        )
+        # a per-level option, then one length for every level, then the model's level I/O
+        io = self.cap.model(level).config.io
+        return resolve_max_new_tokens(level, io, self.opts.max_new_tokens, self.opts.decode.max_new_tokens)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
         d = DecodeConfig(**self.opts.decode.to_dict())
@@ -466,7 +480,12 @@ class _Run:
         fit = None
         if level == "video" and cfg.has_text:  # descriptions fitted to the text the model reads (its collator's limit)
             fit = TextFit.for_tokenizer(tok, cfg.tokens.max_text_tokens, self.opts.summary_text)
-        return Step(caption, cfg.num_features(level), cfg.sampling(level), fit)
+        features = self.io(level).features(level)
+        return Step(caption, features.num_features, features.sampling, fit)
+
+    def io(self, level: str) -> LevelIO:
+        """The level I/O of `level`: its model's, with the options' feature counts (`--num-features`)."""
+        return self.cap.model(level).config.io.replace_features(num_features=self.opts.num_features or None)
 
 
 def _chunk_key(start: int) -> str:

@@ -89,6 +89,7 @@ import numpy as np
 
 from videorecap.data.feature_sampling import sample, slice_features
 from videorecap.data.text import TEXT_POLICIES, fit_video_text, segment_text, video_text
+from videorecap.levelio import FeatureSampling
 from videorecap.results import Caption, SummaryInput
 from videorecap.video.sampling import segment_windows
 
@@ -156,10 +157,7 @@ class Step:
     text_fit: TextFit | None = None  # video level: fit the descriptions to the model's text limit (None: all)
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("uniform", "masking"):
-            raise ValueError(f"sampling must be 'uniform' or 'masking', not {self.sampling!r}")
-        if self.num_features < 1:
-            raise ValueError(f"num_features must be at least 1, not {self.num_features}")
+        FeatureSampling(self.num_features, self.sampling)  # type: ignore[arg-type]  # checks both (ValueError)
 
 
 class _Rows:
