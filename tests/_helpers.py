@@ -5,6 +5,7 @@ Test modules import them as `from _helpers import ...`: pytest puts `tests/` on 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,3 +40,29 @@ def open_gates(model: VideoRecap, *, xmlp: bool = True, eos_shift: float | None 
 def tiny_recap(level: str, *, xmlp: bool = True, **overrides: Any) -> VideoRecap:
     """A `recap-tiny` model of `level` (config `overrides` allowed) in eval mode, gates open (`open_gates`)."""
     return open_gates(VideoRecap(RecapConfig.from_name("recap-tiny", level=level, **overrides)).eval(), xmlp=xmlp)
+
+
+# ---- captions folders for the search tests ----
+def write_captions(path: Path, vid: str, clips: list[tuple[float, float, str]], segments: Any = ()) -> Any:
+    """A captions.json at `path` with the given clip captions and segment descriptions."""
+    from videorecap.results import Caption, CaptionResult, VideoMeta
+
+    end = max([e for _, e, _ in [*clips, *segments]] + [1.0])
+    result = CaptionResult(
+        video=VideoMeta(vid, f"{vid}.mp4", end),
+        clips=[Caption(s, e, t) for s, e, t in clips],
+        segments=[Caption(s, e, t) for s, e, t in segments],
+    )
+    result.save(path)
+    return result
+
+
+def synth_folder(root: Path, n: int, minutes: float = 2.0) -> Path:
+    """n held-out synthetic videos' ground truth, one OUT/<id>/captions.json each (as `videorecap caption` lays out)."""
+    from videorecap.synth.make import truth_result, video_id, video_seed
+    from videorecap.synth.world import make_script
+
+    for i in range(n):
+        s = make_script(video_seed(0, "heldout", i), minutes, vid=video_id("heldout", i))
+        truth_result(s).save(root / s.vid / "captions.json")
+    return root

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import json
-import os
 import re
-import shutil
-import subprocess
 import tempfile
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +22,11 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-import websocket
+from _browser import CDP, INSTALL_HINT, REQUIRE_ENV, chromium, make_webm, open_browser
 
 from videorecap.export import display_text, write_outputs
 from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.search.bm25 import BM25, tokenize
 from videorecap.video.io import probe
 from videorecap.video.testing import make_video
 from videorecap.video.webcopy import make_web_copy
@@ -40,24 +35,11 @@ pytestmark = pytest.mark.browser
 
 DURATION = 20.0  # seconds of test video
 CLIP_S, SEG_S = 2.0, 8.0  # windows shrunk to fit the short video: 10 clips, 3 segments
-INSTALL_HINT = "apt-get update && apt-get install -y chromium  (or set VIDEORECAP_CHROMIUM to a Chromium binary)"
-REQUIRE_ENV = "VIDEORECAP_REQUIRE_BROWSER"
 
 
 # ---- fixtures: video, outputs, server, browser -------------------------------------------------------------------
 def _make_video(path: Path, seconds: float = DURATION, fps: int = 5) -> None:
-    """A tiny VP9/WebM video whose colour changes every frame (so it is a real, decodable stream)."""
-    with av.open(str(path), "w", format="webm") as out:
-        stream = out.add_stream("libvpx-vp9", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"deadline": "realtime", "cpu-used": "8", "g": str(fps)}
-        for i in range(int(seconds * fps)):
-            img = np.full((48, 64, 3), (i * 7) % 256, dtype=np.uint8)
-            img[:, : (i % 64), 1] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    make_webm(path, seconds, fps)
 
 
 def _result(video: Path) -> CaptionResult:
@@ -105,81 +87,6 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.wfile.write(data[start : end + 1])
 
 
-def _chromium() -> str:
-    """The Chromium to drive; every browser test gets it here, so a missing one skips (or fails) them all alike."""
-    exe = os.environ.get("VIDEORECAP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        why = f"headless Chromium is needed for the index.html browser tests but was not found: {INSTALL_HINT}"
-        if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
-            pytest.fail(f"{why} ({REQUIRE_ENV} is set, so this is a failure, not a skip)")
-        pytest.skip(why)
-    return exe
-
-
-class CDP:
-    """A minimal Chrome DevTools Protocol client over one page's websocket."""
-
-    def __init__(self, ws_url: str) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=10, suppress_origin=True)
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg["result"]
-            self.events.append(msg)
-
-    def eval(self, expr: str) -> Any:
-        r = self.send("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expr!r} threw: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def wait_event(self, method: str, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        for i, e in enumerate(self.events):
-            if e.get("method") == method:
-                return self.events.pop(i)
-        while time.monotonic() < deadline:
-            msg = json.loads(self.ws.recv())
-            if msg.get("method") == method:
-                return msg
-            self.events.append(msg)
-        raise TimeoutError(method)
-
-    def errors(self) -> list[str]:
-        self.send("Runtime.evaluate", expression="0")  # drain pending events
-        out = []
-        for e in self.events:
-            m, p = e.get("method"), e.get("params", {})
-            if m == "Runtime.exceptionThrown":
-                out.append(f"exception: {p['exceptionDetails']}")
-            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(f"console.{p['type']}: {[a.get('value', a.get('description')) for a in p['args']]}")
-            elif m == "Log.entryAdded" and p["entry"]["level"] == "error":
-                out.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
-        return out
-
-    def click(self, selector: str) -> None:
-        """A real mouse click in the middle of the element (scrolled into view first)."""
-        rect = self.eval(
-            f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
-            " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-        )
-        for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=rect[0], y=rect[1], button="left", clickCount=1)
-
-    def close(self) -> None:
-        self.ws.close()
-
-
 @contextlib.contextmanager
 def _open_page(root: Path, result: CaptionResult, *, via: str = "http", **write_kwargs: Any) -> Iterator[CDP]:
     """Write the outputs of `result` to root/out and open out/index.html in Chromium: from disk (`via="file"`) or
@@ -189,9 +96,9 @@ def _open_page(root: Path, result: CaptionResult, *, via: str = "http", **write_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     try:
-        with chromium(root / "profile") as cdp:
-            url = (root / "out" / "index.html").as_uri() if via == "file" else f"http://127.0.0.1:{port}/out/index.html"
-            cdp.send("Page.navigate", url=url)
+        with open_browser(root / "profile") as cdp:
+            url = root / "out" / "index.html"
+            cdp.send("Page.navigate", url=url.as_uri() if via == "file" else f"http://127.0.0.1:{port}/out/index.html")
             cdp.wait_event("Page.loadEventFired")
             # wait for the video's metadata so seeks are real (or for the error of a video Chromium cannot play)
             cdp.eval(
@@ -202,44 +109,6 @@ def _open_page(root: Path, result: CaptionResult, *, via: str = "http", **write_
             yield cdp
     finally:
         server.shutdown()
-
-
-@contextlib.contextmanager
-def chromium(profile: Path) -> Iterator[CDP]:
-    """A headless Chromium on about:blank, driven over DevTools (skips, or fails, without Chromium; see `_chromium`).
-    tests/live drives its page with it too."""
-    exe = _chromium()
-    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
-    args += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
-    args += ["--mute-audio", "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900"]
-    args += [f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    cdp = None
-    try:
-        deadline = time.monotonic() + 20
-        debug_port = None
-        while debug_port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                pytest.fail(f"chromium exited with code {proc.returncode}; is it installed? {INSTALL_HINT}")
-            m = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-            debug_port = int(m.group(1)) if m else None
-        assert debug_port, "chromium did not open its DevTools port"
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its stderr pipe drained
-        with urllib.request.urlopen(f"http://127.0.0.1:{debug_port}/json/list", timeout=5) as r:
-            targets = [t for t in json.load(r) if t["type"] == "page"]
-        cdp = CDP(targets[0]["webSocketDebuggerUrl"])
-        for domain in ("Page", "Runtime", "Log"):
-            cdp.send(f"{domain}.enable")
-        yield cdp
-    finally:
-        if cdp is not None:
-            cdp.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module", params=["file", "http"])
@@ -374,6 +243,54 @@ def test_keyboard_seek(page):
     assert cdp.errors() == []
 
 
+def _type(cdp: CDP, text: str) -> None:
+    """Type into the search box with real key events (the page searches as one types)."""
+    cdp.click("#q")
+    cdp.eval("document.getElementById('q').select()")
+    cdp.send("Input.insertText", text=text)
+
+
+def test_search_box_ranks_like_videorecap_search_and_a_hit_seeks(page):
+    cdp, result = page
+    # the page's BM25 gives the scores of search/bm25.py over the same texts, in the same order
+    texts = [_shown(c) for c in result.clips] + [_shown(s) for s in result.segments]
+    for query in ("item 3", "Segment <script> 2", "more items"):
+        _type(cdp, query)
+        hits = cdp.eval("[...document.querySelectorAll('#hits button')].map(b => [+b.dataset.score, b.textContent])")
+        scores = BM25([tokenize(t) for t in texts]).scores(tokenize(query))
+        order = [i for i in np.lexsort((np.arange(len(texts)), -scores)) if scores[i] > 0]
+        assert [h[0] for h in hits] == pytest.approx([scores[i] for i in order], rel=1e-9)
+        assert len(hits) == len(order)
+        assert all(h[1].endswith(texts[i]) for h, i in zip(hits, order, strict=True))
+    # "item 3": clip 3 first, its words marked; model text stays text (no element injected)
+    _type(cdp, "item 3")
+    first = cdp.eval(
+        "(() => { const b = document.querySelector('#hits button');"
+        " return [b.querySelector('.t').textContent, b.querySelector('.lvl').textContent,"
+        " [...b.querySelectorAll('mark')].map(m => m.textContent), b.querySelectorAll('b, script').length]; })()"
+    )
+    assert first == ["0:06", "clip", ["item", "3"], 0]
+    status = cdp.eval("document.getElementById('search-status').textContent")
+    assert status == f"{len(result.clips)} matches"
+    # clicking the hit seeks the video there and the timeline follows
+    cdp.click("#hits li:first-child button")
+    assert cdp.eval("document.getElementById('player').currentTime") == pytest.approx(result.clips[3].start, abs=0.1)
+    cdp.eval("new Promise(r => setTimeout(r, 100))")
+    assert _current(cdp) == ([_shown(result.clips[3])], [result.segments[0].text])
+    # typing "]" in the box is text, not the next-segment key; no match says so; Escape clears
+    _type(cdp, "zebra ]")
+    assert cdp.eval("document.getElementById('player').currentTime") == pytest.approx(result.clips[3].start, abs=0.1)
+    assert cdp.eval("document.getElementById('search-status').textContent") == "No caption or segment matches."
+    assert cdp.eval("document.querySelectorAll('#hits li').length") == 0
+    for kind in ("keyDown", "keyUp"):
+        cdp.send("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+    assert cdp.eval("[document.getElementById('q').value, document.getElementById('search-status').textContent]") == [
+        "",
+        "",
+    ]
+    assert cdp.errors() == []
+
+
 # ---- start offsets and videos Chromium cannot play -----------------------------------------------------------------
 OFFSET_FPS = 10
 
@@ -473,7 +390,7 @@ def test_unplayable_video_says_why_and_the_web_copy_plays(tmp_path):
 
 
 def test_chromium_is_installed():
-    assert Path(_chromium()).exists()
+    assert Path(chromium()).exists()
 
 
 def test_missing_chromium_skips_with_the_hint_unless_required(monkeypatch, tmp_path):
@@ -481,13 +398,13 @@ def test_missing_chromium_skips_with_the_hint_unless_required(monkeypatch, tmp_p
     monkeypatch.delenv("VIDEORECAP_CHROMIUM", raising=False)
     monkeypatch.delenv(REQUIRE_ENV, raising=False)
     with pytest.raises(pytest.skip.Exception, match=re.escape(INSTALL_HINT)):
-        _chromium()
+        chromium()
     monkeypatch.setenv(REQUIRE_ENV, "0")
     with pytest.raises(pytest.skip.Exception):
-        _chromium()
+        chromium()
     monkeypatch.setenv(REQUIRE_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match=rf"{re.escape(INSTALL_HINT)} \({REQUIRE_ENV} is set"):
-        _chromium()
+        chromium()
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from videorecap import httpserve
 from videorecap.httpserve import App, EventStream, HTTPError, Request, json_response
 
 
@@ -77,6 +78,37 @@ def test_static_files_stay_inside_their_folder(tmp_path) -> None:
             r = conn.getresponse()
             assert (r.status, b"TOPSECRET" in r.read()) == (404, False), path
         conn.close()
+
+
+def test_files_answer_byte_ranges(tmp_path, monkeypatch) -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    (tmp_path / "v.webm").write_bytes(data)
+    app = App()
+    app.static("/", tmp_path)
+
+    def ranged(url: str, rng: str) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(url, headers={"Range": rng})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    monkeypatch.setattr(httpserve, "MAX_RANGE", 4096)  # a range larger than this is cut, and says so
+    with app.serve() as server:
+        url = server.url + "/v.webm"
+        status, headers, body = ranged(url, "bytes=100-199")
+        assert (status, body, headers["Content-Range"]) == (206, data[100:200], "bytes 100-199/10240")
+        assert headers["Content-Type"] == "video/webm" and headers["Accept-Ranges"] == "bytes"
+        status, headers, body = ranged(url, "bytes=10000-")
+        assert (status, body, headers["Content-Range"]) == (206, data[10000:], "bytes 10000-10239/10240")
+        status, headers, body = ranged(url, "bytes=-40")
+        assert (status, body) == (206, data[-40:])
+        status, headers, body = ranged(url, "bytes=0-")  # what a media element asks first
+        assert (status, body, headers["Content-Range"]) == (206, data[:4096], "bytes 0-4095/10240")
+        assert ranged(url, "bytes=20000-")[0] == 416
+        status, headers, body = ranged(url, "")  # no range: the whole file, streamed
+        assert (status, body) == (200, data)
 
 
 def _read_events(url: str, n: int, out: list, timeout: float = 10) -> None:

@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.live",),  # live captioning: a stream through pipeline's clip step and the engine
     ("videorecap.synth",),  # the synthetic world and its bundled model
     ("videorecap.qa",),  # questions over the hierarchy: contexts, answer parsing, answerers, the EgoSchema runner
+    ("videorecap.search",),  # moment search over a folder of captions, and its web app
     ("videorecap.commands",),
     ("videorecap.cli", "videorecap.__main__"),
 ]

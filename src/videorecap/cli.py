@@ -25,7 +25,9 @@ from typing import NoReturn
 # Commands that run a model or decode video: they take --threads, and get a thread setting that does not
 # oversubscribe the CPU (runtime.set_threads) before they start. The commands that take --device define it
 # themselves (commands/_options.add_device_argument); `takes_device` finds them.
-COMPUTING = frozenset({"demo", "caption", "features", "train", "evaluate", "serve", "pseudo-label", "ask", "live"})
+COMPUTING = frozenset(
+    {"demo", "caption", "features", "train", "evaluate", "serve", "pseudo-label", "ask", "live", "search"}
+)
 
 # `videorecap <name>` -> module videorecap.commands.<module>. Order is the order of `--help`.
 COMMANDS: dict[str, str] = {
@@ -36,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "score": "score",
+    "search": "search",
     "convert": "convert",
     "info": "info",
     "synth": "synth",

@@ -6,8 +6,9 @@
 - `clips.srt`, `clips.vtt`: the clip captions as subtitles;
 - `segments.vtt`: the segment descriptions as WebVTT chapters;
 - `summary.md`: the summary, the segment descriptions with timestamps and the clip captions folded under them;
-- `index.html`: a page with a video player, the summary and a clickable timeline (no network, no CDN); the cues are
-  embedded in the page, so it works opened straight from disk (`file://`, where browsers refuse to load `.vtt` files).
+- `index.html`: a page with a video player, the summary, a clickable timeline and a search box (no network, no
+  CDN); the cues are embedded in the page, so it works opened straight from disk (`file://`, where browsers refuse
+  to load `.vtt` files), search included.
 
 Every human-facing file shows the model's text through `display_text` (Ego4D's "#C C picks up the cup" becomes "C picks
 up the cup", or "The camera wearer picks up the cup"); `captions.json` keeps the raw text. Every file names the model.
@@ -355,6 +356,13 @@ button:focus-visible { outline: 2px solid var(--accent); outline-offset: 1px; }
 .t { flex: none; font-variant-numeric: tabular-nums; color: var(--muted); }
 details > summary { cursor: pointer; color: var(--muted); padding: 0.1rem 0.4rem 0.1rem 1rem; }
 .empty { color: var(--muted); font-style: italic; }
+#search { margin-bottom: 0.5rem; }
+#search input { width: 100%; font: inherit; padding: 0.3rem 0.5rem; }
+#search-status { color: var(--muted); margin: 0.2rem 0; font-size: 0.85rem; }
+#hits { max-height: 40vh; overflow-y: auto; border-bottom: 1px solid rgba(128, 128, 128, 0.3); }
+#hits:empty { border: 0; }
+.lvl { flex: none; color: var(--muted); font-size: 0.8rem; padding-top: 0.1rem; }
+mark { background: rgba(250, 200, 0, 0.45); color: inherit; }
 """.strip()
 
 # Vanilla JS. The cues come from the page's JSON data block (browsers refuse `<track src>` on file: pages); the start
@@ -464,6 +472,98 @@ _JS = """
     ev.preventDefault();
   });
   if (video.readyState >= 1) onMetadata(); else update();
+
+  // The search box: BM25 over the embedded cues, the tokenizer and formula of videorecap/search/bm25.py (the
+  // tests compare the scores): letter/digit runs, lower-cased, a plural "s" dropped from words of 4+ letters;
+  // idf = ln(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.2, b = 0.75. Hits are built with DOM calls, never innerHTML.
+  function unescapeCue(s) { return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"); }
+  function stem(w) { return w.length > 3 && /s$/.test(w) && !/ss$/.test(w) ? w.slice(0, -1) : w; }
+  function tokens(s) { return (s.toLowerCase().match(/[\\p{L}\\p{N}]+/gu) || []).map(stem); }
+  var docs = null, df = null, avgdl = 1;
+  function buildIndex() {
+    docs = [];
+    df = new Map();
+    [["clip", data.clips], ["segment", data.segments]].forEach(function (lv) {
+      lv[1].forEach(function (c) {
+        var text = unescapeCue(c[2]), tf = new Map();
+        tokens(text).forEach(function (t) { tf.set(t, (tf.get(t) || 0) + 1); });
+        var len = 0;
+        tf.forEach(function (n, t) { len += n; df.set(t, (df.get(t) || 0) + 1); });
+        docs.push({ level: lv[0], start: c[0], text: text, tf: tf, len: len });
+      });
+    });
+    var total = 0;
+    docs.forEach(function (d) { total += d.len; });
+    avgdl = docs.length && total > 0 ? total / docs.length : 1;
+  }
+  function rank(query) {
+    if (!docs) buildIndex();
+    var terms = Array.from(new Set(tokens(query))), n = docs.length, hits = [];
+    docs.forEach(function (d, i) {
+      var score = 0, norm = 1.2 * (1 - 0.75 + 0.75 * d.len / avgdl);
+      terms.forEach(function (t) {
+        var tf = d.tf.get(t);
+        if (!tf) return;
+        var m = df.get(t);
+        score += Math.log(1 + (n - m + 0.5) / (m + 0.5)) * tf * 2.2 / (tf + norm);
+      });
+      if (score > 0) hits.push({ i: i, score: score });
+    });
+    hits.sort(function (a, b) { return b.score - a.score || a.i - b.i; });
+    return { terms: terms, hits: hits };
+  }
+  function marked(text, terms) {  // the text with the words that matched in <mark>, as DOM nodes
+    var span = document.createElement("span"), re = /[\\p{L}\\p{N}]+/gu, last = 0, m;
+    span.className = "x";
+    while ((m = re.exec(text)) !== null) {
+      if (terms.indexOf(stem(m[0].toLowerCase())) < 0) continue;
+      span.appendChild(document.createTextNode(text.slice(last, m.index)));
+      var mk = document.createElement("mark");
+      mk.textContent = m[0];
+      span.appendChild(mk);
+      last = m.index + m[0].length;
+    }
+    span.appendChild(document.createTextNode(text.slice(last)));
+    return span;
+  }
+  function clock(t) {
+    var s = Math.floor(Math.max(t, 0)), h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60), r = s % 60;
+    return (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + String(r).padStart(2, "0");
+  }
+  var box = document.getElementById("q"), hitsEl = document.getElementById("hits");
+  var statusEl = document.getElementById("search-status"), MAX_HITS = 50;
+  function search() {
+    hitsEl.textContent = "";
+    var q = box.value.trim();
+    if (!q) { statusEl.textContent = ""; return; }
+    var r = rank(q);
+    r.hits.slice(0, MAX_HITS).forEach(function (h) {
+      var d = docs[h.i], li = document.createElement("li"), b = document.createElement("button");
+      b.type = "button";
+      b.className = "seek";
+      b.setAttribute("data-t", d.start.toFixed(3));
+      b.setAttribute("data-score", String(h.score));
+      var t = document.createElement("span"), lv = document.createElement("span");
+      t.className = "t";
+      t.textContent = clock(d.start);
+      lv.className = "lvl";
+      lv.textContent = d.level;
+      b.appendChild(t);
+      b.appendChild(lv);
+      b.appendChild(marked(d.text, r.terms));
+      li.appendChild(b);
+      hitsEl.appendChild(li);
+    });
+    var n = r.hits.length;
+    statusEl.textContent = n === 0 ? "No caption or segment matches." :
+      n + (n === 1 ? " match" : " matches") + (n > MAX_HITS ? ", the best " + MAX_HITS + " shown" : "");
+  }
+  box.addEventListener("input", search);
+  box.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && hitsEl.firstChild) { hitsEl.querySelector("button").click(); ev.preventDefault(); }
+    if (ev.key === "Escape") { box.value = ""; search(); }
+  });
+  hitsEl.addEventListener("click", seek);
 })();
 """.strip()
 
@@ -518,46 +618,13 @@ def _cues_json(result: CaptionResult, narrator: str, start_time: float) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def to_html(
-    result: CaptionResult,
-    video_src: str,
-    *,
-    narrator: str = "c",
-    start_time: float | None = None,
-) -> str:
-    """A self-contained page: player, summary, segment timeline with the clips folded under each segment.
-
-    Args:
-        video_src: URL of the video for the `<video>` element, best a path relative to where the page is written.
-        narrator: how clip captions read (see `display_text`).
-        start_time: where the video's first frame sits on the container's clock (default: `result.video.start_time`;
-            0 for a web copy made by `--web-video`, which starts at 0).
-
-    The captions and chapters are embedded in the page (a JSON data block that the page's script turns into
-    `VTTCue`s, captions showing), so they work from `file://` where browsers refuse `<track src>`. The page loads
-    nothing from the network: inline CSS and JS only, locked down by a Content-Security-Policy that allows exactly
-    these inline blocks, so even text that escaped escaping could not run as script. When the browser cannot play
-    the video, the page says so and how to make a playable copy.
-    """
-    v = result.video
-    title = v.id or "video"
-    dur = v.duration if v.duration > 0 else max([c.end for c in result.segments + result.clips] + [1.0])
+def _html_head(title: str) -> list[str]:
+    """From the doctype to `<body>`: the Content-Security-Policy that allows exactly the page's inline blocks."""
     csp = (
         f"default-src 'none'; script-src {_csp_hash(_JS)}; style-src {_csp_hash(_CSS)}; "
         "media-src * data: blob: file:; img-src data:"
     )
-    meta = [f"{format_clock(v.duration)}"]
-    if v.width and v.height:
-        meta.append(f"{v.width}×{v.height}")
-    if v.fps:
-        meta.append(f"{v.fps:g} fps")
-    label = model_label(result.model)
-    if label:
-        meta.append(f"model: {label}")
-    meta.append(f"levels: {', '.join(result.levels or []) or 'none'}")
-    banners = [partial_note(result), *model_notes(result.model)]
-
-    p: list[str] = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
@@ -569,21 +636,43 @@ def to_html(
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
-        "<header>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">{_e(" · ".join(meta))}</p>',
     ]
+
+
+def _html_header(result: CaptionResult, title: str) -> list[str]:
+    """The title, a line of facts (length, size, fps, model, levels) and the notes (partial decode, model card)."""
+    v = result.video
+    meta = [f"{format_clock(v.duration)}"]
+    if v.width and v.height:
+        meta.append(f"{v.width}×{v.height}")
+    if v.fps:
+        meta.append(f"{v.fps:g} fps")
+    label = model_label(result.model)
+    if label:
+        meta.append(f"model: {label}")
+    meta.append(f"levels: {', '.join(result.levels or []) or 'none'}")
+    banners = [partial_note(result), *model_notes(result.model)]
+    p = ["<header>", f"<h1>{_e(title)}</h1>", f'<p class="meta">{_e(" · ".join(meta))}</p>']
     p += [f'<p class="banner" role="note">Note: {_e(b)}.</p>' for b in banners if b]
-    p += [
-        "</header>",
-        '<section id="summary" aria-labelledby="summary-h">',
-        '<h2 id="summary-h">Summary</h2>',
-    ]
+    p.append("</header>")
+    return p
+
+
+def _html_summary(result: CaptionResult, narrator: str) -> list[str]:
+    p = ['<section id="summary" aria-labelledby="summary-h">', '<h2 id="summary-h">Summary</h2>']
     if result.summary is not None:
         p.append(f'<p class="summary-text">{_e(display_text(result.summary.text, narrator))}</p>')
     else:
         p.append('<p class="empty">No summary: the video level was not run.</p>')
-    p += ["</section>", "<main>", '<div class="player">']
+    p.append("</section>")
+    return p
+
+
+def _html_player(result: CaptionResult, video_src: str, narrator: str) -> list[str]:
+    """The video, what to do when the browser cannot play it, the segment bar on the time axis, "Follow playback"."""
+    v = result.video
+    dur = v.duration if v.duration > 0 else max([c.end for c in result.segments + result.clips] + [1.0])
+    p = ['<div class="player">']
     p.append(f'<video id="player" controls preload="metadata" src="{_e(video_src)}"></video>')
     p.append(f'<p class="banner" id="video-error" role="alert" hidden>{_e(unplayable_hint(v))}</p>')
     if result.segments:
@@ -598,8 +687,26 @@ def to_html(
             )
         p.append("</div>")
     p.append('<label><input type="checkbox" id="follow" checked> Follow playback</label>')
-    p += ["</div>", '<nav id="timeline" aria-label="Timeline">']
+    p.append("</div>")
+    return p
 
+
+def _html_search() -> list[str]:
+    """The search box: the page's script ranks the embedded cues (BM25, as `videorecap search --mode lexical`) as
+    one types; a hit is a button that seeks, like the timeline's. It needs no server, so it works from file://."""
+    return [
+        '<section id="search" role="search" aria-label="Search the captions">',
+        '<input type="search" id="q" placeholder="Search the captions, e.g. kettle stove" autocomplete="off" '
+        'aria-describedby="search-status">',
+        '<p id="search-status" aria-live="polite"></p>',
+        '<ol id="hits" aria-label="Search results"></ol>',
+        "</section>",
+    ]
+
+
+def _html_timeline(result: CaptionResult, narrator: str) -> list[str]:
+    """Each segment description with its clip captions folded under it, every one a button that seeks."""
+    p = ['<nav id="timeline" aria-label="Timeline">']
     groups = result.clips_by_segment()
     if not groups:
         p.append('<p class="empty">No clip captions or segment descriptions.</p>')
@@ -622,7 +729,37 @@ def to_html(
             if seg is not None:
                 p.append("</details>")
         p.append("</li>")
-    p += ["</ol>", "</nav>", "</main>"]
+    p += ["</ol>", "</nav>"]
+    return p
+
+
+def to_html(
+    result: CaptionResult,
+    video_src: str,
+    *,
+    narrator: str = "c",
+    start_time: float | None = None,
+) -> str:
+    """A self-contained page: player, summary, segment timeline with the clips folded under each segment.
+
+    Args:
+        video_src: URL of the video for the `<video>` element, best a path relative to where the page is written.
+        narrator: how clip captions read (see `display_text`).
+        start_time: where the video's first frame sits on the container's clock (default: `result.video.start_time`;
+            0 for a web copy made by `--web-video`, which starts at 0).
+
+    The captions and chapters are embedded in the page (a JSON data block that the page's script turns into
+    `VTTCue`s, captions showing), so they work from `file://` where browsers refuse `<track src>`, and so does the
+    search box, which ranks them in the page (BM25, the same as `videorecap search --mode lexical`). The page loads
+    nothing from the network: inline CSS and JS only, locked down by a Content-Security-Policy that allows exactly
+    these inline blocks, so even text that escaped escaping could not run as script. When the browser cannot play
+    the video, the page says so and how to make a playable copy.
+    """
+    v = result.video
+    title = v.id or "video"
+    p = _html_head(title) + _html_header(result, title) + _html_summary(result, narrator)
+    p += ["<main>", *_html_player(result, video_src, narrator)]
+    p += ['<div class="side">', *_html_search(), *_html_timeline(result, narrator), "</div>", "</main>"]
     cues = _cues_json(result, narrator, v.start_time if start_time is None else start_time)
     p += [f'<script type="application/json" id="cues">{cues}</script>', f"<script>{_JS}</script>"]
     p += ["</body>", "</html>", ""]

@@ -8,7 +8,8 @@ of captioned videos). It binds to 127.0.0.1 unless told otherwise: these are loc
     app.route("GET", "/api/state", lambda req: json_response(state))
     events = EventStream()
     app.route("GET", "/events", events.handler)       # text/event-stream; late subscribers get the history first
-    app.static("/", folder)                             # files under `folder`; no path escapes it
+    app.static("/", folder)                             # files under `folder`; no path escapes it; byte ranges
+    app.route("GET", "/media", lambda req: file_response(req, path))   # one file, with byte ranges (seeking)
     with app.serve(port=0) as server:                   # port 0: a free port; server.url tells which
         events.publish("clip", {"text": "..."})
         ...
@@ -90,6 +91,43 @@ def sse_event(data: Any, event: str | None = None, id: str | int | None = None) 
 
 
 Handler = Callable[[Request], Response]
+
+MAX_RANGE = 8 * 1024 * 1024  # the most bytes one range response carries (a player asks again for the rest)
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def file_response(req: Request, path: str | Path, content_type: str | None = None) -> Response:
+    """The file at `path`: whole (streamed in chunks), or the single byte range a `Range: bytes=a-b` header asks for
+    (206, at most `MAX_RANGE` bytes; a media element seeks with such requests, and plays without them only from
+    the start). A range past the end is a 416."""
+    path = Path(path)
+    ctype = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if ctype.startswith("text/") or ctype in ("application/json", "application/javascript"):
+        ctype += "; charset=utf-8"
+    size = path.stat().st_size
+    m = _RANGE.fullmatch(req.headers.get("range", "").strip())
+    if m is None or not (m[1] or m[2]):
+        if size <= MAX_RANGE:
+            return Response(path.read_bytes(), content_type=ctype, headers={"Accept-Ranges": "bytes"})
+        return Response(_chunks(path), content_type=ctype, headers={"Accept-Ranges": "bytes"})
+    if m[1]:
+        start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+    else:  # "bytes=-N": the last N bytes
+        start, end = max(size - int(m[2]), 0), size - 1
+    if start > end:
+        return Response(b"", 416, ctype, {"Content-Range": f"bytes */{size}"})
+    end = min(end, start + MAX_RANGE - 1)
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start + 1)
+    headers = {"Content-Range": f"bytes {start}-{start + len(data) - 1}/{size}", "Accept-Ranges": "bytes"}
+    return Response(data, 206, ctype, headers)
+
+
+def _chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(size):
+            yield chunk
 
 
 class EventStream:
@@ -175,10 +213,7 @@ class App:
                 p = p / index
             if not p.is_relative_to(root) or not p.is_file():
                 raise HTTPError(404, f"no such file: {req.path}", "not_found")
-            ctype = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
-            if ctype.startswith("text/") or ctype in ("application/json", "application/javascript"):
-                ctype += "; charset=utf-8"
-            return Response(p.read_bytes(), content_type=ctype)
+            return file_response(req, p)
 
         self.route("GET", re.escape(prefix) + r"(/.*)?", serve_file)
 

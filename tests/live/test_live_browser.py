@@ -1,6 +1,6 @@
 """The `--serve` page in a real headless Chromium: captions and the rolling summary appear while the stream runs.
 
-Needs Chromium like tests/test_export_browser.py (whose DevTools client this reuses): without it the test skips with
+Needs Chromium like tests/test_export_browser.py (tests/_browser.py's DevTools client): without it the test skips with
 the install command as the reason, and VIDEORECAP_REQUIRE_BROWSER=1 makes that a failure.
 """
 
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from _browser import open_browser
 from _stream import SEGMENT_SECONDS, start_stream
-from test_export_browser import chromium
 
 from videorecap.export import display_text
 from videorecap.live.page import serve_page
@@ -31,7 +31,7 @@ def _wait(cdp, expr: str, timeout: float = 60) -> object:  # noqa: ANN001 - a CD
 
 
 def test_live_page_shows_captions_and_summary_as_they_arrive(tmp_path: Path, recording: Path, captioner) -> None:
-    with chromium(tmp_path / "profile") as cdp:  # the browser first: a missing Chromium skips before any work
+    with open_browser(tmp_path / "profile") as cdp:  # the browser first: a missing Chromium skips before any work
         src, out = tmp_path / "g.ts", tmp_path / "out"
         src.touch()
         session = LiveSession(str(src), captioner, out, LiveOptions(segment_seconds=SEGMENT_SECONDS))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from videorecap.data import hcap
 from videorecap.fileio import atomic_path, write_json
+from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.synth.render import render_video
 from videorecap.synth.world import GENERATOR_VERSION, VideoScript, make_script, vocabulary
 
@@ -191,3 +192,16 @@ def make_dataset(
     write_json(out / "world.json", world)
     logger.info("wrote %d videos (%d clips, %d segments) to %s", total, n_clips, n_segments, out)
     return world
+
+
+def truth_result(script: VideoScript, path: str = "") -> CaptionResult:
+    """The ground truth of a script as a `CaptionResult` (captions.json's model), e.g. to search or score it as if
+    a perfect model had captioned the video; the model is named "synthetic ground truth"."""
+    return CaptionResult(
+        video=VideoMeta(script.vid, path or f"{script.vid}.mp4", script.duration),
+        clips=[Caption(c.start, c.end, c.caption) for c in script.clips],
+        segments=[Caption(s.start, s.end, s.description) for s in script.segments],
+        summary=Caption(0.0, script.duration, script.summary),
+        model={"name": "synthetic ground truth"},
+        windows={"clip": script.clip_seconds, "segment": script.segment_seconds},
+    )
