@@ -62,6 +62,8 @@ class Captioner:
 
     models: dict[str, tuple[VideoRecap, Tokenizer]]
     sources: dict[str, str] = field(default_factory=dict)  # level -> where the model came from (for captions.json)
+    # the resolved precision the models run in (runtime.resolve_precision): set by `use_precision`
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for level, (model, _) in self.models.items():
@@ -84,6 +86,38 @@ class Captioner:
     def tokenizer(self, level: str) -> Tokenizer:
         return self.models[level][1]
 
+    def use_precision(self, precision: str, device: str | torch.device = "cpu") -> str:
+        """Run the models in `precision` (`--precision`: auto, fp32, bf16, int8) on `device`: resolve it, prepare
+        the weights in place (`runtime.prepare_model`), and return what it resolved to. Once per Captioner: a
+        prepared model cannot go back to fp32 (load it again)."""
+        from videorecap.runtime import prepare_model, resolve_precision
+
+        resolved = resolve_precision(device, precision)
+        if resolved == self.precision:
+            return resolved
+        if self.precision != "fp32":
+            raise ValueError(f"the models already run in {self.precision}; load them again for {resolved}")
+        for model in {id(m): m for m, _ in self.models.values()}.values():  # a ReCap-U model serves several levels
+            prepare_model(model, resolved)
+        self.precision = resolved
+        logger.info("precision: %s (asked: %s) on %s", resolved, precision, device)
+        return resolved
+
+    def compile_encoder(self) -> None:
+        """Compile the clip level's video encoder (`runtime.compile_for_inference`, `--compile`): for long jobs,
+        which earn back its compile time (RESULTS.md, "torch.compile")."""
+        from videorecap.runtime import compile_for_inference
+
+        model = self.model("clip") if "clip" in self.models else None
+        if model is not None and model.encoder is not None:
+            model.encoder = compile_for_inference(model.encoder)  # type: ignore[assignment]
+
+    def compute(self, device: str | torch.device) -> Any:
+        """The context every forward pass of these models runs under (autocast for bf16/fp16, else nothing)."""
+        from videorecap.runtime import compute_context
+
+        return compute_context(device, self.precision)
+
     @classmethod
     def load(
         cls,
@@ -95,12 +129,14 @@ class Captioner:
         device: str = "cpu",
         tokenizer: str | os.PathLike[str] | None = None,
         levels: Sequence[str] | str | None = None,
+        precision: str = "fp32",
     ) -> Captioner:
         """Load from a checkpoint folder (ReCap-U, or one level), a folder with `clip/ segment/ video/`
         checkpoints, the name of a bundled model (`recap-synth`), and/or one folder per level.
 
         With `levels`, only the models those levels need are loaded, and a missing one is an `InputError` raised
-        before any weights are read.
+        before any weights are read. `precision` (auto, fp32, bf16, int8) is applied with `use_precision`; the
+        library's default is fp32, the original's arithmetic (the CLI's is auto).
         """
         from videorecap.checkpoint import load_model, read_config, recap_config
         from videorecap.runtime import check_device
@@ -142,7 +178,9 @@ class Captioner:
                 loaded[p] = load_model(p, device=device, tokenizer_path=tokenizer)  # type: ignore[assignment]
             models[lv] = loaded[p]
         sources = {lv: str(p) for lv, p in paths.items()}
-        return cls(_need_tokenizer(models, sources), sources)
+        out = cls(_need_tokenizer(models, sources), sources)
+        out.use_precision(precision, device)
+        return out
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
@@ -212,6 +250,9 @@ class CaptionOptions:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
     batch_size: int = 8
+    # clip windows (and segments) captioned together: several encoder batches decode as one, so the memory-bound
+    # decoder reads its weights once for more rows. None: `batch_size` (one decoding per encoder batch).
+    decode_batch: int | None = None
     grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
     features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
     allow_partial: bool = False  # keep the windows decoded before a mid-stream decode error
@@ -224,6 +265,8 @@ class CaptionOptions:
         self.levels = needed_levels(self.levels)
         if self.batch_size < 1:
             raise InputError("--batch-size must be at least 1")
+        if self.decode_batch is not None and self.decode_batch < 1:
+            raise InputError("--decode-batch must be at least 1")
         for name in ("clip_seconds", "segment_seconds", "grid_fps"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):  # NaN fails every comparison
@@ -269,7 +312,14 @@ class _Run:
             "batch_size": self.opts.batch_size,
             "grid_fps": self.opts.grid_fps,
             "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
+            # only when not the defaults, so that the entries of earlier runs (fp32, one batch size) stay valid
+            **({"precision": self.cap.precision} if self.cap.precision != "fp32" else {}),
+            **({"decode_batch": self.decode_batch} if self.decode_batch != self.opts.batch_size else {}),
         }
+
+    @property
+    def decode_batch(self) -> int:
+        return self.opts.decode_batch or self.opts.batch_size
 
     def max_tokens(self, level: str) -> int:
         return (
@@ -290,8 +340,8 @@ class _Run:
         model = self.cap.model("clip")
         enc = model.encoder
         assert enc is not None
-        B = self.opts.batch_size
-        chunk = B * self.opts.chunk_batches
+        B, D = self.opts.batch_size, self.decode_batch
+        chunk = -(-max(B * self.opts.chunk_batches, D) // D) * D  # whole decode batches per cached chunk
         texts: list[str] = []
         feats: list[np.ndarray] = []
         # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
@@ -312,25 +362,40 @@ class _Run:
                 frames_iter = self._frames(windows[done:], size)
                 pending_t: list[str] = []
                 pending_f: list[np.ndarray] = []
+                waiting: list[torch.Tensor] = []  # encoder tokens of windows not captioned yet (< D rows)
                 start = done
+                tok, decode = self.cap.tokenizer("clip"), self._decode_cfg("clip")
+
+                def caption_waiting() -> None:
+                    if waiting:
+                        rows = waiting[0] if len(waiting) == 1 else torch.cat(waiting)
+                        waiting.clear()
+                        with self.cap.compute(self.device):
+                            pending_t.extend(caption_batch(model, tok, "clip", {"video": rows}, decode))
+
                 with prefetch(frames_iter, depth=2 * B) as frames:
                     for batch in _batched(frames, B):
                         x = torch.stack(batch).to(self.device)  # (b, 3, T, S, S)
-                        with torch.no_grad():
+                        with torch.no_grad(), self.cap.compute(self.device):
                             tokens = enc(x)  # (b, 1+T*P, C)
-                        tok = self.cap.tokenizer("clip")
-                        pending_t += caption_batch(model, tok, "clip", {"video": tokens}, self._decode_cfg("clip"))
+                        waiting.append(tokens)
                         # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch
                         # alive (1 + T*P rows per window) until the clip stage ends: memory growing with the video
                         pending_f.append(tokens[:, 0].float().cpu().numpy().copy())
                         pbar.update(len(batch))
+                        n_waiting = sum(len(w) for w in waiting)
+                        if n_waiting >= D or len(pending_t) + n_waiting >= chunk:
+                            caption_waiting()
+                        elif start + len(pending_t) + n_waiting == len(windows):
+                            caption_waiting()
                         if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
                             self._save_chunk(start, pending_t, pending_f)
                             texts += pending_t
                             feats += pending_f
                             start += len(pending_t)
                             pending_t, pending_f = [], []
-                if start < len(windows) and pending_t:  # the decoder stopped early (allow_partial)
+                caption_waiting()  # the decoder stopped early (allow_partial): caption what it gave
+                if start < len(windows) and pending_t:
                     self._save_chunk(start, pending_t, pending_f)
                     texts += pending_t
                     feats += pending_f
@@ -414,7 +479,7 @@ class _Run:
                 segment_seconds=self.segment_seconds,
                 segment=self._step("segment", seg_bar),
                 video=self._step("video", video_bar) if want_video else None,
-                batch_size=self.opts.batch_size,
+                batch_size=self.decode_batch,
                 segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
                 features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
                 known_segments=known,
@@ -444,7 +509,8 @@ class _Run:
         def caption(items: list[SegmentInput] | list[VideoInput]) -> list[str]:
             # the engine samples; caption_batch stacks the sampled rows and their masks and builds the text ids
             batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
-            texts = caption_batch(model, tok, level, batch, decode, device=self.device)
+            with self.cap.compute(self.device):
+                texts = caption_batch(model, tok, level, batch, decode, device=self.device)
             pbar.update(len(items))
             return texts
 

@@ -87,6 +87,8 @@ def test_shared_options_have_one_spelling_and_one_help():
         "--allow-partial": (["--allow-partial"], None, _options.PARTIAL_HELP),
         "--device": (["--device"], "DEVICE", _options.DEVICE_HELP + " (default: "),
         "--threads": (["--threads"], "N", _options.THREADS_HELP),
+        "--precision": (["--precision"], None, _options.PRECISION_HELP),
+        "--compile": (["--compile"], None, "compile the video encoder"),
     }
     for flag, (strings, metavar, help_start) in shared.items():
         for name, parser in _parsers().items():

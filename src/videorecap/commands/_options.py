@@ -280,3 +280,36 @@ def add_wait_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
         action="store_true",
         help="when another job is writing the output folder, wait for it to finish (default: stop at once, exit 2)",
     )
+
+
+PRECISION_ENV = "VIDEORECAP_PRECISION"  # the default of --precision when set (the tests pin fp32 with it)
+PRECISION_HELP = (
+    "arithmetic of the models: auto (bf16 on a GPU and on CPUs with AMX or AVX512_BF16, fp32 elsewhere), fp32 (the "
+    "original's, bit for bit), bf16, or int8 (CPU, dynamic quantization; opt-in)"
+)
+
+
+def add_precision_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, extra: tuple[str, ...] = ()
+) -> None:
+    """--precision auto|fp32|bf16|int8 (`args.precision`); default `$VIDEORECAP_PRECISION`, else auto. `extra`
+    names more accepted values (features keeps fp16 on a GPU)."""
+    import os
+
+    from videorecap.runtime import PRECISIONS
+
+    default = os.environ.get(PRECISION_ENV) or "auto"
+    choices = (*PRECISIONS, *extra)
+    if default not in choices:
+        raise InputError(f"${PRECISION_ENV}={default}: not a precision; use {', '.join(PRECISIONS)}")
+    parser.add_argument("--precision", choices=choices, default=default, help=f"{PRECISION_HELP} (default: {default})")
+
+
+def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--compile (`args.compile`): torch.compile the video encoder, for long jobs (docs/cli.md says when it pays)."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the video encoder with torch.compile (inference, frozen weights): about a minute of "
+        "compiling that long jobs earn back; needs a C++ compiler on a CPU",
+    )
