@@ -153,3 +153,34 @@ def test_the_fidelity_gate_measures_a_path_against_fp32(tmp_path):
     assert r.logits_top1_agree >= 0.95 and 0 < r.logits_max_rel_err < 0.5
     assert r.passed == (all(abs(d) < 1 for d in r.cider_delta.values()) and r.identical_clips >= 0.9
                         and r.logits_top1_agree >= 0.99)  # fmt: skip
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="C\\+\\+ compiler"):
+        runtime.compile_for_inference(torch.nn.Linear(2, 2))
+
+
+def test_the_cli_default_comes_from_the_environment(monkeypatch):
+    import argparse
+
+    from videorecap.commands._options import add_precision_argument
+
+    monkeypatch.setenv("VIDEORECAP_PRECISION", "int8")
+    p = argparse.ArgumentParser()
+    add_precision_argument(p)
+    assert p.parse_args([]).precision == "int8" and p.parse_args(["--precision", "bf16"]).precision == "bf16"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--precision", "fp16"])  # only features takes fp16 (on a GPU)
+
+
+def test_a_bad_precision_in_the_environment_is_a_usage_error(monkeypatch, capsys):
+    from videorecap import cli
+
+    monkeypatch.setenv("VIDEORECAP_PRECISION", "fp64")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--minutes", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "fp64" in err[0] and "VIDEORECAP_PRECISION" in err[0]

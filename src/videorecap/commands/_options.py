@@ -293,16 +293,29 @@ def add_precision_argument(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, extra: tuple[str, ...] = ()
 ) -> None:
     """--precision auto|fp32|bf16|int8 (`args.precision`); default `$VIDEORECAP_PRECISION`, else auto. `extra`
-    names more accepted values (features keeps fp16 on a GPU)."""
+    names more accepted values (features keeps fp16 on a GPU). A bad value, given or from the environment, is a
+    usage error naming where it came from (argparse runs `type` on a string default too)."""
     import os
 
     from videorecap.runtime import PRECISIONS
 
-    default = os.environ.get(PRECISION_ENV) or "auto"
     choices = (*PRECISIONS, *extra)
-    if default not in choices:
-        raise InputError(f"${PRECISION_ENV}={default}: not a precision; use {', '.join(PRECISIONS)}")
-    parser.add_argument("--precision", choices=choices, default=default, help=f"{PRECISION_HELP} (default: {default})")
+    env = os.environ.get(PRECISION_ENV)
+
+    def precision(text: str) -> str:
+        if text not in choices:
+            where = f" (from ${PRECISION_ENV})" if text == env else ""
+            raise argparse.ArgumentTypeError(f"{text!r}{where} is not a precision; use {', '.join(choices)}")
+        return text
+
+    default = env or "auto"
+    parser.add_argument(
+        "--precision",
+        type=precision,
+        default=default,
+        metavar="|".join(PRECISIONS),  # features also takes fp16 (on a GPU), as it did before
+        help=f"{PRECISION_HELP} (default: {default})",
+    )
 
 
 def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
