@@ -132,10 +132,10 @@ def main() -> None:
     print("| setting | " + " | ".join(loads) + " |")
     print("|---" * (len(loads) + 1) + "|")
     for setting in settings:
+        cells = [results[(load, setting)].fmt(unit="", digits=1) for load in loads]
         # the busy columns are under load by design: only the idle column's * means something
-        cells = [results[(load, setting)].fmt(digits=1).rstrip("*") if load != "idle" else
-                 results[(load, setting)].fmt(digits=1) for load in loads]  # fmt: skip
-        print(f"| {setting} | " + " | ".join(c.removesuffix(" s") for c in cells) + " |")
+        cells = [c if load == "idle" else c.rstrip("*") for c, load in zip(cells, loads, strict=True)]
+        print(f"| {setting} | " + " | ".join(cells) + " |")
     print()
     print(LOADED_NOTE)
 
