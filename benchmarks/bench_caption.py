@@ -139,7 +139,7 @@ def part1(args: argparse.Namespace) -> list[str]:
     for p in precs:
         cells += ["", f"{rows[p]['peak_mib']:.0f} MiB"]
     lines.append("| peak memory of the process (VmHWM) | " + " | ".join(cells) + " |")
-    if "fp32" in rows:
+    if "fp32" in rows and "clip captions, original loop" in rows["fp32"]:
         r = rows["fp32"]
         lines += ["", "The original's recompute-everything loop against the cached path, fp32, same process "
                   "(greedy tokens identical, checked):", "",
