@@ -61,7 +61,7 @@ def test_captions_are_the_decoded_ids_of_generate_ids(segment_model):
     assert caption_batch(m, tok, "segment", batch, beam) == [tok.decode(x).strip() for x in ids]
     # the level's default token limit applies when the decoding config sets none
     for row in generate_ids(m, "segment", **batch):
-        assert len(row) <= m.config.max_new_tokens["segment"]
+        assert len(row) <= m.config.io.max_new_tokens["segment"]
 
 
 def test_empty_text_is_one_masked_pad_and_no_text_is_none(segment_model):
@@ -99,3 +99,15 @@ def test_scores_come_with_the_captions_and_are_the_teacher_forced_log_probs(segm
         got = sc.logprobs + ([sc.eos_logprob] if sc.eos_logprob is not None else [])
         assert got == pytest.approx(want, abs=1e-5)
         assert sc.confidence <= 0 and sc.perplexity >= 1
+
+
+def test_items_without_video_caption_a_text_only_model():
+    from _helpers import tiny_recap, word_tokenizer
+
+    model, tok = tiny_recap("video", modalities="text"), word_tokenizer()
+    items = [CaptionItem(None, text="w1 w2"), CaptionItem(None, text="w3")]
+    batch = collate_items(model, tok, items)
+    assert batch["video"] is None and batch["video_mask"] is None and batch["text_ids"].shape == (2, 2)
+    assert len(caption_batch(model, tok, "video", items)) == 2
+    with pytest.raises(ValueError, match="mixes items with and without video"):
+        collate_items(model, tok, [items[0], CaptionItem(torch.zeros(4, 32), text="w1")])

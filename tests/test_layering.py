@@ -27,11 +27,14 @@ LAYERS: list[tuple[str, ...]] = [
         "videorecap.distributed",
         "videorecap.runtime",
         "videorecap.lock",
+        "videorecap.httpserve",  # the one local HTTP server (stdlib only)
     ),
     ("videorecap.store",),  # the one resumable store (fingerprint, chunked append, atomic writes)
+    ("videorecap.levelio",),  # what each level reads and writes (feature counts, windows, lengths); no imports
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported
     ("videorecap.tokenizer",),
     ("videorecap.model",),  # the network only: no decoding, no files
+    ("videorecap.text",),  # text-only models over caption text: the sentence-embedding model
     ("videorecap.convert.sniff",),  # recognising released files by their bytes: checkpoint's error messages use it
     ("videorecap.checkpoint",),  # checkpoint folders <-> models
     ("videorecap.convert",),  # released weights -> our state dicts
@@ -40,12 +43,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.video.features",),  # the feature-extraction job: reads the segment files of data/
     ("videorecap.results",),  # typed caption results: what the hierarchy engine emits
     ("videorecap.infer",),  # the hierarchy engine, the decoding loops and the one caption_batch
+    ("videorecap.llm",),  # language-model backends (an OpenAI-compatible server, the own text model), prompts
     ("videorecap.export",),
     ("videorecap.metrics",),
     ("videorecap.pipeline",),  # captioning a video file at every level
     ("videorecap.evaluate",),
     ("videorecap.train",),
     ("videorecap.synth",),  # the synthetic world and its bundled model
+    ("videorecap.qa",),  # questions over the hierarchy: contexts, answer parsing, answerers, the EgoSchema runner
     ("videorecap.commands",),
     ("videorecap.cli", "videorecap.__main__"),
 ]

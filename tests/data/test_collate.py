@@ -88,3 +88,13 @@ def test_collator_for_config():
     assert (coll.bos_id, coll.eos_id, coll.pad_id) == (1, 2, 0)
     base = Collator.for_config(CharTokenizer(), RecapConfig.from_name("recap-base", level="video"), "video")
     assert base.max_caption_tokens == 120 and base.max_text_tokens == 512 and base.bos_id == base.eos_id == 50256
+
+
+def test_collator_text_only_samples_have_no_video():
+    # the text-only model's samples (data.datasets.TextPairDataset) carry text and a caption, no video
+    coll = Collator(CharTokenizer(), max_caption_tokens=5)
+    b = coll([{"text": "xy", "caption": "a"}, {"text": "z", "caption": "bc"}])
+    assert b["video"] is None and b["video_mask"] is None
+    assert b["text_ids"].shape == (2, 2) and b["caption_ids"].shape[0] == 2
+    with pytest.raises(ValueError, match="mixes samples with and without video"):
+        coll([{"text": "xy", "caption": "a"}, sample("a")])

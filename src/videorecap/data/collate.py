@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from videorecap.config import Level, RecapConfig
+from videorecap.levelio import MaxTokens, resolve_max_new_tokens
 
 
 class TokenizerLike(Protocol):
@@ -76,9 +77,10 @@ class Collator:
         max_text_tokens: previous-level text limit (512).
         bos_id, eos_id, pad_id: override the tokenizer's ids (e.g. from `RecapConfig.tokens`).
 
-    The batch: `video` (B, ...) float; `video_mask` (B, K) bool or None; `caption_ids` (B, L) long or None when a
-    sample has no caption; `text_ids` and `text_mask` (B, Lt) or None when no sample has text (a sample without
-    text counts as empty text); `meta` the list of sample metas.
+    The batch: `video` (B, ...) float (None when the samples have none: the text-only model); `video_mask` (B, K)
+    bool or None; `caption_ids` (B, L) long or None when a sample has no caption; `text_ids` and `text_mask`
+    (B, Lt) or None when no sample has text (a sample without text counts as empty text); `meta` the list of sample
+    metas.
     """
 
     def __init__(
@@ -101,12 +103,21 @@ class Collator:
         self.pad_id = tokenizer.pad_id if pad_id is None else pad_id
 
     @classmethod
-    def for_config(cls, tokenizer: TokenizerLike, cfg: RecapConfig, level: Level) -> Collator:
-        """The collator of one level with the model's caption length, text limit and special ids."""
+    def for_config(
+        cls,
+        tokenizer: TokenizerLike,
+        cfg: RecapConfig,
+        level: Level,
+        *,
+        max_tokens: MaxTokens = None,
+        max_text_tokens: int | None = None,
+    ) -> Collator:
+        """The collator of one level with the model's special ids, its caption length (`max_tokens`, e.g. a recipe's,
+        overrides the level I/O's, `levelio.resolve_max_new_tokens`) and text limit (`max_text_tokens` overrides)."""
         return cls(
             tokenizer,
-            max_caption_tokens=cfg.max_new_tokens[level],
-            max_text_tokens=cfg.tokens.max_text_tokens,
+            max_caption_tokens=resolve_max_new_tokens(level, cfg.io, max_tokens),
+            max_text_tokens=max_text_tokens or cfg.tokens.max_text_tokens,
             bos_id=cfg.tokens.bos_token_id,
             eos_id=cfg.tokens.eos_token_id,
             pad_id=cfg.tokens.pad_token_id,
@@ -115,7 +126,12 @@ class Collator:
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not samples:
             raise ValueError("cannot collate an empty batch")
-        video = torch.stack([torch.as_tensor(s["video"], dtype=torch.float32) for s in samples])
+        has_video = [s.get("video") is not None for s in samples]
+        if any(has_video) and not all(has_video):
+            raise ValueError("a batch mixes samples with and without video")
+        video = None  # the text-only model's samples have none
+        if has_video[0]:
+            video = torch.stack([torch.as_tensor(s["video"], dtype=torch.float32) for s in samples])
         masks = [s.get("video_mask") for s in samples]
         if any(m is None for m in masks) and not all(m is None for m in masks):
             raise ValueError("a batch mixes samples with and without video_mask")

@@ -38,11 +38,12 @@ class CaptionItem:
     """One thing to caption.
 
     `video` is the model's video input for one row: pixels (3, T, H, W), encoder tokens (1+T*P, C), or CLS features
-    (K, C), ready; or, when `caption_batch` is given `sampling`, every CLS feature (N, C) of the item's time span.
+    (K, C), ready; or, when `caption_batch` is given `sampling`, every CLS feature (N, C) of the item's time span;
+    or None for a model that reads text only (`modalities="text"`, the text-only summarizer).
     `text` is the previous level's text (None at the clip level; "" is an empty text, fully masked).
     """
 
-    video: np.ndarray | torch.Tensor
+    video: np.ndarray | torch.Tensor | None
     text: str | None = None
     video_mask: np.ndarray | torch.Tensor | None = None
 
@@ -68,7 +69,13 @@ def collate_items(
         raise ValueError("cannot caption an empty batch")
     videos: list[Any] = []
     masks: list[Any] = []
+    if any(it.video is None for it in items):
+        if not all(it.video is None for it in items):
+            raise ValueError("a batch mixes items with and without video")
+        videos = masks = [None] * len(items)
     for it in items:
+        if it.video is None:
+            continue
         if sampling is not None:
             v, m = sample(np.asarray(it.video), *sampling)
         else:
@@ -87,7 +94,7 @@ def collate_items(
             pad_id=tokens.pad_token_id,
         )
     return {
-        "video": _stack(videos),
+        "video": None if videos[0] is None else _stack(videos),
         "video_mask": None if masks[0] is None else _stack(masks),
         "text_ids": t_ids,
         "text_mask": t_mask,

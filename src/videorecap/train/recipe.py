@@ -40,7 +40,7 @@ import torch
 import yaml
 
 from videorecap import distributed, fileio
-from videorecap.config import LEVELS, RecapConfig
+from videorecap.config import LEVELS, TRAIN_OPTION_KEYS, RecapConfig, TrainOptions, preset_training
 from videorecap.data import hcap
 from videorecap.errors import CheckpointError, InputError
 from videorecap.train.loop import FINAL_DIR, LevelData, StepInfo, TrainArgs, ValArgs, args_dict, train_stage
@@ -65,6 +65,13 @@ class DataArgs:
     """Folder of per-video clip-window features `{vid}.npy` (the clip level without decoding videos)."""
     video_ext: str = ".mp4"
     """Suffix of the video files."""
+    pseudo_annotations: str | None = None
+    """Folder of pseudo-labels (`videorecap pseudo-label`): segments_{train}_pseudo.pkl, videos_{train}_pseudo.json,
+    mixed into the segment and video stages' training rows, in front of the labelled ones (the original's
+    --metadata_pseudo)."""
+    pseudo_ratio: float | None = None
+    """Pseudo rows per labelled row of a level (e.g. 1.0: as many as labelled; drawn with the seed, repeated when
+    there are too few); null: every pseudo row once, as the original concatenates them."""
     train_split: str = "train"
     """Split name of the training files."""
     val_split: str | None = "val"
@@ -84,14 +91,37 @@ class DataArgs:
 
 @dataclass
 class ModelArgs:
-    """The model: a named preset (and overrides), optionally starting from a checkpoint folder."""
+    """The model: a named preset (and overrides), optionally starting from a checkpoint folder, and which parts
+    train (the training options, which are not part of the model config)."""
 
     preset: str = "recap-base"
     """Model preset (`videorecap.config.list_presets()`)."""
     checkpoint: str | None = None
     """Checkpoint folder the first stage (and `init_from: scratch` stages) start from, e.g. converted weights."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    """RecapConfig fields to change; nested configs as dicts, e.g. {decoder: {dropout: 0.0}}."""
+    """Model config fields to change (`RecapConfig.override`): architecture fields, nested configs as dicts
+    ({decoder: {dropout: 0.0}}), level I/O keys ({segment_seconds: 40.0, io: {video: {num_features: 512}}})."""
+    train_encoder: bool | None = None
+    """Train the video encoder (null: the preset's choice; the official encoder is frozen)."""
+    train_aligner: bool | None = None
+    """Train the Q-Formers' self-attention and FFNs too (null: the preset's; the original trains cross-attention)."""
+    train_decoder: bool | None = None
+    """Train GPT-2's own weights too (null: the preset's; needed when the decoder starts from random weights)."""
+
+    def __post_init__(self) -> None:
+        self.training()  # a training option in `overrides` that is not true/false is the recipe's error
+
+    def training(self) -> TrainOptions:
+        """The training options: the preset's, then `overrides` (recipes written before the split put `train_*`
+        there), then this recipe's `train_*` keys."""
+        opts = asdict(preset_training(self.preset))
+        opts.update({k: v for k, v in self.overrides.items() if k in TRAIN_OPTION_KEYS})
+        opts.update({k: getattr(self, k) for k in TRAIN_OPTION_KEYS if getattr(self, k) is not None})
+        return TrainOptions(**opts)
+
+    def config_overrides(self) -> dict[str, Any]:
+        """`overrides` without the training options that older recipes put there."""
+        return {k: v for k, v in self.overrides.items() if k not in TRAIN_OPTION_KEYS}
 
 
 @dataclass
@@ -117,7 +147,9 @@ class Recipe:
     stages: list[TrainArgs]
     """The stages (recap: clip, segment, video) or unified phases, in order."""
     kind: str = "recap"
-    """"recap" (one model per level) or "unified" (ReCap-U: one shared model)."""
+    """"recap" (one model per level), "unified" (ReCap-U: one shared model), or "text-summarizer" (the text-only
+    model: one stage whose `levels` name the pairs it trains on, segment: clip captions -> segment description,
+    video: segment descriptions -> video summary; llm/textmodel.py)."""
     model: ModelArgs = field(default_factory=ModelArgs)
     """The model."""
     tokenizer: str = "gpt2"
@@ -134,8 +166,12 @@ class Recipe:
     """Device (default: cuda:LOCAL_RANK when a GPU is visible, else cpu)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("recap", "unified"):
-            raise ValueError(f"kind must be 'recap' or 'unified', not {self.kind!r}")
+        if self.kind not in ("recap", "unified", TEXT_KIND):
+            raise ValueError(f"kind must be 'recap', 'unified' or '{TEXT_KIND}', not {self.kind!r}")
+        if self.kind == TEXT_KIND and (len(self.stages) != 1 or "clip" in self.stages[0].levels):
+            raise ValueError(f"a {TEXT_KIND} recipe has one stage, whose levels are among segment and video")
+        if self.data.pseudo_ratio is not None and self.data.pseudo_ratio < 0:
+            raise ValueError("data: pseudo_ratio must be 0 or more (or null: every pseudo row)")
         if not self.stages:
             raise ValueError("a recipe needs at least one stage")
         names = [s.name for s in self.stages]
@@ -149,10 +185,14 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stages"] = [args_dict(s) for s in self.stages]
+        # training options left to the preset are not written, so recipe.json and the checkpoints' meta.json of a
+        # recipe that does not set them stay as they were before these keys existed
+        d["model"] = {k: v for k, v in d["model"].items() if not (k in TRAIN_OPTION_KEYS and v is None)}
         return d
 
 
 _RECAP_LEVEL_NAMES = {lv: lv for lv in LEVELS}
+TEXT_KIND = "text-summarizer"
 
 
 def _build(cls: type, d: Any, where: str) -> Any:
@@ -222,6 +262,8 @@ def recipe_from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
         s = dict(s)
         if "levels" not in s and s.get("name") in _RECAP_LEVEL_NAMES:
             s["levels"] = [s["name"]]
+        elif "levels" not in s and d.get("kind") == TEXT_KIND:
+            s["levels"] = ["segment", "video"]  # the text model learns both kinds of pairs by default
         built.append(_build(TrainArgs, s, f"{where}: stages[{i}]"))
     d["stages"] = built
     if "output_dir" not in d or "data" not in d:
@@ -318,7 +360,7 @@ def plan(recipe: Recipe) -> list[_Step]:
     steps: list[_Step] = []
     trained: set[str] = set()
     for s in recipe.stages:
-        if recipe.generate.pseudo_text:
+        if recipe.generate.pseudo_text and recipe.kind != TEXT_KIND:
             if "segment" in s.levels and "clip" in trained and not any(x.kind == "captions" for x in steps):
                 steps.append(_Step("captions", "captions"))
             if "video" in s.levels and "segment" in trained and not any(x.kind == "descriptions" for x in steps):
@@ -355,6 +397,8 @@ class Curriculum:
     def _ann(self, level: str, split: str) -> Path:
         name = {"clip": f"clips_{split}.pkl", "segment": f"segments_{split}.pkl", "video": f"videos_{split}.json"}
         base = self.recipe.data.path(self.recipe.data.annotations)
+        if split == self._pseudo_split():  # segments_train_pseudo.pkl, videos_train_pseudo.json
+            base = self.recipe.data.path(self.recipe.data.pseudo_annotations)
         assert base is not None
         return base / name[level]
 
@@ -369,6 +413,11 @@ class Curriculum:
     def _splits(self) -> list[str]:
         d = self.recipe.data
         return [d.train_split] + ([d.val_split] if d.val_split else [])
+
+    def _pseudo_split(self) -> str | None:
+        """The pseudo-labels' "split" (`train_pseudo`): the generation steps fill its rows like a split's."""
+        d = self.recipe.data
+        return f"{d.train_split}_pseudo" if d.pseudo_annotations is not None else None
 
     def _marker(self, name: str) -> Path:
         return self.data_out / f"{name}.done.json"
@@ -410,6 +459,10 @@ class Curriculum:
                         if f.is_file():
                             key = hcap.TARGET_KEYS[lv]
                             texts += [r[key] for r in hcap.load_level(f, lv) if r.get(key)]
+                    if self.recipe.kind == TEXT_KIND:
+                        from videorecap.data.datasets import SUMMARIZE_PROMPT
+
+                        texts.append(SUMMARIZE_PROMPT)  # the text model reads it before every input
                     vocab = self.base_config(self.recipe.stages[0]).decoder.vocab_size
                     Tokenizer.train_word_level([t for t in texts if t], max_vocab=vocab).save(path)
                 distributed.barrier()
@@ -420,24 +473,19 @@ class Curriculum:
 
     # ---- models
     def base_config(self, stage: TrainArgs) -> RecapConfig:
-        """The model config of a stage: preset + overrides + the stage's modalities/feature settings."""
+        """The model config of a stage: the preset, the recipe's overrides, then the stage's level I/O (modalities,
+        feature counts and sampling: one value for both feature levels, or `{level: value}` as ReCap-U may want).
+        The stage's data is built from this config's level I/O, and its checkpoints store it."""
         m = self.recipe.model
         level = "unified" if self.recipe.kind == "unified" else stage.levels[0]
+        if self.recipe.kind == TEXT_KIND:
+            level = "video"  # one text-only model for both kinds of pairs (its modalities are set to text below)
         try:
-            cfg = RecapConfig.from_name(m.preset, level=level)
-            d = cfg.to_dict()
-            for k, v in m.overrides.items():
-                if k not in d:
-                    raise ValueError(f"unknown config field {k!r}")
-                d[k] = {**d[k], **v} if isinstance(d[k], dict) and isinstance(v, dict) else v
-            if stage.modalities is not None:
-                d["modalities"] = stage.modalities
-            for lv in ("segment", "video"):
-                if stage.num_features is not None:
-                    d[f"{lv}_num_features"] = stage.num_features
-                if stage.sampling is not None:
-                    d[f"{lv}_sampling"] = stage.sampling
-            return RecapConfig.from_dict(d)
+            cfg = RecapConfig.from_name(m.preset, level=level).override(m.config_overrides())
+            io = stage.level_io(cfg.io)
+            if self.recipe.kind == TEXT_KIND:
+                io = dataclasses.replace(io, modalities="text")  # the text-only model reads no video
+            return RecapConfig(arch=cfg.arch, io=io)
         except (ValueError, TypeError) as e:
             raise InputError(f"recipe model for stage {stage.name!r}: {e}") from None
 
@@ -446,14 +494,15 @@ class Curriculum:
             return None
         return self.out / self.recipe.stages[index - 1].name / FINAL_DIR
 
-    def build_model(self, index: int) -> tuple[Any, dict[str, Any]]:
-        """The stage's model, initialised as its `init_from` says; returns (model, init report)."""
+    def build_model(self, index: int, cfg: RecapConfig | None = None) -> tuple[Any, dict[str, Any]]:
+        """The stage's model (of `cfg`, default `base_config`), with the recipe's training options, initialised as
+        its `init_from` says; returns (model, init report)."""
         from videorecap.model.recap import VideoRecap
 
         stage = self.recipe.stages[index]
-        cfg = self.base_config(stage)
+        cfg = cfg or self.base_config(stage)
         torch.manual_seed(self.recipe.seed)
-        model = VideoRecap(cfg)
+        model = VideoRecap(cfg, self.recipe.model.training())
         src: Path | None
         if stage.init_from == "previous":
             src = self._previous_final(index) or self._path_or_none(self.recipe.model.checkpoint)
@@ -496,17 +545,17 @@ class Curriculum:
 
         d = self.recipe.data
         tok = self.tokenizer()
-        collate = Collator(
-            tok,
-            max_caption_tokens=stage.max_tokens or cfg.max_new_tokens[level],
-            max_text_tokens=stage.max_text_tokens or cfg.tokens.max_text_tokens,
-            bos_id=cfg.tokens.bos_token_id,
-            eos_id=cfg.tokens.eos_token_id,
-            pad_id=cfg.tokens.pad_token_id,
+        collate = Collator.for_config(
+            tok, cfg, level, max_tokens=stage.max_tokens, max_text_tokens=stage.max_text_tokens
         )
 
+        if self.recipe.kind == TEXT_KIND:
+            return self._text_data(stage, collate)
+
         def make(split: str, training: bool) -> Any:
-            rows = self._rows_file(level, split)
+            rows: Any = self._rows_file(level, split)
+            if training and level != "clip" and d.pseudo_annotations is not None:
+                rows = self._with_pseudo(level, hcap.load_level(rows, level))
             if level == "clip":
                 feats = d.path(d.clip_features)
                 videos = None if feats is not None else d.path(d.videos)
@@ -528,6 +577,33 @@ class Curriculum:
 
         val = make(d.val_split, False) if d.val_split and self._rows_file(level, d.val_split).is_file() else None
         return LevelData(level, make(d.train_split, True), collate, val)  # type: ignore[arg-type]
+
+    def _text_data(self, stage: TrainArgs, collate: Any) -> LevelData:
+        """The text model's (lower text -> upper text) pairs of the stage's levels (the model's level is video)."""
+        from videorecap.data.datasets import TextPairDataset
+
+        d = self.recipe.data
+
+        def pairs(split: str) -> TextPairDataset:
+            return TextPairDataset({lv: self._ann(lv, split) for lv in stage.levels if self._ann(lv, split).is_file()})
+
+        val = pairs(d.val_split) if d.val_split else None
+        return LevelData("video", pairs(d.train_split), collate, val if val is not None and len(val) else None)
+
+    def _with_pseudo(self, level: str, rows: list[dict]) -> list[dict]:
+        """The pseudo-labelled rows of `level` (mixed as `pseudo_ratio` says) in front of the labelled `rows`."""
+        d = self.recipe.data
+        path = self._rows_file(level, self._pseudo_split())  # type: ignore[arg-type]  # a generated copy once filled
+        if not path.is_file():
+            raise InputError(f"data.pseudo_annotations: {path} not found (made by videorecap pseudo-label)")
+        pseudo = hcap.load_level(path, level)
+        if d.pseudo_ratio is not None and pseudo:
+            n = round(d.pseudo_ratio * len(rows))
+            rng = np.random.default_rng(self.recipe.seed)
+            rounds = [rng.permutation(len(pseudo)) for _ in range(-(-n // len(pseudo)))]  # each row once per round
+            pseudo = [pseudo[i] for i in np.concatenate(rounds)[:n]] if n else []
+        logger.info("%s: %d pseudo-labelled rows in front of %d labelled ones", level, len(pseudo), len(rows))
+        return [*pseudo, *rows]
 
     # ---- steps
     def run(self, only: str | None = None) -> dict[str, Any]:
@@ -566,11 +642,15 @@ class Curriculum:
 
     def _train(self, index: int) -> Path:
         stage = self.recipe.stages[index]
-        model, init = self.build_model(index)
-        data = [self.level_data(lv, model.config, stage) for lv in stage.levels]
+        cfg = self.base_config(stage)
+        model, init = self.build_model(index, cfg)
+        levels = stage.levels[:1] if self.recipe.kind == TEXT_KIND else stage.levels  # one dataset of all pairs
+        data = [self.level_data(lv, cfg, stage) for lv in levels]  # the recipe's level I/O, not the model's
         if self.max_steps is not None:
             stage = dataclasses.replace(stage, max_steps=self.max_steps)
         meta = {"recipe": self.recipe.to_dict(), "init": init, "train": args_dict(stage)}
+        if self.recipe.kind == TEXT_KIND:
+            stage = dataclasses.replace(stage, levels=["video"])  # the pairs' levels are in meta; the model's is video
         return train_stage(
             model,
             data,
@@ -592,7 +672,8 @@ class Curriculum:
 
     def _load_rows(self, level: str) -> dict[str, list[dict]]:
         out = {}
-        for split in self._splits():
+        pseudo = self._pseudo_split()
+        for split in self._splits() + ([pseudo] if pseudo else []):
             f = self._ann(level, split)
             out[split] = hcap.load_level(f, level) if f.is_file() else []
         return out

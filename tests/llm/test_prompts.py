@@ -1,0 +1,45 @@
+"""Prompt files: the shipped defaults, a user's file, their fields and hashes."""
+
+from __future__ import annotations
+
+import pytest
+
+from videorecap.errors import InputError
+from videorecap.llm.prompts import DEFAULTS, default_prompt, load_prompt
+
+
+def test_default_prompts_fill_their_fields():
+    for name in DEFAULTS:
+        default_prompt(name).check()
+    assert default_prompt("summarize").messages(text="C cooks.") == [{"role": "user", "content": "Summarize: C cooks."}]
+    seg = default_prompt("segment").messages(captions="[0-4 s] C opens the door", seconds=40.0, text="")
+    assert [m["role"] for m in seg] == ["system", "user"]
+    assert "40-second" in seg[1]["content"] and seg[1]["content"].endswith("[0-4 s] C opens the door")
+
+
+def test_user_prompt_files(tmp_path):
+    p = tmp_path / "p.txt"
+    p.write_text("[system]\nBe brief.\n[user]\nSay what C does in {seconds:g} s: {text} {{not a field}}\n")
+    prompt = load_prompt(p)
+    assert prompt.messages(text="C eats", seconds=4.0) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Say what C does in 4 s: C eats {not a field}"},
+    ]
+    assert prompt.hash != default_prompt("summarize").hash and len(prompt.hash) == 12
+    p.write_text("Tell me about {activity}")
+    with pytest.raises(InputError, match="p.txt: unknown field.*activity"):
+        load_prompt(p)
+    p.write_text("[system]\nonly a system message\n")
+    with pytest.raises(InputError, match="no user message"):
+        load_prompt(p)
+    with pytest.raises(InputError, match="--prompt .*missing.txt: cannot read"):
+        load_prompt(tmp_path / "missing.txt")
+
+
+def test_docs_show_the_shipped_defaults():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "llm.md").read_text().split("## Prompts", 1)[1]
+    for name in DEFAULTS:
+        block = doc.split(f"`{name}.txt`", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+        assert block.strip() == default_prompt(name).text.strip(), name
