@@ -28,12 +28,13 @@ import argparse
 import collections
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import load_average, machine_block
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXTS = ("clips", "hierarchy", "summary")
@@ -166,9 +167,10 @@ def markdown(rows: list[dict], args: argparse.Namespace, work: Path, n_questions
         "## Questions over the hierarchy: accuracy per context on the synthetic world (issue 17 §3, bench_ask.py)",
         "",
         f"`python benchmarks/bench_ask.py {' '.join(args.argv)}`",
-        f"on {platform.machine()}, {os.cpu_count()} cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"
-        f", {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load: {os.getloadavg()[0]:.1f} (1-min average at "
-        "the end; other jobs shared the machine).",
+        "",
+        machine_block({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "default")}),
+        "",
+        f"Load average at the end: {load_average():.1f} (1 min).",
         "",
         f"{args.test_videos} held-out test videos of {args.minutes:g} min (synth seed 0), {n_questions} five-choice "
         f"questions (chance 20 %) from `videorecap synth questions`. Captions: the bundled recap-synth model "

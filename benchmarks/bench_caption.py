@@ -1,99 +1,165 @@
-"""Wall time per hour of video for each stage of `videorecap caption`, and memory against video length.
+"""Wall time per hour of video for every stage of `videorecap caption`, per precision, and memory against length.
 
-Part 1 (recap-base sizes, random weights, this CPU): the cost of each stage for one hour of video
-(900 clip windows, 20 segments, 1 summary), from timed samples:
-  - encoder: TimeSformer-B forward on batches of 4-frame 224-px clips;
-  - clip / segment / video captions: batched decoding of a fixed number of tokens per caption (EOS suppressed),
-    the KV-cached path against the original's recompute-everything loop. Caption lengths are the Ego4D-HCap
-    averages in GPT-2 tokens (7.7 / 15.8 / 25.6 words -> about 12 / 22 / 36 tokens with "#C C" and punctuation).
+Part 1 (recap-base sizes, random weights, this CPU): the cost of each stage for one hour of video (900 clip
+windows, 20 segments, 1 summary), from timed samples, each precision (`--precisions`) in a fresh process of its own
+(so its peak memory, VmHWM, is its own):
+  - encoder: TimeSformer-B forward on batches of 4-frame 224-px clips, per clip;
+  - clip Q-Former: the clip level's video Q-Former (256 queries over the 785 encoder tokens), per clip;
+  - clip / segment / video captions: the level's context (Q-Formers over features and text) and greedy decoding of
+    a fixed number of tokens (EOS suppressed), KV-cached; in fp32 also the original's recompute-everything loop,
+    with the greedy tokens of both paths checked identical. Caption lengths are the Ego4D-HCap averages in GPT-2
+    tokens (7.7 / 15.8 / 25.6 words -> about 12 / 22 / 36 tokens with "#C C" and punctuation).
+  Clip captions decode `--decode-batch` rows at once (`videorecap caption --decode-batch`; default: the encoder
+  batch), segments `--batch` rows.
 Part 2 (recap-tiny, real pipeline): peak resident memory of a whole `caption_video` run on a 10-minute and a
-3-hour video (each in its own process), to show memory does not grow with video length.
+3-hour video, each in its own process (VmHWM), to show memory does not grow with video length.
 
-    python benchmarks/bench_caption.py            # both parts, prints markdown
-    python benchmarks/bench_caption.py --part 2   # memory only
+    python benchmarks/bench_caption.py                          # both parts, fp32/bf16/int8: ~15 min, 2 idle cores
+    python benchmarks/bench_caption.py --part 1 --precisions fp32 --repeats 3
+    python benchmarks/bench_caption.py --quick --allow-load     # checks the script: ~3 min
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _machine import LOADED_NOTE, Timing, add_timing_arguments, check_load, machine_block, run_child, timed, vm_hwm_mib
 
 from videorecap.config import RecapConfig
-from videorecap.infer.decode import greedy_recompute
+from videorecap.infer.decode import DecodeConfig, _decode, greedy_recompute
 from videorecap.model.recap import VideoRecap
+from videorecap.runtime import compute_context, prepare_model, set_threads
 
 TOKENS = {"clip": 12, "segment": 22, "video": 36}
 PER_HOUR = {"clip": 900, "segment": 20, "video": 1}
+NO_EOS = -1  # argmax never returns it: every row generates every token
 
 
-def _gen_cached(model: VideoRecap, ctx: torch.Tensor, n: int) -> None:
-    # the cached path of infer.decode.generate, with EOS impossible so exactly n tokens are produced
-    from videorecap.infer.decode import DecodeConfig, _decode
-
-    _decode(model.decoder, ctx, model.config.tokens.bos_token_id, -1, n, DecodeConfig())
-
-
-def _time(fn, repeat: int = 1) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
+def _open_gates(model: VideoRecap) -> VideoRecap:
+    for blk in model.decoder.h:  # as in a trained model, so the context matters
+        if blk.cross:
+            blk.xattn_gate.data.fill_(0.5)
+            blk.xmlp_gate.data.fill_(0.5)
+    return model
 
 
-def part1(batch: int) -> list[str]:
+def hour(precision: str, batch: int, decode_batch: int, repeats: int, recompute: bool) -> dict:
+    """Part 1 for one precision (run in a child process): seconds per item of every stage, and this process's
+    peak memory."""
     torch.manual_seed(0)
-    rows = []
-    with torch.no_grad():
-        clip = VideoRecap(RecapConfig.from_name("recap-base", level="clip")).eval()
+    out: dict[str, dict] = {}
+
+    def rec(name: str, t: Timing, items: int, tokens: int | None = None) -> None:
+        out[name] = {"per_item": t.median / items, "times": t.times, "loads": t.loads, "loaded": t.loaded}
+        if tokens:
+            out[name]["per_token"] = t.median / (items * tokens)
+
+    with torch.inference_mode(), compute_context("cpu", precision):
+        clip = prepare_model(
+            _open_gates(VideoRecap(RecapConfig.from_name("recap-base", level="clip")).eval()), precision
+        )
         x = torch.randn(batch, 3, 4, 224, 224)
-        t_enc = _time(lambda: clip.encoder(x)) / batch
-        rows.append(("encoder (TimeSformer-B, per clip)", t_enc, None, PER_HOUR["clip"]))
-        tokens = clip.encoder(x)
-        ctx = clip.context("clip", video=tokens)
+        t = timed(lambda: clip.encoder(x), repeats)
+        rec("encoder", t, batch)
+        tokens = t.out
+        t = timed(lambda: clip.context("clip", video=tokens), repeats)
+        rec("clip Q-Former", t, batch)
+        ctx1 = t.out[:1]
+        models = {"clip": clip}
+        for level in ("segment", "video"):
+            m = VideoRecap(RecapConfig.from_name("recap-base", level=level)).eval()
+            models[level] = prepare_model(_open_gates(m), precision)
+        ctxs = {"clip": ctx1.expand(decode_batch, -1, -1).contiguous()}
+        for level in ("segment", "video"):
+            m = models[level]
+            rows = batch if level == "segment" else 1
+            feats = torch.randn(rows, m.config.num_features(level), m.config.encoder.width)
+            text = torch.randint(0, 50257, (rows, 512 if level == "video" else 300))
+            t = timed(lambda m=m, level=level, f=feats, s=text: m.context(level, video=f, text_ids=s), repeats)
+            rec(f"{level} context (Q-Formers)", t, rows)
+            ctxs[level] = t.out
         for level in ("clip", "segment", "video"):
-            if level != "clip":
-                m = VideoRecap(RecapConfig.from_name("recap-base", level=level)).eval()
-                nf = m.config.num_features(level)
-                feats = torch.randn(batch if level == "segment" else 1, nf, 768)
-                text = torch.randint(0, 50257, (feats.shape[0], 512 if level == "video" else 300))
-                ctx = m.context(level, video=feats, text_ids=text)
-                model = m
-            else:
-                model = clip
-            n = TOKENS[level]
-            b = ctx.shape[0]
-            t_cache = _time(lambda: _gen_cached(model, ctx, n)) / b  # noqa: B023
-            t_full = _time(lambda: greedy_recompute(model.decoder, ctx, model.config.tokens.bos_token_id, -1, n)) / b  # noqa: B023
-            rows.append((f"{level} captions ({n} tokens, per caption)", t_cache, t_full, PER_HOUR[level]))
-    out = [
-        f"Batch {batch}; per-hour figures assume 900 clips, 20 segments of 180 s and 1 summary.",
-        "",
-        "| stage | s / item (cached) | s / item (recompute) | speed-up | s per hour of video (cached) |",
-        "|---|---|---|---|---|",
-    ]
-    total = 0.0
-    for name, tc, tf, n in rows:
-        total += tc * n
-        sp = f"{tf / tc:.1f}x" if tf else "-"
-        tf_s = f"{tf:.3f}" if tf else "-"
-        out.append(f"| {name} | {tc:.3f} | {tf_s} | {sp} | {tc * n:.0f} |")
-    out.append(f"| **total** | | | | **{total:.0f}** ({total / 3600:.2f} x real time) |")
+            m, ctx, n = models[level], ctxs[level], TOKENS[level]
+            bos = m.config.tokens.bos_token_id
+            t = timed(lambda m=m, c=ctx, n=n, b=bos: _decode(m.decoder, c, b, NO_EOS, n, DecodeConfig())[0], repeats)
+            rec(f"{level} captions", t, ctx.shape[0], n)
+            if recompute:
+                tr = timed(lambda m=m, c=ctx, n=n, b=bos: greedy_recompute(m.decoder, c, b, NO_EOS, n), 1, warmup=0)
+                rec(f"{level} captions, original loop", tr, ctx.shape[0], n)
+                # fp32 greedy: same arithmetic per token in both paths, so the same tokens
+                assert tr.out == t.out, f"{level}: the cached and the original loop chose different tokens"
+    out["peak_mib"] = vm_hwm_mib()  # type: ignore[assignment]
     return out
 
 
-def _child(video: str, out: str) -> None:
-    # one caption run in a fresh process; prints its peak RSS
+def part1(args: argparse.Namespace) -> list[str]:
+    rows: dict[str, dict] = {}
+    for prec in args.precisions.split(","):
+        child = ["--child-hour", prec, "--batch", str(args.batch), "--decode-batch", str(args.decode_batch),
+                 "--repeats", str(args.repeats), "--threads", str(args.threads or 0)]  # fmt: skip
+        rows[prec] = run_child(__file__, child + (["--recompute"] if prec == "fp32" and not args.no_recompute else []))
+    lines = [
+        f"Encoder batch {args.batch}, clip decoding {args.decode_batch} rows at once, segments {args.batch}; per hour: "
+        "900 clips, 20 segments of 180 s, 1 summary. Seconds per item (median of the timed runs).",
+        "",
+    ]
+    stages = [
+        ("encoder", "clip"),
+        ("clip Q-Former", "clip"),
+        ("clip captions", "clip"),
+        ("segment context (Q-Formers)", "segment"),
+        ("segment captions", "segment"),
+        ("video context (Q-Formers)", "video"),
+        ("video captions", "video"),
+    ]
+    precs = list(rows)
+    head = "| stage | " + " | ".join(f"{p}: s/item (ms/token) | {p}: s per hour" for p in precs) + " |"
+    lines += [head, "|---" * (1 + 2 * len(precs)) + "|"]
+    totals = dict.fromkeys(precs, 0.0)
+    for stage, level in stages:
+        cells = []
+        for p in precs:
+            r = rows[p][stage]
+            tok = f" ({1000 * r['per_token']:.1f})" if "per_token" in r else ""
+            flag = "*" if r["loaded"] else ""
+            cells += [f"{r['per_item']:.3f}{tok}{flag}", f"{r['per_item'] * PER_HOUR[level]:.0f}"]
+            totals[p] += r["per_item"] * PER_HOUR[level]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    cells = []
+    for p in precs:
+        cells += ["", f"**{totals[p]:.0f}** ({totals[p] / 60:.1f} min)"]
+    lines.append("| **total (one video-hour)** | " + " | ".join(cells) + " |")
+    cells = []
+    for p in precs:
+        cells += ["", f"{rows[p]['peak_mib']:.0f} MiB"]
+    lines.append("| peak memory of the process (VmHWM) | " + " | ".join(cells) + " |")
+    if "fp32" in rows and "clip captions, original loop" in rows["fp32"]:
+        r = rows["fp32"]
+        lines += ["", "The original's recompute-everything loop against the cached path, fp32, same process "
+                  "(greedy tokens identical, checked):", "",
+                  "| level | cached ms/token | original loop ms/token | ratio | original loop s per hour |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for level in ("clip", "segment", "video"):
+            o = r.get(f"{level} captions, original loop")
+            if o is None:
+                continue
+            c = r[f"{level} captions"]
+            lines.append(
+                f"| {level} ({TOKENS[level]} tokens) | {1000 * c['per_token']:.2f} | {1000 * o['per_token']:.2f} | "
+                f"{o['per_token'] / c['per_token']:.1f}x | {o['per_item'] * PER_HOUR[level]:.0f} |"
+            )
+    lines += ["", LOADED_NOTE]
+    return lines
+
+
+def _child_memory(video: str, out: str) -> None:
+    # one caption run in a fresh process; prints its own peak RSS (VmHWM)
     from videorecap.pipeline import Captioner, CaptionOptions, caption_video
     from videorecap.tokenizer import Tokenizer
 
@@ -105,43 +171,59 @@ def _child(video: str, out: str) -> None:
     t0 = time.perf_counter()
     res = caption_video(video, Captioner(models), CaptionOptions(batch_size=16), cache_dir=out)
     dt = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
-    print(json.dumps({"clips": len(res.clips), "segments": len(res.segments), "seconds": dt, "peak_rss_mib": rss}))
+    print(json.dumps({"clips": len(res.clips), "segments": len(res.segments), "seconds": dt, "peak_mib": vm_hwm_mib()}))
 
 
-def part2() -> list[str]:
+def part2(quick: bool) -> list[str]:
     from videorecap.video.testing import make_video
 
-    out = ["| video | clips | segments | wall time | peak RSS |", "|---|---|---|---|---|"]
+    out = ["| video | clips | segments | wall time | peak RSS (VmHWM) |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as d:
-        for minutes in (10, 180):
+        for minutes in (10, 30) if quick else (10, 180):
             path = make_video(Path(d) / f"v{minutes}.mp4", duration=minutes * 60.0, fps=2.0, size=(48, 32))
-            r = subprocess.run(
-                [sys.executable, __file__, "--child", str(path), str(Path(d) / f"cache{minutes}")],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            m = json.loads(r.stdout.strip().splitlines()[-1])
+            m = run_child(__file__, ["--child", str(path), str(Path(d) / f"cache{minutes}")])
             out.append(f"| {minutes} min (48x32, 2 fps) | {m['clips']} | {m['segments']} | {m['seconds']:.1f} s | "
-                       f"{m['peak_rss_mib']:.0f} MiB |")  # fmt: skip
+                       f"{m['peak_mib']:.0f} MiB |")  # fmt: skip
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", type=int, choices=[1, 2])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--child", nargs=2)
+    ap.add_argument("--batch", type=int, default=8, help="encoder batch and segment rows (default 8)")
+    ap.add_argument(
+        "--decode-batch", type=int, default=None, help="clip caption rows decoded at once (default: --batch)"
+    )
+    ap.add_argument("--precisions", default="fp32,bf16,int8", help="comma list (default fp32,bf16,int8)")
+    ap.add_argument("--no-recompute", action="store_true", help="leave out the original's loop (fp32)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the CLI's default policy)")
+    ap.add_argument(
+        "--quick", action="store_true", help="batch 2, 1 repeat, part 2 at 10 and 30 min: checks the script"
+    )
+    add_timing_arguments(ap, repeats=3)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child-hour", help=argparse.SUPPRESS)
+    ap.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        _child(*a.child)
+        _child_memory(*a.child)
         return
-    print("## Caption pipeline (`python benchmarks/bench_caption.py`)\n")
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, fp32.\n")  # fmt: skip
+    if a.quick:
+        a.batch, a.repeats = 2, 1
+    a.decode_batch = a.decode_batch or a.batch
+    threads, _ = set_threads(a.threads or None)
+    if a.child_hour:
+        print(json.dumps(hour(a.child_hour, a.batch, a.decode_batch, a.repeats, a.recompute)))
+        return
+    check_load(a.allow_load, "bench_caption")
+    argv = " ".join(sys.argv[1:])
+    print(f"## Caption pipeline per video-hour (`python benchmarks/bench_caption.py {argv}`)\n")
+    print(machine_block({"threads": f"torch {threads}", "repeats": f"{a.repeats} timed after 1 warm-up"}))
+    print()
     if a.part in (None, 1):
-        print("\n".join(part1(a.batch)) + "\n")
+        print("\n".join(part1(a)) + "\n")
     if a.part in (None, 2):
-        print("\n".join(part2()) + "\n")
+        print("\n".join(part2(a.quick)) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -207,10 +206,9 @@ def main() -> None:
     p.add_argument("--probe", action="store_true", help="then probe the video model on the last video (see above)")
     args = p.parse_args()
 
-    import torch
+    from _machine import machine_block
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, device cpu, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(machine_block({"device": "cpu", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")}))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)

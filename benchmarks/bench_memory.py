@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from _machine import machine_block, vm_hwm_mib
+
 FULL = (600.0, 3600.0, 36000.0)
 QUICK = (600.0, 3600.0)
 
@@ -114,7 +116,7 @@ def child(seconds: float, video_dir: Path, mode: str, batch_size: int, levels: s
         "mode": mode if mode == "features" else f"caption {levels}",
         "video_seconds": seconds,
         "windows": windows,
-        "peak_rss_mb": round(_status_kb("VmHWM") / 1024, 1),
+        "peak_rss_mb": round(vm_hwm_mib(), 1),
         "rss_before_run_mb": round(base / 1024, 1),
         "peak_during_run_mb": round(peaks.get("run", 0) / 1024, 1),
         "wall_s": round(seconds_taken, 1),
@@ -155,6 +157,8 @@ def main() -> None:
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)
+    print()
+    print(machine_block({"children": f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, batch {args.batch_size}"}))
     print()
     print("| mode | video | windows | peak RSS (MB) | before the run (MB) | growth during the run (MB) | wall (s) |")
     print("|---|---|---:|---:|---:|---:|---:|")

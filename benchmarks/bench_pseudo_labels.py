@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from _machine import machine_block
 
 from videorecap.data import hcap
 from videorecap.metrics.scorers import score_captions
@@ -65,10 +64,9 @@ def settings(quick: bool) -> dict[str, Any]:
 
 
 def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
+    from _machine import describe
+
+    return " ".join(f"{x:.2f}" for x in describe()["load_average"] or []) or "n/a"
 
 
 # ---- 1-2: data ---------------------------------------------------------------------------------------------------
@@ -211,8 +209,11 @@ def markdown(res: dict[str, Any], command: str) -> str:
         "",
         "## LLM pseudo-labels on the synthetic world: 25 % labelled + the own text model (issue 17 §2)",
         "",
-        f"`{command}` on {res['machine']}; load average before / after: {res['load_before']} / {res['load_after']};"
+        f"`{command}`; load average before / after: {res['load_before']} / {res['load_after']};"
         f" wall time {res['wall_min']:.1f} min.",
+        "",
+        res["machine"],
+        "",
         f"World: seed {SEED}, {s['train']} train videos of {s['minutes']:g} min (3 segments of 40 s each);"
         f" {len(range(0, s['train'], LABELLED_EVERY))} of them ({100 // LABELLED_EVERY} %) keep their segment"
         " descriptions and video summary, all keep their clip narrations. Held out: "
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "arms": arms,
         "times": times,
         "wall_min": (time.perf_counter() - t0) / 60,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "machine": machine_block(),
         "load_before": load_before,
         "load_after": load_average(),
     }

@@ -26,13 +26,13 @@ import json
 import logging
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from _machine import describe, machine_block
 
 from videorecap.checkpoint import load_model, save_pretrained
 from videorecap.data import hcap
@@ -111,7 +111,7 @@ def bundle(run_dir: Path, out: Path, scores: dict, times: dict[str, float]) -> N
         "data": DATA,
         "recipe": recipe,
         "train_seconds": {k: round(v, 1) for k, v in times.items()},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, Python {sys.version.split()[0]}",
+        "machine": describe(),
     }
     (out / "RECIPE.yaml").write_text(yaml.safe_dump(rec, sort_keys=False))
     (out / "metrics.json").write_text(
@@ -132,6 +132,9 @@ def markdown(scores: dict, table4: dict, times: dict[str, float]) -> str:
         "",
         f"`python benchmarks/bench_synth_learning.py --work WORK` on {platform.machine()}, {torch.get_num_threads()} "
         f"torch threads. Data: `{DATA_COMMAND}`; training: `configs/recap-synth.yaml` through the curriculum runner.",
+        "",
+        machine_block(),
+        "",
         f"Held-out: {h['videos']} videos of {h['minutes']:g} min (`make_video(seed={h['seed']}, index=0..3)`), "
         f"original protocol, x100; items per level: {scores['counts']}.",
         "Wall time per step: "

@@ -4,7 +4,8 @@ Renders a few short synthetic videos, then times `videorecap caption VIDEOS --mo
 all three levels, a fresh output folder each time, so nothing is reused from a cache) in a subprocess for each
 thread setting: with the CPU otherwise idle, while a background process keeps one core busy, and while one keeps
 every core busy (`--loads`). Each setting is repeated; the table gives the median and the spread (min-max) in
-seconds. An "idle" run started while the load average was at least half the core count is marked UNDER LOAD.
+seconds. The machine block and the timing rules are benchmarks/_machine.py's: it refuses to start the idle column at
+a load average of one per core or more (unless --allow-load), and marks an idle row taken under load with *.
 
 Settings:
   default        no --threads and no OMP_NUM_THREADS: the CLI's default (cores - 1 torch threads)
@@ -23,42 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def machine() -> list[str]:
-    import torch
-
-    from videorecap import runtime
-
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + ", ".join(ISA_FLAGS)
-    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
-    return [
-        f"cpu:            {model} ({platform.machine()})",
-        f"isa:            {isa}",
-        f"cores:          {os.cpu_count()} logical, {runtime.cpu_count()} usable by this process",
-        f"torch:          {torch.__version__} (kernels: {capability}, default threads {torch.get_num_threads()})",
-        f"python:         {platform.python_version()}",
-        f"default:        --threads {runtime.default_threads()}, FFmpeg {runtime.DEFAULT_DECODE_THREADS} threads",
-    ]
+from _machine import LOADED_NOTE, Timing, check_load, machine_block, timed
 
 
 def make_videos(folder: Path, count: int, minutes: float) -> list[Path]:
@@ -111,6 +83,8 @@ def main() -> None:
     ap.add_argument("--settings", help="comma list of settings (default: default,1,2,cores-1,cores,torch-default)")
     ap.add_argument("--loads", default=",".join(LOADS), help=f"comma list of {', '.join(LOADS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="1 video of 20 s, 1 repeat, settings default,1")
+    ap.add_argument("--allow-load", action="store_true", help="start the idle column even at a load average of one "
+                    "per core or more (its rows are then marked *)")  # fmt: skip
     args = ap.parse_args()
     cores = runtime.cpu_count()
     if args.quick:
@@ -123,13 +97,17 @@ def main() -> None:
         if s and s not in settings:
             settings.append(s)
 
-    print("\n".join(machine()))
+    check_load(args.allow_load or "idle" not in args.loads, "bench_threads")  # only the idle column needs quiet
+    defaults = f"--threads {runtime.default_threads()}, FFmpeg {runtime.DEFAULT_DECODE_THREADS} threads"
     with tempfile.TemporaryDirectory() as tmp:
         videos = make_videos(Path(tmp), args.videos, args.minutes)
         n_videos = len(videos)
-        print(f"videos:         {len(videos)} x {args.minutes * 60:g} s, recap-synth, all three levels")
+        print(machine_block({
+            "default": defaults,
+            "videos": f"{len(videos)} x {args.minutes * 60:g} s, recap-synth, all three levels",
+        }))  # fmt: skip
         print()
-        results: dict[tuple[str, str], list[float]] = {}
+        results: dict[tuple[str, str], Timing] = {}
         loads = [x.strip() for x in args.loads.split(",") if x.strip()]
         unknown = set(loads) - set(LOADS)
         if unknown:
@@ -140,14 +118,10 @@ def main() -> None:
             try:
                 time.sleep(1.0 if burners else 0.0)
                 for setting in settings:
-                    for i in range(args.repeats):
-                        la = os.getloadavg()[0]
-                        # an "idle" run taken while something else keeps the CPU busy is flagged, not trusted
-                        flag = "  UNDER LOAD: discard" if load == "idle" and la >= 0.5 * cores else ""
-                        dt = run_once(videos, setting, cores)
-                        results.setdefault((load, setting), []).append(dt)
-                        print(f"{load:14s} {setting:>13s} run {i + 1}: {dt:6.1f} s (load average before "
-                              f"{la:.2f}){flag}", flush=True)  # fmt: skip
+                    t = timed(lambda setting=setting: run_once(videos, setting, cores), args.repeats, warmup=0)
+                    results[(load, setting)] = t
+                    print(f"{load:14s} {setting:>13s}: {t.fmt(digits=1)} (load average before each run: "
+                          f"{', '.join(f'{x:.2f}' for x in t.loads)})", flush=True)  # fmt: skip
             finally:
                 for b in burners:
                     b.kill()
@@ -158,11 +132,12 @@ def main() -> None:
     print("| setting | " + " | ".join(loads) + " |")
     print("|---" * (len(loads) + 1) + "|")
     for setting in settings:
-        cells = []
-        for load in loads:
-            t = results[(load, setting)]
-            cells.append(f"{statistics.median(t):.1f} ({min(t):.1f}-{max(t):.1f})")
+        cells = [results[(load, setting)].fmt(unit="", digits=1) for load in loads]
+        # the busy columns are under load by design: only the idle column's * means something
+        cells = [c if load == "idle" else c.rstrip("*") for c, load in zip(cells, loads, strict=True)]
         print(f"| {setting} | " + " | ".join(cells) + " |")
+    print()
+    print(LOADED_NOTE)
 
 
 if __name__ == "__main__":

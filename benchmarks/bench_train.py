@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from _machine import LOADED_NOTE, check_load, load_average, machine_block, vm_hwm_mib
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -71,7 +70,7 @@ class _Synthetic(Dataset):
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return vm_hwm_mib()  # this process's own peak (ru_maxrss would carry the parent's across fork/exec)
 
 
 def one(level: str, variant: str, steps: int, batch_size: int, workers: int, device: str) -> dict:
@@ -151,11 +150,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    p.add_argument("--allow-load", action="store_true", help="run at a load average of one per core or more (rows "
+                   "then marked *)")  # fmt: skip
     p.add_argument("--one", nargs=2, metavar=("LEVEL", "VARIANT"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
         print(json.dumps(one(a.one[0], a.one[1], a.steps, a.batch_size, a.workers, a.device)))
         return
+    check_load(a.allow_load, "bench_train")
     rows = []
     for level in a.levels.split(","):
         for variant in ("original", "ours"):
@@ -174,29 +176,31 @@ def main() -> None:
                 "--device",
                 a.device,
             ]
+            load = load_average()
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            rows.append(json.loads(out))
+            rows.append({**json.loads(out), "load": load})
             print(f"{level} {variant}: {rows[-1]['samples_per_s']:.2f} samples/s", file=sys.stderr)
-    machine = (
-        torch.cuda.get_device_name(0)
-        if a.device.startswith("cuda")
-        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads, torch threads "
-        f"{torch.get_num_threads()}"
-    )
     cmd = (
         f"python benchmarks/bench_train.py --steps {a.steps} --batch-size {a.batch_size} --workers {a.workers} "
         f"--device {a.device}"
     )
     lines = [
-        f"## Training throughput, recap-base sizes ({a.device}: {machine})",
+        f"## Training throughput, recap-base sizes ({a.device})",
         "",
         f"`{cmd}`",
         "",
-        "| level | loop | samples/s | peak memory (MiB) |",
-        "| --- | --- | ---: | ---: |",
+        machine_block(),
+        "",
+        "| level | loop | samples/s | peak memory (MiB) | load average before |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
+    cores = os.cpu_count() or 1
     for r in rows:
-        lines.append(f"| {r['level']} | {r['variant']} | {r['samples_per_s']:.2f} | {r['peak_mb']:.0f} |")
+        flag = "*" if r["load"] >= cores else ""
+        lines.append(
+            f"| {r['level']} | {r['variant']} | {r['samples_per_s']:.2f}{flag} | {r['peak_mb']:.0f} | {r['load']:.2f} |"
+        )
+    lines += ["", LOADED_NOTE]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.append:

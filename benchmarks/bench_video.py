@@ -3,7 +3,7 @@
 Generates its own videos (in a temporary folder unless --workdir is given):
 
 - a 60-min and a 10-min video at low resolution (160x120, 10 fps, H.264), for decode throughput and for peak memory
-  (each measured in a fresh subprocess so ru_maxrss is that run's own peak);
+  (each measured in a fresh subprocess, VmHWM of its own /proc/self/status);
 - a 10-s 1080p30 video (moving noise texture, H.264) for full-size decode throughput.
 
 Decode + encoder runs the recap-base TimeSformer (random weights: speed does not depend on them) over a sample of
@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from _machine import check_load, machine_block, vm_hwm_mib
 
 
 def make_long(path: Path, minutes: float, size: tuple[int, int] = (160, 120), fps: int = 10) -> Path:
@@ -82,7 +80,7 @@ def decode_only(path: Path) -> dict:
     for _, frames in iter_windows(path, windows, 4, info=info):
         n += frames.shape[0]
     dt = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = vm_hwm_mib()  # this process's own peak: ru_maxrss would carry the parent's across fork/exec
     return {"duration": info.duration, "windows": len(windows), "frames": n, "seconds": dt, "peak_mb": peak_mb}
 
 
@@ -132,10 +130,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--long-minutes", type=float, default=60.0)
     ap.add_argument("--decode-only", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--allow-load", action="store_true", help="run at a load average of one per core or more")
     args = ap.parse_args()
     if args.decode_only is not None:
         print(json.dumps(decode_only(args.decode_only)))
         return
+    check_load(args.allow_load, "bench_video")
 
     tmp = None
     if args.workdir is None:
@@ -156,12 +156,9 @@ def main() -> None:
     rhd = decode_in_subprocess(hd)
     enc = decode_plus_encoder(hd, args.encoder_windows, args.batch_size, args.device)
 
-    cpu = platform.processor() or platform.machine()
     print("## Video in (bench_video.py)\n")
-    print(
-        f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, PyAV {av.__version__}, "
-        f"device `{args.device}`. Generated videos (H.264, x264 ultrafast) in {gen_s:.0f} s.\n"
-    )
+    print(machine_block({"PyAV": av.__version__, "device": args.device}))
+    print(f"\nGenerated videos (H.264, x264 ultrafast) in {gen_s:.0f} s.\n")
     print("| video | duration | 4-s windows | sampled frames/s | x real time | peak RSS (MB) |")
     print("|---|---|---|---|---|---|")
     for name, r in ((f"160x120 10 fps, {args.long_minutes:.0f} min", r60), ("160x120 10 fps, 10 min", r10),

@@ -140,7 +140,13 @@ def _hash_obj(obj: object, h: hashlib._Hash) -> None:
         h.update(repr(obj).encode())
 
 
-def fingerprint(work: Path, with_train: bool) -> dict[str, str]:
+def fingerprint(
+    work: Path, with_train: bool, precision: str | None = None, decode_batch: int | None = None
+) -> dict[str, str]:
+    # --precision goes to features, caption and evaluate; --decode-batch to caption (a commit before issue 15 has
+    # neither flag: leave them out there)
+    prec = ["--precision", precision] if precision else []
+    dbatch = ["--decode-batch", str(decode_batch)] if decode_batch else []
     work.mkdir(parents=True, exist_ok=True)
     model = _bundled()
     data = work / "data"
@@ -149,16 +155,16 @@ def fingerprint(work: Path, with_train: bool) -> dict[str, str]:
              "--no-progress", cwd=work)  # fmt: skip
     if not (data / "features").exists():
         _run("features", str(data / "videos"), "-o", str(data / "features"), "--encoder", str(model / "clip"),
-             "--all-tokens", "--no-progress", cwd=work)  # fmt: skip
+             "--all-tokens", "--no-progress", *prec, cwd=work)  # fmt: skip
     for old in ("caption-greedy", "caption-beam", "evaluate-greedy", "evaluate-beam", "train"):
         shutil.rmtree(work / old, ignore_errors=True)  # every output is made anew: resumed runs would skip work
     video = data / "videos" / "synth_val_0000.mp4"
     decodes = {"greedy": [], "beam": ["--strategy", "beam", "--num-beams", "3"]}
     for name, flags in decodes.items():
         _run("caption", str(video), "--model", str(model), "-o", str(work / f"caption-{name}"), "--no-progress",
-             *flags, cwd=work)  # fmt: skip
+             *flags, *prec, *dbatch, cwd=work)  # fmt: skip
         _run("evaluate", str(model), str(data), "--level", "all", "--metrics", "cider,rouge_l,bleu",
-             "-o", str(work / f"evaluate-{name}"), "--no-progress", *flags, cwd=work)  # fmt: skip
+             "-o", str(work / f"evaluate-{name}"), "--no-progress", *flags, *prec, cwd=work)  # fmt: skip
     outputs = [f"caption-{n}" for n in decodes] + [f"evaluate-{n}" for n in decodes]
     if with_train:
         import yaml
@@ -194,13 +200,16 @@ def main() -> int:
     p.add_argument("--work", type=Path, help="scratch folder (reused: the dataset and features are made once)")
     p.add_argument("-o", "--output", type=Path, help="JSON file of {output file: sha256}")
     p.add_argument("--no-train", action="store_true", help="skip the 2-step training run")
+    p.add_argument("--precision", help="pass --precision to features, caption and evaluate (use a fresh --work: "
+                   "the features are made once per work folder)")  # fmt: skip
+    p.add_argument("--decode-batch", type=int, help="pass --decode-batch to caption")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="compare two JSON files and exit")
     a = p.parse_args()
     if a.compare:
         return compare(*a.compare)
     if not a.work or not a.output:
         p.error("--work and -o are required (or --compare A B)")
-    sums = fingerprint(a.work.resolve(), not a.no_train)
+    sums = fingerprint(a.work.resolve(), not a.no_train, a.precision, a.decode_batch)
     a.output.write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
     print(f"{len(sums)} files fingerprinted into {a.output}")
     return 0

@@ -549,6 +549,8 @@ def _plan(
             "version": PARTIAL_VERSION,
             "level": level,
             "model": store_model_fingerprint(model),
+            # only when not fp32, so that the partial results of earlier runs stay valid
+            **({"precision": captioner.precision} if captioner.precision != "fp32" else {}),
             "rows": _hash(rows_key),
             "inputs": inputs_key,
             "decode": decode,
@@ -692,7 +694,8 @@ def _generate(
     generated = 0
     try:
         for chunk, batch in zip(chunks, loader, strict=True):
-            texts = _predict(model, tok, level, batch, decode, opts.device)
+            with captioner.compute(opts.device):  # bf16 autocast under --precision bf16, else nothing
+                texts = _predict(model, tok, level, batch, decode, opts.device)
             if len(texts) != len(chunk):
                 raise RuntimeError(f"{len(texts)} captions for a batch of {len(chunk)}")
             pos = 0

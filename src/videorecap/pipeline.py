@@ -66,6 +66,8 @@ class Captioner:
 
     models: dict[str, tuple[VideoRecap, Tokenizer]]
     sources: dict[str, str] = field(default_factory=dict)  # level -> where the model came from (for captions.json)
+    # the resolved precision the models run in (runtime.resolve_precision): set by `use_precision`
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for level, (model, _) in self.models.items():
@@ -88,6 +90,38 @@ class Captioner:
     def tokenizer(self, level: str) -> Tokenizer:
         return self.models[level][1]
 
+    def use_precision(self, precision: str, device: str | torch.device = "cpu") -> str:
+        """Run the models in `precision` (`--precision`: auto, fp32, bf16, int8) on `device`: resolve it, prepare
+        the weights in place (`runtime.prepare_model`), and return what it resolved to. Once per Captioner: a
+        prepared model cannot go back to fp32 (load it again)."""
+        from videorecap.runtime import prepare_model, resolve_precision
+
+        resolved = resolve_precision(device, precision)
+        if resolved == self.precision:
+            return resolved
+        if self.precision != "fp32":
+            raise ValueError(f"the models already run in {self.precision}; load them again for {resolved}")
+        for model in {id(m): m for m, _ in self.models.values()}.values():  # a ReCap-U model serves several levels
+            prepare_model(model, resolved)
+        self.precision = resolved
+        logger.info("precision: %s (asked: %s) on %s", resolved, precision, device)
+        return resolved
+
+    def compile_encoder(self) -> None:
+        """Compile the clip level's video encoder (`runtime.compile_for_inference`, `--compile`): for long jobs,
+        which earn back its compile time (RESULTS.md, "torch.compile")."""
+        from videorecap.runtime import compile_for_inference
+
+        model = self.model("clip") if "clip" in self.models else None
+        if model is not None and model.encoder is not None:
+            model.encoder = compile_for_inference(model.encoder)  # type: ignore[assignment]
+
+    def compute(self, device: str | torch.device) -> Any:
+        """The context every forward pass of these models runs under (autocast for bf16/fp16, else nothing)."""
+        from videorecap.runtime import compute_context
+
+        return compute_context(device, self.precision)
+
     @classmethod
     def load(
         cls,
@@ -99,12 +133,14 @@ class Captioner:
         device: str = "cpu",
         tokenizer: str | os.PathLike[str] | None = None,
         levels: Sequence[str] | str | None = None,
+        precision: str = "fp32",
     ) -> Captioner:
         """Load from a checkpoint folder (ReCap-U, or one level), a folder with `clip/ segment/ video/`
         checkpoints, the name of a bundled model (`recap-synth`), and/or one folder per level.
 
         With `levels`, only the models those levels need are loaded, and a missing one is an `InputError` raised
-        before any weights are read.
+        before any weights are read. `precision` (auto, fp32, bf16, int8) is applied with `use_precision`; the
+        library's default is fp32, the original's arithmetic (the CLI's is auto).
         """
         from videorecap.checkpoint import load_model, read_config, recap_config
         from videorecap.runtime import check_device
@@ -146,7 +182,9 @@ class Captioner:
                 loaded[p] = load_model(p, device=device, tokenizer_path=tokenizer)  # type: ignore[assignment]
             models[lv] = loaded[p]
         sources = {lv: str(p) for lv, p in paths.items()}
-        return cls(_need_tokenizer(models, sources), sources)
+        out = cls(_need_tokenizer(models, sources), sources)
+        out.use_precision(precision, device)
+        return out
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
@@ -217,6 +255,9 @@ class CaptionOptions:
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
     num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
     batch_size: int = 8
+    # clip windows (and segments) captioned together: several encoder batches decode as one, so the memory-bound
+    # decoder reads its weights once for more rows. None: `batch_size` (one decoding per encoder batch).
+    decode_batch: int | None = None
     grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
     features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
     allow_partial: bool = False  # keep the windows decoded before a mid-stream decode error
@@ -232,6 +273,8 @@ class CaptionOptions:
         self.levels = needed_levels(self.levels)
         if self.batch_size < 1:
             raise InputError("--batch-size must be at least 1")
+        if self.decode_batch is not None and self.decode_batch < 1:
+            raise InputError("--decode-batch must be at least 1")
         for name in ("clip_seconds", "segment_seconds", "grid_fps"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):  # NaN fails every comparison
@@ -287,7 +330,14 @@ class _Run:
             "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
             # only what differs from the models' level I/O, so that the caches of runs without it keep their keys
             **({"features": changed} if (changed := self._changed_features()) else {}),
+            # only when not the defaults, so that the entries of earlier runs (fp32, one batch size) stay valid
+            **({"precision": self.cap.precision} if self.cap.precision != "fp32" else {}),
+            **({"decode_batch": self.decode_batch} if self.decode_batch != self.opts.batch_size else {}),
         }
+
+    @property
+    def decode_batch(self) -> int:
+        return self.opts.decode_batch or self.opts.batch_size
 
     def _changed_features(self) -> dict[str, Any]:
         """`{level: {"num_features", "sampling"}}` of the feature levels the options read differently from the model."""
@@ -311,8 +361,8 @@ class _Run:
         windows = self.plan.clips
         enc = self.cap.model("clip").encoder
         assert enc is not None
-        B = self.opts.batch_size
-        chunk = B * self.opts.chunk_batches
+        B, D = self.opts.batch_size, self.decode_batch
+        chunk = -(-max(B * self.opts.chunk_batches, D) // D) * D  # whole decode batches per cached chunk
         texts: list[str] = []
         feats: list[np.ndarray] = []
         # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
@@ -333,20 +383,35 @@ class _Run:
                 frames_iter = self._frames(windows[done:], size)
                 pending_t: list[str] = []
                 pending_f: list[np.ndarray] = []
+                waiting: list[torch.Tensor] = []  # encoder tokens of windows not captioned yet (< D rows)
                 start = done
+                decode = self._decode_cfg("clip")
+
+                def caption_waiting() -> None:
+                    if waiting:
+                        rows = waiting[0] if len(waiting) == 1 else torch.cat(waiting)
+                        waiting.clear()
+                        pending_t.extend(caption_clip_tokens(self.cap, rows, decode, self.device))
+
                 with prefetch(frames_iter, depth=2 * B) as frames:
                     for batch in _batched(frames, B):
-                        batch_t, batch_f = caption_clips(self.cap, batch, self._decode_cfg("clip"), self.device)
-                        pending_t += batch_t
-                        pending_f.append(batch_f)
+                        tokens = encode_clips(self.cap, batch, self.device)  # (b, 1+T*P, C)
+                        waiting.append(tokens)
+                        pending_f.append(cls_features(tokens))
                         pbar.update(len(batch))
+                        n_waiting = sum(len(w) for w in waiting)
+                        if n_waiting >= D or len(pending_t) + n_waiting >= chunk:
+                            caption_waiting()
+                        elif start + len(pending_t) + n_waiting == len(windows):
+                            caption_waiting()
                         if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
                             self._save_chunk(start, pending_t, pending_f)
                             texts += pending_t
                             feats += pending_f
                             start += len(pending_t)
                             pending_t, pending_f = [], []
-                if start < len(windows) and pending_t:  # the decoder stopped early (allow_partial)
+                caption_waiting()  # the decoder stopped early (allow_partial): caption what it gave
+                if start < len(windows) and pending_t:
                     self._save_chunk(start, pending_t, pending_f)
                     texts += pending_t
                     feats += pending_f
@@ -430,7 +495,7 @@ class _Run:
                 segment_seconds=self.segment_seconds,
                 segment=self._step("segment", seg_bar),
                 video=self._step("video", video_bar) if want_video else None,
-                batch_size=self.opts.batch_size,
+                batch_size=self.decode_batch,
                 segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
                 features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
                 known_segments=known,
@@ -491,7 +556,8 @@ def level_step(
     def caption(items: list[SegmentInput] | list[VideoInput]) -> list[str]:
         # the engine samples; caption_batch stacks the sampled rows and their masks and builds the text ids
         batch = [CaptionItem(x.features, x.text, x.mask) for x in items]
-        texts = caption_batch(model, tok, level, batch, decode, device=device)
+        with captioner.compute(device):
+            texts = caption_batch(model, tok, level, batch, decode, device=device)
         if done is not None:
             done(len(items))
         return texts
@@ -503,21 +569,39 @@ def level_step(
     return Step(caption, features.num_features, features.sampling, fit)
 
 
+def encode_clips(
+    captioner: Captioner, frames: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The clip model's encoder over a batch of windows: transformed frames `(3, T, S, S)` each -> `(b, 1+T*P, C)`."""
+    enc = captioner.model("clip").encoder
+    assert enc is not None
+    x = torch.stack(list(frames)).to(device)  # (b, 3, T, S, S)
+    with torch.no_grad(), captioner.compute(device):
+        return enc(x)
+
+
+def caption_clip_tokens(
+    captioner: Captioner, tokens: torch.Tensor, decode: DecodeConfig, device: torch.device | str = "cpu"
+) -> list[str]:
+    """Clip captions from encoder tokens `(b, 1+T*P, C)` (rows of several encoder batches may be decoded together)."""
+    with captioner.compute(device):
+        return caption_batch(captioner.model("clip"), captioner.tokenizer("clip"), "clip", {"video": tokens}, decode)
+
+
+def cls_features(tokens: torch.Tensor) -> np.ndarray:
+    """The windows' CLS features `(b, C)`, float32. A copy: `tokens[:, 0]` is a view, and its array would keep every
+    token of the batch alive (1 + T*P rows per window) for as long as the features are kept: memory growing with the
+    video."""
+    return tokens[:, 0].float().cpu().numpy().copy()
+
+
 def caption_clips(
     captioner: Captioner, frames: Sequence[torch.Tensor], decode: DecodeConfig, device: torch.device | str = "cpu"
 ) -> tuple[list[str], np.ndarray]:
-    """The clip step for a batch of windows (a file's, or a live input's): transformed frames `(3, T, S, S)` each ->
-    the clip model's encoder -> clip captions, and the windows' CLS features `(b, C)`."""
-    model = captioner.model("clip")
-    enc = model.encoder
-    assert enc is not None
-    x = torch.stack(list(frames)).to(device)  # (b, 3, T, S, S)
-    with torch.no_grad():
-        tokens = enc(x)  # (b, 1+T*P, C)
-    texts = caption_batch(model, captioner.tokenizer("clip"), "clip", {"video": tokens}, decode)
-    # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch alive (1 + T*P rows per
-    # window) for as long as the features are kept: memory growing with the video
-    return texts, tokens[:, 0].float().cpu().numpy().copy()
+    """The clip step for a batch of windows (a file's, or a live input's): frames -> encoder -> clip captions, and
+    the windows' CLS features `(b, C)`."""
+    tokens = encode_clips(captioner, frames, device)
+    return caption_clip_tokens(captioner, tokens, decode, device), cls_features(tokens)
 
 
 def _chunk_key(start: int) -> str:

@@ -9,14 +9,32 @@ here leaves one core to decoding and keeps FFmpeg's own pool small.
 `set_threads(n)` applies a setting once for the process (the CLI's `--threads`); `check_device(name)` validates a
 device string and says plainly when the hardware is not there; `autocast_dtype(device, precision)` is the one rule
 for mixed precision (feature extraction and training both use it).
+
+Precision of inference (`--precision auto|fp32|bf16|int8`): `resolve_precision` turns the user's choice into what
+runs on a device, `cpu_isa` / `fast_bf16_cpu` say what the CPU has, `compute_context` is the autocast a forward
+runs under and `quantize_int8` the int8 path. The rule of `auto` (measured: benchmarks/bench_precision.py and
+RESULTS.md "Precision"):
+
+- bf16 on a GPU (fp16 where it has no bf16) and on a CPU with AMX or AVX512_BF16 (bf16 dot-product instructions;
+  on the 2-core AVX512_BF16 machine without AMX this project is developed on, bf16 measured 2-3x faster than fp32
+  for the encoder and the Q-Former and 1.4-1.6x for decoding) -- but only if the bf16 path passed its fidelity gate
+  (`videorecap.synth.precision_gate`, recorded in videorecap/assets/precision_gate.json);
+- fp32 everywhere else, and where the gate failed. With the bundled model the bf16 gate FAILS (clip CIDEr -3 points,
+  7% of clip captions changed on 16 held-out videos), so today `auto` means fp32 on every device; a later model or
+  code whose bf16 passes the gate switches `auto` to bf16 by its record alone.
+- int8 is never picked by `auto`: it is opt-in.
+
+`fp32` is the original's arithmetic: the same kernels and results as before `--precision` existed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from videorecap.errors import InputError
 
@@ -34,6 +52,11 @@ _USER_DECODE_THREADS = os.environ.get(DECODE_THREADS_ENV)
 DEFAULT_DECODE_THREADS = 2
 
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(:(\d+))?$")
+
+# What `--precision` accepts; "fp16" is accepted where it was before (features, training on a GPU), not advertised.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# CPU flags (Linux /proc/cpuinfo names) that the machine descriptions report, in this order
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
 def cpu_count() -> int:
@@ -147,3 +170,163 @@ def autocast_dtype(device: str | torch.device, precision: str = "auto") -> torch
     if precision == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# ---- precision of inference ----------------------------------------------------------------------------------------
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_isa(flags: frozenset[str] | None = None) -> list[str]:
+    """The instruction-set extensions of `ISA_FLAGS` this CPU has (AVX2, AVX-512, bf16, VNNI, AMX), in that order."""
+    flags = cpu_flags() if flags is None else flags
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def fast_bf16_cpu(flags: frozenset[str] | None = None, capability: str | None = None) -> str | None:
+    """Which bf16 matrix instructions the CPU has: "amx" (AMX-BF16 tiles), "avx512_bf16" (bf16 dot products), or
+    None (bf16 is emulated, slower than fp32).
+
+    `flags` default to /proc/cpuinfo; `capability` to `torch.backends.cpu.get_cpu_capability()`: PyTorch's kernels
+    must be built for AVX-512 too (its "AVX512" or "AMX" kernels), else the instructions are there but unused.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if capability is None:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    if capability.upper() not in ("AVX512", "AMX", "AVX512_BF16", "AVX512_AMX"):
+        return None
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    return None
+
+
+def resolve_precision(
+    device: str | torch.device,
+    precision: str = "auto",
+    *,
+    flags: frozenset[str] | None = None,
+    capability: str | None = None,
+) -> str:
+    """What `precision` means on `device`: "fp32", "bf16", "fp16" (CUDA without bf16) or "int8".
+
+    `auto` follows the rule of the module doc: bf16 on a GPU and on a CPU with fast bf16, if the bf16 gate passed;
+    fp32 elsewhere. An explicit choice is honoured, except int8 on a GPU (PyTorch's dynamic quantization is CPU-only).
+
+    Raises:
+        InputError: an unknown name, or int8 on a GPU.
+    """
+    import torch
+
+    if precision not in (*PRECISIONS, "fp16"):
+        raise InputError(f"--precision {precision}: unknown; use {', '.join(PRECISIONS)}")
+    kind = torch.device(device).type
+    if precision == "int8":
+        if kind != "cpu":
+            raise InputError(f"--precision int8 runs on a CPU only (PyTorch dynamic quantization); use bf16 on {kind}")
+        return "int8"
+    if precision in ("fp32", "bf16", "fp16"):
+        return precision
+    fast = torch.cuda.is_bf16_supported() if kind == "cuda" else kind == "cpu" and fast_bf16_cpu(flags, capability)
+    if fast:
+        if gate_passed("bf16"):
+            return "bf16"
+        logger.info("--precision auto: fp32 (bf16 would be faster here but failed its fidelity gate)")
+    return "fp32"
+
+
+GATE_FILE = "precision_gate.json"  # in videorecap/assets/: written by `python -m videorecap.precision_gate --write`
+
+
+def gate_results() -> dict[str, Any]:
+    """The recorded fidelity gate of each non-fp32 path (videorecap/assets/precision_gate.json; {} if absent)."""
+    from importlib import resources
+
+    try:
+        return json.loads(resources.files("videorecap.assets").joinpath(GATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def gate_passed(precision: str) -> bool:
+    """Whether `precision`'s path passed its recorded fidelity gate; a path never gated counts as failed."""
+    return bool(gate_results().get(precision, {}).get("passed", False))
+
+
+def compute_context(device: str | torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context a forward pass runs under for a resolved precision: bf16/fp16 autocast, or nothing (fp32, and
+    int8, whose quantized layers are in the model itself)."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """Put a model in the form its resolved precision runs fastest in, in place, and return it.
+
+    bf16: the weights of the Linear layers (nearly all of the compute) are stored in bf16, so autocast does not
+    convert them again at every call (that conversion alone made batch-1 decoding slower than fp32); norms,
+    embeddings and biases of other layers stay fp32 and autocast casts around them. int8: `quantize_int8`.
+    fp32/fp16: unchanged.
+    """
+    import torch
+
+    if precision == "int8":
+        return quantize_int8(model)
+    if precision == "bf16":
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.to(torch.bfloat16)
+            # a decoder's token embedding is its (tied) output layer too, the largest matrix of a decoding step
+            lm = getattr(m, "wte", None)
+            if isinstance(lm, torch.nn.Embedding) and hasattr(m, "new_cache"):
+                lm.to(torch.bfloat16)
+    return model
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized per batch), in place."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch 2.13 announces that its quantized tensor types will go; they work, and the warning is not the user's
+        warnings.filterwarnings("ignore", message=".*deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*deprecated", category=DeprecationWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def compile_for_inference(module: torch.nn.Module) -> torch.nn.Module:
+    """`torch.compile` for inference with frozen weights (constants folded, laid out once). The compiling happens
+    at the first call (about a minute for the encoder on a CPU) and again for each new input shape.
+
+    Raises:
+        InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there).
+    """
+    import shutil
+
+    import torch
+    import torch._inductor.config as inductor
+
+    device = next(module.parameters()).device
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise InputError("--compile: torch.compile needs a C++ compiler on a CPU (g++ or clang++); install one or "
+                         "leave --compile out")  # fmt: skip
+    inductor.freezing = True
+    return torch.compile(module)  # type: ignore[return-value]

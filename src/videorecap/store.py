@@ -36,7 +36,7 @@ import logging
 import os
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,14 +77,22 @@ def weights_hash(module: nn.Module) -> str:
     """
     import torch
 
-    state = module.state_dict()
-    identity = tuple((name, t.data_ptr(), t._version) for name, t in state.items())
+    state = dict(_state_tensors(module.state_dict()))
+    identity = tuple((name, t.data_ptr(), t._version) for name, t in state.items() if isinstance(t, torch.Tensor))
     cached = _WEIGHTS.get(module)
     if cached is not None and cached[0] == identity:
         return cached[1]
     h = hashlib.sha256()
     for name, t in state.items():
+        if not isinstance(t, torch.Tensor):  # a quantized layer's dtype entry
+            h.update(f"{name}|{t!r}|".encode())
+            continue
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.is_quantized:  # int8 (runtime.quantize_int8): the integers and their scales
+            h.update(f"{t.qscheme()}|".encode())
+            scales = t.q_per_channel_scales() if t.qscheme() != torch.per_tensor_affine else torch.tensor(t.q_scale())
+            h.update(scales.double().numpy().tobytes())
+            t = t.int_repr()
         # the raw bytes, whatever the dtype (bf16 has no numpy equivalent): view them as uint8
         flat = t.detach().cpu().contiguous().reshape(-1)
         if flat.numel():
@@ -92,6 +100,17 @@ def weights_hash(module: nn.Module) -> str:
     digest = h.hexdigest()[:16]
     _WEIGHTS[module] = (identity, digest)
     return digest
+
+
+def _state_tensors(state: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(name, value) of a state dict, a quantized layer's packed (weight, bias) tuple as two entries."""
+    for name, t in state.items():
+        if isinstance(t, (tuple, list)):
+            for i, x in enumerate(t):
+                if x is not None:
+                    yield f"{name}.{i}", x
+        else:
+            yield name, t
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, str]:

@@ -379,3 +379,49 @@ def open_llm_backend(args: argparse.Namespace, cache_dir: str | Path | None = No
         cache_dir=cache_dir,
         device=device,
     )
+
+
+PRECISION_ENV = "VIDEORECAP_PRECISION"  # the default of --precision when set (the tests pin fp32 with it)
+PRECISION_HELP = (
+    "arithmetic of the models: auto (bf16 on a GPU and on CPUs with AMX or AVX512_BF16, fp32 elsewhere), fp32 (the "
+    "original's, bit for bit), bf16, or int8 (CPU, dynamic quantization; opt-in)"
+)
+
+
+def add_precision_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, extra: tuple[str, ...] = ()
+) -> None:
+    """--precision auto|fp32|bf16|int8 (`args.precision`); default `$VIDEORECAP_PRECISION`, else auto. `extra`
+    names more accepted values (features keeps fp16 on a GPU). A bad value, given or from the environment, is a
+    usage error naming where it came from (argparse runs `type` on a string default too)."""
+    import os
+
+    from videorecap.runtime import PRECISIONS
+
+    choices = (*PRECISIONS, *extra)
+    env = os.environ.get(PRECISION_ENV)
+
+    def precision(text: str) -> str:
+        if text not in choices:
+            where = f" (from ${PRECISION_ENV})" if text == env else ""
+            raise argparse.ArgumentTypeError(f"{text!r}{where} is not a precision; use {', '.join(choices)}")
+        return text
+
+    default = env or "auto"
+    parser.add_argument(
+        "--precision",
+        type=precision,
+        default=default,
+        metavar="|".join(PRECISIONS),  # features also takes fp16 (on a GPU), as it did before
+        help=f"{PRECISION_HELP} (default: {default})",
+    )
+
+
+def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--compile (`args.compile`): torch.compile the video encoder, for long jobs (docs/cli.md says when it pays)."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the video encoder with torch.compile (inference, frozen weights): about a minute of "
+        "compiling that long jobs earn back; needs a C++ compiler on a CPU",
+    )

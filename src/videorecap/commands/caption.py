@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
+    add_compile_argument,
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
@@ -49,6 +50,7 @@ from videorecap.commands._options import (
     add_original_settings_argument,
     add_output_argument,
     add_partial_argument,
+    add_precision_argument,
     add_recursive_argument,
     add_wait_argument,
     field_default,
@@ -102,6 +104,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_max_tokens_argument(d)
     batch = _default("batch_size")
     d.add_argument("--batch-size", type=positive_int, default=batch, help=f"windows per batch (default: {batch})")
+    d.add_argument("--decode-batch", type=positive_int, metavar="N", help="clip windows and segments captioned "
+                   "together, several encoder batches at once: the decoder reads its weights once for N rows "
+                   "(default: --batch-size)")  # fmt: skip
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--narrator",
@@ -123,6 +128,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --web-video: scale the copy down to this height",
     )
     add_device_argument(p, "this process's GPU when there is one, else cpu")
+    add_precision_argument(p)
+    add_compile_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(p)
 
@@ -185,6 +192,7 @@ def _caption_options(args: argparse.Namespace, device: str) -> CaptionOptions:
         max_new_tokens=per_level,
         num_features=args.num_features or {},
         batch_size=args.batch_size,
+        decode_batch=args.decode_batch,
         grid_fps=args.grid_fps,
         features_dir=args.features,
         allow_partial=args.allow_partial,
@@ -237,9 +245,12 @@ def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str)
         device=device,
         tokenizer=args.tokenizer,
         levels=opts.levels,
+        precision=args.precision,
     )
     for m, _ in captioner.models.values():
         m.to(device)
+    if args.compile:
+        captioner.compile_encoder()
     for note in model_notes(describe_model(captioner, opts.levels)):
         print(f"videorecap caption: warning: {note}", file=sys.stderr)
     return captioner

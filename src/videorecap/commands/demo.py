@@ -26,6 +26,7 @@ from pathlib import Path
 
 from videorecap.commands._options import (
     add_output_argument,
+    add_precision_argument,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -51,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-rows", type=nonnegative_int, default=8, help="clip captions to print (default: 8; 0 = all)")
     p.add_argument("--no-meteor", action="store_true", help="leave METEOR out (it starts a Java process)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="windows per batch (default: 32)")
+    add_precision_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out: Path = prepare_output_dir(args.output)  # before the model loads: a bad -o is one line, at once
     model_dir = args.model or bundled_model_dir()
-    captioner = Captioner.load(model_dir)
+    captioner = Captioner.load(model_dir, precision=args.precision)
     seg_seconds = captioner.model("segment").config.segment_seconds if "segment" in captioner.levels else 40.0
     if args.minutes * 60 < 4 * seg_seconds:
         raise InputError(f"--minutes {args.minutes:g} is too short: the demo needs at least 4 segments of "

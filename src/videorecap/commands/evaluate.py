@@ -37,6 +37,7 @@ from videorecap.commands._options import (
     add_num_features_argument,
     add_original_settings_argument,
     add_output_argument,
+    add_precision_argument,
     add_wait_argument,
     field_default,
     nonnegative_int,
@@ -97,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"background data loading workers (default: {workers})")  # fmt: skip
     r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
     add_device_argument(r, "this process's GPU when there is one, else cpu")
+    add_precision_argument(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(r)
 
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{data_dir}: no such data folder")
     # the output is checked before the model loads: a mistake there is not found after an hour of generation
     out = prepare_output_dir(args.output) if args.output is not None else default_output(model_dir, args.split)
-    captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer)
+    captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer, precision=args.precision)
     levels = parse_levels(args.level, captioner.levels)
 
     original: dict[str, int] | None = None

@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 
 from videorecap.commands._options import (
+    add_compile_argument,
     add_device_argument,
     add_min_tail_argument,
     add_output_argument,
     add_partial_argument,
+    add_precision_argument,
     add_recursive_argument,
     add_wait_argument,
     positive_float,
@@ -73,12 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-windows", type=positive_int, default=225, help="windows per checkpoint chunk (default 225 = 15 min)"
     )
     add_device_argument(parser, "this process's GPU when there is one, else cpu")
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        default="auto",
-        help="autocast on GPU (auto: bf16 where supported, else fp16); CPU always runs fp32",
-    )
+    add_precision_argument(parser, extra=("fp16",))
+    add_compile_argument(parser)
     parser.add_argument(
         "--grid-fps",
         type=positive_float,
@@ -138,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or distributed.default_device()
     encoder = _load_encoder(args).to(device).eval()
+    from videorecap.runtime import compile_for_inference, prepare_model, resolve_precision
+
+    precision = resolve_precision(device, args.precision)
+    prepare_model(encoder, precision)
+    if args.compile:
+        encoder = compile_for_inference(encoder)
     chunk_dir = args.chunk_dir if args.chunk_dir is not None else args.output / ".chunks"
 
     def report(res: JobResult) -> None:
@@ -161,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             chunk_dir=chunk_dir,
             chunk_windows=args.chunk_windows,
             device=device,
-            precision=args.precision,
+            precision=precision,
             grid_fps=args.grid_fps,
             allow_partial=args.allow_partial,
             overwrite=args.overwrite,

@@ -31,6 +31,17 @@ def gelu_new(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """Attention of queries q (B, H, T, hd) over k, v without a mask: `F.scaled_dot_product_attention`, except for
+    one bf16/fp16 query row per sequence on a CPU (a decoding step), where PyTorch's fused CPU kernel measured 3-6x
+    slower than fp32 (bench_precision.py); there two matmuls with the softmax in fp32 are faster than either.
+    fp32 always takes the fused kernel, so fp32 results are those of the original arithmetic."""
+    if q.shape[-2] != 1 or q.dtype == torch.float32 or q.device.type != "cpu" or dropout_p > 0:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, 1, N)
+    return torch.matmul(scores.softmax(-1).to(v.dtype), v)
+
+
 @dataclass
 class LayerCache:
     """Keys/values of one layer. Self-attention: preallocated (B, H, max_len, hd), filled up to `DecoderCache.len`.
@@ -78,7 +89,7 @@ class SelfAttention(nn.Module):
             k, v = cache.k[:, :, : pos + T], cache.v[:, :, : pos + T]  # (B, H, pos+T, hd)
         p = self.dropout if self.training else 0.0
         if T == 1:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # one new token sees the whole prefix
+            y = attend_one(q, k, v, p)  # one new token sees the whole prefix
         elif pos == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:  # several new tokens after a prefix: causal mask offset by pos
@@ -112,7 +123,7 @@ class CrossAttention(nn.Module):
         q = self.c_q(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         p = self.dropout if self.training else 0.0
         # no causal mask: every text position may look at the whole context
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        y = attend_one(q, k, v, p).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videorecap.runtime import autocast_dtype
+from videorecap.runtime import autocast_dtype, compute_context
 from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
 from videorecap.video.transforms import eval_transform
@@ -120,7 +120,13 @@ def encode_windows(
         num_frames = num_frames or nf
         image_size = image_size or size
     dev = torch.device(device)
-    amp = autocast_dtype(dev, precision)
+    if dev.type == "cpu" and precision in ("bf16", "int8"):
+        # asked for by name (the CLI resolves its `auto` with runtime.resolve_precision); a library caller's "auto"
+        # keeps autocast_dtype's rule (fp32 on a CPU)
+        compute = compute_context(dev, precision)
+    else:
+        amp = autocast_dtype(dev, precision)
+        compute = torch.autocast(dev.type, dtype=amp, enabled=amp is not None)
     pin = dev.type == "cuda"
     stats = stats if stats is not None else EncodeStats()
     t_last = time.perf_counter()
@@ -131,7 +137,7 @@ def encode_windows(
         for batch in batches:
             t0 = time.perf_counter()
             x = batch.x.to(dev, non_blocking=pin)
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            with torch.inference_mode(), compute:
                 out = encoder(x) if all_tokens else encoder(x, cls_only=True)
             out = out.float().cpu().numpy()
             stats.encode_seconds += time.perf_counter() - t0

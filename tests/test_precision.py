@@ -1,0 +1,186 @@
+"""--precision: the rule of `auto`, the bf16/int8 paths, the fidelity gate, and decode batching (issue 15 §2)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _helpers import tiny_recap, word_tokenizer
+
+from videorecap import runtime
+from videorecap.errors import InputError
+from videorecap.model.decoder import attend_one
+from videorecap.pipeline import Captioner, CaptionOptions, caption_video
+from videorecap.store import weights_hash
+from videorecap.video.testing import make_video
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+AVX2 = frozenset({"avx2", "fma"})
+ZEN4 = AVX2 | {"avx512f", "avx512_bf16", "avx512_vnni"}
+SPR = ZEN4 | {"amx_tile", "amx_bf16", "amx_int8"}
+
+
+def test_fast_bf16_needs_the_instructions_and_avx512_kernels():
+    assert runtime.fast_bf16_cpu(SPR, "AVX512") == "amx"
+    assert runtime.fast_bf16_cpu(ZEN4, "AVX512") == "avx512_bf16"
+    assert runtime.fast_bf16_cpu(AVX2, "AVX2") is None
+    assert runtime.fast_bf16_cpu(ZEN4, "AVX2") is None  # a torch build without AVX-512 kernels cannot use them
+    assert runtime.cpu_isa(SPR)[:3] == ["avx2", "fma", "avx512f"] and "amx_bf16" in runtime.cpu_isa(SPR)
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_auto_is_bf16_only_on_fast_bf16_cpus_whose_gate_passed(monkeypatch, passed):
+    monkeypatch.setattr(runtime, "gate_passed", lambda p: passed and p == "bf16")
+    want = "bf16" if passed else "fp32"
+    assert runtime.resolve_precision("cpu", "auto", flags=SPR, capability="AVX512") == want
+    assert runtime.resolve_precision("cpu", "auto", flags=ZEN4, capability="AVX512") == want
+    assert runtime.resolve_precision("cpu", "auto", flags=AVX2, capability="AVX2") == "fp32"
+    # explicit choices are honoured whatever the gate; int8 is never chosen by auto
+    for p in ("fp32", "bf16", "int8"):
+        assert runtime.resolve_precision("cpu", p, flags=AVX2, capability="AVX2") == p
+
+
+def test_the_recorded_gate_is_what_auto_reads_and_it_follows_the_thresholds():
+    from videorecap.synth import precision_gate as g
+
+    record = runtime.gate_results()
+    assert set(record) >= {"bf16", "int8"}
+    for prec, r in record.items():
+        ok = (
+            all(abs(d) < g.MAX_CIDER_DELTA for d in r["cider_delta"].values())
+            and r["identical_clips"] >= g.MIN_IDENTICAL
+            and r["logits_top1_agree"] >= g.MIN_TOP1
+        )
+        assert r["passed"] == ok and runtime.gate_passed(prec) == ok, prec
+
+
+def test_bad_precisions_are_one_line_errors():
+    with pytest.raises(InputError, match="unknown"):
+        runtime.resolve_precision("cpu", "fp8")
+    with pytest.raises(InputError, match="CPU only"):
+        runtime.resolve_precision("cuda", "int8")
+
+
+def test_fp32_leaves_the_model_and_the_arithmetic_alone():
+    m = tiny_recap("clip")
+    before = weights_hash(m)
+    assert runtime.prepare_model(m, "fp32") is m and weights_hash(m) == before
+    with runtime.compute_context("cpu", "fp32"):
+        assert not torch.is_autocast_enabled("cpu")
+    q, k, v = torch.randn(2, 4, 1, 8), torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8)
+    assert torch.equal(attend_one(q, k, v, 0.0), F.scaled_dot_product_attention(q, k, v))
+
+
+def test_bf16_one_query_attention_matches_the_fused_kernel():
+    q, k, v = (torch.randn(3, 4, n, 16) for n in (1, 7, 7))
+    ref = F.scaled_dot_product_attention(q, k, v)
+    got = attend_one(q.bfloat16(), k.bfloat16(), v.bfloat16(), 0.0)
+    assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), ref, atol=3e-2)
+
+
+def test_bf16_and_int8_change_the_weights_and_so_the_cache_key():
+    m = tiny_recap("clip")
+    h32 = weights_hash(m)
+    b16 = runtime.prepare_model(copy.deepcopy(m), "bf16")
+    assert (
+        b16.decoder.h[0].attn.c_attn.weight.dtype == torch.bfloat16 and b16.decoder.wte.weight.dtype == torch.bfloat16
+    )
+    assert b16.decoder.ln_f.weight.dtype == torch.float32  # norms stay fp32
+    i8 = runtime.prepare_model(copy.deepcopy(m), "int8")
+    assert len({h32, weights_hash(b16), weights_hash(i8)}) == 3
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("v") / "kitchen.mp4", duration=40.0, fps=2.0, size=(32, 24))
+
+
+def _captioner(precision: str = "fp32") -> Captioner:
+    torch.manual_seed(0)
+    tok = word_tokenizer(120)
+    models = {level: (tiny_recap(level, segment_seconds=12.0), tok) for level in ("clip", "segment", "video")}
+    cap = Captioner(models, {lv: "tiny" for lv in models})
+    cap.use_precision(precision)
+    return cap
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_every_level_runs_in_bf16_and_int8(video, precision, tmp_path):
+    cap = _captioner(precision)
+    assert cap.precision == precision
+    res = caption_video(video, cap, CaptionOptions(batch_size=4), cache_dir=tmp_path)
+    assert len(res.clips) == 10 and len(res.segments) == 4 and res.summary is not None
+    with pytest.raises(ValueError, match="already run"):
+        cap.use_precision("fp32" if precision == "bf16" else "bf16")
+
+
+def test_decode_batch_gives_the_captions_of_per_batch_decoding(video, tmp_path):
+    cap = _captioner()
+    a = caption_video(video, cap, CaptionOptions(batch_size=3))
+    b = caption_video(video, cap, CaptionOptions(batch_size=3, decode_batch=7), cache_dir=tmp_path / "b")
+    c = caption_video(video, cap, CaptionOptions(batch_size=2, decode_batch=64), cache_dir=tmp_path / "c")
+    for r in (b, c):
+        assert [x.text for x in r.clips] == [x.text for x in a.clips]
+        assert [x.text for x in r.segments] == [x.text for x in a.segments]
+        assert r.summary.text == a.summary.text
+    with pytest.raises(InputError, match="decode-batch"):
+        CaptionOptions(decode_batch=0)
+
+
+def test_decode_batch_decodes_several_encoder_batches_together(video, monkeypatch):
+    from videorecap import pipeline
+
+    sizes = []
+    orig = pipeline.caption_batch
+
+    def spy(model, tok, level, items, *a, **kw):
+        if level == "clip":
+            sizes.append(len(items["video"]))
+        return orig(model, tok, level, items, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "caption_batch", spy)
+    caption_video(video, _captioner(), CaptionOptions(batch_size=2, decode_batch=6, levels="clip"))
+    assert sizes == [6, 4]  # 10 windows: encoder batches of 2, decoded 6 then the last 4
+
+
+def test_the_fidelity_gate_measures_a_path_against_fp32(tmp_path):
+    from videorecap.synth.precision_gate import fidelity_gate
+
+    r = fidelity_gate("bf16", tmp_path, videos=1, minutes=1.0, logit_windows=4)
+    assert r.clips == 15 and 0.5 <= r.identical_clips <= 1.0
+    assert set(r.cider_delta) >= {"clip", "segment"}
+    assert r.logits_top1_agree >= 0.95 and 0 < r.logits_max_rel_err < 0.5
+    assert r.passed == (all(abs(d) < 1 for d in r.cider_delta.values()) and r.identical_clips >= 0.9
+                        and r.logits_top1_agree >= 0.99)  # fmt: skip
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="C\\+\\+ compiler"):
+        runtime.compile_for_inference(torch.nn.Linear(2, 2))
+
+
+def test_the_cli_default_comes_from_the_environment(monkeypatch):
+    import argparse
+
+    from videorecap.commands._options import add_precision_argument
+
+    monkeypatch.setenv("VIDEORECAP_PRECISION", "int8")
+    p = argparse.ArgumentParser()
+    add_precision_argument(p)
+    assert p.parse_args([]).precision == "int8" and p.parse_args(["--precision", "bf16"]).precision == "bf16"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--precision", "fp16"])  # only features takes fp16 (on a GPU)
+
+
+def test_a_bad_precision_in_the_environment_is_a_usage_error(monkeypatch, capsys):
+    from videorecap import cli
+
+    monkeypatch.setenv("VIDEORECAP_PRECISION", "fp64")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--minutes", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "fp64" in err[0] and "VIDEORECAP_PRECISION" in err[0]
