@@ -316,20 +316,7 @@ class _Run:
         assert enc is not None
         B = self.opts.batch_size
         chunk = B * self.opts.chunk_batches
-        texts: list[str] = []
-        feats: list[np.ndarray] = []
-        # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
-        done = 0
-        while done < len(windows) and self.store is not None:
-            entry = self.store.get(_chunk_key(done))  # None: not done yet, or unreadable (dropped, with a warning)
-            if entry is None:
-                break
-            part_f, part_t = entry.arrays["features"], list(entry.rows)
-            feats.append(part_f)
-            texts.extend(part_t)
-            done += len(part_t)
-            if not part_t:
-                break
+        done, texts, feats = self.cached_clips()
         with bar(total=len(windows), initial=done, desc=f"{self.video_id} clips", unit="clip") as pbar:
             if done < len(windows):
                 size = enc.config.image_size
@@ -339,14 +326,11 @@ class _Run:
                 start = done
                 with prefetch(frames_iter, depth=2 * B) as frames:
                     for batch in _batched(frames, B):
-                        x = torch.stack(batch).to(self.device)  # (b, 3, T, S, S)
-                        with torch.no_grad():
-                            tokens = enc(x)  # (b, 1+T*P, C)
+                        x = torch.stack(batch)  # (b, 3, T, S, S)
                         tok = self.cap.tokenizer("clip")
-                        pending_t += caption_batch(model, tok, "clip", {"video": tokens}, self._decode_cfg("clip"))
-                        # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch
-                        # alive (1 + T*P rows per window) until the clip stage ends: memory growing with the video
-                        pending_f.append(tokens[:, 0].float().cpu().numpy().copy())
+                        t, f = caption_clip_batch(model, tok, x, self._decode_cfg("clip"), self.device)
+                        pending_t += t
+                        pending_f.append(f)
                         pbar.update(len(batch))
                         if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
                             self._save_chunk(start, pending_t, pending_f)
@@ -375,6 +359,25 @@ class _Run:
         captions = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=True)]
         cls_feats = np.concatenate(feats) if feats else np.zeros((0, enc.config.width), np.float32)
         return captions, cls_feats
+
+    def cached_clips(self) -> tuple[int, list[str], list[np.ndarray]]:
+        """The clip results already in the store, from window 0: (windows done, their texts, their features)."""
+        windows = self.plan.clips
+        texts: list[str] = []
+        feats: list[np.ndarray] = []
+        # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
+        done = 0
+        while done < len(windows) and self.store is not None:
+            entry = self.store.get(_chunk_key(done))  # None: not done yet, or unreadable (dropped, with a warning)
+            if entry is None:
+                break
+            part_f, part_t = entry.arrays["features"], list(entry.rows)
+            feats.append(part_f)
+            texts.extend(part_t)
+            done += len(part_t)
+            if not part_t:
+                break
+        return done, texts, feats
 
     def _frames(self, windows: Sequence[tuple[float, float]], size: int) -> Iterator[torch.Tensor]:
         enc = self.cap.model("clip").encoder
@@ -486,6 +489,78 @@ class _Run:
     def io(self, level: str) -> LevelIO:
         """The level I/O of `level`: its model's, with the options' feature counts (`--num-features`)."""
         return self.cap.model(level).config.io.replace_features(num_features=self.opts.num_features or None)
+
+
+def caption_clip_batch(
+    model: VideoRecap, tokenizer: Tokenizer, x: torch.Tensor, decode: DecodeConfig, device: torch.device
+) -> tuple[list[str], np.ndarray]:
+    """The clip level of one batch of transformed windows `x` (b, 3, T, S, S): its captions and CLS features (b, C).
+
+    The one place this step runs: a single process (`_Run.clips`) and the Ray pipeline's model actors
+    (`videorecap.raydata`) give the same results for the same batch.
+    """
+    enc = model.encoder
+    assert enc is not None
+    with torch.no_grad():
+        tokens = enc(x.to(device))  # (b, 1+T*P, C)
+    texts = caption_batch(model, tokenizer, "clip", {"video": tokens}, decode)
+    # a copy: `tokens[:, 0]` is a view, and its array would keep every token of the batch alive (1 + T*P rows per
+    # window) until the clip stage ends: memory growing with the video
+    return texts, tokens[:, 0].float().cpu().numpy().copy()
+
+
+class ClipCache:
+    """The clip level of one video computed elsewhere (the Ray pipeline's actors, `videorecap.raydata`), saved into
+    the video's store as `caption_video` saves it, so that `caption_video` then reads it back instead of decoding.
+
+    `missing` are the windows still to do (from `first`); `decode` is the clip level's decoding settings; `add`
+    takes the results of one batch (in any order, a repeated batch is ignored) and saves each chunk once it is
+    contiguous and whole. Opening it opens (and, for other settings, resets) the store, as `caption_video` does.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        captioner: Captioner,
+        opts: CaptionOptions,
+        cache_dir: str | os.PathLike[str],
+        video_id: str,
+    ) -> None:
+        path = Path(path)
+        self.run = _Run(path, captioner, opts, Path(cache_dir), probe(path), video_id)
+        self.windows = self.run.plan.clips
+        self.first, _, _ = self.run.cached_clips()
+        self.decode = self.run._decode_cfg("clip")
+        self._chunk = opts.batch_size * opts.chunk_batches
+        self._next = self.first  # the first window not saved yet
+        self._pending: dict[int, tuple[list[str], np.ndarray]] = {}  # first window of a batch -> its results
+
+    @property
+    def missing(self) -> list[tuple[float, float]]:
+        return self.windows[self._next :]
+
+    @property
+    def complete(self) -> bool:
+        return self._next >= len(self.windows)
+
+    def add(self, first: int, texts: list[str], feats: np.ndarray) -> None:
+        if first >= self._next and first not in self._pending:
+            self._pending[first] = (texts, feats)
+        while not self.complete:  # save every whole chunk that is contiguous from the last one saved
+            size = min(self._chunk, len(self.windows) - self._next)
+            got, texts_c, feats_c, i = 0, [], [], self._next
+            while got < size and i in self._pending:
+                t, f = self._pending[i]
+                texts_c += t
+                feats_c.append(f)
+                got += len(t)
+                i += len(t)
+            if got < size:
+                return
+            self.run._save_chunk(self._next, texts_c, feats_c)
+            for k in [k for k in self._pending if k < i]:
+                del self._pending[k]
+            self._next = i
 
 
 def _chunk_key(start: int) -> str:
