@@ -167,13 +167,29 @@ class Cluster:
             p.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def _need_ray() -> None:
     if importlib.util.find_spec("ray") is None:
         why = "the Ray tests need the ray extra: pip install 'videorecap[ray]'"
         if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
             pytest.fail(f"{why} ({REQUIRE_ENV} is set)")
         pytest.skip(why)
+
+
+def test_an_address_where_no_ray_answers_is_one_line_at_once(videos: Path, tmp_path: Path) -> None:
+    _need_ray()
+    port = _free_port()  # closed again: nothing listens there
+    r = _cli("features", videos, "-o", tmp_path / "f", "--random-encoder", "recap-tiny", f"--ray=127.0.0.1:{port}",
+             timeout=120)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"videorecap features: error: --ray 127.0.0.1:{port}: no Ray head answers there (Connection refused); start "
+        "one with `ray start --head` or check the address"
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    _need_ray()
     # a short path: Ray's unix sockets live under it, and a socket path has at most 107 bytes
     root = Path(tempfile.mkdtemp(prefix="vr-ray-", dir="/tmp"))
     c = Cluster(root)

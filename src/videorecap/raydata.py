@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ def connect(address: str | None, *, progress: bool = False) -> Any:
     `RAY_ADDRESS` or a local `ray start` names, else start a local Ray for this process. Returns `ray`."""
     ray = require_ray()
     if not ray.is_initialized():
+        if address:
+            _check_reachable(address)
         try:
             ray.init(address=address or None, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as e:
@@ -103,6 +106,24 @@ def connect(address: str | None, *, progress: bool = False) -> Any:
     ctx.enable_progress_bars = progress
     ctx.execution_options.preserve_order = False  # rows are matched by video and window, not by order
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A `host:port` (or `ray://host:port`) that accepts no connection is one line, at once: `ray.init` would wait
+    for it for minutes."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        if address in ("auto", "local"):
+            return
+        raise InputError(f"--ray {address}: expected the head's HOST:PORT (e.g. 10.0.0.1:6379) or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(
+            f"--ray {address}: no Ray head answers there ({e.strerror or e}); start one with `ray start --head` "
+            "or check the address"
+        ) from None
 
 
 # ---- resources -------------------------------------------------------------------------------------------------------
