@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.export",),
     ("videorecap.metrics",),
     ("videorecap.pipeline",),  # captioning a video file at every level
+    ("videorecap.raydata",),  # features and caption as a Ray Data pipeline (`--ray`; Ray itself is optional)
     ("videorecap.evaluate",),
     ("videorecap.train",),
     ("videorecap.live",),  # live captioning: a stream through pipeline's clip step and the engine

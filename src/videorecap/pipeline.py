@@ -339,6 +339,14 @@ class _Run:
     def decode_batch(self) -> int:
         return self.opts.decode_batch or self.opts.batch_size
 
+    @property
+    def chunk_size(self) -> int:
+        """Windows per cached chunk of clip results: whole decode batches, so a resumed run decodes the same rows
+        together as an uninterrupted one."""
+        return -(-max(self.opts.batch_size * self.opts.chunk_batches, self.decode_batch) // self.decode_batch) * (
+            self.decode_batch
+        )
+
     def _changed_features(self) -> dict[str, Any]:
         """`{level: {"num_features", "sampling"}}` of the feature levels the options read differently from the model."""
         out = {}
@@ -362,21 +370,8 @@ class _Run:
         enc = self.cap.model("clip").encoder
         assert enc is not None
         B, D = self.opts.batch_size, self.decode_batch
-        chunk = -(-max(B * self.opts.chunk_batches, D) // D) * D  # whole decode batches per cached chunk
-        texts: list[str] = []
-        feats: list[np.ndarray] = []
-        # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
-        done = 0
-        while done < len(windows) and self.store is not None:
-            entry = self.store.get(_chunk_key(done))  # None: not done yet, or unreadable (dropped, with a warning)
-            if entry is None:
-                break
-            part_f, part_t = entry.arrays["features"], list(entry.rows)
-            feats.append(part_f)
-            texts.extend(part_t)
-            done += len(part_t)
-            if not part_t:
-                break
+        chunk = self.chunk_size
+        done, texts, feats = self.cached_clips()
         with bar(total=len(windows), initial=done, desc=f"{self.video_id} clips", unit="clip") as pbar:
             if done < len(windows):
                 size = enc.config.image_size
@@ -432,6 +427,25 @@ class _Run:
         captions = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=True)]
         cls_feats = np.concatenate(feats) if feats else np.zeros((0, enc.config.width), np.float32)
         return captions, cls_feats
+
+    def cached_clips(self) -> tuple[int, list[str], list[np.ndarray]]:
+        """The clip results already in the store, from window 0: (windows done, their texts, their features)."""
+        windows = self.plan.clips
+        texts: list[str] = []
+        feats: list[np.ndarray] = []
+        # reuse finished chunks (a short one is where an earlier run of a broken file stopped: go on from there)
+        done = 0
+        while done < len(windows) and self.store is not None:
+            entry = self.store.get(_chunk_key(done))  # None: not done yet, or unreadable (dropped, with a warning)
+            if entry is None:
+                break
+            part_f, part_t = entry.arrays["features"], list(entry.rows)
+            feats.append(part_f)
+            texts.extend(part_t)
+            done += len(part_t)
+            if not part_t:
+                break
+        return done, texts, feats
 
     def _frames(self, windows: Sequence[tuple[float, float]], size: int) -> Iterator[torch.Tensor]:
         enc = self.cap.model("clip").encoder
@@ -602,6 +616,60 @@ def caption_clips(
     the windows' CLS features `(b, C)`."""
     tokens = encode_clips(captioner, frames, device)
     return caption_clip_tokens(captioner, tokens, decode, device), cls_features(tokens)
+
+
+class ClipCache:
+    """The clip level of one video computed elsewhere (the Ray pipeline's actors, `videorecap.raydata`), saved into
+    the video's store as `caption_video` saves it, so that `caption_video` then reads it back instead of decoding.
+
+    `missing` are the windows still to do (from `first`); `decode` is the clip level's decoding settings; `add`
+    takes the results of one batch (in any order, a repeated batch is ignored) and saves each chunk once it is
+    contiguous and whole. Opening it opens (and, for other settings, resets) the store, as `caption_video` does.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        captioner: Captioner,
+        opts: CaptionOptions,
+        cache_dir: str | os.PathLike[str],
+        video_id: str,
+    ) -> None:
+        path = Path(path)
+        self.run = _Run(path, captioner, opts, Path(cache_dir), probe(path), video_id)
+        self.windows = self.run.plan.clips
+        self.first, _, _ = self.run.cached_clips()
+        self.decode = self.run._decode_cfg("clip")
+        self._chunk = self.run.chunk_size
+        self._next = self.first  # the first window not saved yet
+        self._pending: dict[int, tuple[list[str], np.ndarray]] = {}  # first window of a batch -> its results
+
+    @property
+    def missing(self) -> list[tuple[float, float]]:
+        return self.windows[self._next :]
+
+    @property
+    def complete(self) -> bool:
+        return self._next >= len(self.windows)
+
+    def add(self, first: int, texts: list[str], feats: np.ndarray) -> None:
+        if first >= self._next and first not in self._pending:
+            self._pending[first] = (texts, feats)
+        while not self.complete:  # save every whole chunk that is contiguous from the last one saved
+            size = min(self._chunk, len(self.windows) - self._next)
+            got, texts_c, feats_c, i = 0, [], [], self._next
+            while got < size and i in self._pending:
+                t, f = self._pending[i]
+                texts_c += t
+                feats_c.append(f)
+                got += len(t)
+                i += len(t)
+            if got < size:
+                return
+            self.run._save_chunk(self._next, texts_c, feats_c)
+            for k in [k for k in self._pending if k < i]:
+                del self._pending[k]
+            self._next = i
 
 
 def _chunk_key(start: int) -> str:

@@ -425,3 +425,38 @@ def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
         help="compile the video encoder with torch.compile (inference, frozen weights): about a minute of "
         "compiling that long jobs earn back; needs a C++ compiler on a CPU",
     )
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--ray [ADDRESS]` and `--ray-actors N` (features and caption; docs/ray.md)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster as a Ray Data pipeline (pip install 'videorecap[ray]'): ADDRESS is the head's "
+        "host:port (or ray://host:10001); without it, the cluster RAY_ADDRESS or a local `ray start` names, else a "
+        "Ray started for this run. Write --ray=ADDRESS, or put --ray after the inputs (docs/ray.md)",
+    )
+    parser.add_argument(
+        "--ray-actors",
+        type=positive_int,
+        metavar="N",
+        help="with --ray: model actors at most (default: one per GPU of the cluster; without GPUs, one per 2 CPUs)",
+    )
+
+
+def connect_ray(args: argparse.Namespace) -> Any:
+    """Check the --ray options and connect (videorecap.raydata.connect); None without --ray."""
+    if args.ray is None:
+        if args.ray_actors is not None:
+            raise InputError("--ray-actors needs --ray")
+        return None
+    from videorecap import distributed
+
+    if distributed.rank_world()[1] > 1:
+        raise InputError("--ray runs the whole job from one process: start it without torchrun")
+    from videorecap import raydata
+
+    return raydata.connect(args.ray or None, progress=not args.no_progress)

@@ -30,6 +30,7 @@ examples:
   videorecap caption synth.mp4 --model recap-synth -o out/
   videorecap caption list.txt --clip-model clip/ --segment-model seg/ --video-model vid/ -o out/
   torchrun --nproc_per_node=2 -m videorecap caption videos/ --model m/ -o out/   # shards the videos
+  videorecap caption /shared/videos/ --model m/ -o /shared/out/ --ray=head:6379   # a Ray cluster (docs/ray.md)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,8 +53,10 @@ from videorecap.commands._options import (
     add_output_argument,
     add_partial_argument,
     add_precision_argument,
+    add_ray_arguments,
     add_recursive_argument,
     add_wait_argument,
+    connect_ray,
     field_default,
     positive_float,
     positive_int,
@@ -64,6 +68,7 @@ from videorecap.export import NARRATORS
 
 if TYPE_CHECKING:
     from videorecap.pipeline import Captioner, CaptionOptions
+    from videorecap.raydata import Placement
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
@@ -132,6 +137,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_compile_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(p)
+    add_ray_arguments(p)
 
 
 def _default(name: str) -> object:
@@ -159,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     opts = _caption_options(args, device)
     paths = collect_videos(args.inputs, recursive=args.recursive)
     prepare_output_dir(args.output)
+    connect_ray(args)  # a missing Ray or a wrong address is found before a model loads
     with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
         return _caption_all(args, opts, paths, device)
 
@@ -211,6 +218,15 @@ def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Pat
 
     ids = video_ids(paths)
     work = distributed.shard(list(zip(paths, ids, strict=True)))
+    if args.ray is not None:
+        from videorecap import raydata
+
+        place = raydata.placement(args.device, args.ray_actors)  # a --device the cluster lacks: before models load
+        # the driver's models only give the cache fingerprints; the Ray actors hold their own
+        rows, failed = _caption_on_ray(args, opts, work, _load_captioner(args, opts, "cpu"), place)
+        _print_table(rows)
+        print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
+        return 1 if failed else 0
     captioner = _load_captioner(args, opts, device)
     rows: list[Row] = []
     failed = 0
@@ -232,7 +248,7 @@ def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Pat
     return 1 if failed else 0
 
 
-def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str) -> Captioner:
+def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str, notes: bool = True) -> Captioner:
     """The models of the levels to caption, on `device`; their notes (a synthetic-world model) go to stderr."""
     from videorecap.export import model_notes
     from videorecap.pipeline import Captioner, describe_model
@@ -251,15 +267,22 @@ def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str)
         m.to(device)
     if args.compile:
         captioner.compile_encoder()
-    for note in model_notes(describe_model(captioner, opts.levels)):
+    for note in model_notes(describe_model(captioner, opts.levels)) if notes else ():
         print(f"videorecap caption: warning: {note}", file=sys.stderr)
     return captioner
 
 
 def _caption_one(
-    args: argparse.Namespace, opts: CaptionOptions, captioner: Captioner, path: Path, vid: str, bar: object
+    args: argparse.Namespace,
+    opts: CaptionOptions,
+    captioner: Captioner,
+    path: Path,
+    vid: str,
+    bar: object,
+    on_failure: Callable[[str], None] | None = None,
 ) -> Row:
-    """Caption one video into OUT_DIR/<vid>/ and return its row of the table; a failure is one line on stderr."""
+    """Caption one video into OUT_DIR/<vid>/ and return its row of the table; a failure is one line on stderr (or
+    goes to `on_failure`)."""
     from videorecap.export import write_outputs
     from videorecap.pipeline import caption_video
     from videorecap.video.webcopy import make_web_copy
@@ -270,16 +293,61 @@ def _caption_one(
         result = caption_video(path, captioner, opts, cache_dir=out_dir / ".cache", video_id=vid)
         web = None
         if args.web_video:
-            web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=not args.no_progress).path
+            web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=opts.progress).path
         write_outputs(result, out_dir, narrator=args.narrator, web_video=web)
     except Exception as e:  # noqa: BLE001 - one video's failure is one line; the others go on (exit 1 at the end)
-        _report_failure(vid, path, e, bar)
+        if on_failure is not None:
+            on_failure(_failure_message(vid, path, e))
+        else:
+            _report_failure(vid, path, e, bar)
         return (vid, "-", "-", "-", f"{time.perf_counter() - t0:.1f}s", "FAILED")
     status = "ok"
     if result.video.partial and result.video.covered:
         status = f"partial: {result.video.covered[-1][1]:.1f}s decoded"
     return (vid, f"{result.video.duration:.1f}s", str(len(result.clips)), str(len(result.segments)),
             f"{time.perf_counter() - t0:.1f}s", status)  # fmt: skip
+
+
+def _caption_on_ray(
+    args: argparse.Namespace,
+    opts: CaptionOptions,
+    work: list[tuple[Path, str]],
+    captioner: Captioner,
+    place: Placement,
+) -> tuple[list[Row], int]:
+    """The clip level as a Ray Data pipeline, then `_caption_one` for every video in Ray actors (docs/ray.md)."""
+    import dataclasses
+    import functools
+
+    from videorecap import raydata
+
+    clip_opts = dataclasses.replace(opts, levels=("clip",))
+    clip_loader = functools.partial(_load_captioner, args, clip_opts, notes=False)
+    raydata.precompute_clips(work, args.output, captioner, clip_loader, opts, place)
+    rows: dict[int, Row] = {}
+    failed = 0
+    loader = functools.partial(_load_captioner, args, opts, notes=False)
+    for i, r in raydata.per_video([[str(p), v] for p, v in work], loader, _RayVideo(args, opts), place):
+        rows[i] = tuple(r["row"])  # type: ignore[assignment]
+        if r["error"] is not None:
+            failed += 1
+            print(f"videorecap caption: error: {r['error']}", file=sys.stderr)
+    return [rows[i] for i in sorted(rows)], failed
+
+
+class _RayVideo:
+    """`_caption_one` in a Ray actor (its captioner on its device): the row, and the failure's one line if any."""
+
+    def __init__(self, args: argparse.Namespace, opts: CaptionOptions) -> None:
+        self.args, self.opts = args, opts
+
+    def __call__(self, item: list[str], captioner: Captioner, device: str) -> dict[str, object]:
+        import dataclasses
+
+        errors: list[str] = []
+        opts = dataclasses.replace(self.opts, device=device, progress=False)
+        row = _caption_one(self.args, opts, captioner, Path(item[0]), item[1], None, on_failure=errors.append)
+        return {"row": row, "error": errors[0] if errors else None}
 
 
 def _print_table(rows: list[Row]) -> None:
@@ -290,6 +358,16 @@ def _print_table(rows: list[Row]) -> None:
 
 
 def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None:
+    line = f"videorecap caption: error: {_failure_message(vid, path, e)}"
+    if bar is not None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)  # above the overall bar, not through it
+    else:
+        print(line, file=sys.stderr)
+
+
+def _failure_message(vid: str, path: Path, e: BaseException) -> str:
     import logging
 
     if isinstance(e, VideoRecapError):
@@ -304,10 +382,4 @@ def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None
         if isinstance(e, MemoryError) or "out of memory" in what:
             msg += " (try a smaller --batch-size)"
         logging.getLogger("videorecap.caption").info("%s failed", vid, exc_info=e)
-    line = f"videorecap caption: error: {msg}"
-    if bar is not None:
-        from tqdm.auto import tqdm
-
-        tqdm.write(line, file=sys.stderr)  # above the overall bar, not through it
-    else:
-        print(line, file=sys.stderr)
+    return msg

@@ -15,11 +15,14 @@ encoder are discarded). A video that cannot be read is reported in one line and 
 1 if any video failed (2 is a mistake in the options, found before any video is read).
 
 Under `torchrun --nproc_per_node=N videorecap features ...` every process takes its own share of the videos.
+With `--ray [ADDRESS]` the same job runs on a Ray cluster as a Ray Data pipeline (decoding on CPU workers, the
+encoder in one actor per GPU; the same files, skipped and resumed the same way): see docs/ray.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -31,15 +34,17 @@ from videorecap.commands._options import (
     add_output_argument,
     add_partial_argument,
     add_precision_argument,
+    add_ray_arguments,
     add_recursive_argument,
     add_wait_argument,
+    connect_ray,
     positive_float,
     positive_int,
     prepare_output_dir,
     window_seconds,
 )
 
-HELP = "extract 4-s window features of videos (resumable, multi-GPU with torchrun)"
+HELP = "extract 4-s window features of videos (resumable, multi-GPU with torchrun, a cluster with --ray)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(parser)
+    add_ray_arguments(parser)
 
 
 def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEncoder
@@ -115,6 +121,10 @@ def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEn
     return load_encoder(path)
 
 
+def _encoder_on(args: argparse.Namespace, device: str):  # noqa: ANN202 - a Ray actor's encoder, on its device
+    return _load_encoder(args).to(device).eval()
+
+
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.errors import InputError
@@ -130,17 +140,25 @@ def run(args: argparse.Namespace) -> int:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
     prepare_output_dir(args.output)
     jobs.sort(key=lambda j: j.key)
+    ray = connect_ray(args)  # before the encoder loads: a missing Ray or a wrong address is found first
     rank, world = distributed.rank_world()
     mine = distributed.shard(jobs, rank, world)
     tag = f"[rank {rank}/{world}] " if world > 1 else ""
 
-    device = args.device or distributed.default_device()
+    if ray is not None:
+        from videorecap import raydata
+
+        place = raydata.placement(args.device, args.ray_actors)
+        tag = f"[ray: {place.actors} {place.device} actor{'s' if place.actors > 1 else ''} at most] "
+        device = "cpu"  # the driver's encoder only gives the fingerprints; the actors hold their own
+    else:
+        device = args.device or distributed.default_device()
     encoder = _load_encoder(args).to(device).eval()
     from videorecap.runtime import compile_for_inference, prepare_model, resolve_precision
 
     precision = resolve_precision(device, args.precision)
     prepare_model(encoder, precision)
-    if args.compile:
+    if args.compile and ray is None:  # the Ray driver's encoder only gives fingerprints
         encoder = compile_for_inference(encoder)
     chunk_dir = args.chunk_dir if args.chunk_dir is not None else args.output / ".chunks"
 
@@ -148,13 +166,16 @@ def run(args: argparse.Namespace) -> int:
         if res.status == "failed":
             print(f"videorecap features: error: {res.error}", file=sys.stderr)
 
+    if ray is not None:
+        runner = functools.partial(raydata.run_features, loader=functools.partial(_encoder_on, args), place=place)
+    else:
+        runner = functools.partial(run_jobs, progress=not args.no_progress, device=device)
     with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
         t0 = time.perf_counter()
-        results = run_jobs(
+        results = runner(
             mine,
             args.output,
             encoder,
-            progress=not args.no_progress,
             on_result=report,
             clip_seconds=args.clip_seconds,
             min_tail_seconds=args.min_tail_seconds,
@@ -164,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
             tokens_dtype=args.tokens_dtype,
             chunk_dir=chunk_dir,
             chunk_windows=args.chunk_windows,
-            device=device,
             precision=precision,
             grid_fps=args.grid_fps,
             allow_partial=args.allow_partial,

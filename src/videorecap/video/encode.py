@@ -38,12 +38,12 @@ def encoder_geometry(encoder: nn.Module) -> tuple[int, int, int]:
 
 
 @dataclass
-class _Batch:
+class DecodedBatch:
     first: int  # index of the first window of the batch
     x: torch.Tensor  # (B, 3, T, S, S)
 
 
-def _batches(
+def decode_batches(
     path: Path,
     windows: Sequence[Window],
     first_index: int,
@@ -54,8 +54,9 @@ def _batches(
     grid_fps: float | None,
     allow_partial: bool,
     pin: bool,
-) -> Iterator[_Batch]:
-    """Decode + transform windows, grouped into batches (runs in the prefetch thread)."""
+) -> Iterator[DecodedBatch]:
+    """Decode + transform windows, grouped into batches of `batch_size` from `first_index` (runs in the prefetch
+    thread here, and in the Ray pipeline's decode tasks, `videorecap.raydata`)."""
     buf: list[torch.Tensor] = []
     first = first_index
     for i, frames in iter_windows(path, windows, num_frames, info=info, grid_fps=grid_fps, allow_partial=allow_partial):
@@ -64,11 +65,11 @@ def _batches(
         buf.append(eval_transform(frames, image_size))  # (3, T, S, S)
         if len(buf) == batch_size:
             x = torch.stack(buf)
-            yield _Batch(first, x.pin_memory() if pin else x)
+            yield DecodedBatch(first, x.pin_memory() if pin else x)
             buf = []
     if buf:
         x = torch.stack(buf)
-        yield _Batch(first, x.pin_memory() if pin else x)
+        yield DecodedBatch(first, x.pin_memory() if pin else x)
 
 
 @contextlib.contextmanager
@@ -120,33 +121,55 @@ def encode_windows(
         num_frames = num_frames or nf
         image_size = image_size or size
     dev = torch.device(device)
-    if dev.type == "cpu" and precision in ("bf16", "int8"):
-        # asked for by name (the CLI resolves its `auto` with runtime.resolve_precision); a library caller's "auto"
-        # keeps autocast_dtype's rule (fp32 on a CPU)
-        compute = compute_context(dev, precision)
-    else:
-        amp = autocast_dtype(dev, precision)
-        compute = torch.autocast(dev.type, dtype=amp, enabled=amp is not None)
+    compute = encoder_compute(dev, precision)
     pin = dev.type == "cuda"
     stats = stats if stats is not None else EncodeStats()
     t_last = time.perf_counter()
     waited = 0.0
-    producer = _batches(path, windows, first_index, num_frames, image_size, batch_size, info, grid_fps,
+    producer = decode_batches(path, windows, first_index, num_frames, image_size, batch_size, info, grid_fps,
                         allow_partial, pin)  # fmt: skip
     with _eval_mode(encoder), prefetch(producer, depth=prefetch_depth) as batches:
         for batch in batches:
             t0 = time.perf_counter()
-            x = batch.x.to(dev, non_blocking=pin)
-            with torch.inference_mode(), compute:
-                out = encoder(x) if all_tokens else encoder(x, cls_only=True)
-            out = out.float().cpu().numpy()
+            cls, tokens = encode_batch(
+                encoder, batch.x, device=dev, compute=compute, all_tokens=all_tokens, non_blocking=pin
+            )
             stats.encode_seconds += time.perf_counter() - t0
-            stats.windows += out.shape[0]
+            stats.windows += cls.shape[0]
             stats.wait_seconds += batches.wait_seconds - waited
             waited = batches.wait_seconds
             stats.seconds += time.perf_counter() - t_last
             t_last = time.perf_counter()
-            if all_tokens:
-                yield batch.first, np.ascontiguousarray(out[:, 0]), out
-            else:
-                yield batch.first, out, None
+            yield batch.first, cls, tokens
+
+
+def encoder_compute(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context the encoder runs under for `precision`. bf16/int8 asked for by name on a CPU (the CLI resolves
+    its `auto` with runtime.resolve_precision) use the resolved precision's context; otherwise (a library caller's
+    "auto", a GPU) autocast_dtype's rule (fp32 on a CPU)."""
+    if device.type == "cpu" and precision in ("bf16", "int8"):
+        return compute_context(device, precision)
+    amp = autocast_dtype(device, precision)
+    return torch.autocast(device.type, dtype=amp, enabled=amp is not None)
+
+
+def encode_batch(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    *,
+    device: torch.device,
+    compute: contextlib.AbstractContextManager,
+    all_tokens: bool = False,
+    non_blocking: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One batch of transformed windows `(B, 3, T, S, S)` through the encoder under `compute` (`encoder_compute`):
+    `(cls (B, width), tokens (B, L, width) or None)`, float32. The one place the encoder runs for features
+    (`encode_windows`, and the Ray pipeline's model stage, `videorecap.raydata`), so both give the same bytes for the
+    same batch."""
+    x = x.to(device, non_blocking=non_blocking)
+    with torch.inference_mode(), compute:
+        out = encoder(x) if all_tokens else encoder(x, cls_only=True)
+    out = out.float().cpu().numpy()
+    if all_tokens:
+        return np.ascontiguousarray(out[:, 0]), out
+    return out, None

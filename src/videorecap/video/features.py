@@ -356,16 +356,11 @@ def extract_job(
     """Write the features of one job atomically; skip it when its output exists and is whole (`_reusable`). Never
     raises for one video's failure (a bad video, a write error, running out of memory): it gives a "failed" result
     with a one-line message (the traceback of an unexpected error is logged at debug level)."""
-    out = output_path(out_dir, job.key)
-    tok_out = output_path(out_dir, job.key, tokens=True)
     plan_of = functools.partial(_job_plan, job, clip_seconds=clip_seconds, min_tail_seconds=min_tail_seconds,
                                 min_segment_windows=min_segment_windows)  # fmt: skip
-    if not overwrite and out.exists() and (not all_tokens or tok_out.exists()):
-        made_by = _encoder_records(out_dir)
-        if made_by is not None and made_by.get(job.key) != weights_hash(encoder):
-            logger.warning("%s: made with another encoder (or by an interrupted run); recomputing it", out)
-        elif _reusable(job, out, tok_out if all_tokens else None, plan_of, encoder, tokens_dtype, allow_partial):
-            return JobResult(job, "skipped")
+    if not overwrite and is_finished(job, out_dir, encoder, plan_of, all_tokens=all_tokens, tokens_dtype=tokens_dtype,
+                                     allow_partial=allow_partial):  # fmt: skip
+        return JobResult(job, "skipped")
     t0 = time.perf_counter()
     stats = EncodeStats()
     try:
@@ -377,14 +372,7 @@ def extract_job(
             precision=precision, grid_fps=grid_fps, allow_partial=allow_partial, key=job.key, stats=stats,
             on_windows=on_windows,
         )  # fmt: skip
-        if len(cls) == 0:
-            raise VideoError(f"{job.video}: no window could be decoded")
-        if tok is not None:
-            fileio.save_npy(tok_out, tok.astype(tokens_dtype))
-        fileio.save_npy(out, cls.astype(np.float32))
-        _record_encoder(out_dir, job.key, weights_hash(encoder))
-        if chunk_dir is not None:
-            remove_chunks(chunk_dir, job.key)
+        write_output(job, out_dir, encoder, cls, tok, tokens_dtype=tokens_dtype, chunk_dir=chunk_dir)
     except VideoError as e:
         logger.debug("%s failed: %s", job.video, e)
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
@@ -398,6 +386,50 @@ def extract_job(
         error = f"{job.video}: failed with {type(e).__name__}: {what}"
         return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
     return JobResult(job, "done", windows=len(cls), seconds=time.perf_counter() - t0, stats=stats)
+
+
+def is_finished(
+    job: FeatureJob,
+    out_dir: str | os.PathLike[str],
+    encoder: nn.Module,
+    plan_of: Callable[[VideoInfo], list[Window]],
+    *,
+    all_tokens: bool,
+    tokens_dtype: str,
+    allow_partial: bool,
+) -> bool:
+    """Whether the output of `job` exists, is whole (`_reusable`) and was made by this encoder: then it is skipped."""
+    out = output_path(out_dir, job.key)
+    tok_out = output_path(out_dir, job.key, tokens=True)
+    if not out.exists() or (all_tokens and not tok_out.exists()):
+        return False
+    made_by = _encoder_records(out_dir)
+    if made_by is not None and made_by.get(job.key) != weights_hash(encoder):
+        logger.warning("%s: made with another encoder (or by an interrupted run); recomputing it", out)
+        return False
+    return _reusable(job, out, tok_out if all_tokens else None, plan_of, encoder, tokens_dtype, allow_partial)
+
+
+def write_output(
+    job: FeatureJob,
+    out_dir: str | os.PathLike[str],
+    encoder: nn.Module,
+    cls: np.ndarray,
+    tok: np.ndarray | None,
+    *,
+    tokens_dtype: str,
+    chunk_dir: str | os.PathLike[str] | None,
+) -> None:
+    """Write the finished features of `job` (atomically, the tokens first: `ID.npy` marks the job done), record the
+    encoder that made them, and drop the job's chunks."""
+    if len(cls) == 0:
+        raise VideoError(f"{job.video}: no window could be decoded")
+    if tok is not None:
+        fileio.save_npy(output_path(out_dir, job.key, tokens=True), tok.astype(tokens_dtype))
+    fileio.save_npy(output_path(out_dir, job.key), cls.astype(np.float32))
+    _record_encoder(out_dir, job.key, weights_hash(encoder))
+    if chunk_dir is not None:
+        remove_chunks(chunk_dir, job.key)
 
 
 # Which encoder made each output of a folder (key -> weights hash), so that a rerun with another encoder recomputes
