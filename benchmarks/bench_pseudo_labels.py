@@ -102,7 +102,7 @@ def train_text_model(work: Path, s: dict[str, Any]) -> Path:
         "output_dir": str(work / "runs" / "text"),
         "seed": 0,
         "tokenizer": tokenizer_file(),
-        "model": {"preset": "recap-synth", "overrides": {"train_decoder": True, "train_aligner": True}},
+        "model": {"preset": "recap-synth", "train_decoder": True, "train_aligner": True},
         "data": {"root": str(work), "annotations": "lab"},
         "checkpoint_every": 100000,
         "validation": {"every_steps": 100, "max_batches": 4, "caption_samples": 16},

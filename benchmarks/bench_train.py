@@ -84,10 +84,9 @@ def one(level: str, variant: str, steps: int, batch_size: int, workers: int, dev
     dev = torch.device(device)
     torch.manual_seed(0)
     cfg = RecapConfig.from_name("recap-base", level=level)
-    cfg.train_encoder = False
-    model = VideoRecap(cfg)
+    model = VideoRecap(cfg)  # the original's training options: the encoder frozen
     ds = _Synthetic(level)
-    col = Collator(_Tok(), max_caption_tokens=cfg.max_new_tokens[level], max_text_tokens=512)
+    col = Collator(_Tok(), max_caption_tokens=cfg.io.max_new_tokens[level], max_text_tokens=512)
     warm = 1
     if variant == "ours":
         times: list[float] = []

@@ -61,7 +61,7 @@ def test_captions_are_the_decoded_ids_of_generate_ids(segment_model):
     assert caption_batch(m, tok, "segment", batch, beam) == [tok.decode(x).strip() for x in ids]
     # the level's default token limit applies when the decoding config sets none
     for row in generate_ids(m, "segment", **batch):
-        assert len(row) <= m.config.max_new_tokens["segment"]
+        assert len(row) <= m.config.io.max_new_tokens["segment"]
 
 
 def test_empty_text_is_one_masked_pad_and_no_text_is_none(segment_model):

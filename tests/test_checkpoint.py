@@ -26,6 +26,7 @@ from videorecap.config import LEVELS, RecapConfig, TokenConfig
 from videorecap.convert.sniff import sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.decode import generate_ids
+from videorecap.levelio import FeatureSampling
 from videorecap.model.encoder import VideoEncoder
 from videorecap.model.recap import VideoRecap
 from videorecap.tokenizer import Tokenizer
@@ -78,7 +79,7 @@ def test_round_trip_bit_exact(level: str, tmp_path: Path, tok: Tokenizer) -> Non
     assert meta["videorecap_version"] and meta["created"].endswith("+00:00")
     assert meta["num_parameters"] == sum(t.numel() for t in m.state_dict().values())
     cfg = read_config(out)
-    assert (cfg["kind"], cfg["format_version"]) == ("recap", 1)
+    assert (cfg["kind"], cfg["format_version"], sorted(cfg)) == ("recap", 2, ["arch", "format_version", "io", "kind"])
 
 
 def test_loaded_model_generates_the_same(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_loaded_model_generates_the_same(tmp_path: Path) -> None:
     m2, _ = load_model(tmp_path / "ck")
     cfg = m.config
     torch.manual_seed(1)
-    feats = torch.randn(2, cfg.segment_num_features, cfg.encoder.width)
+    feats = torch.randn(2, cfg.num_features("segment"), cfg.encoder.width)
     text = torch.randint(3, cfg.decoder.vocab_size, (2, 10))
     mask = torch.ones(2, 10, dtype=torch.bool)
     with torch.no_grad():
@@ -119,7 +120,7 @@ def test_same_model_same_bytes(tmp_path: Path) -> None:
         files.add((tmp_path / f"c{i}" / "model.safetensors").read_bytes())
     assert len(files) == 1
     header = json.loads(next(iter(files))[8:].split(b"}}", 1)[0] + b"}}")
-    assert header["__metadata__"] == {"format": "pt", "videorecap_format_version": str(ckpt.FORMAT_VERSION)}
+    assert header["__metadata__"] == {"format": "pt", "videorecap_format_version": str(ckpt.WEIGHTS_FORMAT_VERSION)}
     assert "created" in json.loads((tmp_path / "c0" / "meta.json").read_text())  # the time stays in meta.json
     loaded = load_file(tmp_path / "c0" / "model.safetensors")  # a standard reader takes the rewritten header
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
@@ -196,11 +197,11 @@ def test_strict_loading(tmp_path: Path) -> None:
     # a config that does not match the weights
     save_pretrained(m, ck, overwrite=True)
     cfg = json.loads((ck / "config.json").read_text())
-    cfg["num_text_queries"] = 4
+    cfg["arch"]["num_text_queries"] = 4
     (ck / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="num_text_queries implies 4 .* does not match the weights"):
         load_model(ck)
-    cfg["no_such_field"] = 1
+    cfg["arch"]["no_such_field"] = 1
     (ck / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"config.json: bad model config .*no_such_field"):
         load_model(ck)
@@ -369,6 +370,11 @@ def test_gpt2_fallback(tmp_path: Path) -> None:
     assert t is not None and (t.vocab_size, t.bos_id, t.eos_id, t.pad_id) == (50257, 50256, 50256, 0)
 
 
+def _arch(part: str, **values: object):  # noqa: ANN202
+    """An edit of config.json that changes fields of one part of the architecture."""
+    return lambda c: c["arch"][part].update(values)
+
+
 def _edit_config(folder: Path, edit) -> None:  # noqa: ANN001
     cfg = json.loads((folder / "config.json").read_text())
     edit(cfg)
@@ -380,14 +386,14 @@ def _edit_config(folder: Path, edit) -> None:  # noqa: ANN001
     [
         # a size that does not fit the weights: found from the header, before any module is built (a billion layers
         # used to be built, on the meta device, for minutes)
-        (lambda c: c["decoder"].update(n_layer=1_000_000), r"decoder.n_layer is 1000000, but .* holds 2 layers"),
-        (lambda c: c["decoder"].update(vocab_size=10_000_000), r"decoder.vocab_size implies 10000000 for decoder.wte"),
-        (lambda c: c["decoder"].update(n_positions=5_000_000), r"decoder.n_positions implies 5000000 for decoder.wpe"),
-        (lambda c: c["encoder"].update(layers=9_999), r"encoder.layers is 9999, but .* holds 2 layers"),
-        (lambda c: c["video_aligner"].update(width=4096), r"video_aligner.width implies 4096 for video_aligner.ln"),
+        (_arch("decoder", n_layer=1_000_000), r"decoder.n_layer is 1000000, but .* holds 2 layers"),
+        (_arch("decoder", vocab_size=10_000_000), r"decoder.vocab_size implies 10000000 for decoder.wte"),
+        (_arch("decoder", n_positions=5_000_000), r"decoder.n_positions implies 5000000 for decoder.wpe"),
+        (_arch("encoder", layers=9_999), r"encoder.layers is 9999, but .* holds 2 layers"),
+        (_arch("video_aligner", width=4096), r"video_aligner.width implies 4096 for video_aligner.ln"),
         # out of any sane bound, or not a whole number
-        (lambda c: c["decoder"].update(n_layer=10**9), r"decoder.n_layer is 1000000000, out of bounds"),
-        (lambda c: c["decoder"].update(n_layer=1e9), r"decoder.n_layer must be a whole number, got 1000000000.0"),
+        (_arch("decoder", n_layer=10**9), r"decoder.n_layer is 1000000000, out of bounds"),
+        (_arch("decoder", n_layer=1e9), r"decoder.n_layer must be a whole number, got 1000000000.0"),
     ],
 )
 def test_a_config_that_does_not_fit_the_weights_is_refused_before_building(tmp_path: Path, edit, message) -> None:  # noqa: ANN001
@@ -443,3 +449,33 @@ def test_a_full_disk_while_writing_weights_is_an_os_error_naming_the_file(tmp_pa
     assert info.value.errno == errno.ENOSPC and info.value.filename.endswith("model.safetensors")
     assert "No space left on device" in describe_os_error(info.value)
     assert not (tmp_path / "ckpt").exists()  # nothing half-written is left as the checkpoint
+
+
+# config.json of a recap-tiny segment model as videorecap wrote it before the config split (format 1: one flat
+# RecapConfig, training options included), with non-default level I/O
+V1_CONFIG = Path(__file__).parent / "_fixtures" / "config_v1_recap_tiny_segment.json"
+
+
+def test_a_flat_config_json_written_before_the_split_still_loads(tmp_path: Path) -> None:
+    old = json.loads(V1_CONFIG.read_text())
+    assert old["format_version"] == 1 and old["train_decoder"] is True and "arch" not in old
+    torch.manual_seed(0)
+    model = VideoRecap(RecapConfig.from_name("recap-tiny", level="segment"))
+    ck = save_pretrained(model, tmp_path / "old")
+    (ck / "config.json").write_text(json.dumps(old, indent=2))  # the weights fit: same architecture
+
+    loaded, _ = load_model(ck)
+    cfg = loaded.config
+    assert cfg.arch == model.config.arch
+    assert (cfg.io.segment, cfg.io.video) == (FeatureSampling(5, "masking"), FeatureSampling(16, "masking"))
+    assert (cfg.io.clip_seconds, cfg.io.segment_seconds, cfg.io.modalities) == (4.0, 40.0, "video+text")
+    assert cfg.io.max_new_tokens == {"clip": 12, "segment": 9, "video": 20}
+    assert not hasattr(cfg, "train_decoder")  # a training option: the recipe's, not the checkpoint's
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+    # saved again, it is written in the new format and reads back to the same config
+    again = save_pretrained(loaded, tmp_path / "new")
+    d = read_config(again)
+    assert d["format_version"] == ckpt.FORMAT_VERSION == 2 and "segment_num_features" not in d
+    assert load_model(again)[0].config == cfg

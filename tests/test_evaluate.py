@@ -162,6 +162,31 @@ def test_changed_settings_regenerate(captioner, data, tmp_path):
     assert max(len(r["text"].split()) for r in recs) <= 3
 
 
+def test_num_features_reach_the_sampling_and_the_results(captioner, data, tmp_path, monkeypatch):
+    import videorecap.infer.batch as infer_batch
+
+    seen: dict[str, set] = {"segment": set(), "video": set()}
+    real_generate = infer_batch.generate_ids
+
+    def spy(model, level, **kw):
+        seen[level].add(kw["video"].shape[1])
+        return real_generate(model, level, **kw)
+
+    monkeypatch.setattr(infer_batch, "generate_ids", spy)
+    levels = ("segment", "video")
+    model_io = {lv: captioner.model(lv).config.io.features(lv) for lv in levels}
+    rep = evaluate(captioner, data, tmp_path, EvalOptions(metrics=FAST, levels=levels))
+    assert seen == {lv: {model_io[lv].num_features} for lv in levels}  # by default, the models' level I/O
+    recorded = {lv: rep.results["levels"][lv]["features"] for lv in levels}
+    assert recorded == {lv: {"num_features": f.num_features, "sampling": f.sampling} for lv, f in model_io.items()}
+
+    seen = {"segment": set(), "video": set()}
+    rep = evaluate(captioner, data, tmp_path, EvalOptions(metrics=FAST, levels=levels, num_features={"segment": 3}))
+    assert seen == {"segment": {3}, "video": set()}  # the segment level is generated again; the video level is kept
+    assert rep.results["levels"]["segment"]["features"]["num_features"] == 3
+    assert captioner.model("segment").config.io.features("segment") == model_io["segment"]  # the model is unchanged
+
+
 def test_clip_every_and_limit(captioner, data, tmp_path):
     rep = evaluate(captioner, data, tmp_path, EvalOptions(metrics=FAST, levels=("clip",), clip_every=5))
     clips = hcap.load_clips(data / "clips_val.pkl")

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "videorecap.httpserve",  # the one local HTTP server (stdlib only)
     ),
     ("videorecap.store",),  # the one resumable store (fingerprint, chunked append, atomic writes)
+    ("videorecap.levelio",),  # what each level reads and writes (feature counts, windows, lengths); no imports
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported
     ("videorecap.tokenizer",),
     ("videorecap.model",),  # the network only: no decoding, no files

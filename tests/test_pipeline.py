@@ -121,12 +121,36 @@ def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
 
     monkeypatch.setattr(infer_batch, "generate_ids", spy)
     caption_video(video, captioner, CaptionOptions(levels=("clip", "segment"), features_dir=tmp_path))
-    k = captioner.model("segment").config.segment_num_features
+    k = captioner.model("segment").config.num_features("segment")
     # segment [0, 12) reads rows int(0/4)..int(12//4) = 0..3 of the given file, uniformly sampled to k
     expected = sample_uniform(slice_features(feats, 0, 12), k)
     np.testing.assert_array_equal(seen[0][0].numpy(), expected)
     with pytest.raises(InputError, match="no precomputed features"):
         caption_video(video, captioner, CaptionOptions(features_dir=tmp_path / "none"))
+
+
+def test_num_features_option_reaches_the_sampling_not_the_model(captioner, video, tmp_path, monkeypatch):
+    # --num-features -> the run's level I/O -> the engine's sampling; the model's config is left as it is
+    seen: dict[str, list] = {"segment": [], "video": []}
+    real_generate = infer_batch.generate_ids
+
+    def spy(model, level, **kw):
+        if level in seen:
+            seen[level].append(tuple(kw["video"].shape[:2]))
+        return real_generate(model, level, **kw)
+
+    monkeypatch.setattr(infer_batch, "generate_ids", spy)
+    cfgs = {lv: captioner.model(lv).config.to_dict() for lv in ("segment", "video")}
+    opts = CaptionOptions(num_features={"segment": 3, "video": 5})
+    caption_video(video, captioner, opts, cache_dir=tmp_path / "cache")
+    assert {k for _, k in seen["segment"]} == {3} and {k for _, k in seen["video"]} == {5}
+    assert {lv: captioner.model(lv).config.to_dict() for lv in cfgs} == cfgs
+    # a cache made with other feature counts is not reused
+    seen["segment"].clear()
+    caption_video(video, captioner, CaptionOptions(num_features={"segment": 4}), cache_dir=tmp_path / "cache")
+    assert {k for _, k in seen["segment"]} == {4}
+    with pytest.raises(InputError, match="--num-features: .*unknown feature level"):
+        CaptionOptions(num_features={"clip": 3})
 
 
 def test_load_accepts_level_folders_and_training_output(captioner, tmp_path):

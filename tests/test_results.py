@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from videorecap.errors import InputError
-from videorecap.results import SCHEMA_VERSION, Caption, CaptionResult, VideoMeta, load, schema
+from videorecap.results import SCHEMA_VERSION, Caption, CaptionResult, SummaryInput, VideoMeta, load, schema
 
 NASTY = 'a <script>alert("x")</script> --> & \'quotes\' "dq" ünïcödé 字幕 🎬 **b** [l](http://x)'
 
@@ -229,3 +229,62 @@ def test_partial_video_round_trip_and_files_of_1_0_load(tmp_path):
     v = load(f).video
     assert (v.start_time, v.codec, v.partial, v.covered) == (0.0, None, False, None)
     assert v.covered_spans() == [(0.0, 10.0)]
+
+
+# ---- summary_input (1.2): which segment descriptions the summary read ---------------------------------------------
+def _long_result() -> CaptionResult:
+    r = make_result(3 * 3600.0)  # 60 segments of 180 s
+    r.summary_input = SummaryInput("spread", 512, 2014, (0, 4, 8, 59))
+    return r
+
+
+def test_summary_input_round_trips_and_raises_the_written_version_only_when_present(tmp_path):
+    r = _long_result()
+    d = r.to_dict()
+    validate(d)
+    assert d["schema_version"] == "1.2" == SCHEMA_VERSION
+    assert d["summary_input"] == {"policy": "spread", "max_tokens": 512, "tokens": 2014, "segments": [0, 4, 8, 59]}
+    back = load(r.save(tmp_path / "captions.json"))
+    assert back.summary_input == r.summary_input and back.to_dict() == d
+    # without it (every video that fits) the file is what 1.1 readers read: version 1.1 and no such key
+    short = make_result(600.0).to_dict()
+    assert short["schema_version"] == "1.1" and "summary_input" not in short
+
+
+@pytest.mark.parametrize(
+    "name,path,value,schema_rejects",
+    [
+        ("unknown policy", ["policy"], "middle", True),
+        ("zero max_tokens", ["max_tokens"], 0, True),
+        ("fractional tokens", ["tokens"], 2.5, True),
+        ("negative index", ["segments"], [-1, 3], True),
+        ("repeated index", ["segments"], [3, 3], True),
+        ("unknown field", ["extra"], 1, True),
+        ("segments not a list", ["segments"], 3, True),
+        # rules a schema cannot express: only the loader sees them
+        ("index past the segments", ["segments"], [0, 60], False),
+        ("indices out of order", ["segments"], [8, 4], False),
+    ],
+)
+def test_loader_and_schema_reject_a_malformed_summary_input(tmp_path, name, path, value, schema_rejects):
+    d = _long_result().to_dict()
+    d["summary_input"][path[0]] = value
+    if schema_rejects:
+        with pytest.raises(jsonschema.ValidationError):
+            validate(d)
+    else:
+        validate(d)
+    p = tmp_path / "captions.json"
+    p.write_text(json.dumps(d), encoding="utf-8")
+    with pytest.raises(InputError, match="summary_input") as e:
+        load(p)
+    assert str(p) in str(e.value)
+
+
+def test_a_summary_input_needs_a_summary(tmp_path):
+    d = _long_result().to_dict()
+    d["levels"], d["summary"] = ["clip", "segment"], None
+    with pytest.raises(jsonschema.ValidationError):
+        validate(d)
+    with pytest.raises(InputError, match="summary_input but no summary"):
+        CaptionResult.from_dict(d)

@@ -3,7 +3,9 @@
 A videorecap checkpoint is a folder:
 
     model.safetensors   every tensor of `model.state_dict()` (parameters and persistent buffers), fp32 by default
-    config.json         {"format_version": 1, "kind": "recap", **RecapConfig.to_dict()}
+    config.json         {"format_version": 2, "kind": "recap", "arch": {...}, "io": {...}}: the architecture and the
+                        level I/O (`RecapConfig.to_dict()`); format 1 (written before the split) is one flat dict of
+                        every RecapConfig field, training options included, and is still read (they are ignored);
                         or, for an encoder-only folder, {"format_version": 1, "kind": "encoder", "encoder": {...}}
     tokenizer.json      the model's tokenizer (absent for GPT-2-tokenizer models: `Tokenizer.gpt2()` is used)
     meta.json           library version, creation time, and free-form metadata (recipe, seed, metrics, source)
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of config.json: 2 = {"arch", "io"}; 1 = the flat RecapConfig (read, not written)
+ENCODER_FORMAT_VERSION = 1  # an encoder-only folder's config.json has not changed
+WEIGHTS_FORMAT_VERSION = 1  # the safetensors metadata: the tensors' names and layout have not changed
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
@@ -88,7 +92,7 @@ def save_pretrained(
     if tokenizer is not None:
         _check_tokenizer(tokenizer, cfg, "the given tokenizer", exc=ValueError)
     tensors = _tensors_to_save(model.state_dict(), dtype or torch.float32)
-    config = {"format_version": FORMAT_VERSION, "kind": "recap", **cfg.to_dict()}
+    config = {"format_version": FORMAT_VERSION, "kind": "recap", **cfg.to_dict()}  # architecture + level I/O
     info = _meta(meta, tensors, extra={"name": cfg.name, "level": cfg.level})
     with _atomic_folder(out_dir, overwrite) as tmp:
         _write_safetensors(tmp / MODEL_FILE, tensors)
@@ -114,7 +118,7 @@ def save_encoder(
     """
     ecfg: EncoderConfig = encoder.config
     tensors = _tensors_to_save({ENCODER_PREFIX + k: v for k, v in encoder.state_dict().items()}, dtype or torch.float32)
-    config = {"format_version": FORMAT_VERSION, "kind": "encoder", "encoder": asdict(ecfg)}
+    config = {"format_version": ENCODER_FORMAT_VERSION, "kind": "encoder", "encoder": asdict(ecfg)}
     info = _meta(meta, tensors, extra={"kind": "encoder"})
     with _atomic_folder(out_dir, overwrite) as tmp:
         _write_safetensors(tmp / MODEL_FILE, tensors)
@@ -136,7 +140,9 @@ def _tensors_to_save(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> d
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     try:
-        save_file(tensors, str(path), metadata={"format": "pt", "videorecap_format_version": str(FORMAT_VERSION)})
+        save_file(
+            tensors, str(path), metadata={"format": "pt", "videorecap_format_version": str(WEIGHTS_FORMAT_VERSION)}
+        )
     except SafetensorError as e:
         # safetensors reports a failed write (a full disk, a permission) as its own error type, "... (os error 28)":
         # turn it back into the OSError it is, so that callers and the CLI report it as one line naming the file
@@ -315,10 +321,11 @@ def _check_ints(d: Mapping[str, Any], cfg_path: Path, where: str = "") -> None:
 def _float_fields() -> frozenset[str]:
     from dataclasses import fields as dc_fields
 
-    from videorecap.config import AlignerConfig, DecoderConfig, TokenConfig
+    from videorecap.config import AlignerConfig, ArchConfig, DecoderConfig, TokenConfig
+    from videorecap.levelio import LevelIO
 
     out = set()
-    for cls in (RecapConfig, EncoderConfig, AlignerConfig, DecoderConfig, TokenConfig):
+    for cls in (ArchConfig, LevelIO, EncoderConfig, AlignerConfig, DecoderConfig, TokenConfig):
         out |= {f.name for f in dc_fields(cls) if f.type in (float, "float")}
     return frozenset(out)
 
@@ -395,9 +402,11 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def recap_config(d: Mapping[str, Any], source: str | os.PathLike[str]) -> RecapConfig:
-    """The `RecapConfig` of a parsed kind-"recap" `config.json`."""
+    """The `RecapConfig` of a parsed kind-"recap" `config.json`, of format 2 (`{"arch", "io"}`) or 1 (flat)."""
     fields = {k: v for k, v in d.items() if k not in ("format_version", "kind")}
     try:
+        if d.get("format_version") == 1:
+            return RecapConfig.from_flat_dict(fields)
         return RecapConfig.from_dict(fields)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: bad model config ({_one_line(e)})") from e

@@ -1,5 +1,9 @@
 """Typed model configuration and named presets.
 
+A model config (`RecapConfig`) has two parts: the architecture (`ArchConfig`: what the weights need) and the level
+I/O (`levelio.LevelIO`: feature counts and sampling, window seconds, default decoding lengths, modalities).
+Training options (`TrainOptions`: which parts train) are not part of it; recipes hold them.
+
 Every size of the model lives here. `RecapConfig.from_name("recap-base", level="segment")` gives the official
 sizes of one hierarchy level; `recap-tiny` is the same architecture shrunk for tests; `recap-synth` is the small
 model trained on the project's synthetic world.
@@ -13,11 +17,13 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+
+from videorecap.levelio import FEATURE_LEVELS, FeatureSampling, LevelIO
 
 Level = Literal["clip", "segment", "video"]
 ModelLevel = Literal["clip", "segment", "video", "unified"]
@@ -92,8 +98,8 @@ class TokenConfig:
     max_text_tokens: int = 512  # previous-level text fed to the text aligner
 
 
-# Query counts and decoding lengths per level, from the official scripts (reference §1.3, §1.6, §3.2).
-_LEVEL_DEFAULTS: dict[str, dict[str, Any]] = {
+# Query counts per level, from the official scripts (reference §1.3, §1.6, §3.2).
+_LEVEL_QUERIES: dict[str, dict[str, int]] = {
     "clip": {"num_video_queries": 256, "num_text_queries": 0},
     "segment": {"num_video_queries": 32, "num_text_queries": 256},
     "video": {"num_video_queries": 256, "num_text_queries": 256},
@@ -102,8 +108,8 @@ _LEVEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class RecapConfig:
-    """The whole Video ReCap model.
+class ArchConfig:
+    """The architecture: everything the weights need (sizes, query counts, special tokens), nothing else.
 
     `has_encoder` is true for the clip level and ReCap-U: they read pixels. Segment and video levels read
     precomputed 4-s CLS features (`encoder.width` wide) and the previous level's text.
@@ -118,28 +124,7 @@ class RecapConfig:
     tokens: TokenConfig = field(default_factory=TokenConfig)
     num_video_queries: int = 256
     num_text_queries: int = 0  # 0 = no text aligner (the clip level)
-    # Higher levels: how many 4-s CLS features the model sees, and how they are sampled (reference §6.2).
-    segment_num_features: int = 80
-    segment_sampling: Literal["uniform", "masking"] = "uniform"
-    video_num_features: int = 256
-    video_sampling: Literal["uniform", "masking"] = "masking"
-    # Window sizes the model was trained with (seconds): one clip caption per `clip_seconds`, one segment
-    # description per `segment_seconds`, one summary per video. The caption pipeline defaults to these.
-    clip_seconds: float = 4.0
-    segment_seconds: float = 180.0
-    # Decoding lengths per level (the original's max_gen_tokens).
-    max_new_tokens: dict[str, int] = field(default_factory=lambda: {"clip": 77, "segment": 77, "video": 120})
-    # The official encoder is frozen; recap-synth trains its small encoder at the clip stage.
-    train_encoder: bool = False
-    # Train the Q-Former's self-attention and FFNs too (the original freezes them at their random init).
-    train_aligner: bool = False
-    # Train GPT-2's own weights too (the original freezes them and trains cross-attention + ln_1/ln_2 only). Needed
-    # when the decoder starts from random weights, as in recap-synth.
-    train_decoder: bool = False
-    # Inputs of the segment and video levels: the paper's Table 4 ablation ("video", "text" or both).
-    modalities: Literal["video+text", "video", "text"] = "video+text"
 
-    # ---- derived ----------------------------------------------------------------------------------------------
     @property
     def has_encoder(self) -> bool:
         return self.level in ("clip", "unified")
@@ -153,13 +138,6 @@ class RecapConfig:
         """The levels this model can caption."""
         return LEVELS if self.level == "unified" else (self.level,)
 
-    def num_features(self, level: Level) -> int:
-        return self.segment_num_features if level == "segment" else self.video_num_features
-
-    def sampling(self, level: Level) -> str:
-        return self.segment_sampling if level == "segment" else self.video_sampling
-
-    # ---- construction -----------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
         # Accept plain dicts for the nested configs (from JSON/YAML).
         for f, cls in (
@@ -172,51 +150,221 @@ class RecapConfig:
             v = getattr(self, f)
             if isinstance(v, dict):
                 setattr(self, f, _from_dict(cls, v))
-        if self.level not in _LEVEL_DEFAULTS:
+        if self.level not in _LEVEL_QUERIES:
             raise ValueError(f"unknown level {self.level!r}; expected one of clip, segment, video, unified")
         if self.level == "clip" and self.num_text_queries:
             raise ValueError("the clip level has no text input: num_text_queries must be 0")
-        if self.modalities not in ("video+text", "video", "text"):
-            raise ValueError(f"modalities must be 'video+text', 'video' or 'text', not {self.modalities!r}")
-        if self.modalities == "text" and not self.num_text_queries:
-            raise ValueError("modalities='text' needs a text aligner (num_text_queries > 0)")
-        for f in ("segment_sampling", "video_sampling"):
-            if getattr(self, f) not in ("uniform", "masking"):
-                raise ValueError(f"{f} must be 'uniform' or 'masking', not {getattr(self, f)!r}")
 
+
+@dataclass
+class TrainOptions:
+    """Which parts train beyond the original's choice (reference §1.3, §1.4). Training options, held by the recipe
+    (`model.train_*` keys); not part of the model config, so checkpoints do not store them."""
+
+    train_encoder: bool = False  # the official encoder is frozen; recap-synth trains its small one at the clip stage
+    # the Q-Former's self-attention and FFNs too (the original freezes them at their random init)
+    train_aligner: bool = False
+    # GPT-2's own weights too (the original trains cross-attention + ln_1/ln_2 only); needed when the decoder starts
+    # from random weights, as in recap-synth
+    train_decoder: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"{f.name} must be true or false, got {getattr(self, f.name)!r}")
+
+
+TRAIN_OPTION_KEYS = tuple(f.name for f in fields(TrainOptions))
+_ARCH_KEYS = tuple(f.name for f in fields(ArchConfig))
+# The flat keys of the level I/O in configs written before the split (format 1) and in `from_name` overrides.
+_FLAT_IO_KEYS = (
+    "segment_num_features",
+    "segment_sampling",
+    "video_num_features",
+    "video_sampling",
+    "clip_seconds",
+    "segment_seconds",
+    "max_new_tokens",
+    "modalities",
+)
+
+
+@dataclass
+class RecapConfig:
+    """The whole Video ReCap model: its architecture (`arch`) and its level I/O (`io`, videorecap.levelio).
+
+    The architecture's fields read through (`cfg.decoder`, `cfg.level`, `cfg.has_text`, ...); change them on
+    `cfg.arch`. Checkpoints store both parts (checkpoint.py).
+    """
+
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    io: LevelIO = field(default_factory=LevelIO)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.arch, dict):
+            self.arch = _from_dict(ArchConfig, self.arch)
+        if isinstance(self.io, dict):
+            self.io = LevelIO.from_dict(self.io)
+        if self.io.modalities == "text" and not self.arch.num_text_queries:
+            raise ValueError("modalities='text' needs a text aligner (num_text_queries > 0)")
+
+    # ---- the architecture, read through -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def level(self) -> ModelLevel:
+        return self.arch.level
+
+    @property
+    def encoder(self) -> EncoderConfig:
+        return self.arch.encoder
+
+    @property
+    def video_aligner(self) -> AlignerConfig:
+        return self.arch.video_aligner
+
+    @property
+    def text_aligner(self) -> AlignerConfig:
+        return self.arch.text_aligner
+
+    @property
+    def decoder(self) -> DecoderConfig:
+        return self.arch.decoder
+
+    @property
+    def tokens(self) -> TokenConfig:
+        return self.arch.tokens
+
+    @property
+    def num_video_queries(self) -> int:
+        return self.arch.num_video_queries
+
+    @property
+    def num_text_queries(self) -> int:
+        return self.arch.num_text_queries
+
+    @property
+    def has_encoder(self) -> bool:
+        return self.arch.has_encoder
+
+    @property
+    def has_text(self) -> bool:
+        return self.arch.has_text
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return self.arch.levels
+
+    # ---- the level I/O, read through ----------------------------------------------------------------------------
+    @property
+    def clip_seconds(self) -> float:
+        return self.io.clip_seconds
+
+    @property
+    def segment_seconds(self) -> float:
+        return self.io.segment_seconds
+
+    @property
+    def modalities(self) -> str:
+        return self.io.modalities
+
+    def num_features(self, level: Level) -> int:
+        return self.io.features(level).num_features
+
+    def sampling(self, level: Level) -> str:
+        return self.io.features(level).sampling
+
+    # ---- construction -----------------------------------------------------------------------------------------
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> RecapConfig:
-        """A named preset, e.g. `from_name("recap-base", level="segment")`.
+        """A named preset, e.g. `from_name("recap-base", level="segment")`, with overrides (see `override`).
 
         Raises:
             ValueError: for an unknown name or an unknown override.
         """
-        if name not in _PRESETS and name in _BUNDLED_PRESETS:
-            importlib.import_module(_BUNDLED_PRESETS[name])  # registers the preset on first use
+        _import_bundled(name)
         if name not in _PRESETS:
             raise ValueError(f"{name!r} is not a known model preset; known: {', '.join(list_presets())}")
         level = overrides.pop("level", None)
-        cfg = _PRESETS[name](level)
-        known = {f.name for f in fields(cls)}
+        return _PRESETS[name](level).override(overrides)
+
+    def override(self, overrides: Mapping[str, Any]) -> RecapConfig:
+        """A copy with fields changed: an architecture field (`decoder={"dropout": 0.0}` merges into the nested
+        config, an object replaces it), a flat level I/O key (`segment_num_features=40`, `modalities="video"`,
+        `max_new_tokens={"video": 100}`), or `io={...}` (LevelIO fields).
+
+        Raises:
+            ValueError: an unknown key, or a training option (`train_*`: a recipe key, not a model field).
+        """
+        arch, io = asdict(self.arch), self.io.to_dict()
         for k, v in overrides.items():
-            if k not in known:
+            if k in TRAIN_OPTION_KEYS:
+                raise ValueError(f"{k} is a training option, not a model config field: set it in the recipe's model")
+            if k in _ARCH_KEYS:
+                arch[k] = {**arch[k], **v} if isinstance(arch[k], dict) and isinstance(v, dict) else v
+            elif k == "io" and isinstance(v, Mapping):
+                io = _merge(io, v)
+            elif k in _FLAT_IO_KEYS:
+                io = _merge(io, _nest_io({k: v}))
+            else:
                 raise ValueError(f"unknown config field {k!r}")
-            setattr(cfg, k, v)
-        cfg.__post_init__()
-        return cfg
+        return RecapConfig(arch=_from_dict(ArchConfig, arch), io=LevelIO.from_dict(io))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """`{"arch": {...}, "io": {...}}` (what checkpoint config.json files hold, format 2)."""
+        return {"arch": asdict(self.arch), "io": self.io.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RecapConfig:
-        return _from_dict(cls, d)
+    def from_dict(cls, d: Mapping[str, Any]) -> RecapConfig:
+        """From `to_dict`'s form, or from the flat form written before the split (`from_flat_dict`)."""
+        if set(d) <= {"arch", "io"}:
+            return cls(arch=d.get("arch", {}), io=d.get("io", {}))  # type: ignore[arg-type]
+        return cls.from_flat_dict(d)
+
+    @classmethod
+    def from_flat_dict(cls, d: Mapping[str, Any]) -> RecapConfig:
+        """From the flat RecapConfig of format-1 checkpoints (one dict of every field). Their training options
+        (`train_encoder`, `train_aligner`, `train_decoder`) belong to a recipe and are ignored here."""
+        unknown = set(d) - set(_ARCH_KEYS) - set(_FLAT_IO_KEYS) - set(TRAIN_OPTION_KEYS)
+        if unknown:
+            raise ValueError(f"unknown RecapConfig field(s): {', '.join(sorted(unknown))}")
+        arch = {k: v for k, v in d.items() if k in _ARCH_KEYS}
+        io = _merge(LevelIO().to_dict(), _nest_io({k: v for k, v in d.items() if k in _FLAT_IO_KEYS}))
+        return cls(arch=_from_dict(ArchConfig, arch), io=LevelIO.from_dict(io))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+def _nest_io(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat level I/O keys (`segment_num_features`) -> LevelIO's nested form (`{"segment": {"num_features": ..}}`)."""
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        lv, _, rest = k.partition("_")
+        if lv in FEATURE_LEVELS and rest in ("num_features", "sampling"):
+            out.setdefault(lv, {})[rest] = v
+        else:
+            out[k] = v
+    return out
+
+
+def _merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated by `new`, one level of mappings deep (`{"segment": {"num_features": 40}}` keeps the sampling)."""
+    out = dict(base)
+    for k, v in new.items():
+        old = out.get(k)
+        if isinstance(old, Mapping) and isinstance(v, Mapping):
+            out[k] = {**old, **v}
+        elif isinstance(old, FeatureSampling) and isinstance(v, Mapping):
+            out[k] = {**asdict(old), **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _from_dict(cls: type, d: Mapping[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
@@ -226,9 +374,9 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
 
 # ---- presets ----------------------------------------------------------------------------------------------------
 def _recap_base(level: ModelLevel | None) -> RecapConfig:
-    # The official sizes: TimeSformer-B (4 frames, 224 px), two 12-layer Q-Formers, GPT-2 small.
+    # The official sizes: TimeSformer-B (4 frames, 224 px), two 12-layer Q-Formers, GPT-2 small; the official I/O.
     level = level or "clip"
-    return RecapConfig(name="recap-base", level=level, **_LEVEL_DEFAULTS[level])
+    return RecapConfig(arch=ArchConfig(name="recap-base", level=level, **_LEVEL_QUERIES[level]))
 
 
 def _recap_u_base(level: ModelLevel | None) -> RecapConfig:
@@ -236,14 +384,8 @@ def _recap_u_base(level: ModelLevel | None) -> RecapConfig:
     if level not in (None, "unified"):
         raise ValueError("recap-u-base is a unified model; use recap-base for a single level")
     return RecapConfig(
-        name="recap-u-base",
-        level="unified",
-        num_video_queries=256,
-        num_text_queries=256,
-        segment_num_features=512,
-        segment_sampling="uniform",
-        video_num_features=512,
-        video_sampling="masking",
+        arch=ArchConfig(name="recap-u-base", level="unified", **_LEVEL_QUERIES["unified"]),
+        io=LevelIO().replace_features(num_features=512),
     )
 
 
@@ -255,7 +397,7 @@ def _recap_tiny(level: ModelLevel | None) -> RecapConfig:
     dec = DecoderConfig(vocab_size=128, n_positions=128, n_embd=32, n_layer=2, n_head=2, context_width=32)
     # the official 256/32 query counts, divided by 32
     queries = {"clip": (8, 0), "segment": (2, 8), "video": (8, 8), "unified": (8, 8)}[level]
-    return RecapConfig(
+    arch = ArchConfig(
         name="recap-tiny",
         level=level,
         encoder=enc,
@@ -265,17 +407,19 @@ def _recap_tiny(level: ModelLevel | None) -> RecapConfig:
         tokens=TokenConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_text_tokens=64),
         num_video_queries=queries[0],
         num_text_queries=queries[1],
-        segment_num_features=8,
-        video_num_features=16,
-        max_new_tokens={"clip": 12, "segment": 16, "video": 20},
     )
+    io = LevelIO(max_new_tokens={"clip": 12, "segment": 16, "video": 20})
+    return RecapConfig(arch=arch, io=io.replace_features(num_features={"segment": 8, "video": 16}))
 
 
-_PRESETS = {
+_PRESETS: dict[str, Callable[[ModelLevel | None], RecapConfig]] = {
     "recap-base": _recap_base,
     "recap-u-base": _recap_u_base,
     "recap-tiny": _recap_tiny,
 }
+# The training options a recipe starts from for a preset (its `model.train_*` keys change them); the official
+# presets train what the original trains.
+_PRESET_TRAINING: dict[str, TrainOptions] = {}
 
 
 # Presets defined in the package they belong to, by the module that registers them (with `register_preset`) when
@@ -293,9 +437,25 @@ def bundled_model_dir(name: str = "recap-synth") -> Path:
     return Path(str(resources.files("videorecap") / "assets" / name))
 
 
-def register_preset(name: str, factory: Callable[[ModelLevel | None], RecapConfig]) -> None:
-    """Add a named preset: `factory(level)` returns the config of that level (None: the preset's default)."""
+def _import_bundled(name: str) -> None:
+    if name not in _PRESETS and name in _BUNDLED_PRESETS:
+        importlib.import_module(_BUNDLED_PRESETS[name])  # registers the preset on first use
+
+
+def register_preset(
+    name: str, factory: Callable[[ModelLevel | None], RecapConfig], training: TrainOptions | None = None
+) -> None:
+    """Add a named preset: `factory(level)` returns the config of that level (None: the preset's default);
+    `training`: the training options its recipes start from (default: the original's, `TrainOptions()`)."""
     _PRESETS[name] = factory
+    if training is not None:
+        _PRESET_TRAINING[name] = training
+
+
+def preset_training(name: str) -> TrainOptions:
+    """The training options a recipe of preset `name` starts from (a copy)."""
+    _import_bundled(name)
+    return replace(_PRESET_TRAINING.get(name, TrainOptions()))
 
 
 def list_presets() -> list[str]:

@@ -11,7 +11,10 @@ For one video:
 2. **segment**: every `segment_seconds` window gets a description from its features (the original's slice
    `[int(s/4) : int(e//4)+1]`, sampled to the model's feature count) and the clip captions that lie inside it,
    joined as the original joins them.
-3. **video**: one summary from all features (sampled the model's way, masked) and the segment descriptions.
+3. **video**: one summary from all features (sampled the model's way, masked) and the segment descriptions,
+   fitted to the video model's text limit (512 tokens): all of them when they fit, else as many as fit chosen
+   evenly across the video (`summary_text="spread"`), or the first 512 tokens as the original
+   (`summary_text="first"`, `caption --original-settings`); see `infer.hierarchy`.
 
 Levels 2 and 3 are `infer.hierarchy.Hierarchy`, the incremental engine that a live input drives too: here it is
 fed every clip result of the file and then told where the video ends.
@@ -29,7 +32,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +43,10 @@ from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
-from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, VideoInput
+from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, TextFit, VideoInput
+from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
-from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.results import SUMMARY_POLICIES, Caption, CaptionResult, SummaryInput, VideoMeta
 from videorecap.store import Store, file_identity, model_fingerprint
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
@@ -211,6 +215,7 @@ class CaptionOptions:
     segment_seconds: float | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
+    num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
     batch_size: int = 8
     grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
     features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
@@ -219,6 +224,9 @@ class CaptionOptions:
     device: str = "cpu"
     progress: bool = False
     chunk_batches: int = 4  # clip results are cached every chunk_batches * batch_size windows
+    # which segment descriptions the video level reads when they exceed its text limit: "spread" (evenly across the
+    # video) or "first" (the first 512 tokens, as the original; `caption --original-settings`)
+    summary_text: str = "spread"
 
     def __post_init__(self) -> None:
         self.levels = needed_levels(self.levels)
@@ -230,6 +238,12 @@ class CaptionOptions:
                 raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
         if not (self.min_tail_seconds >= 0 and math.isfinite(self.min_tail_seconds)):
             raise InputError(f"--min-tail-seconds must be 0 or more, got {self.min_tail_seconds}")
+        if self.summary_text not in SUMMARY_POLICIES:
+            raise InputError(f"summary_text must be one of {', '.join(SUMMARY_POLICIES)}, got {self.summary_text!r}")
+        try:
+            LevelIO().replace_features(num_features=self.num_features or None)
+        except ValueError as e:
+            raise InputError(f"--num-features: {e}") from None
 
 
 # ---- the per-video run ----------------------------------------------------------------------------------------------
@@ -252,6 +266,8 @@ class _Run:
         self.plan = window_plan(info.duration, self.clip_seconds, self.segment_seconds, opts.min_tail_seconds)
         # the end of the decoded part when a broken file stopped the clip level early (allow_partial), else None
         self.covered_end: float | None = None
+        # which descriptions the summary read, when they did not all fit the video model's text limit
+        self.summary_input: SummaryInput | None = None
         self.device = torch.device(opts.device)
         # every cached piece (clip chunks, segments, summary) is an entry of one store, keyed by the fingerprint
         self.store = Store.open(cache_dir, self.fingerprint()) if cache_dir is not None else None
@@ -269,14 +285,22 @@ class _Run:
             "batch_size": self.opts.batch_size,
             "grid_fps": self.opts.grid_fps,
             "features_dir": str(self.opts.features_dir) if self.opts.features_dir else None,
+            # only what differs from the models' level I/O, so that the caches of runs without it keep their keys
+            **({"features": changed} if (changed := self._changed_features()) else {}),
         }
 
+    def _changed_features(self) -> dict[str, Any]:
+        """`{level: {"num_features", "sampling"}}` of the feature levels the options read differently from the model."""
+        out = {}
+        for lv in self.opts.levels:
+            if lv != "clip" and (f := self.io(lv).features(lv)) != self.cap.model(lv).config.io.features(lv):
+                out[lv] = asdict(f)
+        return out
+
     def max_tokens(self, level: str) -> int:
-        return (
-            self.opts.max_new_tokens.get(level)
-            or self.opts.decode.max_new_tokens
-            or self.cap.model(level).config.max_new_tokens[level]
-        )
+        # a per-level option, then one length for every level, then the model's level I/O
+        io = self.cap.model(level).config.io
+        return resolve_max_new_tokens(level, io, self.opts.max_new_tokens, self.opts.decode.max_new_tokens)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
         d = DecodeConfig(**self.opts.decode.to_dict())
@@ -427,12 +451,17 @@ class _Run:
                 self.store.put("segments", rows=[c.to_dict() for c in segments])
             if not want_video:
                 return segments, None
-            cached_summary = self.store.get("summary") if self.store is not None else None
+            fitted = engine.video_input().fitted
+            if fitted is not None and fitted.tokens > fitted.max_tokens:  # recorded only when not all fit
+                self.summary_input = fitted
+            # the summary depends on the policy; "summary" is the key of the original's ("first"), as before
+            key = "summary" if self.opts.summary_text == "first" else f"summary-{self.opts.summary_text}"
+            cached_summary = self.store.get(key) if self.store is not None else None
             if cached_summary is not None:
                 return segments, Caption(**cached_summary.rows)
             summary = engine.summary()
         if self.store is not None:
-            self.store.put("summary", rows=summary.to_dict())
+            self.store.put(key, rows=summary.to_dict())
         return segments, summary
 
     def _step(self, level: str, pbar: Any) -> Step:
@@ -448,7 +477,15 @@ class _Run:
             pbar.update(len(items))
             return texts
 
-        return Step(caption, cfg.num_features(level), cfg.sampling(level))
+        fit = None
+        if level == "video" and cfg.has_text:  # descriptions fitted to the text the model reads (its collator's limit)
+            fit = TextFit.for_tokenizer(tok, cfg.tokens.max_text_tokens, self.opts.summary_text)
+        features = self.io(level).features(level)
+        return Step(caption, features.num_features, features.sampling, fit)
+
+    def io(self, level: str) -> LevelIO:
+        """The level I/O of `level`: its model's, with the options' feature counts (`--num-features`)."""
+        return self.cap.model(level).config.io.replace_features(num_features=self.opts.num_features or None)
 
 
 def _chunk_key(start: int) -> str:
@@ -547,6 +584,7 @@ def caption_video(
         decoding={**opts.decode.to_dict(), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
         windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
         levels=list(opts.levels),
+        summary_input=run.summary_input,
     )
     logger.info("%s: %d clips, %d segments in %.1fs", path, len(clips), len(segments), time.perf_counter() - t0)
     return result

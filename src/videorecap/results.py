@@ -30,8 +30,12 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "videorecap.captions"
 # MAJOR.MINOR: a reader accepts its own major and any minor up to its own. 1.1 added the optional video fields
-# start_time, codec, partial and covered (a 1.0 file reads with their defaults).
-SCHEMA_VERSION = "1.1"
+# start_time, codec, partial and covered (a 1.0 file reads with their defaults); 1.2 the optional summary_input.
+SCHEMA_VERSION = "1.2"
+# A file is written with the oldest version that has every field it holds, so that older readers keep reading the
+# files they can: 1.1, or 1.2 when it has a summary_input (see CaptionResult.to_dict).
+_VERSION_OF_SUMMARY_INPUT = "1.2"
+SUMMARY_POLICIES = ("spread", "first")  # data.text.TEXT_POLICIES (results does not import data)
 ROTATIONS = (0, 90, 180, 270)
 
 
@@ -99,13 +103,38 @@ class VideoMeta:
         return [(float(a), float(b)) for a, b in self.covered]
 
 
+@dataclass(frozen=True)
+class SummaryInput:
+    """Which segment descriptions the summary read, recorded when they did not all fit the video model's text limit.
+
+    `policy` is "spread" (descriptions chosen evenly across the video to fit, the first and the last always) or
+    "first" (the original: the text cut to its first `max_tokens` tokens); `tokens` is the token count of every
+    description joined (more than `max_tokens`); `segments` are the indices into `segments` of the descriptions the
+    summary read, in time order (under "first" the last one may be read only in part).
+    """
+
+    policy: str
+    max_tokens: int
+    tokens: int
+    segments: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "max_tokens": self.max_tokens,
+            "tokens": self.tokens,
+            "segments": list(self.segments),
+        }
+
+
 @dataclass
 class CaptionResult:
     """The captions of one video at every level that was run.
 
     `model` and `decoding` are free-form JSON objects describing how the text was produced (preset or
     checkpoint, decoding strategy, token limits...); `windows` gives the clip and segment window lengths in
-    seconds. `levels=None` means "the levels that have captions".
+    seconds. `levels=None` means "the levels that have captions". `summary_input` says which segment descriptions
+    the summary read when they did not all fit the video model's text limit (None: it read all of them, whole).
     """
 
     video: VideoMeta
@@ -116,7 +145,8 @@ class CaptionResult:
     decoding: dict[str, Any] = field(default_factory=dict)
     windows: dict[str, float] = field(default_factory=lambda: {"clip": 4.0, "segment": 180.0})
     levels: list[Level] | None = None
-    schema_version: str = SCHEMA_VERSION
+    summary_input: SummaryInput | None = None
+    schema_version: str = "1.1"  # of a file read back (a new result: 1.1); to_dict raises it to what the file holds
     created_by: str = f"videorecap {__version__}"
 
     def __post_init__(self) -> None:
@@ -144,9 +174,12 @@ class CaptionResult:
 
     # ---- (de)serialisation ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        version = self.schema_version
+        if self.summary_input is not None and _version(version) < _version(_VERSION_OF_SUMMARY_INPUT):
+            version = _VERSION_OF_SUMMARY_INPUT
+        d = {
             "format": FORMAT,
-            "schema_version": self.schema_version,
+            "schema_version": version,
             "created_by": self.created_by,
             "video": self.video.to_dict(),
             "model": self.model,
@@ -157,6 +190,9 @@ class CaptionResult:
             "segments": [c.to_dict() for c in self.segments],
             "summary": self.summary.to_dict() if self.summary is not None else None,
         }
+        if self.summary_input is not None:  # absent, not null, when the summary read every description
+            d["summary_input"] = self.summary_input.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "captions") -> CaptionResult:
@@ -287,12 +323,20 @@ _VIDEO = ("id", "path", "duration", "fps", "width", "height", "rotation")
 _VIDEO_OPTIONAL = ("start_time", "codec", "partial", "covered")  # added in 1.1
 _TOP = ("format", "schema_version", "created_by", "video", "model", "decoding", "windows", "levels")
 _TOP += ("clips", "segments", "summary")
+_TOP_OPTIONAL = ("summary_input",)  # added in 1.2
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
 
 
 def _parse(d: Any, src: str) -> CaptionResult:
     if isinstance(d, dict) and d.get("format") != FORMAT:
         raise InputError(f"{src}: not a videorecap captions file (format is {d.get('format')!r}, expected {FORMAT!r})")
-    d = _check_keys(d, "the top level", _TOP, src)
+    d = _check_keys(d, "the top level", _TOP, src, extra_ok=True)
+    unknown = sorted(set(d) - set(_TOP) - set(_TOP_OPTIONAL))
+    if unknown:
+        raise InputError(f"{src}: the top level has unknown field(s) {', '.join(repr(k) for k in unknown)}")
     version = _parse_schema_version(d["schema_version"], src)
     if not isinstance(d["created_by"], str):
         raise InputError(f"{src}: created_by must be a string")
@@ -306,6 +350,7 @@ def _parse(d: Any, src: str) -> CaptionResult:
             raise InputError(f"{src}: windows.{k} must be a number of seconds > 0, got {w[k]!r}")
     levels = d["levels"]
     clips, segments, summary = _parse_levels(d, levels, src)
+    summary_input = _parse_summary_input(d.get("summary_input"), summary, len(segments), src)
     return CaptionResult(
         video=video,
         clips=clips,
@@ -315,6 +360,7 @@ def _parse(d: Any, src: str) -> CaptionResult:
         decoding=d["decoding"],
         windows={"clip": float(w["clip"]), "segment": float(w["segment"])},
         levels=list(levels),
+        summary_input=summary_input,
         schema_version=version,
         created_by=d["created_by"],
     )
@@ -402,3 +448,29 @@ def _parse_levels(d: dict[str, Any], levels: Any, src: str) -> tuple[list[Captio
     if "video" in levels and summary is None:
         raise InputError(f"{src}: levels includes 'video' but summary is null")
     return clips, segments, summary
+
+
+def _parse_summary_input(v: Any, summary: Caption | None, n_segments: int, src: str) -> SummaryInput | None:
+    """The optional `summary_input` (1.2): which descriptions the summary read; only with a summary."""
+    if v is None:
+        return None
+    d = _check_keys(v, "summary_input", ("policy", "max_tokens", "tokens", "segments"), src)
+    if summary is None:
+        raise InputError(f"{src}: has summary_input but no summary")
+    if d["policy"] not in SUMMARY_POLICIES:
+        raise InputError(
+            f"{src}: summary_input.policy must be one of {', '.join(SUMMARY_POLICIES)}, got {d['policy']!r}"
+        )
+    for k in ("max_tokens", "tokens"):
+        if not _is_int(d[k]) or d[k] < 1:
+            raise InputError(f"{src}: summary_input.{k} must be an integer >= 1, got {d[k]!r}")
+    segs = d["segments"]
+    if not (
+        isinstance(segs, list)
+        and all(_is_int(i) and 0 <= i < n_segments for i in segs)
+        and all(a < b for a, b in zip(segs, segs[1:], strict=False))
+    ):
+        raise InputError(
+            f"{src}: summary_input.segments must be increasing indices into segments (0 to {n_segments - 1})"
+        )
+    return SummaryInput(d["policy"], int(d["max_tokens"]), int(d["tokens"]), tuple(int(i) for i in segs))

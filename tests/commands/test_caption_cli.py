@@ -422,3 +422,19 @@ def test_a_second_run_with_other_settings_recomputes_every_level(model_dir, vide
     for name in OUTPUTS:
         assert (tmp_path / "out" / "walk" / name).read_bytes() == (tmp_path / "fresh" / "walk" / name).read_bytes()
     assert short["segments"] != want["segments"]  # the settings matter (this tiny model's summary is empty in both)
+
+
+def test_original_settings_keeps_the_originals_cut_of_the_summary_text(model_dir, video, tmp_path):
+    # 4-s segments: 50 descriptions, far more than the 64 tokens of text the tiny video model reads
+    args = [video, "--model", model_dir, "--no-progress", "--segment-seconds", "4"]
+    spread = _cli("caption", *args, "-o", tmp_path / "a")
+    first = _cli("caption", *args, "-o", tmp_path / "b", "--original-settings")
+    assert spread.returncode == 0 and first.returncode == 0, spread.stderr + first.stderr
+    a = json.loads((tmp_path / "a" / "walk" / "captions.json").read_text())
+    b = json.loads((tmp_path / "b" / "walk" / "captions.json").read_text())
+    assert a["clips"] == b["clips"] and a["segments"] == b["segments"] and len(a["segments"]) == 50
+    read_a, read_b = a["summary_input"]["segments"], b["summary_input"]["segments"]
+    assert a["summary_input"]["policy"] == "spread" and read_a[0] == 0 and read_a[-1] == 49  # the whole video
+    assert b["summary_input"]["policy"] == "first" and read_b == list(range(len(read_b))) and read_b[-1] < 25
+    assert a["summary_input"]["max_tokens"] == 64 < a["summary_input"]["tokens"] == b["summary_input"]["tokens"]
+    assert a["schema_version"] == "1.2"

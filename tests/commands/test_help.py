@@ -84,9 +84,11 @@ def test_shared_options_have_one_spelling_and_one_help():
     shared = {
         "-o": (["-o", "--output"], "OUT", _options.OUTPUT_HELP + ": "),
         "--max-tokens": (["--max-tokens"], "N|LEVEL=N,...", _options.MAX_TOKENS_HELP + " (default: the model's)"),
+        "--num-features": (["--num-features"], "K|LEVEL=K,...", _options.NUM_FEATURES_HELP + " (default: the model's)"),
         "--allow-partial": (["--allow-partial"], None, _options.PARTIAL_HELP),
         "--device": (["--device"], "DEVICE", _options.DEVICE_HELP + " (default: "),
         "--threads": (["--threads"], "N", _options.THREADS_HELP),
+        "--original-settings": (["--original-settings"], None, _options.ORIGINAL_SETTINGS_HELP + ": "),
     }
     for flag, (strings, metavar, help_start) in shared.items():
         for name, parser in _parsers().items():
@@ -96,8 +98,9 @@ def test_shared_options_have_one_spelling_and_one_help():
                 continue
             assert action.option_strings == strings and action.metavar == metavar, (flag, name)
             assert action.help.startswith(help_start), (flag, name, action.help)
-    for name in ("caption", "evaluate"):  # one --max-tokens parser
+    for name in ("caption", "evaluate"):  # one --max-tokens parser, one --num-features parser
         assert _action(_parsers()[name], "--max-tokens").type is _options.max_tokens
+        assert _action(_parsers()[name], "--num-features").type is _options.num_features
 
 
 def test_defaults_shown_in_help_are_the_option_classes_defaults(capsys):
@@ -142,6 +145,18 @@ def test_max_tokens_is_one_syntax_in_caption_and_evaluate(capsys):
             assert _code([name, *rest, "--max-tokens", bad]) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and "--max-tokens" in err and say in err, err
+
+
+def test_num_features_is_one_syntax_in_caption_and_evaluate(capsys):
+    parser = cli.build_parser()
+    for name, rest in (("caption", ["v.mp4", "-o", "o"]), ("evaluate", ["m", "d"])):
+        assert parser.parse_args([name, *rest, "--num-features", "40"]).num_features == {"segment": 40, "video": 40}
+        args = parser.parse_args([name, *rest, "--num-features", "segment=40,video=512"])
+        assert args.num_features == {"segment": 40, "video": 512}
+        for bad, say in (("clip=3", "unknown level 'clip'; use segment or video"), ("0", "at least 1")):
+            assert _code([name, *rest, "--num-features", bad]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "--num-features" in err and say in err, err
 
 
 def test_caption_per_level_max_tokens_reach_caption_options(tmp_path, monkeypatch):

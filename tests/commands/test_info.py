@@ -151,7 +151,7 @@ def test_info_refuses_a_config_that_does_not_fit_the_weights_at_once(
 ) -> None:
     ck = save_pretrained(VideoRecap(RecapConfig.from_name("recap-tiny", level="clip")), tmp_path / "ck")
     cfg = json.loads((ck / "config.json").read_text())
-    cfg["decoder"]["n_layer"] = 5_000_000  # described on the meta device, this took minutes
+    cfg["arch"]["decoder"]["n_layer"] = 5_000_000  # described on the meta device, this took minutes
     (ck / "config.json").write_text(json.dumps(cfg))
     assert main(["info", str(ck)]) == 2
     err = capsys.readouterr().err

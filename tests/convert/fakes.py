@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from videorecap.config import AlignerConfig, DecoderConfig, EncoderConfig, RecapConfig, TokenConfig
+from videorecap.config import AlignerConfig, ArchConfig, DecoderConfig, EncoderConfig, RecapConfig, TokenConfig
 from videorecap.model.encoder import VideoEncoder
 from videorecap.model.recap import VideoRecap
 
@@ -39,7 +39,7 @@ def tiny_config(
     dec = DecoderConfig(vocab_size=vocab, n_positions=n_positions, n_embd=128, n_layer=2, n_head=2, context_width=64)
     tokens = TokenConfig() if vocab == 50257 else TokenConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     nv, nt = queries or QUERIES[level]
-    return RecapConfig(
+    arch = ArchConfig(
         name="fake",
         level=level,  # type: ignore[arg-type]
         encoder=enc,
@@ -50,6 +50,7 @@ def tiny_config(
         num_video_queries=nv,
         num_text_queries=nt,
     )
+    return RecapConfig(arch=arch)
 
 
 def random_model(cfg: RecapConfig, seed: int = 0) -> VideoRecap:

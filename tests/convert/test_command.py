@@ -62,7 +62,7 @@ def test_official_with_gpt2_tokenizer_is_self_contained(tmp_path: Path, capsys: 
     loaded, tok = load_model(tmp_path / "out")
     assert (tok.vocab_size, tok.bos_id, tok.eos_id, tok.pad_id) == (50257, 50256, 50256, 0)
     assert tok.encode("hello world") == [31373, 995]  # the real GPT-2 BPE
-    assert loaded.config.level == "video" and loaded.config.max_new_tokens["video"] == 120
+    assert loaded.config.level == "video" and loaded.config.io.max_new_tokens["video"] == 120
     got = loaded.state_dict()
     for k, v in model.state_dict().items():
         assert torch.equal(got[k], v.half().float()), k

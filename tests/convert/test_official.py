@@ -25,6 +25,7 @@ from videorecap.convert.official import (
 )
 from videorecap.errors import CheckpointError
 from videorecap.infer.decode import DecodeConfig, generate_ids
+from videorecap.levelio import FeatureSampling
 from videorecap.model.recap import VideoRecap
 
 
@@ -52,7 +53,7 @@ def _inputs(cfg: RecapConfig, level: str, B: int = 3) -> dict[str, torch.Tensor]
 
 
 def _sizes(cfg: RecapConfig) -> dict:
-    d = cfg.to_dict()
+    d = cfg.to_dict()["arch"]
     keep = ("video_aligner", "decoder", "tokens", "num_video_queries", "num_text_queries")
     out = {k: d[k] for k in keep}
     if cfg.has_encoder:
@@ -133,20 +134,20 @@ def test_report_accounts_for_every_source_key() -> None:
 def test_settings_come_from_args() -> None:
     args = official_args("video", num_video_feat=512, video_sampling_type="masking", max_gen_tokens=100)
     _, _, cfg, _, report = _convert("video", args=args)
-    assert (cfg.video_num_features, cfg.video_sampling, cfg.max_new_tokens["video"]) == (512, "masking", 100)
+    assert (cfg.io.video, cfg.io.max_new_tokens["video"]) == (FeatureSampling(512, "masking"), 100)
     args = official_args("segment", num_video_feat=40)
     _, _, cfg, _, _ = _convert("segment", args=args)
-    assert (cfg.segment_num_features, cfg.segment_sampling, cfg.max_new_tokens["segment"]) == (40, "uniform", 77)
+    assert (cfg.io.segment, cfg.io.max_new_tokens["segment"]) == (FeatureSampling(40, "uniform"), 77)
     # ReCap-U: 512 features at both feature levels, whatever the clip loader's num_video_feat
     _, _, cfg, _, _ = _convert("unified")
-    assert (cfg.segment_num_features, cfg.video_num_features, cfg.max_new_tokens["video"]) == (512, 512, 120)
+    assert (cfg.num_features("segment"), cfg.num_features("video"), cfg.io.max_new_tokens["video"]) == (512, 512, 120)
 
 
 def test_decoding_lengths_fit_the_positions() -> None:
     cfg = tiny_config("video", n_positions=64)
     sd = official_state_dict(random_model(cfg))
     new, _, report = official_to_recap(sd, official_args("video"), tokens=cfg.tokens)
-    assert new.max_new_tokens == {"clip": 63, "segment": 63, "video": 63}
+    assert new.io.max_new_tokens == {"clip": 63, "segment": 63, "video": 63}
     assert any("cut to 63" in n for n in report.notes)
 
 
@@ -155,7 +156,7 @@ def test_without_args_the_defaults_are_used_and_noted() -> None:
     sd = official_state_dict(random_model(cfg))
     new, _, report = official_to_recap(sd, None, tokens=cfg.tokens)
     assert new.level == "segment"  # from the 32 video queries
-    assert (new.segment_num_features, new.segment_sampling) == (80, "uniform")
+    assert new.io.segment == FeatureSampling(80, "uniform")
     assert any("no args" in n for n in report.notes)
 
 

@@ -14,8 +14,6 @@ logit jumps from about -300 to +300 exactly at the row's chosen step; the other 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from fakes import official_args, random_model, tiny_config, write_official
@@ -55,7 +53,7 @@ def reference_original(decoder, context, bos: int, eos: int, max_text_length: in
 def forced_eos_model(bos: int, eos: int = 2, seed: int = 3) -> VideoRecap:
     """A tiny video-level model whose decoder ends each row at the step its context asks for."""
     tokens = TokenConfig(bos_token_id=bos, eos_token_id=eos, pad_token_id=0)
-    model = random_model(dataclasses.replace(tiny_config("video"), tokens=tokens), seed=seed)
+    model = random_model(tiny_config("video").override({"tokens": tokens}), seed=seed)
     dec = model.decoder
     g = torch.Generator().manual_seed(seed)
     n, cw = dec.config.n_embd, dec.config.context_width

@@ -180,7 +180,7 @@ def test_for_config_and_dataloader(feature_dir, tmp_path):
     hcap.save_videos(tmp_path / "videos_train.json", rows)
     ds = for_config("video", tmp_path / "videos_train.json", cfg, feature_dir=feature_dir)
     assert ds.num_features == 16 and ds.sampling == "masking"
-    coll = Collator(CharTokenizer(), max_caption_tokens=cfg.max_new_tokens["video"], max_text_tokens=8)
+    coll = Collator(CharTokenizer(), max_caption_tokens=cfg.io.max_new_tokens["video"], max_text_tokens=8)
     batch = next(iter(DataLoader(ds, batch_size=3, collate_fn=coll)))
     assert batch["video"].shape == (3, 16, C)
     assert batch["video_mask"].shape == (3, 16) and batch["video_mask"].dtype == torch.bool

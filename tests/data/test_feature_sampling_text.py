@@ -58,7 +58,7 @@ def test_sample_dispatch_and_errors():
     assert f.shape == (4, 3) and m is None
     f, m = feature_sampling.sample(feats(10), 4, "masking")
     assert m.shape == (4,)
-    with pytest.raises(ValueError, match="unknown sampling"):
+    with pytest.raises(ValueError, match="sampling must be 'uniform' or 'masking', not 'mean'"):
         feature_sampling.sample(feats(10), 4, "mean")
     with pytest.raises(ValueError, match="empty"):
         feature_sampling.sample_uniform(feats(0), 4)

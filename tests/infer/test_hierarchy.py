@@ -311,3 +311,47 @@ def test_the_pipeline_feeds_the_levels_the_originals_inputs(
     assert (video_item.video_mask is None) == (m is None) and (m is None or np.array_equal(video_item.video_mask, m))
     assert video_item.text == video_text(["segment0.", "segment1.", "segment2."])
     assert res.summary == Caption(0.0, res.video.duration, "video0.")
+
+
+def test_the_pipeline_fits_long_descriptions_to_the_video_models_text_limit(
+    tiny_captioner, short_video, tmp_path, monkeypatch
+):
+    """recap-tiny's video model reads 64 tokens: three 25-token descriptions do not fit. By default the summary reads
+    the first and the last; with summary_text="first" the whole text (the collator keeps its first 64 tokens). Each
+    is recorded in captions.json, and a cached summary of one policy is never reused for the other."""
+    import jsonschema
+
+    from videorecap import pipeline
+    from videorecap.data.text import video_text
+    from videorecap.errors import InputError
+    from videorecap.pipeline import CaptionOptions, caption_video
+    from videorecap.results import CaptionResult, SummaryInput, schema
+
+    video_texts: list[str] = []
+
+    def spy(model, tok, level, items, *a, **kw):
+        if level == "clip":
+            return ["a b" for _ in range(len(items["video"]))]
+        if level == "video":
+            video_texts.extend(x.text for x in items)
+            return ["summary"]
+        return [" ".join("abcdefgh"[k % 8] for k in range(24)) for _ in items]  # 24 words + "." = 25 tokens
+
+    monkeypatch.setattr(pipeline, "caption_batch", spy)
+    desc = [" ".join("abcdefgh"[k % 8] for k in range(24))] * 3
+    cache = tmp_path / "cache"
+    results = {}
+    for policy in ("spread", "first", "spread"):
+        opts = CaptionOptions(batch_size=2, segment_seconds=8.0, summary_text=policy)
+        results[policy] = caption_video(short_video, tiny_captioner, opts, cache_dir=cache)
+    assert video_texts == [video_text([desc[0], desc[2]]), video_text(desc)]  # the third run reused its summary
+    spread, first = results["spread"], results["first"]
+    assert spread.summary_input == SummaryInput("spread", 64, 75, (0, 2))
+    assert first.summary_input == SummaryInput("first", 64, 75, (0, 1, 2))  # the last one is read in part
+    d = spread.to_dict()
+    jsonschema.Draft202012Validator(schema()).validate(d)
+    assert d["schema_version"] == "1.2" and d["summary_input"]["segments"] == [0, 2]
+    spread.save(tmp_path / "captions.json")
+    assert CaptionResult.load(tmp_path / "captions.json").summary_input == spread.summary_input
+    with pytest.raises(InputError, match="summary_text"):
+        CaptionOptions(summary_text="middle")

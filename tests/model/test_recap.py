@@ -37,7 +37,7 @@ def test_every_level_runs_forward_backward_and_generate(model_level):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters() if p.requires_grad)
         m.eval()
         out = generate_ids(m, level, **kw)
-        assert len(out) == 2 and all(len(o) <= cfg.max_new_tokens[level] for o in out)
+        assert len(out) == 2 and all(len(o) <= cfg.io.max_new_tokens[level] for o in out)
         m.train()
 
 

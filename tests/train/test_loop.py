@@ -10,7 +10,7 @@ import pytest
 import torch
 from traindata import corpus
 
-from videorecap.config import RecapConfig
+from videorecap.config import RecapConfig, TrainOptions
 from videorecap.data import datasets
 from videorecap.data.collate import Collator
 from videorecap.infer.batch import caption_batch
@@ -63,11 +63,10 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(hcap_root, tmp_path):
 
 def test_a_few_hundred_steps_reproduce_the_captions(hcap_root, tmp_path):
     # a handful of segments, everything trainable, no dropout: the model must learn them by heart
-    overrides = {"train_decoder": True, "train_aligner": True}
-    model, data, tok = _setup(hcap_root, n=3, **overrides)
+    model, data, tok = _setup(hcap_root, n=3)
     for part in (model.config.decoder, model.config.video_aligner, model.config.text_aligner):
         part.dropout = 0.0
-    model = VideoRecap(model.config)
+    model = VideoRecap(model.config, TrainOptions(train_decoder=True, train_aligner=True))
     args = TrainArgs(
         name="segment",
         levels=["segment"],

@@ -9,12 +9,28 @@ import pytest
 import torch
 import yaml
 
+from videorecap.checkpoint import read_config, recap_config
 from videorecap.cli import main as cli_main
 from videorecap.config import RecapConfig
 from videorecap.data import hcap
 from videorecap.errors import InputError
+from videorecap.levelio import FeatureSampling
 from videorecap.model.recap import VideoRecap
-from videorecap.train.recipe import init_from_state, load_recipe, recipe_from_dict, resample_queries, run_recipe
+from videorecap.train.recipe import (
+    Curriculum,
+    init_from_state,
+    load_recipe,
+    recipe_from_dict,
+    resample_queries,
+    run_recipe,
+)
+
+
+def _final_config(stage_dir: Path) -> RecapConfig:
+    """The model config a stage's final checkpoint stores."""
+    folder = stage_dir / "final"
+    return recap_config(read_config(folder), folder)
+
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -154,8 +170,8 @@ def test_cli_single_stage_and_list(hcap_root, tmp_path, capsys):
     p.write_text(yaml.safe_dump(d))
     assert cli_main(["train", str(p), "--stage", "segment", "--no-progress", "--max-steps", "2"]) == 0
     assert (out / "segment" / "final").is_dir() and not (out / "clip").exists()
-    cfg = json.loads((out / "segment" / "final" / "config.json").read_text())
-    assert (cfg.get("config", cfg)).get("modalities") == "text"
+    cfg = _final_config(out / "segment")
+    assert cfg.io.modalities == "text"
     assert cli_main(["train", str(p), "--list"]) == 0
     listing = capsys.readouterr().out
     assert "segment" in listing and "complete" in listing and "to do" in listing
@@ -169,12 +185,16 @@ def test_recap_u_alternate_batching_runs_its_curriculum(hcap_root, tmp_path):
     d["stages"] = [
         {"name": "clip", "levels": ["clip"], **stage},
         {"name": "clip+segment", "levels": ["clip", "segment"], "mix": {"segment": 2}, **stage},
-        {"name": "all", "levels": ["clip", "segment", "video"], **stage},
+        # ReCap-U reads a different number of features at each feature level
+        {"name": "all", "levels": ["clip", "segment", "video"], "num_features": {"segment": 3, "video": 5}, **stage},
     ]
     result = run_recipe(recipe_from_dict(d))
     assert list(result) == ["clip", "captions", "clip+segment", "descriptions", "all"]
-    cfg = json.loads((out / "all" / "final" / "config.json").read_text())
-    assert cfg.get("config", cfg)["level"] == "unified"
+    cfg = _final_config(out / "all")
+    assert cfg.level == "unified"
+    # the checkpoint stores the stage's level I/O; the earlier stage kept the preset's
+    assert (cfg.io.segment, cfg.io.video) == (FeatureSampling(3, "uniform"), FeatureSampling(5, "masking"))
+    assert _final_config(out / "clip+segment").io.segment == RecapConfig.from_name("recap-tiny").io.segment
     logs = [json.loads(x) for x in (out / "clip+segment" / "log.jsonl").read_text().splitlines()]
     train = [r for r in logs if "lr" in r]
     assert all("train/clip/loss" in r and "train/segment/loss" in r for r in train)
@@ -185,3 +205,59 @@ def test_recap_u_alternate_batching_runs_its_curriculum(hcap_root, tmp_path):
     # in batches of 2, cut to whole iterations of 2 steps = 2 batches per epoch
     seg = state["streams"][1]
     assert seg["epoch"] * 2 + seg["position"] == 2 * len(train)
+
+
+def test_a_unified_recipe_sets_feature_counts_and_sampling_per_level(hcap_root, tmp_path):
+    # recipe -> the stage's level I/O -> the datasets' sampling, without a model in between
+    d = tiny_recipe(hcap_root, tmp_path / "u", kind="unified")
+    d["stages"] = [
+        {
+            "name": "all",
+            "levels": ["clip", "segment", "video"],
+            "num_features": {"segment": 3, "video": 5},
+            "sampling": {"video": "uniform"},
+        }
+    ]
+    recipe = recipe_from_dict(d)
+    cur = Curriculum(recipe)
+    stage = recipe.stages[0]
+    cfg = cur.base_config(stage)
+    assert (cfg.io.segment, cfg.io.video) == (FeatureSampling(3, "uniform"), FeatureSampling(5, "uniform"))
+    for level, k in (("segment", 3), ("video", 5)):
+        data = cur.level_data(level, cfg, stage)
+        item = data.train[0]
+        assert item["video"].shape[0] == k and item.get("video_mask") is None  # uniform sampling: no mask
+    # one value sets both feature levels; a wrong level or sampling name is the recipe's error, naming the stage
+    d["stages"][0].update(num_features=7, sampling=None)
+    cfg = Curriculum(recipe_from_dict(d)).base_config(recipe_from_dict(d).stages[0])
+    assert (cfg.num_features("segment"), cfg.num_features("video")) == (7, 7)
+    for bad, message in (
+        ({"num_features": {"clip": 3}}, "unknown feature level"),
+        ({"sampling": {"video": "mean"}}, "sampling must be 'uniform' or 'masking', not 'mean'"),
+        ({"num_features": 0}, "num_features must be a whole number of at least 1"),
+    ):
+        d["stages"][0] = {"name": "all", "levels": ["clip", "segment", "video"], **bad}
+        with pytest.raises(InputError, match=f"stage 'all'.*{message}"):
+            recipe_from_dict(d)
+
+
+def test_training_options_come_from_the_recipe_not_the_model_config(hcap_root, tmp_path):
+    from videorecap.config import TrainOptions
+
+    d = tiny_recipe(hcap_root, tmp_path / "r")
+    recipe = recipe_from_dict(d)
+    assert recipe.model.training() == TrainOptions()  # recap-tiny: what the original trains
+    assert "train_decoder" not in recipe.to_dict()["model"]  # left to the preset: not written
+    model, _ = Curriculum(recipe).build_model(0)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    # the recipe's keys, and those older recipes put in model.overrides, set them; the model config has none
+    d["model"] = {"preset": "recap-tiny", "train_encoder": True, "overrides": {"train_decoder": True}}
+    recipe = recipe_from_dict(d)
+    assert recipe.model.training() == TrainOptions(train_encoder=True, train_decoder=True)
+    model, _ = Curriculum(recipe).build_model(0)
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    assert "train_decoder" not in model.config.to_dict()["arch"] and "train_decoder" not in model.config.io.to_dict()
+    # a preset trained from scratch trains everything unless the recipe says otherwise
+    d["model"] = {"preset": "recap-synth", "train_aligner": False}
+    assert recipe_from_dict(d).model.training() == TrainOptions(True, False, True)

@@ -20,6 +20,7 @@ from typing import Any
 from videorecap.errors import InputError
 
 LEVEL_NAMES = ("clip", "segment", "video")  # the levels --max-tokens may name (config.LEVELS, without importing it)
+FEATURE_LEVEL_NAMES = ("segment", "video")  # the levels --num-features may name (levelio.FEATURE_LEVELS)
 
 # Shortest clip or segment window an option accepts: below this a window holds too few frames to mean anything.
 MIN_WINDOW_SECONDS = 0.1
@@ -31,7 +32,12 @@ THREADS_HELP = (
 DEVICE_HELP = "cpu, cuda, cuda:N or mps; also accepted before the command"
 OUTPUT_HELP = "output folder, created when missing"
 MAX_TOKENS_HELP = "max new tokens: N for every level, or some levels as clip=N,segment=N,video=N"
+NUM_FEATURES_HELP = (
+    "CLS features the segment and video levels read (the original's num_video_feat: 80/256 in the current "
+    "scripts, 40/512 for the released weights): K for both, or segment=K,video=K"
+)
 PARTIAL_HELP = "on a decode error part-way through a video, keep the windows decoded before it instead of failing"
+ORIGINAL_SETTINGS_HELP = "behave as the original Video ReCap code where ours differs"
 
 
 def _number(text: str, kind: type) -> float:
@@ -103,6 +109,20 @@ def parse_max_tokens(spec: str) -> dict[str, int]:
     Raises:
         InputError: a part that is not N or LEVEL=N, an unknown level, or a count below 1.
     """
+    return _per_level_counts(spec, "--max-tokens", LEVEL_NAMES, "clip=77,video=120")
+
+
+def parse_num_features(spec: str) -> dict[str, int]:
+    """`"40"` (both feature levels) or `"segment=40,video=512"` -> `{level: K}`, as `parse_max_tokens`. The one
+    parser of `--num-features`, for `caption` and `evaluate`.
+
+    Raises:
+        InputError: a part that is not K or LEVEL=K, a level other than segment or video, or a count below 1.
+    """
+    return _per_level_counts(spec, "--num-features", FEATURE_LEVEL_NAMES, "segment=40,video=512")
+
+
+def _per_level_counts(spec: str, option: str, levels: tuple[str, ...], example: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in (p.strip() for p in spec.split(",")):
         if not part:
@@ -111,19 +131,18 @@ def parse_max_tokens(spec: str) -> dict[str, int]:
         try:
             n = int(value if sep else level)
         except ValueError:
-            raise InputError(
-                f"--max-tokens: {part!r} is not N or LEVEL=N with N an integer (e.g. clip=77,video=120)"
-            ) from None
+            raise InputError(f"{option}: {part!r} is not N or LEVEL=N with N an integer (e.g. {example})") from None
         if n < 1:
-            raise InputError(f"--max-tokens: {part!r} must be at least 1")
+            raise InputError(f"{option}: {part!r} must be at least 1")
         if not sep:
-            out.update(dict.fromkeys(LEVEL_NAMES, n))
+            out.update(dict.fromkeys(levels, n))
             continue
-        if level.strip() not in LEVEL_NAMES:
-            raise InputError(f"--max-tokens: unknown level {level.strip()!r}; use clip, segment or video")
+        if level.strip() not in levels:
+            names = f"{', '.join(levels[:-1])} or {levels[-1]}"
+            raise InputError(f"{option}: unknown level {level.strip()!r}; use {names}")
         out[level.strip()] = n
     if not out:
-        raise InputError(f"--max-tokens: {spec!r} names no count; give N or LEVEL=N")
+        raise InputError(f"{option}: {spec!r} names no count; give N or LEVEL=N")
     return out
 
 
@@ -133,6 +152,14 @@ def max_tokens(text: str) -> dict[str, int]:
         return parse_max_tokens(text)
     except InputError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--max-tokens: ")) from None
+
+
+def num_features(text: str) -> dict[str, int]:
+    """argparse type of --num-features (see `parse_num_features`): a mistake is a usage error naming the option."""
+    try:
+        return parse_num_features(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--num-features: ")) from None
 
 
 def field_default(cls: type, name: str) -> Any:
@@ -202,10 +229,27 @@ def add_max_tokens_argument(parser: argparse.ArgumentParser | argparse._Argument
     )
 
 
+def add_num_features_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--num-features K | segment=K,video=K (`args.num_features`: `{level: K}` or None), over the models' level I/O."""
+    parser.add_argument(
+        "--num-features",
+        type=num_features,
+        default=None,
+        metavar="K|LEVEL=K,...",
+        help=f"{NUM_FEATURES_HELP} (default: the model's)",
+    )
+
+
 def add_partial_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, detail: str) -> None:
     """--allow-partial (`args.allow_partial`); features' earlier --keep-partial stays a hidden alias."""
     parser.add_argument("--allow-partial", action="store_true", help=f"{PARTIAL_HELP}{detail}")
     parser.add_argument("--keep-partial", dest="allow_partial", action="store_true", help=argparse.SUPPRESS)
+
+
+def add_original_settings_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, detail: str) -> None:
+    """--original-settings (`args.original_settings`): the original code's behaviour; `detail` says what that is in
+    this command (evaluate: the original eval scripts' protocol; caption: the summary reads the first 512 tokens)."""
+    parser.add_argument("--original-settings", action="store_true", help=f"{ORIGINAL_SETTINGS_HELP}: {detail}")
 
 
 def add_threads_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

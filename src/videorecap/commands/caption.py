@@ -11,6 +11,11 @@ started again continues where it stopped; a finished video is skipped.
 Windows: a last clip window shorter than --min-tail-seconds (1 s) joins the previous one (a 4.004-s video gets one
 4.004-s window, not a second one of 4 ms), and a last segment shorter than one clip window joins the previous segment.
 
+Long videos: the video level reads at most 512 tokens of segment descriptions (the model's text limit, about 45 min
+of 180-s descriptions). When they do not all fit, it reads as many as fit, chosen evenly across the whole video (the
+first and the last always), and captions.json records which (summary_input); --original-settings keeps the
+original's cut after the first 512 tokens, so the summary never reads the rest of a longer video.
+
 A video that stops decoding part-way fails, or with --allow-partial is captioned over the part that decoded and
 recorded as partial (captions.json: video.partial, video.covered). A bad video is one error line and the others go
 on (exit 1 at the end); a mistake in the options or inputs stops before any video is decoded (exit 2).
@@ -40,6 +45,8 @@ from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
+    add_num_features_argument,
+    add_original_settings_argument,
     add_output_argument,
     add_partial_argument,
     add_recursive_argument,
@@ -54,7 +61,7 @@ from videorecap.errors import InputError, VideoRecapError, describe_os_error
 from videorecap.export import NARRATORS
 
 if TYPE_CHECKING:
-    from videorecap.pipeline import CaptionOptions
+    from videorecap.pipeline import Captioner, CaptionOptions
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
@@ -80,11 +87,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--segment-seconds", type=window_seconds, help="segment window in seconds (default: the "
                    "model's: 180 for Video ReCap, 40 for recap-synth)")  # fmt: skip
     add_min_tail_argument(r)
+    add_num_features_argument(r)
     r.add_argument("--features", type=Path, help="folder of precomputed CLS features {video_id}.npy for the "
                    "segment and video levels")  # fmt: skip
     r.add_argument("--grid-fps", type=positive_float, help="sample frames on a fixed frame grid (30 = the original "
                    "code)")  # fmt: skip
     add_partial_argument(r, ", caption them and record the video as partial")
+    add_original_settings_argument(r, "the summary reads only the first 512 tokens (the video model's text limit) "
+                                   "of the segment descriptions, so it never reads the rest of a video longer than "
+                                   "about 45 min (default: as many descriptions as fit, chosen evenly across the "
+                                   "whole video)")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
     add_max_tokens_argument(d)
@@ -132,51 +144,91 @@ def video_ids(paths: list[Path]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.lock import output_lock
-    from videorecap.pipeline import CaptionOptions
     from videorecap.video.io import collect_videos
 
     # every mistake in the options or inputs is found here, before a model loads or a video decodes
-    if args.web_video_height is not None and not args.web_video:
-        raise InputError("--web-video-height needs --web-video")
-    if not (args.model or args.clip_model or args.segment_model or args.video_model):
-        raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
-    if args.features is not None and not args.features.is_dir():
-        raise InputError(f"--features {args.features}: no such folder")
+    _check_args(args)
     device = args.device or distributed.default_device()
-    per_level = args.max_tokens or {}
-    if len(per_level) == 3 and len(set(per_level.values())) == 1:
-        # one count for every level goes into the decoding settings, as it always has (the cache key keeps)
-        decode, per_level = decode_config(args, max_new_tokens=next(iter(per_level.values()))), {}
-    else:
-        decode = decode_config(args)
-    opts = CaptionOptions(
-        levels=args.levels,
-        clip_seconds=args.clip_seconds,
-        segment_seconds=args.segment_seconds,
-        decode=decode,
-        max_new_tokens=per_level,
-        batch_size=args.batch_size,
-        grid_fps=args.grid_fps,
-        features_dir=args.features,
-        allow_partial=args.allow_partial,
-        min_tail_seconds=args.min_tail_seconds,
-        device=device,
-        progress=not args.no_progress,
-    )
+    opts = _caption_options(args, device)
     paths = collect_videos(args.inputs, recursive=args.recursive)
     prepare_output_dir(args.output)
     with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned
         return _caption_all(args, opts, paths, device)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """The mistakes the options can hold on their own (InputError, exit 2)."""
+    if args.web_video_height is not None and not args.web_video:
+        raise InputError("--web-video-height needs --web-video")
+    if not (args.model or args.clip_model or args.segment_model or args.video_model):
+        raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
+    if args.features is not None and not args.features.is_dir():
+        raise InputError(f"--features {args.features}: no such folder")
+
+
+def _caption_options(args: argparse.Namespace, device: str) -> CaptionOptions:
+    """The typed options of the parsed flags. `--max-tokens` is an override of the models' level I/O lengths, which
+    the pipeline resolves (`levelio.resolve_max_new_tokens`)."""
+    from videorecap.pipeline import CaptionOptions
+
+    per_level = args.max_tokens or {}
+    if len(per_level) == 3 and len(set(per_level.values())) == 1:
+        # one count for every level goes into the decoding settings, as it always has (the cache key keeps)
+        decode, per_level = decode_config(args, max_new_tokens=next(iter(per_level.values()))), {}
+    else:
+        decode = decode_config(args)
+    return CaptionOptions(
+        levels=args.levels,
+        clip_seconds=args.clip_seconds,
+        segment_seconds=args.segment_seconds,
+        decode=decode,
+        max_new_tokens=per_level,
+        num_features=args.num_features or {},
+        batch_size=args.batch_size,
+        grid_fps=args.grid_fps,
+        features_dir=args.features,
+        allow_partial=args.allow_partial,
+        min_tail_seconds=args.min_tail_seconds,
+        summary_text="first" if args.original_settings else "spread",
+        device=device,
+        progress=not args.no_progress,
+    )
+
+
+Row = tuple[str, str, str, str, str, str]
+
+
 def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Path], device: str) -> int:
     from videorecap import distributed
-    from videorecap.export import model_notes, write_outputs
-    from videorecap.pipeline import Captioner, caption_video, describe_model
-    from videorecap.video.webcopy import make_web_copy
 
     ids = video_ids(paths)
     work = distributed.shard(list(zip(paths, ids, strict=True)))
+    captioner = _load_captioner(args, opts, device)
+    rows: list[Row] = []
+    failed = 0
+    overall = None
+    if not args.no_progress and len(work) > 1:
+        from tqdm.auto import tqdm
+
+        overall = tqdm(total=len(work), desc="videos", unit="video", dynamic_ncols=True)
+    for path, vid in work:
+        row = _caption_one(args, opts, captioner, path, vid, overall)
+        failed += row[-1] == "FAILED"
+        rows.append(row)
+        if overall is not None:
+            overall.update(1)
+    if overall is not None:
+        overall.close()
+    _print_table(rows)
+    print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
+    return 1 if failed else 0
+
+
+def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str) -> Captioner:
+    """The models of the levels to caption, on `device`; their notes (a synthetic-world model) go to stderr."""
+    from videorecap.export import model_notes
+    from videorecap.pipeline import Captioner, describe_model
+
     captioner = Captioner.load(
         args.model,
         clip=args.clip_model,
@@ -190,44 +242,40 @@ def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Pat
         m.to(device)
     for note in model_notes(describe_model(captioner, opts.levels)):
         print(f"videorecap caption: warning: {note}", file=sys.stderr)
+    return captioner
 
-    rows: list[tuple[str, str, str, str, str, str]] = []
-    failed = 0
-    overall = None
-    if not args.no_progress and len(work) > 1:
-        from tqdm.auto import tqdm
 
-        overall = tqdm(total=len(work), desc="videos", unit="video", dynamic_ncols=True)
-    for path, vid in work:
-        out_dir = args.output / vid
-        t0 = time.perf_counter()
-        try:
-            result = caption_video(path, captioner, opts, cache_dir=out_dir / ".cache", video_id=vid)
-            web = None
-            if args.web_video:
-                web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=not args.no_progress).path
-            write_outputs(result, out_dir, narrator=args.narrator, web_video=web)
-        except Exception as e:  # noqa: BLE001 - one video's failure is one line; the others go on (exit 1 at the end)
-            failed += 1
-            _report_failure(vid, path, e, overall)
-            rows.append((vid, "-", "-", "-", f"{time.perf_counter() - t0:.1f}s", "FAILED"))
-        else:
-            status = "ok"
-            if result.video.partial and result.video.covered:
-                status = f"partial: {result.video.covered[-1][1]:.1f}s decoded"
-            rows.append((vid, f"{result.video.duration:.1f}s", str(len(result.clips)), str(len(result.segments)),
-                         f"{time.perf_counter() - t0:.1f}s", status))  # fmt: skip
-        if overall is not None:
-            overall.update(1)
-    if overall is not None:
-        overall.close()
+def _caption_one(
+    args: argparse.Namespace, opts: CaptionOptions, captioner: Captioner, path: Path, vid: str, bar: object
+) -> Row:
+    """Caption one video into OUT_DIR/<vid>/ and return its row of the table; a failure is one line on stderr."""
+    from videorecap.export import write_outputs
+    from videorecap.pipeline import caption_video
+    from videorecap.video.webcopy import make_web_copy
 
+    out_dir = args.output / vid
+    t0 = time.perf_counter()
+    try:
+        result = caption_video(path, captioner, opts, cache_dir=out_dir / ".cache", video_id=vid)
+        web = None
+        if args.web_video:
+            web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=not args.no_progress).path
+        write_outputs(result, out_dir, narrator=args.narrator, web_video=web)
+    except Exception as e:  # noqa: BLE001 - one video's failure is one line; the others go on (exit 1 at the end)
+        _report_failure(vid, path, e, bar)
+        return (vid, "-", "-", "-", f"{time.perf_counter() - t0:.1f}s", "FAILED")
+    status = "ok"
+    if result.video.partial and result.video.covered:
+        status = f"partial: {result.video.covered[-1][1]:.1f}s decoded"
+    return (vid, f"{result.video.duration:.1f}s", str(len(result.clips)), str(len(result.segments)),
+            f"{time.perf_counter() - t0:.1f}s", status)  # fmt: skip
+
+
+def _print_table(rows: list[Row]) -> None:
     header = ("video", "duration", "clips", "segments", "time", "status")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
-    return 1 if failed else 0
 
 
 def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None:

@@ -34,6 +34,8 @@ from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
+    add_num_features_argument,
+    add_original_settings_argument,
     add_output_argument,
     add_wait_argument,
     field_default,
@@ -43,6 +45,7 @@ from videorecap.commands._options import (
     prepare_output_dir,
 )
 from videorecap.errors import InputError
+from videorecap.levelio import max_tokens_overrides
 
 HELP = "generate captions on a validation split and score them (the paper's table)"
 
@@ -74,9 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--clip-every", type=positive_int, help="evaluate every n-th clip item (100 = the original; "
                    "default: 1)")  # fmt: skip
     w.add_argument("--limit", type=positive_int, help="evaluate only the first N items of each level")
-    w.add_argument("--original-settings", action="store_true",
-                   help="the original eval scripts: --clip-every 100, --max-tokens clip=77,segment=77,video=120 "
-                   "(video=100 for ReCap-U), --grid-fps 30, --original-lengths; explicit flags still win")  # fmt: skip
+    add_original_settings_argument(w, "the original eval scripts: --clip-every 100, --max-tokens "
+                                   "clip=77,segment=77,video=120 (video=100 for ReCap-U), --grid-fps 30, "
+                                   "--original-lengths; explicit flags still win")  # fmt: skip
+    add_num_features_argument(w)
     s = p.add_argument_group("scoring")
     s.add_argument("--protocol", choices=PROTOCOLS, default="original", help="text normalisation (default: original)")
     s.add_argument("--metrics", type=_csv, default=list(METRICS),
@@ -134,15 +138,15 @@ def run(args: argparse.Namespace) -> int:
     captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer)
     levels = parse_levels(args.level, captioner.levels)
 
-    max_tokens: dict[str, int] = {}
+    original: dict[str, int] | None = None
     clip_every, grid_fps = args.clip_every, args.grid_fps
     if args.original_settings:
         unified = {lv: captioner.model(lv).config.level == "unified" for lv in levels}
-        max_tokens = {"clip": 77, "segment": 77, "video": 100 if unified.get("video") else 120}
+        original = {"clip": 77, "segment": 77, "video": 100 if unified.get("video") else 120}
         clip_every = 100 if clip_every is None else clip_every
         grid_fps = 30.0 if grid_fps is None else grid_fps
-    if args.max_tokens:
-        max_tokens.update(args.max_tokens)
+    # --max-tokens, then --original-settings; a level neither names uses the model's level I/O
+    max_tokens = max_tokens_overrides(args.max_tokens, original)
     opts = EvalOptions(
         levels=levels,
         split=args.split,
@@ -152,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         clip_every=1 if clip_every is None else clip_every,
         limit=args.limit,
         max_new_tokens={lv: n for lv, n in max_tokens.items() if lv in levels},
+        num_features=args.num_features or {},
         decode=decode,
         protocol=args.protocol,
         metrics=tuple(args.metrics),

@@ -2,9 +2,10 @@
 
 MODEL is a checkpoint folder or a preset name (the list below). A preset is built on PyTorch's "meta" device, so
 even recap-base is described instantly and without weights; a checkpoint folder is described from its config.json,
-tokenizer.json and meta.json (the weights file is not read). Parameter counts follow what the model constructor
-freezes, which is what the original trains: the encoder is frozen, only the Q-Formers' cross-attention trains, and
-in GPT-2 only the gated cross-attention blocks and each block's ln_1/ln_2 train.
+tokenizer.json and meta.json (the weights file is not read). Parameter counts follow what a training run freezes:
+for the official sizes what the original trains (the encoder is frozen, only the Q-Formers' cross-attention
+trains, and in GPT-2 only the gated cross-attention blocks and each block's ln_1/ln_2 train); for a model named
+after a preset, what that preset's recipes train (recap-synth, trained from scratch, trains everything).
 
 presets:
   recap-base     Video ReCap as released (TimeSformer-B, GPT-2 with gated cross-attention)
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from videorecap.config import RecapConfig, list_presets
+from videorecap.config import RecapConfig, list_presets, preset_training
 from videorecap.errors import InputError
 
 HELP = "show a model's levels, sizes, parameter counts and tokenizer (checkpoint folder or preset)"
@@ -99,7 +100,7 @@ def _recap_info(cfg: RecapConfig) -> dict[str, Any]:
     from videorecap.model.recap import PARTS, VideoRecap
 
     with torch.device("meta"):  # shapes and requires_grad only: no memory, no init
-        model = VideoRecap(cfg)
+        model = VideoRecap(cfg, preset_training(cfg.name))  # training options are not in the config: the preset's
     counts = model.parameter_counts()
     params: dict[str, dict[str, int]] = {}
     for part in [*PARTS, *sorted(set(counts) - set(PARTS))]:
@@ -143,7 +144,7 @@ def _recap_info(cfg: RecapConfig) -> dict[str, Any]:
             if lv in ("segment", "video")
         },
         "windows": {"clip_seconds": cfg.clip_seconds, "segment_seconds": cfg.segment_seconds},
-        "max_new_tokens": {lv: cfg.max_new_tokens[lv] for lv in cfg.levels if lv in cfg.max_new_tokens},
+        "max_new_tokens": {lv: cfg.io.max_new_tokens[lv] for lv in cfg.levels if lv in cfg.io.max_new_tokens},
         "max_text_tokens": cfg.tokens.max_text_tokens if cfg.has_text else None,
     }
     return {"name": cfg.name, "level": cfg.level, "levels": list(cfg.levels), "sizes": sizes, "parameters": params}

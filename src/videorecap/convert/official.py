@@ -31,6 +31,7 @@ import copy
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import PurePath
 from typing import Any
 
@@ -38,6 +39,7 @@ import torch
 
 from videorecap.config import (
     AlignerConfig,
+    ArchConfig,
     DecoderConfig,
     EncoderConfig,
     ModelLevel,
@@ -48,6 +50,7 @@ from videorecap.convert.gpt2 import CONV1D_SUFFIXES, STALE_BUFFER, gpt2_key
 from videorecap.convert.lavila import encoder_config_from, heads_for, layer_indices, require
 from videorecap.convert.report import ConversionReport, check_against_model, strip_module_prefix
 from videorecap.errors import CheckpointError
+from videorecap.levelio import SAMPLINGS, LevelIO, check_sampling
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +216,7 @@ def _feature_level(
         report.notes.append(f"level {level}: from the {num_video_queries} video queries (32 segment, 256 video)")
         return level  # type: ignore[return-value]
     sampling = _arg(args, "video_sampling_type", str)
-    if sampling in ("uniform", "masking"):
+    if sampling in SAMPLINGS:
         level = "segment" if sampling == "uniform" else "video"
         report.notes.append(f"level {level}: from args.video_sampling_type {sampling!r}")
         return level  # type: ignore[return-value]
@@ -276,14 +279,20 @@ def official_to_recap(
     _check_parts_fit(enc, video_al, text_al, dec, has_vision, has_text, source)
     tokens = _special_tokens(tokens, dec, source)
 
-    cfg = RecapConfig.from_name("recap-u-base" if inferred == "unified" else "recap-base", level=inferred)
-    cfg.name = f"videorecap-{inferred}"
-    cfg.encoder, cfg.video_aligner, cfg.text_aligner, cfg.decoder = enc, video_al, text_al, dec
-    cfg.num_video_queries, cfg.num_text_queries = nv, nt
-    cfg.tokens = tokens
-    _settings_from_args(cfg, args, report)
-    _fit_lengths(cfg, report)
-    cfg.__post_init__()
+    preset = RecapConfig.from_name("recap-u-base" if inferred == "unified" else "recap-base", level=inferred)
+    arch = ArchConfig(
+        name=f"videorecap-{inferred}",
+        level=inferred,
+        encoder=enc,
+        video_aligner=video_al,
+        text_aligner=text_al,
+        decoder=dec,
+        tokens=tokens,
+        num_video_queries=nv,
+        num_text_queries=nt,
+    )
+    io = _fit_lengths(_io_from_args(preset.io, inferred, args, report), dec, report)
+    cfg = RecapConfig(arch=arch, io=io)
 
     check_against_model(lambda: VideoRecap(cfg), out, origin, source, WHAT, unknown)
     report.used = {origin[k]: k for k in out}
@@ -414,44 +423,51 @@ def _special_tokens(tokens: TokenConfig | None, dec: DecoderConfig, source: str)
     return tokens
 
 
-def _settings_from_args(cfg: RecapConfig, args: Mapping[str, Any], report: ConversionReport) -> None:
-    """Feature counts, sampling and decoding length from the stored args (see the module docstring)."""
+def _io_from_args(io: LevelIO, level: ModelLevel, args: Mapping[str, Any], report: ConversionReport) -> LevelIO:
+    """The level I/O: the preset's, with the feature count, sampling and decoding length of the stored args (see
+    the module docstring). `args.num_video_feat` goes straight into the level I/O, which checkpoints store."""
     if not args:
         report.notes.append("no args in the checkpoint: feature counts, sampling and lengths are the level defaults")
-        return
-    level = cfg.level
+        return io
     n = _arg(args, "num_video_feat", int)
     sampling = _arg(args, "video_sampling_type", str)
     if level in ("segment", "video"):
-        if n is not None and n > 0:
-            setattr(cfg, f"{level}_num_features", n)
         if sampling == "random":
             sampling = "uniform"  # the original's evaluation maps its broken 'random' to 'uniform'
-        if sampling in ("uniform", "masking"):
-            setattr(cfg, f"{level}_sampling", sampling)
-        elif sampling is not None:
-            report.notes.append(f"args.video_sampling_type {sampling!r} is not supported; using {cfg.sampling(level)}")
+        try:
+            kind = check_sampling(sampling) if sampling is not None else None
+        except ValueError:
+            kind = None
+            report.notes.append(
+                f"args.video_sampling_type {sampling!r} is not supported; using {io.features(level).sampling}"
+            )
+        io = io.replace_features(
+            num_features={level: n} if n is not None and n > 0 else None, sampling={level: kind} if kind else None
+        )
+        f = io.features(level)
         report.notes.append(
-            f"{level} features: {cfg.num_features(level)}, {cfg.sampling(level)} sampling "
+            f"{level} features: {f.num_features}, {f.sampling} sampling "
             f"(args.num_video_feat={n}, args.video_sampling_type={args.get('video_sampling_type')!r})"
         )
     elif level == "unified":
         report.notes.append(
-            f"ReCap-U: segment/video levels read {cfg.segment_num_features}/{cfg.video_num_features} features "
+            f"ReCap-U: segment/video levels read {io.segment.num_features}/{io.video.num_features} features "
             "(train_unified.py's loaders); args.num_video_feat is the clip loader's frame count"
         )
     gen = _arg(args, "max_gen_tokens", int)
     if gen is not None and gen > 0:
         targets = ["clip", "segment"] if level == "unified" else [level]
-        for lv in targets:
-            cfg.max_new_tokens[lv] = gen
-        report.notes.append(f"max_new_tokens {cfg.max_new_tokens} (args.max_gen_tokens={gen} for {'/'.join(targets)})")
+        io = replace(io, max_new_tokens={**io.max_new_tokens, **dict.fromkeys(targets, gen)})
+        report.notes.append(f"max_new_tokens {io.max_new_tokens} (args.max_gen_tokens={gen} for {'/'.join(targets)})")
+    return io
 
 
-def _fit_lengths(cfg: RecapConfig, report: ConversionReport) -> None:
+def _fit_lengths(io: LevelIO, dec: DecoderConfig, report: ConversionReport) -> LevelIO:
     # BOS + the new tokens must fit the decoder's positions
-    limit = cfg.decoder.n_positions - 1
-    for lv, n in cfg.max_new_tokens.items():
+    limit = dec.n_positions - 1
+    lengths = dict(io.max_new_tokens)
+    for lv, n in io.max_new_tokens.items():
         if n > limit:
-            cfg.max_new_tokens[lv] = limit
+            lengths[lv] = limit
             report.notes.append(f"max_new_tokens[{lv}] {n} cut to {limit}: the decoder has {limit + 1} positions")
+    return replace(io, max_new_tokens=lengths)

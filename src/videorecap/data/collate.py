@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from videorecap.config import Level, RecapConfig
+from videorecap.levelio import MaxTokens, resolve_max_new_tokens
 
 
 class TokenizerLike(Protocol):
@@ -102,12 +103,21 @@ class Collator:
         self.pad_id = tokenizer.pad_id if pad_id is None else pad_id
 
     @classmethod
-    def for_config(cls, tokenizer: TokenizerLike, cfg: RecapConfig, level: Level) -> Collator:
-        """The collator of one level with the model's caption length, text limit and special ids."""
+    def for_config(
+        cls,
+        tokenizer: TokenizerLike,
+        cfg: RecapConfig,
+        level: Level,
+        *,
+        max_tokens: MaxTokens = None,
+        max_text_tokens: int | None = None,
+    ) -> Collator:
+        """The collator of one level with the model's special ids, its caption length (`max_tokens`, e.g. a recipe's,
+        overrides the level I/O's, `levelio.resolve_max_new_tokens`) and text limit (`max_text_tokens` overrides)."""
         return cls(
             tokenizer,
-            max_caption_tokens=cfg.max_new_tokens[level],
-            max_text_tokens=cfg.tokens.max_text_tokens,
+            max_caption_tokens=resolve_max_new_tokens(level, cfg.io, max_tokens),
+            max_text_tokens=max_text_tokens or cfg.tokens.max_text_tokens,
             bos_id=cfg.tokens.bos_token_id,
             eos_id=cfg.tokens.eos_token_id,
             pad_id=cfg.tokens.pad_token_id,

@@ -40,6 +40,7 @@ from videorecap.config import Level, RecapConfig
 from videorecap.data import feature_sampling, hcap, text
 from videorecap.data.hcap import TARGET_KEYS, ClipRow
 from videorecap.errors import DataError
+from videorecap.levelio import FeatureSampling, LevelIO
 
 logger = logging.getLogger(__name__)
 
@@ -212,10 +213,7 @@ class _FeatureDataset(Dataset, abc.ABC):
         sampling: str,
         clip_seconds: float = 4.0,
     ) -> None:
-        if sampling not in ("uniform", "masking"):
-            raise ValueError(f"sampling must be 'uniform' or 'masking', not {sampling!r}")
-        if num_features < 1:
-            raise ValueError(f"num_features must be positive, not {num_features}")
+        FeatureSampling(num_features, sampling)  # type: ignore[arg-type]  # checks both (ValueError)
         self.rows: list[dict[str, Any]] = _rows(rows, self.level)
         self.feature_dir = Path(feature_dir)
         self.num_features = num_features
@@ -374,9 +372,12 @@ def for_config(
     feature_dir: str | os.PathLike[str] | None = None,
     video_root: str | os.PathLike[str] | None = None,
     training: bool = False,
+    io: LevelIO | None = None,
     **kwargs: Any,
 ) -> Dataset:
-    """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher)."""
+    """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher) from
+    `io` (default: `cfg.io`; e.g. a model's level I/O with a command line's feature counts)."""
+    io = io or cfg.io
     if level == "clip":
         return ClipDataset(
             rows,
@@ -385,17 +386,18 @@ def for_config(
             training=training,
             num_frames=cfg.encoder.num_frames,
             size=cfg.encoder.image_size,
-            clip_seconds=cfg.clip_seconds,
+            clip_seconds=io.clip_seconds,
             **kwargs,
         )
     if feature_dir is None:
         raise ValueError(f"the {level} level needs feature_dir")
     cls = SegmentDataset if level == "segment" else VideoDataset
+    features = io.features(level)  # a recipe's level I/O, a checkpoint's, or one with a command line's counts
     return cls(
         rows,
         feature_dir=feature_dir,
-        num_features=cfg.num_features(level),
-        sampling=cfg.sampling(level),
-        clip_seconds=cfg.clip_seconds,
+        num_features=features.num_features,
+        sampling=features.sampling,
+        clip_seconds=io.clip_seconds,
         **kwargs,
     )

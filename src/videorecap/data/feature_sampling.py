@@ -15,11 +15,10 @@ unchanged and the output always has exactly K rows.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-Sampling = Literal["uniform", "masking"]
+from videorecap.levelio import Sampling as Sampling  # re-exported: the sampling names
+from videorecap.levelio import check_sampling
 
 
 def slice_features(feats: np.ndarray, start: float | None, end: float | None, clip_seconds: float = 4.0) -> np.ndarray:
@@ -65,8 +64,6 @@ def sample_masking(feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sample(feats: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Sample `k` rows with `kind` ("uniform" or "masking"); returns (features, mask or None)."""
-    if kind == "uniform":
-        return sample_uniform(feats, k), None
-    if kind == "masking":
+    if check_sampling(kind) == "masking":
         return sample_masking(feats, k)
-    raise ValueError(f"unknown sampling {kind!r}; expected 'uniform' or 'masking'")
+    return sample_uniform(feats, k), None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 import torch
 
+from videorecap.levelio import resolve_max_new_tokens
 from videorecap.model.decoder import GatedGPT2
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class DecodeConfig:
     """
 
     strategy: Literal["greedy", "beam", "sample"] = "greedy"
-    max_new_tokens: int | None = None  # None: the model's default for the level (77 clip/segment, 120 video)
+    max_new_tokens: int | None = None  # None: the model's level I/O default (levelio.resolve_max_new_tokens)
     num_beams: int = 5  # beam search
     length_penalty: float = 1.0  # beam search: scores are divided by length ** length_penalty
     temperature: float = 1.0  # sampling
@@ -523,7 +524,7 @@ def generate_ids(
     """
     decode = decode or DecodeConfig()
     ctx = model.context(level, video, video_mask, text_ids, text_mask)  # (B, Nv + Nt, D)
-    n = decode.max_new_tokens or model.config.max_new_tokens[level]
+    n = resolve_max_new_tokens(level, model.config.io, decode.max_new_tokens)
     t = model.config.tokens
     return generate(  # type: ignore[call-overload]
         model.decoder,

@@ -7,7 +7,7 @@ captioners it was given when a higher-level input is ready:
         clip_seconds=4.0,
         segment_seconds=180.0,
         segment=Step(describe_segments, num_features=80, sampling="uniform"),
-        video=Step(summarise, num_features=256, sampling="masking"),
+        video=Step(summarise, num_features=256, sampling="masking", text_fit=TextFit.for_tokenizer(tok, 512)),
         batch_size=8,
     )
     for start, end, text, feature in clip_results:  # in time order, live or from a file
@@ -30,8 +30,30 @@ input, so tests drive the engine with a stub and the pipeline with a model.
   (the end row is inclusive: the first clip of the next segment is part of it); an empty slice falls back to the
   last row. They are sampled to the level's feature count with its sampling (`uniform` or `masking`).
 - The video's text is the segment descriptions joined as `video_text` does; its features are all rows, sampled
-  the video level's way.
+  the video level's way. With a `TextFit` on the video step, the text is fitted to the video model's token limit
+  (below); without one, it is every description and the model's collator cuts it at its limit.
 - The features are the clip CLS features fed so far, or a precomputed `(N, C)` array given as `features`.
+
+**Long videos: which descriptions the video level reads.** The video model reads at most `max_text_tokens`
+tokens of text (512 for Video ReCap; about 45 minutes of 180-s descriptions). The original cuts the text there, so
+the summary of a longer video never reads the rest of it, although its features (sampled over all rows) do cover
+it. `TextFit(count_tokens, max_tokens, policy)` counts tokens with the video model's real tokenizer and chooses
+(`data.text.fit_video_text`):
+
+- `"spread"` (the default of `caption`): the whole text when it fits, unchanged, so a short video reads exactly
+  what the original reads. Otherwise as many descriptions as fit, evenly spaced across the video (the first and
+  the last always), joined as `video_text` joins them. The trade-off: the released weights were trained on up to
+  512 tokens of *consecutive* descriptions; spread ones are the same format (complete sentences "a. b. c."), only
+  further apart in time, which is what the video features already are (sampled evenly over the whole video), so
+  text and features describe the same span. The model reads fewer details per hour of a long video, but every
+  part of it. The alternative, one more level of recursion (summarise each ~45-min span, then summarise the
+  summaries), would feed the video model summaries, a text it was never trained on, and cost one more decode per
+  span on every (rolling) summary; spreading needs no extra model call and no new input distribution.
+- `"first"` (`caption --original-settings`): every description; the collator keeps the first `max_tokens` tokens,
+  as the original does.
+
+`VideoInput.read` gives the indices of the descriptions the text holds, and `VideoInput.fitted` records the choice
+(`results.SummaryInput`, written to captions.json when the descriptions did not all fit).
 
 **When a segment is described.** Window `k` is complete when a clip arrives whose window starts at or after the
 window's end (that clip's feature is the inclusive end row of the slice, so it is added first), or at
@@ -46,19 +68,33 @@ every feature fed so far (the open window's included; all rows when `features` w
 `[0, end of the last clip)`. It changes nothing else, so the final summary after `finish` reads the same inputs as
 the offline pipeline's (only the grouping of the flushed descriptions into captioner calls may differ).
 After `finish` it summarises the whole video, `[0, duration)`. Each call asks the video captioner again.
+
+How a rolling summary differs from the offline one: (1) it reads only the descriptions of complete windows: the
+minutes since the last segment boundary reach it through the features alone; (2) its features are those fed so far,
+sampled to the video level's count, so early in a stream each row weighs more (and the `masking` sampling pads);
+(3) under `"spread"` the descriptions it reads are re-chosen at every call over what exists, so once the text no
+longer fits, a description read by one rolling summary may be left out of the next (the first and the latest are
+always read), and the text keeps following the stream; under `"first"` the text stops changing once the first
+`max_tokens` tokens are filled (after about 45 minutes of descriptions: the summary then no longer reads what
+happens next, and its cost stays flat). The final summary after `finish` reads the same inputs as the offline one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from videorecap.data.feature_sampling import sample, slice_features
-from videorecap.data.text import segment_text, video_text
-from videorecap.results import Caption
+from videorecap.data.text import TEXT_POLICIES, fit_video_text, segment_text, video_text
+from videorecap.levelio import FeatureSampling
+from videorecap.results import Caption, SummaryInput
 from videorecap.video.sampling import segment_windows
+
+if TYPE_CHECKING:
+    from videorecap.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -81,8 +117,34 @@ class VideoInput:
     end: float
     features: np.ndarray  # (K, C): all feature rows sampled to the level's count
     mask: np.ndarray | None  # (K,) bool or None, as for segments
-    text: str  # the segment descriptions, joined as `video_text` does
-    segments: tuple[Caption, ...] = ()  # those descriptions
+    text: str  # the segment descriptions, joined as `video_text` does (fitted to the token limit with a TextFit)
+    segments: tuple[Caption, ...] = ()  # every description made so far
+    read: tuple[int, ...] = ()  # indices into `segments` of the descriptions `text` holds
+    fitted: SummaryInput | None = None  # the choice made by the step's TextFit (None without one)
+
+
+@dataclass(frozen=True)
+class TextFit:
+    """How the video level fits the segment descriptions to its model's text limit (see the module docstring).
+
+    `count_tokens` gives the token count of each of a list of texts with the video model's tokenizer;
+    `max_tokens` is the model's limit (`TokenConfig.max_text_tokens`); `policy` is "spread" or "first".
+    """
+
+    count_tokens: Callable[[Sequence[str]], list[int]]
+    max_tokens: int
+    policy: str = "spread"
+
+    def __post_init__(self) -> None:
+        if self.policy not in TEXT_POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(TEXT_POLICIES)}, not {self.policy!r}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer, max_tokens: int, policy: str = "spread") -> TextFit:
+        """Counts with a `videorecap.tokenizer.Tokenizer` (the one the video model's collator uses)."""
+        return cls(lambda texts: [len(ids) for ids in tokenizer.encode_batch(texts)], max_tokens, policy)
 
 
 @dataclass(frozen=True)
@@ -92,12 +154,10 @@ class Step:
     caption: Callable[[list], list[str]]  # list[SegmentInput] or list[VideoInput] -> one text per input
     num_features: int
     sampling: str = "uniform"
+    text_fit: TextFit | None = None  # video level: fit the descriptions to the model's text limit (None: all)
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("uniform", "masking"):
-            raise ValueError(f"sampling must be 'uniform' or 'masking', not {self.sampling!r}")
-        if self.num_features < 1:
-            raise ValueError(f"num_features must be at least 1, not {self.num_features}")
+        FeatureSampling(self.num_features, self.sampling)  # type: ignore[arg-type]  # checks both (ValueError)
 
 
 class _Rows:
@@ -262,6 +322,14 @@ class Hierarchy:
     def summary(self) -> Caption:
         """The video summary: of the whole video after `finish`, of what exists so far before (a rolling
         summary, see the module docstring)."""
+        item = self.video_input()
+        assert self.video_step is not None
+        (text,) = _call(self.video_step.caption, [item])
+        return Caption(item.start, item.end, text)
+
+    def video_input(self) -> VideoInput:
+        """What `summary()` gives the video captioner now (describing the queued windows first), without calling it:
+        which descriptions it reads (`read`, `fitted`), for a caller that records them."""
         if self.video_step is None:
             raise RuntimeError("no video level was given")
         self.flush()
@@ -271,9 +339,13 @@ class Hierarchy:
             end = self._clips[-1].end if self._clips else 0.0
         feats, mask = sample(self.features, self.video_step.num_features, self.video_step.sampling)
         segments = tuple(self._segments)
-        item = VideoInput(0.0, end, feats, mask, video_text([c.text for c in segments]), segments)
-        (text,) = _call(self.video_step.caption, [item])
-        return Caption(0.0, end, text)
+        descriptions = [c.text for c in segments]
+        fit = self.video_step.text_fit
+        if fit is None:
+            return VideoInput(0.0, end, feats, mask, video_text(descriptions), segments, tuple(range(len(segments))))
+        text, read, tokens = fit_video_text(descriptions, fit.count_tokens, fit.max_tokens, fit.policy)
+        fitted = SummaryInput(fit.policy, fit.max_tokens, tokens, read)
+        return VideoInput(0.0, end, feats, mask, text, segments, read, fitted)
 
     # ---- internals -------------------------------------------------------------------------------------------------
     def _segment_windows_closed(self) -> list[tuple[float, float]]:

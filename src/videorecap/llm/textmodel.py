@@ -79,7 +79,7 @@ class TextModel:
 
     @property
     def max_new_tokens(self) -> int:
-        return int(self.model.config.max_new_tokens[self.level])
+        return int(self.model.config.io.max_new_tokens[self.level])
 
     @torch.no_grad()
     def summarize(

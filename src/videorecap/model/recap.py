@@ -9,7 +9,8 @@ One module serves one hierarchy level (Video ReCap) or all three (ReCap-U):
 
 What trains follows the original (reference §1.3, §1.4): the encoder is frozen; in each Q-Former only the
 cross-attention trains (the rest stays at its random init); in GPT-2 the gated cross-attention blocks and the
-per-block ln_1/ln_2 train, everything else is frozen. The config's `train_*` flags unfreeze more.
+per-block ln_1/ln_2 train, everything else is frozen. Training options (`config.TrainOptions`, from the recipe;
+not part of the model config) unfreeze more.
 
 This module is the network only: decoding a context into captions is `videorecap.infer` (`caption_batch`,
 `decode.generate_ids`), reading and writing checkpoint folders is `videorecap.checkpoint` (`load_model`,
@@ -24,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from videorecap.config import Level, RecapConfig
+from videorecap.config import Level, RecapConfig, TrainOptions
 from videorecap.model.aligner import QueryAligner
 from videorecap.model.decoder import GatedGPT2
 from videorecap.model.encoder import VideoEncoder
@@ -38,9 +39,10 @@ PARTS = ("encoder", "video_queries", "video_aligner", "text_queries", "text_alig
 class VideoRecap(nn.Module):
     """Encoder (clip level only) -> Q-Former aligners -> gated GPT-2, for one level or all (see the module doc)."""
 
-    def __init__(self, config: RecapConfig) -> None:
+    def __init__(self, config: RecapConfig, train_options: TrainOptions | None = None) -> None:
         super().__init__()
         self.config = config
+        self.train_options = train_options or TrainOptions()
         self.encoder = VideoEncoder(config.encoder) if config.has_encoder else None
         d = config.video_aligner.width
         # learned queries (Nv, D), shared by every input (the aligner turns them into the video context); normal
@@ -59,9 +61,12 @@ class VideoRecap(nn.Module):
         self.set_trainable()
 
     # ---- freezing -----------------------------------------------------------------------------------------------
-    def set_trainable(self) -> None:
-        """Set requires_grad exactly as the original (plus the config's train_* flags)."""
-        cfg = self.config
+    def set_trainable(self, train_options: TrainOptions | None = None) -> None:
+        """Set requires_grad exactly as the original, plus what the training options unfreeze (`train_options`, or
+        the ones the model was built with); the options are kept for the forward pass."""
+        if train_options is not None:
+            self.train_options = train_options
+        cfg = self.train_options
         if self.encoder is not None:
             self.encoder.requires_grad_(cfg.train_encoder)
         for al in (self.video_aligner, self.text_aligner):
@@ -92,14 +97,14 @@ class VideoRecap(nn.Module):
             if self.encoder is None:
                 raise ValueError("this model has no video encoder: give it precomputed features (B, N, C)")
             # a frozen encoder builds no graph: its activations (785 tokens a clip) would dominate memory
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_options.train_encoder):
                 return self.encoder(video)  # (B, 1+T*P, C)
         return video
 
     def embed_text(self, text_ids: torch.Tensor) -> torch.Tensor:
         """Previous-level text (B, L) -> GPT-2's wte + wpe (B, L, n_embd): no layers, no dropout, no LayerNorm."""
         # the embeddings are the decoder's own (frozen unless train_decoder), shared with the caption side
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_decoder):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_options.train_decoder):
             return self.decoder.embed(text_ids)  # (B, L, n_embd)
 
     def context(
@@ -113,8 +118,8 @@ class VideoRecap(nn.Module):
         """The decoder's cross-attention context, (B, Nv + Nt, D): [video queries, text queries]."""
         self._check_level(level)
         # the clip level always sees video; higher levels see what `modalities` says (the paper's ablations)
-        use_video = level == "clip" or self.config.modalities in ("video+text", "video")
-        use_text = level != "clip" and self.text_aligner is not None and self.config.modalities != "video"
+        use_video = level == "clip" or self.config.io.modalities in ("video+text", "video")
+        use_text = level != "clip" and self.text_aligner is not None and self.config.io.modalities != "video"
         parts = []
         if use_video:
             if video is None:

@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 from videorecap.config import (
     LEVELS,
     AlignerConfig,
+    ArchConfig,
     DecoderConfig,
     EncoderConfig,
     ModelLevel,
     RecapConfig,
     TokenConfig,
+    TrainOptions,
     register_preset,
 )
 from videorecap.config import bundled_model_dir as bundled_model_dir  # re-exported: the bundled model's folder
+from videorecap.levelio import FeatureSampling, LevelIO
 from videorecap.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -87,7 +90,7 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
     )
     # (video queries, text queries) per level; the segment level's queries are few, as in the original (32 vs 256)
     queries = {"clip": (16, 0), "segment": (8, 16), "video": (16, 16), "unified": (16, 16)}[level]
-    return RecapConfig(
+    arch = ArchConfig(
         name=PRESET,
         level=level,
         encoder=enc,
@@ -97,18 +100,20 @@ def _recap_synth(level: ModelLevel | None) -> RecapConfig:
         tokens=TokenConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_text_tokens=_MAX_TEXT_TOKENS),
         num_video_queries=queries[0],
         num_text_queries=queries[1],
-        segment_num_features=10,  # one feature per 4-s clip of a 40-s segment
-        segment_sampling="uniform",
-        video_num_features=64,  # a 4-minute video has 60 clips; longer ones are sampled
-        video_sampling="masking",
+    )
+    io = LevelIO(
+        segment=FeatureSampling(10, "uniform"),  # one feature per 4-s clip of a 40-s segment
+        video=FeatureSampling(64, "masking"),  # a 4-minute video has 60 clips; longer ones are sampled
         clip_seconds=4.0,
         segment_seconds=40.0,
         # captions are at most ~13 tokens, descriptions ~35, summaries ~70
         max_new_tokens={"clip": 24, "segment": 48, "video": 96},
-        train_encoder=True,
-        train_aligner=True,
-        train_decoder=True,
     )
+    return RecapConfig(arch=arch, io=io)
+
+
+# Trained from scratch: every part trains (the recipe's model.train_* keys start from these).
+SYNTH_TRAINING = TrainOptions(train_encoder=True, train_aligner=True, train_decoder=True)
 
 
 # The model card of the bundled model (meta.json `card`): `caption` warns and the page shows a banner with it.
@@ -119,7 +124,7 @@ SYNTH_CARD = {
 }
 
 
-register_preset(PRESET, _recap_synth)
+register_preset(PRESET, _recap_synth, training=SYNTH_TRAINING)
 
 
 # ---- scoring against the world's truth ------------------------------------------------------------------------

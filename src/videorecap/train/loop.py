@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import caption_batch
+from videorecap.levelio import LevelIO
 from videorecap.runtime import autocast_dtype
 from videorecap.train.optim import CosineSchedule, build_optimizer, set_lr
 from videorecap.train.state import (
@@ -109,10 +110,10 @@ class TrainArgs:
     """"previous" (the previous stage's final model), "scratch", or a checkpoint folder."""
     modalities: str | None = None
     """Inputs of the segment and video levels: "video+text", "video" or "text" (None: the model's)."""
-    num_features: int | None = None
-    """Features the segment/video levels see (None: the model's)."""
-    sampling: str | None = None
-    """Feature sampling of the segment/video levels, "uniform" or "masking" (None: the model's)."""
+    num_features: int | dict[str, int] | None = None
+    """Features the segment/video levels see: one count for both, or {segment: K, video: K} (None: the model's)."""
+    sampling: str | dict[str, str] | None = None
+    """Feature sampling of the segment/video levels, "uniform" or "masking", or {level: kind} (None: the model's)."""
     max_tokens: int | None = None
     """Max caption tokens (None: the model's decoding length of the level, 77/77/120 officially)."""
     max_text_tokens: int | None = None
@@ -140,15 +141,21 @@ class TrainArgs:
             (self.loss_mode in ("tokens", "all"), "loss_mode must be 'tokens' or 'all'"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
-            (self.modalities in (None, "video+text", "video", "text"), "modalities must be video+text, video or text"),
-            (self.num_features is None or self.num_features >= 1, "num_features must be positive"),
-            (self.sampling in (None, "uniform", "masking"), "sampling must be 'uniform' or 'masking'"),
             (self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be positive"),
             (self.max_text_tokens is None or self.max_text_tokens >= 1, "max_text_tokens must be positive"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"stage {self.name!r}: {msg}")
+        try:
+            self.level_io(LevelIO())  # modalities, feature counts and sampling are checked where they are defined
+        except ValueError as e:
+            raise ValueError(f"stage {self.name!r}: {e}") from None
+
+    def level_io(self, io: LevelIO) -> LevelIO:
+        """`io` (the model's level I/O) with this stage's modalities, feature counts and sampling."""
+        io = io.replace_features(self.num_features, self.sampling)
+        return io if self.modalities is None else replace(io, modalities=self.modalities)
 
     def steps_per_iteration(self, level: str) -> int:
         return int(self.mix.get(level, 1))
@@ -526,11 +533,7 @@ def train_stage(
     log = _Log(stage_dir / LOG_FILE, run.main, run.step, tensorboard)
     net = _parallel(model, args, device, world)
 
-    bar = None
-    if progress and run.main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=plan.total, initial=run.step, desc=args.name, unit="it", dynamic_ncols=True)
+    bar = _stage_bar(args.name, plan.total, run.step) if progress and run.main else None
     t0, seen = time.perf_counter(), 0
     try:
         while run.step < plan.total:
@@ -558,6 +561,13 @@ def train_stage(
             bar.close()
         log.close()
     return run.save_final()
+
+
+def _stage_bar(name: str, total: int, initial: int) -> Any:
+    """The stage's progress bar (loss, lr and samples/s go in its postfix)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=name, unit="it", dynamic_ncols=True)
 
 
 def _make_streams(data: Sequence[LevelData], args: TrainArgs, seed: int, rank: int, world: int) -> list[_Stream]:

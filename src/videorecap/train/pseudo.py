@@ -205,14 +205,7 @@ def generate_segment_descriptions(
                 inside = [c for c in caps if c[1] >= s and c[2] <= e]
                 rows.append({"vid": v["vid"], "start_sec": s, "end_sec": e, "captions_pred": inside})
             by_vid[v["vid"]] = rows
-    collate = Collator(
-        tokenizer,
-        max_caption_tokens=cfg.max_new_tokens["segment"],
-        max_text_tokens=cfg.tokens.max_text_tokens,
-        bos_id=cfg.tokens.bos_token_id,
-        eos_id=cfg.tokens.eos_token_id,
-        pad_id=cfg.tokens.pad_token_id,
-    )
+    collate = Collator.for_config(tokenizer, cfg, "segment")
     vids = sorted(by_vid)
     store = _open_store(
         cache_dir,
@@ -231,8 +224,8 @@ def generate_segment_descriptions(
         ds = SegmentDataset(
             rows,
             feature_dir=feature_dir,
-            num_features=cfg.segment_num_features,
-            sampling=cfg.segment_sampling,
+            num_features=cfg.io.segment.num_features,
+            sampling=cfg.io.segment.sampling,
             clip_seconds=cfg.clip_seconds,
         )
         descs: list[str] = []

@@ -40,7 +40,7 @@ import torch
 import yaml
 
 from videorecap import distributed, fileio
-from videorecap.config import LEVELS, RecapConfig
+from videorecap.config import LEVELS, TRAIN_OPTION_KEYS, RecapConfig, TrainOptions, preset_training
 from videorecap.data import hcap
 from videorecap.errors import CheckpointError, InputError
 from videorecap.train.loop import FINAL_DIR, LevelData, StepInfo, TrainArgs, ValArgs, args_dict, train_stage
@@ -91,14 +91,37 @@ class DataArgs:
 
 @dataclass
 class ModelArgs:
-    """The model: a named preset (and overrides), optionally starting from a checkpoint folder."""
+    """The model: a named preset (and overrides), optionally starting from a checkpoint folder, and which parts
+    train (the training options, which are not part of the model config)."""
 
     preset: str = "recap-base"
     """Model preset (`videorecap.config.list_presets()`)."""
     checkpoint: str | None = None
     """Checkpoint folder the first stage (and `init_from: scratch` stages) start from, e.g. converted weights."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    """RecapConfig fields to change; nested configs as dicts, e.g. {decoder: {dropout: 0.0}}."""
+    """Model config fields to change (`RecapConfig.override`): architecture fields, nested configs as dicts
+    ({decoder: {dropout: 0.0}}), level I/O keys ({segment_seconds: 40.0, io: {video: {num_features: 512}}})."""
+    train_encoder: bool | None = None
+    """Train the video encoder (null: the preset's choice; the official encoder is frozen)."""
+    train_aligner: bool | None = None
+    """Train the Q-Formers' self-attention and FFNs too (null: the preset's; the original trains cross-attention)."""
+    train_decoder: bool | None = None
+    """Train GPT-2's own weights too (null: the preset's; needed when the decoder starts from random weights)."""
+
+    def __post_init__(self) -> None:
+        self.training()  # a training option in `overrides` that is not true/false is the recipe's error
+
+    def training(self) -> TrainOptions:
+        """The training options: the preset's, then `overrides` (recipes written before the split put `train_*`
+        there), then this recipe's `train_*` keys."""
+        opts = asdict(preset_training(self.preset))
+        opts.update({k: v for k, v in self.overrides.items() if k in TRAIN_OPTION_KEYS})
+        opts.update({k: getattr(self, k) for k in TRAIN_OPTION_KEYS if getattr(self, k) is not None})
+        return TrainOptions(**opts)
+
+    def config_overrides(self) -> dict[str, Any]:
+        """`overrides` without the training options that older recipes put there."""
+        return {k: v for k, v in self.overrides.items() if k not in TRAIN_OPTION_KEYS}
 
 
 @dataclass
@@ -162,6 +185,9 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stages"] = [args_dict(s) for s in self.stages]
+        # training options left to the preset are not written, so recipe.json and the checkpoints' meta.json of a
+        # recipe that does not set them stay as they were before these keys existed
+        d["model"] = {k: v for k, v in d["model"].items() if not (k in TRAIN_OPTION_KEYS and v is None)}
         return d
 
 
@@ -447,28 +473,19 @@ class Curriculum:
 
     # ---- models
     def base_config(self, stage: TrainArgs) -> RecapConfig:
-        """The model config of a stage: preset + overrides + the stage's modalities/feature settings."""
+        """The model config of a stage: the preset, the recipe's overrides, then the stage's level I/O (modalities,
+        feature counts and sampling: one value for both feature levels, or `{level: value}` as ReCap-U may want).
+        The stage's data is built from this config's level I/O, and its checkpoints store it."""
         m = self.recipe.model
         level = "unified" if self.recipe.kind == "unified" else stage.levels[0]
         if self.recipe.kind == TEXT_KIND:
             level = "video"  # one text-only model for both kinds of pairs (its modalities are set to text below)
         try:
-            cfg = RecapConfig.from_name(m.preset, level=level)
-            d = cfg.to_dict()
-            for k, v in m.overrides.items():
-                if k not in d:
-                    raise ValueError(f"unknown config field {k!r}")
-                d[k] = {**d[k], **v} if isinstance(d[k], dict) and isinstance(v, dict) else v
-            if stage.modalities is not None:
-                d["modalities"] = stage.modalities
+            cfg = RecapConfig.from_name(m.preset, level=level).override(m.config_overrides())
+            io = stage.level_io(cfg.io)
             if self.recipe.kind == TEXT_KIND:
-                d["modalities"] = "text"
-            for lv in ("segment", "video"):
-                if stage.num_features is not None:
-                    d[f"{lv}_num_features"] = stage.num_features
-                if stage.sampling is not None:
-                    d[f"{lv}_sampling"] = stage.sampling
-            return RecapConfig.from_dict(d)
+                io = dataclasses.replace(io, modalities="text")
+            return RecapConfig(arch=cfg.arch, io=io)
         except (ValueError, TypeError) as e:
             raise InputError(f"recipe model for stage {stage.name!r}: {e}") from None
 
@@ -477,14 +494,15 @@ class Curriculum:
             return None
         return self.out / self.recipe.stages[index - 1].name / FINAL_DIR
 
-    def build_model(self, index: int) -> tuple[Any, dict[str, Any]]:
-        """The stage's model, initialised as its `init_from` says; returns (model, init report)."""
+    def build_model(self, index: int, cfg: RecapConfig | None = None) -> tuple[Any, dict[str, Any]]:
+        """The stage's model (of `cfg`, default `base_config`), with the recipe's training options, initialised as
+        its `init_from` says; returns (model, init report)."""
         from videorecap.model.recap import VideoRecap
 
         stage = self.recipe.stages[index]
-        cfg = self.base_config(stage)
+        cfg = cfg or self.base_config(stage)
         torch.manual_seed(self.recipe.seed)
-        model = VideoRecap(cfg)
+        model = VideoRecap(cfg, self.recipe.model.training())
         src: Path | None
         if stage.init_from == "previous":
             src = self._previous_final(index) or self._path_or_none(self.recipe.model.checkpoint)
@@ -527,13 +545,8 @@ class Curriculum:
 
         d = self.recipe.data
         tok = self.tokenizer()
-        collate = Collator(
-            tok,
-            max_caption_tokens=stage.max_tokens or cfg.max_new_tokens[level],
-            max_text_tokens=stage.max_text_tokens or cfg.tokens.max_text_tokens,
-            bos_id=cfg.tokens.bos_token_id,
-            eos_id=cfg.tokens.eos_token_id,
-            pad_id=cfg.tokens.pad_token_id,
+        collate = Collator.for_config(
+            tok, cfg, level, max_tokens=stage.max_tokens, max_text_tokens=stage.max_text_tokens
         )
 
         if self.recipe.kind == TEXT_KIND:
@@ -629,9 +642,10 @@ class Curriculum:
 
     def _train(self, index: int) -> Path:
         stage = self.recipe.stages[index]
-        model, init = self.build_model(index)
+        cfg = self.base_config(stage)
+        model, init = self.build_model(index, cfg)
         levels = stage.levels[:1] if self.recipe.kind == TEXT_KIND else stage.levels  # one dataset of all pairs
-        data = [self.level_data(lv, model.config, stage) for lv in levels]
+        data = [self.level_data(lv, cfg, stage) for lv in levels]  # the recipe's level I/O, not the model's
         if self.max_steps is not None:
             stage = dataclasses.replace(stage, max_steps=self.max_steps)
         meta = {"recipe": self.recipe.to_dict(), "init": init, "train": args_dict(stage)}

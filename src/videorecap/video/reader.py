@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import av
@@ -166,90 +167,138 @@ def iter_windows(
     targets = _Targets(info, windows, num_frames, mode, rng, grid_fps)
     first_t = targets.peek()
     assert first_t is not None
-    # the frames of the windows that have some but not all of their moments decoded
-    slots: dict[int, list[np.ndarray | None]] = {}
-    filled: dict[int, int] = {}
-    next_emit = 0
-    rotation = info.rotation
-
+    out = _Assembler(targets, len(windows), num_frames, info.rotation)
     with open_input(path) as container:
-        stream = video_stream(container, path)
-        if threads:
-            stream.thread_type = "AUTO"
-            # a small pool: more FFmpeg threads only compete with the model for the same cores (runtime.py)
-            stream.codec_context.thread_count = decode_threads()
-        tb = float(stream.time_base) if stream.time_base else 1e-6
-        eps = 1.5 * tb + 1e-9  # timestamp rounding of one tick
+        stream = _open_stream(container, path, threads)
         if seek and first_t > SEEK_MIN_SECONDS:
-            # Backward seek lands on the key frame at or before the target; decoding forward from it is exact.
-            pts = int((info.start_time + first_t - 0.5) / tb)
-            try:
-                container.seek(pts, stream=stream, backward=True, any_frame=False)
-            except av.error.FFmpegError as e:
-                logger.debug("%s: seek to %.2fs failed (%s), decoding from the start", path, first_t, e)
-                container.seek(0, stream=stream, backward=True)
+            _seek_before(container, stream, info, first_t, path)
+        state = _PassState()
+        yield from _decode_pass(container, stream, info, targets, out, state)
+        if targets.peek() is not None and not _end_of_stream(path, info, targets, out, state, allow_partial):
+            return
+        yield from out.ready()
 
-        prev: av.VideoFrame | None = None
-        prev_rgb: np.ndarray | None = None
-        prev_time = -1.0
-        frame_no = 0
-        error: str | None = None
 
-        def assign(rgb: np.ndarray, before: float) -> None:
-            # Give `rgb` to every moment before `before`.
-            while (t := targets.peek()) is not None and t < before:
-                _, w, s = targets.pop()
-                slots.setdefault(w, [None] * num_frames)[s] = rgb
-                filled[w] = filled.get(w, 0) + 1
+class _Assembler:
+    """The frames of the windows that have some but not all of their moments decoded; complete windows leave in
+    window order."""
 
-        def ready() -> Iterator[tuple[int, np.ndarray]]:
-            nonlocal next_emit
-            while next_emit < len(windows) and filled.get(next_emit, 0) == num_frames:
-                frames = slots.pop(next_emit)
-                del filled[next_emit]
-                yield next_emit, np.stack(frames)  # type: ignore[arg-type]
-                next_emit += 1
+    def __init__(self, targets: _Targets, num_windows: int, num_frames: int, rotation: int) -> None:
+        self.targets, self.num_windows, self.num_frames, self.rotation = targets, num_windows, num_frames, rotation
+        self.slots: dict[int, list[np.ndarray | None]] = {}
+        self.filled: dict[int, int] = {}
+        self.next_emit = 0  # the next window to yield (= how many were yielded)
 
-        try:
-            for frame in container.decode(stream):
-                if frame.time is not None:
-                    ft = frame.time - info.start_time
-                else:  # no timestamp at all: fall back to the nominal rate
-                    ft = frame_no * info.frame_interval
-                frame_no += 1
-                if ft + eps < prev_time:
-                    continue  # out-of-order leftover after a seek
-                # Targets strictly before this frame show the previous frame (or this one, if it is the first).
-                t = targets.peek()
-                if t is not None and t < ft - eps:
-                    if prev is None:
-                        prev, prev_rgb = frame, None
-                    if prev_rgb is None:
-                        prev_rgb = _to_rgb(prev, rotation)
-                    assign(prev_rgb, ft - eps)
-                    yield from ready()
-                    if targets.peek() is None:
-                        break
-                prev, prev_rgb, prev_time = frame, None, ft
-        except av.error.FFmpegError as e:
-            msg = " ".join(str(e).split())[:160]
-            error = f"decode error after {max(prev_time, 0):.2f}s of {info.duration:.2f}s ({msg})"
+    def assign(self, rgb: np.ndarray, before: float) -> None:
+        """Give `rgb` to every moment before `before`."""
+        while (t := self.targets.peek()) is not None and t < before:
+            _, w, s = self.targets.pop()
+            self.slots.setdefault(w, [None] * self.num_frames)[s] = rgb
+            self.filled[w] = self.filled.get(w, 0) + 1
 
-        if (pending := targets.peek()) is not None:
-            if prev is None:
-                raise VideoError(f"{path}: no frame decodes after {pending:.2f}s; corrupt or truncated video")
-            # End of stream: the remaining targets show the last frame, unless the stream ended well before the
-            # duration the file claims (a truncated download) or a decode error stopped it.
-            shortfall = info.duration - (prev_time + info.frame_interval)
-            if error is None and shortfall > max(1.0, 3 * info.frame_interval) and targets.last() > prev_time + 1.0:
-                error = f"truncated: frames stop at {prev_time:.2f}s of the {info.duration:.2f}s the file claims"
-            if error is not None:
-                if not allow_partial:
-                    raise VideoError(f"{path}: corrupt or truncated video: {error}")
-                logger.warning("%s: %s; keeping the %d windows decoded so far", path, error, next_emit)
-                return
-            assign(prev_rgb if prev_rgb is not None else _to_rgb(prev, rotation), math.inf)
-        yield from ready()
+    def ready(self) -> Iterator[tuple[int, np.ndarray]]:
+        """The complete windows from the next one to yield on, in order."""
+        while self.next_emit < self.num_windows and self.filled.get(self.next_emit, 0) == self.num_frames:
+            frames = self.slots.pop(self.next_emit)
+            del self.filled[self.next_emit]
+            yield self.next_emit, np.stack(frames)  # type: ignore[arg-type]
+            self.next_emit += 1
+
+
+@dataclass
+class _PassState:
+    """Where the decode pass stopped: the last frame decoded (and its RGB, once converted), its time, and the
+    decode error that stopped it, if any."""
+
+    prev: av.VideoFrame | None = None
+    prev_rgb: np.ndarray | None = None
+    prev_time: float = -1.0
+    error: str | None = None
+
+
+def _tick(stream: Any) -> float:
+    """The stream's time base in seconds."""
+    return float(stream.time_base) if stream.time_base else 1e-6
+
+
+def _open_stream(container: Any, path: str | os.PathLike[str], threads: bool) -> Any:
+    """The video stream, set up to decode with FFmpeg's threads when `threads`."""
+    stream = video_stream(container, path)
+    if threads:
+        stream.thread_type = "AUTO"
+        # a small pool: more FFmpeg threads only compete with the model for the same cores (runtime.py)
+        stream.codec_context.thread_count = decode_threads()
+    return stream
+
+
+def _seek_before(container: Any, stream: Any, info: VideoInfo, t: float, path: str | os.PathLike[str]) -> None:
+    """Seek to the key frame at or before video time `t` (half a second early); decoding forward from it is exact."""
+    try:
+        pts = int((info.start_time + t - 0.5) / _tick(stream))
+        container.seek(pts, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError as e:
+        logger.debug("%s: seek to %.2fs failed (%s), decoding from the start", path, t, e)
+        container.seek(0, stream=stream, backward=True)
+
+
+def _decode_pass(
+    container: Any, stream: Any, info: VideoInfo, targets: _Targets, out: _Assembler, state: _PassState
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode forward, giving every moment the frame on screen at it, and yield windows as they complete; stops once
+    every moment has its frame, at the end of the stream, or at a decode error (kept in `state`)."""
+    eps = 1.5 * _tick(stream) + 1e-9  # timestamp rounding of one tick
+    frame_no = 0
+    try:
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                ft = frame.time - info.start_time
+            else:  # no timestamp at all: fall back to the nominal rate
+                ft = frame_no * info.frame_interval
+            frame_no += 1
+            if ft + eps < state.prev_time:
+                continue  # out-of-order leftover after a seek
+            # Targets strictly before this frame show the previous frame (or this one, if it is the first).
+            t = targets.peek()
+            if t is not None and t < ft - eps:
+                if state.prev is None:
+                    state.prev, state.prev_rgb = frame, None
+                if state.prev_rgb is None:
+                    state.prev_rgb = _to_rgb(state.prev, out.rotation)
+                out.assign(state.prev_rgb, ft - eps)
+                yield from out.ready()
+                if targets.peek() is None:
+                    break
+            state.prev, state.prev_rgb, state.prev_time = frame, None, ft
+    except av.error.FFmpegError as e:
+        msg = " ".join(str(e).split())[:160]
+        state.error = f"decode error after {max(state.prev_time, 0):.2f}s of {info.duration:.2f}s ({msg})"
+
+
+def _end_of_stream(
+    path: str | os.PathLike[str],
+    info: VideoInfo,
+    targets: _Targets,
+    out: _Assembler,
+    state: _PassState,
+    allow_partial: bool,
+) -> bool:
+    """Moments are left after the pass: they show the last frame (true), unless the stream ended well before the
+    duration the file claims (a truncated download) or a decode error stopped it: then a VideoError, or, with
+    `allow_partial`, a warning and false (keep the windows yielded so far)."""
+    pending = targets.peek()
+    if state.prev is None:
+        raise VideoError(f"{path}: no frame decodes after {pending:.2f}s; corrupt or truncated video")
+    error = state.error
+    shortfall = info.duration - (state.prev_time + info.frame_interval)
+    if error is None and shortfall > max(1.0, 3 * info.frame_interval) and targets.last() > state.prev_time + 1.0:
+        error = f"truncated: frames stop at {state.prev_time:.2f}s of the {info.duration:.2f}s the file claims"
+    if error is not None:
+        if not allow_partial:
+            raise VideoError(f"{path}: corrupt or truncated video: {error}")
+        logger.warning("%s: %s; keeping the %d windows decoded so far", path, error, out.next_emit)
+        return False
+    out.assign(state.prev_rgb if state.prev_rgb is not None else _to_rgb(state.prev, out.rotation), math.inf)
+    return True
 
 
 def read_window(
