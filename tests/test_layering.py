@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("videorecap.evaluate",),
     ("videorecap.train",),
     ("videorecap.synth",),  # the synthetic world and its bundled model
+    ("videorecap.qa",),  # questions over the hierarchy: contexts, answer parsing, answerers, the EgoSchema runner
     ("videorecap.commands",),
     ("videorecap.cli", "videorecap.__main__"),
 ]

@@ -25,7 +25,7 @@ from typing import NoReturn
 # Commands that run a model or decode video: they take --threads, and get a thread setting that does not
 # oversubscribe the CPU (runtime.set_threads) before they start. The commands that take --device define it
 # themselves (commands/_options.add_device_argument); `takes_device` finds them.
-COMPUTING = frozenset({"demo", "caption", "features", "train", "evaluate", "serve", "pseudo-label"})
+COMPUTING = frozenset({"demo", "caption", "features", "train", "evaluate", "serve", "pseudo-label", "ask"})
 
 # `videorecap <name>` -> module videorecap.commands.<module>. Order is the order of `--help`.
 COMMANDS: dict[str, str] = {
@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "synth": "synth",
     "serve": "serve",
     "pseudo-label": "pseudo_label",
+    "ask": "ask",
 }
 
 # The exit codes of every command (docs/cli.md has the same table; tests/commands/test_help.py checks both).

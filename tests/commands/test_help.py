@@ -273,7 +273,8 @@ def test_ctrl_c_is_130_in_every_command(monkeypatch, capsys):
     argv = {"caption": ["v", "-o", "o"], "features": ["v", "-o", "o", "--random-encoder", "recap-tiny"],
             "train": ["r"], "evaluate": ["m", "d"], "score": ["p", "r"], "convert": ["official", "s", "o"],
             "info": ["m"], "synth": ["make", "-o", "o"], "demo": [],
-            "serve": ["--text-model", "m"], "pseudo-label": ["d", "--level", "segment", "-o", "o"]}  # fmt: skip
+            "serve": ["--text-model", "m"], "pseudo-label": ["d", "--level", "segment", "-o", "o"],
+            "ask": ["c.json", "why?"]}  # fmt: skip
     assert set(argv) == set(cli.COMMANDS)
     for name, rest in argv.items():
         assert cli.main([name, *rest]) == 130, name

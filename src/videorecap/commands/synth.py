@@ -6,15 +6,20 @@ H.264 mp4, and writes clip captions, segment descriptions and video summaries as
 segments_{split}.pkl and videos_{split}.json, which every other command reads unchanged. The same seed gives
 the same files. See docs/synth.md.
 
+`synth questions DATA` writes EgoSchema-style five-choice questions about every video of a dataset, answered by
+its scripts (questions_{split}.json, answers_{split}.json beside the data), for `videorecap ask --questions`.
+
 examples:
   videorecap synth make -o data/synth --videos 50 --minutes 4 --seed 0
   videorecap synth make -o tiny --videos 3 --minutes 1 --segment-seconds 20
+  videorecap synth questions data/synth --splits test
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from videorecap.commands._options import add_output_argument, prepare_output_dir
 from videorecap.errors import InputError
@@ -58,6 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated split names (default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q = sub.add_parser(
+        "questions",
+        help="write five-choice questions about a dataset's videos",
+        description="Write questions_{split}.json (EgoSchema's format, plus each question's video and kind) and "
+        "answers_{split}.json ({q_uid: option number}) beside a dataset made by `synth make`, from its scripts: "
+        "the order of activities, objects used, what came right before/after, how many times.",
+    )
+    q.add_argument("data", type=Path, metavar="DATA", help="a folder written by `videorecap synth make`")
+    q.add_argument("--splits", default=None, help="comma-separated splits (default: every split of the dataset)")
+    q.add_argument("--seed", type=int, default=0, help="question seed (default: %(default)s)")
 
 
 def _validate(args: argparse.Namespace) -> list[str]:
@@ -85,6 +100,8 @@ def _validate(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.synth_action == "questions":
+        return _questions(args)
     splits = _validate(args)
     prepare_output_dir(args.output)
     t0 = time.perf_counter()
@@ -114,4 +131,15 @@ def run(args: argparse.Namespace) -> int:
         f"  {args.size}x{args.size} px at {args.fps:g} fps, seed {args.seed}; rendered {video_seconds / 60:.1f} min "
         f"of video in {dt:.1f} s ({video_seconds / max(dt, 1e-9):.0f}x real time)"
     )
+    return 0
+
+
+def _questions(args: argparse.Namespace) -> int:
+    from videorecap.synth.questions import write_questions
+
+    if not args.data.is_dir():
+        raise InputError(f"{args.data}: no such folder; give a dataset made by `videorecap synth make`")
+    splits = [x.strip() for x in args.splits.split(",") if x.strip()] if args.splits else None
+    for split, (qpath, apath, n) in write_questions(args.data, splits=splits, seed=args.seed).items():
+        print(f"{split}: {n} questions -> {qpath} (answers: {apath.name})")
     return 0

@@ -24,6 +24,7 @@ from videorecap.data.datasets import summarize_input
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decode import DecodeConfig
+from videorecap.levelio import resolve_max_new_tokens
 from videorecap.store import weights_hash
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class TextModel:
 
     @property
     def max_new_tokens(self) -> int:
-        return int(self.model.config.io.max_new_tokens[self.level])
+        return resolve_max_new_tokens(self.level, self.model.config.io)
 
     @torch.no_grad()
     def summarize(

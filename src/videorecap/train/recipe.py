@@ -484,7 +484,7 @@ class Curriculum:
             cfg = RecapConfig.from_name(m.preset, level=level).override(m.config_overrides())
             io = stage.level_io(cfg.io)
             if self.recipe.kind == TEXT_KIND:
-                io = dataclasses.replace(io, modalities="text")
+                io = dataclasses.replace(io, modalities="text")  # the text-only model reads no video
             return RecapConfig(arch=cfg.arch, io=io)
         except (ValueError, TypeError) as e:
             raise InputError(f"recipe model for stage {stage.name!r}: {e}") from None
