@@ -100,7 +100,7 @@ def train_text_model(work: Path, s: dict[str, Any]) -> Path:
         "output_dir": str(work / "runs" / "text"),
         "seed": 0,
         "tokenizer": tokenizer_file(),
-        "model": {"preset": "recap-synth", "overrides": {"train_decoder": True, "train_aligner": True}},
+        "model": {"preset": "recap-synth", "train_decoder": True, "train_aligner": True},
         "data": {"root": str(work), "annotations": "lab"},
         "checkpoint_every": 100000,
         "validation": {"every_steps": 100, "max_batches": 4, "caption_samples": 16},
@@ -161,8 +161,10 @@ def arm_recipe(work: Path, arm: str, s: dict[str, Any]) -> dict[str, Any]:
     stage = {"epochs": 1000, "lr": 1.0e-3, "lr_start": 1.0e-5, "lr_end": 1.0e-5, "warmup_steps": 40}
     data: dict[str, Any] = {"root": str(work), "annotations": "data" if arm == "full" else "lab",
                             "videos": "data/videos"}  # fmt: skip
-    if arm == "pseudo":
+    if arm.startswith("pseudo"):
         data["pseudo_annotations"] = "labels"
+    if arm.startswith("pseudo@"):  # a mixing ratio: pseudo rows per labelled row
+        data["pseudo_ratio"] = float(arm.split("@")[1])
     return {
         "kind": "recap",
         "output_dir": str(work / "runs" / arm),
@@ -234,10 +236,12 @@ def markdown(res: dict[str, Any], command: str) -> str:
         "| training labels | segment CIDEr | ROUGE-L | METEOR | video CIDEr | ROUGE-L | METEOR |",
         "|---|---|---|---|---|---|---|",
     ]
-    names = {"labelled": "25 % true", "pseudo": "25 % true + 75 % pseudo", "full": "100 % true (ceiling)"}
+    names = {"labelled": "25 % true", "pseudo": "25 % true + 75 % pseudo (all, the original's concatenation)",
+             "full": "100 % true (ceiling)"}  # fmt: skip
     for arm, r in res["arms"].items():
         m = r["model"]
-        lines.append(f"| {names[arm]} | {_cells(m['segment'])} | {_cells(m['video'])} |")
+        name = names.get(arm) or f"25 % true + pseudo, pseudo_ratio {arm.split('@')[1]}"
+        lines.append(f"| {name} | {_cells(m['segment'])} | {_cells(m['video'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, help="append the markdown section to this file")
     ap.add_argument("--quick", action="store_true", help="a smoke test of the script: tiny sizes, numbers mean nothing")
     ap.add_argument("--full", action="store_true", help="also train on 100 %% true labels (the ceiling)")
+    ap.add_argument("--ratio", type=float, action="append", default=[], help="also an arm with this pseudo_ratio")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     s = settings(a.quick)
@@ -261,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     times["text model"] = round(time.perf_counter() - t, 1)
     pseudo = pseudo_labels(work, text_model)
     arms = {}
-    for arm in ("labelled", "pseudo") + (("full",) if a.full else ()):
+    for arm in ["labelled", "pseudo", *(f"pseudo@{r:g}" for r in a.ratio)] + (["full"] if a.full else []):
         times[arm] = train_arm(work, arm, s)
         t = time.perf_counter()
         arms[arm] = evaluate(work, arm, s)
@@ -277,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": load_average(),
     }
     (work / "results.json").write_text(json.dumps(res, indent=2))
-    command = "python benchmarks/bench_pseudo_labels.py --work WORK" + (" --quick" if a.quick else "") + (
-        " --full" if a.full else "")  # fmt: skip
+    command = " ".join(["python benchmarks/bench_pseudo_labels.py --work WORK", *(["--quick"] if a.quick else []),
+                        *(["--full"] if a.full else []), *(f"--ratio {r:g}" for r in a.ratio)])  # fmt: skip
     md = markdown(res, command)
     print(md)
     if a.results:

@@ -23,7 +23,7 @@ def tiny_text_recipe(root: Path, out: Path, **stage: object) -> dict:
         "output_dir": str(out),
         "seed": 0,
         "tokenizer": "word-level",
-        "model": {"preset": "recap-tiny", "overrides": {"train_decoder": True, "train_aligner": True}},
+        "model": {"preset": "recap-tiny", "train_decoder": True, "train_aligner": True},
         "data": {"root": str(root), "annotations": "annotations"},
         "stages": [
             {"name": "text", "epochs": 40, "batch_size": 4, "lr": 3e-3, "lr_end": 1e-4, "warmup_steps": 5, **stage}

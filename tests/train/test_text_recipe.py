@@ -16,7 +16,7 @@ def text_recipe(root, out, **stage) -> dict:
         "kind": "text-summarizer",
         "output_dir": str(out),
         "tokenizer": "word-level",
-        "model": {"preset": "recap-tiny", "overrides": {"train_decoder": True, "train_aligner": True}},
+        "model": {"preset": "recap-tiny", "train_decoder": True, "train_aligner": True},
         "data": {"root": str(root), "annotations": "annotations"},
         "stages": [{"name": "text", "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, **stage}],
         "validation": {"caption_samples": 2},
