@@ -42,10 +42,13 @@ def _folder(root: Path, with_video: bool = False) -> Path:
     return root
 
 
-def _ask(video_id: str, question: str) -> dict[str, Any]:
+def _ask(result: CaptionResult, question: str) -> dict[str, Any]:
     if "kettle" not in question:
         raise InputError("ask about the kettle")
-    return {"answer": f"In {video_id}: at 0:02", "evidence": [{"start": 2.0, "end": 6.0, "text": "C puts the kettle"}]}
+    return {
+        "answer": f"In {result.video.id}: at 0:02",
+        "evidence": [{"start": 2.0, "end": 6.0, "text": "C puts the kettle"}],
+    }
 
 
 def _get(url: str, body: Any = None) -> tuple[int, Any]:

@@ -326,8 +326,9 @@ def add_wait_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
     )
 
 
-def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, text_model: bool = True) -> None:
     """The text-model backend: --llm URL | --text-model DIR, with --llm-model, --llm-key-env, --llm-concurrency.
+    `text_model=False` leaves --text-model out (`serve` defines its own: the model it serves).
 
     `open_llm_backend(args, cache_dir)` turns them into a backend (`videorecap.llm.backend.open_backend`). The API key
     is read from the environment variable --llm-key-env names, never from a flag or a file.
@@ -350,13 +351,14 @@ def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
         metavar="VAR",
         help=f"environment variable holding the server's API key (default: {DEFAULT_KEY_ENV}; unset: no key sent)",
     )
-    parser.add_argument(
-        "--text-model",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="the project's own text model (a checkpoint folder of a text-summarizer recipe), run in this process",
-    )
+    if text_model:
+        parser.add_argument(
+            "--text-model",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="the project's own text model (a checkpoint folder of a text-summarizer recipe), run in this process",
+        )
     parser.add_argument(
         "--llm-concurrency",
         type=positive_int,
@@ -372,7 +374,7 @@ def open_llm_backend(args: argparse.Namespace, cache_dir: str | Path | None = No
 
     return open_backend(
         args.llm,
-        args.text_model,
+        getattr(args, "text_model", None),
         args.llm_model,
         key_env=args.llm_key_env,
         concurrency=args.llm_concurrency,

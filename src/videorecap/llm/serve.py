@@ -35,6 +35,13 @@ def _number(body: dict[str, Any], key: str, default: float, kind: type) -> Any:
 def text_model_app(model: TextModel) -> App:
     """An `App` serving `model` at /v1/models and /v1/chat/completions."""
     app = App("videorecap serve")
+    mount_text_model(app, model)
+    return app
+
+
+def mount_text_model(app: App, model: TextModel) -> None:
+    """Add /v1/models and /v1/chat/completions serving `model` to `app` (`videorecap serve`, alone or beside the
+    folder web app)."""
     lock = threading.Lock()
     created = int(time.time())
 
@@ -78,4 +85,3 @@ def text_model_app(model: TextModel) -> App:
 
     app.route("GET", "/v1/models", models)
     app.route("POST", "/v1/chat/completions", chat)
-    return app

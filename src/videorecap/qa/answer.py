@@ -302,3 +302,18 @@ class LLMAnswerer:
         scores = p.moment_emb @ p.embed([query])[0]
         ev = [p.context.moments[i] for i in _top(scores, self.opts.evidence)]
         return _answer(p, pick, reply, ev)
+
+
+def web_ask(answerer: RetrievalAnswerer | LLMAnswerer, opts: AskOptions, embed: Embeddings) -> Any:
+    """`ask(result, question) -> {"answer", "evidence", "answered_by"}` for the folder web app (`search.webapp`):
+    an open question (no choices) about one video, answered from its captions like `videorecap ask`."""
+
+    def ask(result: CaptionResult, question: str) -> dict[str, Any]:
+        a = answerer.answer(prepare(result, question, (), opts, embed, source=result.video.id))
+        return {
+            "answer": a.reply,
+            "evidence": [m.to_dict() for m in a.evidence],
+            "answered_by": answerer.identity(),
+        }
+
+    return ask

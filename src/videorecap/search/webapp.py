@@ -6,12 +6,13 @@
     GET  /api/videos             every video of the folder: key, id, duration, summary, counts
     GET  /api/videos/<key>       one video's summary, segment descriptions and clip captions, and its media URL
     GET  /api/search?q=&k=&mode=&level=   moments across the videos (as `videorecap search --json`)
-    POST /api/ask                {"video": key, "question": "..."} -> ask(video id, question), when `ask` is given
+    POST /api/ask                {"video": key, "question": "..."} -> ask(its captions, question), when `ask` is given
     GET  /media/<key>            the video (its web copy when `--web-video` wrote one), with byte ranges
 
 The folder is read again when its captions files change (a `caption` run adding videos shows up on the next
 request). Semantic and hybrid search use the stored index of `videorecap search` (search/index.py); without the
-embedding wheel they answer lexically, with a note naming what to install. `ask(video_id, question)` returns a dict
+embedding wheel they answer lexically, with a note naming what to install. `ask(result, question)` (the video's
+`CaptionResult`; `qa.answer.web_ask` builds one) returns a dict
 with at least `answer` (text) and optionally `evidence`: [{"start", "end", "text"}] (moments the page can seek to);
 a `VideoRecapError` it raises is shown as the user's mistake (400). `ask=None` hides the box.
 
@@ -30,12 +31,13 @@ from typing import Any
 from videorecap.errors import VideoRecapError
 from videorecap.export import display_text
 from videorecap.httpserve import App, HTTPError, Request, Response, file_response, json_response
+from videorecap.results import CaptionResult
 from videorecap.search.index import Corpus, Video, embeddings, load_corpus
 from videorecap.search.moments import LEVELS, MODES, Searcher
 
 log = logging.getLogger(__name__)
 
-AskFn = Callable[[str, str], dict[str, Any]]
+AskFn = Callable[[CaptionResult, str], dict[str, Any]]
 WEB_COPIES = ("video.web.mp4", "video.web.webm")  # what `caption --web-video` writes beside captions.json
 MAX_K = 100
 _CSP = "default-src 'self'; media-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
@@ -198,7 +200,7 @@ def mount(app: App, folder: str | os.PathLike[str], *, ask: AskFn | None = None)
             raise HTTPError(400, "the question is empty")
         v = video_of(body["video"])
         try:
-            answer = state.ask(v.id, question)
+            answer = state.ask(v.result, question)
         except VideoRecapError as e:
             raise HTTPError(400, str(e)) from None
         return json_response(answer)
