@@ -116,3 +116,17 @@ def test_a_missing_source_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert main(["live", "srt://127.0.0.1:9", "--model", "recap-synth", "-o", str(tmp_path / "o2"),
                  "--reconnect", "0"]) == 2  # fmt: skip
     assert "protocol" in capsys.readouterr().err
+
+
+def test_original_settings_and_num_features_reach_the_session(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    with open(recording, "rb") as f:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
+        argv = ["live", "-", "-o", str(out), "--model", "recap-synth", "--levels", "clip", "--no-status",
+                "--original-settings", "--num-features", "segment=5,video=7"]  # fmt: skip
+        assert main(argv) == 0
+    options = json.loads((out / "session.json").read_text())["options"]
+    assert options["summary_text"] == "first"  # the same vocabulary as caption's --original-settings
+    assert options["num_features"] == {"segment": 5, "video": 7}

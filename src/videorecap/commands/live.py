@@ -36,6 +36,8 @@ from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
+    add_num_features_argument,
+    add_original_settings_argument,
     add_output_argument,
     add_wait_argument,
     field_default,
@@ -68,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--segment-seconds", type=window_seconds, help="segment window in seconds (default: the model's)")
     add_min_tail_argument(r)
     r.add_argument("--no-rolling-summary", action="store_true", help="no summary after each segment, only at the end")
+    add_num_features_argument(r)
+    add_original_settings_argument(r, "every summary reads only the first 512 tokens of the segment descriptions "
+                                   "(default: as many as fit, chosen evenly across the stream so far)")  # fmt: skip
     s = p.add_argument_group("the stream")
     s.add_argument("--format", help="FFmpeg input format to force (e.g. mpegts for a pipe FFmpeg cannot probe)")
     s.add_argument("--idle", type=positive_float, default=_default("idle"), metavar="SECONDS",
@@ -156,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             format=args.format,
             narrator=args.narrator,
             device=device,
+            num_features=args.num_features or {},
+            summary_text="first" if args.original_settings else "spread",
         )
         levels = opts.levels
     if not any(getattr(args, k) for k in _MODEL_FLAGS[:4]):
