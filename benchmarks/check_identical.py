@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 # keys whose values are facts of the run, not of the code (wall times, dates, where the run lived)
-MASKED = {"seconds", "elapsed", "elapsed_s", "wall_s", "created", "mtime", "samples_per_s"}
+MASKED = {"seconds", "elapsed", "elapsed_s", "wall_s", "created", "mtime", "mtime_ns", "samples_per_s"}
 # files that only fingerprint the run's settings (their hashes include absolute paths): not outputs
 SKIPPED = {".evaluate-state.json", ".videorecap.lock"}  # the lock file of an output folder (videorecap.lock) is empty
 # in the resumable store (videorecap.store), the settings hash (absolute paths included) of a folder and an entry
