@@ -229,6 +229,17 @@ def add_max_tokens_argument(parser: argparse.ArgumentParser | argparse._Argument
     )
 
 
+def add_model_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The models of a captioning run (caption, live): --model, or one folder per level, and --tokenizer; resolved by
+    `pipeline.Captioner.load` (`pipeline.resolve_model` for names and folders)."""
+    group.add_argument("--model", help="checkpoint folder (ReCap-U or one level), a folder with clip/ segment/ video/, "
+                       "or recap-synth (the bundled model)")  # fmt: skip
+    group.add_argument("--clip-model", help="checkpoint folder of the clip level")
+    group.add_argument("--segment-model", help="checkpoint folder of the segment level")
+    group.add_argument("--video-model", help="checkpoint folder of the video level")
+    group.add_argument("--tokenizer", help="tokenizer folder (vocab.json + merges.txt, or tokenizer.json)")
+
+
 def add_num_features_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--num-features K | segment=K,video=K (`args.num_features`: `{level: K}` or None), over the models' level I/O."""
     parser.add_argument(

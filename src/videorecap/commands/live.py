@@ -36,6 +36,7 @@ from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
+    add_model_arguments,
     add_num_features_argument,
     add_original_settings_argument,
     add_output_argument,
@@ -56,13 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE", help="a growing file, a stream URL, /dev/videoN, or -")
     add_output_argument(p, "live.jsonl, the growing VTT files, then the outputs of `caption`")
     p.add_argument("--resume", type=Path, metavar="OUT", help="continue the session in OUT (after a crash or kill)")
-    m = p.add_argument_group("model")
-    m.add_argument("--model", help="checkpoint folder (ReCap-U or one level), a folder with clip/ segment/ video/, "
-                   "or recap-synth (the bundled model)")  # fmt: skip
-    m.add_argument("--clip-model", help="checkpoint folder of the clip level")
-    m.add_argument("--segment-model", help="checkpoint folder of the segment level")
-    m.add_argument("--video-model", help="checkpoint folder of the video level")
-    m.add_argument("--tokenizer", help="tokenizer folder (vocab.json + merges.txt, or tokenizer.json)")
+    add_model_arguments(p.add_argument_group("model"))
     r = p.add_argument_group("what to run")
     r.add_argument("--levels", default="clip,segment,video", help="levels, up to the highest one named "
                    "(default: clip,segment,video)")  # fmt: skip
