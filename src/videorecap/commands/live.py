@@ -113,105 +113,122 @@ _MODEL_FLAGS = ("model", "clip_model", "segment_model", "video_model", "tokenize
 
 
 def run(args: argparse.Namespace) -> int:
-    from videorecap import distributed
-    from videorecap.live.session import LiveOptions, LiveSession, read_session
-    from videorecap.lock import output_lock
-    from videorecap.pipeline import Captioner
-
-    if args.resume is not None:
-        if args.source is not None or args.output is not None:
-            raise InputError("--resume OUT continues a session: give no SOURCE and no -o")
-        out = args.resume
-        stored = read_session(out)
-        for k in _MODEL_FLAGS:  # the models of the session, unless given again
-            if getattr(args, k) is None:
-                setattr(args, k, stored.get("model", {}).get(k))
-        levels = stored["options"]["levels"]
-        device = args.device or stored["options"].get("device") or distributed.default_device()
-        opts = None
-    else:
-        if args.source is None:
-            raise InputError("give a SOURCE (a file, a stream URL, /dev/videoN or -), or --resume OUT")
-        if args.output is None:
-            raise InputError("give an output folder: -o OUT")
-        if args.reconnect < 0:
-            raise InputError(f"--reconnect must be 0 or more seconds, got {args.reconnect}")
-        out = args.output
-        device = args.device or distributed.default_device()
-        per_level = args.max_tokens or {}
-        opts = LiveOptions(
-            levels=args.levels,
-            clip_seconds=args.clip_seconds,
-            segment_seconds=args.segment_seconds,
-            min_tail_seconds=args.min_tail_seconds,
-            decode=decode_config(args),
-            max_new_tokens=per_level,
-            batch_size=args.batch_size,
-            lag=args.lag,
-            max_lag=args.max_lag,
-            idle=args.idle,
-            reconnect=args.reconnect,
-            duration=args.duration,
-            rolling_summary=not args.no_rolling_summary,
-            format=args.format,
-            narrator=args.narrator,
-            device=device,
-            num_features=args.num_features or {},
-            summary_text="first" if args.original_settings else "spread",
-        )
-        levels = opts.levels
+    out, opts, levels, device = _resumed(args) if args.resume is not None else _new_session(args)
     if not any(getattr(args, k) for k in _MODEL_FLAGS[:4]):
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
-    if args.resume is None:  # mistakes in SOURCE or OUT are found before the model loads
-        from videorecap.live.session import EVENTS_FILE
-        from videorecap.live.source import parse_source
-
-        parse_source(args.source, args.format)
-        if (out / EVENTS_FILE).exists():
-            raise InputError(
-                f"{out}: holds a live session already; continue it with --resume {out}, or give another -o"
-            )
+    if args.resume is None:
+        _check_source_and_out(args, out)  # mistakes in SOURCE or OUT are found before the model loads
     prepare_output_dir(out)
+    from videorecap.lock import output_lock
+
     with output_lock(out, wait=args.wait):
-        captioner = Captioner.load(args.model, clip=args.clip_model, segment=args.segment_model,
-                                   video=args.video_model, device=device, tokenizer=args.tokenizer,
-                                   levels=levels)  # fmt: skip
-        for m, _ in captioner.models.values():
-            m.to(device)
-        printer = _Printer(status=not args.no_status)
-        session = LiveSession(args.source, captioner, out, opts, resume=args.resume is not None,
-                              listeners=[printer])  # fmt: skip
-        printer.session = session
-        if args.resume is None:
-            session.session["model"] = {k: getattr(args, k) and str(getattr(args, k)) for k in _MODEL_FLAGS}
-        server = None
-        if args.serve is not None:
-            from videorecap.live.page import serve_page
-
-            server = serve_page(session, args.serve)
-            print(f"videorecap live: serving {server.url}/", flush=True)
-        previous = signal.getsignal(signal.SIGINT)
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            # first Ctrl-C: finish cleanly (caption what was read, write the outputs); a second one stops at once
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            print("\nvideorecap live: stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-            session.stop("interrupted")
-
-        signal.signal(signal.SIGINT, on_sigint)
-        try:
-            end = session.run()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            if server is not None:
-                server.close()
-        printer.done()
+        end = _run_session(args, out, opts, levels, device)
     print(f"videorecap live: {end.reason}: {len(end.result.clips)} clips, {len(end.result.segments)} segments "
           f"captioned into {out}")  # fmt: skip
     if end.error is not None:
         print(f"videorecap live: error: {end.error}", file=sys.stderr)
         return 1
     return 130 if end.reason == "interrupted" else 0
+
+
+def _resumed(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
+    """--resume OUT: the session's folder, its levels and device; the models of the session unless given again."""
+    from videorecap import distributed
+    from videorecap.live.session import read_session
+
+    if args.source is not None or args.output is not None:
+        raise InputError("--resume OUT continues a session: give no SOURCE and no -o")
+    out = args.resume
+    stored = read_session(out)
+    for k in _MODEL_FLAGS:
+        if getattr(args, k) is None:
+            setattr(args, k, stored.get("model", {}).get(k))
+    device = args.device or stored["options"].get("device") or distributed.default_device()
+    return out, None, stored["options"]["levels"], device
+
+
+def _new_session(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
+    """A new session: its folder and options (LiveOptions) from the flags."""
+    from videorecap import distributed
+    from videorecap.live.session import LiveOptions
+
+    if args.source is None:
+        raise InputError("give a SOURCE (a file, a stream URL, /dev/videoN or -), or --resume OUT")
+    if args.output is None:
+        raise InputError("give an output folder: -o OUT")
+    if args.reconnect < 0:
+        raise InputError(f"--reconnect must be 0 or more seconds, got {args.reconnect}")
+    device = args.device or distributed.default_device()
+    opts = LiveOptions(
+        levels=args.levels,
+        clip_seconds=args.clip_seconds,
+        segment_seconds=args.segment_seconds,
+        min_tail_seconds=args.min_tail_seconds,
+        decode=decode_config(args),
+        max_new_tokens=args.max_tokens or {},
+        batch_size=args.batch_size,
+        lag=args.lag,
+        max_lag=args.max_lag,
+        idle=args.idle,
+        reconnect=args.reconnect,
+        duration=args.duration,
+        rolling_summary=not args.no_rolling_summary,
+        format=args.format,
+        narrator=args.narrator,
+        device=device,
+        num_features=args.num_features or {},
+        summary_text="first" if args.original_settings else "spread",
+    )
+    return args.output, opts, opts.levels, device
+
+
+def _check_source_and_out(args: argparse.Namespace, out: Path) -> None:
+    from videorecap.live.session import EVENTS_FILE
+    from videorecap.live.source import parse_source
+
+    parse_source(args.source, args.format)
+    if (out / EVENTS_FILE).exists():
+        raise InputError(f"{out}: holds a live session already; continue it with --resume {out}, or give another -o")
+
+
+def _run_session(args: argparse.Namespace, out: Path, opts: Any, levels: Any, device: str) -> Any:
+    """Load the models, run the session (with its page when --serve), Ctrl-C finishing it cleanly; its end."""
+    from videorecap.live.session import LiveSession
+    from videorecap.pipeline import Captioner
+
+    captioner = Captioner.load(args.model, clip=args.clip_model, segment=args.segment_model,
+                               video=args.video_model, device=device, tokenizer=args.tokenizer,
+                               levels=levels)  # fmt: skip
+    for m, _ in captioner.models.values():
+        m.to(device)
+    printer = _Printer(status=not args.no_status)
+    session = LiveSession(args.source, captioner, out, opts, resume=args.resume is not None,
+                          listeners=[printer])  # fmt: skip
+    printer.session = session
+    if args.resume is None:
+        session.session["model"] = {k: getattr(args, k) and str(getattr(args, k)) for k in _MODEL_FLAGS}
+    server = None
+    if args.serve is not None:
+        from videorecap.live.page import serve_page
+
+        server = serve_page(session, args.serve)
+        print(f"videorecap live: serving {server.url}/", flush=True)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # first Ctrl-C: finish cleanly (caption what was read, write the outputs); a second one stops at once
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nvideorecap live: stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        session.stop("interrupted")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return session.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if server is not None:
+            server.close()
+        printer.done()
 
 
 class _Printer:
