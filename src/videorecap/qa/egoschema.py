@@ -175,9 +175,40 @@ def run_questions(
     }
     store = Store.open(out / ".cache" / "answers", fingerprint)
     summary = RunSummary(total=len(questions))
+    done, pending, loaded = _read_back(questions, cap_dir, store, summary)
+    _answer_pending(pending, loaded, answerer, opts, embed, store, done, summary, batch_size, progress)
+    rows = [_result_row(q, done.get(q.q_uid), truth, summary) for q in questions]
+    result = {
+        "format": RESULTS_FORMAT,
+        "answerer": answerer.identity(),
+        "context": opts.context,
+        "budget_chars": opts.budget_chars,
+        "embedder": embed.name,
+        "questions": summary.total,
+        "answered": summary.answered,
+        "unparseable": summary.unparseable,
+        "no_captions": len(summary.no_captions),
+        "with_truth": summary.with_truth,
+        "correct": summary.correct,
+        "accuracy": summary.accuracy,
+        "predictions": {q.q_uid: (done[q.q_uid].prediction if q.q_uid in done else None) for q in questions},
+        "per_question": rows,
+    }
+    fileio.write_json(out / RESULTS_FILE, result)
+    return summary
+
+
+_Pending = list[tuple[EgoQuestion, str, Path]]  # a question, the digest of it and its captions, the captions file
+_Loaded = dict[Path, tuple[str, CaptionResult]]  # a captions file -> (its content hash, its captions)
+
+
+def _read_back(
+    questions: Sequence[EgoQuestion], cap_dir: Path, store: Store, summary: RunSummary
+) -> tuple[dict[str, Answer], _Pending, _Loaded]:
+    """The answers stored for the same question and captions, the questions still to answer, the captions read."""
     done: dict[str, Answer] = {}
-    pending: list[tuple[EgoQuestion, str, Path]] = []
-    loaded: dict[Path, tuple[str, CaptionResult]] = {}
+    pending: _Pending = []
+    loaded: _Loaded = {}
     for q in questions:
         path = find_captions(cap_dir, q.video)
         if path is None:
@@ -200,6 +231,22 @@ def run_questions(
             pending.append((q, digest, path))
     if summary.resumed:
         logger.info("%d answers read back from %s", summary.resumed, store.root)
+    return done, pending, loaded
+
+
+def _answer_pending(
+    pending: _Pending,
+    loaded: _Loaded,
+    answerer: Any,
+    opts: AskOptions,
+    embed: Embeddings,
+    store: Store,
+    done: dict[str, Answer],
+    summary: RunSummary,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Answer the pending questions `batch_size` at a time, each answer stored as soon as it arrives."""
     bar = tqdm(total=len(pending), desc="ask", unit="question", disable=not progress or not pending)
     try:
         for s in range(0, len(pending), batch_size):
@@ -218,40 +265,23 @@ def run_questions(
             bar.update(len(pending[s : s + batch_size]))
     finally:
         bar.close()
-    rows = []
-    for q in questions:
-        a = done.get(q.q_uid)
-        row: dict[str, Any] = {"q_uid": q.q_uid, "video": q.video}
-        if q.kind is not None:
-            row["kind"] = q.kind
-        if a is None:
-            row.update({"prediction": None, "status": "no captions"})
-        else:
-            row.update(a.to_dict())
-            row["status"] = "answered" if a.prediction is not None else "unparseable"
-            summary.answered += a.prediction is not None
-            summary.unparseable += a.prediction is None
-        if q.q_uid in truth:
-            row["truth"] = truth[q.q_uid]
-            row["correct"] = a is not None and a.prediction == truth[q.q_uid]
-            summary.with_truth += 1
-            summary.correct += bool(row["correct"])
-        rows.append(row)
-    result = {
-        "format": RESULTS_FORMAT,
-        "answerer": answerer.identity(),
-        "context": opts.context,
-        "budget_chars": opts.budget_chars,
-        "embedder": embed.name,
-        "questions": summary.total,
-        "answered": summary.answered,
-        "unparseable": summary.unparseable,
-        "no_captions": len(summary.no_captions),
-        "with_truth": summary.with_truth,
-        "correct": summary.correct,
-        "accuracy": summary.accuracy,
-        "predictions": {q.q_uid: (done[q.q_uid].prediction if q.q_uid in done else None) for q in questions},
-        "per_question": rows,
-    }
-    fileio.write_json(out / RESULTS_FILE, result)
-    return summary
+
+
+def _result_row(q: EgoQuestion, a: Answer | None, truth: dict[str, int], summary: RunSummary) -> dict[str, Any]:
+    """One question's row of results.json; counts it in `summary`."""
+    row: dict[str, Any] = {"q_uid": q.q_uid, "video": q.video}
+    if q.kind is not None:
+        row["kind"] = q.kind
+    if a is None:
+        row.update({"prediction": None, "status": "no captions"})
+    else:
+        row.update(a.to_dict())
+        row["status"] = "answered" if a.prediction is not None else "unparseable"
+        summary.answered += a.prediction is not None
+        summary.unparseable += a.prediction is None
+    if q.q_uid in truth:
+        row["truth"] = truth[q.q_uid]
+        row["correct"] = a is not None and a.prediction == truth[q.q_uid]
+        summary.with_truth += 1
+        summary.correct += bool(row["correct"])
+    return row
