@@ -38,7 +38,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ from videorecap.video.features import (
     _open_chunk_store,
     extract_job,
     is_finished,
+    remove_chunks,
     write_output,
 )
 from videorecap.video.io import probe
@@ -413,60 +414,15 @@ def run_features(
         if on_result is not None:
             on_result(res)
 
-    videos: dict[str, _FeatureVideo] = {}
-    work: list[dict[str, Any]] = []
-    fallback: list[FeatureJob] = []  # jobs for the per-video step (extract_job in an actor)
-    for job in jobs:
-
-        def plan_of(info: Any, job: FeatureJob = job) -> list[Window]:
-            return _job_plan(job, info, **plan_kw)
-
-        if not overwrite and is_finished(job, out_dir, encoder, plan_of, all_tokens=all_tokens,
-                                         tokens_dtype=tokens_dtype, allow_partial=allow_partial):  # fmt: skip
-            finish(JobResult(job, "skipped"))
-            continue
-        try:
-            windows = plan_of(probe(job.video))
-        except (VideoRecapError, OSError) as e:  # the per-video step reports it, as a single process does
-            logger.info("%s: %s", job.video, e)
-            fallback.append(job)
-            continue
-        v = _FeatureVideo(job, windows, chunk_windows, None, {}, all_tokens)
-        if chunk_dir is not None and v.num_chunks > 1:  # as `_extract_chunked`: one chunk has nothing to resume
-            v.store = _open_chunk_store(chunk_dir, job.key, job.video, encoder, windows, all_tokens, grid_fps,
-                                        chunk_windows)  # fmt: skip
-            v.done = _load_chunks(v.store, v.num_chunks, all_tokens)
-        if len(windows) > MAX_ROW_WINDOWS:
-            fallback.append(job)
-            continue
-        videos[job.key] = v
-        for run in _missing_runs(v.num_chunks, v.done):
-            lo, hi = run[0] * chunk_windows, min(len(windows), (run[-1] + 1) * chunk_windows)
-            work.append(
-                {"key": job.key, "video": str(job.video), "first": lo, "windows": _windows_json(windows[lo:hi])}
-            )
-        if not work or work[-1]["key"] != job.key:  # every chunk was stored: only the output is left to write
-            _write_feature(v, out_dir, encoder, tokens_dtype, chunk_dir, finish, fallback)
-
-    nf, size, _ = encoder_geometry(encoder)
-    pending = {w["key"] for w in work}
+    out = _FeatureOutput(out_dir, encoder, tokens_dtype, chunk_dir, finish)
+    videos, work, fallback = _plan_features(jobs, out, plan_kw, overwrite=overwrite, all_tokens=all_tokens,
+                                            allow_partial=allow_partial, grid_fps=grid_fps,
+                                            chunk_windows=chunk_windows)  # fmt: skip
     if work:
+        nf, size, _ = encoder_geometry(encoder)
         rows = _model_rows(work, _EncodeActor, (loader, place.device, precision, all_tokens), place,
                            num_frames=nf, image_size=size, batch_size=batch_size, grid_fps=grid_fps)  # fmt: skip
-        for row in rows:
-            key = str(row["key"])
-            if key not in pending:  # finished, or sent to the per-video step
-                continue
-            if str(row["error"]):
-                pending.discard(key)
-                fallback.append(videos[key].job)
-                continue
-            n = int(row["count"])
-            tok = np.asarray(row["tokens"])[:n] if all_tokens else None
-            if videos[key].add(int(row["first"]), np.asarray(row["cls"])[:n], tok):
-                pending.discard(key)
-                _write_feature(videos[key], out_dir, encoder, tokens_dtype, chunk_dir, finish, fallback)
-    fallback += [videos[k].job for k in sorted(pending)]  # nothing should be left; if it is, do it per video
+        fallback += _collect_features(rows, videos, {w["key"] for w in work}, all_tokens, out)
 
     if fallback:
         kw = {
@@ -479,6 +435,98 @@ def run_features(
         for i, r in per_video(items, loader, fn, place):
             finish(JobResult(fallback[i], r["status"], windows=r["windows"], seconds=r["seconds"], error=r["error"]))
     return results
+
+
+@dataclass
+class _FeatureOutput:
+    """Where and how the driver writes a finished video's features, and whom it tells."""
+
+    out_dir: str | os.PathLike[str]
+    encoder: nn.Module
+    tokens_dtype: str
+    chunk_dir: str | os.PathLike[str] | None
+    finish: Callable[[JobResult], None]
+
+    def write(self, v: _FeatureVideo, fallback: list[FeatureJob]) -> None:
+        _write_feature(v, self.out_dir, self.encoder, self.tokens_dtype, self.chunk_dir, self.finish, fallback)
+
+
+def _plan_features(
+    jobs: Sequence[FeatureJob],
+    out: _FeatureOutput,
+    plan_kw: dict[str, Any],
+    *,
+    overwrite: bool,
+    all_tokens: bool,
+    allow_partial: bool,
+    grid_fps: float | None,
+    chunk_windows: int,
+) -> tuple[dict[str, _FeatureVideo], list[dict[str, Any]], list[FeatureJob]]:
+    """Skip what is done (as a single process), read back stored chunks, and list the windows still to encode:
+    `(videos by key, work rows for the decode tasks, jobs for the per-video step)`."""
+    videos: dict[str, _FeatureVideo] = {}
+    work: list[dict[str, Any]] = []
+    fallback: list[FeatureJob] = []  # jobs for the per-video step (extract_job in an actor)
+    for job in jobs:
+
+        def plan_of(info: Any, job: FeatureJob = job) -> list[Window]:
+            return _job_plan(job, info, **plan_kw)
+
+        if not overwrite and is_finished(job, out.out_dir, out.encoder, plan_of, all_tokens=all_tokens,
+                                         tokens_dtype=out.tokens_dtype, allow_partial=allow_partial):  # fmt: skip
+            if out.chunk_dir is not None:  # a run killed after writing the output, before dropping its chunks
+                remove_chunks(out.chunk_dir, job.key)
+            out.finish(JobResult(job, "skipped"))
+            continue
+        try:
+            windows = plan_of(probe(job.video))
+        except (VideoRecapError, OSError) as e:  # the per-video step reports it, as a single process does
+            logger.info("%s: %s", job.video, e)
+            fallback.append(job)
+            continue
+        v = _FeatureVideo(job, windows, chunk_windows, None, {}, all_tokens)
+        if out.chunk_dir is not None and v.num_chunks > 1:  # as `_extract_chunked`: one chunk has nothing to resume
+            v.store = _open_chunk_store(out.chunk_dir, job.key, job.video, out.encoder, windows, all_tokens,
+                                        grid_fps, chunk_windows)  # fmt: skip
+            v.done = _load_chunks(v.store, v.num_chunks, all_tokens)
+        if len(windows) > MAX_ROW_WINDOWS:
+            fallback.append(job)
+            continue
+        videos[job.key] = v
+        for run in _missing_runs(v.num_chunks, v.done):
+            lo, hi = run[0] * chunk_windows, min(len(windows), (run[-1] + 1) * chunk_windows)
+            work.append(
+                {"key": job.key, "video": str(job.video), "first": lo, "windows": _windows_json(windows[lo:hi])}
+            )
+        if not work or work[-1]["key"] != job.key:  # every chunk was stored: only the output is left to write
+            out.write(v, fallback)
+    return videos, work, fallback
+
+
+def _collect_features(
+    rows: Iterable[dict[str, Any]],
+    videos: dict[str, _FeatureVideo],
+    pending: set[str],
+    all_tokens: bool,
+    out: _FeatureOutput,
+) -> list[FeatureJob]:
+    """Take the model actors' batches as they come (a repeated batch once), write each video when it is whole;
+    the jobs left for the per-video step (a decode error, or, should it happen, a video never completed)."""
+    fallback: list[FeatureJob] = []
+    for row in rows:
+        key = str(row["key"])
+        if key not in pending:  # finished, or sent to the per-video step
+            continue
+        if str(row["error"]):
+            pending.discard(key)
+            fallback.append(videos[key].job)
+            continue
+        n = int(row["count"])
+        tok = np.asarray(row["tokens"])[:n] if all_tokens else None
+        if videos[key].add(int(row["first"]), np.asarray(row["cls"])[:n], tok):
+            pending.discard(key)
+            out.write(videos[key], fallback)
+    return fallback + [videos[k].job for k in sorted(pending)]  # nothing should be left; if it is, per video
 
 
 def _write_feature(

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from videorecap import cli
+from videorecap.video import features as features_mod
 from videorecap.video.features import (
     FeatureJob,
     extract_features,
@@ -287,3 +288,32 @@ def test_cli_cleans_leftovers_of_a_killed_run_and_keeps_user_files(tmp_path: Pat
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert not [p for p in partial if p.exists()] and (out / "notes.tmp").read_text() == "mine"
     assert (out / "a.npy").is_file()
+
+
+def test_a_run_killed_while_writing_an_output_never_leaves_it_unrecorded(videos, tmp_path: Path, monkeypatch):
+    """The encoder record is written before `ID.npy`: a kill between the two leaves an output to recompute, not an
+    output that a folder without a record would reuse as made by an unknown encoder."""
+    out, chunks = tmp_path / "out", tmp_path / "chunks"
+    job = FeatureJob(videos["long"], "long")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # the process dies at this point
+
+    monkeypatch.setattr(features_mod, "_record_encoder", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extract_job(job, out, MeanEncoder(), chunk_dir=chunks, chunk_windows=2)
+    monkeypatch.undo()
+    assert not (out / "long.npy").exists()
+    assert extract_job(job, out, MeanEncoder(), chunk_dir=chunks, chunk_windows=2).status == "done"
+    assert extract_job(job, out, MeanEncoder(), chunk_dir=chunks, chunk_windows=2).status == "skipped"
+
+
+def test_chunks_left_by_a_run_killed_after_its_output_are_dropped_on_the_skip(videos, tmp_path: Path):
+    out, chunks = tmp_path / "out", tmp_path / "chunks"
+    job = FeatureJob(videos["long"], "long")
+    assert extract_job(job, out, MeanEncoder(), chunk_dir=chunks, chunk_windows=2).status == "done"
+    assert not (chunks / "long").exists()
+    (chunks / "long").mkdir(parents=True)
+    (chunks / "long" / "c00000.npz").write_bytes(b"left by a killed run")
+    assert extract_job(job, out, MeanEncoder(), chunk_dir=chunks, chunk_windows=2).status == "skipped"
+    assert not (chunks / "long").exists()

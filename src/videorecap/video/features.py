@@ -360,6 +360,8 @@ def extract_job(
                                 min_segment_windows=min_segment_windows)  # fmt: skip
     if not overwrite and is_finished(job, out_dir, encoder, plan_of, all_tokens=all_tokens, tokens_dtype=tokens_dtype,
                                      allow_partial=allow_partial):  # fmt: skip
+        if chunk_dir is not None:  # a run killed after writing the output, before dropping its chunks
+            remove_chunks(chunk_dir, job.key)
         return JobResult(job, "skipped")
     t0 = time.perf_counter()
     stats = EncodeStats()
@@ -420,14 +422,16 @@ def write_output(
     tokens_dtype: str,
     chunk_dir: str | os.PathLike[str] | None,
 ) -> None:
-    """Write the finished features of `job` (atomically, the tokens first: `ID.npy` marks the job done), record the
-    encoder that made them, and drop the job's chunks."""
+    """Record the encoder that makes them, then write the finished features of `job` (atomically, the tokens first:
+    `ID.npy` marks the job done), and drop the job's chunks. The record comes first: a run killed between the two
+    leaves a record without `ID.npy` (recomputed), never an `ID.npy` without its record (which, in a folder with no
+    record yet, would read as made by an unknown encoder and be reused unchecked)."""
     if len(cls) == 0:
         raise VideoError(f"{job.video}: no window could be decoded")
+    _record_encoder(out_dir, job.key, weights_hash(encoder))
     if tok is not None:
         fileio.save_npy(output_path(out_dir, job.key, tokens=True), tok.astype(tokens_dtype))
     fileio.save_npy(output_path(out_dir, job.key), cls.astype(np.float32))
-    _record_encoder(out_dir, job.key, weights_hash(encoder))
     if chunk_dir is not None:
         remove_chunks(chunk_dir, job.key)
 
