@@ -1,7 +1,7 @@
 """Question answering over the hierarchy on the synthetic world: accuracy per context (issue 17 §3).
 
     python benchmarks/bench_ask.py --work runs/ask-bench [--test-videos 20] [--append benchmarks/RESULTS.md]
-    python benchmarks/bench_ask.py --work /tmp/ask-quick --quick     # 3 short videos, a few minutes on 2 cores
+    python benchmarks/bench_ask.py --work runs/ask-quick --quick     # 3 short videos, a few minutes on 2 cores
 
 Steps (under --work; a step whose output exists is skipped, so a killed run continues):
 

@@ -20,6 +20,7 @@ stored, so running the same command again redoes only the failed ones.
 
 from __future__ import annotations
 
+import abc
 import email.utils
 import json
 import logging
@@ -88,7 +89,7 @@ class TextBackend(Protocol):
         ...
 
 
-class BaseBackend:
+class BaseBackend(abc.ABC):
     """`chat_many` on top of `chat`: up to `concurrency` requests at a time, every failure collected."""
 
     name = "base"
@@ -100,8 +101,9 @@ class BaseBackend:
         """What identifies the model's answers in the response cache (its name, and its weights when known)."""
         return f"{self.name}:{self.model}"
 
+    @abc.abstractmethod
     def chat(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.0) -> str:
-        raise NotImplementedError
+        """One answer: over HTTP, from the model in this process, or from the cache (the subclasses)."""
 
     def run_many(
         self, requests: Sequence[Messages], max_tokens: int, temperature: float, on_result: OnResult | None
