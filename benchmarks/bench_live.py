@@ -129,16 +129,17 @@ def captioner_for(name: str):  # noqa: ANN201 - a pipeline.Captioner
                       for lv in ("clip", "segment", "video")})  # fmt: skip
 
 
-def run_one(model: str, minutes: float, speed: float, work: Path) -> dict:
+def run_one(model: str, minutes: float, speed: float, work: Path, precision: str = "fp32", lag: str = "queue") -> dict:
     from videorecap.live.session import LiveOptions, LiveSession
 
     cap = captioner_for(model)
+    cap.use_precision(precision, "cpu")  # as `videorecap live --precision` would (runtime.resolve_precision)
     size = cap.model("clip").encoder.config.image_size
     rec = make_recording(work / f"rec-{size}.ts", minutes, size)
     src = work / f"{model}.ts"
     src.unlink(missing_ok=True)
     src.touch()
-    session = LiveSession(str(src), cap, work / f"out-{model}", LiveOptions(lag="queue", idle=30))
+    session = LiveSession(str(src), cap, work / f"out-{model}", LiveOptions(lag=lag, idle=30))
     busy = [0.0]
     real = session._caption
 
@@ -197,6 +198,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=180.0, help="stream length (default: 180)")
     ap.add_argument("--speed", type=float, default=30.0, help="stream pace, times real time (default: 30)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--precision", default="fp32", help="fp32 (default), bf16, int8 or auto, as --precision")
+    ap.add_argument("--lag", choices=["queue", "drop"], default="queue", help="the lag policy (default: queue)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 min of stream at 8x, recap-synth")
     args = ap.parse_args()
     if args.quick:
@@ -207,12 +210,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print("\n".join(machine_lines()))
     print()
+    print(f"precision: {args.precision}, lag policy: {args.lag}\n")
     print("| model | stream | pace | clips | segs | clip latency p50 / p95 | segment latency p50 / p95 | "
           "real-time factor | CPU (cores) | RSS 25% / 50% / end, peak |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.model or ["recap-synth"]:
-            r = run_one(model, args.minutes, args.speed, Path(tmp))
+            r = run_one(model, args.minutes, args.speed, Path(tmp), args.precision, args.lag)
             rss = " / ".join(f"{r['rss'].get(k, float('nan')):.0f}" for k in ("25%", "50%", "100%"))
             print(f"| {r['model']} | {r['stream_s'] / 60:g} min | {r['speed']:g}x | {r['clips']} | {r['segments']} | "
                   f"{r['clip_p50']:.2f} / {r['clip_p95']:.2f} s | {r['seg_p50']:.2f} / {r['seg_p95']:.2f} s | "

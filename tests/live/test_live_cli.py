@@ -130,3 +130,15 @@ def test_original_settings_and_num_features_reach_the_session(
     options = json.loads((out / "session.json").read_text())["options"]
     assert options["summary_text"] == "first"  # the same vocabulary as caption's --original-settings
     assert options["num_features"] == {"segment": 5, "video": 7}
+
+
+def test_precision_is_taken_and_recorded(tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    with open(recording, "rb") as f:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
+        argv = ["live", "-", "-o", str(out), "--model", "recap-synth", "--levels", "clip", "--no-status",
+                "--precision", "bf16"]  # fmt: skip
+        assert main(argv) == 0
+    # the session's store is tied to the precision: a resume in fp32 would not mix its captions with these
+    assert json.loads((out / ".cache" / "store.json").read_text())["fingerprint"]["precision"] == "bf16"
+    assert load(out / "captions.json").clips

@@ -40,6 +40,7 @@ from videorecap.commands._options import (
     add_num_features_argument,
     add_original_settings_argument,
     add_output_argument,
+    add_precision_argument,
     add_wait_argument,
     field_default,
     positive_float,
@@ -100,6 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(0: a free port, printed)")  # fmt: skip
     o.add_argument("--no-status", action="store_true", help="no status line on stderr")
     add_device_argument(p, "this process's GPU when there is one, else cpu")
+    add_precision_argument(p)
     add_wait_argument(p)
 
 
@@ -198,7 +200,7 @@ def _run_session(args: argparse.Namespace, out: Path, opts: Any, levels: Any, de
 
     captioner = Captioner.load(args.model, clip=args.clip_model, segment=args.segment_model,
                                video=args.video_model, device=device, tokenizer=args.tokenizer,
-                               levels=levels)  # fmt: skip
+                               levels=levels, precision=args.precision)  # fmt: skip
     for m, _ in captioner.models.values():
         m.to(device)
     printer = _Printer(status=not args.no_status)

@@ -267,6 +267,8 @@ class LiveSession:
             "max_new_tokens": {level: self._max_tokens(level) for level in lv},
             "num_features": self.opts.num_features,
             "summary_text": self.opts.summary_text,
+            # a resume in another precision would mix its captions with these (fp32 keeps the earlier fingerprint)
+            **({"precision": self.cap.precision} if self.cap.precision != "fp32" else {}),
         }
         if not self.resume and (self.out / EVENTS_FILE).exists():
             raise InputError(f"{self.out}: holds a live session already; continue it with --resume {self.out}, "
