@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,36 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def machine_lines() -> list[str]:
-    """The machine block: benchmarks/_machine.py where it exists (the speed work), else a minimal one of our own."""
-    try:
-        from _machine import machine_block  # type: ignore[import-not-found]
-
-        return [machine_block()]
-    except ImportError:
-        import torch
-
-        model = platform.processor() or platform.machine()
-        flags: list[str] = []
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name") and model in ("", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in have]
-                    break
-        except OSError:
-            pass
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        return [
-            "machine (minimal block: benchmarks/_machine.py not on this branch)",
-            f"- CPU: {model}; {os.cpu_count()} logical cores; flags: {' '.join(flags) or 'none of avx2/avx512/amx'}",
-            f"- torch {torch.__version__}, {torch.get_num_threads()} threads; Python {platform.python_version()}",
-            f"- load average (1 min) at start: {load:.2f}",
-        ]
+from _machine import machine_block  # noqa: E402  (benchmarks/_machine.py: the one machine block)
 
 
 def _rss_mib() -> float:
@@ -208,7 +178,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print("\n".join(machine_lines()))
+    print(machine_block())
     print()
     print(f"precision: {args.precision}, lag policy: {args.lag}\n")
     print("| model | stream | pace | clips | segs | clip latency p50 / p95 | segment latency p50 / p95 | "
