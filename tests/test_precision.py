@@ -32,6 +32,7 @@ def test_fast_bf16_needs_the_instructions_and_avx512_kernels():
 @pytest.mark.parametrize("passed", [True, False])
 def test_auto_is_bf16_only_on_fast_bf16_cpus_whose_gate_passed(monkeypatch, passed):
     monkeypatch.setattr(runtime, "gate_passed", lambda p: passed and p == "bf16")
+    monkeypatch.setattr(runtime, "onednn_speedup", lambda: 1.0)  # this test is about bf16 alone
     want = "bf16" if passed else "fp32"
     assert runtime.resolve_precision("cpu", "auto", flags=SPR, capability="AVX512") == want
     assert runtime.resolve_precision("cpu", "auto", flags=ZEN4, capability="AVX512") == want
@@ -41,11 +42,59 @@ def test_auto_is_bf16_only_on_fast_bf16_cpus_whose_gate_passed(monkeypatch, pass
         assert runtime.resolve_precision("cpu", p, flags=AVX2, capability="AVX2") == p
 
 
+@pytest.mark.parametrize("gated", [True, False])
+def test_auto_takes_onednn_fp32_kernels_only_where_they_measure_faster_and_the_gate_passed(monkeypatch, gated):
+    passed = {"fp32-onednn": gated, "bf16": False}
+    monkeypatch.setattr(runtime, "gate_passed", lambda p: passed.get(p, False))
+    fast = "fp32-onednn" if gated else "fp32"
+    assert runtime.resolve_precision("cpu", "auto", flags=AVX2, capability="AVX2", onednn=2.2) == fast
+    assert runtime.resolve_precision("cpu", "auto", flags=ZEN4, capability="AVX512", onednn=2.2) == fast
+    # below the margin (an Intel CPU with MKL: both about as fast) auto stays with the original's kernels
+    assert runtime.resolve_precision("cpu", "auto", flags=AVX2, capability="AVX2", onednn=1.1) == "fp32"
+    # a passed bf16 gate on a fast-bf16 CPU comes first
+    passed["bf16"] = True
+    assert runtime.resolve_precision("cpu", "auto", flags=ZEN4, capability="AVX512", onednn=2.2) == "bf16"
+    # without oneDNN in the PyTorch build: auto is fp32, and asking for it is a one-line error
+    monkeypatch.setattr(runtime, "onednn_available", lambda: False)
+    assert runtime.resolve_precision("cpu", "auto", flags=AVX2, capability="AVX2", onednn=2.2) == "fp32"
+    with pytest.raises(InputError, match="no oneDNN"):
+        runtime.resolve_precision("cpu", "fp32-onednn")
+
+
+def test_onednn_fp32_kernels_are_a_cpu_choice():
+    with pytest.raises(InputError, match="CPU kernels"):
+        runtime.resolve_precision("cuda", "fp32-onednn")
+    assert runtime.resolve_precision("cpu", "fp32-onednn") == "fp32-onednn"
+    assert runtime.onednn_speedup() > 0 and runtime.onednn_speedup() == runtime.onednn_speedup()  # measured once
+
+
+def test_onednn_fp32_computes_what_fp32_computes():
+    torch.manual_seed(0)
+    m = tiny_recap("clip").eval()
+    fast = runtime.prepare_model(copy.deepcopy(m), "fp32-onednn")
+    linears = [x for x in fast.modules() if type(x) is torch.nn.Linear]
+    assert linears and all(x.forward.__func__ is runtime._onednn_forward for x in linears)
+    assert fast.decoder.lm_linear is runtime.onednn_linear and m.decoder.lm_linear is F.linear
+    assert weights_hash(fast) == weights_hash(m)  # the same weights: only the kernels differ
+    ids = torch.randint(0, m.config.decoder.vocab_size, (2, 6))
+    video = torch.randn(2, 3, m.encoder.config.num_frames, m.encoder.config.image_size, m.encoder.config.image_size)
+    with torch.inference_mode():
+        ref, got = m("clip", ids, video=video)[1], fast("clip", ids, video=video)[1]
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5) and not torch.equal(got, torch.zeros_like(got))
+        # 2D, 3D, strided input, no bias: F.linear's results
+        w, x = torch.randn(5, 8), torch.randn(3, 8, 4).transpose(1, 2)
+        assert torch.allclose(runtime.onednn_linear(x, w), F.linear(x, w), atol=1e-6)
+    # training: gradients flow (the path falls back to F.linear where autograd is needed)
+    lin = runtime.prepare_model(torch.nn.Sequential(torch.nn.Linear(8, 3)), "fp32-onednn")[0]
+    lin(torch.randn(4, 8)).square().sum().backward()
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+
+
 def test_the_recorded_gate_is_what_auto_reads_and_it_follows_the_thresholds():
     from videorecap.synth import precision_gate as g
 
     record = runtime.gate_results()
-    assert set(record) >= {"bf16", "int8"}
+    assert set(record) >= {"bf16", "int8", "fp32-onednn"}
     for prec, r in record.items():
         ok = (
             all(abs(d) < g.MAX_CIDER_DELTA for d in r["cider_delta"].values())
@@ -60,6 +109,8 @@ def test_bad_precisions_are_one_line_errors():
         runtime.resolve_precision("cpu", "fp8")
     with pytest.raises(InputError, match="CPU only"):
         runtime.resolve_precision("cuda", "int8")
+    with pytest.raises(InputError, match="CPU kernels"):
+        runtime.resolve_precision("cuda", "fp32-onednn")
 
 
 def test_fp32_leaves_the_model_and_the_arithmetic_alone():
@@ -105,7 +156,7 @@ def _captioner(precision: str = "fp32") -> Captioner:
     return cap
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "fp32-onednn"])
 def test_every_level_runs_in_bf16_and_int8(video, precision, tmp_path):
     cap = _captioner(precision)
     assert cap.precision == precision

@@ -194,7 +194,7 @@ class _EncodeActor:
     def __init__(self, loader: Callable[[str], nn.Module], device: str, precision: str, all_tokens: bool) -> None:
         self.device = torch.device(device)
         self.encoder = loader(device).to(self.device).eval()
-        precision = resolve_precision(self.device, precision)  # the driver resolved it for its own device
+        precision = resolve_precision(self.device, precision)  # the user's choice (auto) resolved for this device
         prepare_model(self.encoder, precision)
         self.compute = encoder_compute(self.device, precision)
         self.all_tokens = all_tokens

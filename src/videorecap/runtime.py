@@ -10,9 +10,9 @@ here leaves one core to decoding and keeps FFmpeg's own pool small.
 device string and says plainly when the hardware is not there; `autocast_dtype(device, precision)` is the one rule
 for mixed precision (feature extraction and training both use it).
 
-Precision of inference (`--precision auto|fp32|bf16|int8`): `resolve_precision` turns the user's choice into what
-runs on a device, `cpu_isa` / `fast_bf16_cpu` say what the CPU has, `compute_context` is the autocast a forward
-runs under and `quantize_int8` the int8 path. The rule of `auto` (measured: benchmarks/bench_precision.py and
+Precision of inference (`--precision auto|fp32|fp32-onednn|bf16|int8`): `resolve_precision` turns the user's choice
+into what runs on a device, `cpu_isa` / `fast_bf16_cpu` say what the CPU has, `compute_context` is the autocast a
+forward runs under and `quantize_int8` the int8 path. The rule of `auto` (measured: benchmarks/bench_precision.py and
 RESULTS.md "Precision"):
 
 - bf16 on a GPU (fp16 where it has no bf16) and on a CPU with AMX or AVX512_BF16 (bf16 dot-product instructions;
@@ -22,6 +22,12 @@ RESULTS.md "Precision"):
 - fp32 everywhere else, and where the gate failed. With the bundled model the bf16 gate FAILS (clip CIDEr -3 points,
   7% of clip captions changed on 16 held-out videos), so today `auto` means fp32 on every device; a later model or
   code whose bf16 passes the gate switches `auto` to bf16 by its record alone.
+- fp32-onednn (fp32 arithmetic, oneDNN's matrix-multiply kernels instead of the BLAS PyTorch calls by default) on a
+  CPU where, measured once per process (`onednn_speedup`, about 0.1 s), oneDNN's kernel is at least
+  `ONEDNN_MIN_SPEEDUP` faster -- and only if that path passed its fidelity gate too. On the AMD EPYC this project is
+  developed on, MKL's fp32 kernels run at about half of oneDNN's speed (RESULTS.md "oneDNN"), so the encoder, the
+  Q-Formers and decoding are faster with identical arithmetic apart from the order of the sums (results differ from
+  fp32 in the last bits, about 1e-6 relative). Where the BLAS is as fast (Intel CPUs with MKL), fp32 stays.
 - int8 is never picked by `auto`: it is opt-in.
 
 `fp32` is the original's arithmetic: the same kernels and results as before `--precision` existed.
@@ -54,7 +60,10 @@ DEFAULT_DECODE_THREADS = 2
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(:(\d+))?$")
 
 # What `--precision` accepts; "fp16" is accepted where it was before (features, training on a GPU), not advertised.
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "fp32-onednn", "bf16", "int8")
+# `auto` takes oneDNN's fp32 kernels only when they measure at least this much faster than the default ones: with a
+# margin, so noise on a machine where both are about as fast never flips the choice between runs
+ONEDNN_MIN_SPEEDUP = 1.3
 # CPU flags (Linux /proc/cpuinfo names) that the machine descriptions report, in this order
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
@@ -218,14 +227,17 @@ def resolve_precision(
     *,
     flags: frozenset[str] | None = None,
     capability: str | None = None,
+    onednn: float | None = None,
 ) -> str:
-    """What `precision` means on `device`: "fp32", "bf16", "fp16" (CUDA without bf16) or "int8".
+    """What `precision` means on `device`: "fp32", "fp32-onednn", "bf16", "fp16" (CUDA without bf16) or "int8".
 
     `auto` follows the rule of the module doc: bf16 on a GPU and on a CPU with fast bf16, if the bf16 gate passed;
-    fp32 elsewhere. An explicit choice is honoured, except int8 on a GPU (PyTorch's dynamic quantization is CPU-only).
+    else, on a CPU, fp32-onednn if oneDNN's kernels measure `ONEDNN_MIN_SPEEDUP` faster (`onednn`: that speed-up,
+    measured here by default) and that path passed its gate; fp32 elsewhere. An explicit choice is honoured, except
+    int8 or fp32-onednn on a GPU, and fp32-onednn where PyTorch was built without oneDNN.
 
     Raises:
-        InputError: an unknown name, or int8 on a GPU.
+        InputError: an unknown name, or a CPU-only path on a GPU or without its kernels.
     """
     import torch
 
@@ -236,14 +248,91 @@ def resolve_precision(
         if kind != "cpu":
             raise InputError(f"--precision int8 runs on a CPU only (PyTorch dynamic quantization); use bf16 on {kind}")
         return "int8"
+    if precision == "fp32-onednn":
+        if kind != "cpu":
+            raise InputError(f"--precision fp32-onednn chooses CPU kernels; on {kind} use fp32 or bf16")
+        if not onednn_available():
+            raise InputError("--precision fp32-onednn: this PyTorch build has no oneDNN (mkldnn) kernels; use fp32")
+        return precision
     if precision in ("fp32", "bf16", "fp16"):
         return precision
     fast = torch.cuda.is_bf16_supported() if kind == "cuda" else kind == "cpu" and fast_bf16_cpu(flags, capability)
     if fast:
         if gate_passed("bf16"):
             return "bf16"
-        logger.info("--precision auto: fp32 (bf16 would be faster here but failed its fidelity gate)")
+        logger.info("--precision auto: not bf16 (it would be faster here but failed its fidelity gate)")
+    if kind == "cpu" and gate_passed("fp32-onednn") and onednn_available():
+        speedup = onednn_speedup() if onednn is None else onednn
+        if speedup >= ONEDNN_MIN_SPEEDUP:
+            logger.info("--precision auto: fp32-onednn (oneDNN's fp32 kernels measured %.1fx faster here)", speedup)
+            return "fp32-onednn"
+        logger.info("--precision auto: fp32 (oneDNN's fp32 kernels measured %.2fx here, below %.1fx)", speedup,
+                    ONEDNN_MIN_SPEEDUP)  # fmt: skip
     return "fp32"
+
+
+_ONEDNN_OP: Any = None
+
+
+def onednn_available() -> bool:
+    """Whether this PyTorch has oneDNN's fused linear kernel (CPU builds for x86 and ARM have it)."""
+    import torch
+
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` through oneDNN's kernel (`--precision fp32-onednn`): the same fp32 products, summed
+    in another order. Where gradients are needed (training) it is F.linear itself: the path is for inference."""
+    import torch
+
+    global _ONEDNN_OP
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return torch.nn.functional.linear(x, weight, bias)
+    if _ONEDNN_OP is None:
+        _ONEDNN_OP = torch.ops.mkldnn._linear_pointwise
+    return _ONEDNN_OP(x, weight, bias, "none", [], "")
+
+
+def _onednn_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return onednn_linear(x, self.weight, self.bias)
+
+
+_SPEEDUP: float | None = None
+
+
+def onednn_speedup() -> float:
+    """How much faster oneDNN's fp32 linear kernel is than PyTorch's default on this CPU, measured once per process
+    on one layer of the recap-base shapes (256 rows, 768 -> 3072), best of 5 each: about 0.1 s."""
+    import time
+
+    import torch
+
+    global _SPEEDUP
+    if _SPEEDUP is not None:
+        return _SPEEDUP
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 768, generator=gen)
+    w, b = torch.randn(3072, 768, generator=gen) * 0.02, torch.zeros(3072)
+
+    def best(fn: Any) -> float:
+        fn()
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    with torch.inference_mode():
+        base = best(lambda: torch.nn.functional.linear(x, w, b))
+        fast = best(lambda: onednn_linear(x, w, b))
+    _SPEEDUP = base / fast if fast > 0 else 1.0
+    logger.debug("oneDNN fp32 linear: %.2fx the default kernel's speed", _SPEEDUP)
+    return _SPEEDUP
 
 
 GATE_FILE = "precision_gate.json"  # in videorecap/assets/: written by `python -m videorecap.precision_gate --write`
@@ -281,12 +370,22 @@ def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     bf16: the weights of the Linear layers (nearly all of the compute) are stored in bf16, so autocast does not
     convert them again at every call (that conversion alone made batch-1 decoding slower than fp32); norms,
     embeddings and biases of other layers stay fp32 and autocast casts around them. int8: `quantize_int8`.
+    fp32-onednn: every Linear layer, and a decoder's tied output layer (`lm_linear`), calls `onednn_linear`.
     fp32/fp16: unchanged.
     """
+    import types
+
     import torch
 
     if precision == "int8":
         return quantize_int8(model)
+    if precision == "fp32-onednn":
+        for m in model.modules():
+            if type(m) is torch.nn.Linear:
+                m.forward = types.MethodType(_onednn_forward, m)  # type: ignore[method-assign]
+            if hasattr(m, "lm_linear"):
+                m.lm_linear = onednn_linear
+        return model
     if precision == "bf16":
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):

@@ -396,16 +396,18 @@ def open_llm_backend(args: argparse.Namespace, cache_dir: str | Path | None = No
 
 PRECISION_ENV = "VIDEORECAP_PRECISION"  # the default of --precision when set (the tests pin fp32 with it)
 PRECISION_HELP = (
-    "arithmetic of the models: auto (bf16 on a GPU and on CPUs with AMX or AVX512_BF16, fp32 elsewhere), fp32 (the "
-    "original's, bit for bit), bf16, or int8 (CPU, dynamic quantization; opt-in)"
+    "arithmetic of the models: auto (the fastest path here that passed its fidelity gate: bf16 on a GPU or a CPU with "
+    "AMX/AVX512_BF16, fp32-onednn on a CPU where oneDNN's kernels measure faster, else fp32), fp32 (the original's, "
+    "bit for bit), fp32-onednn (fp32 through oneDNN's matrix kernels: last-bit differences; CPU), bf16, or int8 "
+    "(CPU, dynamic quantization; opt-in)"
 )
 
 
 def add_precision_argument(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, extra: tuple[str, ...] = ()
 ) -> None:
-    """--precision auto|fp32|bf16|int8 (`args.precision`); default `$VIDEORECAP_PRECISION`, else auto. `extra`
-    names more accepted values (features keeps fp16 on a GPU). A bad value, given or from the environment, is a
+    """--precision auto|fp32|fp32-onednn|bf16|int8 (`args.precision`); default `$VIDEORECAP_PRECISION`, else auto.
+    `extra` names more accepted values (features keeps fp16 on a GPU). A bad value, given or from the environment, is a
     usage error naming where it came from (argparse runs `type` on a string default too)."""
     import os
 

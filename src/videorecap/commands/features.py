@@ -185,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
             tokens_dtype=args.tokens_dtype,
             chunk_dir=chunk_dir,
             chunk_windows=args.chunk_windows,
-            precision=precision,
+            # Ray's actors resolve `auto` for their own device (a GPU actor's auto is not the driver CPU's)
+            precision=precision if ray is None else args.precision,
             grid_fps=args.grid_fps,
             allow_partial=args.allow_partial,
             overwrite=args.overwrite,

@@ -17,6 +17,7 @@ keys/values are computed once per sequence from the (fixed) context.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -193,7 +194,9 @@ class GatedGPT2(nn.Module):
         self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
         self.h = nn.ModuleList([Block(cfg, cross=(i % cfg.cross_attn_freq == 0)) for i in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.eps)
-        # lm_head is tied to wte (logits = h @ wte^T), so it is not a separate tensor
+        # lm_head is tied to wte (logits = h @ wte^T), so it is not a separate tensor. `lm_linear` computes it:
+        # F.linear, or the kernel runtime.prepare_model picks for a precision (oneDNN's for "fp32-onednn")
+        self.lm_linear: Callable[..., torch.Tensor] = F.linear
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2's scaled init of residual projections
@@ -248,4 +251,4 @@ class GatedGPT2(nn.Module):
         if cache is not None:
             cache.len += ids.shape[1]
         x = self.ln_f(x)  # (B, T, n_embd)
-        return F.linear(x, self.wte.weight)  # tied lm_head: (B, T, vocab)
+        return self.lm_linear(x, self.wte.weight)  # tied lm_head: (B, T, vocab)

@@ -1,4 +1,4 @@
-"""The fidelity gate of a non-fp32 path (`--precision bf16|int8`): does it caption like fp32?
+"""The fidelity gate of a non-fp32 path (`--precision bf16|int8|fp32-onednn`): does it caption like fp32?
 
 On held-out videos of the synthetic world, captioned at every level by the bundled recap-synth model once in fp32
 and once in the path's precision (`fidelity_gate`):
@@ -12,10 +12,10 @@ and once in the path's precision (`fidelity_gate`):
 
 A path passes when every level's |CIDEr delta| < `MAX_CIDER_DELTA`, at least `MIN_IDENTICAL` of the clip captions
 are identical and the top token agrees at `MIN_TOP1` of the positions. `runtime.resolve_precision` lets `auto`
-pick bf16 only when the recorded result (videorecap/assets/precision_gate.json) says it passed; the record is
-written by
+pick bf16 or fp32-onednn only when the recorded result (videorecap/assets/precision_gate.json) says it passed; the
+record is written by
 
-    python -m videorecap.synth.precision_gate --write          # bf16 and int8, about a minute on 2 cores
+    python -m videorecap.synth.precision_gate --write          # bf16, int8, fp32-onednn: 1-2 minutes on 2 cores
 
 and tests/test_precision.py recomputes a small gate on the machine that runs the tests. The record, not a
 computation at first use, because `auto` is read by every command and must cost nothing; bf16 arithmetic is the
@@ -114,7 +114,8 @@ def fidelity_gate(
     batch_size: int = 32,
     logit_windows: int = 16,
 ) -> GateResult:
-    """Compare `precision` ("bf16", "int8") with fp32 on `videos` held-out synthetic videos (see the module doc)."""
+    """Compare `precision` ("bf16", "int8", "fp32-onednn") with fp32 on `videos` held-out synthetic videos (see the
+    module doc)."""
     from videorecap.metrics.scorers import score_levels
     from videorecap.pipeline import Captioner
     from videorecap.synth.make import make_video
@@ -178,16 +179,17 @@ def fidelity_gate(
 
 def main(argv: list[str] | None = None) -> int:
     from videorecap import fileio
-    from videorecap.runtime import GATE_FILE
+    from videorecap.runtime import GATE_FILE, gate_results
 
     p = argparse.ArgumentParser(description="the fidelity gate of the non-fp32 paths (videorecap.synth.precision_gate)")
-    p.add_argument("--precisions", default="bf16,int8")
+    p.add_argument("--precisions", default="bf16,int8,fp32-onednn", help="the paths to gate, comma-separated "
+                   "(default: %(default)s); --write keeps the record of the others")  # fmt: skip
     p.add_argument("--videos", type=int, default=4)
     p.add_argument("--minutes", type=float, default=4.0)
     p.add_argument("--write", action="store_true", help="record the results in videorecap/assets/" + GATE_FILE)
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    results = {}
+    results = gate_results()  # the record of paths not gated this time stays as it is
     for prec in (x.strip() for x in args.precisions.split(",") if x.strip()):
         r = fidelity_gate(prec, videos=args.videos, minutes=args.minutes)
         print(r.summary(), flush=True)
