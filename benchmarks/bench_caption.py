@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument(
         "--decode-batch", type=int, default=None, help="clip caption rows decoded at once (default: --batch)"
     )
-    ap.add_argument("--precisions", default="fp32,bf16,int8", help="comma list (default fp32,bf16,int8)")
+    ap.add_argument("--precisions", default="fp32,fp32-onednn,bf16,int8", help="comma list (default %(default)s)")
     ap.add_argument("--no-recompute", action="store_true", help="leave out the original's loop (fp32)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the CLI's default policy)")
     ap.add_argument(

@@ -1,4 +1,4 @@
-"""fp32 vs bf16 vs int8 (and optionally torch.compile) for each stage of captioning, at recap-base sizes.
+"""fp32 vs fp32-onednn vs bf16 vs int8 (and optionally torch.compile) for each stage of captioning, at recap-base sizes.
 
 Random weights (speed does not depend on the values), one model, each precision prepared the way `--precision`
 prepares it (`runtime.prepare_model` + `runtime.compute_context`):
@@ -78,7 +78,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--precisions", default="fp32,bf16,int8", help="comma list (default fp32,bf16,int8)")
+    p.add_argument("--precisions", default="fp32,fp32-onednn,bf16,int8", help="comma list (default %(default)s)")
     p.add_argument("--enc-batch", type=int, default=4, help="clips per encoder forward (default 4)")
     p.add_argument("--decode-batch", type=int, default=64, help="rows of the batched decoding row (default 64)")
     p.add_argument("--tokens", type=int, default=12, help="tokens per caption (default 12, a clip caption)")
