@@ -88,7 +88,7 @@ def test_shared_options_have_one_spelling_and_one_help():
         "--allow-partial": (["--allow-partial"], None, _options.PARTIAL_HELP),
         "--device": (["--device"], "DEVICE", _options.DEVICE_HELP + " (default: "),
         "--threads": (["--threads"], "N", _options.THREADS_HELP),
-        "--precision": (["--precision"], "auto|fp32|bf16|int8", _options.PRECISION_HELP),
+        "--precision": (["--precision"], "auto|fp32|fp32-onednn|bf16|int8", _options.PRECISION_HELP),
         "--compile": (["--compile"], None, "compile the video encoder"),
         "--original-settings": (["--original-settings"], None, _options.ORIGINAL_SETTINGS_HELP + ": "),
     }
