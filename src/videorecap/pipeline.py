@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -55,6 +55,7 @@ from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CACHE_VERSION = 2  # 2: entries of a videorecap.store.Store, the engine for the higher levels
 
@@ -483,57 +484,88 @@ class _Run:
         return feats.astype(np.float32, copy=False)
 
     # -- segment and video levels: the hierarchy engine -------------------------------------------------------------
-    def higher_levels(
-        self, clips: list[Caption], feats: np.ndarray, bar: Callable[..., Any]
-    ) -> tuple[list[Caption], Caption | None]:
-        """Segment descriptions and the summary, from the clip captions and the (N, C) features.
+    @property
+    def higher_end(self) -> float:
+        """Where the higher levels end: the video's end, or where decoding stopped for a partly decoded file."""
+        return self.info.duration if self.covered_end is None else self.covered_end
 
-        The recursion itself (windows, joins, slices, sampling, batching) is `infer.hierarchy.Hierarchy`, the
-        same engine a live input drives; here it is fed every clip of the file, then told where the video ends
-        (where decoding stopped, for a partly decoded file). Finished levels are reused from the store.
-        """
-        levels = self.opts.levels
-        if "segment" not in levels:
-            return [], None
-        end = self.info.duration if self.covered_end is None else self.covered_end  # only what decoded
+    def engine(self, clips: list[Caption], feats: np.ndarray, segment: Step, video: Step | None) -> Hierarchy:
+        """The hierarchy engine of this video, fed every clip and closed at its end: the full batches of `D` complete
+        windows are described on the way (as a live input's would be), the rest wait in its queue (`pending()`), for
+        `_higher_levels` to describe with the other videos' rests. Descriptions in the store are reused."""
         cached = self.store.get("segments") if self.store is not None else None
-        known = [Caption(**c) for c in cached.rows] if cached is not None else []
-        n_windows = len(window_plan(end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds).segments)
-        want_video = "video" in levels
-        with (
-            bar(total=n_windows, initial=len(known), desc=f"{self.video_id} segments", unit="segment") as seg_bar,
-            bar(total=1 if want_video else 0, desc=f"{self.video_id} summary", unit="video") as video_bar,
-        ):
-            engine = Hierarchy(
-                clip_seconds=self.clip_seconds,
-                segment_seconds=self.segment_seconds,
-                segment=self._step("segment", seg_bar),
-                video=self._step("video", video_bar) if want_video else None,
-                batch_size=self.decode_batch,
-                segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
-                features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
-                known_segments=known,
-            )
-            for c in clips:
-                engine.add_clip(c.start, c.end, c.text)
-            engine.finish(end)
-            segments = engine.segments
-            if cached is None and self.store is not None:
-                self.store.put("segments", rows=[c.to_dict() for c in segments])
-            if not want_video:
-                return segments, None
-            fitted = engine.video_input().fitted
-            if fitted is not None and fitted.tokens > fitted.max_tokens:  # recorded only when not all fit
-                self.summary_input = fitted
-            # the summary depends on the policy; "summary" is the key of the original's ("first"), as before
-            key = "summary" if self.opts.summary_text == "first" else f"summary-{self.opts.summary_text}"
-            cached_summary = self.store.get(key) if self.store is not None else None
-            if cached_summary is not None:
-                return segments, Caption(**cached_summary.rows)
-            summary = engine.summary()
+        engine = Hierarchy(
+            clip_seconds=self.clip_seconds,
+            segment_seconds=self.segment_seconds,
+            segment=segment,
+            video=video,
+            batch_size=self.decode_batch,
+            segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
+            features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
+            known_segments=[Caption(**c) for c in cached.rows] if cached is not None else [],
+        )
+        for c in clips:
+            engine.add_clip(c.start, c.end, c.text)
+        engine.close(self.higher_end)
+        return engine
+
+    def n_segments(self) -> int:
+        """The segment windows of the part that decoded (their descriptions in the store included)."""
+        return len(
+            window_plan(self.higher_end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds).segments
+        )
+
+    def known_segments(self) -> int:
+        cached = self.store.get("segments") if self.store is not None else None
+        return len(cached.rows) if cached is not None else 0
+
+    def save_segments(self, segments: list[Caption]) -> None:
+        if self.store is not None and self.store.get("segments") is None:
+            self.store.put("segments", rows=[c.to_dict() for c in segments])
+
+    @property
+    def _summary_key(self) -> str:
+        # the summary depends on the policy; "summary" is the key of the original's ("first"), as before
+        return "summary" if self.opts.summary_text == "first" else f"summary-{self.opts.summary_text}"
+
+    def cached_summary(self) -> Caption | None:
+        entry = self.store.get(self._summary_key) if self.store is not None else None
+        return Caption(**entry.rows) if entry is not None else None
+
+    def save_summary(self, summary: Caption) -> None:
         if self.store is not None:
-            self.store.put(key, rows=summary.to_dict())
-        return segments, summary
+            self.store.put(self._summary_key, rows=summary.to_dict())
+
+    def result(self, clips: list[Caption], segments: list[Caption], summary: Caption | None) -> CaptionResult:
+        info = self.info
+        out = CaptionResult(
+            video=VideoMeta(
+                id=self.video_id,
+                path=str(self.path),
+                duration=info.duration,
+                fps=info.fps or None,
+                width=info.width,
+                height=info.height,
+                rotation=info.rotation % 360,
+                start_time=info.start_time,  # caption times count from the first frame; a player may not
+                codec=info.codec,
+                partial=self.covered_end is not None,
+                covered=None if self.covered_end is None else [[0.0, self.covered_end]],
+            ),
+            clips=clips,
+            segments=segments,
+            summary=summary,
+            model=describe_model(self.cap, self.opts.levels),
+            decoding={
+                **self.opts.decode.to_dict(),
+                "max_new_tokens": {lv: self.max_tokens(lv) for lv in self.opts.levels},
+            },
+            windows={"clip": self.clip_seconds, "segment": self.segment_seconds},
+            levels=list(self.opts.levels),
+            summary_input=self.summary_input,
+        )
+        logger.info("%s: %d clips, %d segments", self.path, len(clips), len(segments))
+        return out
 
     def _step(self, level: str, pbar: Any) -> Step:
         return level_step(self.cap, level, self.opts, self._decode_cfg(level), self.device, pbar.update)
@@ -676,8 +708,8 @@ def _chunk_key(start: int) -> str:
     return f"clips-{start:07d}"  # one entry per chunk of clip results, named by its first window
 
 
-def _batched(it: Iterator[torch.Tensor], n: int) -> Iterator[list[torch.Tensor]]:
-    batch: list[torch.Tensor] = []
+def _batched(it: Iterator[_T], n: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
     for x in it:
         batch.append(x)
         if len(batch) == n:
@@ -732,46 +764,134 @@ def caption_video(
     video_id: str | None = None,
 ) -> CaptionResult:
     """Caption one video at every level in `options.levels`; `cache_dir` makes the run resumable."""
+    ((_, out, _),) = caption_videos([(path, video_id, cache_dir)], captioner, options)
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+VideoJob = tuple[str | os.PathLike[str], str | None, str | os.PathLike[str] | None]  # (path, video id, cache dir)
+
+
+def caption_videos(
+    videos: Sequence[VideoJob], captioner: Captioner, options: CaptionOptions | None = None
+) -> Iterator[tuple[int, CaptionResult | Exception, float]]:
+    """Caption several videos, `(path, video id or None, cache dir or None)` each, decoding their higher levels
+    together; yields `(index, result or the exception that failed it, seconds)` for each video, once it is done.
+
+    Each video's clip level runs on its own (its encoder and clip decoding batches, its cache chunks). The videos are
+    then kept in a group until the group fills a decode batch (`decode_batch` videos, or as many segment windows):
+    the segment windows left in each engine after its full batches (a short video's are all of them) are decoded
+    together, `decode_batch` rows per call, then the summaries. Greedy rows do not depend on their batch partners,
+    so every text is the one a video captioned alone gets (in fp32). A group's videos are yielded together once its
+    summaries are made; each video's descriptions go to its store as soon as they are made, so an interrupted run
+    redoes no clip chunk and no segment that was saved. A failing video is yielded with its exception and the
+    others go on. Memory is bounded by the group: its videos' CLS features (N, C) and under 2 * decode_batch
+    segment inputs, never their clip tokens.
+    """
     opts = options or CaptionOptions()
     missing = [lv for lv in opts.levels if lv not in captioner.levels]
     if missing:
         raise missing_levels_error(missing, captioner.levels)
-    path = Path(path)
-    info = probe(path)
-    vid = video_id or path.stem
-    t0 = time.perf_counter()
-    run = _Run(path, captioner, opts, Path(cache_dir) if cache_dir else None, info, vid)
     bar = _bar_factory(opts.progress)
-    clips, feats = run.clips(bar)
-    pre = run.load_features()
-    if pre is not None:
-        feats = pre
-    segments, summary = run.higher_levels(clips, feats, bar)
-    result = CaptionResult(
-        video=VideoMeta(
-            id=vid,
-            path=str(path),
-            duration=info.duration,
-            fps=info.fps or None,
-            width=info.width,
-            height=info.height,
-            rotation=info.rotation % 360,
-            start_time=info.start_time,  # caption times count from the first frame; a player may not
-            codec=info.codec,
-            partial=run.covered_end is not None,
-            covered=None if run.covered_end is None else [[0.0, run.covered_end]],
-        ),
-        clips=clips,
-        segments=segments,
-        summary=summary,
-        model=describe_model(captioner, opts.levels),
-        decoding={**opts.decode.to_dict(), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
-        windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
-        levels=list(opts.levels),
-        summary_input=run.summary_input,
-    )
-    logger.info("%s: %d clips, %d segments in %.1fs", path, len(clips), len(segments), time.perf_counter() - t0)
-    return result
+    group: list[_Clipped] = []
+    for i, (path, vid, cache_dir) in enumerate(videos):
+        t0 = time.perf_counter()
+        try:
+            path = Path(path)
+            run = _Run(path, captioner, opts, Path(cache_dir) if cache_dir else None, probe(path), vid or path.stem)
+            clips, feats = run.clips(bar)
+            pre = run.load_features()
+        except Exception as e:  # noqa: BLE001 - one video's failure is its own; the others go on
+            yield i, e, time.perf_counter() - t0
+            continue
+        group.append(_Clipped(i, t0, run, clips, feats if pre is None else pre))
+        if "segment" not in opts.levels or _group_full(group, run.decode_batch):
+            yield from _higher_levels(group, bar)
+            group = []
+    if group:
+        yield from _higher_levels(group, bar)
+
+
+@dataclass
+class _Clipped:
+    """A video whose clip level is done, waiting for the higher levels of its group."""
+
+    index: int
+    t0: float
+    run: _Run
+    clips: list[Caption]
+    feats: np.ndarray
+
+
+def _group_full(group: list[_Clipped], decode_batch: int) -> bool:
+    """A group holds up to `decode_batch` videos (one summary row each) or segment windows (so that at most
+    2 * decode_batch segment inputs wait at once; a video with that many is a group of its own)."""
+    return len(group) >= decode_batch or sum(v.run.n_segments() for v in group) >= decode_batch
+
+
+def _higher_levels(
+    group: list[_Clipped], bar: Callable[..., Any]
+) -> Iterator[tuple[int, CaptionResult | Exception, float]]:
+    """The segment and video levels of a group of videos (see `caption_videos`), then each video's result."""
+    first = group[0].run
+    opts, D = first.opts, first.decode_batch
+    done: dict[int, tuple[list[Caption], Caption | None]] = {}
+    failed: dict[int, Exception] = {}
+    if "segment" not in opts.levels:
+        done = {v.index: ([], None) for v in group}
+    else:
+        want_video = "video" in opts.levels
+        name = first.video_id if len(group) == 1 else f"{first.video_id} +{len(group) - 1}"
+        n_windows = sum(v.run.n_segments() for v in group)
+        known = sum(v.run.known_segments() for v in group)
+        with (
+            bar(total=n_windows, initial=known, desc=f"{name} segments", unit="segment") as seg_bar,
+            bar(total=len(group) if want_video else 0, desc=f"{name} summary", unit="video") as video_bar,
+        ):
+            segment = first._step("segment", seg_bar)
+            video = first._step("video", video_bar) if want_video else None
+            engines: dict[int, Hierarchy] = {}
+            for v in group:
+                try:
+                    engines[v.index] = v.run.engine(v.clips, v.feats, segment, video)
+                except Exception as e:  # noqa: BLE001 - one video's failure is its own
+                    failed[v.index] = e
+            runs = {v.index: v.run for v in group}
+            try:
+                # every engine's remaining windows as one list of rows, then each engine takes its texts back
+                todo = {i: e.pending() for i, e in engines.items()}
+                texts = _caption_rows(segment, [x for xs in todo.values() for x in xs], D)
+                for i, xs in todo.items():
+                    engines[i].describe(texts[: len(xs)])
+                    texts = texts[len(xs) :]
+                    runs[i].save_segments(engines[i].segments)
+                summaries = {i: runs[i].cached_summary() for i in engines} if video is not None else {}
+                inputs: dict[int, VideoInput] = {}
+                for i in summaries:
+                    inputs[i] = engines[i].video_input()
+                    fitted = inputs[i].fitted
+                    if fitted is not None and fitted.tokens > fitted.max_tokens:  # recorded only when not all fit
+                        runs[i].summary_input = fitted
+                todo_v = [i for i, c in summaries.items() if c is None]
+                assert video is not None or not todo_v
+                texts = _caption_rows(video, [inputs[i] for i in todo_v], D) if todo_v else []  # type: ignore[arg-type]
+                for i, text in zip(todo_v, texts, strict=True):
+                    summaries[i] = Caption(inputs[i].start, inputs[i].end, text)
+                    runs[i].save_summary(summaries[i])
+                done = {i: (e.segments, summaries.get(i)) for i, e in engines.items()}
+            except Exception as e:  # noqa: BLE001 - decoded together, the group's videos fail together
+                failed.update({i: e for i in engines})
+    for v in group:
+        if v.index in failed:
+            yield v.index, failed[v.index], time.perf_counter() - v.t0
+        else:
+            yield v.index, v.run.result(v.clips, *done[v.index]), time.perf_counter() - v.t0
+
+
+def _caption_rows(step: Step, items: list, n: int) -> list[str]:
+    """One level's inputs of several videos captioned `n` rows per call (the engine's own batching, across videos)."""
+    return [t for part in _batched(iter(items), n) for t in step.caption(part)]
 
 
 def caption(
