@@ -301,7 +301,7 @@ def test_the_clip_stage_keeps_only_the_cls_rows_not_every_token(captioner, video
     assert kept and all(held == own for own, held in kept), kept[:3]
 
 
-# ---- several videos: their higher levels decoded together (issue 15 §2) -----------------------------------------------
+# ---- several videos decoded together (issue 15 §2) --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def short_videos(tmp_path_factory):
     """Three short videos of 3, 2 and 1 segment windows (12-s segments): 6 segment rows and 3 summaries."""
@@ -324,17 +324,21 @@ def _rows_per_call(monkeypatch):
     return calls
 
 
-def test_several_videos_decode_their_segments_and_summaries_together(captioner, short_videos, monkeypatch):
+def test_several_videos_decode_their_clips_segments_and_summaries_together(captioner, short_videos, monkeypatch):
     from videorecap.pipeline import caption_videos
 
     calls = _rows_per_call(monkeypatch)
     alone = [caption_video(v, captioner, CaptionOptions(batch_size=4, decode_batch=8)) for v in short_videos]
     alone_calls = [c for c in calls if c[0] != "clip"]
+    alone_clip_calls = [c for c in calls if c[0] == "clip"]
     calls.clear()
     jobs = [(v, None, None) for v in short_videos]
     out = list(caption_videos(jobs, captioner, CaptionOptions(batch_size=4, decode_batch=8)))
     assert [c for c in calls if c[0] != "clip"] == [("segment", 6), ("video", 3)]
     assert alone_calls == [("segment", 3), ("video", 1), ("segment", 2), ("video", 1), ("segment", 1), ("video", 1)]
+    # clip windows (8, 5 and 4): one video's last rows share a decode batch with the next video's first ones
+    assert [r for lv, r in calls if lv == "clip"] == [8, 8, 1]
+    assert [r for lv, r in alone_clip_calls] == [8, 5, 4]
     # identical results: greedy rows do not depend on their batch partners
     assert [i for i, _, _ in out] == [0, 1, 2]
     assert [r.to_dict() for _, r, _ in out] == [r.to_dict() for r in alone]
@@ -387,15 +391,40 @@ def test_several_videos_resume_after_an_interruption_redoing_nothing_saved(capti
     assert [r.to_dict() for _, r, _ in out] == ref
 
 
-def test_a_bad_video_among_several_fails_alone(captioner, short_videos, tmp_path):
+@pytest.mark.parametrize("bad", ["junk", "broken"])
+def test_a_bad_video_among_several_fails_alone(captioner, short_videos, tmp_path, bad):
     from videorecap.errors import VideoError
     from videorecap.pipeline import caption_videos
+    from videorecap.video.testing import corrupt_middle
 
-    junk = tmp_path / "junk.mp4"
-    junk.write_text("not a video")
-    opts = CaptionOptions(batch_size=4, decode_batch=8)
-    out = {i: r for i, r, _ in caption_videos([(short_videos[0], None, None), (junk, None, None),
-                                               (short_videos[2], None, None)], captioner, opts)}  # fmt: skip
-    assert isinstance(out[1], VideoError) and "junk.mp4" in str(out[1])
-    assert out[0].to_dict() == caption_video(short_videos[0], captioner, opts).to_dict()
+    if bad == "junk":  # fails before any window decodes
+        path = tmp_path / "junk.mp4"
+        path.write_text("not a video")
+    else:  # fails half-way, with rows of it and of the video before it waiting for the clip decoder
+        path = corrupt_middle(make_video(tmp_path / "broken.mkv", duration=60, fps=5, size=(64, 48), codec="ffv1"))
+    opts = CaptionOptions(batch_size=2, decode_batch=8)
+    jobs = [(short_videos[1], None, None), (path, None, None), (short_videos[2], None, None)]
+    out = {i: r for i, r, _ in caption_videos(jobs, captioner, opts)}
+    assert isinstance(out[1], VideoError) and path.name in str(out[1])
+    assert out[0].to_dict() == caption_video(short_videos[1], captioner, opts).to_dict()
     assert out[2].to_dict() == caption_video(short_videos[2], captioner, opts).to_dict()
+    if bad == "broken":  # and with --allow-partial, it is captioned over what decoded, with the others
+        opts = CaptionOptions(batch_size=2, decode_batch=8, allow_partial=True)
+        out = [r for _, r, _ in caption_videos(jobs, captioner, opts)]
+        assert out[1].video.partial and out[1].to_dict() == caption_video(path, captioner, opts).to_dict()
+        assert out[0].to_dict() == caption_video(short_videos[1], captioner, opts).to_dict()
+
+
+def test_sampling_decodes_each_video_on_its_own(captioner, short_videos, monkeypatch):
+    """A sampled row's draws depend on the other rows of its call: a video's seeded captions must not depend on the
+    other videos of the run, so sampling does not decode videos together."""
+    from videorecap.infer.decode import DecodeConfig
+    from videorecap.pipeline import caption_videos
+
+    opts = CaptionOptions(batch_size=4, decode_batch=8, decode=DecodeConfig(strategy="sample", seed=1))
+    alone = [caption_video(v, captioner, opts).to_dict() for v in short_videos]
+    calls = _rows_per_call(monkeypatch)
+    out = [r.to_dict() for _, r, _ in caption_videos([(v, None, None) for v in short_videos], captioner, opts)]
+    assert out == alone
+    assert [c for c in calls if c[0] != "clip"] == [("segment", 3), ("video", 1), ("segment", 2), ("video", 1),
+                                                    ("segment", 1), ("video", 1)]  # fmt: skip

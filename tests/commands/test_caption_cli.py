@@ -440,7 +440,7 @@ def test_original_settings_keeps_the_originals_cut_of_the_summary_text(model_dir
     assert a["schema_version"] == "1.2"
 
 
-# ---- issue 15 §2: several videos' segments and summaries decoded together ----------------------------------------------
+# ---- issue 15 §2: several videos decoded together -----------------------------------------------------------------
 def test_several_videos_together_write_the_files_of_each_alone_and_a_bad_one_fails_alone(model_dir, tmp_path, capsys):
     from videorecap import cli
 

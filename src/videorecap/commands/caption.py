@@ -16,6 +16,12 @@ of 180-s descriptions). When they do not all fit, it reads as many as fit, chose
 first and the last always), and captions.json records which (summary_input); --original-settings keeps the
 original's cut after the first 512 tokens, so the summary never reads the rest of a longer video.
 
+Several videos: each one's clip windows are encoded on their own, but the decoder takes rows of several videos at
+once (--decode-batch N rows per call): the segments and summaries of a group of videos (up to N videos or N segment
+windows), and the last clip windows of one video with the first of the next. The captions are the same as when each
+video is captioned alone; a group's outputs are written once its summaries are made (its clip results and segment
+descriptions are cached as they are made, so an interrupted run redoes none of them).
+
 A video that stops decoding part-way fails, or with --allow-partial is captioned over the part that decoded and
 recorded as partial (captions.json: video.partial, video.covered). A bad video is one error line and the others go
 on (exit 1 at the end); a mistake in the options or inputs stops before any video is decoded (exit 2).
@@ -105,9 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_max_tokens_argument(d)
     batch = _default("batch_size")
     d.add_argument("--batch-size", type=positive_int, default=batch, help=f"windows per batch (default: {batch})")
-    d.add_argument("--decode-batch", type=positive_int, metavar="N", help="clip windows and segments captioned "
-                   "together, several encoder batches at once: the decoder reads its weights once for N rows "
-                   "(default: --batch-size)")  # fmt: skip
+    d.add_argument("--decode-batch", type=positive_int, metavar="N", help="rows decoded at once, so that the "
+                   "decoder reads its weights once for N rows: the clip windows of several encoder batches, and "
+                   "with several videos their segments, summaries and last clip windows together (videos are "
+                   "grouped until N videos or N segment windows; each group's outputs are written when its "
+                   "summaries are done). The captions are those of each video alone (default: "
+                   "--batch-size)")  # fmt: skip
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--narrator",
