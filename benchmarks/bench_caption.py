@@ -13,10 +13,16 @@ windows, 20 segments, 1 summary), from timed samples, each precision (`--precisi
   batch), segments `--batch` rows.
 Part 2 (recap-tiny, real pipeline): peak resident memory of a whole `caption_video` run on a 10-minute and a
 3-hour video, each in its own process (VmHWM), to show memory does not grow with video length.
+Part 3 (the bundled recap-synth model, real pipeline, fp32): `--videos` synthetic videos of `--minutes` each
+captioned one by one (`caption_video` per video) and together (`caption_videos`, `caption` given several videos:
+their segments and summaries decoded in shared batches), in the same process: decode calls and rows per call per
+level, wall time of each path (median of `--repeats`), and the outputs checked identical.
 
     python benchmarks/bench_caption.py                          # both parts, fp32/bf16/int8: ~15 min, 2 idle cores
     python benchmarks/bench_caption.py --part 1 --precisions fp32 --repeats 3
     python benchmarks/bench_caption.py --quick --allow-load     # checks the script: ~3 min
+    python benchmarks/bench_caption.py --part 3 --videos 8 --minutes 1 --decode-batch 16    # ~2 min
+    python benchmarks/bench_caption.py --part 3 --quick --allow-load                        # 3 videos: ~30 s
 """
 
 from __future__ import annotations
@@ -187,9 +193,66 @@ def part2(quick: bool) -> list[str]:
     return out
 
 
+def part3(videos: int, minutes: float, batch: int, decode_batch: int, repeats: int) -> list[str]:
+    """Several short videos one by one and together (see the module docstring)."""
+    from videorecap import pipeline
+    from videorecap.synth.make import make_video
+
+    calls: list[tuple[str, int]] = []  # (level, rows) of every decode call
+    real = pipeline.caption_batch
+
+    def counted(model, tok, level, items, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append((level, len(items["video"]) if isinstance(items, dict) else len(items)))
+        return real(model, tok, level, items, *a, **kw)
+
+    pipeline.caption_batch = counted  # type: ignore[assignment]
+    cap = pipeline.Captioner.load("recap-synth", precision="fp32")
+    opts = pipeline.CaptionOptions(batch_size=batch, decode_batch=decode_batch)
+    with tempfile.TemporaryDirectory() as d:
+        paths = [Path(d) / f"v{k}.mp4" for k in range(videos)]
+        for k, path in enumerate(paths):
+            make_video(path, seed=0, minutes=minutes, index=k)
+        pipeline.caption_video(paths[0], cap, opts)  # warm-up (allocator, kernels): untimed
+
+        def alone() -> list[dict]:
+            return [pipeline.caption_video(v, cap, opts).to_dict() for v in paths]
+
+        def together() -> list[dict]:
+            return [r.to_dict() for _, r, _ in pipeline.caption_videos([(v, None, None) for v in paths], cap, opts)]
+
+        rows = {}
+        for name, fn in (("one by one", alone), ("together", together)):
+            calls.clear()
+            t = timed(fn, repeats, warmup=0)
+            per_run = calls[: len(calls) // max(1, repeats)]
+            rows[name] = (t, per_run)
+    same = rows["one by one"][0].out == rows["together"][0].out
+    lines = [
+        f"{videos} synthetic videos of {minutes:g} min, recap-synth (40-s segments), fp32, encoder batch {batch}, "
+        f"decode batch {decode_batch}; outputs identical one by one and together: **{'yes' if same else 'NO'}**.",
+        "",
+        "| path | wall s (median) | clip calls (rows/call) | segment calls (rows/call) | video calls (rows/call) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (t, per_run) in rows.items():
+        cells = []
+        for level in ("clip", "segment", "video"):
+            n = [r for lv, r in per_run if lv == level]
+            cells.append(f"{len(n)} ({sum(n) / max(1, len(n)):.1f})")
+        flag = "*" if t.loaded else ""
+        lines.append(f"| {name} | {t.median:.2f}{flag} | " + " | ".join(cells) + " |")
+    a, b = rows["one by one"][0].median, rows["together"][0].median
+    lines += ["", f"together / one by one: {b / a:.2f} of the wall time ({a / b:.2f}x).", "", LOADED_NOTE]
+    if not same:
+        raise SystemExit("\n".join(lines) + "\nthe outputs differ: a bug")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", type=int, choices=[1, 2])
+    ap.add_argument("--part", type=int, choices=[1, 2, 3], help="default: 1 and 2")
+    ap.add_argument("--videos", type=int, default=8, help="part 3: synthetic videos (default 8)")
+    ap.add_argument("--minutes", type=float, default=1.0, help="part 3: minutes per video (default 1)")
     ap.add_argument("--batch", type=int, default=8, help="encoder batch and segment rows (default 8)")
     ap.add_argument(
         "--decode-batch", type=int, default=None, help="clip caption rows decoded at once (default: --batch)"
@@ -208,7 +271,9 @@ def main() -> None:
     if a.child:
         _child_memory(*a.child)
         return
-    if a.quick:
+    if a.quick and a.part == 3:  # the encoder batch stays: a decode batch of 2 would group no videos
+        a.videos, a.repeats = min(a.videos, 3), 1
+    elif a.quick:
         a.batch, a.repeats = 2, 1
     a.decode_batch = a.decode_batch or a.batch
     threads, _ = set_threads(a.threads or None)
@@ -224,6 +289,8 @@ def main() -> None:
         print("\n".join(part1(a)) + "\n")
     if a.part in (None, 2):
         print("\n".join(part2(a.quick)) + "\n")
+    if a.part == 3:
+        print("\n".join(part3(a.videos, a.minutes, a.batch, a.decode_batch, a.repeats)) + "\n")
 
 
 if __name__ == "__main__":

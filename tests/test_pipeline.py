@@ -299,3 +299,132 @@ def test_the_clip_stage_keeps_only_the_cls_rows_not_every_token(captioner, video
     monkeypatch.setattr(pipeline._Run, "_save_chunk", spy)
     caption_video(video, captioner, CaptionOptions(levels="clip", batch_size=3))
     assert kept and all(held == own for own, held in kept), kept[:3]
+
+
+# ---- several videos decoded together (issue 15 §2) --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def short_videos(tmp_path_factory):
+    """Three short videos of 3, 2 and 1 segment windows (12-s segments): 6 segment rows and 3 summaries."""
+    d = tmp_path_factory.mktemp("several")
+    return [make_video(d / f"v{i}.mp4", duration=t, fps=2.0, size=(32, 24)) for i, t in enumerate((30.0, 20.0, 14.0))]
+
+
+def _rows_per_call(monkeypatch):
+    """Spy on the pipeline's decoding: (level, rows) of every caption_batch call."""
+    import videorecap.pipeline as pl
+
+    calls: list[tuple[str, int]] = []
+    real = pl.caption_batch
+
+    def spy(model, tok, level, items, *a, **kw):
+        calls.append((level, len(items["video"]) if isinstance(items, dict) else len(items)))
+        return real(model, tok, level, items, *a, **kw)
+
+    monkeypatch.setattr(pl, "caption_batch", spy)
+    return calls
+
+
+def test_several_videos_decode_their_clips_segments_and_summaries_together(captioner, short_videos, monkeypatch):
+    from videorecap.pipeline import caption_videos
+
+    calls = _rows_per_call(monkeypatch)
+    alone = [caption_video(v, captioner, CaptionOptions(batch_size=4, decode_batch=8)) for v in short_videos]
+    alone_calls = [c for c in calls if c[0] != "clip"]
+    alone_clip_calls = [c for c in calls if c[0] == "clip"]
+    calls.clear()
+    jobs = [(v, None, None) for v in short_videos]
+    out = list(caption_videos(jobs, captioner, CaptionOptions(batch_size=4, decode_batch=8)))
+    assert [c for c in calls if c[0] != "clip"] == [("segment", 6), ("video", 3)]
+    assert alone_calls == [("segment", 3), ("video", 1), ("segment", 2), ("video", 1), ("segment", 1), ("video", 1)]
+    # clip windows (8, 5 and 4): one video's last rows share a decode batch with the next video's first ones
+    assert [r for lv, r in calls if lv == "clip"] == [8, 8, 1]
+    assert [r for lv, r in alone_clip_calls] == [8, 5, 4]
+    # identical results: greedy rows do not depend on their batch partners
+    assert [i for i, _, _ in out] == [0, 1, 2]
+    assert [r.to_dict() for _, r, _ in out] == [r.to_dict() for r in alone]
+
+
+def test_groups_are_bounded_by_the_decode_batch(captioner, short_videos, monkeypatch):
+    from videorecap.pipeline import caption_videos
+
+    calls = _rows_per_call(monkeypatch)
+    jobs = [(v, None, None) for v in short_videos]
+    # decode batch 4: the first two videos hold 5 segment windows (>= 4), a group decoded 4 + 1 rows; the third
+    # video is a group of its own
+    list(caption_videos(jobs, captioner, CaptionOptions(batch_size=4, decode_batch=4)))
+    assert [c for c in calls if c[0] != "clip"] == [("segment", 4), ("segment", 1), ("video", 2), ("segment", 1),
+                                                    ("video", 1)]  # fmt: skip
+    calls.clear()
+    # decode batch 2: the 3 windows of the first video are a full batch of 2 in its engine, and the last one
+    list(caption_videos(jobs[:1], captioner, CaptionOptions(batch_size=2, decode_batch=2)))
+    assert [c for c in calls if c[0] != "clip"] == [("segment", 2), ("segment", 1), ("video", 1)]
+
+
+def test_several_videos_resume_after_an_interruption_redoing_nothing_saved(captioner, short_videos, tmp_path,
+                                                                           monkeypatch):  # fmt: skip
+    import videorecap.pipeline as pl
+    from videorecap.pipeline import caption_videos
+
+    opts = CaptionOptions(batch_size=4, decode_batch=8)
+    ref = [r.to_dict() for _, r, _ in caption_videos([(v, None, None) for v in short_videos], captioner, opts)]
+    jobs = [(v, None, tmp_path / v.stem) for v in short_videos]
+    calls = _rows_per_call(monkeypatch)
+    real = pl.caption_batch
+
+    def dying(model, tok, level, items, *a, **kw):
+        if level == "video":
+            raise KeyboardInterrupt  # killed while the group's summaries decode
+        return real(model, tok, level, items, *a, **kw)
+
+    monkeypatch.setattr(pl, "caption_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        list(caption_videos(jobs, captioner, opts))
+    # every video's clip chunks and segment descriptions were saved in its own store
+    assert all(list((tmp_path / v.stem).glob("segments*")) for v in short_videos)
+    monkeypatch.setattr(pl, "caption_batch", real)
+    calls = _rows_per_call(monkeypatch)
+    decoded = []
+    real_frames = pl._Run._frames
+    monkeypatch.setattr(pl._Run, "_frames", lambda self, w, s: (decoded.append(len(w)), real_frames(self, w, s))[1])
+    out = list(caption_videos(jobs, captioner, opts))
+    assert decoded == [] and calls == [("video", 3)]  # only the summaries were left to do
+    assert [r.to_dict() for _, r, _ in out] == ref
+
+
+@pytest.mark.parametrize("bad", ["junk", "broken"])
+def test_a_bad_video_among_several_fails_alone(captioner, short_videos, tmp_path, bad):
+    from videorecap.errors import VideoError
+    from videorecap.pipeline import caption_videos
+    from videorecap.video.testing import corrupt_middle
+
+    if bad == "junk":  # fails before any window decodes
+        path = tmp_path / "junk.mp4"
+        path.write_text("not a video")
+    else:  # fails half-way, with rows of it and of the video before it waiting for the clip decoder
+        path = corrupt_middle(make_video(tmp_path / "broken.mkv", duration=60, fps=5, size=(64, 48), codec="ffv1"))
+    opts = CaptionOptions(batch_size=2, decode_batch=8)
+    jobs = [(short_videos[1], None, None), (path, None, None), (short_videos[2], None, None)]
+    out = {i: r for i, r, _ in caption_videos(jobs, captioner, opts)}
+    assert isinstance(out[1], VideoError) and path.name in str(out[1])
+    assert out[0].to_dict() == caption_video(short_videos[1], captioner, opts).to_dict()
+    assert out[2].to_dict() == caption_video(short_videos[2], captioner, opts).to_dict()
+    if bad == "broken":  # and with --allow-partial, it is captioned over what decoded, with the others
+        opts = CaptionOptions(batch_size=2, decode_batch=8, allow_partial=True)
+        out = [r for _, r, _ in caption_videos(jobs, captioner, opts)]
+        assert out[1].video.partial and out[1].to_dict() == caption_video(path, captioner, opts).to_dict()
+        assert out[0].to_dict() == caption_video(short_videos[1], captioner, opts).to_dict()
+
+
+def test_sampling_decodes_each_video_on_its_own(captioner, short_videos, monkeypatch):
+    """A sampled row's draws depend on the other rows of its call: a video's seeded captions must not depend on the
+    other videos of the run, so sampling does not decode videos together."""
+    from videorecap.infer.decode import DecodeConfig
+    from videorecap.pipeline import caption_videos
+
+    opts = CaptionOptions(batch_size=4, decode_batch=8, decode=DecodeConfig(strategy="sample", seed=1))
+    alone = [caption_video(v, captioner, opts).to_dict() for v in short_videos]
+    calls = _rows_per_call(monkeypatch)
+    out = [r.to_dict() for _, r, _ in caption_videos([(v, None, None) for v in short_videos], captioner, opts)]
+    assert out == alone
+    assert [c for c in calls if c[0] != "clip"] == [("segment", 3), ("video", 1), ("segment", 2), ("video", 1),
+                                                    ("segment", 1), ("video", 1)]  # fmt: skip

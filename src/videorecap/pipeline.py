@@ -19,6 +19,11 @@ For one video:
 Levels 2 and 3 are `infer.hierarchy.Hierarchy`, the incremental engine that a live input drives too: here it is
 fed every clip result of the file and then told where the video ends.
 
+Several videos (`caption_videos`, `videorecap caption A.mp4 B.mp4 ...`): the decoder takes rows of several videos in
+one call (`decode_batch` rows): a video's last clip rows with the next video's first ones, and the segments and
+summaries of a group of videos, which the engines hand out (`close`, `pending`, `describe`) instead of decoding them
+one video at a time. The texts are those of each video alone; `caption_video` is a group of one.
+
 Everything a later run can reuse (clip results in chunks, then the segments, then the summary) is an entry of one
 `videorecap.store.Store` in `<out>/.cache/`, written atomically and made under a fingerprint of the video file, the
 models' config and weights, and the options: a run killed at any moment and started again redoes at most one chunk
@@ -34,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -55,6 +60,7 @@ from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CACHE_VERSION = 2  # 2: entries of a videorecap.store.Store, the engine for the higher levels
 
@@ -311,6 +317,8 @@ class _Run:
         self.covered_end: float | None = None
         # which descriptions the summary read, when they did not all fit the video model's text limit
         self.summary_input: SummaryInput | None = None
+        # the clip captions and (N, C) CLS features once every window is decoded (`clips`)
+        self.clip_result: tuple[list[Caption], np.ndarray] | None = None
         self.device = torch.device(opts.device)
         # every cached piece (clip chunks, segments, summary) is an entry of one store, keyed by the fingerprint
         self.store = Store.open(cache_dir, self.fingerprint()) if cache_dir is not None else None
@@ -341,8 +349,8 @@ class _Run:
 
     @property
     def chunk_size(self) -> int:
-        """Windows per cached chunk of clip results: whole decode batches, so a resumed run decodes the same rows
-        together as an uninterrupted one."""
+        """Windows per cached chunk of clip results: whole decode batches, so a resumed video (captioned alone)
+        decodes the same rows together as an uninterrupted one."""
         return -(-max(self.opts.batch_size * self.opts.chunk_batches, self.decode_batch) // self.decode_batch) * (
             self.decode_batch
         )
@@ -364,52 +372,79 @@ class _Run:
         return d
 
     # -- clip level -------------------------------------------------------------------------------------------------
-    def clips(self, bar: Callable[..., Any]) -> tuple[list[Caption], np.ndarray]:
-        """Clip captions for every window, and the (N, C) CLS features."""
+    def clips(self, bar: Callable[..., Any], rows: _ClipRows | None = None) -> tuple[list[Caption], np.ndarray] | None:
+        """Clip captions for every window, and the (N, C) CLS features: also kept as `clip_result`.
+
+        The encoder tokens wait in `rows` and are decoded `decode_batch` rows per call (several encoder batches at
+        once), and at each chunk boundary, so that every cached chunk is whole. Without `rows` the last ones are
+        decoded at the end. With `rows` shared by a group of videos (`caption_videos`), the last rows (fewer than a
+        decode batch) wait there for the next video's rows, and this returns None: `clip_result` is set, and the
+        last chunk saved, once they are decoded (at the latest when the group calls `rows.decode()`).
+        """
         windows = self.plan.clips
         enc = self.cap.model("clip").encoder
         assert enc is not None
-        B, D = self.opts.batch_size, self.decode_batch
-        chunk = self.chunk_size
+        B, chunk = self.opts.batch_size, self.chunk_size
         done, texts, feats = self.cached_clips()
+        shared = rows is not None
+        if rows is None:
+            rows = self.clip_rows()
+        self.clip_result = None
+        pending_t: list[str] = []  # decoded texts of the chunk being filled, from window `start`
+        pending_f: list[np.ndarray] = []  # CLS rows of every window encoded since `start` (decoded or not)
+        start = done
+
+        def save() -> None:
+            nonlocal start, pending_t, pending_f
+            n = len(pending_t)
+            f = np.concatenate(pending_f) if len(pending_f) > 1 else pending_f[0]
+            # copies, so that a saved chunk does not keep the rows encoded after it alive, nor they the chunk
+            head, rest = (f, f[n:]) if n == len(f) else (f[:n].copy(), f[n:].copy())
+            self._save_chunk(start, pending_t, [head])
+            texts.extend(pending_t)
+            feats.append(head)
+            start, pending_t, pending_f = start + n, [], [rest]
+
+        def arrived(new: list[str]) -> None:  # texts of this video's next rows, in order
+            pending_t.extend(new)
+            if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
+                save()
+            if start == len(windows):
+                self.clip_result = self._clip_result(texts, feats)
+
         with bar(total=len(windows), initial=done, desc=f"{self.video_id} clips", unit="clip") as pbar:
-            if done < len(windows):
-                size = enc.config.image_size
-                frames_iter = self._frames(windows[done:], size)
-                pending_t: list[str] = []
-                pending_f: list[np.ndarray] = []
-                waiting: list[torch.Tensor] = []  # encoder tokens of windows not captioned yet (< D rows)
-                start = done
-                decode = self._decode_cfg("clip")
-
-                def caption_waiting() -> None:
-                    if waiting:
-                        rows = waiting[0] if len(waiting) == 1 else torch.cat(waiting)
-                        waiting.clear()
-                        pending_t.extend(caption_clip_tokens(self.cap, rows, decode, self.device))
-
-                with prefetch(frames_iter, depth=2 * B) as frames:
+            if done == len(windows):
+                self.clip_result = self._clip_result(texts, feats)
+                return self.clip_result
+            encoded = done
+            try:
+                with prefetch(self._frames(windows[done:], enc.config.image_size), depth=2 * B) as frames:
                     for batch in _batched(frames, B):
                         tokens = encode_clips(self.cap, batch, self.device)  # (b, 1+T*P, C)
-                        waiting.append(tokens)
                         pending_f.append(cls_features(tokens))
+                        rows.add(tokens, arrived)
+                        encoded += len(batch)
                         pbar.update(len(batch))
-                        n_waiting = sum(len(w) for w in waiting)
-                        if n_waiting >= D or len(pending_t) + n_waiting >= chunk:
-                            caption_waiting()
-                        elif start + len(pending_t) + n_waiting == len(windows):
-                            caption_waiting()
-                        if len(pending_t) >= chunk or start + len(pending_t) == len(windows):
-                            self._save_chunk(start, pending_t, pending_f)
-                            texts += pending_t
-                            feats += pending_f
-                            start += len(pending_t)
-                            pending_t, pending_f = [], []
-                caption_waiting()  # the decoder stopped early (allow_partial): caption what it gave
-                if start < len(windows) and pending_t:
-                    self._save_chunk(start, pending_t, pending_f)
-                    texts += pending_t
-                    feats += pending_f
+                        rows.decode(full_only=True)
+                        if encoded - start >= chunk:
+                            rows.decode()  # a chunk boundary: its rows (and any rows before them) now
+                if not shared or encoded < len(windows):  # alone, or the decoder stopped early (allow_partial)
+                    rows.decode()
+            except BaseException:
+                rows.discard(arrived)  # a failed video's rows are not decoded with the others
+                raise
+            if encoded < len(windows):
+                if pending_t:
+                    save()
+                self.clip_result = self._clip_result(texts, feats)
+        return self.clip_result
+
+    def clip_rows(self) -> _ClipRows:
+        """A queue of encoder tokens for this video's clip decoding (and that of the videos after it, in a group)."""
+        return _ClipRows(self.cap, self._decode_cfg("clip"), self.device, self.decode_batch)
+
+    def _clip_result(self, texts: list[str], feats: list[np.ndarray]) -> tuple[list[Caption], np.ndarray]:
+        windows = self.plan.clips
         if len(texts) < len(windows):
             if not texts:
                 raise VideoError(
@@ -425,8 +460,8 @@ class _Run:
                 self.info.duration,
             )
         captions = [Caption(s, e, t) for (s, e), t in zip(windows, texts, strict=True)]
-        cls_feats = np.concatenate(feats) if feats else np.zeros((0, enc.config.width), np.float32)
-        return captions, cls_feats
+        width = self.cap.model("clip").config.encoder.width
+        return captions, np.concatenate(feats) if feats else np.zeros((0, width), np.float32)
 
     def cached_clips(self) -> tuple[int, list[str], list[np.ndarray]]:
         """The clip results already in the store, from window 0: (windows done, their texts, their features)."""
@@ -483,57 +518,88 @@ class _Run:
         return feats.astype(np.float32, copy=False)
 
     # -- segment and video levels: the hierarchy engine -------------------------------------------------------------
-    def higher_levels(
-        self, clips: list[Caption], feats: np.ndarray, bar: Callable[..., Any]
-    ) -> tuple[list[Caption], Caption | None]:
-        """Segment descriptions and the summary, from the clip captions and the (N, C) features.
+    @property
+    def higher_end(self) -> float:
+        """Where the higher levels end: the video's end, or where decoding stopped for a partly decoded file."""
+        return self.info.duration if self.covered_end is None else self.covered_end
 
-        The recursion itself (windows, joins, slices, sampling, batching) is `infer.hierarchy.Hierarchy`, the
-        same engine a live input drives; here it is fed every clip of the file, then told where the video ends
-        (where decoding stopped, for a partly decoded file). Finished levels are reused from the store.
-        """
-        levels = self.opts.levels
-        if "segment" not in levels:
-            return [], None
-        end = self.info.duration if self.covered_end is None else self.covered_end  # only what decoded
+    def engine(self, clips: list[Caption], feats: np.ndarray, segment: Step, video: Step | None) -> Hierarchy:
+        """The hierarchy engine of this video, fed every clip and closed at its end: the full batches of `D` complete
+        windows are described on the way (as a live input's would be), the rest wait in its queue (`pending()`), for
+        `_higher_levels` to describe with the other videos' rests. Descriptions in the store are reused."""
         cached = self.store.get("segments") if self.store is not None else None
-        known = [Caption(**c) for c in cached.rows] if cached is not None else []
-        n_windows = len(window_plan(end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds).segments)
-        want_video = "video" in levels
-        with (
-            bar(total=n_windows, initial=len(known), desc=f"{self.video_id} segments", unit="segment") as seg_bar,
-            bar(total=1 if want_video else 0, desc=f"{self.video_id} summary", unit="video") as video_bar,
-        ):
-            engine = Hierarchy(
-                clip_seconds=self.clip_seconds,
-                segment_seconds=self.segment_seconds,
-                segment=self._step("segment", seg_bar),
-                video=self._step("video", video_bar) if want_video else None,
-                batch_size=self.decode_batch,
-                segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
-                features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
-                known_segments=known,
-            )
-            for c in clips:
-                engine.add_clip(c.start, c.end, c.text)
-            engine.finish(end)
-            segments = engine.segments
-            if cached is None and self.store is not None:
-                self.store.put("segments", rows=[c.to_dict() for c in segments])
-            if not want_video:
-                return segments, None
-            fitted = engine.video_input().fitted
-            if fitted is not None and fitted.tokens > fitted.max_tokens:  # recorded only when not all fit
-                self.summary_input = fitted
-            # the summary depends on the policy; "summary" is the key of the original's ("first"), as before
-            key = "summary" if self.opts.summary_text == "first" else f"summary-{self.opts.summary_text}"
-            cached_summary = self.store.get(key) if self.store is not None else None
-            if cached_summary is not None:
-                return segments, Caption(**cached_summary.rows)
-            summary = engine.summary()
+        engine = Hierarchy(
+            clip_seconds=self.clip_seconds,
+            segment_seconds=self.segment_seconds,
+            segment=segment,
+            video=video,
+            batch_size=self.decode_batch,
+            segment_min_tail=segment_min_tail(self.clip_seconds, self.opts.min_tail_seconds),
+            features=feats,  # offline: the whole array (the clips' CLS features, or precomputed ones)
+            known_segments=[Caption(**c) for c in cached.rows] if cached is not None else [],
+        )
+        for c in clips:
+            engine.add_clip(c.start, c.end, c.text)
+        engine.close(self.higher_end)
+        return engine
+
+    def n_segments(self) -> int:
+        """The segment windows of the part that decoded (their descriptions in the store included)."""
+        return len(
+            window_plan(self.higher_end, self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds).segments
+        )
+
+    def known_segments(self) -> int:
+        cached = self.store.get("segments") if self.store is not None else None
+        return len(cached.rows) if cached is not None else 0
+
+    def save_segments(self, segments: list[Caption]) -> None:
+        if self.store is not None and self.store.get("segments") is None:
+            self.store.put("segments", rows=[c.to_dict() for c in segments])
+
+    @property
+    def _summary_key(self) -> str:
+        # the summary depends on the policy; "summary" is the key of the original's ("first"), as before
+        return "summary" if self.opts.summary_text == "first" else f"summary-{self.opts.summary_text}"
+
+    def cached_summary(self) -> Caption | None:
+        entry = self.store.get(self._summary_key) if self.store is not None else None
+        return Caption(**entry.rows) if entry is not None else None
+
+    def save_summary(self, summary: Caption) -> None:
         if self.store is not None:
-            self.store.put(key, rows=summary.to_dict())
-        return segments, summary
+            self.store.put(self._summary_key, rows=summary.to_dict())
+
+    def result(self, clips: list[Caption], segments: list[Caption], summary: Caption | None) -> CaptionResult:
+        info = self.info
+        out = CaptionResult(
+            video=VideoMeta(
+                id=self.video_id,
+                path=str(self.path),
+                duration=info.duration,
+                fps=info.fps or None,
+                width=info.width,
+                height=info.height,
+                rotation=info.rotation % 360,
+                start_time=info.start_time,  # caption times count from the first frame; a player may not
+                codec=info.codec,
+                partial=self.covered_end is not None,
+                covered=None if self.covered_end is None else [[0.0, self.covered_end]],
+            ),
+            clips=clips,
+            segments=segments,
+            summary=summary,
+            model=describe_model(self.cap, self.opts.levels),
+            decoding={
+                **self.opts.decode.to_dict(),
+                "max_new_tokens": {lv: self.max_tokens(lv) for lv in self.opts.levels},
+            },
+            windows={"clip": self.clip_seconds, "segment": self.segment_seconds},
+            levels=list(self.opts.levels),
+            summary_input=self.summary_input,
+        )
+        logger.info("%s: %d clips, %d segments", self.path, len(clips), len(segments))
+        return out
 
     def _step(self, level: str, pbar: Any) -> Step:
         return level_step(self.cap, level, self.opts, self._decode_cfg(level), self.device, pbar.update)
@@ -618,6 +684,53 @@ def caption_clips(
     return caption_clip_tokens(captioner, tokens, decode, device), cls_features(tokens)
 
 
+class _ClipRows:
+    """Encoder tokens waiting for the clip decoder: one video's, or those of the consecutive videos of a group, whose
+    last rows then share a decode batch with the next video's first ones. `decode` captions them `n` rows per call
+    (several encoder batches, or videos, at once: the memory-bound decoder reads its weights once for them all) and
+    hands each video its texts, in order, through the callback given with its rows."""
+
+    def __init__(self, captioner: Captioner, decode: DecodeConfig, device: torch.device, n: int) -> None:
+        self.captioner, self.decode_cfg, self.device, self.n = captioner, decode, device, n
+        self._queue: list[tuple[torch.Tensor, Callable[[list[str]], None]]] = []  # (rows not decoded yet, to)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(t) for t, _ in self._queue)
+
+    def add(self, tokens: torch.Tensor, to: Callable[[list[str]], None]) -> None:
+        """Queue `(b, 1+T*P, C)` encoder tokens; their texts go to `to` (in one or several calls) once decoded."""
+        self._queue.append((tokens, to))
+
+    def decode(self, full_only: bool = False) -> None:
+        """Caption the waiting rows `n` per call: every row, or (`full_only`) only while `n` rows are waiting."""
+        while self._queue and (not full_only or self.waiting >= self.n):
+            parts, k = [], 0
+            for tokens, _ in self._queue:
+                parts.append(tokens[: self.n - k])
+                k += len(parts[-1])
+                if k == self.n:
+                    break
+            texts = caption_clip_tokens(self.captioner, parts[0] if len(parts) == 1 else torch.cat(parts),
+                                        self.decode_cfg, self.device)  # fmt: skip
+            while texts:  # hand them out: the first rows of the queue are the ones decoded
+                tokens, to = self._queue[0]
+                r = min(len(tokens), len(texts))
+                if r == len(tokens):
+                    self._queue.pop(0)
+                else:
+                    self._queue[0] = (tokens[r:], to)
+                got, texts = texts[:r], texts[r:]
+                to(got)
+
+    def discard(self, to: Callable[[list[str]], None]) -> None:
+        """Drop the rows queued with `to` (a video that failed)."""
+        self._queue = [(t, cb) for t, cb in self._queue if cb is not to]
+
+    def clear(self) -> None:
+        self._queue = []
+
+
 class ClipCache:
     """The clip level of one video computed elsewhere (the Ray pipeline's actors, `videorecap.raydata`), saved into
     the video's store as `caption_video` saves it, so that `caption_video` then reads it back instead of decoding.
@@ -676,8 +789,8 @@ def _chunk_key(start: int) -> str:
     return f"clips-{start:07d}"  # one entry per chunk of clip results, named by its first window
 
 
-def _batched(it: Iterator[torch.Tensor], n: int) -> Iterator[list[torch.Tensor]]:
-    batch: list[torch.Tensor] = []
+def _batched(it: Iterator[_T], n: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
     for x in it:
         batch.append(x)
         if len(batch) == n:
@@ -732,46 +845,161 @@ def caption_video(
     video_id: str | None = None,
 ) -> CaptionResult:
     """Caption one video at every level in `options.levels`; `cache_dir` makes the run resumable."""
+    ((_, out, _),) = caption_videos([(path, video_id, cache_dir)], captioner, options)
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+VideoJob = tuple[str | os.PathLike[str], str | None, str | os.PathLike[str] | None]  # (path, video id, cache dir)
+
+
+def caption_videos(
+    videos: Sequence[VideoJob], captioner: Captioner, options: CaptionOptions | None = None
+) -> Iterator[tuple[int, CaptionResult | Exception, float]]:
+    """Caption several videos, `(path, video id or None, cache dir or None)` each, decoding rows of several videos
+    together; yields `(index, result or the exception that failed it, seconds)` for each video, once it is done.
+
+    Each video's clip windows are encoded on their own (its encoder batches, its cache chunks), and its clip rows are
+    decoded `decode_batch` at a time; its last ones (fewer) wait for the next video's first rows. The videos are kept
+    in a group until it fills a decode batch (`decode_batch` videos, or as many segment windows): the segment windows
+    left in each engine after its full batches (a short video's are all of them) are decoded together,
+    `decode_batch` rows per call, then the summaries. Greedy and beam-search rows do not depend on their batch
+    partners, so every text is the one the video gets captioned alone (in fp32). Sampling decodes each video on its
+    own: its random draws would depend on the other rows of a call.
+
+    A group's videos are yielded once its summaries are made; each video's clip chunks and descriptions go to its
+    store as soon as they are made, so an interrupted run redoes none of them. A failing video is yielded with its
+    exception and the others go on. Memory is bounded by the group: its videos' CLS features (N, C), and fewer than
+    2 * decode_batch waiting segment inputs and clip rows, never a whole video's clip tokens.
+    """
     opts = options or CaptionOptions()
     missing = [lv for lv in opts.levels if lv not in captioner.levels]
     if missing:
         raise missing_levels_error(missing, captioner.levels)
-    path = Path(path)
-    info = probe(path)
-    vid = video_id or path.stem
-    t0 = time.perf_counter()
-    run = _Run(path, captioner, opts, Path(cache_dir) if cache_dir else None, info, vid)
     bar = _bar_factory(opts.progress)
-    clips, feats = run.clips(bar)
-    pre = run.load_features()
-    if pre is not None:
-        feats = pre
-    segments, summary = run.higher_levels(clips, feats, bar)
-    result = CaptionResult(
-        video=VideoMeta(
-            id=vid,
-            path=str(path),
-            duration=info.duration,
-            fps=info.fps or None,
-            width=info.width,
-            height=info.height,
-            rotation=info.rotation % 360,
-            start_time=info.start_time,  # caption times count from the first frame; a player may not
-            codec=info.codec,
-            partial=run.covered_end is not None,
-            covered=None if run.covered_end is None else [[0.0, run.covered_end]],
-        ),
-        clips=clips,
-        segments=segments,
-        summary=summary,
-        model=describe_model(captioner, opts.levels),
-        decoding={**opts.decode.to_dict(), "max_new_tokens": {lv: run.max_tokens(lv) for lv in opts.levels}},
-        windows={"clip": run.clip_seconds, "segment": run.segment_seconds},
-        levels=list(opts.levels),
-        summary_input=run.summary_input,
-    )
-    logger.info("%s: %d clips, %d segments in %.1fs", path, len(clips), len(segments), time.perf_counter() - t0)
-    return result
+    # sampled rows draw from one random stream per decode call, so next to other videos' rows a video's captions
+    # would depend on the other inputs: with sampling every video is decoded on its own (reproducible with a seed)
+    together = opts.decode.strategy != "sample"
+    group: list[_Clipped] = []
+    rows: _ClipRows | None = None  # the group's clip rows: a video's last ones wait for the next video's
+    for i, (path, vid, cache_dir) in enumerate(videos):
+        t0 = time.perf_counter()
+        try:
+            path = Path(path)
+            run = _Run(path, captioner, opts, Path(cache_dir) if cache_dir else None, probe(path), vid or path.stem)
+            pre = run.load_features()
+            if rows is None or not together:
+                rows = run.clip_rows()
+            run.clips(bar, rows)
+        except Exception as e:  # noqa: BLE001 - one video's failure is its own; the others go on
+            yield i, e, time.perf_counter() - t0
+            continue
+        group.append(_Clipped(i, t0, run, pre))
+        if not together or _group_full(group, run.decode_batch, "segment" in opts.levels):
+            yield from _close_group(group, rows, bar)
+            group = []
+    if group:
+        assert rows is not None
+        yield from _close_group(group, rows, bar)
+
+
+@dataclass
+class _Clipped:
+    """A video whose clip level is done (or whose last clip rows wait in the group's queue), waiting for the higher
+    levels of its group."""
+
+    index: int
+    t0: float
+    run: _Run
+    features: np.ndarray | None  # precomputed features (`features_dir`), read instead of the clips' CLS features
+
+
+def _group_full(group: list[_Clipped], decode_batch: int, segments: bool) -> bool:
+    """A group holds up to `decode_batch` videos (one summary row each, or one clip tail each) or segment windows (so
+    that at most 2 * decode_batch segment inputs wait at once; a video with that many is a group of its own)."""
+    return len(group) >= decode_batch or (segments and sum(v.run.n_segments() for v in group) >= decode_batch)
+
+
+def _close_group(
+    group: list[_Clipped], rows: _ClipRows, bar: Callable[..., Any]
+) -> Iterator[tuple[int, CaptionResult | Exception, float]]:
+    """Decode the clip rows still waiting, then the group's higher levels; a video whose rows failed fails."""
+    try:
+        rows.decode()
+    except Exception as e:  # noqa: BLE001 - decoded together, the videos still waiting fail together
+        rows.clear()
+        for v in group:
+            if v.run.clip_result is None:
+                yield v.index, e, time.perf_counter() - v.t0
+        group = [v for v in group if v.run.clip_result is not None]
+    if group:
+        yield from _higher_levels(group, bar)
+
+
+def _higher_levels(
+    group: list[_Clipped], bar: Callable[..., Any]
+) -> Iterator[tuple[int, CaptionResult | Exception, float]]:
+    """The segment and video levels of a group of videos (see `caption_videos`), then each video's result."""
+    first = group[0].run
+    opts, D = first.opts, first.decode_batch
+    done: dict[int, tuple[list[Caption], Caption | None]] = {}
+    failed: dict[int, Exception] = {}
+    if "segment" not in opts.levels:
+        done = {v.index: ([], None) for v in group}
+    else:
+        want_video = "video" in opts.levels
+        name = first.video_id if len(group) == 1 else f"{first.video_id} +{len(group) - 1}"
+        n_windows = sum(v.run.n_segments() for v in group)
+        known = sum(v.run.known_segments() for v in group)
+        with (
+            bar(total=n_windows, initial=known, desc=f"{name} segments", unit="segment") as seg_bar,
+            bar(total=len(group) if want_video else 0, desc=f"{name} summary", unit="video") as video_bar,
+        ):
+            segment = first._step("segment", seg_bar)
+            video = first._step("video", video_bar) if want_video else None
+            engines: dict[int, Hierarchy] = {}
+            for v in group:
+                try:
+                    clips, feats = v.run.clip_result
+                    engines[v.index] = v.run.engine(clips, feats if v.features is None else v.features, segment, video)
+                except Exception as e:  # noqa: BLE001 - one video's failure is its own
+                    failed[v.index] = e
+            runs = {v.index: v.run for v in group}
+            try:
+                # every engine's remaining windows as one list of rows, then each engine takes its texts back
+                todo = {i: e.pending() for i, e in engines.items()}
+                texts = _caption_rows(segment, [x for xs in todo.values() for x in xs], D)
+                for i, xs in todo.items():
+                    engines[i].describe(texts[: len(xs)])
+                    texts = texts[len(xs) :]
+                    runs[i].save_segments(engines[i].segments)
+                summaries = {i: runs[i].cached_summary() for i in engines} if video is not None else {}
+                inputs: dict[int, VideoInput] = {}
+                for i in summaries:
+                    inputs[i] = engines[i].video_input()
+                    fitted = inputs[i].fitted
+                    if fitted is not None and fitted.tokens > fitted.max_tokens:  # recorded only when not all fit
+                        runs[i].summary_input = fitted
+                todo_v = [i for i, c in summaries.items() if c is None]
+                assert video is not None or not todo_v
+                texts = _caption_rows(video, [inputs[i] for i in todo_v], D) if todo_v else []  # type: ignore[arg-type]
+                for i, text in zip(todo_v, texts, strict=True):
+                    summaries[i] = Caption(inputs[i].start, inputs[i].end, text)
+                    runs[i].save_summary(summaries[i])
+                done = {i: (e.segments, summaries.get(i)) for i, e in engines.items()}
+            except Exception as e:  # noqa: BLE001 - decoded together, the group's videos fail together
+                failed.update({i: e for i in engines})
+    for v in group:
+        if v.index in failed:
+            yield v.index, failed[v.index], time.perf_counter() - v.t0
+        else:
+            yield v.index, v.run.result(v.run.clip_result[0], *done[v.index]), time.perf_counter() - v.t0
+
+
+def _caption_rows(step: Step, items: list, n: int) -> list[str]:
+    """One level's inputs of several videos captioned `n` rows per call (the engine's own batching, across videos)."""
+    return [t for part in _batched(iter(items), n) for t in step.caption(part)]
 
 
 def caption(

@@ -176,15 +176,15 @@ def test_an_unexpected_failure_in_one_video_is_one_line_and_the_rest_goes_on(mod
     import videorecap.pipeline as pl
     from videorecap import cli
 
-    real = pl.caption_video
+    real = pl._Run.clips
     other = make_video(tmp_path / "other.mp4", duration=6.0, fps=2.0, size=(32, 24))
 
-    def flaky(path, *a, **kw):
-        if Path(path).name == "other.mp4":
+    def flaky(self, *a, **kw):
+        if self.path.name == "other.mp4":
             raise RuntimeError("something inside broke")
-        return real(path, *a, **kw)
+        return real(self, *a, **kw)
 
-    monkeypatch.setattr(pl, "caption_video", flaky)
+    monkeypatch.setattr(pl._Run, "clips", flaky)
     code = cli.main(["caption", str(other), str(video), "--model", str(model_dir), "-o", str(tmp_path / "o"),
                      "--no-progress", "--levels", "clip"])  # fmt: skip
     out, err = capsys.readouterr()
@@ -438,3 +438,29 @@ def test_original_settings_keeps_the_originals_cut_of_the_summary_text(model_dir
     assert b["summary_input"]["policy"] == "first" and read_b == list(range(len(read_b))) and read_b[-1] < 25
     assert a["summary_input"]["max_tokens"] == 64 < a["summary_input"]["tokens"] == b["summary_input"]["tokens"]
     assert a["schema_version"] == "1.2"
+
+
+# ---- issue 15 §2: several videos decoded together -----------------------------------------------------------------
+def test_several_videos_together_write_the_files_of_each_alone_and_a_bad_one_fails_alone(model_dir, tmp_path, capsys):
+    from videorecap import cli
+
+    videos = [make_video(tmp_path / f"short{i}.mp4", duration=t, fps=2.0, size=(32, 24))
+              for i, t in enumerate((50.0, 30.0, 90.0))]  # fmt: skip
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    for v in videos:
+        assert cli.main(["caption", str(v), "--model", str(model_dir), "-o", str(tmp_path / "alone"), "--no-progress",
+                         "--decode-batch", "8"]) == 0  # fmt: skip
+    capsys.readouterr()
+    code = cli.main(["caption", str(videos[0]), str(junk), *map(str, videos[1:]), "--model", str(model_dir), "-o",
+                     str(tmp_path / "together"), "--no-progress", "--decode-batch", "8"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1 and "3 of 4 videos captioned" in out
+    errors = err.strip().splitlines()
+    assert len(errors) == 1 and "junk.mp4" in errors[0] and "Traceback" not in err
+    # the table keeps the input order
+    assert [ln.split()[0] for ln in out.splitlines()[1:5]] == ["short0", "junk", "short1", "short2"]
+    for v in videos:
+        for name in OUTPUTS:
+            a = (tmp_path / "alone" / v.stem / name).read_bytes()
+            assert (tmp_path / "together" / v.stem / name).read_bytes() == a, (v.stem, name)

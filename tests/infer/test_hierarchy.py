@@ -355,3 +355,25 @@ def test_the_pipeline_fits_long_descriptions_to_the_video_models_text_limit(
     assert CaptionResult.load(tmp_path / "captions.json").summary_input == spread.summary_input
     with pytest.raises(InputError, match="summary_text"):
         CaptionOptions(summary_text="middle")
+
+
+def test_close_pending_describe_is_finish_with_the_texts_made_elsewhere():
+    """`caption` given several videos describes the queued windows of several engines in one list of rows."""
+    ref, ref_segs, _ = _engine(batch_size=2)
+    _feed(ref, 58.0)
+    made = ref.finish(58.0)  # 5 windows: [0, 12) ... [48, 58); the first 4 described in batches of 2 on the way
+
+    eng, segs, _ = _engine(batch_size=2, known_segments=[Caption(0.0, 12.0, "known.")])
+    _feed(eng, 58.0)
+    eng.close(58.0)
+    assert eng.finished and [len(c) for c in segs.calls] == [1, 2]  # window 0 known; the full batches on the way
+    todo = eng.pending()
+    assert [(x.start, x.end) for x in todo] == [(48.0, 58.0)]  # the last window waits; nothing was called for it
+    assert todo[0].text == ref_segs.items[-1].text and np.array_equal(todo[0].features, ref_segs.items[-1].features)
+    with pytest.raises(ValueError, match="2 texts for 1 pending"):
+        eng.describe(["a.", "b."])
+    assert [c.text for c in eng.describe(["elsewhere."])] == ["elsewhere."]
+    assert [(c.start, c.end) for c in eng.segments] == [(c.start, c.end) for c in ref.segments]
+    assert [c.text for c in eng.segments][0] == "known." and eng.pending() == [] and eng.describe([]) == []
+    assert len(segs.calls) == 2 and len(made) == 1
+    assert eng.video_input().text.endswith("elsewhere.")

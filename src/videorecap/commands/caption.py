@@ -16,6 +16,12 @@ of 180-s descriptions). When they do not all fit, it reads as many as fit, chose
 first and the last always), and captions.json records which (summary_input); --original-settings keeps the
 original's cut after the first 512 tokens, so the summary never reads the rest of a longer video.
 
+Several videos: each one's clip windows are encoded on their own, but the decoder takes rows of several videos at
+once (--decode-batch N rows per call): the segments and summaries of a group of videos (up to N videos or N segment
+windows), and the last clip windows of one video with the first of the next. The captions are the same as when each
+video is captioned alone; a group's outputs are written once its summaries are made (its clip results and segment
+descriptions are cached as they are made, so an interrupted run redoes none of them).
+
 A video that stops decoding part-way fails, or with --allow-partial is captioned over the part that decoded and
 recorded as partial (captions.json: video.partial, video.covered). A bad video is one error line and the others go
 on (exit 1 at the end); a mistake in the options or inputs stops before any video is decoded (exit 2).
@@ -70,6 +76,7 @@ from videorecap.export import NARRATORS
 if TYPE_CHECKING:
     from videorecap.pipeline import Captioner, CaptionOptions
     from videorecap.raydata import Placement
+    from videorecap.results import CaptionResult
 
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
@@ -104,9 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_max_tokens_argument(d)
     batch = _default("batch_size")
     d.add_argument("--batch-size", type=positive_int, default=batch, help=f"windows per batch (default: {batch})")
-    d.add_argument("--decode-batch", type=positive_int, metavar="N", help="clip windows and segments captioned "
-                   "together, several encoder batches at once: the decoder reads its weights once for N rows "
-                   "(default: --batch-size)")  # fmt: skip
+    d.add_argument("--decode-batch", type=positive_int, metavar="N", help="rows decoded at once, so that the "
+                   "decoder reads its weights once for N rows: the clip windows of several encoder batches, and "
+                   "with several videos their segments, summaries and last clip windows together (videos are "
+                   "grouped until N videos or N segment windows; each group's outputs are written when its "
+                   "summaries are done). The captions are those of each video alone (default: "
+                   "--batch-size)")  # fmt: skip
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--narrator",
@@ -222,22 +232,27 @@ def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Pat
         _print_table(rows)
         print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
         return 1 if failed else 0
+    from videorecap.pipeline import caption_videos
+
     captioner = _load_captioner(args, opts, device)
-    rows: list[Row] = []
-    failed = 0
+    done: dict[int, Row] = {}
     overall = None
     if not args.no_progress and len(work) > 1:
         from tqdm.auto import tqdm
 
         overall = tqdm(total=len(work), desc="videos", unit="video", dynamic_ncols=True)
-    for path, vid in work:
-        row = _caption_one(args, opts, captioner, path, vid, overall)
-        failed += row[-1] == "FAILED"
-        rows.append(row)
+    # the higher levels of several videos are decoded together (pipeline.caption_videos): a video's outputs are
+    # written when its group is done, and a failed video is one line while the others go on
+    jobs = [(path, vid, args.output / vid / ".cache") for path, vid in work]
+    for i, outcome, seconds in caption_videos(jobs, captioner, opts):
+        path, vid = work[i]
+        done[i] = _outputs_row(args, opts, path, vid, outcome, seconds, overall)
         if overall is not None:
             overall.update(1)
     if overall is not None:
         overall.close()
+    rows = [done[i] for i in sorted(done)]
+    failed = sum(r[-1] == "FAILED" for r in rows)
     _print_table(rows)
     print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
     return 1 if failed else 0
@@ -278,14 +293,38 @@ def _caption_one(
 ) -> Row:
     """Caption one video into OUT_DIR/<vid>/ and return its row of the table; a failure is one line on stderr (or
     goes to `on_failure`)."""
-    from videorecap.export import write_outputs
     from videorecap.pipeline import caption_video
+
+    t0 = time.perf_counter()
+    try:
+        result: CaptionResult | Exception = caption_video(
+            path, captioner, opts, cache_dir=args.output / vid / ".cache", video_id=vid
+        )
+    except Exception as e:  # noqa: BLE001 - one video's failure is one line; the others go on (exit 1 at the end)
+        result = e
+    return _outputs_row(args, opts, path, vid, result, time.perf_counter() - t0, bar, on_failure)
+
+
+def _outputs_row(
+    args: argparse.Namespace,
+    opts: CaptionOptions,
+    path: Path,
+    vid: str,
+    result: CaptionResult | Exception,
+    seconds: float,
+    bar: object,
+    on_failure: Callable[[str], None] | None = None,
+) -> Row:
+    """Write a captioned video's outputs into OUT_DIR/<vid>/ (or report its failure: one line on stderr, or to
+    `on_failure`) and return its row of the table."""
+    from videorecap.export import write_outputs
     from videorecap.video.webcopy import make_web_copy
 
     out_dir = args.output / vid
     t0 = time.perf_counter()
     try:
-        result = caption_video(path, captioner, opts, cache_dir=out_dir / ".cache", video_id=vid)
+        if isinstance(result, Exception):
+            raise result
         web = None
         if args.web_video:
             web = make_web_copy(path, out_dir, max_height=args.web_video_height, progress=opts.progress).path
@@ -295,12 +334,12 @@ def _caption_one(
             on_failure(_failure_message(vid, path, e))
         else:
             _report_failure(vid, path, e, bar)
-        return (vid, "-", "-", "-", f"{time.perf_counter() - t0:.1f}s", "FAILED")
+        return (vid, "-", "-", "-", f"{seconds + time.perf_counter() - t0:.1f}s", "FAILED")
     status = "ok"
     if result.video.partial and result.video.covered:
         status = f"partial: {result.video.covered[-1][1]:.1f}s decoded"
     return (vid, f"{result.video.duration:.1f}s", str(len(result.clips)), str(len(result.segments)),
-            f"{time.perf_counter() - t0:.1f}s", status)  # fmt: skip
+            f"{seconds + time.perf_counter() - t0:.1f}s", status)  # fmt: skip
 
 
 def _caption_on_ray(

@@ -62,6 +62,12 @@ window's end (that clip's feature is the inclusive end row of the slice, so it i
 collects every window first (`[0, B)`, `[B, 2B)`, ... and the rest at `finish`). Live callers that want each
 description at once use `batch_size=1` or call `flush()`.
 
+**Describing elsewhere.** `close(duration)` is `finish` without describing: the remaining windows stay queued.
+`pending()` gives the inputs `flush()` would send, and `describe(texts)` takes their texts back. `caption` given
+several videos uses them to decode the last, partial batches of several videos' engines (and their summaries, from
+`video_input()`) as one list of rows; the texts are those of `flush()`, since a greedy row does not depend on the
+other rows of its batch.
+
 **Rolling summaries.** `summary()` before `finish` is a summary of what exists so far: it first describes the
 complete windows still queued, then summarises those descriptions (the open window has none yet) together with
 every feature fed so far (the open window's included; all rows when `features` were given), over
@@ -306,6 +312,12 @@ class Hierarchy:
     def finish(self, duration: float) -> list[Caption]:
         """The video ended at `duration` seconds: close the remaining windows (the last one short) and describe
         everything still queued; returns those descriptions."""
+        self.close(duration)
+        return self.flush()
+
+    def close(self, duration: float) -> None:
+        """`finish` without describing: the remaining windows are closed and wait in the queue, for `flush()` or
+        for a caller that describes them elsewhere (`pending()`, then `describe(texts)`)."""
         if self.finished:
             raise RuntimeError("finish() was already called")
         if self._clips and duration < self._clips[-1].start:
@@ -317,7 +329,20 @@ class Hierarchy:
             self._queue += windows[self._closed :]
             self._closed = len(windows)
         self._duration = float(duration)
-        return self.flush()
+
+    def pending(self) -> list[SegmentInput]:
+        """What `flush()` would send to the segment captioner now (the queued windows whose description is not
+        known), without sending it. A caller that captions the inputs of several engines together (`caption`
+        given several videos: their segments decoded in one batch) gives the texts back with `describe`."""
+        return [self._segment_input(*self._queue[j]) for j in self._unknown(self._queue)]
+
+    def describe(self, texts: Sequence[str]) -> list[Caption]:
+        """Describe every queued window with `texts`, one per `pending()` input and in its order (the known windows
+        take their known text, as in `flush()`); returns the descriptions, as `flush()` does."""
+        n = len(self._unknown(self._queue))
+        if len(texts) != n:
+            raise ValueError(f"{len(texts)} texts for {n} pending segment inputs")
+        return self._describe(len(self._queue), list(texts)) if self._queue else []
 
     def summary(self) -> Caption:
         """The video summary: of the whole video after `finish`, of what exists so far before (a rolling
@@ -352,26 +377,32 @@ class Hierarchy:
         done = [(c.start, c.end) for c in self._segments]
         return done + self._queue
 
-    def _describe(self, n: int) -> list[Caption]:
-        """Describe the first `n` queued windows (windows with a known description are not sent)."""
-        step = self.segment_step
-        assert step is not None
-        batch, self._queue = self._queue[:n], self._queue[n:]
-        texts: dict[int, str] = {}
-        todo: list[tuple[int, SegmentInput]] = []
-        for j, (s, e) in enumerate(batch):
+    def _unknown(self, windows: Sequence[tuple[float, float]]) -> list[int]:
+        """The indices of the first queued `windows` that have no known description (checking the known ones)."""
+        out = []
+        for j, (s, e) in enumerate(windows):
             k = len(self._segments) + j
             if k < len(self._known):
                 known = self._known[k]
                 if (known.start, known.end) != (s, e):
                     raise ValueError(f"known segment {k} spans [{known.start}, {known.end}), not [{s}, {e})")
-                texts[j] = known.text
             else:
-                todo.append((j, self._segment_input(s, e)))
-        if todo:
-            for (j, _), text in zip(todo, _call(step.caption, [x for _, x in todo]), strict=True):
-                texts[j] = text
-        out = [Caption(s, e, texts[j]) for j, (s, e) in enumerate(batch)]
+                out.append(j)
+        return out
+
+    def _describe(self, n: int, texts: list[str] | None = None) -> list[Caption]:
+        """Describe the first `n` queued windows (windows with a known description are not sent), with the segment
+        captioner, or with `texts` (one per window without a known description) when given."""
+        step = self.segment_step
+        assert step is not None
+        batch = self._queue[:n]
+        todo = self._unknown(batch)
+        if texts is None and todo:
+            texts = _call(step.caption, [self._segment_input(*batch[j]) for j in todo])
+        self._queue = self._queue[n:]
+        made = dict(zip(todo, texts or [], strict=True))
+        known = len(self._segments)
+        out = [Caption(s, e, made[j] if j in made else self._known[known + j].text) for j, (s, e) in enumerate(batch)]
         self._segments += out
         return out
 
