@@ -75,6 +75,9 @@ def test_onednn_fp32_computes_what_fp32_computes():
     linears = [x for x in fast.modules() if type(x) is torch.nn.Linear]
     assert linears and all(x.forward.__func__ is runtime._onednn_forward for x in linears)
     assert fast.decoder.lm_linear is runtime.onednn_linear and m.decoder.lm_linear is F.linear
+    switches = [x for x in fast.modules() if hasattr(x, "fast_kernels")]
+    assert switches and all(x.fast_kernels for x in switches)
+    assert not any(x.fast_kernels for x in m.modules() if hasattr(x, "fast_kernels"))  # fp32: the original's
     assert weights_hash(fast) == weights_hash(m)  # the same weights: only the kernels differ
     ids = torch.randint(0, m.config.decoder.vocab_size, (2, 6))
     video = torch.randn(2, 3, m.encoder.config.num_frames, m.encoder.config.image_size, m.encoder.config.image_size)

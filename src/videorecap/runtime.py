@@ -370,7 +370,8 @@ def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     bf16: the weights of the Linear layers (nearly all of the compute) are stored in bf16, so autocast does not
     convert them again at every call (that conversion alone made batch-1 decoding slower than fp32); norms,
     embeddings and biases of other layers stay fp32 and autocast casts around them. int8: `quantize_int8`.
-    fp32-onednn: every Linear layer, and a decoder's tied output layer (`lm_linear`), calls `onednn_linear`.
+    fp32-onednn: every Linear layer, and a decoder's tied output layer (`lm_linear`), calls `onednn_linear`, and
+    modules with a `fast_kernels` switch (the encoder's attention) take their fused kernels.
     fp32/fp16: unchanged.
     """
     import types
@@ -385,6 +386,8 @@ def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
                 m.forward = types.MethodType(_onednn_forward, m)  # type: ignore[method-assign]
             if hasattr(m, "lm_linear"):
                 m.lm_linear = onednn_linear
+            if hasattr(m, "fast_kernels"):  # e.g. the encoder's attention: PyTorch's fused kernel, same arithmetic
+                m.fast_kernels = True
         return model
     if precision == "bf16":
         for m in model.modules():

@@ -44,6 +44,12 @@ class DividedAttention(nn.Module):
     token of the clip.
     """
 
+    # True: the groups are folded into the heads, (B, H*G, n, hd), so that attention takes PyTorch's fused 4-D kernel
+    # (2.3x faster for space attention on a CPU) instead of the generic path 5-D inputs take. The same arithmetic up to
+    # the order of the sums; off by default so that fp32 stays the original's, on for `--precision fp32-onednn`
+    # (runtime.prepare_model sets it).
+    fast_kernels = False
+
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -70,7 +76,13 @@ class DividedAttention(nn.Module):
         # every group also attends to the CLS key/value
         kg = torch.cat([k[:, :, :1, None].expand(B, H, G, 1, hd), kg], dim=3)  # (B, H, G, 1+n, hd)
         vg = torch.cat([v[:, :, :1, None].expand(B, H, G, 1, hd), vg], dim=3)
-        out = F.scaled_dot_product_attention(qg, kg, vg)  # (B, H, G, n, hd); scale hd^-0.5 as LaViLa
+        if self.fast_kernels:  # (B, H*G, n, hd): one fused 4-D call
+            n = qg.shape[3]
+            out = F.scaled_dot_product_attention(
+                qg.reshape(B, H * G, n, hd), kg.reshape(B, H * G, n + 1, hd), vg.reshape(B, H * G, n + 1, hd)
+            ).view(B, H, G, n, hd)
+        else:
+            out = F.scaled_dot_product_attention(qg, kg, vg)  # (B, H, G, n, hd); scale hd^-0.5 as LaViLa
         if axis == "time":
             out = out.transpose(2, 3)  # back to frame-major (B, H, T, P, hd)
         out = torch.cat([cls_out, out.reshape(B, H, T * P, hd)], dim=2)  # (B, H, N, hd)
