@@ -24,8 +24,9 @@ def _events(out: Path) -> list[dict]:
 
 def _check_order(events: list[dict]) -> None:
     """start first, end last; clips in window order; a segment only after the clip that closes it; its rolling
-    summary the next event that is not a clip (clip work goes first: later windows' clips may come in between),
-    over what existed when the segment closed (up to the end of the clip that closed it)."""
+    summary the next event that is not a clip or a reader's note (clip work goes first: later windows' clips, and
+    the disconnect/reconnect notes emitted with them, may come in between), over what existed when the segment
+    closed (up to the end of the clip that closed it)."""
     assert events[0]["event"] == "start" and events[-1]["event"] == "end"
     clips = [e for e in events if e["event"] == "clip"]
     assert [c["index"] for c in clips] == list(range(len(clips)))
@@ -36,7 +37,7 @@ def _check_order(events: list[dict]) -> None:
             last_clip_end = e["end"]
         elif e["event"] == "segment":
             assert e["end"] <= last_clip_end + 1e-9  # described once the stream passed its end
-            nxt = next(x for x in events[i + 1 :] if x["event"] != "clip")
+            nxt = next(x for x in events[i + 1 :] if x["event"] not in ("clip", "disconnect", "reconnect"))
             assert nxt["event"] == "summary" and nxt["after_segment"] == e["index"]
             closing = next((c for c in clips if c["start"] >= e["end"] - 1e-9), clips[-1])
             assert nxt["start"] == 0.0 and nxt["end"] == closing["end"]
