@@ -7,18 +7,37 @@ follows the file, exactly as `videorecap live FILE` does. Reported per model:
 - clip latency p50/p95: from the moment the stream passed a window's end to its caption event (it includes the
   1-s minimum-tail wait, docs/live.md; at --speed S the stream passes 1 s of video in 1/S s of wall time);
 - segment latency p50/p95, measured the same way from the clip that closed the segment;
-- real-time factor: seconds the captioning thread was busy (clip, segment and rolling-summary calls) per second of
-  stream; below 1 the model keeps up with a real-time stream on this machine;
+- real-time factor: seconds the captioning thread was busy (clip work, and level work: segment descriptions and
+  rolling summaries) per second of stream; below 1 the model keeps up with a real-time stream on this machine;
 - CPU use: process CPU seconds per wall second (2.0 = two cores busy);
 - RSS at 25 %, 50 % and 100 % of the stream and the peak: flat when memory does not grow with the stream.
 
+Then the time per captioned window by stage: the reader thread's CPU (demux, FFmpeg decoding, windowing; the
+FFmpeg decoder threads are not in it) and the eval transform in it; the captioning thread's encoder, clip Q-Former,
+clip decoding (the rest of the clip model call: the decoder, batching, detokenising), the clip work's events and
+store, and the level work (segment descriptions and rolling summaries, without the clip work done between their
+decoding steps). The reader runs in parallel with the captioning thread: its CPU competes with the model's
+threads for the same cores.
+
 recap-synth is the bundled model; recap-base is the full-size architecture with random weights and the GPT-2
-tokenizer (the tokens are noise and run to the token limit, an upper bound on decoding cost, but every matmul is
-real). Run only on a quiet machine; `--quick` is a smoke run (2 min of stream at 8x, recap-synth).
+tokenizer: every matmul is real, but the tokens are noise and never reach EOS. `--decoding` says how long the
+captions are (both modes can be given; each is a row, labelled):
+
+- `limit` (default): every caption runs to the model's token limit (recap-base: 77 clip, 77 segment, 120 video),
+  an upper bound on decoding cost that trained weights do not pay;
+- `typical`: each caption ends after the length typical of its level: the mean GPT-2 token count of the synthetic
+  world's ground truth (`videorecap.synth`, 20 held-out 30-min scripts, computed at start and printed: about 10
+  for a clip caption, like Ego4D's "#C C picks the cabbage" narrations, 58 for a segment description, 308 for a
+  summary, capped at the model's limit), plus one step for the EOS a real caption ends with. With random weights
+  a caption of N tokens is N decoder steps, the cost a trained model pays for a caption of that length.
+  With trained weights (recap-synth), captions end by themselves and the cap can only cut the longer ones.
+
+Run only on a quiet machine; `--quick` is a smoke run (2 min of stream at 8x, recap-synth).
 
     python benchmarks/bench_live.py --quick
     python benchmarks/bench_live.py --minutes 180 --speed 30                     # recap-synth over a 3-h stream
     python benchmarks/bench_live.py --model recap-base --minutes 10 --speed 1    # does recap-base keep up?
+    python benchmarks/bench_live.py --model recap-base --minutes 6 --speed 1 --decoding limit typical
 """
 
 from __future__ import annotations
@@ -34,7 +53,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import machine_block  # noqa: E402  (benchmarks/_machine.py: the one machine block)
+from _machine import check_load, machine_block  # noqa: E402  (benchmarks/_machine.py: the one machine block)
+
+LEVELS = ("clip", "segment", "video")
+TRUTH_VIDEOS, TRUTH_MINUTES = 20, 30.0  # the synthetic scripts the typical caption lengths are measured on
+STAGES = (  # (key, label) of the per-window stage table
+    ("reader_cpu", "reader CPU"),
+    ("transform", "transform"),
+    ("encoder", "encoder"),
+    ("qformer", "clip Q-Former"),
+    ("clip_decode", "clip decoding"),
+    ("clip_other", "clip events+store"),
+    ("level", "level work"),
+)
 
 
 def _rss_mib() -> float:
@@ -99,28 +130,83 @@ def captioner_for(name: str):  # noqa: ANN201 - a pipeline.Captioner
                       for lv in ("clip", "segment", "video")})  # fmt: skip
 
 
-def run_one(model: str, minutes: float, speed: float, work: Path, precision: str = "fp32", lag: str = "queue") -> dict:
+def typical_tokens(cap) -> dict[str, int]:  # noqa: ANN001 - a pipeline.Captioner
+    """Mean token count per level of the synthetic world's ground truth, with each level's tokenizer, for scripts
+    cut into the model's clip and segment windows (a segment's description grows with the window)."""
+    from videorecap.synth.make import make_script, video_id, video_seed
+    from videorecap.synth.model import truth_of
+
+    cfg = cap.model("clip").config
+    texts: dict[str, list[str]] = {lv: [] for lv in LEVELS}
+    for i in range(TRUTH_VIDEOS):
+        script = make_script(video_seed(0, "heldout", i), TRUTH_MINUTES, clip_seconds=cfg.clip_seconds,
+                             segment_seconds=cfg.segment_seconds, vid=video_id("heldout", i))  # fmt: skip
+        for lv, rows in truth_of(script).items():
+            texts[lv] += [t for _, t in rows]
+    out = {}
+    for lv in LEVELS:
+        lengths = [len(ids) for ids in cap.tokenizer(lv).encode_batch(texts[lv])]
+        out[lv] = round(sum(lengths) / len(lengths))
+    return out
+
+
+def decoding_limits(cap, mode: str, typical: dict[str, int]) -> dict[str, int]:  # noqa: ANN001
+    """max_new_tokens per level of a decoding mode: the model's limit, or the typical length + the EOS step."""
+    limits = {lv: cap.model(lv).config.io.max_new_tokens[lv] for lv in LEVELS}
+    if mode == "limit":
+        return limits
+    return {lv: min(limits[lv], typical[lv] + 1) for lv in LEVELS}
+
+
+class StageTimer:
+    """The clip model's encoder and clip-level Q-Former timed in place (forward hooks, a wrapped `context`)."""
+
+    def __init__(self, cap) -> None:  # noqa: ANN001 - a pipeline.Captioner
+        self.seconds = {"encoder": 0.0, "qformer": 0.0}
+        model = cap.model("clip")
+        enc = model.encoder
+        start: list[float] = []
+        enc.register_forward_pre_hook(lambda *_: start.append(time.perf_counter()))
+        enc.register_forward_hook(lambda *_: self._add("encoder", time.perf_counter() - start.pop()))
+        real = model.context
+
+        def context(level, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            t = time.perf_counter()
+            try:
+                return real(level, *args, **kwargs)
+            finally:
+                if level == "clip":
+                    self._add("qformer", time.perf_counter() - t)
+
+        model.context = context
+
+    def _add(self, key: str, dt: float) -> None:
+        self.seconds[key] += dt
+
+
+def run_one(
+    model: str,
+    minutes: float,
+    speed: float,
+    work: Path,
+    precision: str = "fp32",
+    lag: str = "queue",
+    mode: str = "limit",
+) -> dict:
     from videorecap.live.session import LiveOptions, LiveSession
 
     cap = captioner_for(model)
     cap.use_precision(precision, "cpu")  # as `videorecap live --precision` would (runtime.resolve_precision)
+    typical = typical_tokens(cap)
+    limits = decoding_limits(cap, mode, typical)
+    timer = StageTimer(cap)
     size = cap.model("clip").encoder.config.image_size
     rec = make_recording(work / f"rec-{size}.ts", minutes, size)
-    src = work / f"{model}.ts"
+    src = work / f"{model}-{mode}.ts"
     src.unlink(missing_ok=True)
     src.touch()
-    session = LiveSession(str(src), cap, work / f"out-{model}", LiveOptions(lag=lag, idle=30))
-    busy = [0.0]
-    real = session._caption
-
-    def timed(batch):  # noqa: ANN001, ANN202 - the captioning thread's work: clips, segments, summaries
-        t = time.perf_counter()
-        try:
-            return real(batch)
-        finally:
-            busy[0] += time.perf_counter() - t
-
-    session._caption = timed
+    opts = LiveOptions(lag=lag, idle=30, max_new_tokens=dict(limits))
+    session = LiveSession(str(src), cap, work / f"out-{model}-{mode}", opts)
     rss: dict[str, float] = {}
     stream_s = minutes * 60
 
@@ -141,8 +227,23 @@ def run_one(model: str, minutes: float, speed: float, work: Path, precision: str
     events = [json.loads(x) for x in (session.out / "live.jsonl").read_text().splitlines()]
     clip_lat = [e["latency"] for e in events if e["event"] == "clip" and "latency" in e]
     seg_lat = [e["latency"] for e in events if e["event"] == "segment" and "latency" in e]
+    st = dict(session.stage_seconds)
+    windows = max(1.0, st["windows"])
+    per_window = {
+        "reader_cpu": st["reader_cpu"],
+        "transform": st["transform"],
+        "encoder": timer.seconds["encoder"],
+        "qformer": timer.seconds["qformer"],
+        "clip_decode": st["clip_model"] - timer.seconds["encoder"] - timer.seconds["qformer"],
+        "clip_other": st["clip"] - st["clip_model"],
+        "level": st["level"],
+    }
     return {
         "model": model,
+        "mode": mode,
+        "limits": limits,
+        "typical": typical,
+        "per_window": {k: v / windows for k, v in per_window.items()},
         "stream_s": stream_s,
         "speed": speed,
         "clips": len(end.result.clips),
@@ -151,7 +252,7 @@ def run_one(model: str, minutes: float, speed: float, work: Path, precision: str
         "clip_p95": _pct(clip_lat, 0.95),
         "seg_p50": _pct(seg_lat, 0.5),
         "seg_p95": _pct(seg_lat, 0.95),
-        "rtf": busy[0] / stream_s,
+        "rtf": (st["clip"] + st["level"]) / stream_s,
         "cpu": ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall,
         "rss": rss,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -170,29 +271,52 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--precision", default="fp32", help="fp32 (default), bf16, int8 or auto, as --precision")
     ap.add_argument("--lag", choices=["queue", "drop"], default="queue", help="the lag policy (default: queue)")
+    ap.add_argument("--decoding", nargs="+", choices=["limit", "typical"], default=["limit"],
+                    help="caption lengths, one row each: limit (to the token limit, an upper bound; default) and/or "
+                    "typical (the synthetic world's mean length per level + the EOS step)")  # fmt: skip
+    ap.add_argument("--allow-load", action="store_true", help="run even at a load average of one per core or more")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 min of stream at 8x, recap-synth")
     args = ap.parse_args()
     if args.quick:
         args.minutes, args.speed, args.model = 2.0, 8.0, args.model or ["recap-synth"]
+    check_load(args.allow_load, "bench_live")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine_block())
     print()
-    print(f"precision: {args.precision}, lag policy: {args.lag}\n")
-    print("| model | stream | pace | clips | segs | clip latency p50 / p95 | segment latency p50 / p95 | "
-          "real-time factor | CPU (cores) | RSS 25% / 50% / end, peak |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"precision: {args.precision}, lag policy: {args.lag}, torch threads: {torch.get_num_threads()} "
+          f"(`videorecap live` uses cores - 1 unless --threads or OMP_NUM_THREADS say otherwise)\n")  # fmt: skip
+    rows = []
+    print("| model | decoding (max tokens clip/seg/video) | stream | pace | clips | segs | clip latency p50 / p95 | "
+          "segment latency p50 / p95 | real-time factor | CPU (cores) | RSS 25% / 50% / end, peak |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.model or ["recap-synth"]:
-            r = run_one(model, args.minutes, args.speed, Path(tmp), args.precision, args.lag)
-            rss = " / ".join(f"{r['rss'].get(k, float('nan')):.0f}" for k in ("25%", "50%", "100%"))
-            print(f"| {r['model']} | {r['stream_s'] / 60:g} min | {r['speed']:g}x | {r['clips']} | {r['segments']} | "
-                  f"{r['clip_p50']:.2f} / {r['clip_p95']:.2f} s | {r['seg_p50']:.2f} / {r['seg_p95']:.2f} s | "
-                  f"{r['rtf']:.3f} | {r['cpu']:.2f} | {rss}, {r['peak_rss']:.0f} MiB |", flush=True)  # fmt: skip
+            for mode in args.decoding:
+                r = run_one(model, args.minutes, args.speed, Path(tmp), args.precision, args.lag, mode)
+                rows.append(r)
+                rss = " / ".join(f"{r['rss'].get(k, float('nan')):.0f}" for k in ("25%", "50%", "100%"))
+                lim = "/".join(str(r["limits"][lv]) for lv in LEVELS)
+                print(f"| {r['model']} | {r['mode']} ({lim}) | {r['stream_s'] / 60:g} min | {r['speed']:g}x | "
+                      f"{r['clips']} | {r['segments']} | {r['clip_p50']:.2f} / {r['clip_p95']:.2f} s | "
+                      f"{r['seg_p50']:.2f} / {r['seg_p95']:.2f} s | {r['rtf']:.3f} | {r['cpu']:.2f} | "
+                      f"{rss}, {r['peak_rss']:.0f} MiB |", flush=True)  # fmt: skip
     print("\nlatency counts from the stream passing a window's end, wall clock; at pace Sx the 1-s minimum-tail wait "
-          "is 1/S s. real-time factor = captioning busy seconds per stream second.")  # fmt: skip
+          "is 1/S s. real-time factor = captioning busy seconds (clip + level work) per stream second.")  # fmt: skip
+    for r in rows[:1]:
+        typ = ", ".join(f"{lv} {r['typical'][lv]}" for lv in LEVELS)
+        print(
+            f"typical lengths (mean tokens of the synthetic world's truth, {TRUTH_VIDEOS} scripts of "
+            f"{TRUTH_MINUTES:g} min, {r['model']}'s tokenizers): {typ}; typical decoding = min(limit, mean + 1)."
+        )
+    print("\nTime per captioned window by stage (ms; the reader thread runs alongside the captioning thread):\n")
+    print("| model | decoding | " + " | ".join(label for _, label in STAGES) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in STAGES) + " |")
+    for r in rows:
+        cells = " | ".join(f"{1000 * r['per_window'][k]:.1f}" for k, _ in STAGES)
+        print(f"| {r['model']} | {r['mode']} | {cells} |")
 
 
 if __name__ == "__main__":

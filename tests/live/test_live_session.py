@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _stream import DURATION, SEGMENT_SECONDS, start_stream
+from _stream import DURATION, SEGMENT_SECONDS, packets, start_stream
 
 from videorecap.live.session import LiveOptions, LiveSession
 from videorecap.results import load
@@ -23,8 +23,10 @@ def _events(out: Path) -> list[dict]:
 
 
 def _check_order(events: list[dict]) -> None:
-    """start first, end last; clips in window order; a segment only after the clip that closes it; a rolling
-    summary right after each segment, over what exists so far."""
+    """start first, end last; clips in window order; a segment only after the clip that closes it; its rolling
+    summary the next event that is not a clip or a reader's note (clip work goes first: later windows' clips, and
+    the disconnect/reconnect notes emitted with them, may come in between), over what existed when the segment
+    closed (up to the end of the clip that closed it)."""
     assert events[0]["event"] == "start" and events[-1]["event"] == "end"
     clips = [e for e in events if e["event"] == "clip"]
     assert [c["index"] for c in clips] == list(range(len(clips)))
@@ -35,9 +37,10 @@ def _check_order(events: list[dict]) -> None:
             last_clip_end = e["end"]
         elif e["event"] == "segment":
             assert e["end"] <= last_clip_end + 1e-9  # described once the stream passed its end
-            nxt = events[i + 1]
+            nxt = next(x for x in events[i + 1 :] if x["event"] not in ("clip", "disconnect", "reconnect"))
             assert nxt["event"] == "summary" and nxt["after_segment"] == e["index"]
-            assert nxt["start"] == 0.0 and nxt["end"] == last_clip_end
+            closing = next((c for c in clips if c["start"] >= e["end"] - 1e-9), clips[-1])
+            assert nxt["start"] == 0.0 and nxt["end"] == closing["end"]
     walls = [e["wall"] for e in events]
     assert walls == sorted(walls)
 
@@ -72,6 +75,41 @@ def test_growing_file_events_and_equal_to_caption(tmp_path: Path, recording: Pat
     assert len(final) == 1 and final[0]["text"] == reference.summary.text
     # the growing VTT files end as caption's
     assert (tmp_path / "out" / "clips.vtt").read_text().count("-->") == len(reference.clips)
+
+
+def test_clip_work_goes_before_a_segment_description(tmp_path: Path, recording: Path, captioner, reference) -> None:
+    """Windows that arrive while a segment is being described are captioned between its decoding steps, before its
+    event; the outputs stay those of `caption`. The file grows only once the description has begun (through the
+    session's `on_level_step` hook), so the order does not depend on timing."""
+    data = recording.read_bytes()
+    cut = next(pos for pos, t in packets(str(recording)) if t >= 15.0)  # windows 0-2 and their tail: segment 0 closes
+    src = tmp_path / "grows.ts"
+    src.write_bytes(data[:cut])
+    timeline: list[tuple] = []
+    session = LiveSession(str(src), captioner, tmp_path / "out", LiveOptions(segment_seconds=SEGMENT_SECONDS),
+                          listeners=[lambda ev: timeline.append((ev["event"], ev.get("index")))])  # fmt: skip
+
+    def level_step(level: str) -> None:
+        timeline.append(("step", level))
+        if level == "segment" and not Path(str(src) + ".done").exists():
+            with open(src, "ab") as f:  # the rest of the stream arrives while segment 0 is being described
+                f.write(data[cut:])
+            Path(str(src) + ".done").touch()
+            deadline = time.monotonic() + 60
+            while session.status()["queued"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the reader has the next window
+
+    session.on_level_step = level_step
+    end = session.run()
+    first_step = timeline.index(("step", "segment"))
+    seg0 = timeline.index(("segment", 0))
+    during = [i for kind, i in timeline[first_step:seg0] if kind == "clip"]
+    assert during and min(during) == 3  # window 3 (and maybe more) captioned inside segment 0's description
+    assert ("step", "segment") in timeline[timeline.index(("clip", 3)) : seg0]  # ... which then went on
+    events = _events(tmp_path / "out")
+    _check_order(events)
+    assert end.result.clips == reference.clips and end.result.segments == reference.segments
+    assert end.result.summary == reference.summary
 
 
 def test_network_stream_disconnect_reconnect_and_finish(tmp_path: Path, recording: Path, captioner) -> None:

@@ -13,6 +13,10 @@ makes at most M - 1 decoder steps, stops *before* appending the step at which ev
 `decode_one` drops the last token of a row whose ids hold no EOS. So a row that never ends keeps M - 2 tokens and
 the row(s) ending last lose their last real word (a batch of one always does). See docs/released-weights.md.
 
+`between_steps(fn)` runs `fn` between the decoding steps of every generation in its block: a caller that must not
+wait for a long decode (the live session captions a clip window that arrives while a segment is being described)
+does that work there, and the decode then goes on where it was (its state is local, so the ids are unchanged).
+
 `return_scores=True` also gives each caption's per-token log-probabilities (`TokenScores`): its confidence (mean
 log-prob) and perplexity, as the original computes it, exp of the mean negative log-likelihood over the caption's
 tokens and its EOS.
@@ -20,7 +24,10 @@ tokens and its EOS.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -114,6 +121,31 @@ class TokenScores:
 
 
 Scored = tuple[list[list[int]], list[TokenScores]]
+
+_BETWEEN_STEPS: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "videorecap_between_steps", default=None
+)
+
+
+@contextlib.contextmanager
+def between_steps(fn: Callable[[], None]) -> Iterator[None]:
+    """Call `fn` before each decoding step of every `generate` in this block (this thread only). `fn` runs with
+    the hook unset, so the decodes it starts itself are not interrupted (no recursion)."""
+    token = _BETWEEN_STEPS.set(fn)
+    try:
+        yield
+    finally:
+        _BETWEEN_STEPS.reset(token)
+
+
+def _step_point() -> None:
+    fn = _BETWEEN_STEPS.get()
+    if fn is not None:
+        token = _BETWEEN_STEPS.set(None)
+        try:
+            fn()
+        finally:
+            _BETWEEN_STEPS.reset(token)
 
 
 @overload
@@ -225,6 +257,7 @@ def _decode(
     lps: list[list[float]] = [[] for _ in range(B)]
     eos_lp: list[float | None] = [None] * B
     for step in range(max_new_tokens):
+        _step_point()
         nxt = _pick(logits, cfg, gen)  # (A,)
         toks = nxt.tolist()
         tok_lp = _token_logprobs(logits, nxt)
@@ -283,6 +316,7 @@ def greedy_recompute(
     done = torch.zeros(B, dtype=torch.bool, device=context.device)
     lps: list[list[float]] = [[] for _ in range(B)]
     for _ in range(max_new_tokens):
+        _step_point()
         logits = decoder(ids, context)[:, -1]
         nxt = logits.argmax(-1)
         for row, lp in zip(lps, _token_logprobs(logits, nxt), strict=True):
@@ -330,6 +364,7 @@ def original_lengths(
     steps: list[torch.Tensor] = []  # the appended tokens, (B,) each
     step_lps: list[list[float]] = []
     for step in range(max_text_length - 1):
+        _step_point()
         nxt = _pick(logits, cfg, gen)
         ended |= nxt == eos_id
         if ended.all():
@@ -413,6 +448,7 @@ def beam_search(
     seq_lps: list[list[float]] = [[] for _ in range(B * K)]
 
     for step in range(max_new_tokens):
+        _step_point()
         length = step + 1  # generated tokens in a hypothesis ending here (its EOS included)
         cand = (scores.view(-1, 1) + logp).view(B, K * V)
         top_s, top_i = cand.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)

@@ -1,9 +1,18 @@
 """A live session: a source's windows -> clip captions -> the hierarchy engine -> events, then the final outputs.
 
 Two threads: a reader (source -> frames -> `Windower` -> transformed windows, into a queue) and the caller's thread,
-which captions the queued windows in batches (`pipeline.caption_clips`, the step `caption` uses), feeds them to
-`infer.hierarchy.Hierarchy` (batch size 1, so each segment is described as soon as its window closes), asks it for
-a rolling summary after each segment, and emits every result as an event (docs/live.md has the schema):
+which does two kinds of work and emits every result as an event (docs/live.md has the schema):
+
+- **clip work**, first: it captions the queued windows in batches (`pipeline.caption_clips`, the step `caption`
+  uses), stores and emits each caption, and puts it on a list of clips the engine has not been fed yet;
+- **level work**, only while no window waits: it feeds those clips, one at a time and in time order, to
+  `infer.hierarchy.Hierarchy` (batch size 1, so each segment is described as soon as its window closes) and asks
+  it for a rolling summary after each segment. A segment description or a summary is a long decode; it runs under
+  `infer.decode.between_steps`, which looks for waiting windows before every decoding step and captions them there,
+  so a window that arrives meanwhile waits for one decoding step, not for the whole description. The engine is fed
+  exactly as before (each clip in order, each summary right after the clip that closed its segment), so every text
+  is the same as with the work done in line; only the events' order changes: the clip events of later windows may
+  come between a segment's start and its event, or between a segment and its rolling summary.
 
 - one JSON line in `OUT/live.jsonl` (appended, flushed), the growing `OUT/clips.vtt` / `OUT/segments.vtt`
   (replaced atomically), and each listener (the command prints them; `--serve` publishes them to the page).
@@ -43,7 +52,7 @@ import torch
 from videorecap import fileio
 from videorecap.errors import InputError, VideoRecapError
 from videorecap.export import to_vtt, write_outputs
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decode import DecodeConfig, between_steps
 from videorecap.infer.hierarchy import Hierarchy, Step
 from videorecap.live.source import FrameSource, Source, parse_source, stream_end
 from videorecap.live.windows import LiveWindow, Windower
@@ -128,6 +137,12 @@ class LiveSession:
         options: how to run; with `resume`, the stored session's options are used instead.
         resume: continue the session stored in `out`.
         listeners: called with every event (a dict), in order, from the captioning thread.
+
+    Attributes a caller may set or read:
+        on_level_step: None, or called with the level ("segment" or "video") before each decoding step of level
+            work, just before the session looks for waiting windows (tests make a window arrive, or a level slow,
+            at that point; a profiler can count steps).
+        stage_seconds: seconds spent per stage so far (`benchmarks/bench_live.py` reports them per window).
     """
 
     def __init__(
@@ -198,6 +213,19 @@ class LiveSession:
         self._clips: list[tuple[Caption, bool]] = []  # every window so far: caption, skipped
         self._last_feature: np.ndarray | None = None
         self._logged = {"clip": 0, "segment": 0, "summary": 0}
+        # captioned (and emitted) clips the engine has not been fed yet: caption, feature, when its window was ready
+        self._unfed: collections.deque[tuple[Caption, np.ndarray, float | None]] = collections.deque()
+        # called with the level ("segment" or "video") before each decoding step of level work, before the check
+        # for waiting windows: tests slow the level down or make a window arrive at that moment through it
+        self.on_level_step: Callable[[str], None] | None = None
+        # seconds per stage (benchmarks/bench_live.py reports them): the reader thread's CPU time "reader_cpu"
+        # (demux, decode, windows; its wall time would mostly be waiting for the stream) and its "transform"; the
+        # captioning thread's "clip" (clip work: the model call "clip_model", i.e. encoder, Q-Former and decoding,
+        # then storing and emitting) and "level" (segment descriptions and summaries without the clip work done
+        # between their decoding steps); "windows": how many windows the clip model captioned
+        self.stage_seconds: dict[str, float] = dict.fromkeys(
+            ("reader_cpu", "transform", "clip", "clip_model", "level", "windows"), 0.0
+        )
         self._notes: list[dict[str, Any]] = []  # disconnect/reconnect notes of the reader, emitted in order
         self._held: list[dict[str, Any]] | None = None
         self._final_logged = False
@@ -334,6 +362,7 @@ class LiveSession:
             r = entry.rows
             self._add(Caption(r["start"], r["end"], r["text"]), entry.arrays["feature"], r["skipped"], None, None)
             i += 1
+        self._feed_all()  # (no window waits yet: the reader starts after this)
 
     def _start_reader(self, start_at: float) -> None:
         base = self.session.get("base") if self.source.recorded else None
@@ -353,6 +382,8 @@ class LiveSession:
     def _read(self) -> None:
         frames, windower = self._frames, self._windower
         assert frames is not None and windower is not None
+        cpu0 = time.thread_time()
+        stage = self.stage_seconds
         try:
             first = True
             for f in frames.frames():
@@ -376,12 +407,15 @@ class LiveSession:
         except BaseException as e:  # noqa: BLE001 - handed to the captioning thread
             self._reader_error = e
         finally:
+            stage["reader_cpu"] += time.thread_time() - cpu0
             with self._cond:
                 self._reader_done = True
                 self._cond.notify_all()
 
     def _put(self, w: LiveWindow) -> None:
+        t0 = time.perf_counter()
         x = eval_transform(w.frames, self.image_size) if w.frames is not None else None  # (3, T, S, S)
+        self.stage_seconds["transform"] += time.perf_counter() - t0
         with self._cond:
             if self.lag_policy == "queue":
                 while len(self._queue) >= self.opts.max_queue and not self._stop.is_set():
@@ -390,10 +424,11 @@ class LiveSession:
             self._cond.notify_all()
 
     # ---- captioning thread -----------------------------------------------------------------------------------------
-    def _take(self) -> list[tuple[LiveWindow, torch.Tensor | None]] | None:
-        """The next windows to caption (up to a batch), or None when the reader is done and nothing is queued."""
+    def _take(self, block: bool = True) -> list[tuple[LiveWindow, torch.Tensor | None]] | None:
+        """The next windows to caption (up to a batch), or None when the reader is done and nothing is queued.
+        With `block`, waits for a window (or the reader's end); without, returns [] when nothing is queued."""
         with self._cond:
-            while not self._queue and not self._reader_done and not self._notes:
+            while block and not self._queue and not self._reader_done and not self._notes:
                 self._cond.wait(0.2)
                 if self._stopped_at is None and self._stop.is_set():
                     self._stopped_at = time.monotonic()
@@ -423,16 +458,51 @@ class LiveSession:
         return batch
 
     def _consume(self) -> None:
-        while (batch := self._take()) is not None:
+        """Clip work whenever a window waits; level work, one fed clip at a time, only when none does. The clips
+        not fed when the reader is done are fed by `_finish` (after the last windows)."""
+        while (batch := self._take(block=not self._unfed)) is not None:
             if batch:
                 self._caption(batch)
+            elif self._unfed:
+                self._feed_one()
+
+    def _feed_all(self) -> None:
+        while self._unfed:
+            self._feed_one()
+
+    def _feed_one(self) -> None:
+        """Level work: the next captioned clip into the engine; the segment it closes (if any) is described and its
+        rolling summary made, both interrupted before every decoding step to caption the windows waiting then."""
+        assert self.engine is not None
+        clip, feat, ready = self._unfed.popleft()
+        t0, clip0 = time.perf_counter(), self.stage_seconds["clip"]
+        try:
+            with between_steps(lambda: self._clip_work_between("segment")):
+                segs = self.engine.add_clip(clip.start, clip.end, clip.text, feat)
+            for seg in segs:
+                self._segment_event(seg, time.monotonic() - ready if ready is not None else None)
+        finally:  # level time without the clip work done between its steps
+            self.stage_seconds["level"] += time.perf_counter() - t0 - (self.stage_seconds["clip"] - clip0)
+
+    def _clip_work_between(self, level: str) -> None:
+        """Between two decoding steps of level work: caption the windows waiting now (and any arriving meanwhile)."""
+        if self.on_level_step is not None:
+            self.on_level_step(level)
+        if not (self._queue or self._notes):  # the common case: nothing waits (an unlocked look suffices)
+            return
+        while batch := self._take(block=False):
+            self._caption(batch)
 
     def _caption(self, batch: list[tuple[LiveWindow, torch.Tensor | None]]) -> None:
-        """Caption a batch of windows (skipped ones get none) and feed the engine in time order."""
+        """Clip work: caption a batch of windows (skipped ones get none), store and emit them in time order."""
+        t_start = time.perf_counter()
         todo = [(w, x) for w, x in batch if w.skipped is None and x is not None]
         texts: dict[int, tuple[str, np.ndarray]] = {}
         if todo:
+            t0 = time.perf_counter()
             out, feats = caption_clips(self.cap, [x for _, x in todo], self._decode_cfg("clip"), self.device)
+            self.stage_seconds["clip_model"] += time.perf_counter() - t0
+            self.stage_seconds["windows"] += len(todo)
             for (w, _), text, feat in zip(todo, out, feats, strict=True):
                 texts[w.index] = (text, feat)
         now = time.monotonic()
@@ -446,12 +516,13 @@ class LiveSession:
                 feat = self._last_feature if self._last_feature is not None else np.zeros(self.width, np.float32)
             self._lag = now - w.ready
             self._add(Caption(w.start, w.end, text), feat, skipped, w.ready, now)
+        self.stage_seconds["clip"] += time.perf_counter() - t_start
 
     def _add(
         self, clip: Caption, feat: np.ndarray, skipped: str | None, ready: float | None, done: float | None
     ) -> None:
-        """One clip result: stored, emitted, fed to the engine; segments and summaries it makes are emitted."""
-        assert self.engine is not None and self.store is not None
+        """One clip result: stored, emitted, and queued for the engine (level work feeds it, `_feed_one`)."""
+        assert self.store is not None
         i = len(self._clips)
         if ready is not None:  # a new result (not a replayed one): stored before it is emitted
             row = {**clip.to_dict(), "skipped": skipped}
@@ -465,8 +536,7 @@ class LiveSession:
             if ready is not None and done is not None:
                 ev["latency"] = round(done - ready, 3)
             self._emit(ev)
-        for seg in self.engine.add_clip(clip.start, clip.end, clip.text, feat):
-            self._segment_event(seg, time.monotonic() - ready if ready is not None else None)
+        self._unfed.append((clip, feat, ready))
 
     def _segment_event(self, seg: Caption, latency: float | None) -> None:
         assert self.engine is not None
@@ -477,7 +547,8 @@ class LiveSession:
                 ev["latency"] = round(latency, 3)
             self._emit(ev)
         if self.engine.video_step is not None and self.opts.rolling_summary and k not in self._summaries_logged:
-            s = self.engine.summary()
+            with between_steps(lambda: self._clip_work_between("video")):
+                s = self.engine.summary()
             self._emit({"event": "summary", "after_segment": k, "final": False, **s.to_dict()})
 
     def _emit(self, ev: dict[str, Any]) -> None:
@@ -510,6 +581,7 @@ class LiveSession:
         if rest:
             self._caption([(w, eval_transform(w.frames, self.image_size) if w.frames is not None else None)
                            for w in rest])  # fmt: skip
+        self._feed_all()
         if not self._clips:
             self._forget()  # nothing to resume: the same -o can be used again at once
             if self._reader_error is not None:

@@ -34,6 +34,7 @@ import av
 import av.error
 
 from videorecap.errors import InputError, VideoError
+from videorecap.runtime import decode_threads
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +276,9 @@ class FrameSource:
         except IndexError:
             raise VideoError(f"{self.source.text}: no video stream") from None
         stream.thread_type = "AUTO"
+        # as video.reader: few decoder threads (`--threads`), so that FFmpeg does not compete with the model's
+        # threads for the cores, nor delay each frame by one frame per thread (frame threading)
+        stream.codec_context.thread_count = decode_threads()
         tb = float(stream.time_base) if stream.time_base else 1e-6
         self.eps = 1.5 * tb + 1e-9  # as video.reader: timestamp rounding of one tick
         rate = stream.average_rate or stream.guessed_rate
