@@ -269,7 +269,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=180.0, help="stream length (default: 180)")
     ap.add_argument("--speed", type=float, default=30.0, help="stream pace, times real time (default: 30)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--precision", default="fp32", help="fp32 (default), bf16, int8 or auto, as --precision")
+    ap.add_argument("--precision", default="auto", help="auto (default: what `videorecap live` runs), fp32, "
+                    "fp32-onednn, bf16 or int8, as --precision")  # fmt: skip
     ap.add_argument("--lag", choices=["queue", "drop"], default="queue", help="the lag policy (default: queue)")
     ap.add_argument("--decoding", nargs="+", choices=["limit", "typical"], default=["limit"],
                     help="caption lengths, one row each: limit (to the token limit, an upper bound; default) and/or "
@@ -286,7 +287,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(machine_block())
     print()
-    print(f"precision: {args.precision}, lag policy: {args.lag}, torch threads: {torch.get_num_threads()} "
+    from videorecap.runtime import resolve_precision
+
+    resolved = resolve_precision("cpu", args.precision)
+    print(f"precision: {args.precision} ({resolved} here), lag policy: {args.lag}, "
+          f"torch threads: {torch.get_num_threads()} "
           f"(`videorecap live` uses cores - 1 unless --threads or OMP_NUM_THREADS say otherwise)\n")  # fmt: skip
     rows = []
     print("| model | decoding (max tokens clip/seg/video) | stream | pace | clips | segs | clip latency p50 / p95 | "
