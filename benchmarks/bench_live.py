@@ -310,6 +310,9 @@ def main() -> None:
                       f"{rss}, {r['peak_rss']:.0f} MiB |", flush=True)  # fmt: skip
     print("\nlatency counts from the stream passing a window's end, wall clock; at pace Sx the 1-s minimum-tail wait "
           "is 1/S s. real-time factor = captioning busy seconds (clip + level work) per stream second.")  # fmt: skip
+    if len(rows) > 1:
+        print("memory: the rows run one after the other in this one process, so a row's RSS includes what the rows "
+              "before it left (another loaded model): run one row per invocation to measure memory.")  # fmt: skip
     for r in rows[:1]:
         typ = ", ".join(f"{lv} {r['typical'][lv]}" for lv in LEVELS)
         print(
