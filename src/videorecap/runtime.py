@@ -19,15 +19,16 @@ RESULTS.md "Precision"):
   on the 2-core AVX512_BF16 machine without AMX this project is developed on, bf16 measured 2-3x faster than fp32
   for the encoder and the Q-Former and 1.4-1.6x for decoding) -- but only if the bf16 path passed its fidelity gate
   (`videorecap.synth.precision_gate`, recorded in videorecap/assets/precision_gate.json);
-- fp32 everywhere else, and where the gate failed. With the bundled model the bf16 gate FAILS (clip CIDEr -3 points,
-  7% of clip captions changed on 16 held-out videos), so today `auto` means fp32 on every device; a later model or
-  code whose bf16 passes the gate switches `auto` to bf16 by its record alone.
+- otherwise, where the gate failed: with the bundled model the bf16 gate FAILS (clip CIDEr -3 points, 7% of clip
+  captions changed on 16 held-out videos), so today `auto` is never bf16; a later model or code whose bf16 passes the
+  gate switches `auto` to bf16 by its record alone. What `auto` takes then:
 - fp32-onednn (fp32 arithmetic, oneDNN's matrix-multiply kernels instead of the BLAS PyTorch calls by default) on a
   CPU where, measured once per process (`onednn_speedup`, about 0.1 s), oneDNN's kernel is at least
   `ONEDNN_MIN_SPEEDUP` faster -- and only if that path passed its fidelity gate too. On the AMD EPYC this project is
-  developed on, MKL's fp32 kernels run at about half of oneDNN's speed (RESULTS.md "oneDNN"), so the encoder, the
-  Q-Formers and decoding are faster with identical arithmetic apart from the order of the sums (results differ from
-  fp32 in the last bits, about 1e-6 relative). Where the BLAS is as fast (Intel CPUs with MKL), fp32 stays.
+  developed on, MKL's fp32 kernels run at about half of oneDNN's speed (RESULTS.md "fp32 through oneDNN's
+  kernels"), so the encoder, the Q-Formers and decoding are faster with identical arithmetic apart from the order of
+  the sums (results differ from fp32 in the last bits, about 1e-6 relative). Where the BLAS is as fast (Intel CPUs
+  with MKL), and on GPUs: fp32.
 - int8 is never picked by `auto`: it is opt-in.
 
 `fp32` is the original's arithmetic: the same kernels and results as before `--precision` existed.
