@@ -158,3 +158,31 @@ def test_the_llm_prompt_holds_the_fitted_context_and_labelled_choices(world, emb
     assert user.startswith("Video summary:\n[0:00-4:00] C ") and "Clip captions" not in user
     assert f"\nA. {q.choices[0]}\n" in user and f"E. {q.choices[4]}" in user
     assert "letter of the correct option" in user
+
+
+def test_embeddings_from_a_loader_load_at_the_first_use_and_once():
+    from videorecap.text.embed import shared_embedder
+
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return shared_embedder()
+
+    e = Embeddings(loader)
+    assert calls == []  # a server comes up without loading the model
+    a = e(["C cuts a tomato", "C waters the plants"])
+    assert a.shape == (2, e.embedder.dim) and e.name == shared_embedder().name and calls == [1]
+    assert (e(["C cuts a tomato"]) == a[:1]).all() and calls == [1]
+    assert shared_embedder() is shared_embedder()  # one model per process (search and the ask box)
+
+
+def test_answerer_for_is_the_baseline_without_a_backend_and_the_llm_with_one():
+    from videorecap.qa.answer import answerer_for
+
+    opts = AskOptions()
+    assert isinstance(answerer_for(None, opts), RetrievalAnswerer)
+    backend = Scripted(["B"])
+    backend.name, backend.model = "scripted", "m1"  # what a real backend names itself by
+    a = answerer_for(backend, opts)
+    assert isinstance(a, LLMAnswerer) and a.describe == {"backend": "scripted", "model": "m1"}

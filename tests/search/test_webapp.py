@@ -116,6 +116,7 @@ def test_without_ask_the_route_is_off_and_without_the_wheel_search_is_lexical(tm
     from videorecap.text import embed as embed_mod
 
     monkeypatch.setattr(embed_mod.importlib.util, "find_spec", lambda name: None)
+    embed_mod._load_shared.cache_clear()  # a model other tests loaded is shared process-wide: forget it here
     app = App("test")
     mount(app, _folder(tmp_path))
     with app.serve() as server:

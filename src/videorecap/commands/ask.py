@@ -147,21 +147,20 @@ def _check_llm_flags(args: argparse.Namespace) -> Any:
 
 def _answerer(args: argparse.Namespace, opts: Any, prompt: Any, cache_dir: Path | None) -> tuple[Any, str]:
     """The answerer the flags choose, and how to name it to the user."""
-    from videorecap.qa.answer import LLMAnswerer, RetrievalAnswerer
+    from videorecap.qa.answer import answerer_for
 
     if not _uses_llm(args):
-        return RetrievalAnswerer(opts), "retrieval baseline (no LLM)"
+        return answerer_for(None, opts), "retrieval baseline (no LLM)"
     backend = open_llm_backend(args, cache_dir)
     where = f"at {args.llm}" if args.llm is not None else f"in this process ({args.text_model})"
-    describe = {"backend": backend.name, "model": backend.model}
-    return LLMAnswerer(backend, opts, prompt=prompt, describe=describe), f"{backend.model} {where}"
+    return answerer_for(backend, opts, prompt), f"{backend.model} {where}"
 
 
 def _embeddings() -> Any:
     from videorecap.qa.answer import Embeddings
-    from videorecap.text.embed import TextEmbedder
+    from videorecap.text.embed import shared_embedder
 
-    return Embeddings(TextEmbedder.load())
+    return Embeddings(shared_embedder())
 
 
 def _check_mode(args: argparse.Namespace) -> str:

@@ -65,27 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ask_function(args: argparse.Namespace) -> Any:
     """The web app's `ask`: `videorecap ask`'s answerers, for an open question about one video."""
-    from videorecap.qa.answer import AskOptions, Embeddings, LLMAnswerer, RetrievalAnswerer, web_ask
+    from videorecap.qa.answer import AskOptions, Embeddings, answerer_for, web_ask
+    from videorecap.text.embed import shared_embedder
 
     opts = AskOptions()
-
-    class _LazyEmbedder:  # the model loads on the first question, so the page comes up at once
-        name, dim, _model = "all-MiniLM-L6-v2", 384, None
-
-        def embed(self, texts: list[str]) -> Any:
-            from videorecap.text.embed import TextEmbedder
-
-            if self._model is None:
-                self._model = TextEmbedder.load()
-            return self._model.embed(texts)
-
-    if args.llm is None:
-        answerer: Any = RetrievalAnswerer(opts)
-    else:
-        llm_args = argparse.Namespace(**{**vars(args), "text_model": None})
-        backend = open_llm_backend(llm_args)
-        answerer = LLMAnswerer(backend, opts, describe={"backend": backend.name, "model": backend.model})
-    return web_ask(answerer, opts, Embeddings(_LazyEmbedder()))
+    backend = None
+    if args.llm is not None:
+        backend = open_llm_backend(argparse.Namespace(**{**vars(args), "text_model": None}))
+    # the embedding model loads with the first question (the page comes up at once), the same one search uses
+    return web_ask(answerer_for(backend, opts), opts, Embeddings(shared_embedder))
 
 
 def run(args: argparse.Namespace) -> int:

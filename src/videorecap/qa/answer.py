@@ -109,10 +109,21 @@ class Answer:
 class Embeddings:
     """The sentence embedding of each text, computed once (a video's captions serve all of its questions)."""
 
-    def __init__(self, embedder: Any) -> None:  # a videorecap.text.embed.TextEmbedder
-        self.embedder = embedder
-        self.name = str(getattr(embedder, "name", type(embedder).__name__))
+    def __init__(self, embedder: Any) -> None:
+        # a videorecap.text.embed.TextEmbedder, or a function that returns one, called at the first use (a server
+        # then comes up at once and loads the model with the first question: text.embed.shared_embedder)
+        self._embedder = embedder
         self._memo: dict[str, np.ndarray] = {}
+
+    @property
+    def embedder(self) -> Any:
+        if not hasattr(self._embedder, "embed"):
+            self._embedder = self._embedder()
+        return self._embedder
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.embedder, "name", type(self.embedder).__name__))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) unit rows."""
@@ -302,6 +313,16 @@ class LLMAnswerer:
         scores = p.moment_emb @ p.embed([query])[0]
         ev = [p.context.moments[i] for i in _top(scores, self.opts.evidence)]
         return _answer(p, pick, reply, ev)
+
+
+def answerer_for(
+    backend: ChatBackend | None, opts: AskOptions, prompt: Prompt | None = None
+) -> RetrievalAnswerer | LLMAnswerer:
+    """The answerer of `videorecap ask` and of the web app's ask box: the retrieval baseline without a language
+    model (`backend` None), else the backend's replies read by `parse_answer`."""
+    if backend is None:
+        return RetrievalAnswerer(opts)
+    return LLMAnswerer(backend, opts, prompt=prompt, describe={"backend": backend.name, "model": backend.model})
 
 
 def web_ask(answerer: RetrievalAnswerer | LLMAnswerer, opts: AskOptions, embed: Embeddings) -> Any:

@@ -81,10 +81,10 @@ class FolderApp:
         corpus = self.corpus()
         with self._lock:
             if semantic and self._embedder is None and self.semantic_note is None:
-                from videorecap.text.embed import TextEmbedder
+                from videorecap.text.embed import shared_embedder
 
                 try:
-                    self._embedder = TextEmbedder.load()
+                    self._embedder = shared_embedder()  # the ask box's too
                 except VideoRecapError as e:
                     self.semantic_note = str(e)
             semantic = semantic and self._embedder is not None

@@ -17,10 +17,12 @@ L2 normalisation, so the dot product of two embeddings is their cosine similarit
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +143,21 @@ def wheel_model_dir() -> Path:
             "(or pip install 'videorecap[search]'); lexical search works without it"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_embedder() -> TextEmbedder:
+    """The wheel's model, loaded once per process and shared (the web app's search and its ask box use the same one,
+    from their server threads); `TextEmbedder.load()` is the way to a model of one's own."""
+    with _SHARED_LOCK:
+        return _load_shared()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_shared() -> TextEmbedder:
+    return TextEmbedder.load()  # an error (no wheel) is not cached: the next call tries again
 
 
 class TextEmbedder:
