@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from videorecap.config import RecapConfig
+from videorecap.model.decoder import GatedGPT2
 from videorecap.model.recap import VideoRecap
 from videorecap.tokenizer import Tokenizer
 
@@ -66,3 +67,20 @@ def synth_folder(root: Path, n: int, minutes: float = 2.0) -> Path:
         s = make_script(video_seed(0, "heldout", i), minutes, vid=video_id("heldout", i))
         truth_result(s).save(root / s.vid / "captions.json")
     return root
+
+
+def sharp_decoder(seed: int = 0, eos_bias: float = 0.0, rows: int = 6) -> tuple[GatedGPT2, torch.Tensor]:
+    """A `recap-tiny` decoder whose weights are perturbed so that its next-token distribution is sharp and depends on
+    the context, gates open, and `rows` random contexts (rows, 5, context_width). `eos_bias` makes EOS (id 2) more
+    or less likely, so rows end at different steps."""
+    torch.manual_seed(seed)
+    cfg = RecapConfig.from_name("recap-tiny").decoder
+    dec = GatedGPT2(cfg).eval()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # a sharp, context-dependent distribution
+        for blk in dec.h:
+            blk.xattn_gate.fill_(1.0)
+            blk.xmlp_gate.fill_(1.0)
+        dec.wte.weight[2] += eos_bias
+    return dec, torch.randn(rows, 5, cfg.context_width)

@@ -2,25 +2,14 @@ import math
 
 import pytest
 import torch
+from _helpers import sharp_decoder
 
-from videorecap.config import RecapConfig
 from videorecap.infer.decode import DecodeConfig, beam_search, generate, greedy_recompute
 from videorecap.model.decoder import GatedGPT2
 
 
 def _decoder(seed: int = 0, eos_bias: float = 0.0) -> tuple[GatedGPT2, torch.Tensor]:
-    torch.manual_seed(seed)
-    cfg = RecapConfig.from_name("recap-tiny").decoder
-    dec = GatedGPT2(cfg).eval()
-    with torch.no_grad():
-        for p in dec.parameters():
-            p.add_(torch.randn_like(p) * 0.3)  # a sharp, context-dependent distribution
-        for blk in dec.h:
-            blk.xattn_gate.fill_(1.0)
-            blk.xmlp_gate.fill_(1.0)
-        dec.wte.weight[2] += eos_bias  # make EOS (id 2) more or less likely, to get varied lengths
-    ctx = torch.randn(6, 5, cfg.context_width)
-    return dec, ctx
+    return sharp_decoder(seed, eos_bias, rows=6)
 
 
 # (seed, eos bias) pairs whose captions end at different steps, some at the length limit

@@ -367,9 +367,7 @@ class _Run:
         return level_max_tokens(self.cap, level, self.opts)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
-        d = DecodeConfig(**self.opts.decode.to_dict())
-        d.max_new_tokens = self.max_tokens(level)
-        return d
+        return level_decode(self.cap, level, self.opts)
 
     # -- clip level -------------------------------------------------------------------------------------------------
     def clips(self, bar: Callable[..., Any], rows: _ClipRows | None = None) -> tuple[list[Caption], np.ndarray] | None:
@@ -613,6 +611,13 @@ def level_max_tokens(captioner: Captioner, level: str, opts: CaptionOptions) -> 
     """A per-level option, then one length for every level, then the model's level I/O."""
     io = captioner.model(level).config.io
     return resolve_max_new_tokens(level, io, opts.max_new_tokens, opts.decode.max_new_tokens)
+
+
+def level_decode(captioner: Captioner, level: str, opts: CaptionOptions) -> DecodeConfig:
+    """The run's decoding settings with the level's token limit (`level_max_tokens`)."""
+    d = DecodeConfig(**opts.decode.to_dict())
+    d.max_new_tokens = level_max_tokens(captioner, level, opts)
+    return d
 
 
 def level_io(captioner: Captioner, level: str, opts: CaptionOptions) -> LevelIO:

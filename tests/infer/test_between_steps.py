@@ -3,8 +3,8 @@ windows there while a segment is described) leaves the generated ids unchanged a
 
 import pytest
 import torch
+from _helpers import sharp_decoder
 
-from videorecap.config import RecapConfig
 from videorecap.infer.decode import DecodeConfig, between_steps, generate
 from videorecap.model.decoder import GatedGPT2
 
@@ -12,17 +12,7 @@ MAX = 12
 
 
 def _decoder() -> tuple[GatedGPT2, torch.Tensor]:
-    torch.manual_seed(0)
-    cfg = RecapConfig.from_name("recap-tiny").decoder
-    dec = GatedGPT2(cfg).eval()
-    with torch.no_grad():
-        for p in dec.parameters():
-            p.add_(torch.randn_like(p) * 0.3)  # a sharp, context-dependent distribution
-        for blk in dec.h:
-            blk.xattn_gate.fill_(1.0)
-            blk.xmlp_gate.fill_(1.0)
-        dec.wte.weight[2] += 1.0  # EOS (id 2) likely enough that rows end at different steps
-    return dec, torch.randn(4, 5, cfg.context_width)
+    return sharp_decoder(0, eos_bias=1.0, rows=4)  # EOS likely enough that rows end at different steps
 
 
 def _gen(dec: GatedGPT2, ctx: torch.Tensor, cfg: DecodeConfig) -> list[list[int]]:

@@ -61,6 +61,7 @@ from videorecap.pipeline import (
     CaptionOptions,
     caption_clips,
     describe_model,
+    level_decode,
     level_max_tokens,
     level_step,
     needed_levels,
@@ -332,9 +333,7 @@ class LiveSession:
         return level_max_tokens(self.cap, level, self._copts)
 
     def _decode_cfg(self, level: str) -> DecodeConfig:
-        d = DecodeConfig(**self.opts.decode.to_dict())
-        d.max_new_tokens = self._max_tokens(level)
-        return d
+        return level_decode(self.cap, level, self._copts)
 
     def _step(self, level: str) -> Step:
         return level_step(self.cap, level, self._copts, self._decode_cfg(level), self.device)
