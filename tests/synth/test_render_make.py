@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 from pathlib import Path
 
 import av
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from videorecap.cli import main
-from videorecap.synth import render
+from videorecap.synth import render, world
 from videorecap.synth.make import make_dataset, make_video, split_counts
 from videorecap.synth.world import COLOURS, make_script
 
@@ -93,6 +94,16 @@ def test_the_floor_shows_the_home() -> None:
     # no object or fixture is drawn in a floor colour
     things = set(COLOURS.values()) | set(render.KIND_COLOURS.values()) | {p[4] for p in render.PLACES.values()}
     assert not things & set(render.FLOORS)
+
+
+def test_the_floor_follows_the_home_a_video_is_in() -> None:
+    script = make_script(1, 0.4, homes=3)  # parts of 8 s each (multiples of the 4-s clip window)
+    assert [t for t, _ in script.visits] == [0.0, 8.0, 16.0]
+    frames = list(render.iter_frames(script, size=64, fps=2.0))
+    # the floor is most of the frame (a hand or a thing on the floor may cover any one pixel)
+    floors = [Counter(map(tuple, f.reshape(-1, 3).tolist())).most_common(1)[0][0] for f in frames]
+    assert floors == [render.FLOORS[script.home_at(i / 2.0)] for i in range(len(frames))]
+    assert len(set(floors)) == 3
 
 
 def test_state_changes_show(tmp_path: Path) -> None:
@@ -200,7 +211,22 @@ def test_cli_make_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     text = capsys.readouterr().out
     assert "wrote 3 videos (train 1, val 1, test 1)" in text and "real time" in text
     assert json.loads((out / "world.json").read_text())["counts"]["segments"] == 9
+    assert "homes" not in json.loads((out / "world.json").read_text())
+    # --homes 1-3: video k of a split visits 1 + k mod 3 homes, recorded in world.json
+    out = tmp_path / "mixed"
+    rc = main(["synth", "make", "-o", str(out), "--videos", "5", "--splits", "train,val", "--minutes", "0.6",
+               "--homes", "1-3", "--no-progress"])  # fmt: skip
+    assert rc == 0 and json.loads((out / "world.json").read_text())["homes"] == [1, 3]
+    capsys.readouterr()
+    rows = json.loads((out / "videos_train.json").read_text())
+    named = [world.activities_named(r["video_summary"]) for r in rows]
+    parts = [sum(1 for h in world.HOMES if set(h) & set(n)) for n in named]
+    assert len(rows) == 4 and parts[1] >= 2 and parts[2] >= 2 and parts[0] == 1
     for bad in (
+        ["--homes", "0"],
+        ["--homes", "2-9"],
+        ["--homes", "x"],
+        ["--homes", "3", "--minutes", "0.1"],
         ["--videos", "-2"],
         ["--size", "31"],
         ["--minutes", "0"],

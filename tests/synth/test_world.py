@@ -82,7 +82,9 @@ def test_scripts_of_seeds_0_to_299_are_unchanged() -> None:
     h = hashlib.sha256()
     for seed in range(300):
         script = make_script(seed, 5.0, vid=f"v{seed}")
-        h.update(json.dumps(dataclasses.asdict(script), sort_keys=True, default=str).encode())
+        d = dataclasses.asdict(script)
+        assert d.pop("visits") == ((0.0, script.home),)  # the one field added since (homes=...): one home, one part
+        h.update(json.dumps(d, sort_keys=True, default=str).encode())
     assert h.hexdigest() == SCRIPTS_0_299_SHA256
 
 
@@ -178,6 +180,33 @@ def test_a_video_is_set_in_one_home(scripts: list[world.VideoScript]) -> None:
     for s in scripts:
         assert {a.name for a in s.activities} <= set(world.HOMES[s.home])
     assert {s.home for s in scripts} == set(range(len(world.HOMES)))
+
+
+def test_a_video_across_homes_visits_each_in_its_part() -> None:
+    # homes=3: three different homes in equal parts cut at clip windows; every activity is its part's home's and
+    # stays inside its part; the summary (of the descriptions) names the parts' activities in their order
+    for seed in range(8):
+        s = make_script(seed, 9.0, vid=f"m{seed}", homes=3)
+        starts = [t for t, _ in s.visits]
+        assert starts == [0.0, 180.0, 360.0] and len({h for _, h in s.visits}) == 3 and s.home == s.visits[0][1]
+        bounds = [*starts[1:], s.duration]
+        for a in s.activities:
+            part = max(k for k, t in enumerate(starts) if t <= a.start)
+            assert a.name in world.HOMES[s.visits[part][1]] and a.end <= bounds[part]
+            assert s.home_at(a.start) == s.visits[part][1]
+        named = world.activities_named(s.summary)
+        assert {world.HOMES.index(next(h for h in world.HOMES if n in h)) for n in named} == {h for _, h in s.visits}
+        captioned = {s.activities[s.actions[c.action].activity].name for c in s.clips}  # (a part may end 1 s in)
+        assert named == sorted(captioned, key=list(world.ACTIVITY_TYPES).index)
+        assert s.summary == summarize([g.description for g in s.segments])
+    # one home is the script the seed always drew; a part needs a clip window at least
+    assert make_script(3, 2.0, homes=1) == make_script(3, 2.0)
+    assert make_script(3, 2.0, homes=2).visits[1] != (0.0, make_script(3, 2.0).home)
+    for bad in ({"homes": 0}, {"homes": len(world.HOMES) + 1}):
+        with pytest.raises(ValueError, match="homes must be"):
+            make_script(0, 2.0, **bad)
+    with pytest.raises(ValueError, match="too short for 3 homes"):
+        make_script(0, 0.1, homes=3)
 
 
 def test_descriptions_read_back_objects_of_every_sort() -> None:

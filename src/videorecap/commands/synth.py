@@ -47,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default: %(default)s)")
     p.add_argument(
+        "--homes",
+        default="1",
+        metavar="N|LO-HI",
+        help="how many homes each video visits, one after the other in equal parts (1-3), or a range such as 1-3 "
+        "(video k of a split visits LO + k mod (HI-LO+1)): a long day across homes, whose later activities occur "
+        "nowhere before them (default: %(default)s)",
+    )
+    p.add_argument(
         "--clip-seconds", type=float, default=make.DEFAULT_CLIP_SECONDS, help="clip window (default: %(default)s)"
     )
     p.add_argument(
@@ -92,6 +100,16 @@ def _validate(args: argparse.Namespace) -> list[str]:
         problems.append(f"--size must be an even number of pixels >= 32, not {args.size}")
     if not args.fps > 0:
         problems.append(f"--fps must be positive, not {args.fps}")
+    try:
+        lo, _, hi = args.homes.partition("-")
+        args.homes_range = (int(lo), int(hi or lo))
+        if not 1 <= args.homes_range[0] <= args.homes_range[1] <= len(make.HOMES):
+            raise ValueError
+    except ValueError:
+        problems.append(f"--homes must be a count from 1 to 3 or a range such as 1-3, not {args.homes!r}")
+    else:
+        if args.minutes * 60 / args.homes_range[1] < args.clip_seconds:
+            problems.append(f"--minutes {args.minutes:g} is too short for {args.homes_range[1]} homes")
     if not splits or len(set(splits)) != len(splits) or not all(s.isidentifier() for s in splits):
         problems.append(f"--splits must be distinct names like train,val,test, not {args.splits!r}")
     if problems:
@@ -115,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         fps=args.fps,
         splits=splits,
+        homes=args.homes_range,
         progress=not args.no_progress,
     )
     dt = time.perf_counter() - t0

@@ -29,7 +29,7 @@ from videorecap.data import hcap
 from videorecap.fileio import atomic_path, write_json
 from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.synth.render import render_video
-from videorecap.synth.world import GENERATOR_VERSION, VideoScript, make_script, vocabulary
+from videorecap.synth.world import GENERATOR_VERSION, HOMES, VideoScript, make_script, vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def make_dataset(
     size: int = DEFAULT_SIZE,
     fps: float = DEFAULT_FPS,
     splits: Sequence[str] = SPLITS,
+    homes: int | tuple[int, int] = 1,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Render a dataset into `out_dir` (see the module docstring); returns what it wrote to world.json.
@@ -138,9 +139,14 @@ def make_dataset(
         videos: a total (split 80/10/10 with at least one per split) or a count per split.
         minutes: length of every video.
         seed: the dataset seed; video k of split s uses (seed, s, k).
+        homes: how many homes each video visits, one after the other (`world.make_script`), or a range
+            (lo, hi): video k of a split visits lo + k mod (hi - lo + 1), so every count occurs in every split.
         progress: show a tqdm bar over the videos on stderr.
     """
     _check(minutes, clip_seconds, segment_seconds, size, fps)
+    lo, hi = (homes, homes) if isinstance(homes, int) else homes
+    if not 1 <= lo <= hi <= len(HOMES):
+        raise ValueError(f"homes must be between 1 and {len(HOMES)} (a count or a range lo <= hi), not {homes}")
     if not splits or len(set(splits)) != len(splits):
         raise ValueError(f"splits must be distinct names, got {list(splits)}")
     counts = split_counts(videos, splits)
@@ -163,6 +169,7 @@ def make_dataset(
                     clip_seconds=clip_seconds,
                     segment_seconds=segment_seconds,
                     vid=vid,
+                    homes=lo + k % (hi - lo + 1),
                 )
                 _render_atomic(script, out / "videos" / f"{vid}.mp4", size=size, fps=fps)
                 clips += script.clip_rows()
@@ -184,6 +191,7 @@ def make_dataset(
         "splits": split_vids,
         "counts": {"videos": total, "clips": n_clips, "segments": n_segments, "per_split": counts},
         "minutes": float(minutes),
+        **({"homes": [lo, hi]} if hi > 1 else {}),  # absent: one home a video, as every dataset before it
         "windows": {"clip_seconds": float(clip_seconds), "segment_seconds": float(segment_seconds)},
         "fps": float(fps),
         "size": int(size),

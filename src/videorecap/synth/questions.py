@@ -195,7 +195,7 @@ def _neighbour(script: w.VideoScript, rng: np.random.Generator, step: int) -> tu
     i = ok[int(rng.integers(len(ok)))]
     right = acts[i + step].name
     # the other choices: the home's other activities first (they look alike), then the world's
-    home = w.HOMES[script.home]
+    home = w.HOMES[script.home_at(acts[i].start)]
     others = [n for n in (*home, *w.ACTIVITY_TYPES) if n not in (right, acts[i].name)]
     wrong = list(dict.fromkeys(others))[: 2 * N_CHOICES]
     question = f"What did C do right {'after' if step > 0 else 'before'} {_gerund(acts[i].name)}?"

@@ -711,8 +711,9 @@ def _frame_at(cv: _Canvas, step: _Step, prev_hand: tuple[float, float], t: float
 
 
 def iter_frames(script: VideoScript, *, size: int = 64, fps: float = 8.0) -> Iterator[np.ndarray]:
-    """Yield the frames of `script` as (size, size, 3) uint8 RGB arrays at `fps`, frame i at time i / fps."""
-    cv = _Canvas(size, FLOORS[script.home])
+    """Yield the frames of `script` as (size, size, 3) uint8 RGB arrays at `fps`, frame i at time i / fps; the floor
+    is the colour of the home the video is in at that time (`VideoScript.home_at`)."""
+    canvases = {h: _Canvas(size, FLOORS[h]) for h in {script.home, *(h for _, h in script.visits)}}
     steps = _simulate(script)
     starts = [s.action.start for s in steps]
     n = int(round(script.duration * fps))
@@ -720,7 +721,7 @@ def iter_frames(script: VideoScript, *, size: int = 64, fps: float = 8.0) -> Ite
         t = i / fps
         j = max(bisect.bisect_right(starts, t) - 1, 0)
         prev_hand = steps[j - 1].dst if j > 0 else HAND_REST
-        yield _frame_at(cv, steps[j], prev_hand, t)
+        yield _frame_at(canvases[script.home_at(t)], steps[j], prev_hand, t)
 
 
 def render_video(script: VideoScript, path: str | os.PathLike[str], *, size: int = 64, fps: float = 8.0) -> None:

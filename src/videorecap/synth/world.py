@@ -147,6 +147,16 @@ class VideoScript:
     segments: list[Segment] = field(default_factory=list)
     summary: str = ""
     home: int = 0  # index into HOMES: which kitchen (floor colour) and which household's activities
+    # the homes the video visits, one after the other: (start time, home) of each part; () or one part: `home` only
+    visits: tuple[tuple[float, int], ...] = ()
+
+    def home_at(self, t: float) -> int:
+        """The home the video is in at time `t` (seconds)."""
+        home = self.home
+        for start, h in self.visits:
+            if start <= t:
+                home = h
+        return home
 
     # ---- Ego4D-HCap rows (reference §6.1) ----
     def clip_rows(self) -> list[tuple[str, float, float, str]]:
@@ -1283,9 +1293,9 @@ _SCRIPTS: dict[str, Callable[[np.random.Generator], tuple[list[Thing], list[Step
     "iron_clothes": _iron_clothes,
 }
 # Three homes, each with its own floor colour (render.FLOORS) and household habits: a video is set in one home
-# and its activities are that household's. A from-scratch model at recap-synth's size learns to read 8 activities
-# per home from the pixels in minutes, but not 24 at once (docs/demo.md): the home is the coarse cue it picks up
-# first.
+# (or visits several one after the other, `make_script(homes=...)`) and its activities are that household's. A
+# from-scratch model at recap-synth's size learns to read 8 activities per home from the pixels in minutes, but not
+# 24 at once (docs/demo.md): the home is the coarse cue it picks up first.
 HOMES: tuple[tuple[str, ...], ...] = (
     ("make_tea", "make_coffee", "make_toast", "have_breakfast", "make_juice", "make_smoothie", "feed_cat",
      "water_plants"),
@@ -1340,6 +1350,7 @@ def make_script(
     clip_seconds: float = 4.0,
     segment_seconds: float = 40.0,
     vid: str = "synth",
+    homes: int = 1,
 ) -> VideoScript:
     """Draw one video's timeline of activities and actions, with its clip, segment and video text.
 
@@ -1349,6 +1360,10 @@ def make_script(
         clip_seconds: clip window; every action lasts more than one window and at most two.
         segment_seconds: segment window; windows are [i, min(i + segment, duration)).
         vid: the video id written in the ground truth.
+        homes: how many homes the video visits, one after the other in equal parts (cut at whole clip windows),
+            each a different home (1 to len(HOMES)); the activity under way when a part ends is cut short there.
+            A long day across homes: the activities of a later part occur nowhere before it, so a summary shows
+            whether it read the whole video. With 1 (the default) the script is the one the seed always drew.
     """
     if not minutes > 0:
         raise ValueError(f"minutes must be positive, not {minutes}")
@@ -1358,10 +1373,16 @@ def make_script(
     duration = _quantize(minutes * 60.0)
     if duration <= 0:
         raise ValueError(f"minutes={minutes} is shorter than {TIME_QUANTUM} s")
+    if not 1 <= homes <= len(HOMES):
+        raise ValueError(f"homes must be between 1 and {len(HOMES)}, not {homes}")
+    if homes > 1 and duration / homes < clip_seconds:
+        raise ValueError(f"{minutes} minutes is too short for {homes} homes: each needs a clip window at least")
 
-    home, activities, actions = _timeline(rng, duration, clip_seconds)
+    visits, activities, actions = _timeline(rng, duration, clip_seconds, homes)
 
-    script = VideoScript(vid, duration, clip_seconds, segment_seconds, activities, actions, home=home)
+    script = VideoScript(
+        vid, duration, clip_seconds, segment_seconds, activities, actions, home=visits[0][1], visits=visits
+    )
     script.clips = _clips(script)
     script.segments = _segments(script)
     script.summary = summarize([s.description for s in script.segments])
@@ -1369,25 +1390,50 @@ def make_script(
 
 
 def _timeline(
-    rng: np.random.Generator, duration: float, clip_seconds: float
-) -> tuple[int, list[Activity], list[Action]]:
-    """Draw the home, then activities from its bag and their actions until `duration` is filled: (home, activities,
-    actions). The last activity may be cut short (`complete=False`)."""
+    rng: np.random.Generator, duration: float, clip_seconds: float, homes: int = 1
+) -> tuple[tuple[tuple[float, int], ...], list[Activity], list[Action]]:
+    """Draw the home(s), then activities from each home's bag and their actions until its part is filled:
+    (visits, activities, actions), visits being (start, home) per part. The last activity of a part may be cut
+    short (`complete=False`)."""
     # Action durations in quanta: strictly more than one clip window (so each action is the majority of some
     # window) and at most two.
     lo = math.floor(clip_seconds / TIME_QUANTUM) + 1
     hi = max(lo, math.floor(2 * clip_seconds / TIME_QUANTUM))
 
+    # The home, drawn first: its floor colour is visible in every frame, and its household keeps its own eight
+    # habits, so a single frame already narrows 24 activities down to 8. More homes: the others in a random
+    # order, drawn after the first (so one home draws exactly what it always drew).
+    order = [int(rng.integers(len(HOMES)))]
+    if homes > 1:
+        others = [h for h in range(len(HOMES)) if h != order[0]]
+        order += [others[int(i)] for i in rng.permutation(len(others))][: homes - 1]
+    # equal parts, cut at whole clip windows
+    bounds = [0.0]
+    bounds += [_quantize(round(duration * k / homes / clip_seconds) * clip_seconds) for k in range(1, homes)]
+    bounds.append(duration)
+
     activities: list[Activity] = []
     actions: list[Action] = []
-    t = 0.0
-    # The home, drawn first: its floor colour is visible in every frame, and its household keeps its own eight
-    # habits, so a single frame already narrows 24 activities down to 8.
-    home = int(rng.integers(len(HOMES)))
+    for home, t0, t1 in zip(order, bounds, bounds[1:], strict=False):
+        _fill(rng, home, t0, t1, lo, hi, activities, actions)
+    return tuple(zip(bounds, order, strict=False)), activities, actions
+
+
+def _fill(
+    rng: np.random.Generator,
+    home: int,
+    t: float,
+    end_of_part: float,
+    lo: int,
+    hi: int,
+    activities: list[Activity],
+    actions: list[Action],
+) -> None:
+    """Append the activities of `home` and their actions from time `t` until `end_of_part`."""
     names = list(HOMES[home])
     bag: list[str] = []
     last = ""
-    while t < duration:
+    while t < end_of_part:
         # Activities come from a shuffled bag (every type once before any repeats), never twice in a row.
         if not bag:
             bag = [names[int(i)] for i in rng.permutation(len(names))]
@@ -1400,11 +1446,11 @@ def _timeline(
         a_start = t
         complete = True
         for i, (kind, mentions, draw) in enumerate(steps):
-            if t >= duration:
+            if t >= end_of_part:
                 complete = False
                 break
             d = int(rng.integers(lo, hi + 1)) * TIME_QUANTUM
-            end = min(t + d, duration)
+            end = min(t + d, end_of_part)
             role = "open" if i == 0 else "close" if i == len(steps) - 1 else "body"
             at = draw.get("at", draw.get("obj"))
             actions.append(
@@ -1424,11 +1470,9 @@ def _timeline(
                 )
             )
             t = end
-        if t >= duration and actions[-1].role != "close" and actions[-1].activity == a_idx:
+        if t >= end_of_part and actions[-1].role != "close" and actions[-1].activity == a_idx:
             complete = False
         activities.append(Activity(name, a_start, t, tuple(things), complete))
-
-    return home, activities, actions
 
 
 def _clips(script: VideoScript) -> list[Clip]:
@@ -1569,6 +1613,24 @@ def summarize(descriptions: Sequence[str]) -> str:
         m = mentions if at.summary_objects else []
         phrases.append(at.phrase("past" if closed else "started", m))
     return _sentence(phrases) if phrases else ""
+
+
+def activities_named(text: str) -> list[str]:
+    """The activity types a text names in any form the world writes, in ACTIVITY_TYPES order: a summary's ("made
+    tea ...", "started making tea ..."), a description's ("makes tea", "starts/finishes/continues making tea").
+    It searches, so it also reads a model's text that the strict parsers would reject."""
+    return [name for name, rx in _named_patterns().items() if rx.search(text)]
+
+
+@functools.cache
+def _named_patterns() -> dict[str, re.Pattern[str]]:
+    out = {}
+    for name, at in ACTIVITY_TYPES.items():
+        head = {t.split("{o}")[0].strip() for t in (at.past, at.present)}  # the words before the objects
+        gerund = at.gerund.split("{o}")[0].strip()
+        heads = [*sorted(head), *(f"{v} {gerund}" for v in ("started", "starts", "finishes", "continues"))]
+        out[name] = re.compile(r"\b(?:" + "|".join(map(re.escape, heads)) + r")\b")
+    return out
 
 
 def _description_patterns() -> list[tuple[re.Pattern[str], str, str]]:
