@@ -149,3 +149,14 @@ def test_a_dataset_that_does_not_match_its_seed_is_refused(tmp_path, capsys):
     assert cli.main(["synth", "questions", str(data), "--splits", "nope"]) == 2
     assert "no split 'nope'" in capsys.readouterr().err
     assert cli.main(["synth", "questions", str(tmp_path / "missing")]) == 2
+
+
+def test_questions_of_a_dataset_across_homes(tmp_path):
+    # `synth make --homes 1-3`: the scripts are drawn again with each video's home count (world.json's "homes")
+    data = tmp_path / "d"
+    assert cli.main(["synth", "make", "-o", str(data), "--videos", "6", "--splits", "train,test", "--minutes", "1.5",
+                     "--homes", "1-3", "-q"]) == 0  # fmt: skip
+    scripts = dataset_scripts(data, "train")
+    assert [len(s.visits) for s in scripts] == [1, 2, 3, 1, 2]  # 6 videos: train 5, test 1
+    write_questions(data, splits=["train"])
+    assert json.loads((data / "questions_train.json").read_text())

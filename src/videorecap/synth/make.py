@@ -50,6 +50,12 @@ def video_id(split: str, index: int) -> str:
     return f"synth_{split}_{index:04d}"
 
 
+def video_homes(homes: int | Sequence[int], index: int) -> int:
+    """How many homes video `index` of a split visits, for a dataset's `homes` (a count, or a range [lo, hi])."""
+    lo, hi = (homes, homes) if isinstance(homes, int) else (int(homes[0]), int(homes[1]))
+    return lo + index % (hi - lo + 1)
+
+
 def split_counts(videos: int | Mapping[str, int], splits: Sequence[str] = SPLITS) -> dict[str, int]:
     """How many videos each split gets.
 
@@ -169,7 +175,7 @@ def make_dataset(
                     clip_seconds=clip_seconds,
                     segment_seconds=segment_seconds,
                     vid=vid,
-                    homes=lo + k % (hi - lo + 1),
+                    homes=video_homes((lo, hi), k),
                 )
                 _render_atomic(script, out / "videos" / f"{vid}.mp4", size=size, fps=fps)
                 clips += script.clip_rows()

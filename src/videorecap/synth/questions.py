@@ -273,7 +273,7 @@ def dataset_scripts(data_dir: str | os.PathLike[str], split: str) -> list[w.Vide
     """The scripts of split `split` of a `synth make` dataset, drawn again from its world.json (seed, minutes,
     windows): the same seed gives the same scripts, which are checked against the split's clip captions."""
     from videorecap.data import hcap
-    from videorecap.synth.make import video_id, video_seed
+    from videorecap.synth.make import video_homes, video_id, video_seed
 
     data = Path(data_dir)
     try:
@@ -283,6 +283,8 @@ def dataset_scripts(data_dir: str | os.PathLike[str], split: str) -> list[w.Vide
         seed, minutes = int(world["seed"]), float(world["minutes"])
         clip_s, seg_s = float(world["windows"]["clip_seconds"]), float(world["windows"]["segment_seconds"])
         vids = list(world["splits"][split])
+        homes = world.get("homes", 1)  # absent: one home a video
+        video_homes(homes, 0)
     except FileNotFoundError:
         raise DataError(f"{data}: no world.json; give a folder written by `videorecap synth make`") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -294,7 +296,12 @@ def dataset_scripts(data_dir: str | os.PathLike[str], split: str) -> list[w.Vide
         )
     scripts = [
         w.make_script(
-            video_seed(seed, split, k), minutes, clip_seconds=clip_s, segment_seconds=seg_s, vid=video_id(split, k)
+            video_seed(seed, split, k),
+            minutes,
+            clip_seconds=clip_s,
+            segment_seconds=seg_s,
+            vid=video_id(split, k),
+            homes=video_homes(homes, k),
         )
         for k in range(len(vids))
     ]
