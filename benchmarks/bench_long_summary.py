@@ -60,7 +60,8 @@ def long_script(hours: float, seed: int) -> VideoScript:
 
 def train_video_level(work: Path) -> Path:
     """The video level trained on videos across homes (see the module doc), in work/run/video/final; reused when
-    there. The clip and segment levels are the bundled ones, copied into the run so the recipe skips them."""
+    there. The clip and segment levels are the bundled ones, copied into the run (with their tokenizer) so the
+    recipe skips them."""
     from videorecap.synth.model import bundled_model_dir
 
     run, data = work / "run", work / "data"
@@ -76,6 +77,8 @@ def train_video_level(work: Path) -> Path:
     for level in ("clip", "segment"):
         if not (run / level / "final").is_dir():
             shutil.copytree(bundled_model_dir() / level, run / level / "final")
+    # the run reads the bundled levels' words (the recipe would otherwise train a tokenizer of its own)
+    shutil.copyfile(bundled_model_dir() / "video" / "tokenizer.json", run / "tokenizer.json")
     recipe = Path(__file__).resolve().parent.parent / "configs" / "recap-synth.yaml"
     _cli("train", str(recipe), "--data-root", str(data), "-o", str(run))
     print(f"trained video level: {final} (data {t_data:.0f} s, training {time.perf_counter() - t0 - t_data:.0f} s, "

@@ -261,3 +261,29 @@ def test_training_options_come_from_the_recipe_not_the_model_config(hcap_root, t
     # a preset trained from scratch trains everything unless the recipe says otherwise
     d["model"] = {"preset": "recap-synth", "train_aligner": False}
     assert recipe_from_dict(d).model.training() == TrainOptions(True, False, True)
+
+
+def test_a_stage_from_a_checkpoint_with_other_words_is_refused_and_generation_uses_its_own_tokenizer(
+    hcap_root, tmp_path
+):
+    import shutil
+
+    from videorecap.errors import CheckpointError
+    from videorecap.tokenizer import Tokenizer
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_recipe(recipe_from_dict(tiny_recipe(hcap_root, a)), only="clip")
+    run_recipe(recipe_from_dict(tiny_recipe(hcap_root, a)), only="captions")
+    # run b starts with a's clip stage done, but with a tokenizer that numbers the same words differently
+    shutil.copytree(a / "clip" / "final", b / "clip" / "final")
+    words = list(Tokenizer.from_file(a / "tokenizer.json").backend.get_vocab())
+    other = Tokenizer.train_word_level([" ".join(reversed(words)), *(["zebra"] * 50)], max_vocab=len(words) + 8)
+    other.save(b / "tokenizer.json")
+    assert other.backend.get_vocab() != Tokenizer.from_file(a / "tokenizer.json").backend.get_vocab()
+    run_recipe(recipe_from_dict(tiny_recipe(hcap_root, b)), only="captions")
+    # the captions are decoded with the clip checkpoint's own tokenizer: the same text as in run a
+    caps_a = json.loads((a / "data" / "all_captions.json").read_text())
+    assert json.loads((b / "data" / "all_captions.json").read_text()) == caps_a
+    # and a stage that would start from it is refused, naming the fix
+    with pytest.raises(CheckpointError, match="numbers the words differently"):
+        run_recipe(recipe_from_dict(tiny_recipe(hcap_root, b)), only="segment")

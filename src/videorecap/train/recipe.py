@@ -514,6 +514,7 @@ class Curriculum:
             return model, {"source": "random init"}
         if not (src / "model.safetensors").is_file():
             raise CheckpointError(f"{src}: no checkpoint to initialise stage {stage.name!r} from (model.safetensors)")
+        self._check_same_words(src, stage.name)
         from safetensors.torch import load_file
 
         report = init_from_state(model, load_file(str(src / "model.safetensors")))
@@ -522,15 +523,33 @@ class Curriculum:
         logger.info("%s: initialised from %s: %s", stage.name, src, summary)
         return model, summary
 
+    def _check_same_words(self, src: Path, stage_name: str) -> None:
+        """A stage that starts from a checkpoint with its own tokenizer must read the same words as the run: the
+        token embeddings and the output layer are indexed by the tokenizer's ids, so another word-to-id table
+        would silently start the stage from the wrong words."""
+        from videorecap.tokenizer import Tokenizer
+
+        if not (src / "tokenizer.json").is_file():
+            return
+        theirs = Tokenizer.from_file(src / "tokenizer.json").backend.get_vocab()
+        if theirs != self.tokenizer().backend.get_vocab():
+            run_tok = self.out / "tokenizer.json" if self.recipe.tokenizer == "word-level" else self.recipe.tokenizer
+            raise CheckpointError(
+                f"stage {stage_name!r} starts from {src}, whose tokenizer numbers the words differently from this "
+                f"run's ({run_tok}); give the run that checkpoint's tokenizer (copy {src / 'tokenizer.json'} to "
+                f"{self.out / 'tokenizer.json'} before the first step, or set the recipe's tokenizer to it)"
+            )
+
     @staticmethod
     def _path_or_none(p: str | None) -> Path | None:
         return Path(p) if p else None
 
-    def _load_final(self, name: str) -> Any:
+    def _load_final(self, name: str) -> tuple[Any, Any]:
+        """A stage's final checkpoint and its own tokenizer (the one it was trained with: generation steps decode
+        with it, so their text is right whatever the run's tokenizer is)."""
         from videorecap.checkpoint import load_model
 
-        model, _ = load_model(self.out / name / FINAL_DIR, device=self.device)
-        return model
+        return load_model(self.out / name / FINAL_DIR, device=self.device)
 
     def _last_stage_with(self, level: str, before: int) -> str:
         for s in reversed(self.recipe.stages[:before]):
@@ -682,14 +701,14 @@ class Curriculum:
         from videorecap.train import pseudo
 
         d = self.recipe.data
-        model = self._load_final(stage_name)
+        model, tok = self._load_final(stage_name)
         segs, vids = self._load_rows("segment"), self._load_rows("video")
         durations = pseudo.video_durations(
             [r for rs in segs.values() for r in rs], [r for rs in vids.values() for r in rs]
         )
         caps = pseudo.generate_clip_captions(
             model,
-            self.tokenizer(),
+            tok,
             durations,
             self.data_out / "cache" / f"captions-{self._fingerprint(stage_name)}",
             video_root=None if d.clip_features else d.path(d.videos),
@@ -709,14 +728,14 @@ class Curriculum:
     def _descriptions(self, stage_name: str) -> None:
         from videorecap.train import pseudo
 
-        model = self._load_final(stage_name)
+        model, tok = self._load_final(stage_name)
         segs = {s: hcap.load_level(self._rows_file("segment", s), "segment") for s in self._splits()}
         vids = self._load_rows("video")
         caps_file = self.data_out / "all_captions.json"
         caps = json.loads(caps_file.read_text(encoding="utf-8")) if caps_file.is_file() else {}
         descs = pseudo.generate_segment_descriptions(
             model,
-            self.tokenizer(),
+            tok,
             [r for rs in segs.values() for r in rs],
             [r for rs in vids.values() for r in rs],
             caps,
@@ -736,7 +755,7 @@ class Curriculum:
         from videorecap.video.features import extract_features
 
         d = self.recipe.data
-        model = self._load_final(stage_name)
+        model, _ = self._load_final(stage_name)
         if model.encoder is None or d.videos is None:
             raise InputError("the features step needs a clip model with an encoder and the recipe's 'videos' folder")
         segs, vids = self._load_rows("segment"), self._load_rows("video")
