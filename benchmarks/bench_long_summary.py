@@ -121,8 +121,10 @@ def run_one(hours: float, seed: int, work: Path, models: dict[str, Path | None])
         truth = [a for a in activities_named(script.summary) if a in own[k]]
         print(f"  part {k + 1} ground truth: {', '.join(truth)}")
     out: dict[str, dict] = {}
+    # one output folder for the video: its cache gives every run after the first the clip captions and segment
+    # descriptions (the same clip and segment levels), so only the summary is made again
+    shutil.rmtree(work / "out", ignore_errors=True)
     for name, video_model in models.items():
-        shutil.rmtree(work / "out", ignore_errors=True)
         for policy, extra in (("spread", ()), ("first", ("--original-settings",))):
             model_args = ("--video-model", str(video_model)) if video_model else ()
             secs = caption(video, work / "out", *extra, *model_args)

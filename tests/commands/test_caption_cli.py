@@ -364,15 +364,26 @@ def test_two_jobs_on_one_folder_the_second_is_refused_or_waits(model_dir, video,
     deadline = time.time() + 120
     while time.time() < deadline and not (lock.is_file() and lock.stat().st_size):  # the first run holds the folder
         time.sleep(0.01)
-    # identical settings: before the lock, the two runs deleted each other's temp files and one crashed
-    second = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1")
-    assert first.poll() is None, "the first run finished before the second started"
-    assert second.returncode == 2
-    lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"PID {first.pid}" in lines[0] and "caption" in lines[0] and "--wait" in lines[0]
-    third = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1", "--wait")
+    # the first run is stopped while it holds the folder, so however slowly the others start (a loaded machine),
+    # it cannot finish before them
+    assert first.poll() is None, "the first run finished before it could be stopped"
+    first.send_signal(signal.SIGSTOP)
+    try:
+        # identical settings: before the lock, the two runs deleted each other's temp files and one crashed
+        second = _cli("caption", video, "--model", model_dir, "-o", out, "--no-progress", "--batch-size", "1")
+        assert second.returncode == 2
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"PID {first.pid}" in lines[0] and "caption" in lines[0] and "--wait" in lines[0]
+        # --wait: the third run waits for the folder while the first still holds it, then runs
+        third_cmd = [*cmd, "--wait"]
+        third_p = subprocess.Popen(third_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert third_p.poll() is None, third_p.stderr.read()  # still waiting (or starting): it cannot have the folder
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.stderr.read()
-    assert third.returncode == 0 and "Traceback" not in third.stderr, third.stderr
+    third_rc, third_err = third_p.wait(timeout=300), third_p.stderr.read()
+    assert third_rc == 0 and "Traceback" not in third_err, third_err
     ref = _cli("caption", video, "--model", model_dir, "-o", tmp_path / "ref", "--no-progress", "--batch-size", "1")
     assert ref.returncode == 0, ref.stderr
     for name in OUTPUTS:
