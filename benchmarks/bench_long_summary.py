@@ -235,14 +235,15 @@ def main() -> None:
             probe(results[-1]["script"], results[-1]["segments"], video_model)  # type: ignore[arg-type]
     n = len(results)
     print(f"\n{n} video(s) of {args.hours:g} h:")
-    print("| video level | policy | last part in the text read | summary names part 1 / 2 / 3 activities (videos) |")
-    print("|---|---|---|---|")
+    print("| video level | policy | last part in the text read | summary names part 1 / 2 / 3 activities | all three |")
+    print("|---|---|---|---|---|")
     for name in models:
         for policy in ("spread", "first"):
             rows = [r[f"{name}/{policy}"] for r in results]
             text = sum(r["late_in_text"] for r in rows)
             named = " / ".join(str(sum(bool(r["by_part"][k]) for r in rows)) for k in range(3))
-            print(f"| {name} | {policy} | {text} of {n} | {named} of {n} |")
+            every = sum(all(r["by_part"]) for r in rows)
+            print(f"| {name} | {policy} | {text} of {n} | {named} of {n} videos | {every} of {n} |")
 
 
 if __name__ == "__main__":
