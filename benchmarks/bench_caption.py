@@ -13,7 +13,8 @@ windows, 20 segments, 1 summary), from timed samples, each precision (`--precisi
   batch), segments `--batch` rows.
 Part 2 (recap-tiny, real pipeline): peak resident memory of a whole `caption_video` run on a 10-minute and a
 3-hour video, each in its own process (VmHWM), to show memory does not grow with video length.
-Part 3 (the bundled recap-synth model, real pipeline, fp32): `--videos` synthetic videos of `--minutes` each
+Part 3 (the bundled recap-synth model, or `--model recap-base` with random weights; real pipeline, `--precision`,
+default fp32): `--videos` synthetic videos of `--minutes` each
 captioned one by one (`caption_video` per video) and together (`caption_videos`, `caption` given several videos:
 their segments and summaries decoded in shared batches), in the same process: decode calls and rows per call per
 level, wall time of each path (median of `--repeats`), and the outputs checked identical.
@@ -23,6 +24,8 @@ level, wall time of each path (median of `--repeats`), and the outputs checked i
     python benchmarks/bench_caption.py --quick --allow-load     # checks the script: ~3 min
     python benchmarks/bench_caption.py --part 3 --videos 8 --minutes 1 --decode-batch 16    # ~2 min
     python benchmarks/bench_caption.py --part 3 --quick --allow-load                        # 3 videos: ~30 s
+    python benchmarks/bench_caption.py --part 3 --model recap-base --precision auto --videos 8 --decode-batch 16 \
+        --repeats 2                                                                         # ~15 min
 """
 
 from __future__ import annotations
@@ -193,8 +196,12 @@ def part2(quick: bool) -> list[str]:
     return out
 
 
-def part3(videos: int, minutes: float, batch: int, decode_batch: int, repeats: int) -> list[str]:
+def part3(
+    videos: int, minutes: float, batch: int, decode_batch: int, repeats: int, model: str, precision: str
+) -> list[str]:
     """Several short videos one by one and together (see the module docstring)."""
+    from _models import captioner_for
+
     from videorecap import pipeline
     from videorecap.synth.make import make_video
 
@@ -206,7 +213,7 @@ def part3(videos: int, minutes: float, batch: int, decode_batch: int, repeats: i
         return real(model, tok, level, items, *a, **kw)
 
     pipeline.caption_batch = counted  # type: ignore[assignment]
-    cap = pipeline.Captioner.load("recap-synth", precision="fp32")
+    cap = captioner_for(model, precision)
     opts = pipeline.CaptionOptions(batch_size=batch, decode_batch=decode_batch)
     with tempfile.TemporaryDirectory() as d:
         paths = [Path(d) / f"v{k}.mp4" for k in range(videos)]
@@ -227,8 +234,9 @@ def part3(videos: int, minutes: float, batch: int, decode_batch: int, repeats: i
             per_run = calls[: len(calls) // max(1, repeats)]
             rows[name] = (t, per_run)
     same = rows["one by one"][0].out == rows["together"][0].out
+    windows = "40-s segments" if model == "recap-synth" else "180-s segments, random weights: captions run to the limit"
     lines = [
-        f"{videos} synthetic videos of {minutes:g} min, recap-synth (40-s segments), fp32, encoder batch {batch}, "
+        f"{videos} synthetic videos of {minutes:g} min, {model} ({windows}), {cap.precision}, encoder batch {batch}, "
         f"decode batch {decode_batch}; outputs identical one by one and together: **{'yes' if same else 'NO'}**.",
         "",
         "| path | wall s (median) | clip calls (rows/call) | segment calls (rows/call) | video calls (rows/call) |",
@@ -254,6 +262,13 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=8, help="part 3: synthetic videos (default 8)")
     ap.add_argument("--minutes", type=float, default=1.0, help="part 3: minutes per video (default 1)")
     ap.add_argument("--batch", type=int, default=8, help="encoder batch and segment rows (default 8)")
+    ap.add_argument(
+        "--model",
+        default="recap-synth",
+        choices=["recap-synth", "recap-base"],
+        help="part 3: the bundled model, or recap-base with random weights (default %(default)s)",
+    )
+    ap.add_argument("--precision", default="fp32", help="part 3: as --precision (default %(default)s)")
     ap.add_argument(
         "--decode-batch", type=int, default=None, help="clip caption rows decoded at once (default: --batch)"
     )
@@ -290,7 +305,8 @@ def main() -> None:
     if a.part in (None, 2):
         print("\n".join(part2(a.quick)) + "\n")
     if a.part == 3:
-        print("\n".join(part3(a.videos, a.minutes, a.batch, a.decode_batch, a.repeats)) + "\n")
+        lines = part3(a.videos, a.minutes, a.batch, a.decode_batch, a.repeats, a.model, a.precision)
+        print("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

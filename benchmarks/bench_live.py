@@ -54,6 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import check_load, machine_block  # noqa: E402  (benchmarks/_machine.py: the one machine block)
+from _models import captioner_for  # noqa: E402
 
 LEVELS = ("clip", "segment", "video")
 TRUTH_VIDEOS, TRUTH_MINUTES = 20, 30.0  # the synthetic scripts the typical caption lengths are measured on
@@ -111,23 +112,6 @@ def append_paced(src: str, dst: str, speed: float) -> None:
                 written = pos
         fout.write(fin.read())
     Path(dst + ".done").touch()
-
-
-def captioner_for(name: str):  # noqa: ANN201 - a pipeline.Captioner
-    import torch
-
-    from videorecap.pipeline import Captioner
-
-    if name != "recap-base":
-        return Captioner.load(name)
-    from videorecap.config import RecapConfig
-    from videorecap.model.recap import VideoRecap
-    from videorecap.tokenizer import Tokenizer
-
-    torch.manual_seed(0)
-    tok = Tokenizer.gpt2()
-    return Captioner({lv: (VideoRecap(RecapConfig.from_name("recap-base", level=lv)), tok)
-                      for lv in ("clip", "segment", "video")})  # fmt: skip
 
 
 def typical_tokens(cap) -> dict[str, int]:  # noqa: ANN001 - a pipeline.Captioner
@@ -195,8 +179,7 @@ def run_one(
 ) -> dict:
     from videorecap.live.session import LiveOptions, LiveSession
 
-    cap = captioner_for(model)
-    cap.use_precision(precision, "cpu")  # as `videorecap live --precision` would (runtime.resolve_precision)
+    cap = captioner_for(model, precision)  # as `videorecap live --precision` would (runtime.resolve_precision)
     typical = typical_tokens(cap)
     limits = decoding_limits(cap, mode, typical)
     timer = StageTimer(cap)
