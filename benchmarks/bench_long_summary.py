@@ -5,6 +5,7 @@
     python benchmarks/bench_long_summary.py --hours 0.5 --seeds 5   # five such videos, tallied
     python benchmarks/bench_long_summary.py --hours 0.5 --probe     # + what the video model names for other inputs
     python benchmarks/bench_long_summary.py --train WORK      # + a video level trained on videos across homes
+    python benchmarks/bench_long_summary.py --train W1 --train-long W2   # + one trained on spread text
 
 The video visits three homes (world.HOMES) one after the other in equal parts (`make_script(homes=3)`), so the
 activities of the last part occur nowhere before it (each home has its own 8 activities, and its own floor colour).
@@ -27,6 +28,12 @@ segment levels' own captions and descriptions) on 160 videos of 7 minutes that v
 --minutes 7 --homes 1-3`: their text fits the 256 tokens, and a summary there lists the activities of every home
 visited), about 10 minutes on 2 cores (kept in WORK: a second run reuses it); every video is then captioned with
 both video levels (the clip and segment levels are the bundled ones in both).
+
+`--train-long WORK` trains one more video level the same way, on 160 videos of 21 minutes across 1-3 homes whose
+text does not fit: each training video's text is the descriptions `caption` would read by default (spread to fit
+the 256 tokens, 13-16 of 32), its target the world's summary of those descriptions (150-175 tokens), and the level
+decodes up to 200 tokens (also when captioning: `--max-tokens video=200`). So it is trained on what a long video
+gives it; about 20 minutes on 2 cores.
 
 `--probe` then feeds the video model other inputs made from the same video (the last part's descriptions alone; the
 spread text with the features of one part, or zeros; no text; one more level of recursion: summaries of consecutive
@@ -51,6 +58,7 @@ from videorecap.synth.world import HOMES, VideoScript, activities_named, make_sc
 FPS = 2.0  # frames at 0.5, 1.5, 2.5, 3.5 s of each 4-s window: the middle frames of its four sub-windows
 SIZE = 64
 TRAIN_VIDEOS, TRAIN_MINUTES, TRAIN_HOMES = 160, 7.0, "1-3"
+LONG_MINUTES, LONG_TOKENS = 21.0, 200  # --train-long: 13-16 descriptions read of 32; their summaries: 150-175 tokens
 
 
 def long_script(hours: float, seed: int) -> VideoScript:
@@ -58,10 +66,18 @@ def long_script(hours: float, seed: int) -> VideoScript:
     return make_script([seed, 31], hours * 60, homes=3, vid="long")
 
 
-def train_video_level(work: Path) -> Path:
-    """The video level trained on videos across homes (see the module doc), in work/run/video/final; reused when
+def train_video_level(work: Path, minutes: float = TRAIN_MINUTES, *, spread: bool = False) -> Path:
+    """A video level trained on videos across homes (see the module doc), in work/run/video/final; reused when
     there. The clip and segment levels are the bundled ones, copied into the run (with their tokenizer) so the
-    recipe skips them."""
+    recipe skips them.
+
+    `spread` (`--train-long`): every training video's text is fitted to the video level's limit as `caption` fits
+    it by default (`fit_video_text(..., "spread")` over the generated descriptions), its target is the world's
+    summary of the descriptions read (`summarize`), and the level decodes up to LONG_TOKENS tokens: on videos
+    longer than the limit it learns to summarise descriptions spread over the whole video, as a 3-hour video gives.
+    """
+    import yaml
+
     from videorecap.synth.model import bundled_model_dir
 
     run, data = work / "run", work / "data"
@@ -71,7 +87,7 @@ def train_video_level(work: Path) -> Path:
         return final
     t0 = time.perf_counter()
     if not (data / "world.json").is_file():
-        _cli("synth", "make", "-o", str(data), "--videos", str(TRAIN_VIDEOS), "--minutes", str(TRAIN_MINUTES),
+        _cli("synth", "make", "-o", str(data), "--videos", str(TRAIN_VIDEOS), "--minutes", str(minutes),
              "--homes", TRAIN_HOMES, "--seed", "0")  # fmt: skip
     t_data = time.perf_counter() - t0
     for level in ("clip", "segment"):
@@ -80,10 +96,49 @@ def train_video_level(work: Path) -> Path:
     # the run reads the bundled levels' words (the recipe would otherwise train a tokenizer of its own)
     shutil.copyfile(bundled_model_dir() / "video" / "tokenizer.json", run / "tokenizer.json")
     recipe = Path(__file__).resolve().parent.parent / "configs" / "recap-synth.yaml"
+    if spread:
+        d = yaml.safe_load(recipe.read_text())
+        for stage in d["stages"]:
+            if stage["name"] == "video":
+                stage["max_tokens"] = LONG_TOKENS
+        recipe = work / "recipe.yaml"
+        recipe.write_text(yaml.safe_dump(d))
+        for step in ("features", "captions", "descriptions"):
+            _cli("train", str(recipe), "--data-root", str(data), "-o", str(run), "--stage", step)
+        _fit_rows(run)
     _cli("train", str(recipe), "--data-root", str(data), "-o", str(run))
     print(f"trained video level: {final} (data {t_data:.0f} s, training {time.perf_counter() - t0 - t_data:.0f} s, "
-          f"{TRAIN_VIDEOS} videos of {TRAIN_MINUTES:g} min across {TRAIN_HOMES} homes)")  # fmt: skip
+          f"{TRAIN_VIDEOS} videos of {minutes:g} min across {TRAIN_HOMES} homes"
+          f"{', text spread to fit' if spread else ''})")  # fmt: skip
     return final
+
+
+def _fit_rows(run: Path) -> None:
+    """Fit every generated video row's text as `caption` does, with the summary of what it reads as the target."""
+    from videorecap.checkpoint import read_config, recap_config
+    from videorecap.data import hcap
+    from videorecap.data.text import fit_video_text
+    from videorecap.synth.model import bundled_model_dir
+    from videorecap.synth.world import summarize
+    from videorecap.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_file(run / "tokenizer.json")
+    count = lambda texts: [len(i) for i in tok.encode_batch(texts)]  # noqa: E731
+    video = bundled_model_dir() / "video"  # the level trained here has its config
+    limit = recap_config(read_config(video), video).tokens.max_text_tokens
+    fitted = 0
+    for f in sorted((run / "data").glob("videos_*.json")):
+        rows = hcap.load_level(f, "video")
+        for r in rows:
+            assert len(r["segment_descriptions"]) == len(r["segment_descriptions_pred"]), r["vid"]
+            read = fit_video_text(r["segment_descriptions_pred"], count, limit, "spread").read
+            if len(read) < len(r["segment_descriptions_pred"]):
+                fitted += 1
+            r["segment_descriptions_pred"] = [r["segment_descriptions_pred"][i] for i in read]
+            r["segment_descriptions"] = [r["segment_descriptions"][i] for i in read]
+            r["video_summary"] = summarize(r["segment_descriptions"])
+        hcap.save_videos(f, rows)
+    print(f"fitted the text of {fitted} training rows to {limit} tokens (spread)")
 
 
 def _cli(*args: str) -> None:
@@ -106,7 +161,7 @@ def caption(video: Path, out: Path, *extra: str) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(hours: float, seed: int, work: Path, models: dict[str, Path | None]) -> dict[str, dict]:
+def run_one(hours: float, seed: int, work: Path, models: dict[str, tuple[str, ...]]) -> dict[str, dict]:
     """One video: render, caption with each video level under both policies; per (model, policy) what the summary
     read and named, by part."""
     script = long_script(hours, seed)
@@ -124,9 +179,8 @@ def run_one(hours: float, seed: int, work: Path, models: dict[str, Path | None])
     # one output folder for the video: its cache gives every run after the first the clip captions and segment
     # descriptions (the same clip and segment levels), so only the summary is made again
     shutil.rmtree(work / "out", ignore_errors=True)
-    for name, video_model in models.items():
+    for name, model_args in models.items():
         for policy, extra in (("spread", ()), ("first", ("--original-settings",))):
-            model_args = ("--video-model", str(video_model)) if video_model else ()
             secs = caption(video, work / "out", *extra, *model_args)
             d = json.loads((work / "out" / "long" / "captions.json").read_text())
             segs, summary = d["segments"], d["summary"]["text"]
@@ -214,15 +268,26 @@ def main() -> None:
     p.add_argument("--work", type=Path, help="keep the last video and its outputs here (default: a temporary folder)")
     p.add_argument("--train", type=Path, metavar="WORK", help="also train a video level on videos across homes "
                    "here (or reuse it) and caption with it too (see above)")  # fmt: skip
+    p.add_argument(
+        "--train-long",
+        type=Path,
+        metavar="WORK",
+        help="also train a video level on videos of "
+        f"{LONG_MINUTES:g} min across homes with their text spread to fit, as on long videos (see above)",
+    )
     p.add_argument("--probe", action="store_true", help="then probe the video model(s) on the last video (see above)")
     args = p.parse_args()
 
     from _machine import machine_block
 
     print(machine_block({"device": "cpu", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")}))
-    models: dict[str, Path | None] = {"bundled": None}
+    # name -> the `caption` arguments of its video level
+    models: dict[str, tuple[str, ...]] = {"bundled": ()}
     if args.train:
-        models["across-homes"] = train_video_level(args.train)
+        models["across-homes"] = ("--video-model", str(train_video_level(args.train)))
+    if args.train_long:
+        final = train_video_level(args.train_long, LONG_MINUTES, spread=True)
+        models["across-homes, long"] = ("--video-model", str(final), "--max-tokens", f"video={LONG_TOKENS}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -230,8 +295,9 @@ def main() -> None:
         for seed in range(args.seeds):
             results.append(run_one(args.hours, seed, work, models))
     if args.probe:
-        for name, video_model in models.items():
+        for name, model_args in models.items():
             print(f"\nprobe of the {name} video level: activities the summary names, by part (part 1 | 2 | 3)")
+            video_model = Path(model_args[1]) if model_args else None
             probe(results[-1]["script"], results[-1]["segments"], video_model)  # type: ignore[arg-type]
     n = len(results)
     print(f"\n{n} video(s) of {args.hours:g} h:")
