@@ -201,7 +201,7 @@ def run_one(hours: float, seed: int, work: Path, models: dict[str, tuple[str, ..
     return out
 
 
-def probe(script: VideoScript, segs: list[str], video_model: Path | None) -> None:
+def probe(script: VideoScript, segs: list[str], video_model: Path | None, max_tokens: int | None = None) -> None:
     """Which parts' activities the video model names for other inputs of the same video (see the docstring)."""
     import numpy as np
     import torch
@@ -209,6 +209,7 @@ def probe(script: VideoScript, segs: list[str], video_model: Path | None) -> Non
     from videorecap.data.feature_sampling import sample
     from videorecap.data.text import fit_video_text, video_text
     from videorecap.infer.batch import CaptionItem, caption_batch
+    from videorecap.infer.decode import DecodeConfig
     from videorecap.pipeline import Captioner
     from videorecap.video.transforms import eval_transform
 
@@ -229,7 +230,8 @@ def probe(script: VideoScript, segs: list[str], video_model: Path | None) -> Non
 
     def summarise(text: str, f: np.ndarray) -> str:
         x, mask = sample(f, cfg.num_features("video"), cfg.sampling("video"))
-        return caption_batch(model, tok, "video", [CaptionItem(x, text, mask)])[0]
+        decode = DecodeConfig(max_new_tokens=max_tokens)  # None: the level's own limit
+        return caption_batch(model, tok, "video", [CaptionItem(x, text, mask)], decode)[0]
 
     def show(name: str, text: str) -> None:
         by_part = [[a for a in activities_named(text) if a in HOMES[h]] for _, h in script.visits]
@@ -298,7 +300,8 @@ def main() -> None:
         for name, model_args in models.items():
             print(f"\nprobe of the {name} video level: activities the summary names, by part (part 1 | 2 | 3)")
             video_model = Path(model_args[1]) if model_args else None
-            probe(results[-1]["script"], results[-1]["segments"], video_model)  # type: ignore[arg-type]
+            max_tokens = int(model_args[3].split("=")[1]) if len(model_args) > 2 else None  # --max-tokens video=N
+            probe(results[-1]["script"], results[-1]["segments"], video_model, max_tokens)  # type: ignore[arg-type]
     n = len(results)
     print(f"\n{n} video(s) of {args.hours:g} h:")
     print("| video level | policy | last part in the text read | summary names part 1 / 2 / 3 activities | all three |")
