@@ -177,3 +177,23 @@ def test_a_corrupt_train_state_says_what_deleting_it_does(hcap_root, tmp_path):
     again = _run(hcap_root, tmp_path / "crash")
     a, b = ref.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_captions_decode_as_long_as_the_stage_trains_its_targets(hcap_root, monkeypatch):
+    # a recipe's max_tokens (the collator's caption length) is also the length its validation captions decode to,
+    # not the model's default: a stage trained on long targets is not scored on captions cut shorter
+    from videorecap.train import loop
+
+    model, data, tok = _setup(hcap_root, n=4)
+    seen = []
+
+    def fake(model, tokenizer, level, batch, decode=None, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.append(decode.max_new_tokens)
+        return ["C does it"] * len(batch["caption_ids"])
+
+    monkeypatch.setattr(loop, "caption_batch", fake)
+    for length in (5, 200):
+        data.collate.max_caption_tokens = length
+        data.val = data.train
+        loop._caption_metrics(model, data, 2, 2, tok, ["rouge_l"], torch.device("cpu"))
+        assert seen[-1] == length

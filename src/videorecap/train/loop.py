@@ -44,6 +44,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import caption_batch
+from videorecap.infer.decode import DecodeConfig
 from videorecap.levelio import LevelIO
 from videorecap.runtime import autocast_dtype
 from videorecap.train.optim import CosineSchedule, build_optimizer, set_lr
@@ -467,9 +468,11 @@ def _caption_metrics(
     subset = Subset(d.val, range(min(n, len(d.val))))  # type: ignore[arg-type]
     preds: list[str] = []
     refs: list[list[str]] = []
+    # decode as long as the stage trains its targets to be (the recipe's max_tokens), not the model's default length
+    decode = DecodeConfig(max_new_tokens=getattr(d.collate, "max_caption_tokens", None))
     for batch in DataLoader(subset, batch_size=batch_size, collate_fn=d.collate):
         batch = _to(batch, device)
-        preds.extend(caption_batch(model, tokenizer, d.level, batch))  # type: ignore[arg-type]
+        preds.extend(caption_batch(model, tokenizer, d.level, batch, decode))  # type: ignore[arg-type]
         eos = model.config.tokens.eos_token_id  # type: ignore[union-attr]
         for row in batch["caption_ids"][:, 1:].tolist():
             refs.append([tokenizer.decode(row[: row.index(eos)] if eos in row else row)])
