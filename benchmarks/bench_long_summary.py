@@ -161,7 +161,17 @@ def caption(video: Path, out: Path, *extra: str) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(hours: float, seed: int, work: Path, models: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+VideoLevel = tuple[Path | None, int | None]  # (video level folder or None: the bundled one, its decoding length)
+
+
+def caption_args(level: VideoLevel) -> tuple[str, ...]:
+    """The `caption` arguments that use a video level."""
+    folder, max_tokens = level
+    return (*(("--video-model", str(folder)) if folder else ()), *(("--max-tokens", f"video={max_tokens}")
+            if max_tokens else ()))  # fmt: skip
+
+
+def run_one(hours: float, seed: int, work: Path, models: dict[str, VideoLevel]) -> dict[str, dict]:
     """One video: render, caption with each video level under both policies; per (model, policy) what the summary
     read and named, by part."""
     script = long_script(hours, seed)
@@ -179,9 +189,9 @@ def run_one(hours: float, seed: int, work: Path, models: dict[str, tuple[str, ..
     # one output folder for the video: its cache gives every run after the first the clip captions and segment
     # descriptions (the same clip and segment levels), so only the summary is made again
     shutil.rmtree(work / "out", ignore_errors=True)
-    for name, model_args in models.items():
+    for name, level in models.items():
         for policy, extra in (("spread", ()), ("first", ("--original-settings",))):
-            secs = caption(video, work / "out", *extra, *model_args)
+            secs = caption(video, work / "out", *extra, *caption_args(level))
             d = json.loads((work / "out" / "long" / "captions.json").read_text())
             segs, summary = d["segments"], d["summary"]["text"]
             si = d.get("summary_input")
@@ -283,13 +293,13 @@ def main() -> None:
     from _machine import machine_block
 
     print(machine_block({"device": "cpu", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")}))
-    # name -> the `caption` arguments of its video level
-    models: dict[str, tuple[str, ...]] = {"bundled": ()}
+    # name -> (its video level folder, None: the bundled one; its decoding length, None: the level's own)
+    models: dict[str, VideoLevel] = {"bundled": (None, None)}
     if args.train:
-        models["across-homes"] = ("--video-model", str(train_video_level(args.train)))
+        models["across-homes"] = (train_video_level(args.train), None)
     if args.train_long:
         final = train_video_level(args.train_long, LONG_MINUTES, spread=True)
-        models["across-homes, long"] = ("--video-model", str(final), "--max-tokens", f"video={LONG_TOKENS}")
+        models["across-homes, long"] = (final, LONG_TOKENS)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -297,10 +307,8 @@ def main() -> None:
         for seed in range(args.seeds):
             results.append(run_one(args.hours, seed, work, models))
     if args.probe:
-        for name, model_args in models.items():
+        for name, (video_model, max_tokens) in models.items():
             print(f"\nprobe of the {name} video level: activities the summary names, by part (part 1 | 2 | 3)")
-            video_model = Path(model_args[1]) if model_args else None
-            max_tokens = int(model_args[3].split("=")[1]) if len(model_args) > 2 else None  # --max-tokens video=N
             probe(results[-1]["script"], results[-1]["segments"], video_model, max_tokens)  # type: ignore[arg-type]
     n = len(results)
     print(f"\n{n} video(s) of {args.hours:g} h:")
