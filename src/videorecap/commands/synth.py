@@ -102,11 +102,10 @@ def _validate(args: argparse.Namespace) -> list[str]:
         problems.append(f"--fps must be positive, not {args.fps}")
     try:
         lo, _, hi = args.homes.partition("-")
-        args.homes_range = (int(lo), int(hi or lo))
-        if not 1 <= args.homes_range[0] <= args.homes_range[1] <= len(make.HOMES):
-            raise ValueError
+        args.homes_range = make.homes_range((int(lo), int(hi or lo)))
     except ValueError:
-        problems.append(f"--homes must be a count from 1 to 3 or a range such as 1-3, not {args.homes!r}")
+        problems.append(f"--homes must be a count from 1 to {len(make.HOMES)} or a range such as 1-3, "
+                        f"not {args.homes!r}")  # fmt: skip
     else:
         if args.minutes * 60 / args.homes_range[1] < args.clip_seconds:
             problems.append(f"--minutes {args.minutes:g} is too short for {args.homes_range[1]} homes")

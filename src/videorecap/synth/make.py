@@ -50,9 +50,21 @@ def video_id(split: str, index: int) -> str:
     return f"synth_{split}_{index:04d}"
 
 
+def homes_range(homes: int | Sequence[int]) -> tuple[int, int]:
+    """A dataset's `homes` (a count, or a range [lo, hi]) as (lo, hi), checked.
+
+    Raises:
+        ValueError: not 1 <= lo <= hi <= len(HOMES).
+    """
+    lo, hi = (homes, homes) if isinstance(homes, int) else (int(homes[0]), int(homes[1]))
+    if not 1 <= lo <= hi <= len(HOMES):
+        raise ValueError(f"homes must be a count from 1 to {len(HOMES)} or a range lo-hi within it, not {homes}")
+    return lo, hi
+
+
 def video_homes(homes: int | Sequence[int], index: int) -> int:
     """How many homes video `index` of a split visits, for a dataset's `homes` (a count, or a range [lo, hi])."""
-    lo, hi = (homes, homes) if isinstance(homes, int) else (int(homes[0]), int(homes[1]))
+    lo, hi = homes_range(homes)
     return lo + index % (hi - lo + 1)
 
 
@@ -150,9 +162,7 @@ def make_dataset(
         progress: show a tqdm bar over the videos on stderr.
     """
     _check(minutes, clip_seconds, segment_seconds, size, fps)
-    lo, hi = (homes, homes) if isinstance(homes, int) else homes
-    if not 1 <= lo <= hi <= len(HOMES):
-        raise ValueError(f"homes must be between 1 and {len(HOMES)} (a count or a range lo <= hi), not {homes}")
+    lo, hi = homes_range(homes)
     if not splits or len(set(splits)) != len(splits):
         raise ValueError(f"splits must be distinct names, got {list(splits)}")
     counts = split_counts(videos, splits)
