@@ -239,7 +239,8 @@ def part3(
         f"{videos} synthetic videos of {minutes:g} min, {model} ({windows}), {cap.precision}, encoder batch {batch}, "
         f"decode batch {decode_batch}; outputs identical one by one and together: **{'yes' if same else 'NO'}**.",
         "",
-        "| path | wall s (median) | clip calls (rows/call) | segment calls (rows/call) | video calls (rows/call) |",
+        "| path | wall, median (min-max) | clip calls (rows/call) | segment calls (rows/call) "
+        "| video calls (rows/call) |",
         "|---|---|---|---|---|",
     ]
     for name, (t, per_run) in rows.items():
@@ -247,8 +248,7 @@ def part3(
         for level in ("clip", "segment", "video"):
             n = [r for lv, r in per_run if lv == level]
             cells.append(f"{len(n)} ({sum(n) / max(1, len(n)):.1f})")
-        flag = "*" if t.loaded else ""
-        lines.append(f"| {name} | {t.median:.2f}{flag} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {t.fmt(digits=2)} | " + " | ".join(cells) + " |")
     a, b = rows["one by one"][0].median, rows["together"][0].median
     lines += ["", f"together / one by one: {b / a:.2f} of the wall time ({a / b:.2f}x).", "", LOADED_NOTE]
     if not same:
