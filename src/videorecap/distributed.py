@@ -3,6 +3,8 @@
 `torchrun --nproc_per_node=N` sets `RANK`, `WORLD_SIZE` and `LOCAL_RANK` in each process. Without them we are a
 single process (rank 0 of 1). Sharding is a pure function of the item list, so every process computes the same
 split with no communication: item `i` belongs to rank `i % world`, which keeps long and short videos mixed.
+torch is imported where a device or a process group is needed, so that what only shards or checks ranks (the output
+lock, `--help`) stays light.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import logging
 import os
 from collections.abc import Sequence
 from typing import TypeVar
-
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def shard(items: Sequence[T], rank: int | None = None, world: int | None = None)
 
 def default_device() -> str:
     """ "cuda:LOCAL_RANK" when a GPU is visible, else "cpu"."""
+    import torch
+
     if torch.cuda.is_available():
         return f"cuda:{local_rank() % torch.cuda.device_count()}"
     return "cpu"
@@ -76,6 +78,7 @@ def init_if_needed(backend: str | None = None) -> bool:
     Returns:
         True when a process group is (now) initialised.
     """
+    import torch
     import torch.distributed as dist
 
     if not dist.is_available():

@@ -35,24 +35,25 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videorecap import fileio
 from videorecap.config import LEVELS, Level, RecapConfig
-from videorecap.data import datasets, hcap
-from videorecap.data.collate import Collator
+from videorecap.data import hcap
 from videorecap.data.text import previous_text
 from videorecap.errors import InputError
-from videorecap.infer.batch import caption_batch
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.metrics.scorers import METRICS, check_metrics, format_table, score_levels
-from videorecap.model.recap import VideoRecap
-from videorecap.pipeline import Captioner
 from videorecap.store import Store
 from videorecap.store import clear as store_clear
 from videorecap.store import model_fingerprint as store_model_fingerprint
-from videorecap.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # the model libraries load when a run starts, not with the options (`evaluate --help`)
+    from videorecap.data.collate import Collator
+    from videorecap.model.recap import VideoRecap
+    from videorecap.pipeline import Captioner
+    from videorecap.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -347,6 +348,8 @@ def _predict(
     device: str,
 ) -> list[str]:
     """One generated caption per item of a collated batch."""
+    from videorecap.infer.batch import caption_batch
+
     return caption_batch(model, tokenizer, level, batch, decode, device=device)
 
 
@@ -674,6 +677,9 @@ def _generate(
     done: dict[int, str],
 ) -> int:
     from torch.utils.data import DataLoader
+
+    from videorecap.data import datasets
+    from videorecap.data.collate import Collator
 
     model, tok = captioner.model(level), captioner.tokenizer(level)
     cfg = model.config

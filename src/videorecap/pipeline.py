@@ -33,7 +33,6 @@ and ends with identical files, and a run with other settings never reuses an ent
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,16 +46,17 @@ import torch
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, TextFit, VideoInput
+from videorecap.infer.options import CaptionOptions, needed_levels
 from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
-from videorecap.results import SUMMARY_POLICIES, Caption, CaptionResult, SummaryInput, VideoMeta
+from videorecap.results import Caption, CaptionResult, SummaryInput, VideoMeta
 from videorecap.store import Store, file_identity, model_fingerprint
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
-from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail, window_plan
+from videorecap.video.sampling import segment_min_tail, window_plan
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
@@ -222,19 +222,6 @@ def bundled_models() -> dict[str, Path]:
     return {name: bundled_model_dir(name) for name in BUNDLED_MODELS}
 
 
-def needed_levels(levels: Sequence[str] | str) -> tuple[Level, ...]:
-    """The levels a run needs: every level up to the highest one named ("clip,segment", ["video"], ...)."""
-    names = [x.strip() for x in levels.split(",")] if isinstance(levels, str) else [str(x).strip() for x in levels]
-    names = [x for x in names if x]
-    bad = sorted(set(names) - set(LEVELS))
-    if bad:
-        raise InputError(f"unknown level(s) {', '.join(bad)}; use clip, segment, video")
-    if not names:
-        raise InputError("no level to caption")
-    # the recursion needs every level below the highest one asked for
-    return LEVELS[: max(LEVELS.index(x) for x in names) + 1]  # type: ignore[arg-type]
-
-
 def missing_levels_error(missing: Sequence[str], have: Sequence[str]) -> InputError:
     return InputError(
         f"no model for the {', '.join(missing)} level(s): give one (e.g. --{missing[0]}-model) or stop earlier "
@@ -247,52 +234,6 @@ def _need_tokenizer(models: dict, sources: dict[str, str]) -> dict:
         if tok is None:
             raise CheckpointError(f"{sources[lv]}: the checkpoint has no tokenizer.json; pass --tokenizer DIR")
     return models
-
-
-# ---- options --------------------------------------------------------------------------------------------------------
-@dataclass
-class CaptionOptions:
-    """How to caption. `None` means the model's own value (window sizes, token limits)."""
-
-    levels: tuple[Level, ...] | str = LEVELS  # a sequence of levels, or one string: "clip" or "clip,segment"
-    clip_seconds: float | None = None
-    segment_seconds: float | None = None
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    max_new_tokens: dict[str, int] = field(default_factory=dict)  # per-level override
-    num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
-    batch_size: int = 8
-    # clip windows (and segments) captioned together: several encoder batches decode as one, so the memory-bound
-    # decoder reads its weights once for more rows. None: `batch_size` (one decoding per encoder batch).
-    decode_batch: int | None = None
-    grid_fps: float | None = None  # 30 = the original's fixed 30-fps frame grid
-    features_dir: Path | None = None  # precomputed CLS features {video_id}.npy
-    allow_partial: bool = False  # keep the windows decoded before a mid-stream decode error
-    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS  # a shorter last window joins the previous one
-    device: str = "cpu"
-    progress: bool = False
-    chunk_batches: int = 4  # clip results are cached every chunk_batches * batch_size windows
-    # which segment descriptions the video level reads when they exceed its text limit: "spread" (evenly across the
-    # video) or "first" (the first 512 tokens, as the original; `caption --original-settings`)
-    summary_text: str = "spread"
-
-    def __post_init__(self) -> None:
-        self.levels = needed_levels(self.levels)
-        if self.batch_size < 1:
-            raise InputError("--batch-size must be at least 1")
-        if self.decode_batch is not None and self.decode_batch < 1:
-            raise InputError("--decode-batch must be at least 1")
-        for name in ("clip_seconds", "segment_seconds", "grid_fps"):
-            v = getattr(self, name)
-            if v is not None and not (v > 0 and math.isfinite(v)):  # NaN fails every comparison
-                raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-        if not (self.min_tail_seconds >= 0 and math.isfinite(self.min_tail_seconds)):
-            raise InputError(f"--min-tail-seconds must be 0 or more, got {self.min_tail_seconds}")
-        if self.summary_text not in SUMMARY_POLICIES:
-            raise InputError(f"summary_text must be one of {', '.join(SUMMARY_POLICIES)}, got {self.summary_text!r}")
-        try:
-            LevelIO().replace_features(num_features=self.num_features or None)
-        except ValueError as e:
-            raise InputError(f"--num-features: {e}") from None
 
 
 # ---- the per-video run ----------------------------------------------------------------------------------------------

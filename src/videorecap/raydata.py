@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from videorecap.errors import InputError, MissingDependencyError, VideoRecapError, describe_os_error
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.pipeline import Captioner, CaptionOptions, ClipCache, caption_clips
 from videorecap.runtime import prepare_model, resolve_precision
 from videorecap.store import Store

@@ -107,8 +107,9 @@ def test_shared_options_have_one_spelling_and_one_help():
 
 def test_defaults_shown_in_help_are_the_option_classes_defaults(capsys):
     from videorecap.evaluate import EvalOptions
-    from videorecap.infer.decode import DecodeConfig
-    from videorecap.pipeline import CaptionOptions
+    from videorecap.infer.decoding_config import DecodeConfig
+    from videorecap.infer.options import CaptionOptions
+    from videorecap.live.options import LiveOptions
 
     decoding = ["strategy", "num_beams", "length_penalty", "temperature", "top_k", "top_p", "seed"]
     checks = {
@@ -116,6 +117,8 @@ def test_defaults_shown_in_help_are_the_option_classes_defaults(capsys):
         + [(DecodeConfig(), f, f) for f in decoding],
         "evaluate": [(EvalOptions(), f, f) for f in ("batch_size", "split", "clip_input", "video_ext", "protocol")]
         + [(EvalOptions(), "workers", "num_workers")]
+        + [(DecodeConfig(), f, f) for f in decoding],
+        "live": [(LiveOptions(), f, f) for f in ("batch_size", "min_tail_seconds", "idle", "reconnect", "lag")]
         + [(DecodeConfig(), f, f) for f in decoding],
     }
     parsers = _parsers()
@@ -161,28 +164,56 @@ def test_num_features_is_one_syntax_in_caption_and_evaluate(capsys):
             assert err.count("\n") == 1 and "--num-features" in err and say in err, err
 
 
-def test_caption_per_level_max_tokens_reach_caption_options(tmp_path, monkeypatch):
-    import videorecap.pipeline as pl
+def test_caption_and_live_read_the_shared_flags_into_the_same_options(tmp_path, monkeypatch):
+    """`caption` and `live` build their options with one function: the same flags give the same hierarchy options,
+    and a per-level --max-tokens stays per level while one count for every level goes into the decoding settings."""
+    import videorecap.infer.options as io_
+    import videorecap.live.options as lo
     from videorecap.video.testing import make_video
 
     video = make_video(tmp_path / "v.mp4", duration=1.0, fps=2.0, size=(32, 24))
-    seen = []
+    seen = {}
 
-    class Recording(pl.CaptionOptions):
-        def __post_init__(self):
-            super().__post_init__()
-            seen.append(self)
+    def recording(cls, name):
+        class Recording(cls):
+            def __post_init__(self):
+                super().__post_init__()
+                seen[name] = self
+                raise KeyboardInterrupt  # the options are made; no need to load a model
 
-    def stop(*a, **kw):
-        raise KeyboardInterrupt  # the options are made; no need to load a model
+        return Recording
 
-    monkeypatch.setattr(pl, "CaptionOptions", Recording)
-    monkeypatch.setattr(pl.Captioner, "load", stop)
-    base = ["caption", video, "--model", "m", "-o", tmp_path / "o"]
-    assert _code([*base, "--max-tokens", "clip=5,video=9"]) == 130
-    assert seen[-1].max_new_tokens == {"clip": 5, "video": 9} and seen[-1].decode.max_new_tokens is None
-    assert _code([*base, "--max-tokens", "6"]) == 130  # one count for every level: in the decoding settings
-    assert seen[-1].max_new_tokens == {} and seen[-1].decode.max_new_tokens == 6
+    monkeypatch.setattr(io_, "CaptionOptions", recording(io_.CaptionOptions, "caption"))
+    monkeypatch.setattr(lo, "LiveOptions", recording(lo.LiveOptions, "live"))
+    shared = ["--model", "m", "--levels", "clip,segment", "--segment-seconds", "20", "--min-tail-seconds", "0.5",
+              "--num-features", "segment=40", "--original-settings", "--batch-size", "3",
+              "--strategy", "beam"]  # fmt: skip
+    for max_tokens in ("clip=5,video=9", "6"):
+        assert _code(["caption", video, "-o", tmp_path / "o", *shared, "--max-tokens", max_tokens]) == 130
+        assert _code(["live", video, "-o", tmp_path / "l", *shared, "--max-tokens", max_tokens]) == 130
+        caption, live = (seen.pop(k).hierarchy_options() for k in ("caption", "live"))
+        assert caption == live
+        assert caption["levels"] == ("clip", "segment") and caption["segment_seconds"] == 20
+        assert caption["num_features"] == {"segment": 40} and caption["summary_text"] == "first"
+        assert caption["batch_size"] == 3 and caption["decode"].strategy == "beam"
+        if max_tokens == "6":  # one count for every level: in the decoding settings
+            assert caption["max_new_tokens"] == {} and caption["decode"].max_new_tokens == 6
+        else:
+            assert caption["max_new_tokens"] == {"clip": 5, "video": 9} and caption["decode"].max_new_tokens is None
+
+
+def test_help_loads_no_model_library():
+    """`videorecap --help` and every command's parser are built without torch (seconds and 200 MB less per call):
+    the option classes whose defaults the flags show are torch-free."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from videorecap import cli; cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_old_spellings_still_work_but_are_hidden(capsys):

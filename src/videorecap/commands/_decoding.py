@@ -1,11 +1,13 @@
-"""Decoding flags shared by the commands that generate text (`caption`, `evaluate`)."""
+"""Flags of the commands that generate text: the decoding flags (`caption`, `evaluate`, `live`), and the options of
+the hierarchy that `caption` and `live` share (`hierarchy_options`)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from videorecap.errors import InputError
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decoding_config import DecodeConfig
 
 
 def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:
@@ -68,3 +70,29 @@ def decode_config(
         )
     except ValueError as e:
         raise InputError(str(e)) from None
+
+
+def hierarchy_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The `infer.options.HierarchyOptions` fields of the flags that `caption` and `live` share, as keyword
+    arguments of their option classes (`CaptionOptions`, `LiveOptions`).
+
+    `--max-tokens` is an override of the models' level I/O lengths, which the run resolves
+    (`levelio.resolve_max_new_tokens`); one count for every level goes into the decoding settings, as it always has
+    (the cache keys of `caption` keep)."""
+    per_level = args.max_tokens or {}
+    if len(per_level) == 3 and len(set(per_level.values())) == 1:
+        decode, per_level = decode_config(args, max_new_tokens=next(iter(per_level.values()))), {}
+    else:
+        decode = decode_config(args)
+    return {
+        "levels": args.levels,
+        "clip_seconds": args.clip_seconds,
+        "segment_seconds": args.segment_seconds,
+        "min_tail_seconds": args.min_tail_seconds,
+        "decode": decode,
+        "max_new_tokens": per_level,
+        "num_features": args.num_features or {},
+        "summary_text": "first" if args.original_settings else "spread",
+        "batch_size": args.batch_size,
+        "device": device,
+    }

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from videorecap.commands._decoding import add_decoding_arguments, decode_config
+from videorecap.commands._decoding import add_decoding_arguments, hierarchy_options
 from videorecap.commands._options import (
     add_compile_argument,
     add_device_argument,
@@ -74,7 +74,8 @@ from videorecap.errors import InputError, VideoRecapError, describe_os_error
 from videorecap.export import NARRATORS
 
 if TYPE_CHECKING:
-    from videorecap.pipeline import Captioner, CaptionOptions
+    from videorecap.infer.options import CaptionOptions
+    from videorecap.pipeline import Captioner
     from videorecap.raydata import Placement
     from videorecap.results import CaptionResult
 
@@ -146,7 +147,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _default(name: str) -> object:
-    from videorecap.pipeline import CaptionOptions
+    from videorecap.infer.options import CaptionOptions
 
     return field_default(CaptionOptions, name)
 
@@ -186,31 +187,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _caption_options(args: argparse.Namespace, device: str) -> CaptionOptions:
-    """The typed options of the parsed flags. `--max-tokens` is an override of the models' level I/O lengths, which
-    the pipeline resolves (`levelio.resolve_max_new_tokens`)."""
-    from videorecap.pipeline import CaptionOptions
+    """The typed options of the parsed flags."""
+    from videorecap.infer.options import CaptionOptions
 
-    per_level = args.max_tokens or {}
-    if len(per_level) == 3 and len(set(per_level.values())) == 1:
-        # one count for every level goes into the decoding settings, as it always has (the cache key keeps)
-        decode, per_level = decode_config(args, max_new_tokens=next(iter(per_level.values()))), {}
-    else:
-        decode = decode_config(args)
     return CaptionOptions(
-        levels=args.levels,
-        clip_seconds=args.clip_seconds,
-        segment_seconds=args.segment_seconds,
-        decode=decode,
-        max_new_tokens=per_level,
-        num_features=args.num_features or {},
-        batch_size=args.batch_size,
+        **hierarchy_options(args, device),
         decode_batch=args.decode_batch,
         grid_fps=args.grid_fps,
         features_dir=args.features,
         allow_partial=args.allow_partial,
-        min_tail_seconds=args.min_tail_seconds,
-        summary_text="first" if args.original_settings else "spread",
-        device=device,
         progress=not args.no_progress,
     )
 

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from videorecap.commands._decoding import add_decoding_arguments, decode_config
+from videorecap.commands._decoding import add_decoding_arguments, hierarchy_options
 from videorecap.commands._options import (
     add_device_argument,
     add_max_tokens_argument,
@@ -50,6 +50,7 @@ from videorecap.commands._options import (
 )
 from videorecap.errors import InputError
 from videorecap.export import NARRATORS
+from videorecap.live.options import LAG_POLICIES
 
 HELP = "caption a live stream: clip captions within seconds, segments as they close, a rolling summary"
 
@@ -78,10 +79,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="network sources: after a disconnect, try again with backoff for this long, then finish "
                    f"(default: {_default('reconnect'):g}, finish at once)")  # fmt: skip
     s.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this much stream time")
-    s.add_argument("--lag", choices=["auto", "queue", "drop"], default=_default("lag"),
+    s.add_argument("--lag", choices=LAG_POLICIES, default=_default("lag"),
                    help="when the model is slower than the stream: queue = caption every window (reading waits), "
                    "drop = skip windows that waited over --max-lag (marked skipped); auto = drop for network "
-                   "sources and devices, queue for files and stdin (default)")  # fmt: skip
+                   f"sources and devices, queue for files and stdin (default: {_default('lag')})")  # fmt: skip
     s.add_argument(
         "--max-lag",
         type=positive_float,
@@ -106,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _default(name: str) -> Any:
-    from videorecap.live.session import LiveOptions
+    from videorecap.live.options import LiveOptions
 
     return field_default(LiveOptions, name)
 
@@ -152,7 +153,7 @@ def _resumed(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
 def _new_session(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
     """A new session: its folder and options (LiveOptions) from the flags."""
     from videorecap import distributed
-    from videorecap.live.session import LiveOptions
+    from videorecap.live.options import LiveOptions
 
     if args.source is None:
         raise InputError("give a SOURCE (a file, a stream URL, /dev/videoN or -), or --resume OUT")
@@ -162,13 +163,7 @@ def _new_session(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
         raise InputError(f"--reconnect must be 0 or more seconds, got {args.reconnect}")
     device = args.device or distributed.default_device()
     opts = LiveOptions(
-        levels=args.levels,
-        clip_seconds=args.clip_seconds,
-        segment_seconds=args.segment_seconds,
-        min_tail_seconds=args.min_tail_seconds,
-        decode=decode_config(args),
-        max_new_tokens=args.max_tokens or {},
-        batch_size=args.batch_size,
+        **hierarchy_options(args, device),
         lag=args.lag,
         max_lag=args.max_lag,
         idle=args.idle,
@@ -177,9 +172,6 @@ def _new_session(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
         rolling_summary=not args.no_rolling_summary,
         format=args.format,
         narrator=args.narrator,
-        device=device,
-        num_features=args.num_features or {},
-        summary_text="first" if args.original_settings else "spread",
     )
     return args.output, opts, opts.levels, device
 

@@ -38,11 +38,10 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +51,10 @@ import torch
 from videorecap import fileio
 from videorecap.errors import InputError, VideoRecapError
 from videorecap.export import to_vtt, write_outputs
-from videorecap.infer.decode import DecodeConfig, between_steps
+from videorecap.infer.decode import between_steps
+from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, Step
+from videorecap.live.options import LiveOptions
 from videorecap.live.source import FrameSource, Source, parse_source, stream_end
 from videorecap.live.windows import LiveWindow, Windower
 from videorecap.pipeline import (
@@ -64,11 +65,10 @@ from videorecap.pipeline import (
     level_decode,
     level_max_tokens,
     level_step,
-    needed_levels,
 )
 from videorecap.results import Caption, CaptionResult, VideoMeta
 from videorecap.store import Store, fingerprint_key, model_fingerprint
-from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_min_tail
+from videorecap.video.sampling import segment_min_tail
 from videorecap.video.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
@@ -76,46 +76,7 @@ logger = logging.getLogger(__name__)
 EVENTS_FILE = "live.jsonl"
 SESSION_FILE = "session.json"
 STORE_VERSION = 1
-LAG_POLICIES = ("auto", "queue", "drop")
 READER_GRACE_SECONDS = 5.0  # after stop(), how long the captioning thread waits for a reader stuck in a read
-
-
-@dataclass
-class LiveOptions:
-    """How to run a live session. `None` means the model's own value (window sizes, token limits)."""
-
-    levels: tuple[str, ...] | str = ("clip", "segment", "video")
-    clip_seconds: float | None = None
-    segment_seconds: float | None = None
-    min_tail_seconds: float = DEFAULT_MIN_TAIL_SECONDS
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    max_new_tokens: dict[str, int] = field(default_factory=dict)
-    num_features: dict[str, int] = field(default_factory=dict)  # segment/video: override of the models' level I/O
-    summary_text: str = "spread"  # which descriptions a (rolling) summary reads when they exceed the text limit
-    batch_size: int = 8  # clip windows per model call at most (whatever is queued, up to this)
-    lag: str = "auto"  # auto: drop for network sources and devices, queue for files and stdin
-    max_lag: float = 10.0  # drop: skip windows that waited longer than this
-    max_queue: int = 64  # queue: windows waiting at most before reading pauses
-    idle: float = 10.0  # a file that stops growing / a silent network read for this long ends (or reconnects)
-    reconnect: float = 0.0  # network: keep reconnecting this long after a loss
-    duration: float | None = None  # stop after this many seconds of stream time
-    rolling_summary: bool = True  # a summary event after each segment
-    format: str | None = None  # force an FFmpeg input format
-    narrator: str = "c"
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        self.levels = needed_levels(self.levels)
-        if self.lag not in LAG_POLICIES:
-            raise InputError(f"--lag must be one of {', '.join(LAG_POLICIES)}, not {self.lag!r}")
-        for name in ("idle", "max_lag"):
-            v = getattr(self, name)
-            if not (v > 0 and math.isfinite(v)):
-                raise InputError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {v}")
-        if not (self.reconnect >= 0 and math.isfinite(self.reconnect)):
-            raise InputError(f"--reconnect must be 0 or more seconds, got {self.reconnect}")
-        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
-            raise InputError(f"--duration must be a positive number of seconds, got {self.duration}")
 
 
 @dataclass
@@ -187,17 +148,7 @@ class LiveSession:
             self.lag_policy = "drop" if self.source.kind in ("network", "device") else "queue"
         self.device = torch.device(self.opts.device)
         # the options of `caption` this session shares (token limits, feature counts, the summary's text policy)
-        self._copts = CaptionOptions(
-            levels=self.opts.levels,
-            clip_seconds=self.opts.clip_seconds,
-            segment_seconds=self.opts.segment_seconds,
-            decode=self.opts.decode,
-            max_new_tokens=self.opts.max_new_tokens,
-            num_features=self.opts.num_features,
-            min_tail_seconds=self.opts.min_tail_seconds,
-            device=self.opts.device,
-            summary_text=self.opts.summary_text,
-        )
+        self._copts = CaptionOptions(**self.opts.hierarchy_options())
         enc = captioner.model("clip").encoder
         assert enc is not None
         self.num_frames, self.image_size, self.width = enc.config.num_frames, enc.config.image_size, enc.config.width

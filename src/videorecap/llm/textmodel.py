@@ -23,7 +23,7 @@ import torch
 from videorecap.data.datasets import summarize_input
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import CaptionItem, caption_batch
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.levelio import resolve_max_new_tokens
 from videorecap.store import weights_hash
 

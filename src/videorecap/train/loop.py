@@ -44,7 +44,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, Level
 from videorecap.errors import CheckpointError, InputError
 from videorecap.infer.batch import caption_batch
-from videorecap.infer.decode import DecodeConfig
+from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.levelio import LevelIO
 from videorecap.runtime import autocast_dtype
 from videorecap.train.optim import CosineSchedule, build_optimizer, set_lr
