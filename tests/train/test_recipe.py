@@ -166,12 +166,17 @@ def test_cli_single_stage_and_list(hcap_root, tmp_path, capsys):
     p = tmp_path / "tiny.yaml"
     d = tiny_recipe(hcap_root, out)
     d["stages"][1]["init_from"] = "scratch"
-    d["stages"][1]["modalities"] = "text"
+    d["stages"][1].update(modalities="text", max_tokens=9, max_text_tokens=20)
     p.write_text(yaml.safe_dump(d))
     assert cli_main(["train", str(p), "--stage", "segment", "--no-progress", "--max-steps", "2"]) == 0
     assert (out / "segment" / "final").is_dir() and not (out / "clip").exists()
     cfg = _final_config(out / "segment")
     assert cfg.io.modalities == "text"
+    # the lengths the stage trained with are the ones the checkpoint captions with: its caption length for its
+    # level (the others keep the preset's), and its text limit
+    preset = RecapConfig.from_name("recap-tiny", level="segment")
+    assert cfg.io.max_new_tokens == {**preset.io.max_new_tokens, "segment": 9}
+    assert (cfg.tokens.max_text_tokens, preset.tokens.max_text_tokens) == (20, 64)
     assert cli_main(["train", str(p), "--list"]) == 0
     listing = capsys.readouterr().out
     assert "segment" in listing and "complete" in listing and "to do" in listing

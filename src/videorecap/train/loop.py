@@ -154,9 +154,14 @@ class TrainArgs:
             raise ValueError(f"stage {self.name!r}: {e}") from None
 
     def level_io(self, io: LevelIO) -> LevelIO:
-        """`io` (the model's level I/O) with this stage's modalities, feature counts and sampling."""
+        """`io` (the model's level I/O) with this stage's modalities, feature counts and sampling, and its caption
+        length as the decoding length of its levels, so that a checkpoint captions as long as it was trained to."""
         io = io.replace_features(self.num_features, self.sampling)
-        return io if self.modalities is None else replace(io, modalities=self.modalities)
+        if self.modalities is not None:
+            io = replace(io, modalities=self.modalities)
+        if self.max_tokens is not None:
+            io = replace(io, max_new_tokens={**io.max_new_tokens, **dict.fromkeys(self.levels, self.max_tokens)})
+        return io
 
     def steps_per_iteration(self, level: str) -> int:
         return int(self.mix.get(level, 1))

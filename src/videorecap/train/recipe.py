@@ -474,8 +474,9 @@ class Curriculum:
     # ---- models
     def base_config(self, stage: TrainArgs) -> RecapConfig:
         """The model config of a stage: the preset, the recipe's overrides, then the stage's level I/O (modalities,
-        feature counts and sampling: one value for both feature levels, or `{level: value}` as ReCap-U may want).
-        The stage's data is built from this config's level I/O, and its checkpoints store it."""
+        feature counts and sampling: one value for both feature levels, or `{level: value}` as ReCap-U may want;
+        caption length) and text limit. The stage's data is built from this config, and its checkpoints store it,
+        so a trained level captions with the lengths it was trained on."""
         m = self.recipe.model
         level = "unified" if self.recipe.kind == "unified" else stage.levels[0]
         if self.recipe.kind == TEXT_KIND:
@@ -485,7 +486,12 @@ class Curriculum:
             io = stage.level_io(cfg.io)
             if self.recipe.kind == TEXT_KIND:
                 io = dataclasses.replace(io, modalities="text")  # the text-only model reads no video
-            return RecapConfig(arch=cfg.arch, io=io)
+            arch = cfg.arch
+            if stage.max_text_tokens is not None:  # the text limit it trains with is the one it captions with
+                arch = dataclasses.replace(
+                    arch, tokens=dataclasses.replace(arch.tokens, max_text_tokens=stage.max_text_tokens)
+                )
+            return RecapConfig(arch=arch, io=io)
         except (ValueError, TypeError) as e:
             raise InputError(f"recipe model for stage {stage.name!r}: {e}") from None
 
