@@ -112,6 +112,42 @@ def test_clip_work_goes_before_a_segment_description(tmp_path: Path, recording: 
     assert end.result.summary == reference.summary
 
 
+def test_a_window_is_captioned_as_the_stream_passes_its_end(tmp_path: Path, captioner) -> None:
+    """The model does not wait for the minimum tail (1 s) that makes a window final: it captions the window as the
+    stream passes its end, and the caption is emitted once the window is final. Each window is captioned once,
+    except a last one that the tail joins (20.5 s: [16, 20.5)), captioned again over its whole span; the clips are
+    still `caption`'s."""
+    from videorecap.pipeline import CaptionOptions, caption_video
+    from videorecap.video.testing import make_video
+
+    recording = make_video(tmp_path / "rec.ts", duration=20.5, fps=10, size=(64, 48), options={"g": "10"})
+    src = tmp_path / "growing.ts"
+    src.touch()
+    writer = start_stream("append", recording, src, SPEED)
+    try:
+        session = LiveSession(str(src), captioner, tmp_path / "out", LiveOptions(levels="clip"))
+        real, seen = session._caption, []
+
+        def spy(batch):  # noqa: ANN001, ANN202 - records each window the model is given, and how far the stream is
+            seen.extend((w.index, w.early, w.end, session._latest_t) for w, _ in batch)
+            return real(batch)
+
+        session._caption = spy
+        end = session.run()
+    finally:
+        writer.wait(30)
+    reference = caption_video(recording, captioner, CaptionOptions(levels="clip"))
+    assert end.result.clips == reference.clips and [(c.start, c.end) for c in end.result.clips][-1] == (16.0, 20.5)
+    # captioned before the stream reached end + tail (at least once: a loaded machine may take the window late)
+    assert any(t < e + 1.0 for _, early, e, t in seen if early)
+    # the model's windows: one per window, plus the joined last one again (a window whose early twin was still
+    # queued when it became final is captioned from the final one, once)
+    assert session.stage_seconds["windows"] in (len(reference.clips), len(reference.clips) + 1)
+    clip_events = [e for e in _events(tmp_path / "out") if e["event"] == "clip"]
+    want = [(c.start, c.end, c.text) for c in reference.clips]
+    assert [(c["start"], c["end"], c["text"]) for c in clip_events] == want
+
+
 def test_network_stream_disconnect_reconnect_and_finish(tmp_path: Path, recording: Path, captioner) -> None:
     server = start_stream("serve", recording, SPEED, 9.0)  # the first connection is cut at 9 s of stream time
     try:

@@ -4,7 +4,10 @@ Two threads: a reader (source -> frames -> `Windower` -> transformed windows, in
 which does two kinds of work and emits every result as an event (docs/live.md has the schema):
 
 - **clip work**, first: it captions the queued windows in batches (`pipeline.caption_clips`, the step `caption`
-  uses), stores and emits each caption, and puts it on a list of clips the engine has not been fed yet;
+  uses), stores and emits each caption, and puts it on a list of clips the engine has not been fed yet. A window
+  is captioned as soon as the stream passes its end (`live.windows`: given out early), while the reader waits for
+  the minimum tail that makes it final; its caption is emitted when it is final (at once, if the model was faster
+  than the tail), so a clip caption comes max(model time, minimum tail) after its window ends, not their sum;
 - **level work**, only while no window waits: it feeds those clips, one at a time and in time order, to
   `infer.hierarchy.Hierarchy` (batch size 1, so each segment is described as soon as its window closes) and asks
   it for a rolling summary after each segment. A segment description or a summary is a long decode; it runs under
@@ -167,6 +170,10 @@ class LiveSession:
         self._logged = {"clip": 0, "segment": 0, "summary": 0}
         # captioned (and emitted) clips the engine has not been fed yet: caption, feature, when its window was ready
         self._unfed: collections.deque[tuple[Caption, np.ndarray, float | None]] = collections.deque()
+        # windows given out early (live.windows): their model inputs (the reader's) and their captions (the
+        # captioning thread's), each with the frames they were made from, until their final windows come
+        self._early_x: dict[int, tuple[np.ndarray | None, torch.Tensor | None]] = {}
+        self._early_done: dict[int, tuple[np.ndarray | None, str, np.ndarray]] = {}
         # called with the level ("segment" or "video") before each decoding step of level work, before the check
         # for waiting windows: tests slow the level down or make a window arrive at that moment through it
         self.on_level_step: Callable[[str], None] | None = None
@@ -363,15 +370,31 @@ class LiveSession:
                 self._cond.notify_all()
 
     def _put(self, w: LiveWindow) -> None:
-        t0 = time.perf_counter()
-        x = eval_transform(w.frames, self.image_size) if w.frames is not None else None  # (3, T, S, S)
-        self.stage_seconds["transform"] += time.perf_counter() - t0
+        x = self._model_input(w)
         with self._cond:
             if self.lag_policy == "queue":
                 while len(self._queue) >= self.opts.max_queue and not self._stop.is_set():
                     self._cond.wait(0.1)
+            if not w.early:  # its early twin, if still waiting, is not needed any more: this one is captioned
+                for i in reversed(range(len(self._queue))):
+                    if self._queue[i][0].index == w.index:
+                        del self._queue[i]
             self._queue.append((w, x))
             self._cond.notify_all()
+
+    def _model_input(self, w: LiveWindow) -> torch.Tensor | None:
+        """The window's frames transformed for the encoder, (3, T, S, S); a final window with its early twin's frames
+        takes the twin's. Called by the reader thread, and by `_finish` once the reader is done."""
+        twin = self._early_x.pop(w.index, None)
+        if twin is not None and twin[0] is w.frames:
+            x = twin[1]
+        else:
+            t0 = time.perf_counter()
+            x = eval_transform(w.frames, self.image_size) if w.frames is not None else None
+            self.stage_seconds["transform"] += time.perf_counter() - t0
+        if w.early:
+            self._early_x[w.index] = (w.frames, x)
+        return x
 
     # ---- captioning thread -----------------------------------------------------------------------------------------
     def _take(self, block: bool = True) -> list[tuple[LiveWindow, torch.Tensor | None]] | None:
@@ -391,6 +414,8 @@ class LiveSession:
                 now = time.monotonic()
                 while len(self._queue) > 1 and now - self._queue[0][0].ready > self.opts.max_lag:
                     w, _ = self._queue.popleft()
+                    if w.early:
+                        continue  # not captioned ahead; its final window waits or comes (and may be dropped)
                     w.skipped, w.frames = "lag", None
                     self._dropped += 1
                     notes.append({"_window": (w, None)})
@@ -444,19 +469,32 @@ class LiveSession:
             self._caption(batch)
 
     def _caption(self, batch: list[tuple[LiveWindow, torch.Tensor | None]]) -> None:
-        """Clip work: caption a batch of windows (skipped ones get none), store and emit them in time order."""
+        """Clip work: caption a batch of windows (skipped ones get none), store and emit them in time order. An early
+        window's caption is kept, not emitted, until its final window comes: with the same frames it is that
+        window's caption, otherwise (the stream ended within the minimum tail) it is dropped."""
         t_start = time.perf_counter()
-        todo = [(w, x) for w, x in batch if w.skipped is None and x is not None]
         texts: dict[int, tuple[str, np.ndarray]] = {}
+        todo = []
+        for w, x in batch:
+            ahead = None if w.early else self._early_done.pop(w.index, None)
+            if ahead is not None and ahead[0] is w.frames:
+                texts[w.index] = ahead[1:]
+            elif w.skipped is None and x is not None:
+                todo.append((w, x))
         if todo:
             t0 = time.perf_counter()
             out, feats = caption_clips(self.cap, [x for _, x in todo], self._decode_cfg("clip"), self.device)
             self.stage_seconds["clip_model"] += time.perf_counter() - t0
             self.stage_seconds["windows"] += len(todo)
             for (w, _), text, feat in zip(todo, out, feats, strict=True):
-                texts[w.index] = (text, feat)
+                if w.early:
+                    self._early_done[w.index] = (w.frames, text, feat)
+                else:
+                    texts[w.index] = (text, feat)
         now = time.monotonic()
         for w, _ in batch:
+            if w.early:
+                continue
             if w.index in texts:
                 text, feat = texts[w.index]
                 skipped = None
@@ -529,8 +567,7 @@ class LiveSession:
             duration = max(duration, self._clips[-1][0].end)
         rest = windower.finish(duration, time.monotonic()) if self._reader_done else []
         if rest:
-            self._caption([(w, eval_transform(w.frames, self.image_size) if w.frames is not None else None)
-                           for w in rest])  # fmt: skip
+            self._caption([(w, self._model_input(w)) for w in rest])
         self._feed_all()
         if not self._clips:
             self._forget()  # nothing to resume: the same -o can be used again at once

@@ -4,8 +4,14 @@ Window `k` is `[k * c, k * c + c)`; its moments are `sampling.frame_times` (the 
 and a moment shows the frame on screen then: the last frame whose time is at or before it (`video.reader`'s rule,
 with its one-tick rounding), or the first frame for a moment before every frame. Because `window_plan` joins a
 last window shorter than `min_tail` seconds to the one before, window `k` is final only once a frame at or after
-`(k + 1) * c + min_tail` has arrived (so a clip caption comes about `min_tail` seconds after its window ends); at the
-end of the stream `finish(duration)` cuts the remaining windows exactly as `window_plan(duration)` does.
+`(k + 1) * c + min_tail` has arrived; at the end of the stream `finish(duration)` cuts the remaining windows exactly as
+`window_plan(duration)` does.
+
+So that the model need not wait for that `min_tail`, window `k` is also given out *early* (`LiveWindow.early`), with
+the frames it will have if it is final, as soon as a frame at or after its end arrives: every frame it shows is in
+by then (frames come in time order). The final window that follows has the same span and frames, unless the stream
+ended within `min_tail` of its end and the tail joined it (`finish`); then it has a new frames array. The caller
+captions the early one, and emits that caption when the final one comes with the same span (`live.session`).
 
 A window inside a hole of the stream (no frame in it, and the frames around it more than a window apart: a
 disconnect) is returned as skipped ("gap") instead of being captioned from a frozen picture. Only the frames the
@@ -34,6 +40,11 @@ class LiveWindow:
     frames: np.ndarray | None  # (T, H, W, 3) uint8 RGB, upright; None when skipped
     ready: float  # time.monotonic() when the stream passed the window's end: where its latency is counted from
     skipped: str | None = None  # "gap" (a hole in the stream) or "lag" (dropped to keep up)
+    early: bool = False  # given out before it is final (see the module docstring); never skipped
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return (self.start, self.end)
 
 
 class Windower:
@@ -51,6 +62,7 @@ class Windower:
         self._times: list[float] = []
         self._frames: list[LiveFrame] = []
         self._passed: dict[int, float] = {}  # window -> when the stream passed its end
+        self._early: dict[int, LiveWindow] = {}  # windows given out early, not final yet (gaps are not given)
 
     def push(self, f: LiveFrame) -> list[LiveWindow]:
         if self._times and f.t < self._times[-1]:
@@ -67,6 +79,11 @@ class Windower:
         while f.t >= (self.next + 1) * self.c + self.min_tail:
             s = self.next * self.c
             out.append(self._make(self.next, s, s + self.c))
+        for k in sorted(self._passed.keys() - self._early.keys()):  # passed its end, not final: early (not gaps)
+            w = self._early[k] = self._pick(k, k * self.c, (k + 1) * self.c, self._passed[k])
+            if w.skipped is None:
+                w.early = True
+                out.append(w)
         return out
 
     def finish(self, duration: float, arrived: float) -> list[LiveWindow]:
@@ -80,8 +97,19 @@ class Windower:
         return out
 
     def _make(self, k: int, s: float, e: float) -> LiveWindow:
+        """Window `k`, final: the next one is `k + 1`, and the frames only `k` could need are dropped."""
         ready = self._passed.pop(k, self._frames[-1].arrived if self._frames else 0.0)
+        early = self._early.pop(k, None)
         self.next = k + 1
+        if early is not None and early.span == (s, e):  # the same window: the same frames (the same array)
+            win = LiveWindow(k, s, e, early.frames, ready, early.skipped)
+        else:
+            win = self._pick(k, s, e, ready)
+        self._prune()
+        return win
+
+    def _pick(self, k: int, s: float, e: float, ready: float) -> LiveWindow:
+        """Window `k` over `[s, e)` from the frames kept (skipped as a gap when it has none); changes nothing."""
         times = self._times
         if not times:
             return LiveWindow(k, s, e, None, ready, "gap")
@@ -100,7 +128,6 @@ class Windower:
                     rgb[j] = _to_rgb(self._frames[j].frame, self.rotation)
                 picks.append(rgb[j])
             win = LiveWindow(k, s, e, np.stack(picks), ready)
-        self._prune()
         return win
 
     def _prune(self) -> None:
