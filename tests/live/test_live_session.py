@@ -148,6 +148,27 @@ def test_a_window_is_captioned_as_the_stream_passes_its_end(tmp_path: Path, capt
     assert [(c["start"], c["end"], c["text"]) for c in clip_events] == want
 
 
+def test_level_work_gives_way_to_final_windows_only(tmp_path: Path, recording: Path, captioner) -> None:
+    """Between the decoding steps of a description, the session captions the final windows waiting (their captions
+    can be emitted at once) and leaves an early one queued: it could not be emitted before its final window anyway,
+    and the description it would delay could. Outside level work, early windows are taken as they come."""
+    import numpy as np
+
+    from videorecap.live.windows import LiveWindow
+
+    session = LiveSession(str(recording), captioner, tmp_path / "out", LiveOptions(levels="clip"))
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    queued = [
+        LiveWindow(0, 0.0, 4.0, frames, 0.0),
+        LiveWindow(1, 4.0, 8.0, frames, 0.0, early=True),
+        LiveWindow(2, 8.0, 12.0, frames, 0.0),
+    ]  # fmt: skip (a min_tail longer than a window puts 2 after 1)
+    session._queue.extend((w, None) for w in queued)
+    assert [w.index for w, _ in session._take(block=False, final_only=True)] == [0, 2]
+    assert [w.index for w, _ in session._queue] == [1]
+    assert [w.index for w, _ in session._take(block=False)] == [1]
+
+
 def test_network_stream_disconnect_reconnect_and_finish(tmp_path: Path, recording: Path, captioner) -> None:
     server = start_stream("serve", recording, SPEED, 9.0)  # the first connection is cut at 9 s of stream time
     try:

@@ -397,9 +397,12 @@ class LiveSession:
         return x
 
     # ---- captioning thread -----------------------------------------------------------------------------------------
-    def _take(self, block: bool = True) -> list[tuple[LiveWindow, torch.Tensor | None]] | None:
+    def _take(
+        self, block: bool = True, final_only: bool = False
+    ) -> list[tuple[LiveWindow, torch.Tensor | None]] | None:
         """The next windows to caption (up to a batch), or None when the reader is done and nothing is queued.
-        With `block`, waits for a window (or the reader's end); without, returns [] when nothing is queued."""
+        With `block`, waits for a window (or the reader's end); without, returns [] when nothing is queued.
+        `final_only`: only final windows (level work gives way only to captions that can be emitted now)."""
         with self._cond:
             while block and not self._queue and not self._reader_done and not self._notes:
                 self._cond.wait(0.2)
@@ -419,9 +422,15 @@ class LiveSession:
                     w.skipped, w.frames = "lag", None
                     self._dropped += 1
                     notes.append({"_window": (w, None)})
-            batch = []
-            while self._queue and len(batch) < self.opts.batch_size:
-                batch.append(self._queue.popleft())
+            if final_only:  # the final windows, in order (an early one stays, wherever it is)
+                picked = [i for i, q in enumerate(self._queue) if not q[0].early][: self.opts.batch_size]
+                batch = [self._queue[i] for i in picked]
+                for i in reversed(picked):
+                    del self._queue[i]
+            else:
+                batch = []
+                while self._queue and len(batch) < self.opts.batch_size:
+                    batch.append(self._queue.popleft())
             self._cond.notify_all()
         for n in notes:
             if "_window" in n:
@@ -460,12 +469,14 @@ class LiveSession:
             self.stage_seconds["level"] += time.perf_counter() - t0 - (self.stage_seconds["clip"] - clip0)
 
     def _clip_work_between(self, level: str) -> None:
-        """Between two decoding steps of level work: caption the windows waiting now (and any arriving meanwhile)."""
+        """Between two decoding steps of level work: caption the final windows waiting now (and any arriving
+        meanwhile). An early window waits for the level work to end or for its final window: its caption could not
+        be emitted before that anyway, and the description it would delay could."""
         if self.on_level_step is not None:
             self.on_level_step(level)
         if not (self._queue or self._notes):  # the common case: nothing waits (an unlocked look suffices)
             return
-        while batch := self._take(block=False):
+        while batch := self._take(block=False, final_only=True):
             self._caption(batch)
 
     def _caption(self, batch: list[tuple[LiveWindow, torch.Tensor | None]]) -> None:
