@@ -162,7 +162,7 @@ def test_level_work_gives_way_to_final_windows_only(tmp_path: Path, recording: P
         LiveWindow(0, 0.0, 4.0, frames, 0.0),
         LiveWindow(1, 4.0, 8.0, frames, 0.0, early=True),
         LiveWindow(2, 8.0, 12.0, frames, 0.0),
-    ]  # fmt: skip (a min_tail longer than a window puts 2 after 1)
+    ]  # 2 after 1: a min_tail longer than a window gives that order
     session._queue.extend((w, None) for w in queued)
     assert [w.index for w, _ in session._take(block=False, final_only=True)] == [0, 2]
     assert [w.index for w, _ in session._queue] == [1]
