@@ -145,6 +145,23 @@ def test_bf16_and_int8_change_the_weights_and_so_the_cache_key():
     assert len({h32, weights_hash(b16), weights_hash(i8)}) == 3
 
 
+def test_int8_frees_the_fp32_layers_it_replaced_at_once():
+    """The fp32 Linear layers quantize_dynamic replaces are left in reference cycles; quantize_int8 collects them
+    before it returns, so quantizing the levels of a Captioner in turn does not hold every level's fp32 weights at
+    once."""
+    import gc
+    import weakref
+
+    m = tiny_recap("clip")
+    replaced = weakref.ref(m.decoder.h[0].attn.c_attn)
+    gc.disable()  # only quantize_int8's own collection may free it
+    try:
+        runtime.quantize_int8(m)
+        assert replaced() is None
+    finally:
+        gc.enable()
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     return make_video(tmp_path_factory.mktemp("v") / "kitchen.mp4", duration=40.0, fps=2.0, size=(32, 24))

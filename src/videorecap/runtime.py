@@ -403,6 +403,7 @@ def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized per batch), in place."""
+    import gc
     import warnings
 
     import torch
@@ -412,7 +413,11 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         # torch 2.13 announces that its quantized tensor types will go; they work, and the warning is not the user's
         warnings.filterwarnings("ignore", message=".*deprecated", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*deprecated", category=DeprecationWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    # The fp32 Linear layers it replaced are left in reference cycles, which only the cycle
+    # collector frees: collect now, so that quantizing the next model does not add its transient on top of them.
+    gc.collect()
+    return model
 
 
 def compile_for_inference(module: torch.nn.Module) -> torch.nn.Module:
