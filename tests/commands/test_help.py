@@ -203,14 +203,15 @@ def test_caption_and_live_read_the_shared_flags_into_the_same_options(tmp_path, 
 
 
 def test_help_loads_no_model_library():
-    """`videorecap --help` and every command's parser are built without torch (seconds and 200 MB less per call):
-    the option classes whose defaults the flags show are torch-free."""
+    """`videorecap --help` and every command's parser are built without torch or PyAV (seconds and 200 MB less per
+    call): the option classes whose defaults the flags show are torch-free, and PyAV loads where video is read or
+    written."""
     import subprocess
     import sys
 
     code = (
         "import sys; from videorecap import cli; cli.build_parser(); "
-        "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'tokenizers', 'av') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import av
 import numpy as np
 
 from videorecap.synth.world import Action, VideoScript
@@ -732,6 +731,8 @@ def render_video(script: VideoScript, path: str | os.PathLike[str], *, size: int
     if not fps > 0:
         raise ValueError(f"fps must be positive, not {fps}")
     from fractions import Fraction
+
+    import av  # here, not at the top: `videorecap synth --help` and the world's scripts need no encoder
 
     rate = Fraction(fps).limit_denominator(1000)
     with av.open(os.fspath(path), mode="w", format="mp4") as container:
