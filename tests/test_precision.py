@@ -1,6 +1,7 @@
 """--precision: the rule of `auto`, the bf16/int8 paths, the fidelity gate, and decode batching (issue 15 §2)."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -260,3 +261,49 @@ def test_a_bad_precision_in_the_environment_is_a_usage_error(monkeypatch, capsys
         cli.main(["demo", "--minutes", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "fp64" in err[0] and "VIDEORECAP_PRECISION" in err[0]
+
+
+def test_each_level_is_quantized_as_soon_as_it_is_read(monkeypatch):
+    """Captioner.load puts each model in its precision before it reads the next, so int8's transient holds one
+    level's fp32 layers on top of the others' int8 ones, never every level's fp32 weights at once."""
+    from videorecap import checkpoint
+
+    real, seen = checkpoint.load_model, []
+
+    def spy(*args, **kwargs):
+        # every model read before this one is already quantized: no plain fp32 Linear left in it
+        seen.append([any(type(m) is torch.nn.Linear for m in model.modules()) for model in loaded])
+        model, tok = real(*args, **kwargs)
+        loaded.append(model)
+        return model, tok
+
+    loaded: list[torch.nn.Module] = []
+    monkeypatch.setattr(checkpoint, "load_model", spy)
+    cap = Captioner.load("recap-synth", precision="int8")
+    assert cap.precision == "int8" and len(loaded) == 3
+    assert seen == [[], [False], [False, False]]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the memory maps of a Linux process")
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_converted_models_release_the_checkpoint_file(tmp_path, precision):
+    """fp32 weights are views of the memory-mapped checkpoint; once bf16 or int8 has replaced them, nothing may keep
+    the map (and the fp32 pages read to convert them) alive."""
+    import gc
+
+    from videorecap.checkpoint import save_pretrained
+
+    save_pretrained(tiny_recap("clip"), tmp_path / "m", tokenizer=word_tokenizer(120))
+    weights = str((tmp_path / "m" / "model.safetensors").resolve())
+
+    def mapped() -> bool:
+        gc.collect()
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            return weights in f.read()
+
+    fp32 = Captioner.load(tmp_path / "m", precision="fp32")
+    assert mapped()  # the detection works: fp32 reads the weights through the map
+    del fp32
+    assert not mapped()
+    cap = Captioner.load(tmp_path / "m", precision=precision)
+    assert cap.precision == precision and not mapped()

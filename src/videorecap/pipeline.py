@@ -149,7 +149,7 @@ class Captioner:
         library's default is fp32, the original's arithmetic (the CLI's is auto).
         """
         from videorecap.checkpoint import load_model, read_config, recap_config
-        from videorecap.runtime import check_device
+        from videorecap.runtime import check_device, prepare_model, resolve_precision
 
         check_device(str(device))
         paths: dict[str, Path] = {}  # level -> checkpoint folder
@@ -181,15 +181,19 @@ class Captioner:
             if missing:
                 raise missing_levels_error(missing, tuple(lv for lv in LEVELS if lv in paths))
             paths = {lv: p for lv, p in paths.items() if lv in wanted}
+        resolved = resolve_precision(device, precision)
         models: dict[str, tuple[VideoRecap, Tokenizer]] = {}
         loaded: dict[Path, tuple[VideoRecap, Tokenizer]] = {}
         for lv, p in paths.items():
             if p not in loaded:  # a ReCap-U folder serves several levels with one model
-                loaded[p] = load_model(p, device=device, tokenizer_path=tokenizer)  # type: ignore[assignment]
+                m, tok = load_model(p, device=device, tokenizer_path=tokenizer)
+                # Each model is put in its precision as soon as it is read, so that int8's transient (the fp32 layers
+                # it replaces) holds one level's weights on top of the others, not all three levels' fp32 weights.
+                loaded[p] = (prepare_model(m, resolved), tok)  # type: ignore[assignment]
             models[lv] = loaded[p]
         sources = {lv: str(p) for lv, p in paths.items()}
-        out = cls(_need_tokenizer(models, sources), sources)
-        out.use_precision(precision, device)
+        out = cls(_need_tokenizer(models, sources), sources, precision=resolved)
+        logger.info("precision: %s (asked: %s) on %s", resolved, precision, device)
         return out
 
 

@@ -380,6 +380,8 @@ def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     import torch
 
     if precision == "int8":
+        # the Linear weights become int8 copies; everything else (biases included: the int8 layers keep them) is kept
+        _own_memory(model, skip={id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)})
         return quantize_int8(model)
     if precision == "fp32-onednn":
         for m in model.modules():
@@ -398,7 +400,25 @@ def prepare_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
             lm = getattr(m, "wte", None)
             if isinstance(lm, torch.nn.Embedding) and hasattr(m, "new_cache"):
                 lm.to(torch.bfloat16)
+        _own_memory(model, skip={id(t) for t in model.parameters() if t.dtype == torch.bfloat16})
     return model
+
+
+def _own_memory(model: torch.nn.Module, skip: set[int]) -> None:
+    """Copy the tensors of `model` that a conversion keeps (all but those in `skip`) into memory of their own.
+
+    A loaded checkpoint's tensors are views of its memory-mapped safetensors file, and while one of them remains,
+    the map does, with every page read through it: the fp32 weights that bf16 or int8 replaced (read once to
+    convert them) would stay in the process's memory, 1.6 GB per recap-base level. The kept tensors are small
+    (norms, biases, position embeddings; the token embedding in int8)."""
+    import itertools
+
+    import torch
+
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if id(t) not in skip:
+                t.data = t.data.clone()
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
