@@ -71,7 +71,16 @@ def describe() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    limits = {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
+    if limits:
+        info["isa_limits"] = limits
     return info
+
+
+# Environment variables that make the libraries use fewer instructions than the CPU has: set together, e.g.
+# ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2, they
+# emulate an AVX2-only CPU's kernels (not its caches or memory), which a result must then say.
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS")
 
 
 def machine_block(extra: dict[str, str] | None = None) -> str:
@@ -93,6 +102,9 @@ def machine_block(extra: dict[str, str] | None = None) -> str:
     ]
     if "gpu" in d:
         lines.insert(2, f"gpu:            {d['gpu']}")
+    if "isa_limits" in d:
+        limits = " ".join(f"{k}={v}" for k, v in d["isa_limits"].items())
+        lines.insert(3, f"isa limited:    {limits} (the kernels of a smaller CPU, emulated on this one)")
     for k, v in (extra or {}).items():
         lines.append(f"{k + ':':<16}{v}")
     return "```\n" + "\n".join(lines) + "\n```"
