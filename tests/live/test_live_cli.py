@@ -142,3 +142,43 @@ def test_precision_is_taken_and_recorded(tmp_path: Path, recording: Path, monkey
     # the session's store is tied to the precision: a resume in fp32 would not mix its captions with these
     assert json.loads((out / ".cache" / "store.json").read_text())["fingerprint"]["precision"] == "bf16"
     assert load(out / "captions.json").clips
+
+
+def test_a_capture_input_is_captioned_until_it_ends_or_the_duration(tmp_path: Path) -> None:
+    """A capture input (`--format lavfi`: FFmpeg's filter graph standing in for a camera) is read as a device: its
+    own timestamps, its end, or --duration for one that never ends."""
+    args = ["--format", "lavfi", "--model", "recap-synth", "--no-status", "--levels", "clip,segment"]
+    assert main(["live", "testsrc2=size=96x64:rate=8:duration=10", "-o", str(tmp_path / "a"), *args]) == 0
+    result = load(tmp_path / "a" / "captions.json")
+    assert [(c.start, c.end) for c in result.clips] == [(0.0, 4.0), (4.0, 8.0), (8.0, 10.0)]
+    assert result.video.id == "lavfi" and len(result.segments) == 1
+    start = _events(tmp_path / "a")[0]
+    assert start["event"] == "start" and start["kind"] == "device" and start["lag_policy"] == "drop"
+    assert main(["live", "testsrc2=size=96x64:rate=8", "-o", str(tmp_path / "b"), "--duration", "6", *args]) == 0
+    assert [(c.start, c.end) for c in load(tmp_path / "b" / "captions.json").clips] == [(0.0, 4.0), (4.0, 6.0)]
+
+
+def test_capture_sources_are_checked_before_the_models_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from videorecap.errors import InputError
+    from videorecap.live import source
+
+    # /dev/videoN is FFmpeg's video4linux2 input (the PyAV wheel for Linux has it), once the device exists
+    assert source.has_input_format("video4linux2") and source.has_input_format("v4l2")
+    assert not source.has_input_format("nosuch")
+    with pytest.raises(InputError, match="no such device"):
+        source.parse_source("/dev/video97")
+    real_exists = os.path.exists
+    monkeypatch.setattr(source.os.path, "exists", lambda p: p == "/dev/video97" or real_exists(p))
+    assert source.parse_source("/dev/video97") == source.Source("/dev/video97", "device", "video4linux2")
+    monkeypatch.setattr(source, "has_input_format", lambda name: name != "video4linux2")
+    with pytest.raises(InputError, match=r"no video4linux2 input.*ffmpeg -f v4l2"):
+        source.parse_source("/dev/video97")
+    monkeypatch.undo()
+    out = tmp_path / "o"
+    for argv in (["/dev/video97"], ["-", "--format", "nosuch"], ["/dev/null", "--format", "v4l2"]):
+        assert main(["live", *argv, "--model", "recap-synth", "-o", str(out), "--no-status"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+        assert not (out / "captions.json").exists()

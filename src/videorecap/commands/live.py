@@ -56,7 +56,8 @@ HELP = "caption a live stream: clip captions within seconds, segments as they cl
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", nargs="?", metavar="SOURCE", help="a growing file, a stream URL, /dev/videoN, or -")
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="a growing file, a stream URL, a camera "
+                   "(/dev/videoN), a capture input with --format (lavfi, x11grab, ...), or -")  # fmt: skip
     add_output_argument(p, "live.jsonl, the growing VTT files, then the outputs of `caption`")
     p.add_argument("--resume", type=Path, metavar="OUT", help="continue the session in OUT (after a crash or kill)")
     add_model_arguments(p.add_argument_group("model"))
@@ -71,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_original_settings_argument(r, "every summary reads only the first 512 tokens of the segment descriptions "
                                    "(default: as many as fit, chosen evenly across the stream so far)")  # fmt: skip
     s = p.add_argument_group("the stream")
-    s.add_argument("--format", help="FFmpeg input format to force (e.g. mpegts for a pipe FFmpeg cannot probe)")
+    s.add_argument("--format", help="FFmpeg input format to force (e.g. mpegts for a pipe FFmpeg "
+                   "cannot probe), or a capture input: video4linux2, lavfi, x11grab, avfoundation, dshow")  # fmt: skip
     s.add_argument("--idle", type=positive_float, default=_default("idle"), metavar="SECONDS",
                    help="a file that has not grown (or a network read that got nothing) for this long ends the "
                    f"stream, or starts a reconnect (default: {_default('idle'):g})")  # fmt: skip

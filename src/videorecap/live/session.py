@@ -691,6 +691,8 @@ def _video_id(source: Source) -> str:
         return Path(source.text).stem
     if source.kind == "stdin":
         return "stdin"
+    if source.kind == "device" and not source.text.startswith("/"):
+        return source.format or "capture"  # a display or a filter graph: the input's name says more
     return source.text.rstrip("/").rsplit("/", 1)[-1] or "live"
 
 

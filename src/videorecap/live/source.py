@@ -6,7 +6,10 @@ SOURCE is one of:
   `idle` seconds, or once the end marker `SOURCE.done` exists and everything before it was read;
 - a network URL that the bundled FFmpeg opens (`http(s)://` MPEG-TS or HLS, `rtsp://`, `rtmp://`, `udp://`,
   `tcp://`, `srt://`): a lost connection is opened again, with backoff, for up to `reconnect` seconds;
-- a capture device (`/dev/video0`, via FFmpeg's video4linux2 input, when the bundled FFmpeg has it);
+- a capture input (`CAPTURE_FORMATS`): a camera (`/dev/video0`, FFmpeg's video4linux2 input, which the PyAV wheel
+  for Linux has; `--format avfoundation` or `dshow` where the build has those), a screen (`--format x11grab`), or a
+  filter graph standing in for a camera (`--format lavfi`, e.g. `testsrc2=rate=25,realtime`); it ends when the
+  input does (Ctrl-C or `--duration` for a camera);
 - `-`: a stream on stdin (MPEG-TS, or any format FFmpeg can probe from a pipe; `--format` names it otherwise).
 
 **Timeline.** A frame's time is its stream timestamp minus the stream's start time (the first frame is at 0, as
@@ -42,6 +45,9 @@ NETWORK_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "udp", "tcp", "srt"
 END_MARKER_SUFFIX = ".done"  # `SOURCE.done` appearing means the writer has finished the file
 PROBE_MICROSECONDS = 500_000  # how much of a live source FFmpeg reads to learn its format (see FrameSource._open)
 PROBE_BYTES = 256 * 1024
+# FFmpeg's capture inputs: cameras, screens, and lavfi (a filter graph as a camera: a setup can be tried without one).
+# SOURCE is then what the input takes (a device path, a display, a filter graph); each exists where the build has it.
+CAPTURE_FORMATS = ("video4linux2", "v4l2", "avfoundation", "dshow", "gdigrab", "x11grab", "kmsgrab", "fbdev", "lavfi")
 
 
 @dataclass(frozen=True)
@@ -62,30 +68,46 @@ def parse_source(text: str, fmt: str | None = None) -> Source:
     """The kind of SOURCE, checked as far as it can be without opening it.
 
     Raises:
-        InputError: a file that does not exist, a protocol or capture input this FFmpeg build lacks.
+        InputError: a file that does not exist, a protocol or input format this FFmpeg build lacks.
     """
+    if fmt is not None and not has_input_format(fmt):
+        raise InputError(f"--format {fmt}: this FFmpeg has no such input format (e.g. mpegts, matroska, lavfi)")
     if text == "-":
         return Source(text, "stdin", fmt)
+    if text.startswith("/dev/video") and fmt is None:
+        if not has_input_format("video4linux2"):
+            raise InputError(
+                f"{text}: the bundled FFmpeg has no video4linux2 input, so capture devices cannot be opened; "
+                "stream the device with ffmpeg into a pipe instead (ffmpeg -f v4l2 -i /dev/video0 -f mpegts - | "
+                "videorecap live - ...)"
+            )
+        fmt = "video4linux2"
+    if fmt in CAPTURE_FORMATS:
+        if text.startswith("/dev/") and not os.path.exists(text):
+            raise InputError(f"{text}: no such device (is the camera connected? `ls /dev/video*` lists them)")
+        return Source(text, "device", fmt)
     scheme = urlsplit(text).scheme.lower()
     if scheme in NETWORK_SCHEMES:
         return Source(text, "network", fmt)
     if len(scheme) > 1 and "://" in text:
         raise InputError(f"{text}: unknown protocol {scheme!r}; use one of {', '.join(NETWORK_SCHEMES)}, a file or -")
-    if text.startswith("/dev/video"):
-        device_format = fmt or "video4linux2"
-        if device_format not in av.formats_available:
-            raise InputError(
-                f"{text}: the bundled FFmpeg has no {device_format} input, so capture devices cannot be opened; "
-                "stream the device with ffmpeg into a pipe instead (ffmpeg -f v4l2 -i /dev/video0 -f mpegts - | "
-                "videorecap live - ...)"
-            )
-        return Source(text, "device", device_format)
     p = Path(text)
     if not p.exists():
         raise InputError(f"{text}: no such file (a live file must exist when the session starts)")
     if p.is_dir():
         raise InputError(f"{text}: a folder, not a video file or stream")
     return Source(text, "file", fmt)
+
+
+def has_input_format(name: str) -> bool:
+    """Whether this FFmpeg build reads the input format `name` (a demuxer or capture input; FFmpeg's names, such as
+    "video4linux2" or its alias "v4l2")."""
+    from av.format import ContainerFormat
+
+    try:
+        return bool(ContainerFormat(name, "r").is_input)
+    except ValueError:
+        return False
 
 
 class FollowFile(io.RawIOBase):
