@@ -329,3 +329,57 @@ def test_hls_playlist_over_http(tmp_path: Path, recording: Path, captioner, refe
         end = LiveSession(f"{server.url}/index.m3u8", captioner, tmp_path / "out", LiveOptions(levels="clip")).run()
     assert end.reason == "eof"
     assert [c.text for c in end.result.clips] == [c.text for c in reference.clips]
+
+
+def _boxes(*kinds: bytes) -> bytes:
+    """Top-level MP4 boxes of 12 bytes each: size, type, 4 bytes of content."""
+    return b"".join((12).to_bytes(4, "big") + k + b"\0" * 4 for k in kinds)
+
+
+def test_where_an_mp4_keeps_its_index(tmp_path: Path, recording: Path) -> None:
+    from videorecap.live.source import mp4_index
+    from videorecap.video.testing import make_video
+
+    cases = {
+        "faststart": (_boxes(b"ftyp", b"moov", b"mdat"), "start"),
+        "fragmented": (_boxes(b"ftyp", b"moov", b"moof", b"mdat", b"moof", b"mdat"), "start"),
+        "at-end": (_boxes(b"ftyp", b"free", b"mdat", b"moov"), "end"),
+        "being-written": (_boxes(b"ftyp", b"mdat") + b"\0\0", "missing"),
+        "just-started": (_boxes(b"ftyp"), "missing"),
+        "text": (b"hello, this is not a video at all\n", None),
+        "empty": (b"", None),
+    }
+    for name, (data, want) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert mp4_index(tmp_path / name) == want, name
+    assert mp4_index(recording) is None  # MPEG-TS
+    assert mp4_index(make_video(tmp_path / "v.mp4", duration=1.0)) == "end"  # what FFmpeg's muxer writes by default
+
+
+def test_a_finished_mp4_with_its_index_at_the_end_gives_captions_equal_to_caption(tmp_path: Path, captioner) -> None:
+    """An MP4 keeps its index after the media data unless written "faststart": it cannot be read as a stream, so a
+    complete one is read whole, and one still being written is waited for (until it stops growing)."""
+    from videorecap.errors import VideoError
+    from videorecap.pipeline import CaptionOptions, caption_video
+    from videorecap.video.testing import make_video
+
+    mp4 = make_video(tmp_path / "rec.mp4", duration=DURATION, fps=10, size=(64, 48))
+    want = caption_video(mp4, captioner, CaptionOptions(levels="clip"))
+    end = LiveSession(str(mp4), captioner, tmp_path / "out", LiveOptions(levels="clip", idle=1)).run()
+    assert end.reason == "eof"
+    assert [(c.start, c.end, c.text) for c in end.result.clips] == [(c.start, c.end, c.text) for c in want.clips]
+
+    cut = tmp_path / "cut.mp4"  # a recording whose index was never written
+    cut.write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])
+    with pytest.raises(VideoError, match=r"index \(moov\).*stopped growing.*faststart"):
+        LiveSession(str(cut), captioner, tmp_path / "out2", LiveOptions(levels="clip", idle=0.5)).run()
+
+    growing = tmp_path / "growing.mp4"  # completed while the session waits
+    growing.write_bytes(cut.read_bytes())
+    done = threading.Timer(1.0, lambda: growing.write_bytes(mp4.read_bytes()))
+    done.start()
+    try:
+        end = LiveSession(str(growing), captioner, tmp_path / "out3", LiveOptions(levels="clip", idle=5)).run()
+    finally:
+        done.cancel()
+    assert [c.text for c in end.result.clips] == [c.text for c in want.clips]

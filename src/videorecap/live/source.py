@@ -3,7 +3,8 @@
 SOURCE is one of:
 
 - a file, possibly still being written: read like `tail -f` (`FollowFile`); it ends when the file has not grown for
-  `idle` seconds, or once the end marker `SOURCE.done` exists and everything before it was read;
+  `idle` seconds, or once the end marker `SOURCE.done` exists and everything before it was read. An MP4 with its
+  index at the end (`mp4_index`) cannot be read as a stream: it is read whole once complete;
 - a network URL that the bundled FFmpeg opens (`http(s)://` MPEG-TS or HLS, `rtsp://`, `rtmp://`, `udp://`,
   `tcp://`, `srt://`): a lost connection is opened again, with backoff, for up to `reconnect` seconds;
 - a capture input (`CAPTURE_FORMATS`): a camera (`/dev/video0`, FFmpeg's video4linux2 input, which the PyAV wheel
@@ -97,6 +98,51 @@ def parse_source(text: str, fmt: str | None = None) -> Source:
     if p.is_dir():
         raise InputError(f"{text}: a folder, not a video file or stream")
     return Source(text, "file", fmt)
+
+
+# Top-level boxes an MP4/MOV file may begin with; a file starting otherwise is not one.
+_MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+
+
+def mp4_index(path: Path) -> str | None:
+    """Where an MP4/MOV file keeps its index (the `moov` box), from its top-level boxes:
+
+    - "start": before the media data (a "faststart" or fragmented file): it can be read as a stream, as it grows;
+    - "end": after the media data (what most recorders and muxers write): it must be read with seeking, whole;
+    - "missing": no index yet: a file still being written (or cut off);
+    - None: not an MP4/MOV file (or unreadable), which FFmpeg reads as a stream.
+    """
+    import struct
+
+    seen: list[bytes] = []
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + 8 <= size and len(seen) < 10_000:
+                f.seek(pos)
+                n, kind = struct.unpack(">I4s", f.read(8))
+                header = 8
+                if n == 1:  # a 64-bit size follows
+                    if pos + 16 > size:
+                        break
+                    (n,) = struct.unpack(">Q", f.read(8))
+                    header = 16
+                if not seen and kind not in _MP4_FIRST_BOXES:
+                    return None
+                seen.append(kind)
+                if kind in (b"moov", b"moof") or n == 0:  # found the index, or a box running to the end of the file
+                    break
+                if n < header:
+                    return None  # not a box: let FFmpeg say what the file is
+                pos += n
+    except OSError:
+        return None
+    if not seen:
+        return None
+    if b"moov" in seen or b"moof" in seen:
+        return "end" if b"mdat" in seen else "start"
+    return "missing"  # (a recorder writes the index either first, with the header, or last)
 
 
 def has_input_format(name: str) -> bool:
@@ -221,7 +267,12 @@ class FrameSource:
         # source that is 5 s of latency. Half a second is enough for the formats a live source sends.
         probe = {"analyzeduration": str(PROBE_MICROSECONDS), "probesize": str(PROBE_BYTES)}
         if src.kind == "file":
-            self._follow = FollowFile(Path(src.text), self.idle, self.stop)
+            path = Path(src.text)
+            if src.format is None and self._wait_for_mp4_index(path) == "end":
+                # An MP4 with its index after the media data cannot be read as a stream: read it whole, with seeking,
+                # as `caption` does (it is complete by now: its index is written last).
+                return av.open(str(path), options=probe)
+            self._follow = FollowFile(path, self.idle, self.stop)
             return av.open(self._follow, format=src.format, options=probe)
         if src.kind == "stdin":
             return av.open(sys.stdin.buffer, format=src.format, options=probe)
@@ -235,6 +286,33 @@ class FrameSource:
                 f"{src.text}: the bundled FFmpeg has no {urlsplit(src.text).scheme}:// protocol; relay the stream "
                 "to http:// or a pipe (ffmpeg -i URL -c copy -f mpegts - | videorecap live - ...)"
             ) from None
+
+    def _wait_for_mp4_index(self, path: Path) -> str | None:
+        """`mp4_index(path)`, waiting while the file is an MP4 still being written without its index (which is
+        written last): such a file can be read only once it is complete. Ends with a `VideoError` when the file
+        stops growing for `idle` seconds without an index."""
+        where = mp4_index(path)
+        if where != "missing":
+            return where
+        logger.warning("%s: an MP4 being written with its index at the end can be read only once it is complete; "
+                       "waiting for it (a recorder writing MPEG-TS, MKV or fragmented MP4 is captioned live)",
+                       path)  # fmt: skip
+        size, grew = -1, time.monotonic()
+        while not self.stop.is_set():
+            where = mp4_index(path)
+            if where != "missing":
+                return where
+            now_size = path.stat().st_size if path.exists() else -1
+            if now_size != size:
+                size, grew = now_size, time.monotonic()
+            elif time.monotonic() - grew >= self.idle:
+                raise VideoError(
+                    f"{path}: an MP4 whose index (moov) comes at its end, and the file stopped growing for "
+                    f"{self.idle:g} s without one (a recording cut off?); if it is complete, remux it: ffmpeg -i "
+                    f"{path.name} -c copy -movflags faststart fixed.mp4"
+                )
+            self.stop.wait(0.2)
+        return None
 
     # ---- frames -----------------------------------------------------------------------------------------------
     def frames(self) -> Iterator[LiveFrame]:
