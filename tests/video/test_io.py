@@ -88,6 +88,22 @@ def test_audio_only(tmp_path: Path):
     _one_line_error(p, "no video stream.*audio")
 
 
+@pytest.mark.parametrize("name, codec, pix_fmt", [("photo.png", "png", "rgb24"), ("photo.mp4", "mjpeg", "yuvj420p")])
+def test_a_still_image_is_not_a_video(tmp_path: Path, name: str, codec: str, pix_fmt: str):
+    """FFmpeg opens a PNG or JPEG (whatever its name) as a one-frame video; it must not be captioned as one."""
+    import av
+    import numpy as np
+
+    p = tmp_path / name
+    with av.open(str(p), "w", format="image2") as c:
+        s = c.add_stream(codec, rate=1)
+        s.width, s.height, s.pix_fmt = 64, 48, pix_fmt
+        frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24").reformat(format=pix_fmt)
+        for packet in [*s.encode(frame), *s.encode()]:
+            c.mux(packet)
+    _one_line_error(p, "a still image .*not a video")
+
+
 @pytest.mark.parametrize("name, codec", [("zero.mp4", "libx264"), ("zero.mkv", "ffv1")])
 def test_zero_duration(tmp_path: Path, name: str, codec: str):
     p = make_video(tmp_path / name, duration=0, codec=codec)

@@ -196,7 +196,12 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
 
 
 def video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.video.stream.VideoStream:
-    """The first video stream of `container` (cover-art pictures are skipped), or a `VideoError`."""
+    """The first video stream of `container` (cover-art pictures are skipped), or a `VideoError` (also for a still
+    image, which FFmpeg opens as a one-frame video)."""
+    fmt = container.format.name if container.format is not None else ""
+    if fmt in ("image2", "image2pipe") or fmt.endswith("_pipe"):  # FFmpeg's image readers: png_pipe, jpeg_pipe, ...
+        kind = fmt.removesuffix("_pipe") if fmt.endswith("_pipe") else "image"
+        raise VideoError(f"{path}: a still image ({kind}), not a video")
     for s in container.streams.video:
         if s.disposition & av.stream.Disposition.attached_pic:
             continue  # an album-art still, not a video
