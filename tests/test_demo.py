@@ -85,6 +85,14 @@ def test_demo_missing_model_is_a_user_error(tmp_path: Path, capsys: pytest.Captu
     assert "nope" in capsys.readouterr().err
 
 
+def test_demo_with_a_one_level_model_stops_before_rendering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _tiny_synth_model(tmp_path / "model")
+    assert main(["demo", "--model", str(model / "clip"), "-o", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "all three levels" in err[0] and "has only clip" in err[0]
+    assert not list((tmp_path / "d").glob("*.mp4"))  # nothing rendered
+
+
 def test_scoring_matches_windows_and_rewards_the_truth() -> None:
     script = make_script([5, 6, 7], 3.0, clip_seconds=4.0, segment_seconds=40.0, vid="v")
     truth = truth_of(script)

@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = prepare_output_dir(args.output)  # before the model loads: a bad -o is one line, at once
     model_dir = args.model or bundled_model_dir()
     captioner = Captioner.load(model_dir, precision=args.precision)
-    seg_seconds = captioner.model("segment").config.segment_seconds if "segment" in captioner.levels else 40.0
+    if len(captioner.levels) < 3:  # before rendering: the demo captions and scores every level
+        raise InputError(f"--model {model_dir}: the demo captions all three levels, and this model has only "
+                         f"{', '.join(captioner.levels)}; give a folder with clip/ segment/ video/ checkpoints or a "
+                         "ReCap-U checkpoint (or use `videorecap caption --levels ...`)")  # fmt: skip
+    seg_seconds = captioner.model("segment").config.segment_seconds
     if args.minutes * 60 < 4 * seg_seconds:
         raise InputError(f"--minutes {args.minutes:g} is too short: the demo needs at least 4 segments of "
                          f"{seg_seconds:g} s ({4 * seg_seconds / 60:g} minutes)")  # fmt: skip
