@@ -250,6 +250,16 @@ def test_cli_features_with_a_saved_encoder(tmp_path: Path, capsys: pytest.Captur
     assert "nope" in capsys.readouterr().err
 
 
+def test_an_unusable_chunk_dir_is_one_line_before_any_video(videos, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    argv = ["features", str(videos["cfr"]), "-o", str(tmp_path / "o"), "--random-encoder", "recap-tiny",
+            "--chunk-dir", str(tmp_path / "afile"), "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--chunk-dir" in err[0] and "not a folder" in err[0]
+    assert not list((tmp_path / "o").glob("*.npy"))
+
+
 def test_an_unexpected_error_fails_one_video_and_the_others_go_on(videos, tmp_path):
     class Flaky(MeanEncoder):
         def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:

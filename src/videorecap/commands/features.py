@@ -139,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
     prepare_output_dir(args.output)
+    if args.chunk_dir is not None:  # before any work: each video would fail on it otherwise
+        prepare_output_dir(args.chunk_dir, "--chunk-dir")
     jobs.sort(key=lambda j: j.key)
     ray = connect_ray(args)  # before the encoder loads: a missing Ray or a wrong address is found first
     rank, world = distributed.rank_world()
