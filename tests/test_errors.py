@@ -45,14 +45,17 @@ def test_describe_os_error_names_both_paths_of_a_rename():
     assert describe_os_error(e) == "/a/tmp -> /b/out: Invalid cross-device link (check the path and the disk)"
 
 
-def test_a_full_disk_fails_that_video_and_features_goes_on(tmp_path: Path, monkeypatch, capsys):  # noqa: ANN001
+@pytest.mark.parametrize("named", [True, False])
+def test_a_full_disk_fails_that_video_and_features_goes_on(tmp_path: Path, monkeypatch, capsys, named):  # noqa: ANN001
+    """A full disk fails the video that hit it, naming the file, or (a failed write or flush names none) the output
+    folder; the other videos go on."""
     for name in ("a", "b"):
         make_video(tmp_path / "in" / f"{name}.mp4", duration=6, fps=2, size=(48, 32))
     save = fileio.save_npy
 
     def full_for_a(path, *a, **k):  # noqa: ANN001, ANN202
         if Path(path).name == "a.npy":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), *([str(path)] if named else []))
         return save(path, *a, **k)
 
     monkeypatch.setattr(fileio, "save_npy", full_for_a)
@@ -61,7 +64,8 @@ def test_a_full_disk_fails_that_video_and_features_goes_on(tmp_path: Path, monke
     assert cli.main(argv) == 1  # some inputs failed (docs/cli.md), the others were done
     err = capsys.readouterr().err
     assert err == (
-        f"videorecap features: error: {tmp_path / 'in' / 'a.mp4'}: failed: {out / 'a.npy'}: No space left on device "
+        f"videorecap features: error: {tmp_path / 'in' / 'a.mp4'}: failed: "
+        f"{out / 'a.npy' if named else f'writing under {out}'}: No space left on device "
         "(free some space or write elsewhere, then run again)\n"
     )
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["b.npy"]

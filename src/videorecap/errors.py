@@ -45,9 +45,13 @@ _OS_HINTS = {
 }
 
 
-def describe_os_error(e: OSError) -> str:
-    """`PATH: reason (what to do)`, one line, for an OSError (a full disk, a permission, a path under /proc)."""
-    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file"
+def describe_os_error(e: OSError, writing_under: object = None) -> str:
+    """`PATH: reason (what to do)`, one line, for an OSError (a full disk, a permission, a path under /proc).
+
+    An error of a write or a flush names no file (a full disk): `writing_under` (the output folder) names the
+    place then."""
+    fallback = f"writing under {writing_under}" if writing_under is not None else "a file"
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or fallback
     reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
     return f"{where}: {reason} ({_OS_HINTS.get(e.errno or 0, 'check the path and the disk')})"
 

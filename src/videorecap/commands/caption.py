@@ -316,9 +316,9 @@ def _outputs_row(
         write_outputs(result, out_dir, narrator=args.narrator, web_video=web)
     except Exception as e:  # noqa: BLE001 - one video's failure is one line; the others go on (exit 1 at the end)
         if on_failure is not None:
-            on_failure(_failure_message(vid, path, e))
+            on_failure(_failure_message(vid, path, e, args.output))
         else:
-            _report_failure(vid, path, e, bar)
+            _report_failure(vid, path, e, bar, args.output)
         return (vid, "-", "-", "-", f"{seconds + time.perf_counter() - t0:.1f}s", "FAILED")
     status = "ok"
     if result.video.partial and result.video.covered:
@@ -376,8 +376,8 @@ def _print_table(rows: list[Row]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None:
-    line = f"videorecap caption: error: {_failure_message(vid, path, e)}"
+def _report_failure(vid: str, path: Path, e: BaseException, bar: object, out: Path) -> None:
+    line = f"videorecap caption: error: {_failure_message(vid, path, e, out)}"
     if bar is not None:
         from tqdm.auto import tqdm
 
@@ -386,13 +386,13 @@ def _report_failure(vid: str, path: Path, e: BaseException, bar: object) -> None
         print(line, file=sys.stderr)
 
 
-def _failure_message(vid: str, path: Path, e: BaseException) -> str:
+def _failure_message(vid: str, path: Path, e: BaseException, out: Path) -> str:
     import logging
 
     if isinstance(e, VideoRecapError):
         msg = str(e)
     elif isinstance(e, OSError):  # a full disk, a permission: the file and what to do
-        msg = f"{path}: failed: {describe_os_error(e)}"
+        msg = f"{path}: failed: {describe_os_error(e, out)}"
         logging.getLogger("videorecap.caption").info("%s failed", vid, exc_info=e)
     else:
         # not a user mistake we know of (a full disk, out of memory, a bug): still one line, the trace with -v

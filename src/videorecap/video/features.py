@@ -380,7 +380,7 @@ def extract_job(
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
     except OSError as e:  # a full disk, a permission: this video fails, the others go on (the disk may recover)
         logger.debug("%s failed", job.video, exc_info=True)
-        error = f"{job.video}: failed: {describe_os_error(e)}"
+        error = f"{job.video}: failed: {describe_os_error(e, out_dir)}"
         return JobResult(job, "failed", error=error, seconds=time.perf_counter() - t0, stats=stats)
     except Exception as e:  # noqa: BLE001 - out of memory, a bug: this video fails, the others go on
         logger.debug("%s failed", job.video, exc_info=True)
