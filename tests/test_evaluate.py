@@ -308,6 +308,9 @@ def test_missing_java_fails_before_generating(captioner, data, tmp_path, monkeyp
     monkeypatch.setattr(ev, "_predict", lambda *a: pytest.fail("generated before checking for Java"))
     with pytest.raises(MissingDependencyError, match="METEOR needs Java"):
         evaluate(captioner, data, tmp_path, EvalOptions(java=str(tmp_path / "no-java")))
+    # a Java that exists but does not run used to fail only when scoring, after all generation
+    with pytest.raises(MissingDependencyError, match="'/bin/false' is not a working Java"):
+        evaluate(captioner, data, tmp_path, EvalOptions(java="/bin/false"))
 
 
 def test_missing_previous_text_is_a_user_error(captioner, tmp_path):

@@ -44,7 +44,7 @@ from videorecap.data.text import previous_text
 from videorecap.errors import InputError
 from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.levelio import LevelIO, resolve_max_new_tokens
-from videorecap.metrics.scorers import METRICS, check_metrics, format_table, score_levels
+from videorecap.metrics.scorers import METRICS, check_java, check_metrics, format_table, score_levels
 from videorecap.store import Store
 from videorecap.store import clear as store_clear
 from videorecap.store import model_fingerprint as store_model_fingerprint
@@ -438,7 +438,7 @@ def evaluate(
     Raises:
         InputError: a missing data file, features or videos; a level the model cannot caption.
         DataError: a malformed data file.
-        MissingDependencyError: METEOR or `coco` without Java.
+        MissingDependencyError: METEOR or `coco` without a working Java.
     """
     opts = options or EvalOptions()
     missing = [lv for lv in opts.levels if lv not in captioner.levels]
@@ -452,11 +452,8 @@ def evaluate(
     for given, name in ((opts.features_dir, "--features"), (opts.videos_dir, "--videos")):
         if given is not None and not Path(given).is_dir():
             raise InputError(f"{given}: no such folder ({name})")
-    if "meteor" in opts.metrics or opts.protocol == "coco":
-        # fail before hours of generation, not after
-        from videorecap.metrics.java import find_java
-
-        find_java(opts.java, needed_for="METEOR" if "meteor" in opts.metrics else "the coco protocol")
+    # A missing or broken Java fails before hours of generation, not after.
+    check_java(opts.metrics, opts.protocol, opts.java)
     # Read and check every level's data before generating anything.
     files = {lv: data_file(data, lv, opts.split) for lv in opts.levels}
     all_rows = {lv: hcap.load_level(files[lv], lv) for lv in opts.levels}

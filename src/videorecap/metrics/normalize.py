@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 Protocol = Literal["original", "coco"]
 PROTOCOLS: tuple[str, ...] = ("original", "coco")
+PTB_JAR = "tokenizer/stanford-corenlp-3.4.1.jar"  # inside pycocoevalcap
+PTB_NEEDS_JAVA = "the COCO (PTB) tokenizer of --protocol coco"
 
 # Tokens the COCO toolkit drops after PTB tokenisation (pycocoevalcap/tokenizer/ptbtokenizer.py).
 PTB_PUNCTUATIONS = frozenset(
@@ -72,8 +74,8 @@ def ptb_tokenize(texts: Sequence[str], java: str | os.PathLike[str] | None = Non
     """
     if not texts:
         return []
-    exe = find_java(java, needed_for="the COCO (PTB) tokenizer of --protocol coco")
-    jar = pycocoevalcap_jar("tokenizer/stanford-corenlp-3.4.1.jar")
+    exe = find_java(java, needed_for=PTB_NEEDS_JAVA)
+    jar = pycocoevalcap_jar(PTB_JAR)
     lines = [t.replace("\r", " ").replace("\n", " ") for t in texts]
     with tempfile.TemporaryDirectory(prefix="videorecap-ptb-") as tmp:
         src = Path(tmp) / "sentences.txt"

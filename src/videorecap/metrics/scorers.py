@@ -16,8 +16,9 @@ import os
 from collections.abc import Mapping, Sequence
 
 from videorecap.errors import InputError, MissingDependencyError
-from videorecap.metrics.meteor import Meteor
-from videorecap.metrics.normalize import PROTOCOLS, normalize_original, ptb_tokenize
+from videorecap.metrics.java import find_java, pycocoevalcap_jar
+from videorecap.metrics.meteor import METEOR_JAR, Meteor
+from videorecap.metrics.normalize import PROTOCOLS, PTB_JAR, PTB_NEEDS_JAVA, normalize_original, ptb_tokenize
 from videorecap.metrics.rouge import rouge_l_coco, rouge_lsum
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,23 @@ def check_metrics(metrics: Sequence[str], protocol: str) -> tuple[str, ...]:
     if not metrics:
         raise InputError(f"no metric selected; expected some of {', '.join(METRICS)}")
     return tuple(m for m in METRICS if m in metrics)
+
+
+def check_java(metrics: Sequence[str], protocol: str, java: str | os.PathLike[str] | None = None) -> None:
+    """Fail now, before any work, when METEOR or the `coco` protocol will need Java and cannot start: no Java, a
+    `java` that does not answer `java -version` (checked once per process), or a missing jar.
+
+    Raises:
+        InputError: an unknown metric or protocol.
+        MissingDependencyError: Java or a pycocoevalcap jar is missing or not working; the message says how to fix it.
+    """
+    wanted = check_metrics(metrics, protocol)
+    if "meteor" in wanted:
+        find_java(java, needed_for="METEOR")
+        pycocoevalcap_jar(METEOR_JAR)
+    if protocol == "coco":
+        find_java(java, needed_for=PTB_NEEDS_JAVA)
+        pycocoevalcap_jar(PTB_JAR)
 
 
 def _pycoco(name: str):  # noqa: ANN202 - returns a scorer class from pycocoevalcap
@@ -101,7 +119,7 @@ def score_captions(
 
     Raises:
         InputError: mismatched lengths, an item without references, nothing to score, or an unknown metric.
-        MissingDependencyError: METEOR or `coco` without Java, or pycocoevalcap missing.
+        MissingDependencyError: METEOR or `coco` without a working Java, or pycocoevalcap missing.
     """
     wanted = check_metrics(metrics, protocol)
     if len(preds) != len(refs):
@@ -111,11 +129,8 @@ def score_captions(
     for i, rs in enumerate(refs):
         if isinstance(rs, str) or not rs:
             raise InputError(f"item {i}: references must be a non-empty list of strings")
-    if "meteor" in wanted and meteor is None:
-        # Fail before any work when Java is missing.
-        from videorecap.metrics.java import find_java
-
-        find_java(java, needed_for="METEOR")
+    if meteor is None:
+        check_java(wanted, protocol, java)  # fail before any work when Java is missing or broken
     p, r = normalize(preds, refs, protocol, java)
     gts = {i: list(rs) for i, rs in enumerate(r)}
     res = {i: [x] for i, x in enumerate(p)}
