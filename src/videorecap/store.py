@@ -210,9 +210,10 @@ class Store:
         except (
             OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, RecursionError, zipfile.BadZipFile
         ) as e:  # fmt: skip
-            logger.warning(
-                "%s: unreadable (%s); recomputing it", p, type(e).__name__ if isinstance(e, RecursionError) else e
-            )
+            why = type(e).__name__ if isinstance(e, RecursionError) else str(e)
+            if "allow_pickle" in why:  # numpy's words for a file with Python objects in it: never loaded here
+                why = "it holds pickled Python objects, which are never loaded"
+            logger.warning("%s: not a readable cache entry (%s); recomputing it", p, why)
             p.unlink(missing_ok=True)
             return None
         if made_under != self.key:

@@ -63,18 +63,23 @@ def test_an_entry_made_under_another_fingerprint_is_never_used(tmp_path: Path):
     assert b.get("c00000") is None and b.keys() == []
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "pickle"])
 def test_a_damaged_entry_is_dropped_with_a_warning_and_recomputed(tmp_path: Path, caplog, damage: str):
     store = Store.open(tmp_path, FP)
     store.put("c00000", arrays={"features": np.ones((50, 8), np.float32)}, rows=["x"] * 50)
     store.put("c00001", arrays={"features": np.zeros((2, 8), np.float32)}, rows=["y", "z"])
     p = store.path("c00000")
     data = p.read_bytes()
-    p.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not an npz" * 10, "empty": b""}[damage])
+    if damage == "pickle":  # a file with Python objects in it: numpy refuses it, in its own words
+        np.save(p.with_suffix(".tmp.npy"), np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        p.with_suffix(".tmp.npy").replace(p)
+    else:
+        p.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not an npz" * 10, "empty": b""}[damage])
     again = Store.open(tmp_path, FP)
     with caplog.at_level(logging.WARNING, logger="videorecap.store"):
         assert [e.key for e in again.entries()] == ["c00001"]
-    assert "c00000.npz: unreadable" in caplog.text and "recomputing it" in caplog.text
+    assert "c00000.npz: not a readable cache entry" in caplog.text and "recomputing it" in caplog.text
+    assert "allow_pickle" not in caplog.text
     assert not p.exists()  # dropped, so the recomputed chunk takes its place
     again.put("c00000", rows=["x"])
     assert again.get("c00000").rows == ["x"]
