@@ -57,3 +57,22 @@ def test_web_video_height_needs_web_video(tmp_path):
              "--web-video-height", "240")  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--web-video-height needs --web-video" in r.stderr
+
+
+def test_web_video_height_has_a_minimum(tmp_path, capsys):
+    """--web-video-height 3 made a 2 x 2 video; below webcopy.MIN_HEIGHT it is a usage error, here and in the
+    library."""
+    from videorecap import cli
+    from videorecap.video.webcopy import MIN_HEIGHT, make_web_copy
+
+    argv = ["caption", tmp_path / "x.mp4", "--model", "recap-synth", "-o", tmp_path / "o", "--web-video"]
+    with pytest.raises(SystemExit) as e:
+        cli.main([*map(str, argv), "--web-video-height", "3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--web-video-height: must be at least {MIN_HEIGHT} pixels" in err
+    assert cli.build_parser().parse_args([*map(str, argv), "--web-video-height", "17"]).web_video_height == 17
+    src = make_video(tmp_path / "v.mp4", duration=0.5, fps=4, size=(64, 48))
+    with pytest.raises(ValueError, match=f"at least {MIN_HEIGHT}"):
+        make_web_copy(src, tmp_path / "w", max_height=MIN_HEIGHT - 1)
+    assert make_web_copy(src, tmp_path / "w", max_height=MIN_HEIGHT + 1).height == MIN_HEIGHT  # odd: down to even
+    assert not (tmp_path / "o").exists()

@@ -84,6 +84,28 @@ def test_decode_config_validation():
         DecodeConfig(num_beams=0)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": float("nan")},
+        {"temperature": float("inf")},
+        {"temperature": 0.0},
+        {"length_penalty": float("nan")},
+        {"length_penalty": float("-inf")},
+        {"top_p": float("nan")},
+        {"seed": -1},
+        {"seed": 2**32},
+        {"seed": 99999999999999999999},
+    ],
+)
+def test_decode_config_rejects_non_finite_numbers_and_bad_seeds(bad):
+    # a NaN passes `temperature <= 0`: it decoded a whole video, then failed writing results.json
+    (name,) = bad
+    with pytest.raises(ValueError, match=name):
+        DecodeConfig(strategy="sample", **bad)
+    DecodeConfig(strategy="sample", seed=2**32 - 1, length_penalty=-1.0)  # the limits themselves are fine
+
+
 # ---- return_scores ----------------------------------------------------------------------------------------------
 def _teacher_forced(dec, ctx, ids, scores, bos=1, eos=2):
     """Check each caption's scores against one forward pass over BOS + its ids (+ its EOS when it has one)."""

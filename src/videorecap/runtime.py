@@ -60,6 +60,17 @@ DEFAULT_DECODE_THREADS = 2
 
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda)(:(\d+))?$")
 
+# Largest random seed any option or setting takes (from 0): torch takes up to 2**64-1 and numpy any non-negative
+# integer, but 32 bits are what most tools mean by a seed, and such a seed stays exact in every JSON reader of the
+# results (JavaScript's numbers lose integers above 2**53).
+SEED_MAX = 2**32 - 1
+
+
+def is_seed(value: object) -> bool:
+    """Whether `value` is a seed every consumer takes: an int (not a bool) from 0 to `SEED_MAX`."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
+
+
 # What `--precision` accepts; "fp16" is accepted where it was before (features, training on a GPU), not advertised.
 PRECISIONS = ("auto", "fp32", "fp32-onednn", "bf16", "int8")
 # `auto` takes oneDNN's fp32 kernels only when they measure at least this much faster than the default ones: with a

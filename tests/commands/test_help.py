@@ -164,6 +164,59 @@ def test_num_features_is_one_syntax_in_caption_and_evaluate(capsys):
             assert err.count("\n") == 1 and "--num-features" in err and say in err, err
 
 
+def test_decoding_flags_refuse_impossible_values_while_parsing(capsys):
+    """A NaN or infinite temperature used to decode a whole video and then fail on the results' JSON (evaluate wrote
+    `"temperature": NaN`); a seed beyond 64 bits failed inside torch. Now each is one line naming the flag."""
+    cases = [
+        ("--temperature", "nan", "finite"),
+        ("--temperature", "inf", "finite"),
+        ("--temperature", "0", "positive"),
+        ("--length-penalty", "nan", "finite"),
+        ("--length-penalty", "inf", "finite"),
+        ("--top-p", "0", "more than 0 and at most 1"),
+        ("--top-p", "nan", "finite"),
+        ("--top-k", "-1", "0 or more"),
+        ("--num-beams", "0", "at least 1"),
+        ("--seed", "99999999999999999999", "from 0 to 4294967295"),
+        ("--seed", "-1", "from 0 to 4294967295"),
+    ]
+    for name, rest in (("caption", ["v.mp4", "-o", "o"]), ("evaluate", ["m", "d"]), ("live", ["v.mp4", "-o", "o"])):
+        for flag, value, say in cases:
+            assert _code([name, *rest, "--strategy", "sample", f"{flag}={value}"]) == 2, (name, flag, value)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and flag in err and say in err, (name, flag, value, err)
+    args = cli.build_parser().parse_args(["caption", "v.mp4", "-o", "o", "--seed", "4294967295", "--top-p", "1",
+                                          "--length-penalty", "-0.5"])  # fmt: skip
+    assert (args.seed, args.top_p, args.length_penalty) == (2**32 - 1, 1.0, -0.5)
+
+
+def _all_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, and every action's of a command that has actions ("synth make", "synth questions")."""
+    out = {}
+    for name, parser in cli.command_parsers(cli.build_parser()).items():
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        out.update({f"{name} {k}": p for k, p in sub.choices.items()} if sub else {name: parser})
+    return out
+
+
+def test_every_seed_is_one_type(capsys):
+    """Every --seed takes 0 to 2**32-1 (runtime.SEED_MAX): `synth make --seed -5` and `demo --seed -1` were numpy
+    tracebacks, and a 20-digit sampling seed overflowed in torch."""
+    from videorecap.runtime import SEED_MAX
+
+    with_seed = {name for name, p in _all_parsers().items() if _action(p, "--seed")}
+    assert with_seed == {"caption", "evaluate", "live", "demo", "synth make", "synth questions"}
+    row = next(r for r in _table("Shared options") if r[0].startswith("`--seed"))
+    assert {c.strip() for c in row[2].split(",")} == with_seed and str(SEED_MAX) in row[1]
+    for name in with_seed:
+        assert _action(_all_parsers()[name], "--seed").type is _options.seed, name
+    for argv in (["synth", "make", "-o", "d"], ["synth", "questions", "d"], ["demo"]):
+        for bad in ("-5", str(SEED_MAX + 1)):
+            assert _code([*argv, f"--seed={bad}"]) == 2, (argv, bad)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "--seed" in err and f"from 0 to {SEED_MAX}" in err, err
+
+
 def test_caption_and_live_read_the_shared_flags_into_the_same_options(tmp_path, monkeypatch):
     """`caption` and `live` build their options with one function: the same flags give the same hierarchy options,
     and a per-level --max-tokens stays per level while one count for every level goes into the decoding settings."""

@@ -86,3 +86,7 @@ def test_bad_flags_are_user_errors(tmp_path, capsys):
     assert "--levels" in capsys.readouterr().err
     assert main(["score", pred, str(tmp_path / "missing.pkl")]) == 2
     assert "missing.pkl: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a negative count was accepted (and listed nothing)
+        main(["score", pred, ref, "--show-unmatched", "-1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--show-unmatched: must be 0 or more" in err and err.count("\n") == 1

@@ -231,9 +231,25 @@ def test_cli_make_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ["--size", "31"],
         ["--minutes", "0"],
         ["--clip-seconds", "8", "--segment-seconds", "4"],
+        # beyond the upper bounds: --size 100000 ran out of memory after videos/ was made
+        ["--size", "100000"],
+        ["--size", "4098"],
+        ["--fps", "1000"],
+        ["--minutes", "1e9"],
+        ["--minutes", "inf"],
+        ["--fps", "nan"],
+        ["--seed", "-5"],
     ):
-        rc = main(["synth", "make", "-o", str(tmp_path / "bad"), *bad])
+        try:
+            rc = main(["synth", "make", "-o", str(tmp_path / "bad"), *bad])
+        except SystemExit as e:  # a value argparse rejects
+            rc = e.code
         err = capsys.readouterr().err
-        assert rc == 2
-        assert err.startswith("videorecap synth: error:") and err.count("\n") == 1
+        assert rc == 2, bad
+        assert err.startswith("videorecap synth") and ": error:" in err and err.count("\n") == 1, err
+        assert any(flag in err for flag in bad if flag.startswith("--")), err
     assert not (tmp_path / "bad").exists()
+    for kwargs in ({"size": 4098}, {"fps": 121.0}, {"minutes": 1441.0}, {"seed": -1}):  # the library's own checks
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            make_video(tmp_path / "bad.mp4", **{"minutes": 0.5, **kwargs})
+    assert not (tmp_path / "bad.mp4").exists()

@@ -14,25 +14,33 @@ def add_decoding_arguments(group: argparse._ArgumentGroup) -> None:
     """--strategy, --num-beams, --length-penalty, --temperature, --top-k, --top-p, --seed, --original-lengths.
 
     The defaults are DecodeConfig's: the option class is the one place they are written."""
-    from videorecap.commands._options import field_default
+    from videorecap.commands._options import (
+        field_default,
+        finite_float,
+        nonnegative_int,
+        positive_float,
+        positive_int,
+        seed,
+        unit_fraction,
+    )
 
     def default(name: str) -> object:
         return field_default(DecodeConfig, name)
 
     group.add_argument("--strategy", choices=["greedy", "beam", "sample"], default=default("strategy"),
                        help=f"(default: {default('strategy')})")  # fmt: skip
-    group.add_argument("--num-beams", type=int, default=default("num_beams"),
+    group.add_argument("--num-beams", type=positive_int, default=default("num_beams"),
                        help=f"beam search width (default: {default('num_beams')})")  # fmt: skip
-    group.add_argument("--length-penalty", type=float, default=default("length_penalty"),
+    group.add_argument("--length-penalty", type=finite_float, default=default("length_penalty"),
                        help=f"beam search length penalty (default: {default('length_penalty')})")  # fmt: skip
-    group.add_argument("--temperature", type=float, default=default("temperature"),
+    group.add_argument("--temperature", type=positive_float, default=default("temperature"),
                        help=f"sampling temperature (default: {default('temperature')})")  # fmt: skip
-    group.add_argument("--top-k", type=int, default=default("top_k"),
+    group.add_argument("--top-k", type=nonnegative_int, default=default("top_k"),
                        help=f"sampling: keep the k most likely tokens (0 = all; default: {default('top_k')})",
                        )  # fmt: skip
-    group.add_argument("--top-p", type=float, default=default("top_p"),
+    group.add_argument("--top-p", type=unit_fraction, default=default("top_p"),
                        help=f"sampling: nucleus mass (default: {default('top_p')})")  # fmt: skip
-    group.add_argument("--seed", type=int, default=default("seed"), help="sampling seed (reproducible sampling)")
+    group.add_argument("--seed", type=seed, default=default("seed"), help="sampling seed (reproducible sampling)")
     group.add_argument(
         "--original-lengths",
         action="store_true",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,43 @@ def nonnegative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def at_most(kind: Callable[[str], float], limit: float) -> Callable[[str], float]:
+    """The type `kind` (positive_int, positive_float, ...) with an upper bound: a value whose work would not fit
+    (memory, time) is refused at parsing, not part-way through."""
+
+    def check(text: str) -> float:
+        value = kind(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:g}, got {text}")
+        return value
+
+    check.__name__ = kind.__name__
+    return check
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (a beam search length penalty may be negative)."""
+    return _number(text, float)
+
+
+def unit_fraction(text: str) -> float:
+    """A number in (0, 1] (a nucleus mass)."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer from 0 to `runtime.SEED_MAX`, which every consumer takes (torch, numpy)."""
+    from videorecap.runtime import SEED_MAX
+
+    value = int(_number(text, int))
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {value}")
     return value
 
 

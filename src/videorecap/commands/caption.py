@@ -82,6 +82,16 @@ if TYPE_CHECKING:
 HELP = "caption videos: clip captions, segment descriptions and a video summary"
 
 
+def web_video_height(text: str) -> int:
+    """--web-video-height: at least `webcopy.MIN_HEIGHT` pixels (imported here, not at the top: it loads PyAV)."""
+    from videorecap.video.webcopy import MIN_HEIGHT
+
+    value = positive_int(text)
+    if value < MIN_HEIGHT:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_HEIGHT} pixels, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files, folders, globs, or .txt lists of paths")
     add_output_argument(p, "one subfolder per video", required=True)
@@ -134,9 +144,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--web-video-height",
-        type=positive_int,
+        type=web_video_height,
         metavar="PIXELS",
-        help="with --web-video: scale the copy down to this height",
+        help="with --web-video: scale the copy down to this height (an odd one is rounded down to even)",
     )
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     add_precision_argument(p)

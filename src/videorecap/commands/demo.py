@@ -27,12 +27,15 @@ from pathlib import Path
 from videorecap.commands._options import (
     add_output_argument,
     add_precision_argument,
+    at_most,
     nonnegative_int,
     positive_float,
     positive_int,
     prepare_output_dir,
+    seed,
 )
 from videorecap.errors import InputError
+from videorecap.synth.make import MAX_MINUTES
 
 HELP = "caption a fresh synthetic video with the bundled model and score it against the truth"
 
@@ -45,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         default=Path("videorecap-demo"))  # fmt: skip
     p.add_argument("--model", type=Path, help="model folder or recap-synth (default: the bundled recap-synth model)")
     p.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the held-out video (default: {DEFAULT_SEED})"
+        "--seed", type=seed, default=DEFAULT_SEED, help=f"seed of the held-out video (default: {DEFAULT_SEED})"
     )
-    p.add_argument("--minutes", type=positive_float, default=DEFAULT_MINUTES,
+    p.add_argument("--minutes", type=at_most(positive_float, MAX_MINUTES), default=DEFAULT_MINUTES,
                    help=f"video length in minutes, at least 4 segments (default: {DEFAULT_MINUTES:g})")  # fmt: skip
     p.add_argument("--clip-rows", type=nonnegative_int, default=8, help="clip captions to print (default: 8; 0 = all)")
     p.add_argument("--no-meteor", action="store_true", help="leave METEOR out (it starts a Java process)")

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from videorecap import fileio
-from videorecap.commands._options import check_output_file, nonnegative_float
+from videorecap.commands._options import check_output_file, nonnegative_float, nonnegative_int
 from videorecap.config import LEVELS
 from videorecap.errors import InputError
 from videorecap.metrics.match import CaptionItem, load_items, match_items
@@ -67,7 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="also write the results as JSON")
     parser.add_argument("--name", default="", help="row label of the table (e.g. the model name)")
     parser.add_argument(
-        "--show-unmatched", type=int, default=10, metavar="N", help="list up to N unmatched items of each side"
+        "--show-unmatched",
+        type=nonnegative_int,
+        default=10,
+        metavar="N",
+        help="list up to N unmatched items of each side (0: none; default: %(default)s)",
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any prediction or reference is unmatched"

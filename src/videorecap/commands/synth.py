@@ -21,11 +21,27 @@ import argparse
 import time
 from pathlib import Path
 
-from videorecap.commands._options import add_output_argument, prepare_output_dir
+from videorecap.commands._options import (
+    add_output_argument,
+    at_most,
+    positive_float,
+    positive_int,
+    prepare_output_dir,
+    seed,
+)
 from videorecap.errors import InputError
 from videorecap.synth import make
 
 HELP = "render the synthetic kitchen dataset (videos + Ego4D-HCap ground truth)"
+
+
+def frame_size(text: str) -> int:
+    """--size: an even number of pixels (H.264's 4:2:0) from 32 to `make.MAX_SIZE` (a larger frame runs out of
+    memory part-way through)."""
+    value = positive_int(text)
+    if not 32 <= value <= make.MAX_SIZE or value % 2:
+        raise argparse.ArgumentTypeError(f"must be an even number of pixels from 32 to {make.MAX_SIZE}, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,14 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_argument(p, "videos/ and the ground truth files", required=True, old_names=("--out",))
     p.add_argument(
         "--videos",
-        type=int,
+        type=positive_int,
         default=10,
         help="total videos; val and test get 10%% each, at least 1 (default: %(default)s)",
     )
     p.add_argument(
-        "--minutes", type=float, default=make.DEFAULT_MINUTES, help="length of each video (default: %(default)s)"
+        "--minutes",
+        type=at_most(positive_float, make.MAX_MINUTES),
+        default=make.DEFAULT_MINUTES,
+        help=f"length of each video, at most {make.MAX_MINUTES:g} (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="dataset seed (default: %(default)s)")
     p.add_argument(
         "--homes",
         default="1",
@@ -55,16 +74,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "nowhere before them (default: %(default)s)",
     )
     p.add_argument(
-        "--clip-seconds", type=float, default=make.DEFAULT_CLIP_SECONDS, help="clip window (default: %(default)s)"
+        "--clip-seconds",
+        type=positive_float,
+        default=make.DEFAULT_CLIP_SECONDS,
+        help="clip window (default: %(default)s)",
     )
     p.add_argument(
         "--segment-seconds",
-        type=float,
+        type=positive_float,
         default=make.DEFAULT_SEGMENT_SECONDS,
         help="segment window (default: %(default)s)",
     )
-    p.add_argument("--size", type=int, default=make.DEFAULT_SIZE, help="frame side in pixels (default: %(default)s)")
-    p.add_argument("--fps", type=float, default=make.DEFAULT_FPS, help="frames per second (default: %(default)s)")
+    p.add_argument(
+        "--size",
+        type=frame_size,
+        default=make.DEFAULT_SIZE,
+        help=f"frame side in pixels, even, 32 to {make.MAX_SIZE} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fps",
+        type=at_most(positive_float, make.MAX_FPS),
+        default=make.DEFAULT_FPS,
+        help=f"frames per second, at most {make.MAX_FPS:g} (default: %(default)s)",
+    )
     p.add_argument(
         "--splits",
         default=",".join(make.SPLITS),
@@ -80,26 +112,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     q.add_argument("data", type=Path, metavar="DATA", help="a folder written by `videorecap synth make`")
     q.add_argument("--splits", default=None, help="comma-separated splits (default: every split of the dataset)")
-    q.add_argument("--seed", type=int, default=0, help="question seed (default: %(default)s)")
+    q.add_argument("--seed", type=seed, default=0, help="question seed (default: %(default)s)")
 
 
 def _validate(args: argparse.Namespace) -> list[str]:
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     problems = []
-    if args.videos < 1:
-        problems.append(f"--videos must be at least 1, not {args.videos}")
-    elif args.videos < len(splits):
+    if args.videos < len(splits):
         problems.append(f"--videos {args.videos} is fewer than the {len(splits)} splits ({', '.join(splits)})")
-    if not args.minutes > 0:
-        problems.append(f"--minutes must be positive, not {args.minutes}")
-    if not args.clip_seconds > 0:
-        problems.append(f"--clip-seconds must be positive, not {args.clip_seconds}")
     if not args.segment_seconds >= args.clip_seconds:
         problems.append(f"--segment-seconds ({args.segment_seconds}) must be >= --clip-seconds ({args.clip_seconds})")
-    if args.size < 32 or args.size % 2:
-        problems.append(f"--size must be an even number of pixels >= 32, not {args.size}")
-    if not args.fps > 0:
-        problems.append(f"--fps must be positive, not {args.fps}")
     try:
         lo, _, hi = args.homes.partition("-")
         args.homes_range = make.homes_range((int(lo), int(hi or lo)))

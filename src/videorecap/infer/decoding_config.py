@@ -6,8 +6,11 @@ Kept apart from decode.py, which runs the loops, so that what only reads the set
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
+
+from videorecap.runtime import SEED_MAX, is_seed
 
 
 @dataclass
@@ -36,12 +39,18 @@ class DecodeConfig:
             raise ValueError("max_new_tokens must be at least 1")
         if self.num_beams < 1:
             raise ValueError("num_beams must be at least 1")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive")
+        # NaN passes every `<=` test: finiteness is checked first, or a NaN would decode a whole video before
+        # failing in the sampler or in the JSON of the results
+        if not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature must be a finite positive number, not {self.temperature}")
+        if not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number, not {self.length_penalty}")
         if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
+        if self.seed is not None and not is_seed(self.seed):
+            raise ValueError(f"seed must be an integer from 0 to {SEED_MAX}, not {self.seed!r}")
         if self.lengths not in ("full", "original"):
             raise ValueError(f"unknown lengths {self.lengths!r}; use full or original")
         if self.lengths == "original" and self.strategy == "beam":

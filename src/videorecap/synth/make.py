@@ -28,6 +28,7 @@ from tqdm import tqdm
 from videorecap.data import hcap
 from videorecap.fileio import atomic_path, write_json
 from videorecap.results import Caption, CaptionResult, VideoMeta
+from videorecap.runtime import SEED_MAX, is_seed
 from videorecap.synth.render import render_video
 from videorecap.synth.world import GENERATOR_VERSION, HOMES, VideoScript, make_script, vocabulary
 
@@ -38,6 +39,11 @@ DEFAULT_SEGMENT_SECONDS = 40.0  # 10 clips a segment
 DEFAULT_MINUTES = 4.0  # 6 segments a video
 DEFAULT_SIZE = 64
 DEFAULT_FPS = 8.0
+# Upper bounds, checked before anything is written: a frame of MAX_SIZE is 48 MiB of RGB (a larger one fails for
+# memory part-way through), the drawing has 64 x 64 units anyway, and longer or denser videos only take longer.
+MAX_SIZE = 4096
+MAX_FPS = 120.0
+MAX_MINUTES = 24 * 60.0
 SPLITS = ("train", "val", "test")
 
 
@@ -95,17 +101,19 @@ def split_counts(videos: int | Mapping[str, int], splits: Sequence[str] = SPLITS
     return {s: counts[s] for s in splits}
 
 
-def _check(minutes: float, clip_seconds: float, segment_seconds: float, size: int, fps: float) -> None:
-    if not minutes > 0:
-        raise ValueError(f"minutes must be positive, not {minutes}")
+def _check(minutes: float, clip_seconds: float, segment_seconds: float, size: int, fps: float, seed: int) -> None:
+    if not is_seed(seed):
+        raise ValueError(f"seed must be an integer from 0 to {SEED_MAX}, not {seed!r}")
+    if not 0 < minutes <= MAX_MINUTES:
+        raise ValueError(f"minutes must be positive and at most {MAX_MINUTES:g}, not {minutes}")
     if not clip_seconds > 0:
         raise ValueError(f"clip_seconds must be positive, not {clip_seconds}")
     if not segment_seconds >= clip_seconds:
         raise ValueError(f"segment_seconds ({segment_seconds}) must be at least clip_seconds ({clip_seconds})")
-    if size < 32 or size % 2:
-        raise ValueError(f"size must be an even number of pixels >= 32, not {size}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, not {fps}")
+    if not 32 <= size <= MAX_SIZE or size % 2:
+        raise ValueError(f"size must be an even number of pixels from 32 to {MAX_SIZE}, not {size}")
+    if not 0 < fps <= MAX_FPS:
+        raise ValueError(f"fps must be positive and at most {MAX_FPS:g}, not {fps}")
 
 
 def make_video(
@@ -120,7 +128,7 @@ def make_video(
     index: int = 0,
 ) -> VideoScript:
     """Render one held-out video (split "heldout", never in a dataset) to `path`; returns its script and truth."""
-    _check(minutes, clip_seconds, segment_seconds, size, fps)
+    _check(minutes, clip_seconds, segment_seconds, size, fps, seed)
     script = make_script(
         video_seed(seed, "heldout", index),
         minutes,
@@ -161,7 +169,7 @@ def make_dataset(
             (lo, hi): video k of a split visits lo + k mod (hi - lo + 1), so every count occurs in every split.
         progress: show a tqdm bar over the videos on stderr.
     """
-    _check(minutes, clip_seconds, segment_seconds, size, fps)
+    _check(minutes, clip_seconds, segment_seconds, size, fps, seed)
     lo, hi = homes_range(homes)
     if not splits or len(set(splits)) != len(splits):
         raise ValueError(f"splits must be distinct names, got {list(splits)}")

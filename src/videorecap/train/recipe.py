@@ -43,6 +43,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, TRAIN_OPTION_KEYS, RecapConfig, TrainOptions, preset_training
 from videorecap.data import hcap
 from videorecap.errors import CheckpointError, InputError
+from videorecap.runtime import SEED_MAX, is_seed
 from videorecap.train.loop import FINAL_DIR, LevelData, StepInfo, TrainArgs, ValArgs, args_dict, train_stage
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ class Recipe:
     """Device (default: cuda:LOCAL_RANK when a GPU is visible, else cpu)."""
 
     def __post_init__(self) -> None:
+        if not is_seed(self.seed):
+            raise ValueError(f"seed must be an integer from 0 to {SEED_MAX}, not {self.seed!r}")
         if self.kind not in ("recap", "unified", TEXT_KIND):
             raise ValueError(f"kind must be 'recap', 'unified' or '{TEXT_KIND}', not {self.kind!r}")
         if self.kind == TEXT_KIND and (len(self.stages) != 1 or "clip" in self.stages[0].levels):

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 WEB_COPY_NAME = "video.web"  # + ".mp4" (or ".webm" without an H.264 encoder)
 H264_ENCODERS = ("libx264", "libopenh264")  # software encoders only: hardware ones need hardware
+# Smallest max_height: below it a frame shows nothing (a 3 asked for a 2 x 2 video), and H.264 codes 16 x 16 blocks.
+MIN_HEIGHT = 16
 _TIME_BASE = Fraction(1, 90_000)  # fine enough that no two frames of a variable-frame-rate video collide
 
 
@@ -90,8 +92,8 @@ def web_copy_path(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def _size(width: int, height: int, max_height: int | None) -> tuple[int, int]:
-    if max_height is not None and max_height < 2:
-        raise ValueError(f"max_height must be at least 2 pixels, got {max_height}")
+    if max_height is not None and max_height < MIN_HEIGHT:
+        raise ValueError(f"max_height must be at least {MIN_HEIGHT} pixels, got {max_height}")
     if max_height is not None and height > max_height:
         target = max_height - max_height % 2  # even first, so the width keeps the aspect ratio of the even height
         width, height = round(width * target / height), target
