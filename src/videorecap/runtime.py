@@ -148,30 +148,32 @@ def set_threads(n: int | None = None) -> tuple[int, int]:
     return n, dec
 
 
-def parse_device(name: str) -> str:
-    """Check the form of a device string: cpu, cuda, cuda:N or mps. Returns it normalised (lower case)."""
+def parse_device(name: str, option: str = "--device") -> str:
+    """Check the form of a device string: cpu, cuda, cuda:N or mps. Returns it normalised (lower case).
+
+    `option` names where the value came from in the error (a recipe's `device` key, say)."""
     value = name.strip().lower()
     if not _DEVICE_RE.match(value) or (value.startswith(("cpu:", "mps:"))):
-        raise InputError(f"--device {name}: not a device; use cpu, cuda, cuda:N or mps")
+        raise InputError(f"{option} {name}: not a device; use cpu, cuda, cuda:N or mps")
     return value
 
 
-def check_device(name: str) -> str:
+def check_device(name: str, option: str = "--device") -> str:
     """`parse_device`, then check that the hardware is there: a clear error instead of a failure deep inside."""
     import torch
 
-    value = parse_device(name)
+    value = parse_device(name, option)
     m = _DEVICE_RE.match(value)
     assert m is not None
     kind, index = m.group(1), m.group(3)
     if kind == "cuda":
         if not torch.cuda.is_available():
             why = "PyTorch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise InputError(f"--device {name}: CUDA is not available ({why}); use --device cpu")
+            raise InputError(f"{option} {name}: CUDA is not available ({why}); use --device cpu")
         if index is not None and int(index) >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+            raise InputError(f"{option} {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError(f"--device {name}: Apple MPS is not available on this machine; use --device cpu")
+        raise InputError(f"{option} {name}: Apple MPS is not available on this machine; use --device cpu")
     return value
 
 

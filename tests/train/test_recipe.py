@@ -107,6 +107,29 @@ def test_yaml_numbers_are_read_as_numbers_or_named(tmp_path):
         recipe_from_dict(bad)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_the_recipes_device_gets_the_check_of_device(tmp_path, capsys):
+    """`device: cuda` on a machine without CUDA was `AssertionError: Torch not compiled with CUDA enabled` from inside
+    training, while `--device cuda` was one line: the recipe's device is checked when it loads, naming the file."""
+    recipe = yaml.safe_load((CONFIGS / "recap-tiny.yaml").read_text())
+    p = tmp_path / "r.yaml"
+    for device, says in (("cuda", "device cuda: CUDA is not available"), ("banana", "device banana: not a device")):
+        p.write_text(yaml.safe_dump({**recipe, "device": device}))
+        with pytest.raises(InputError, match=f"r.yaml: {says}"):
+            load_recipe(p)
+        assert cli_main(["train", str(p), "-o", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err and "Traceback" not in err
+        assert not (tmp_path / "run").exists()
+    p.write_text(yaml.safe_dump({**recipe, "device": "cuda"}))
+    assert load_recipe(p, device="cpu").device == "cpu"  # --device overrides it
+    p.write_text(yaml.safe_dump({**recipe, "device": "CPU"}))
+    assert load_recipe(p).device == "cpu"
+    for seed in (-1, 2**32):  # numpy's default_rng refuses a negative seed part-way through
+        with pytest.raises(InputError, match="seed must be an integer from 0 to 4294967295"):
+            recipe_from_dict({**recipe, "seed": seed})
+
+
 def test_query_resampling_uses_the_index_rule():
     q = torch.arange(256.0)[:, None].expand(256, 3)
     down = resample_queries(q, 32)

@@ -43,7 +43,7 @@ from videorecap import distributed, fileio
 from videorecap.config import LEVELS, TRAIN_OPTION_KEYS, RecapConfig, TrainOptions, preset_training
 from videorecap.data import hcap
 from videorecap.errors import CheckpointError, InputError
-from videorecap.runtime import SEED_MAX, is_seed
+from videorecap.runtime import SEED_MAX, check_device, is_seed
 from videorecap.train.loop import FINAL_DIR, LevelData, StepInfo, TrainArgs, ValArgs, args_dict, train_stage
 
 logger = logging.getLogger(__name__)
@@ -271,7 +271,11 @@ def recipe_from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
     d["stages"] = built
     if "output_dir" not in d or "data" not in d:
         raise InputError(f"{where}: 'output_dir' and 'data' are required")
-    return _build(Recipe, d, where)
+    recipe = _build(Recipe, d, where)
+    if recipe.device is not None:
+        # the check --device gets: `device: cuda` without a GPU is one line here, not an assertion inside torch
+        recipe.device = check_device(str(recipe.device), f"{where}: device")
+    return recipe
 
 
 def load_recipe(path: str | os.PathLike[str], **overrides: Any) -> Recipe:
