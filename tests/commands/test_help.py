@@ -217,6 +217,22 @@ def test_every_seed_is_one_type(capsys):
             assert err.count("\n") == 1 and "--seed" in err and f"from 0 to {SEED_MAX}" in err, err
 
 
+def test_an_empty_output_is_a_usage_error_in_every_command(tmp_path, monkeypatch, capsys):
+    """`-o ''` was Path(""), the current folder: caption wrote its outputs there without a word."""
+    monkeypatch.chdir(tmp_path)
+    with_output = [name for name, p in _all_parsers().items() if _action(p, "-o")]
+    assert len(with_output) >= 10
+    for name in with_output:
+        for flag in ("-o", "--output"):
+            for empty in ("", "  "):
+                assert _code([*name.split(), flag, empty]) == 2, (name, flag)
+                err = capsys.readouterr().err
+                assert err.count("\n") == 1 and "-o/--output" in err and "is empty" in err, (name, err)
+    for argv in (["train", "r.yaml", "--output-dir", ""], ["synth", "make", "--out", ""]):  # the old spellings
+        assert _code(argv) == 2 and "is empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_caption_and_live_read_the_shared_flags_into_the_same_options(tmp_path, monkeypatch):
     """`caption` and `live` build their options with one function: the same flags give the same hierarchy options,
     and a per-level --max-tokens stays per level while one count for every level goes into the decoding settings."""

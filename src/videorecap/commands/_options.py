@@ -122,6 +122,13 @@ def seed(text: str) -> int:
     return value
 
 
+def output_path(text: str) -> Path:
+    """The path of -o: not empty (`Path("")` is the current folder, which nobody means by an empty value)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a folder (use . for the current one)")
+    return Path(text)
+
+
 def window_seconds(text: str) -> float:
     """A window length in seconds: finite and at least `MIN_WINDOW_SECONDS`."""
     value = _number(text, float)
@@ -234,13 +241,13 @@ def add_output_argument(
         "-o",
         "--output",
         required=required and not old_names,
-        type=Path,
+        type=output_path,
         default=default,
         metavar="OUT",
         help=f"{OUTPUT_HELP}: {detail}",
     )
     for name in old_names:
-        parser.add_argument(name, dest="output", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        parser.add_argument(name, dest="output", type=output_path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str) -> None:
