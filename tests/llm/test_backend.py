@@ -96,6 +96,8 @@ def test_serve_rejects_bad_requests(served_text_model):
         (b'{"messages": [{"role": "system", "content": "x"}]}', 400, "no user message"),
         (b'{"messages": [{"role": "user", "content": "x"}], "stream": true}', 400, "stream"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}', 400, "max_tokens"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}', 400, "temperature"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": Infinity}', 400, "temperature"),
         (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}', 404, "videorecap-text-"),
     ]:
         code, answer = post(body)

@@ -11,6 +11,7 @@ Requests are answered one model forward at a time (a lock: the server's threads 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -27,7 +28,13 @@ def _number(body: dict[str, Any], key: str, default: float, kind: type) -> Any:
     v = body.get(key, default)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, int | float) or (kind is int and not float(v).is_integer()):
+    # (Python's JSON reader takes NaN and Infinity, which no setting means)
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or not math.isfinite(v)
+        or (kind is int and not float(v).is_integer())
+    ):
         raise HTTPError(400, f"'{key}' must be {'an integer' if kind is int else 'a number'}, got {v!r}")
     return kind(v)
 
