@@ -362,8 +362,9 @@ def test_tokenizer_checks(tmp_path: Path, tok: Tokenizer) -> None:
 
 def test_gpt2_fallback(tmp_path: Path) -> None:
     # a model with GPT-2's vocabulary and special ids (as the released ones) and no tokenizer.json
-    cfg = RecapConfig.from_name("recap-tiny", level="segment", tokens=TokenConfig(max_text_tokens=64))
-    cfg.decoder.vocab_size = 50257
+    cfg = RecapConfig.from_name(
+        "recap-tiny", level="segment", tokens=TokenConfig(max_text_tokens=64), decoder={"vocab_size": 50257}
+    )
     m = VideoRecap(cfg)
     ck = save_pretrained(m, tmp_path / "ck")
     _, t = load_model(ck)
@@ -390,7 +391,7 @@ def _edit_config(folder: Path, edit) -> None:  # noqa: ANN001
         (_arch("decoder", vocab_size=10_000_000), r"decoder.vocab_size implies 10000000 for decoder.wte"),
         (_arch("decoder", n_positions=5_000_000), r"decoder.n_positions implies 5000000 for decoder.wpe"),
         (_arch("encoder", layers=9_999), r"encoder.layers is 9999, but .* holds 2 layers"),
-        (_arch("video_aligner", width=4096), r"video_aligner.width implies 4096 for video_aligner.ln"),
+        (_arch("video_aligner", intermediate=4096), r"video_aligner.intermediate implies 4096 for video_aligner"),
         # out of any sane bound, or not a whole number
         (_arch("decoder", n_layer=10**9), r"decoder.n_layer is 1000000000, out of bounds"),
         (_arch("decoder", n_layer=1e9), r"decoder.n_layer must be a whole number, got 1000000000.0"),
@@ -412,6 +413,77 @@ def test_an_encoder_config_is_checked_against_its_weights(tmp_path: Path) -> Non
     _edit_config(ck, lambda c: c["encoder"].update(layers=100_000))
     with pytest.raises(CheckpointError, match=r"encoder.layers is 100000, but .* holds 2 layers"):
         load_encoder(ck)
+
+
+def _set(path: str, value: object):  # noqa: ANN202
+    """An edit of config.json that sets one field, `a.b.c`, to a value."""
+
+    def edit(c: dict) -> None:
+        *parents, key = path.split(".")
+        for p in parents:
+            c = c[p]
+        c[key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # a value of the wrong type, anywhere: a whole number, a number, true/false, a string, one of a set, a section
+        ("arch.encoder.width", "128", r'encoder.width must be a whole number, got "128"'),
+        ("arch.decoder.n_layer", 1e9, r"decoder.n_layer must be a whole number, got 1000000000.0"),
+        ("arch.encoder.mlp_ratio", None, r"encoder.mlp_ratio must be a number, got null"),
+        ("arch.decoder.gated", 1, r"decoder.gated must be true or false, got 1"),
+        ("arch.name", 5, r"name must be a non-empty string, got 5"),
+        ("arch.level", ["clip"], r'level must be one of clip, segment, video, unified, got \["clip"\]'),
+        ("arch.encoder", None, r"encoder must be an object of EncoderConfig fields, got null"),
+        ("arch.encoder", "x", r'encoder must be an object of EncoderConfig fields, got "x"'),
+        ("arch.tokens", [], r"tokens must be an object of TokenConfig fields, got \[\]"),
+        ("arch", 3, r"arch must be an object of ArchConfig fields, got 3"),
+        ("io.max_new_tokens", None, r"max_new_tokens must be an object"),
+        # bounds, and what the modules need of the sizes together
+        ("arch.encoder.heads", 0, r"encoder.heads must be at least 1, got 0"),
+        ("arch.encoder.heads", -4, r"encoder.heads must be at least 1, got -4"),
+        ("arch.encoder.heads", 3, r"encoder.heads \(3\) must divide encoder.width \(32\)"),
+        ("arch.video_aligner.heads", 3, r"video_aligner.heads \(3\) must divide video_aligner.width \(32\)"),
+        ("arch.text_aligner.heads", 5, r"text_aligner.heads \(5\) must divide text_aligner.width \(32\)"),
+        ("arch.decoder.n_head", 3, r"decoder.n_head \(3\) must divide decoder.n_embd \(32\)"),
+        ("arch.decoder.n_layer", 0, r"decoder.n_layer must be at least 1, got 0"),
+        ("arch.video_aligner.cross_attention_freq", 0, r"video_aligner.cross_attention_freq must be at least 1"),
+        ("arch.decoder.dropout", 1.5, r"decoder.dropout must be at least 0 and below 1, got 1.5"),
+        ("arch.decoder.eps", 0, r"decoder.eps must be above 0, got 0"),
+        ("arch.encoder.patch_size", 64, r"encoder.patch_size \(64\) is larger than encoder.image_size \(32\)"),
+        ("arch.decoder.context_width", 64, r"video_aligner.width \(32\) must equal decoder.context_width \(64\)"),
+        ("arch.tokens.eos_token_id", 128, r"tokens.eos_token_id is 128, outside the vocabulary .*\(128\)"),
+    ],
+)
+def test_a_config_field_of_the_wrong_type_or_shape_is_refused_naming_it(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    ck = save_pretrained(_model("unified"), tmp_path / "ck")
+    _edit_config(ck, _set(field, value))
+    for load in (load_model, load_encoder, read_config):  # read_config is what `info` and the commands check first
+        with pytest.raises(CheckpointError, match=message) as e:
+            load(ck)
+        assert "\n" not in str(e.value) and str(ck / "config.json") in str(e.value)
+
+
+def test_the_fields_of_an_encoder_only_config_are_checked(tmp_path: Path) -> None:
+    ck = save_encoder(VideoEncoder(RecapConfig.from_name("recap-tiny").encoder), tmp_path / "enc")
+    for value, message in [
+        ("32", r'encoder.width must be a whole number, got "32"'),
+        (None, r"encoder.width must be a whole number, got null"),
+    ]:
+        _edit_config(ck, _set("encoder.width", value))
+        with pytest.raises(CheckpointError, match=message):
+            load_encoder(ck)
+    _edit_config(ck, lambda c: c["encoder"].update(width=32, heads=3))
+    with pytest.raises(CheckpointError, match=r"encoder.heads \(3\) must divide encoder.width \(32\)"):
+        load_encoder(ck)
+    _edit_config(ck, _set("encoder", "x"))
+    with pytest.raises(CheckpointError, match=r'encoder must be an object of EncoderConfig fields, got "x"'):
+        read_config(ck)
 
 
 def test_weights_stored_as_integers_are_refused(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from videorecap import fileio
-from videorecap.config import EncoderConfig, RecapConfig
+from videorecap.config import EncoderConfig, RecapConfig, encoder_from_dict
 from videorecap.convert.sniff import describe_released, sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.tokenizer import GPT2_EOT_ID, GPT2_VOCAB_SIZE, TOKENIZER_FILE, Tokenizer
@@ -309,28 +309,14 @@ def check_sizes(d: Mapping[str, Any], folder: str | os.PathLike[str]) -> None:
 
 
 def _check_ints(d: Mapping[str, Any], cfg_path: Path, where: str = "") -> None:
+    # Only the bound of a file's numbers: each field's type and the sizes' fit are `config.check_config`'s, run when
+    # `recap_config`/`encoder_config` build the config
     for k, v in d.items():
         if isinstance(v, Mapping):
             _check_ints(v, cfg_path, f"{where}{k}.")
-        elif isinstance(v, float) and k not in _FLOAT_FIELDS:
-            raise CheckpointError(f"{cfg_path}: {where}{k} must be a whole number, got {v!r}")
         elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_CONFIG_INT:
             raise CheckpointError(f"{cfg_path}: {where}{k} is {v}, out of bounds (at most {MAX_CONFIG_INT})")
 
-
-def _float_fields() -> frozenset[str]:
-    from dataclasses import fields as dc_fields
-
-    from videorecap.config import AlignerConfig, ArchConfig, DecoderConfig, TokenConfig
-    from videorecap.levelio import LevelIO
-
-    out = set()
-    for cls in (ArchConfig, LevelIO, EncoderConfig, AlignerConfig, DecoderConfig, TokenConfig):
-        out |= {f.name for f in dc_fields(cls) if f.type in (float, "float")}
-    return frozenset(out)
-
-
-_FLOAT_FIELDS = _float_fields()
 
 # (config key, the size it implies, tensor, axis) or, with axis None, (key, layer count, layer prefix, None)
 _Implied = list[tuple[str, int, str, int | None]]
@@ -373,10 +359,10 @@ def _implied_recap(cfg: RecapConfig) -> _Implied:
 
 
 def encoder_config(d: Mapping[str, Any], source: str | os.PathLike[str]) -> EncoderConfig:
-    """The `EncoderConfig` of a parsed kind-"encoder" `config.json`."""
+    """The `EncoderConfig` of a parsed kind-"encoder" `config.json`, checked (`config.check_config`)."""
     try:
-        return EncoderConfig(**d["encoder"])
-    except (KeyError, TypeError, ValueError) as e:
+        return encoder_from_dict(d.get("encoder"))
+    except ValueError as e:
         raise CheckpointError(f"{source}: bad encoder config ({_one_line(e)})") from e
 
 
@@ -402,7 +388,8 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def recap_config(d: Mapping[str, Any], source: str | os.PathLike[str]) -> RecapConfig:
-    """The `RecapConfig` of a parsed kind-"recap" `config.json`, of format 2 (`{"arch", "io"}`) or 1 (flat)."""
+    """The `RecapConfig` of a parsed kind-"recap" `config.json`, of format 2 (`{"arch", "io"}`) or 1 (flat), checked
+    (every field's type, the sizes' fit: `config.check_config`)."""
     fields = {k: v for k, v in d.items() if k not in ("format_version", "kind")}
     try:
         if d.get("format_version") == 1:

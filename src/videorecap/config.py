@@ -15,10 +15,13 @@ The levels are called `clip`, `segment` and `video` everywhere. A model is eithe
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
+import math
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -149,7 +152,8 @@ class ArchConfig:
         ):
             v = getattr(self, f)
             if isinstance(v, dict):
-                setattr(self, f, _from_dict(cls, v))
+                setattr(self, f, _from_dict(cls, v, f"{f}."))
+        check_config(self)  # every field's type and what the modules need of the sizes, before anything reads them
         if self.level not in _LEVEL_QUERIES:
             raise ValueError(f"unknown level {self.level!r}; expected one of clip, segment, video, unified")
         if self.level == "clip" and self.num_text_queries:
@@ -205,6 +209,11 @@ class RecapConfig:
             self.arch = _from_dict(ArchConfig, self.arch)
         if isinstance(self.io, dict):
             self.io = LevelIO.from_dict(self.io)
+        for name, cls in (("arch", ArchConfig), ("io", LevelIO)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(
+                    f"{name} must be an object of {cls.__name__} fields, got {_shown(getattr(self, name))}"
+                )
         if self.io.modalities == "text" and not self.arch.num_text_queries:
             raise ValueError("modalities='text' needs a text aligner (num_text_queries > 0)")
 
@@ -364,12 +373,142 @@ def _merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _from_dict(cls: type, d: Mapping[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
+def _from_dict(cls: type, d: Any, where: str = "") -> Any:
+    """`cls(**d)` of a parsed JSON/YAML section, refusing what is not a mapping and unknown field names. The values
+    are checked by `check_config`."""
+    what = where.rstrip(".") or cls.__name__
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{what} must be an object of {cls.__name__} fields, got {_shown(d)}")
+    unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown {what} field(s): {', '.join(sorted(unknown))}")
     return cls(**d)
+
+
+def encoder_from_dict(d: Any, where: str = "encoder.") -> EncoderConfig:
+    """The `EncoderConfig` of a parsed JSON/YAML section (an encoder-only checkpoint's), checked like every config.
+
+    Raises:
+        ValueError: not a mapping, an unknown field, or a value `check_config` refuses (named `{where}field`).
+    """
+    enc: EncoderConfig = _from_dict(EncoderConfig, d, where)
+    check_config(enc, where)
+    return enc
+
+
+# ---- checking -------------------------------------------------------------------------------------------------------
+# Whole-number fields that may be 0 (no text aligner, a token id); every other one counts or sizes something (>= 1)
+_INTS_FROM_ZERO = frozenset({"num_text_queries", "bos_token_id", "eos_token_id", "pad_token_id"})
+# Number fields that may be 0 (a probability, an init scale); every other one is a ratio or an epsilon (> 0)
+_FLOATS_FROM_ZERO = frozenset({"dropout", "cross_init_std"})
+
+
+def check_config(cfg: ArchConfig | EncoderConfig, where: str = "") -> None:
+    """Check an architecture config (or an encoder section alone): every field against its annotation (whole numbers,
+    numbers, true/false, strings, a Literal's values, nested sections), their bounds, and what the modules need of
+    the sizes together: heads that divide their width, and the widths the parts pass to each other (checked for the
+    parts the level uses). `ArchConfig` runs it on construction, so every config (a checkpoint's config.json, a
+    preset, a recipe's overrides) passes here before a module is built.
+
+    Raises:
+        ValueError: naming the field (`{where}decoder.n_head`) and what it must be.
+    """
+    _check_types(cfg, where)
+    if isinstance(cfg, EncoderConfig):
+        _check_encoder(cfg, where)
+        return
+    if cfg.has_encoder:  # the other levels' encoder section only says how wide their features are
+        _check_encoder(cfg.encoder, f"{where}encoder.")
+    parts = [("video_aligner", cfg.video_aligner)]
+    if cfg.has_text:  # a clip-level model's text aligner section is not built
+        parts.append(("text_aligner", cfg.text_aligner))
+    for name, al in parts:
+        _check_divides(al.width, al.heads, f"{where}{name}.width", f"{where}{name}.heads")
+        _check_same(al.width, cfg.decoder.context_width, f"{where}{name}.width", f"{where}decoder.context_width")
+    dec = cfg.decoder
+    _check_divides(dec.n_embd, dec.n_head, f"{where}decoder.n_embd", f"{where}decoder.n_head")
+    if cfg.has_encoder:
+        _check_same(
+            cfg.video_aligner.context_width,
+            cfg.encoder.width,
+            f"{where}video_aligner.context_width",
+            f"{where}encoder.width",
+        )
+    if cfg.has_text:  # the text aligner reads the decoder's token embeddings
+        _check_same(
+            cfg.text_aligner.context_width, dec.n_embd, f"{where}text_aligner.context_width", f"{where}decoder.n_embd"
+        )
+    for f in fields(cfg.tokens):
+        token_id = getattr(cfg.tokens, f.name)
+        if f.name.endswith("_token_id") and token_id >= dec.vocab_size:
+            raise ValueError(
+                f"{where}tokens.{f.name} is {token_id}, outside the vocabulary of {where}decoder.vocab_size "
+                f"({dec.vocab_size})"
+            )
+
+
+def _check_encoder(e: EncoderConfig, where: str) -> None:
+    _check_divides(e.width, e.heads, f"{where}width", f"{where}heads")
+    if e.patch_size > e.image_size:
+        raise ValueError(f"{where}patch_size ({e.patch_size}) is larger than {where}image_size ({e.image_size})")
+    if int(e.width * e.mlp_ratio) < 1:
+        raise ValueError(f"{where}mlp_ratio ({e.mlp_ratio}) leaves the MLP of a {e.width}-wide encoder no width")
+
+
+def _check_divides(width: int, heads: int, width_key: str, heads_key: str) -> None:
+    if width % heads:
+        raise ValueError(f"{heads_key} ({heads}) must divide {width_key} ({width}): each head is width / heads wide")
+
+
+def _check_same(a: int, b: int, a_key: str, b_key: str) -> None:
+    if a != b:
+        raise ValueError(f"{a_key} ({a}) must equal {b_key} ({b}): one part's output is the other's input")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_types(cfg: Any, where: str) -> None:
+    """Each field of a config dataclass against its annotation, nested sections included (see `check_config`)."""
+    for f in fields(cfg):
+        key, v, kind = f"{where}{f.name}", getattr(cfg, f.name), _hints(type(cfg))[f.name]
+        if is_dataclass(kind):
+            if not isinstance(v, kind):  # type: ignore[arg-type]
+                raise ValueError(f"{key} must be an object of {kind.__name__} fields, got {_shown(v)}")
+            _check_types(v, f"{key}.")
+        elif typing.get_origin(kind) is Literal:
+            if not any(v == c and type(v) is type(c) for c in typing.get_args(kind)):
+                raise ValueError(f"{key} must be one of {', '.join(map(str, typing.get_args(kind)))}, got {_shown(v)}")
+        elif kind is bool:
+            if not isinstance(v, bool):
+                raise ValueError(f"{key} must be true or false, got {_shown(v)}")
+        elif kind is str:
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{key} must be a non-empty string, got {_shown(v)}")
+        elif kind is int:
+            least = 0 if f.name in _INTS_FROM_ZERO else 1
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{key} must be a whole number, got {_shown(v)}")
+            if v < least:
+                raise ValueError(f"{key} must be at least {least}, got {v}")
+        elif kind is float:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"{key} must be a number, got {_shown(v)}")
+            if f.name == "dropout" and not 0 <= v < 1:
+                raise ValueError(f"{key} must be at least 0 and below 1, got {v}")
+            if v < 0 or (v == 0 and f.name not in _FLOATS_FROM_ZERO):
+                raise ValueError(f"{key} must be {'at least' if f.name in _FLOATS_FROM_ZERO else 'above'} 0, got {v}")
+
+
+def _shown(v: Any) -> str:
+    """A value as the JSON file spells it (`"128"`, `null`), cut short."""
+    try:
+        text = json.dumps(v)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---- presets ----------------------------------------------------------------------------------------------------

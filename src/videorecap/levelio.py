@@ -80,6 +80,8 @@ class LevelIO:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a positive number, not {v!r}")
+        if not isinstance(self.max_new_tokens, Mapping):
+            raise ValueError(f"max_new_tokens must be an object of {{level: tokens}}, not {self.max_new_tokens!r}")
         self.max_new_tokens = dict(self.max_new_tokens)
         for lv, n in self.max_new_tokens.items():
             if lv not in _LEVEL_NAMES:

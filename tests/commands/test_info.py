@@ -156,3 +156,16 @@ def test_info_refuses_a_config_that_does_not_fit_the_weights_at_once(
     assert main(["info", str(ck)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "decoder.n_layer is 5000000, but model.safetensors holds 2 layers" in err
+
+
+@pytest.mark.parametrize(("key", "value"), [("width", "32"), ("heads", 3), ("heads", 0)])
+def test_info_reports_a_bad_config_field(
+    key: str, value: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ck = save_pretrained(VideoRecap(RecapConfig.from_name("recap-tiny", level="clip")), tmp_path / "ck")
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["arch"]["encoder"][key] = value  # used to be reported as fine, or end in a TypeError traceback
+    (ck / "config.json").write_text(json.dumps(cfg))
+    assert main(["info", str(ck)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(ck / "config.json") in err and f"encoder.{key}" in err
