@@ -37,15 +37,33 @@ def test_permissions_follow_umask_and_npy_roundtrip(tmp_path):
 def test_checkpoint_folders_get_umask_permissions(tmp_path):
     import torch
 
-    from videorecap.checkpoint import save_pretrained
+    from videorecap.checkpoint import save_encoder, save_pretrained
     from videorecap.config import RecapConfig
     from videorecap.model.recap import VideoRecap
 
     torch.manual_seed(0)
-    out = save_pretrained(VideoRecap(RecapConfig.from_name("recap-tiny")), tmp_path / "ckpt")
+    model = VideoRecap(RecapConfig.from_name("recap-tiny"))
+    out = save_pretrained(model, tmp_path / "ckpt")
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~mask
+    # every file as a plain open() makes it under this umask: model.safetensors was 0600 (safetensors writes its own
+    # file), unreadable to other users of a shared model folder
+    (tmp_path / "plain").write_bytes(b"")
+    plain = (tmp_path / "plain").stat().st_mode & 0o777
+    enc = save_encoder(model.encoder, tmp_path / "enc")
+    for f in [*out.iterdir(), *enc.iterdir()]:
+        assert f.stat().st_mode & 0o777 == plain, f
+
+
+def test_a_writer_that_replaces_the_temp_file_still_gets_umask_permissions(tmp_path):
+    (tmp_path / "plain").write_bytes(b"")
+    plain = (tmp_path / "plain").stat().st_mode & 0o777
+    with fileio.atomic_path(tmp_path / "f.bin") as tmp:
+        os.unlink(tmp)  # as safetensors' save_file: a new file of its own at the path, made 0600
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == plain
 
 
 HOSTILE_NAMES = ["..", ".", "", "a/b", "../../etc/x", "a\\b", "nul\x00here", "bell\x07\x1b[0m", "\x7f", "tab\there",

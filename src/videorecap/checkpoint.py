@@ -139,31 +139,32 @@ def _tensors_to_save(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> d
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    try:
-        save_file(
-            tensors, str(path), metadata={"format": "pt", "videorecap_format_version": str(WEIGHTS_FORMAT_VERSION)}
-        )
-    except SafetensorError as e:
-        # safetensors reports a failed write (a full disk, a permission) as its own error type, "... (os error 28)":
-        # turn it back into the OSError it is, so that callers and the CLI report it as one line naming the file
-        m = re.search(r"os error (\d+)", str(e))
-        if m is None:
-            raise
-        code = int(m[1])
-        raise OSError(code, os.strerror(code), str(path)) from None
-    # safetensors writes the metadata from a Rust HashMap, whose order changes from one save to the next: rewrite the
-    # JSON header with sorted keys so that one model always gives the same bytes. Same content, so same length or
-    # shorter; the format pads a header with spaces. Tensor offsets count from the header's end, which stays put.
-    with open(path, "rb+") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        stable = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        if len(stable) > n:  # cannot happen with compact JSON of the same content; never grow into the data
-            raise RuntimeError(f"{path}: the sorted safetensors header is longer than the original")
-        f.seek(8)
-        f.write(stable + b" " * (n - len(stable)))
-        f.flush()
-        os.fsync(f.fileno())
+    # through fileio, as every file we write: safetensors alone leaves the file 0600, unreadable to the other users of
+    # a shared model folder whose other files are 0644
+    with fileio.atomic_path(path) as tmp:
+        try:
+            metadata = {"format": "pt", "videorecap_format_version": str(WEIGHTS_FORMAT_VERSION)}
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            # safetensors reports a failed write (a full disk, a permission) as its own error type, "... (os error
+            # 28)": turn it back into the OSError it is, so that callers and the CLI report it as one line naming the
+            # file
+            m = re.search(r"os error (\d+)", str(e))
+            if m is None:
+                raise
+            code = int(m[1])
+            raise OSError(code, os.strerror(code), str(path)) from None
+        # safetensors writes the metadata from a Rust HashMap, whose order changes from one save to the next: rewrite
+        # the JSON header with sorted keys so that one model always gives the same bytes. Same content, so same length
+        # or shorter; the format pads a header with spaces. Tensor offsets count from the header's end, which stays.
+        with open(tmp, "rb+") as f:  # atomic_path flushes it to disk
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            stable = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if len(stable) > n:  # cannot happen with compact JSON of the same content; never grow into the data
+                raise RuntimeError(f"{path}: the sorted safetensors header is longer than the original")
+            f.seek(8)
+            f.write(stable + b" " * (n - len(stable)))
 
 
 def _meta(meta: Mapping[str, Any] | None, tensors: Mapping[str, torch.Tensor], extra: dict[str, Any]) -> dict:
