@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 
 from videorecap import fileio
 from videorecap.config import EncoderConfig, RecapConfig, encoder_from_dict
-from videorecap.convert.sniff import describe_released, sniff_file
+from videorecap.convert.sniff import describe_bytes, describe_released, sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.tokenizer import GPT2_EOT_ID, GPT2_VOCAB_SIZE, TOKENIZER_FILE, Tokenizer
 
@@ -624,9 +624,20 @@ def safe_torch_load(path: str | os.PathLike[str], *, map_location: str | torch.d
                 f"{path}: refused to unpickle `{m.group(1)}`: only tensors, plain containers and argparse.Namespace "
                 "are allowed, and this file references something else (it may not be safe to load)"
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_what_file(path, e)}") from None
     except Exception as e:  # noqa: BLE001 - garbage bytes can break the unpickler in any way (KeyError, IndexError...)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(e)[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_what_file(path, e)}") from None
+
+
+def _what_file(path: Path, e: BaseException) -> str:
+    # What the file is says more than the unpickler's error, which for bytes that are no pickle at all is noise (a
+    # text file gave "(101)", a KeyError on the byte "e"); the error is kept for a file that looks like PyTorch's.
+    what = describe_bytes(path)
+    if what is None:
+        return f"it looks like a PyTorch file but is damaged or truncated ({_one_line(e)[:200]})"
+    if what == "a safetensors file" and (path.parent / CONFIG_FILE).is_file():
+        return f"it is {what} of a videorecap checkpoint, already converted: use its folder, {path.parent}"
+    return f"it is {what}; give the released .pt/.pth file"
 
 
 def _json_error(e: BaseException) -> str:

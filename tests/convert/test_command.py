@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 
@@ -124,11 +125,22 @@ def _corrupt(tmp_path: Path, name: str) -> tuple[Path, str]:
         return p, "not a readable PyTorch checkpoint"
     if name == "empty":
         p.write_bytes(b"")
-        return p, "not a readable PyTorch checkpoint"
+        return p, "not a readable PyTorch checkpoint: it is an empty file"
+    if name == "text":  # the error says what the file is, not the unpickler's "(101)"
+        p = tmp_path / "text.mp4"
+        p.write_text("hello, this is a text file\n")
+        return p, "not a readable PyTorch checkpoint: it is a text file; give the released .pt/.pth file"
+    if name == "video":
+        p.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(64))
+        return p, "not a readable PyTorch checkpoint: it is an MP4/QuickTime video"
+    if name == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, p)
+        p.write_bytes(p.read_bytes()[:2000])
+        return p, "not a readable PyTorch checkpoint: it looks like a PyTorch file but is damaged or truncated"
     if name == "zip":
         with zipfile.ZipFile(p, "w") as z:
             z.writestr("notes.txt", "hello")
-        return p, "not a readable PyTorch checkpoint"
+        return p, "not a readable PyTorch checkpoint: it is a zip archive without a PyTorch checkpoint"
     if name == "evil":
         _evil_pickle(p, tmp_path / "pwned")
         return p, "refused to unpickle"
@@ -157,7 +169,21 @@ def _corrupt(tmp_path: Path, name: str) -> tuple[Path, str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["random_bytes", "empty", "zip", "evil", "tensor", "no_state_dict", "lavila", "missing", "extra", "shape"],
+    [
+        "random_bytes",
+        "empty",
+        "text",
+        "video",
+        "truncated",
+        "zip",
+        "evil",
+        "tensor",
+        "no_state_dict",
+        "lavila",
+        "missing",
+        "extra",
+        "shape",
+    ],
 )
 def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
     src, expect = _corrupt(tmp_path, name)
@@ -166,6 +192,7 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert err.count("\n") == 1 and err.startswith("videorecap convert: error: ")
     assert str(src) in err and expect in err, err
     assert "Traceback" not in err and out == ""
+    assert not re.search(r"\(\d+\)", err)  # no bare number from inside the unpickler
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "pwned").exists()  # the forbidden global was never called
 

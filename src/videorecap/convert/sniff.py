@@ -3,7 +3,8 @@
 `sniff_file(path)` tells an original Video ReCap checkpoint, a LaViLa checkpoint, another PyTorch file and a
 safetensors file apart by reading the pickle's opcodes (`pickletools.genops` parses; it never imports or runs
 anything) and looking at the state-dict key names they hold. `describe_released(path)` turns what it finds into the
-one-line error that says which `videorecap convert` command the file needs.
+one-line error that says which `videorecap convert` command the file needs; `describe_bytes(path)` says what a file
+that is no PyTorch file at all is (a text file, a video...).
 
 Layer: this module sits below `checkpoint` (tests/test_layering.py), although it lives in `convert/` with the other
 code about released files: `checkpoint` calls it for its error message when a released file is given where a
@@ -57,6 +58,54 @@ def sniff_file(path: str | os.PathLike[str]) -> str | None:
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
         return "safetensors"
     return None
+
+
+# File kinds people pass by mistake, by their leading bytes: (offset, magic, what the file is)
+_MAGIC = (
+    (4, b"ftyp", "an MP4/QuickTime video"),
+    (0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
+    (0, b"RIFF", "a RIFF file (AVI video or WAV audio)"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+    (0, b"%PDF", "a PDF document"),
+)
+
+
+def describe_bytes(path: str | os.PathLike[str]) -> str | None:
+    """What a file that is not a loadable PyTorch checkpoint is, from its first bytes, as a phrase for an error
+    ("an empty file", "a text file", "an MP4/QuickTime video", "a safetensors file"...); None when it looks like a
+    PyTorch file (a zip with a data.pkl, or a pickle), which must then be damaged or truncated."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                pytorch = any(n.endswith("data.pkl") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            # no readable index (a cut download): the first entry's name, in its local header, still says PyTorch
+            first = head[30 : 30 + int.from_bytes(head[26:28], "little")]
+            return None if first.endswith(b"data.pkl") else "a damaged zip archive"
+        return None if pytorch else "a zip archive without a PyTorch checkpoint (no data.pkl) in it"
+    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+        return None
+    if sniff_file(path) == "safetensors":
+        return "a safetensors file"
+    for offset, magic, what in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = head[: e.start].decode("utf-8") if e.start > len(head) - 4 else None  # a character cut at the end
+    if text is not None and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        return "a text file"
+    return f"neither a zip archive nor a pickle (it starts with the bytes {head[:8].hex(' ')})"
 
 
 def _classify(strings: set[str]) -> str:
