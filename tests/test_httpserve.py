@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -12,6 +13,7 @@ import urllib.request
 import pytest
 
 from videorecap import httpserve
+from videorecap.errors import InputError
 from videorecap.httpserve import App, EventStream, HTTPError, Request, json_response
 
 
@@ -168,3 +170,44 @@ def test_closing_a_stream_ends_every_subscriber(n: int) -> None:
             t.join(10)
             assert not t.is_alive()
         assert all(o == [("end", {})] for o in outs)
+
+
+def _listening_port() -> tuple[socket.socket, int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s, s.getsockname()[1]
+
+
+def test_a_server_that_cannot_listen_says_why_and_names_the_option() -> None:
+    busy, port = _listening_port()
+    with busy:
+        for listen in (App().serve, httpserve.check_listen):
+            with pytest.raises(InputError) as e:
+                listen("127.0.0.1", port)
+            assert str(e.value) == (
+                f"cannot listen on 127.0.0.1:{port}: address already in use (another program uses the port: "
+                "choose another with --port, or --port 0 for any free port)"
+            )
+        with pytest.raises(InputError, match=r"choose another with --serve, or --serve 0"):
+            App().serve("127.0.0.1", port, host_flag=None, port_flag="--serve")
+    for host in ("999.1.1.1", "10.9.9.9"):  # not an address at all; an address of another machine
+        with pytest.raises(InputError, match=rf"^--host {host}: not an address or name this machine has \("):
+            httpserve.check_listen(host, 0)
+    with pytest.raises(InputError, match=r"^999\.1\.1\.1: not an address"):
+        App().serve("999.1.1.1", 0, host_flag=None)
+    with pytest.raises(InputError, match=r"^--port 70000: not a port; give 0-65535"):  # OverflowError from bind
+        App().serve("127.0.0.1", 70000)
+
+
+def test_the_url_names_a_host_a_browser_can_open() -> None:
+    with App().serve("", 0) as server:  # "" is every interface, as 0.0.0.0
+        assert server.url == f"http://0.0.0.0:{server.port}"
+    if socket.has_ipv6:
+        try:
+            server = App().serve("::1", 0)
+        except InputError:
+            pytest.skip("no IPv6 loopback here")
+        with server:
+            assert server.url == f"http://[::1]:{server.port}"
+            assert _get(server.url + "/nothing")[0] == 404

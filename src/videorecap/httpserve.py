@@ -14,6 +14,10 @@ of captioned videos). It binds to 127.0.0.1 unless told otherwise: these are loc
         events.publish("clip", {"text": "..."})
         ...
 
+A server that cannot listen (the port taken, a host this machine does not have) raises an `InputError` whose one line
+says so and names the option to change (`listen_error`); `check_listen` finds that out before a command does its
+slow work (loading models), by binding the address once and letting it go.
+
 A handler takes a `Request` and returns a `Response` (or raises `HTTPError` for a client mistake, answered as JSON
 `{"error": {"message": ..., "type": ...}}`, the shape OpenAI-compatible clients expect). A response body is bytes,
 or an iterator of bytes for a stream (sent as it is produced, connection closed at the end).
@@ -21,11 +25,13 @@ or an iterator of bytes for a stream (sent as it is produced, connection closed 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import mimetypes
 import queue
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from videorecap.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -232,24 +240,87 @@ class App:
             raise HTTPError(405, f"{req.method} is not allowed on {req.path}; use {', '.join(sorted(set(allowed)))}")
         raise HTTPError(404, f"no such page: {req.path}", "not_found")
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Server:
-        """Start serving in a background thread; use as a context manager or call `close()`."""
-        return Server(self, host, port)
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, host_flag: str | None = "--host", port_flag: str = "--port"
+    ) -> Server:
+        """Start serving in a background thread; use as a context manager or call `close()`.
+
+        Raises:
+            InputError: it cannot listen on host:port (`listen_error`; the flags are the options named there).
+        """
+        return Server(self, host, port, host_flag=host_flag, port_flag=port_flag)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET  # "::1", "::": IPv6; names and dotted quads: IPv4
+
+
+def listen_error(
+    e: OSError | OverflowError, host: str, port: int, *, host_flag: str | None = "--host", port_flag: str = "--port"
+) -> InputError:
+    """The one line for a server that cannot listen on host:port, naming the option to change (`host_flag`: None
+    where the host is not an option)."""
+    where = _netloc(host, port)
+    if isinstance(e, OverflowError):  # the command line checks this (port_number); a library caller may not
+        return InputError(f"{port_flag} {port}: not a port; give 0-65535 (0: any free port)")
+    if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+        what = f"{host_flag} {host}" if host_flag else host
+        return InputError(
+            f"{what}: not an address or name this machine has (127.0.0.1: this machine only; 0.0.0.0: every interface)"
+        )
+    if e.errno == errno.EADDRINUSE:
+        return InputError(
+            f"cannot listen on {where}: address already in use (another program uses the port: choose another with "
+            f"{port_flag}, or {port_flag} 0 for any free port)"
+        )
+    if e.errno in (errno.EACCES, errno.EPERM) and 0 < port < 1024:
+        return InputError(
+            f"cannot listen on {where}: permission denied (ports below 1024 need privileges: choose another with "
+            f"{port_flag})"
+        )
+    return InputError(f"cannot listen on {where}: {e.strerror or e}")
+
+
+def check_listen(host: str, port: int, *, host_flag: str | None = "--host", port_flag: str = "--port") -> None:
+    """Raise `listen_error`'s InputError now if a server could not listen on host:port: bind it once, as the server
+    does, and let it go. A command calls this before its slow work; the port may still be taken in between, and
+    then the server's own bind says the same."""
+    try:
+        with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HTTPServer does (allow_reuse_address)
+            s.bind((host, port))
+    except (OSError, OverflowError) as e:
+        raise listen_error(e, host, port, host_flag=host_flag, port_flag=port_flag) from None
+
+
+class _HTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class Server:
-    def __init__(self, app: App, host: str, port: int) -> None:
+    def __init__(
+        self, app: App, host: str, port: int, *, host_flag: str | None = "--host", port_flag: str = "--port"
+    ) -> None:
         handler = type("_Handler", (_RequestHandler,), {"app": app})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        cls = _HTTPServer6 if _family(host) == socket.AF_INET6 else ThreadingHTTPServer
+        try:
+            self.httpd = cls((host, port), handler)
+        except (OSError, OverflowError) as e:
+            raise listen_error(e, host, port, host_flag=host_flag, port_flag=port_flag) from None
         self.httpd.daemon_threads = True  # an open event stream must not keep the process alive at exit
-        self.host, self.port = host, self.httpd.server_address[1]
+        # "" listens on every interface, as "0.0.0.0" does: the URL names that address, not an empty host
+        self.host, self.port = host or self.httpd.server_address[0], self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name=f"{app.name} http", daemon=True)
         self._thread.start()
         log.info("%s serving on %s", app.name, self.url)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{_netloc(self.host, self.port)}"
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -105,6 +105,24 @@ def test_shared_options_have_one_spelling_and_one_help():
         assert _action(_parsers()[name], "--num-features").type is _options.num_features
 
 
+def test_every_port_flag_takes_one_port_type():
+    """`serve --port` and `live --serve`: one parser of a port (0-65535), and one of `--host`, wherever they are."""
+    ports = hosts = 0
+    for name, parser in _parsers().items():
+        for action in parser._actions:
+            if action.metavar == "PORT" or "--port" in action.option_strings:
+                assert action.type is _options.port_number, (name, action.option_strings)
+                ports += 1
+            if "--host" in action.option_strings:
+                assert action.type is _options.listen_host, name
+                hosts += 1
+    assert ports == 2 and hosts == 1
+    for text in ("-1", "65536", "99999", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _options.port_number(text)
+    assert [_options.port_number(t) for t in ("0", "1", "65535")] == [0, 1, 65535]
+
+
 def test_defaults_shown_in_help_are_the_option_classes_defaults(capsys):
     from videorecap.evaluate import EvalOptions
     from videorecap.infer.decoding_config import DecodeConfig

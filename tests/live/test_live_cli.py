@@ -182,3 +182,33 @@ def test_capture_sources_are_checked_before_the_models_load(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "Traceback" not in err[0], err
         assert not (out / "captions.json").exists()
+
+
+def test_a_serve_port_that_cannot_be_used_is_one_line_before_the_models_load(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
+    from videorecap import pipeline
+
+    def no_load(*a: object, **k: object) -> None:
+        raise AssertionError("the models loaded")
+
+    monkeypatch.setattr(pipeline.Captioner, "load", no_load)
+    out = tmp_path / "o"
+    argv = ["live", str(recording), "--model", "recap-synth", "-o", str(out), "--no-status", "--serve"]
+    for port in ("99999", "-1"):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, port])
+        assert e.value.code == 2 and "argument --serve: must be a port from 0 to 65535" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([*argv, str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"videorecap live: error: cannot listen on 127.0.0.1:{port}: address already in use (another program uses "
+        "the port: choose another with --serve, or --serve 0 for any free port)"
+    ]
+    assert not out.exists()  # nothing written: not even the output folder

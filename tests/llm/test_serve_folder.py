@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -82,3 +83,28 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
             timeout=120,
         )
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def test_bad_ports_and_hosts_are_one_line_before_any_work(tmp_path: Path, capsys) -> None:
+    from videorecap.cli import main
+
+    folder = _folder(tmp_path)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    cases = [
+        (["--port", "70000"], "argument --port: must be a port from 0 to 65535"),
+        (["--port", "-1"], "argument --port: must be a port from 0 to 65535"),
+        (["--host", ""], "argument --host: empty; give an address"),
+        (["--port", str(port)], f"cannot listen on 127.0.0.1:{port}: address already in use (another program"),
+        (["--host", "999.1.1.1"], "--host 999.1.1.1: not an address or name this machine has"),
+    ]
+    with busy:
+        for args, message in cases:
+            try:
+                code = main(["serve", str(folder), *args])
+            except SystemExit as e:  # argparse's own rejection
+                code = e.code
+            err = capsys.readouterr().err.strip().splitlines()
+            assert code == 2 and len(err) == 1 and message in err[0], (args, err)

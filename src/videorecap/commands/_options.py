@@ -69,6 +69,24 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port; the server prints the one it got). Every flag that takes a port."""
+    value = int(_number(text, int))
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535 (0: any free port), got {value}")
+    return value
+
+
+def listen_host(text: str) -> str:
+    """The address a server listens on (`--host`); an empty one (an unset shell variable, most likely) is refused
+    rather than taken as every interface, which would print an unusable URL and expose the server."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "empty; give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        )
+    return text.strip()
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (rates such as --grid-fps)."""
     value = _number(text, float)

@@ -43,6 +43,7 @@ from videorecap.commands._options import (
     add_precision_argument,
     add_wait_argument,
     field_default,
+    port_number,
     positive_float,
     positive_int,
     prepare_output_dir,
@@ -100,8 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("outputs")
     o.add_argument("--narrator", choices=NARRATORS, default="c", help="how subtitles and pages write '#C C ...' "
                    "(as for caption; default: c)")  # fmt: skip
-    o.add_argument("--serve", type=int, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT "
-                   "(0: a free port, printed)")  # fmt: skip
+    o.add_argument("--serve", type=port_number, metavar="PORT", help="serve a live page on "
+                   "http://127.0.0.1:PORT, PORT 0-65535 (0: a free port, printed)")  # fmt: skip
     o.add_argument("--no-status", action="store_true", help="no status line on stderr")
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     add_precision_argument(p)
@@ -123,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
     if args.resume is None:
         _check_source_and_out(args, out)  # mistakes in SOURCE or OUT are found before the model loads
+    if args.serve is not None:
+        from videorecap.httpserve import check_listen
+        from videorecap.live.page import HOST
+
+        check_listen(HOST, args.serve, host_flag=None, port_flag="--serve")  # a taken port, before the models load
     prepare_output_dir(out)
     from videorecap.lock import output_lock
 

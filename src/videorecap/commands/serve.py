@@ -28,7 +28,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from videorecap.commands._options import add_device_argument, add_llm_arguments, nonnegative_int, open_llm_backend
+from videorecap.commands._options import (
+    add_device_argument,
+    add_llm_arguments,
+    listen_host,
+    open_llm_backend,
+    port_number,
+)
 from videorecap.errors import InputError
 
 HELP = "serve a web app over a folder of captioned videos, and/or the own text model's OpenAI-compatible endpoint"
@@ -48,9 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="serve this text model (videorecap train with a text-summarizer recipe) at /v1/chat/completions",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     parser.add_argument(
-        "--port", type=nonnegative_int, default=8000, metavar="N", help="port (default: 8000; 0: any free port)"
+        "--host",
+        type=listen_host,
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)",
+    )
+    parser.add_argument(
+        "--port", type=port_number, default=8000, metavar="N", help="port, 0-65535 (default: 8000; 0: any free port)"
     )
     parser.add_argument(
         "--model-name",
@@ -77,8 +88,7 @@ def _ask_function(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videorecap.errors import describe_os_error
-    from videorecap.httpserve import App
+    from videorecap.httpserve import App, check_listen
 
     if args.folder is None and args.text_model is None:
         raise InputError("give a FOLDER of captioned videos to browse, or --text-model DIR to serve, or both")
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.folder}: no such folder (give caption's -o folder)")
     if args.folder is None and args.llm is not None:
         raise InputError("--llm is for the web app's ask box: give a FOLDER too")
+    check_listen(args.host, args.port)  # a taken port or a foreign --host is one line before the model loads
     app = App("videorecap serve")
     lines = []
     if args.text_model is not None:
@@ -100,12 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
         mount(app, args.folder, ask=_ask_function(args))
         lines.append(f"serving the videos of {args.folder} at {{url}}/")
-    try:
-        server = app.serve(args.host, args.port)
-    except OSError as e:
-        raise InputError(
-            f"--host {args.host} --port {args.port}: cannot listen there ({describe_os_error(e)})"
-        ) from None
+    server = app.serve(args.host, args.port)
     for line in lines:
         print(line.format(url=server.url), flush=True)
     print("Ctrl-C stops", flush=True)

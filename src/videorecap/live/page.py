@@ -105,11 +105,18 @@ def make_app(session: Any) -> tuple[App, EventStream]:
     return app, events
 
 
-def serve_page(session: Any, port: int, host: str = "127.0.0.1") -> Server:
-    """Serve the live page of `session` (port 0: a free one, see `.url`); its events are published as they come."""
+HOST = "127.0.0.1"  # the page is for this machine: `live` has no --host
+
+
+def serve_page(session: Any, port: int, host: str = HOST) -> Server:
+    """Serve the live page of `session` (port 0: a free one, see `.url`); its events are published as they come.
+
+    Raises:
+        InputError: it cannot listen on host:port (the port is `live --serve`'s, named in the message).
+    """
     app, events = make_app(session)
+    server = app.serve(host, port, host_flag=None, port_flag="--serve")
     session.listeners.append(lambda ev: events.publish(ev["event"], ev))
-    server = app.serve(host, port)
     close = server.close
 
     def close_all() -> None:
