@@ -108,3 +108,21 @@ def test_bad_ports_and_hosts_are_one_line_before_any_work(tmp_path: Path, capsys
                 code = e.code
             err = capsys.readouterr().err.strip().splitlines()
             assert code == 2 and len(err) == 1 and message in err[0], (args, err)
+
+
+def test_a_folder_without_captions_is_refused_as_search_refuses_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from videorecap.cli import main
+    from videorecap.commands import serve
+
+    def started() -> None:
+        raise AssertionError("the server started")  # instead of serving until Ctrl-C
+
+    monkeypatch.setattr(serve, "threading", SimpleNamespace(Event=lambda: SimpleNamespace(wait=started)))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert main(["serve", str(tmp_path / "empty"), "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"videorecap serve: error: {tmp_path / 'empty'}: no captions.json below this folder; caption videos into it "
+        "first (videorecap caption)"
+    )

@@ -56,15 +56,12 @@ def _clock(t: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videorecap.search.index import embeddings, load_corpus
+    from videorecap.search.index import embeddings, load_corpus, require_videos
     from videorecap.search.moments import Searcher
 
     if not args.query.strip():
         raise InputError("QUERY is empty; say what happens, e.g. 'C puts the kettle on the stove'")
-    corpus = load_corpus(args.folder)
-    if not corpus.videos:
-        what = f"{len(corpus.skipped)} unreadable captions file(s)" if corpus.skipped else "no captions.json"
-        raise InputError(f"{args.folder}: {what} below this folder; caption videos into it first (videorecap caption)")
+    corpus = require_videos(load_corpus(args.folder))
     emb = embedder = None
     if args.mode != "lexical":
         from videorecap.text.embed import TextEmbedder

@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.folder}: no such folder (give caption's -o folder)")
     if args.folder is None and args.llm is not None:
         raise InputError("--llm is for the web app's ask box: give a FOLDER too")
+    if args.folder is not None:
+        from videorecap.search.index import load_corpus, require_videos
+
+        require_videos(load_corpus(args.folder))  # as `videorecap search`: a folder with nothing to show is a mistake
     check_listen(args.host, args.port)  # a taken port or a foreign --host is one line before the model loads
     app = App("videorecap serve")
     lines = []

@@ -159,6 +159,18 @@ def load_corpus(folder: str | os.PathLike[str]) -> Corpus:
     return corpus
 
 
+def require_videos(corpus: Corpus) -> Corpus:
+    """`corpus`, if it has a video: a folder with none is a mistake for `search` and `serve` alike.
+
+    Raises:
+        InputError: no captions file below the folder could be read (none there, or only unreadable ones).
+    """
+    if not corpus.videos:
+        what = f"{len(corpus.skipped)} unreadable captions file(s)" if corpus.skipped else "no captions.json"
+        raise InputError(f"{corpus.root}: {what} below this folder; caption videos into it first (videorecap caption)")
+    return corpus
+
+
 def _model_folder(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "model"
     digest = hashlib.sha256(f"{INDEX_VERSION}\0{name}".encode()).hexdigest()[:10]
