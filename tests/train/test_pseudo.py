@@ -65,7 +65,7 @@ def test_clip_captions_resume_per_video_and_start_over_for_other_weights(
     calls["n"] = 0
     with caplog.at_level(logging.WARNING):
         assert run(tmp_path / "cache") == full
-    assert calls["n"] == 2 and "train1.npz: unreadable" in caplog.text
+    assert calls["n"] == 2 and "train1.npz: not a readable cache entry" in caplog.text
 
     # other weights (one number changed) never reuse the captions
     with torch.no_grad():

@@ -85,7 +85,7 @@ def test_a_damaged_chunk_is_recomputed_with_a_warning(videos, tmp_path: Path, ca
     damaged.write_bytes(damaged.read_bytes()[:40])  # a disk that lost the end of the file
     again = MeanEncoder()
     resumed = extract_features(videos["long"], again, batch_size=2, chunk_dir=chunks, chunk_windows=2)
-    assert again.seen == 6 and "c00001.npz: unreadable" in caplog.text
+    assert again.seen == 6 and "c00001.npz: not a readable cache entry" in caplog.text
     np.testing.assert_array_equal(resumed, full)
 
 
