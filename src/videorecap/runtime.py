@@ -349,7 +349,8 @@ def onednn_speedup() -> float:
     return _SPEEDUP
 
 
-GATE_FILE = "precision_gate.json"  # in videorecap/assets/: written by `python -m videorecap.precision_gate --write`
+# in videorecap/assets/: written by `python -m videorecap.synth.precision_gate --write`
+GATE_FILE = "precision_gate.json"
 
 
 def gate_results() -> dict[str, Any]:

@@ -104,6 +104,54 @@ def _logits(captioner: Any, path: Path, script: Any, windows: int) -> torch.Tens
     return logits.float()[keep]  # (real positions, vocab)
 
 
+def gate_videos(work: Path, videos: int = 4, minutes: float = 4.0, seed: int = 1000) -> list[tuple[Path, Any]]:
+    """Render the gate's held-out synthetic videos into `work`: (path, script) each."""
+    from videorecap.synth.make import make_video
+
+    clips = []
+    for k in range(videos):
+        path = work / f"gate_{seed}_{k:03d}.mp4"
+        clips.append((path, make_video(path, seed=seed, minutes=minutes, index=k)))
+    return clips
+
+
+@dataclass
+class Comparison:
+    identical_clips: float  # share of clip windows captioned exactly as by the reference
+    clips: int
+    cider_ref: dict[str, float]
+    cider: dict[str, float]
+    cider_delta: dict[str, float]
+
+    def passed(self) -> bool:
+        """The caption part of the gate: every level's |CIDEr delta| and the share of identical clip captions."""
+        return (
+            all(abs(d) < MAX_CIDER_DELTA for d in self.cider_delta.values()) and self.identical_clips >= MIN_IDENTICAL
+        )
+
+
+def compare_captions(ref_cap: Any, cap: Any, clips: list[tuple[Path, Any]], batch_size: int = 32) -> Comparison:
+    """Caption `clips` (from `gate_videos`) at every level with both captioners; CIDEr against the world's truth."""
+    from videorecap.metrics.scorers import score_levels
+
+    ref, got = _captions(ref_cap, clips, batch_size), _captions(cap, clips, batch_size)
+
+    def cider(pairs: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
+        items = {lv: ([p for p, _ in ps], [[t] for _, t in ps]) for lv, ps in pairs.items() if ps}
+        scores = score_levels(items, protocol="original", metrics=["cider"])
+        return {lv: float(s["cider"]) for lv, s in scores.items()}
+
+    c_ref, c_got = cider(ref), cider(got)
+    same = sum(a == b for (a, _), (b, _) in zip(ref["clip"], got["clip"], strict=True))
+    return Comparison(
+        identical_clips=same / max(1, len(ref["clip"])),
+        clips=len(ref["clip"]),
+        cider_ref=c_ref,
+        cider=c_got,
+        cider_delta={lv: c_got[lv] - c_ref[lv] for lv in c_ref},
+    )
+
+
 def fidelity_gate(
     precision: str,
     work_dir: str | os.PathLike[str] | None = None,
@@ -116,47 +164,32 @@ def fidelity_gate(
 ) -> GateResult:
     """Compare `precision` ("bf16", "int8", "fp32-onednn") with fp32 on `videos` held-out synthetic videos (see the
     module doc)."""
-    from videorecap.metrics.scorers import score_levels
     from videorecap.pipeline import Captioner
-    from videorecap.synth.make import make_video
     from videorecap.synth.model import bundled_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        clips = []
-        for k in range(videos):
-            path = work / f"gate_{seed}_{k:03d}.mp4"
-            clips.append((path, make_video(path, seed=seed, minutes=minutes, index=k)))
+        clips = gate_videos(work, videos, minutes, seed)
         model_dir = bundled_model_dir()
         ref_cap = Captioner.load(model_dir, precision="fp32")
         cap = Captioner.load(model_dir, precision=precision)
-        ref = _captions(ref_cap, clips, batch_size)
-        got = _captions(cap, clips, batch_size)
+        cmp = compare_captions(ref_cap, cap, clips, batch_size)
         ref_logits = _logits(ref_cap, *clips[0], logit_windows)
         got_logits = _logits(cap, *clips[0], logit_windows)
 
-    def cider(pairs: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
-        items = {lv: ([p for p, _ in ps], [[t] for _, t in ps]) for lv, ps in pairs.items() if ps}
-        scores = score_levels(items, protocol="original", metrics=["cider"])
-        return {lv: float(s["cider"]) for lv, s in scores.items()}
-
-    c_ref, c_got = cider(ref), cider(got)
-    delta = {lv: c_got[lv] - c_ref[lv] for lv in c_ref}
-    same = sum(a == b for (a, _), (b, _) in zip(ref["clip"], got["clip"], strict=True))
-    identical = same / max(1, len(ref["clip"]))
     err = float((got_logits - ref_logits).abs().max() / ref_logits.std())
     top1 = float((got_logits.argmax(-1) == ref_logits.argmax(-1)).float().mean())
-    passed = all(abs(d) < MAX_CIDER_DELTA for d in delta.values()) and identical >= MIN_IDENTICAL and top1 >= MIN_TOP1
+    passed = cmp.passed() and top1 >= MIN_TOP1
     from videorecap.runtime import cpu_isa, fast_bf16_cpu
 
     result = GateResult(
         precision=precision,
-        identical_clips=identical,
-        clips=len(ref["clip"]),
-        cider_fp32=c_ref,
-        cider=c_got,
-        cider_delta=delta,
+        identical_clips=cmp.identical_clips,
+        clips=cmp.clips,
+        cider_fp32=cmp.cider_ref,
+        cider=cmp.cider,
+        cider_delta=cmp.cider_delta,
         logits_max_rel_err=err,
         logits_top1_agree=top1,
         passed=passed,
