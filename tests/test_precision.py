@@ -232,6 +232,34 @@ def test_the_fidelity_gate_measures_a_path_against_fp32(tmp_path, precision):
                         and r.logits_top1_agree >= 0.99)  # fmt: skip
 
 
+def test_compare_captions_counts_the_windows_a_changed_encoder_recaptions(tmp_path):
+    from videorecap.pipeline import Captioner
+    from videorecap.synth.model import bundled_model_dir
+    from videorecap.synth.precision_gate import compare_captions, gate_videos
+
+    clips = gate_videos(tmp_path, videos=1, minutes=1.0)
+    ref = Captioner.load(bundled_model_dir(), precision="fp32")
+    same = compare_captions(ref, Captioner.load(bundled_model_dir(), precision="fp32"), clips)
+    assert same.clips == 15 and same.identical_clips == 1.0 and same.passed()
+    assert all(d == 0 for d in same.cider_delta.values()) and same.cider == same.cider_ref
+
+    class Blurred(torch.nn.Module):  # the encoder's tokens pulled towards their mean: other captions
+        def __init__(self, enc):
+            super().__init__()
+            self.enc, self.config = enc, enc.config
+
+        def forward(self, video):
+            tokens = self.enc(video)
+            return 0.2 * tokens + 0.8 * tokens.mean(dim=0, keepdim=True)
+
+    other = Captioner.load(bundled_model_dir(), precision="fp32")
+    other.model("clip").encoder = Blurred(other.model("clip").encoder)
+    changed = compare_captions(ref, other, clips)
+    assert changed.identical_clips < 1.0 and changed.cider_ref == same.cider_ref
+    deltas_pass = all(abs(d) < 1 for d in changed.cider_delta.values())
+    assert changed.passed() == (deltas_pass and changed.identical_clips >= 0.9)
+
+
 def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
     import shutil
 
