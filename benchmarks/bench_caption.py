@@ -18,6 +18,11 @@ default fp32): `--videos` synthetic videos of `--minutes` each
 captioned one by one (`caption_video` per video) and together (`caption_videos`, `caption` given several videos:
 their segments and summaries decoded in shared batches), in the same process: decode calls and rows per call per
 level, wall time of each path (median of `--repeats`), and the outputs checked identical.
+Part 4 (end to end, recap-base with random weights): a 1080p30 H.264 file of `--minutes` (rendered by the script:
+a drifting texture, x264 "veryfast" with B-frames, as cameras write) captioned by `caption_video` at every level,
+each precision of `--precisions` in a fresh process: wall time, scaled to an hour. Captions are cut at the token
+counts of part 1, which random weights reach every time. Decoding the file alone is timed too (one pass over its
+windows, as `caption` reads them): within `caption` it runs in a background thread, beside the model.
 
     python benchmarks/bench_caption.py                          # both parts, fp32/bf16/int8: ~15 min, 2 idle cores
     python benchmarks/bench_caption.py --part 1 --precisions fp32 --repeats 3
@@ -26,6 +31,7 @@ level, wall time of each path (median of `--repeats`), and the outputs checked i
     python benchmarks/bench_caption.py --part 3 --quick --allow-load                        # 3 videos: ~30 s
     python benchmarks/bench_caption.py --part 3 --model recap-base --precision auto --videos 8 --decode-batch 16 \
         --repeats 2                                                                         # ~15 min
+    python benchmarks/bench_caption.py --part 4 --minutes 2 --precisions fp32-onednn,int8 --repeats 1   # ~8 min
 """
 
 from __future__ import annotations
@@ -256,11 +262,90 @@ def part3(
     return lines
 
 
+def make_1080p(path: Path, minutes: float, fps: int = 30) -> Path:
+    """A 1080p30 H.264 file whose content moves: a smooth random texture drifting by a few pixels a frame."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(1080 // 8 + 16, 1920 // 8 + 16, 3), dtype=np.uint8)
+    tex = np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)  # 8-px blocks: detail a codec must keep
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
+        s.width, s.height, s.pix_fmt = 1920, 1080, "yuv420p"
+        for i in range(int(minutes * 60 * fps)):
+            dy, dx = (i // 2) % 128, i % 128
+            img = np.ascontiguousarray(tex[dy : dy + 1080, dx : dx + 1920])
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+def _decode_file(video: str) -> float:
+    """Seconds to read every clip window of `video` (4 frames each) as `caption` reads them."""
+    from videorecap.video.io import probe
+    from videorecap.video.reader import iter_windows
+    from videorecap.video.sampling import clip_windows
+
+    info = probe(video)
+    t0 = time.perf_counter()
+    for _ in iter_windows(video, clip_windows(info.duration), 4, info=info):
+        pass
+    return time.perf_counter() - t0
+
+
+def end_to_end(video: str, precision: str, batch: int, decode_batch: int, repeats: int) -> dict:
+    """Part 4 for one precision (in a child process): wall seconds of `caption_video`, and of decoding alone."""
+    from _models import captioner_for
+
+    from videorecap.pipeline import CaptionOptions, caption_video
+
+    cap = captioner_for("recap-base", precision)
+    opts = CaptionOptions(batch_size=batch, decode_batch=decode_batch, max_new_tokens=dict(TOKENS))
+    t = timed(lambda: caption_video(video, cap, opts), repeats)  # after a warm-up run, as every row here
+    d = timed(lambda: _decode_file(video), repeats)
+    return {"caption": t.to_dict(), "decode": d.to_dict(), "peak_mib": vm_hwm_mib()}
+
+
+def part4(args: argparse.Namespace) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        video = make_1080p(Path(tmp) / "1080p.mp4", args.minutes)
+        rows = {}
+        for prec in args.precisions.split(","):
+            child = ["--child-e2e", prec, video.as_posix(), "--batch", str(args.batch), "--decode-batch",
+                     str(args.decode_batch), "--repeats", str(args.repeats),
+                     "--threads", str(args.threads or 0)]  # fmt: skip
+            rows[prec] = run_child(__file__, child)
+    scale = 60 / args.minutes
+    lines = [
+        f"End to end: a {args.minutes:g}-min 1080p30 H.264 file (x264 veryfast, crf 23) captioned at every level "
+        f"by `caption_video` (encoder batch {args.batch}, {args.decode_batch} clip rows decoded at once, captions "
+        f"cut at {TOKENS['clip']} / {TOKENS['segment']} / {TOKENS['video']} tokens), each precision in its own "
+        "process; minutes per video-hour = wall x 60 / minutes of video.",
+        "",
+        "| precision | caption wall, s (median, range) | per video-hour | decoding the file alone, s | decoding per "
+        "video-hour | peak memory |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for prec, r in rows.items():
+        c, d = r["caption"], r["decode"]
+        flag = "*" if c["loaded"] or d["loaded"] else ""
+        lines.append(
+            f"| {prec} | {c['median']:.1f} ({min(c['times']):.1f}-{max(c['times']):.1f}){flag} | "
+            f"{c['median'] * scale / 60:.1f} min | {d['median']:.1f}{flag} | {d['median'] * scale / 60:.1f} min | "
+            f"{r['peak_mib']:.0f} MiB |"
+        )
+    lines += ["", LOADED_NOTE]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", type=int, choices=[1, 2, 3], help="default: 1 and 2")
+    ap.add_argument("--part", type=int, choices=[1, 2, 3, 4], help="default: 1 and 2")
     ap.add_argument("--videos", type=int, default=8, help="part 3: synthetic videos (default 8)")
-    ap.add_argument("--minutes", type=float, default=1.0, help="part 3: minutes per video (default 1)")
+    ap.add_argument("--minutes", type=float, default=1.0, help="parts 3 and 4: minutes per video (default 1)")
     ap.add_argument("--batch", type=int, default=8, help="encoder batch and segment rows (default 8)")
     ap.add_argument(
         "--model",
@@ -281,6 +366,7 @@ def main() -> None:
     add_timing_arguments(ap, repeats=3)
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--child-hour", help=argparse.SUPPRESS)
+    ap.add_argument("--child-e2e", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -295,6 +381,9 @@ def main() -> None:
     if a.child_hour:
         print(json.dumps(hour(a.child_hour, a.batch, a.decode_batch, a.repeats, a.recompute)))
         return
+    if a.child_e2e:
+        print(json.dumps(end_to_end(a.child_e2e[1], a.child_e2e[0], a.batch, a.decode_batch, a.repeats)))
+        return
     check_load(a.allow_load, "bench_caption")
     argv = " ".join(sys.argv[1:])
     print(f"## Caption pipeline per video-hour (`python benchmarks/bench_caption.py {argv}`)\n")
@@ -304,6 +393,8 @@ def main() -> None:
         print("\n".join(part1(a)) + "\n")
     if a.part in (None, 2):
         print("\n".join(part2(a.quick)) + "\n")
+    if a.part == 4:
+        print("\n".join(part4(a)) + "\n")
     if a.part == 3:
         lines = part3(a.videos, a.minutes, a.batch, a.decode_batch, a.repeats, a.model, a.precision)
         print("\n".join(lines) + "\n")
