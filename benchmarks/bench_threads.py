@@ -18,6 +18,8 @@ timed run, then a markdown table for benchmarks/RESULTS.md. Run it on a quiet ma
 
     python benchmarks/bench_threads.py                  # 3 videos of 3 min, 3 repeats, 3 loads
     python benchmarks/bench_threads.py --quick          # 1 video of 20 s, 1 repeat, 2 settings: checks it works
+    python benchmarks/bench_threads.py --model DIR --videos 1 --minutes 1 --settings default,2 \
+        --loads "idle,1 core busy" --repeats 2          # a recap-base checkpoint folder: compute-bound runs
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def make_videos(folder: Path, count: int, minutes: float) -> list[Path]:
     return paths
 
 
-def run_once(videos: list[Path], setting: str, cores: int) -> float:
+def run_once(videos: list[Path], setting: str, cores: int, model: str = "recap-synth") -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["HF_HUB_OFFLINE"] = "1"
     env.pop("VIDEORECAP_DECODE_THREADS", None)
@@ -55,7 +57,7 @@ def run_once(videos: list[Path], setting: str, cores: int) -> float:
     elif setting != "default":
         extra = ["--threads", setting]
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "videorecap", *extra, "caption", *map(str, videos), "--model", "recap-synth",
+        cmd = [sys.executable, "-m", "videorecap", *extra, "caption", *map(str, videos), "--model", model,
                "-o", out, "--no-progress"]  # fmt: skip
         t0 = time.perf_counter()
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -83,6 +85,8 @@ def main() -> None:
     ap.add_argument("--settings", help="comma list of settings (default: default,1,2,cores-1,cores,torch-default)")
     ap.add_argument("--loads", default=",".join(LOADS), help=f"comma list of {', '.join(LOADS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="1 video of 20 s, 1 repeat, settings default,1")
+    ap.add_argument("--model", default="recap-synth", help="what `caption --model` gets: the bundled model (default "
+                    "%(default)s) or a checkpoint folder, e.g. recap-base's sizes with random weights")  # fmt: skip
     ap.add_argument("--allow-load", action="store_true", help="start the idle column even at a load average of one "
                     "per core or more (its rows are then marked *)")  # fmt: skip
     args = ap.parse_args()
@@ -104,7 +108,7 @@ def main() -> None:
         n_videos = len(videos)
         print(machine_block({
             "default": defaults,
-            "videos": f"{len(videos)} x {args.minutes * 60:g} s, recap-synth, all three levels",
+            "videos": f"{len(videos)} x {args.minutes * 60:g} s, {Path(args.model).name}, all three levels",
         }))  # fmt: skip
         print()
         results: dict[tuple[str, str], Timing] = {}
@@ -118,7 +122,11 @@ def main() -> None:
             try:
                 time.sleep(1.0 if burners else 0.0)
                 for setting in settings:
-                    t = timed(lambda setting=setting: run_once(videos, setting, cores), args.repeats, warmup=0)
+
+                    def run(setting: str = setting) -> float:
+                        return run_once(videos, setting, cores, args.model)
+
+                    t = timed(run, args.repeats, warmup=0)
                     results[(load, setting)] = t
                     print(f"{load:14s} {setting:>13s}: {t.fmt(digits=1)} (load average before each run: "
                           f"{', '.join(f'{x:.2f}' for x in t.loads)})", flush=True)  # fmt: skip
