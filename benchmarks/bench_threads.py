@@ -20,6 +20,7 @@ timed run, then a markdown table for benchmarks/RESULTS.md. Run it on a quiet ma
     python benchmarks/bench_threads.py --quick          # 1 video of 20 s, 1 repeat, 2 settings: checks it works
     python benchmarks/bench_threads.py --model DIR --videos 1 --minutes 1 --settings default,2 \
         --loads "idle,1 core busy" --repeats 2          # a recap-base checkpoint folder: compute-bound runs
+      (DIR: recap-base's levels at random weights, as `bench_load_memory.py --models DIR` writes them)
 """
 
 from __future__ import annotations
