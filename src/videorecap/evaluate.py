@@ -44,7 +44,7 @@ from videorecap.data.text import previous_text
 from videorecap.errors import InputError
 from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.levelio import LevelIO, resolve_max_new_tokens
-from videorecap.metrics.scorers import METRICS, check_java, check_metrics, format_table, score_levels
+from videorecap.metrics.scorers import METRICS, check_metrics, check_metrics_java, format_table, score_levels
 from videorecap.store import Store
 from videorecap.store import clear as store_clear
 from videorecap.store import model_fingerprint as store_model_fingerprint
@@ -453,7 +453,7 @@ def evaluate(
         if given is not None and not Path(given).is_dir():
             raise InputError(f"{given}: no such folder ({name})")
     # A missing or broken Java fails before hours of generation, not after.
-    check_java(opts.metrics, opts.protocol, opts.java)
+    check_metrics_java(opts.metrics, opts.protocol, opts.java)
     # Read and check every level's data before generating anything.
     files = {lv: data_file(data, lv, opts.split) for lv in opts.levels}
     all_rows = {lv: hcap.load_level(files[lv], lv) for lv in opts.levels}

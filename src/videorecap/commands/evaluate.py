@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels
     from videorecap.lock import output_lock
-    from videorecap.metrics.scorers import check_java
+    from videorecap.metrics.scorers import check_metrics_java
     from videorecap.pipeline import Captioner, resolve_model
 
     device = args.device or distributed.default_device()
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_model(model_dir)  # a missing model folder is said as such, before the output is looked at
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data folder")
-    check_java(args.metrics, args.protocol, args.java)  # METEOR's Java works, or we stop before the model loads
+    check_metrics_java(args.metrics, args.protocol, args.java)  # METEOR's Java works, or we stop before the model loads
     # the output is checked before the model loads: a mistake there is not found after an hour of generation
     out = prepare_output_dir(args.output) if args.output is not None else default_output(model_dir, args.split)
     captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer, precision=args.precision)

@@ -25,7 +25,7 @@ from videorecap.config import LEVELS
 from videorecap.errors import InputError
 from videorecap.metrics.match import CaptionItem, load_items, match_items
 from videorecap.metrics.normalize import PROTOCOLS
-from videorecap.metrics.scorers import METRICS, check_java, check_metrics, format_table, score_levels
+from videorecap.metrics.scorers import METRICS, check_metrics, check_metrics_java, format_table, score_levels
 
 HELP = "score predicted captions against references (CIDEr, ROUGE-L, METEOR, BLEU)"
 
@@ -86,7 +86,7 @@ def _describe(item: CaptionItem) -> str:
 
 def run(args: argparse.Namespace) -> int:
     metrics = check_metrics(args.metrics, args.protocol)
-    check_java(metrics, args.protocol, args.java)  # a broken --java is said before any file is read
+    check_metrics_java(metrics, args.protocol, args.java)  # a broken --java is said before any file is read
     if args.json_out:
         check_output_file(args.json_out, "--json")
     if args.levels is not None:

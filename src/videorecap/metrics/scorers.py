@@ -46,7 +46,7 @@ def check_metrics(metrics: Sequence[str], protocol: str) -> tuple[str, ...]:
     return tuple(m for m in METRICS if m in metrics)
 
 
-def check_java(metrics: Sequence[str], protocol: str, java: str | os.PathLike[str] | None = None) -> None:
+def check_metrics_java(metrics: Sequence[str], protocol: str, java: str | os.PathLike[str] | None = None) -> None:
     """Fail now, before any work, when METEOR or the `coco` protocol will need Java and cannot start: no Java, a
     `java` that does not answer `java -version` (checked once per process), or a missing jar.
 
@@ -130,7 +130,7 @@ def score_captions(
         if isinstance(rs, str) or not rs:
             raise InputError(f"item {i}: references must be a non-empty list of strings")
     if meteor is None:
-        check_java(wanted, protocol, java)  # fail before any work when Java is missing or broken
+        check_metrics_java(wanted, protocol, java)  # fail before any work when Java is missing or broken
     p, r = normalize(preds, refs, protocol, java)
     gts = {i: list(rs) for i, rs in enumerate(r)}
     res = {i: [x] for i, x in enumerate(p)}
