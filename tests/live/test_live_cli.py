@@ -212,3 +212,38 @@ def test_a_serve_port_that_cannot_be_used_is_one_line_before_the_models_load(
         "the port: choose another with --serve, or --serve 0 for any free port)"
     ]
     assert not out.exists()  # nothing written: not even the output folder
+
+
+def test_host_needs_serve_and_a_foreign_host_is_one_line_before_the_models_load(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from videorecap import pipeline
+
+    def no_load(*a: object, **k: object) -> None:
+        raise AssertionError("the models loaded")
+
+    monkeypatch.setattr(pipeline.Captioner, "load", no_load)
+    out = tmp_path / "o"
+    argv = ["live", str(recording), "--model", "recap-synth", "-o", str(out), "--no-status"]
+    assert main([*argv, "--host", "0.0.0.0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "videorecap live: error: --host is where the --serve page listens: give --serve PORT too"
+    ]
+    assert main([*argv, "--serve", "0", "--host", "192.0.2.1"]) == 2  # TEST-NET-1: no machine has it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--host 192.0.2.1: not an address or name this machine has" in err[0], err
+    assert not out.exists()
+
+
+def test_the_page_listens_where_host_says(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    with open(recording, "rb") as f:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
+        argv = ["live", "-", "-o", str(out), "--model", "recap-synth", "--levels", "clip", "--no-status",
+                "--serve", "0", "--host", "localhost"]  # fmt: skip
+        assert main(argv) == 0
+    served = [x for x in capsys.readouterr().out.splitlines() if "serving" in x]
+    assert len(served) == 1 and served[0].startswith("videorecap live: serving http://localhost:"), served
+    assert load(out / "captions.json").clips

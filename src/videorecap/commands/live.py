@@ -43,6 +43,7 @@ from videorecap.commands._options import (
     add_precision_argument,
     add_wait_argument,
     field_default,
+    listen_host,
     port_number,
     positive_float,
     positive_int,
@@ -103,10 +104,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(as for caption; default: c)")  # fmt: skip
     o.add_argument("--serve", type=port_number, metavar="PORT", help="serve a live page on "
                    "http://127.0.0.1:PORT, PORT 0-65535 (0: a free port, printed)")  # fmt: skip
+    o.add_argument("--host", type=listen_host, default=None, help="the address the --serve page listens on "
+                   "(default: 127.0.0.1, this machine only; 0.0.0.0: every interface, for other machines)")  # fmt: skip
     o.add_argument("--no-status", action="store_true", help="no status line on stderr")
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     add_precision_argument(p)
     add_wait_argument(p)
+
+
+def _page_host(args: argparse.Namespace) -> str:
+    from videorecap.live.page import HOST
+
+    return args.host if args.host is not None else HOST
 
 
 def _default(name: str) -> Any:
@@ -124,11 +133,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
     if args.resume is None:
         _check_source_and_out(args, out)  # mistakes in SOURCE or OUT are found before the model loads
+    if args.host is not None and args.serve is None:
+        raise InputError("--host is where the --serve page listens: give --serve PORT too")
     if args.serve is not None:
         from videorecap.httpserve import check_listen
-        from videorecap.live.page import HOST
 
-        check_listen(HOST, args.serve, host_flag=None, port_flag="--serve")  # a taken port, before the models load
+        # a taken port or a foreign --host is one line before the models load
+        check_listen(_page_host(args), args.serve, host_flag="--host", port_flag="--serve")
     prepare_output_dir(out)
     from videorecap.lock import output_lock
 
@@ -213,7 +224,7 @@ def _run_session(args: argparse.Namespace, out: Path, opts: Any, levels: Any, de
     if args.serve is not None:
         from videorecap.live.page import serve_page
 
-        server = serve_page(session, args.serve)
+        server = serve_page(session, args.serve, _page_host(args))
         print(f"videorecap live: serving {server.url}/", flush=True)
     previous = signal.getsignal(signal.SIGINT)
 

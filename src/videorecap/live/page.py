@@ -105,17 +105,17 @@ def make_app(session: Any) -> tuple[App, EventStream]:
     return app, events
 
 
-HOST = "127.0.0.1"  # the page is for this machine: `live` has no --host
+HOST = "127.0.0.1"  # the page is for this machine unless `live --host` says otherwise
 
 
 def serve_page(session: Any, port: int, host: str = HOST) -> Server:
     """Serve the live page of `session` (port 0: a free one, see `.url`); its events are published as they come.
 
     Raises:
-        InputError: it cannot listen on host:port (the port is `live --serve`'s, named in the message).
+        InputError: it cannot listen on host:port (`live --host` and `--serve`, named in the message).
     """
     app, events = make_app(session)
-    server = app.serve(host, port, host_flag=None, port_flag="--serve")
+    server = app.serve(host, port, host_flag="--host", port_flag="--serve")
     session.listeners.append(lambda ev: events.publish(ev["event"], ev))
     close = server.close
 
