@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -49,16 +50,30 @@ def make_long(path: Path, minutes: float, size: tuple[int, int] = (160, 120), fp
     return path
 
 
-def make_1080p(path: Path, seconds: float = 10.0, fps: int = 30) -> Path:
+def make_1080p(
+    path: Path,
+    seconds: float = 10.0,
+    fps: int = 30,
+    *,
+    block: int = 1,
+    margin: int = 64,
+    motion: Callable[[int], tuple[int, int]] = lambda i: ((i * 2) % 64, (i * 3) % 64),
+    options: dict[str, str] | None = None,
+) -> Path:
+    """A 1080p H.264 file of a random texture (`block`-px squares, 1: pixel noise) drifting by `motion(frame)` (dy,
+    dx) pixels; x264 `options` (default: ultrafast, a keyframe every 2 s)."""
     if path.exists():
         return path
     rng = np.random.default_rng(0)
-    tex = rng.integers(0, 256, size=(1080 + 64, 1920 + 64, 3), dtype=np.uint8)
+    coarse = rng.integers(
+        0, 256, size=(1080 // block + margin // block, 1920 // block + margin // block, 3), dtype=np.uint8
+    )
+    tex = np.repeat(np.repeat(coarse, block, axis=0), block, axis=1) if block > 1 else coarse
     with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "g": str(fps * 2)})
+        s = c.add_stream("libx264", rate=fps, options=options or {"preset": "ultrafast", "g": str(fps * 2)})
         s.width, s.height, s.pix_fmt = 1920, 1080, "yuv420p"
         for i in range(int(seconds * fps)):
-            dy, dx = (i * 2) % 64, (i * 3) % 64
+            dy, dx = motion(i)
             img = np.ascontiguousarray(tex[dy : dy + 1080, dx : dx + 1920])
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
