@@ -184,17 +184,22 @@ def test_capture_sources_are_checked_before_the_models_load(
         assert not (out / "captions.json").exists()
 
 
-def test_a_serve_port_that_cannot_be_used_is_one_line_before_the_models_load(
-    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    import socket
-
+@pytest.fixture
+def models_must_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test of an error that must come before the models load fails if they do."""
     from videorecap import pipeline
 
     def no_load(*a: object, **k: object) -> None:
         raise AssertionError("the models loaded")
 
     monkeypatch.setattr(pipeline.Captioner, "load", no_load)
+
+
+def test_a_serve_port_that_cannot_be_used_is_one_line_before_the_models_load(
+    tmp_path: Path, recording: Path, models_must_not_load: None, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
     out = tmp_path / "o"
     argv = ["live", str(recording), "--model", "recap-synth", "-o", str(out), "--no-status", "--serve"]
     for port in ("99999", "-1"):
@@ -215,14 +220,8 @@ def test_a_serve_port_that_cannot_be_used_is_one_line_before_the_models_load(
 
 
 def test_host_needs_serve_and_a_foreign_host_is_one_line_before_the_models_load(
-    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path, recording: Path, models_must_not_load: None, capsys: pytest.CaptureFixture
 ) -> None:
-    from videorecap import pipeline
-
-    def no_load(*a: object, **k: object) -> None:
-        raise AssertionError("the models loaded")
-
-    monkeypatch.setattr(pipeline.Captioner, "load", no_load)
     out = tmp_path / "o"
     argv = ["live", str(recording), "--model", "recap-synth", "-o", str(out), "--no-status"]
     assert main([*argv, "--host", "0.0.0.0"]) == 2
