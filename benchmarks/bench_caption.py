@@ -273,29 +273,17 @@ def make_1080p(path: Path, minutes: float, fps: int = 30) -> Path:
     )  # fmt: skip
 
 
-def _decode_file(video: str) -> float:
-    """Seconds to read every clip window of `video` (4 frames each) as `caption` reads them."""
-    from videorecap.video.io import probe
-    from videorecap.video.reader import iter_windows
-    from videorecap.video.sampling import clip_windows
-
-    info = probe(video)
-    t0 = time.perf_counter()
-    for _ in iter_windows(video, clip_windows(info.duration), 4, info=info):
-        pass
-    return time.perf_counter() - t0
-
-
 def end_to_end(video: str, precision: str, batch: int, decode_batch: int, repeats: int) -> dict:
     """Part 4 for one precision (in a child process): wall seconds of `caption_video`, and of decoding alone."""
     from _models import captioner_for
+    from bench_video import decode_only
 
     from videorecap.pipeline import CaptionOptions, caption_video
 
     cap = captioner_for("recap-base", precision)
     opts = CaptionOptions(batch_size=batch, decode_batch=decode_batch, max_new_tokens=dict(TOKENS))
     t = timed(lambda: caption_video(video, cap, opts), repeats)  # after a warm-up run, as every row here
-    d = timed(lambda: _decode_file(video), repeats)
+    d = timed(lambda: decode_only(Path(video))["seconds"], repeats)
     return {"caption": t.to_dict(), "decode": d.to_dict(), "peak_mib": vm_hwm_mib()}
 
 

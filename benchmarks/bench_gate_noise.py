@@ -27,7 +27,15 @@ from videorecap.config import LEVELS
 from videorecap.pipeline import Captioner
 from videorecap.runtime import set_threads
 from videorecap.synth.model import bundled_model_dir
-from videorecap.synth.precision_gate import MAX_CIDER_DELTA, MIN_IDENTICAL, Comparison, compare_captions, gate_videos
+from videorecap.synth.precision_gate import (
+    MAX_CIDER_DELTA,
+    MIN_IDENTICAL,
+    Comparison,
+    compare_captions,
+    gate_videos,
+    teacher_forced,
+    window_frames,
+)
 
 
 class NoisyEncoder(nn.Module):
@@ -47,21 +55,13 @@ class NoisyEncoder(nn.Module):
 
 def precision_errors(clips: list[tuple[Path, object]]) -> dict[str, tuple[float, float]]:
     """bf16's and int8's encoder tokens vs fp32's on one batch of the first video: (max, mean) |diff| / std."""
-    from videorecap.video.reader import iter_windows
-    from videorecap.video.transforms import eval_transform
-
     out: dict[str, tuple[float, float]] = {}
     ref = None
     for prec in ("fp32", "bf16", "int8"):
         cap = Captioner.load(bundled_model_dir(), precision=prec)
-        enc = cap.model("clip").encoder
-        assert enc is not None
-        spans = [(4.0 * k, 4.0 * (k + 1)) for k in range(8)]
-        frames = [
-            eval_transform(f, enc.config.image_size) for _, f in iter_windows(clips[0][0], spans, enc.config.num_frames)
-        ]
+        frames = window_frames(cap, clips[0][0], [(4.0 * k, 4.0 * (k + 1)) for k in range(8)])
         with torch.inference_mode(), cap.compute("cpu"):
-            tokens = enc(torch.stack(frames)).float()
+            tokens = cap.model("clip").encoder(frames).float()
         if ref is None:
             ref = tokens
             continue
@@ -73,33 +73,20 @@ def precision_errors(clips: list[tuple[Path, object]]) -> dict[str, tuple[float,
 def near_ties(clips: list[tuple[Path, object]], gaps: tuple[float, ...] = (0.01, 0.05, 0.1)) -> dict[float, float]:
     """Share of fp32's clip captions with a step whose top two tokens are less than `gap` nats apart.
 
-    Each caption is fed back to the model (teacher forcing with its own frames) and the gap between the two most
-    likely next tokens is read at every position, the end of the caption included; a caption's smallest gap counts.
+    Each caption is fed back to the model (`precision_gate.teacher_forced`, 32 windows at a time) and the gap between
+    the two most likely next tokens is read at every position, the end of the caption included; a caption's smallest
+    gap counts.
     """
     from videorecap.pipeline import CaptionOptions, caption_video
-    from videorecap.video.reader import iter_windows
-    from videorecap.video.transforms import eval_transform
 
     cap = Captioner.load(bundled_model_dir(), precision="fp32")
-    model, tok = cap.model("clip"), cap.tokenizer("clip")
-    enc = model.encoder
-    assert enc is not None
-    t = model.config.tokens
     smallest: list[float] = []
     for path, _ in clips:
-        result = caption_video(path, cap, CaptionOptions(batch_size=32))
-        windows = [(c.start, c.end) for c in result.clips]
-        frames = [
-            eval_transform(f, enc.config.image_size) for _, f in iter_windows(path, windows, enc.config.num_frames)
-        ]
-        for k in range(0, len(windows), 32):
-            ids = [[t.bos_token_id, *tok.encode(c.text), t.eos_token_id] for c in result.clips[k : k + 32]]
-            n = max(len(x) for x in ids)
-            caption_ids = torch.tensor([x + [t.pad_token_id] * (n - len(x)) for x in ids])
-            with torch.inference_mode():
-                _, logits = model("clip", caption_ids, video=torch.stack(frames[k : k + 32]))
-            top = logits.float().log_softmax(-1).topk(2, dim=-1).values  # (rows, positions, 2)
-            gap = (top[..., 0] - top[..., 1]).masked_fill(caption_ids[:, 1:] == t.pad_token_id, float("inf"))
+        rows = [(c.start, c.end, c.text) for c in caption_video(path, cap, CaptionOptions(batch_size=32)).clips]
+        for k in range(0, len(rows), 32):
+            logits, real = teacher_forced(cap, path, rows[k : k + 32])
+            top = logits.log_softmax(-1).topk(2, dim=-1).values  # (rows, positions, 2)
+            gap = (top[..., 0] - top[..., 1]).masked_fill(~real, float("inf"))
             smallest += gap.min(dim=1).values.tolist()
     return {g: sum(x < g for x in smallest) / len(smallest) for g in gaps}
 

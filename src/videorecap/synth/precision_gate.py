@@ -82,26 +82,37 @@ def _captions(captioner: Any, videos: list[tuple[Path, Any]], batch_size: int) -
     return pairs
 
 
-def _logits(captioner: Any, path: Path, script: Any, windows: int) -> torch.Tensor:
-    """Teacher-forced clip-level logits (rows, positions, vocab) of the first `windows` windows, in fp32."""
+def window_frames(captioner: Any, path: Path, spans: list[tuple[float, float]]) -> torch.Tensor:
+    """The clip encoder's input for windows `(start, end)` of `path`: `(windows, 3, T, S, S)`."""
     from videorecap.video.reader import iter_windows
     from videorecap.video.transforms import eval_transform
 
+    cfg = captioner.model("clip").encoder.config
+    return torch.stack([eval_transform(f, cfg.image_size) for _, f in iter_windows(path, spans, cfg.num_frames)])
+
+
+def teacher_forced(
+    captioner: Any, path: Path, rows: list[tuple[float, float, str]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip-level logits with each row's text as the decoder's input (its window's frames in): `(rows, positions,
+    vocab)` in fp32, and which positions are real `(rows, positions)` (the rest is padding). Position i predicts
+    token i+1 of BOS + text + EOS."""
     model, tok = captioner.model("clip"), captioner.tokenizer("clip")
-    enc = model.encoder
-    rows = [(float(s), float(e), str(t)) for _, s, e, t in script.clip_rows()][:windows]
-    frames = [
-        eval_transform(f, enc.config.image_size)
-        for _, f in iter_windows(path, [(s, e) for s, e, _ in rows], enc.config.num_frames)
-    ]
     t = model.config.tokens
     ids = [[t.bos_token_id, *tok.encode(text), t.eos_token_id] for _, _, text in rows]
     n = max(len(x) for x in ids)
     caption_ids = torch.tensor([x + [t.pad_token_id] * (n - len(x)) for x in ids])
+    video = window_frames(captioner, path, [(s, e) for s, e, _ in rows])
     with torch.no_grad(), captioner.compute("cpu"):
-        _, logits = model("clip", caption_ids, video=torch.stack(frames))
-    keep = caption_ids[:, 1:] != t.pad_token_id
-    return logits.float()[keep]  # (real positions, vocab)
+        _, logits = model("clip", caption_ids, video=video)
+    return logits.float(), caption_ids[:, 1:] != t.pad_token_id
+
+
+def _logits(captioner: Any, path: Path, script: Any, windows: int) -> torch.Tensor:
+    """Teacher-forced clip-level logits of the first `windows` windows, the truth's text in: (real positions, vocab)."""
+    rows = [(float(s), float(e), str(t)) for _, s, e, t in script.clip_rows()][:windows]
+    logits, keep = teacher_forced(captioner, path, rows)
+    return logits[keep]
 
 
 def gate_videos(work: Path, videos: int = 4, minutes: float = 4.0, seed: int = 1000) -> list[tuple[Path, Any]]:
