@@ -10,15 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 
-def captioner_for(name: str, precision: str = "fp32") -> Any:
-    """A `pipeline.Captioner` of the bundled model `name`, or of recap-base with random weights (seed 0), run in
-    `precision` as the CLI's `--precision` would (`runtime.resolve_precision`)."""
+def captioner_for(name: str, precision: str = "fp32", device: str = "cpu") -> Any:
+    """A `pipeline.Captioner` of the bundled model `name`, or of recap-base with random weights (seed 0), on
+    `device` in `precision` as the CLI's `--precision` would (`runtime.resolve_precision`)."""
     import torch
 
     from videorecap.pipeline import Captioner
 
     if name != "recap-base":
-        return Captioner.load(name, precision=precision)
+        cap = Captioner.load(name, precision=precision, device=device)
+        for m, _ in cap.models.values():
+            m.to(device)
+        return cap
     from videorecap.config import RecapConfig
     from videorecap.model.recap import VideoRecap
     from videorecap.tokenizer import Tokenizer
@@ -27,5 +30,7 @@ def captioner_for(name: str, precision: str = "fp32") -> Any:
     tok = Tokenizer.gpt2()
     cap = Captioner({lv: (VideoRecap(RecapConfig.from_name("recap-base", level=lv)), tok)
                      for lv in ("clip", "segment", "video")})  # fmt: skip
-    cap.use_precision(precision, "cpu")
+    for m, _ in cap.models.values():
+        m.to(device)
+    cap.use_precision(precision, device)
     return cap

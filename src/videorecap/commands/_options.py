@@ -281,6 +281,29 @@ def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     )
 
 
+def add_hw_decode_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--hw-decode DEVICE (`args.hw_decode`, None: software), applied by `apply_hw_decode` (caption, features)."""
+    parser.add_argument(
+        "--hw-decode",
+        metavar="DEVICE",
+        help="decode the video files on a hardware decoder through FFmpeg: cuda (NVIDIA NVDEC; cuda:N for GPU N); "
+        "a codec the device does not decode is decoded in software. Not with --ray, whose decoding runs on CPU "
+        "workers (default: software decoding on the CPU)",
+    )
+
+
+def apply_hw_decode(args: argparse.Namespace) -> None:
+    """Check `--hw-decode` (the device opens; not with --ray) and decode with it from now on (InputError, exit 2)."""
+    if args.hw_decode is None:
+        return
+    from videorecap.errors import InputError
+    from videorecap.video.io import set_hw_decode
+
+    if args.ray is not None:
+        raise InputError("--hw-decode does not apply with --ray: the cluster decodes on its CPU workers")
+    set_hw_decode(args.hw_decode)
+
+
 def add_max_tokens_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--max-tokens N | clip=N,segment=N,video=N (`args.max_tokens`: `{level: tokens}` or None)."""
     parser.add_argument(

@@ -52,6 +52,7 @@ from videorecap.commands._decoding import add_decoding_arguments, hierarchy_opti
 from videorecap.commands._options import (
     add_compile_argument,
     add_device_argument,
+    add_hw_decode_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
     add_model_arguments,
@@ -63,6 +64,7 @@ from videorecap.commands._options import (
     add_ray_arguments,
     add_recursive_argument,
     add_wait_argument,
+    apply_hw_decode,
     connect_ray,
     field_default,
     positive_float,
@@ -149,6 +151,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --web-video: scale the copy down to this height (an odd one is rounded down to even)",
     )
     add_device_argument(p, "this process's GPU when there is one, else cpu")
+    add_hw_decode_argument(p)
     add_precision_argument(p)
     add_compile_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -177,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     # every mistake in the options or inputs is found here, before a model loads or a video decodes
     _check_args(args)
+    apply_hw_decode(args)
     device = args.device or distributed.default_device()
     opts = _caption_options(args, device)
     paths = collect_videos(args.inputs, recursive=args.recursive)

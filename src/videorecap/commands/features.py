@@ -30,6 +30,7 @@ from pathlib import Path
 from videorecap.commands._options import (
     add_compile_argument,
     add_device_argument,
+    add_hw_decode_argument,
     add_min_tail_argument,
     add_output_argument,
     add_partial_argument,
@@ -37,6 +38,7 @@ from videorecap.commands._options import (
     add_ray_arguments,
     add_recursive_argument,
     add_wait_argument,
+    apply_hw_decode,
     connect_ray,
     positive_float,
     positive_int,
@@ -80,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-windows", type=positive_int, default=225, help="windows per checkpoint chunk (default 225 = 15 min)"
     )
     add_device_argument(parser, "this process's GPU when there is one, else cpu")
+    add_hw_decode_argument(parser)
     add_precision_argument(parser, extra=("fp16",))
     add_compile_argument(parser)
     parser.add_argument(
@@ -138,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = segment_jobs(args.segments, args.inputs[0])
     else:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
+    apply_hw_decode(args)
     prepare_output_dir(args.output)
     if args.chunk_dir is not None:  # before any work: each video would fail on it otherwise
         prepare_output_dir(args.chunk_dir, "--chunk-dir")

@@ -178,8 +178,11 @@ def _folder_videos(folder: Path, recursive: bool) -> list[Path]:
     raise InputError(f"{folder}: no video files in this folder{' or its subfolders' if recursive else ''}")
 
 
-def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
-    """Open `path` for reading, turning every FFmpeg failure into a one-line `VideoError` naming the file."""
+def open_input(path: str | os.PathLike[str], hw_decode: str | None = None) -> av.container.InputContainer:
+    """Open `path` for reading, turning every FFmpeg failure into a one-line `VideoError` naming the file.
+
+    With `hw_decode` (a device such as "cuda", see `hardware_decoder`) its video stream decodes on that device when
+    FFmpeg has a hardware decoder for the codec (frames come back to system memory), in software otherwise."""
     p = Path(path)
     if not p.exists():
         raise VideoError(f"{p}: no such file")
@@ -187,12 +190,79 @@ def open_input(path: str | os.PathLike[str]) -> av.container.InputContainer:
         raise VideoError(f"{p}: is a directory, not a video file")
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
+    accel = hardware_decoder(hw_decode, check=False) if hw_decode else None
     try:
-        return av.open(str(p), mode="r", metadata_errors="ignore")
+        extra = {"hwaccel": accel} if accel is not None else {}  # PyAV before 14 has no hwaccel argument
+        return av.open(str(p), mode="r", metadata_errors="ignore", **extra)
     except av.error.FFmpegError as e:
+        if accel is not None:
+            # the device is opened with the file: tell a device that does not open from a file that does not
+            open_input(p).close()
+            raise VideoError(f"{p}: the {hw_decode} hardware decoder does not open ({_short(e)})") from None
         raise VideoError(f"{p}: not a readable video file ({_short(e)})") from None
     except (OSError, ValueError) as e:  # e.g. a permission error
         raise VideoError(f"{p}: cannot open ({_short(e)})") from None
+
+
+# --hw-decode reaches the decoding threads and processes (prefetch threads, data loader workers) through this
+# environment variable, as the decoder's thread count does (runtime.decode_threads)
+HW_DECODE_ENV = "VIDEORECAP_HW_DECODE"
+
+
+def hardware_decoder(spec: str, *, check: bool = True) -> av.codec.hwaccel.HWAccel:
+    """PyAV's settings for decoding on the device `spec`: an FFmpeg hardware device type ("cuda": NVIDIA's NVDEC;
+    "cuda:1" for the second GPU; `av.codec.hwaccel.hwdevices_available()` lists what this FFmpeg has). A stream
+    whose codec or profile the device cannot decode falls back to software decoding.
+
+    Args:
+        spec: "TYPE" or "TYPE:INDEX".
+        check: open the device once now (a missing GPU or driver is an `InputError` here, before any work).
+
+    Raises:
+        InputError: an unknown device type, or (with `check`) a device FFmpeg cannot open.
+    """
+    from videorecap.errors import InputError
+
+    try:
+        from av.codec.hwaccel import HWAccel, hwdevices_available
+    except ImportError:
+        raise InputError(f"--hw-decode {spec}: this PyAV {av.__version__} has no hardware decoding (it came with "
+                         "PyAV 14: pip install -U av)") from None  # fmt: skip
+
+    kind, colon, index = spec.partition(":")
+    kinds = hwdevices_available()
+    if kind not in kinds or (colon and not index.isdigit()):
+        have = ", ".join(kinds) if kinds else "none"
+        raise InputError(f"--hw-decode {spec}: not a hardware decoder of this FFmpeg (it has: {have}; TYPE or TYPE:N)")
+    accel = HWAccel(kind, device=index or None, allow_software_fallback=True)
+    if check:
+        # H.264 is what every hardware decoder decodes: creating its context opens the device
+        codecs = [c for c in ("h264", "hevc", "vp9", "av1") if any(
+            h.device_type.name == kind for h in av.Codec(c, "r").hardware_configs)]  # fmt: skip
+        if not codecs:
+            raise InputError(f"--hw-decode {spec}: FFmpeg decodes none of H.264, HEVC, VP9, AV1 on {kind}")
+        try:
+            accel.create(av.Codec(codecs[0], "r"))
+        except (av.error.FFmpegError, NotImplementedError, OSError) as e:
+            hint = "; is there an NVIDIA GPU and its driver (libcuda)?" if kind == "cuda" else ""
+            raise InputError(f"--hw-decode {spec}: FFmpeg cannot open the device ({_short(e)}{hint}); leave out "
+                             "--hw-decode to decode in software") from None  # fmt: skip
+    return accel
+
+
+def set_hw_decode(spec: str | None) -> None:
+    """Decode video files on the hardware decoder `spec` (see `hardware_decoder`, which checks it first) from now
+    on, in this process and the processes it starts; None: in software (the default)."""
+    if spec is None:
+        os.environ.pop(HW_DECODE_ENV, None)
+        return
+    hardware_decoder(spec)
+    os.environ[HW_DECODE_ENV] = spec
+
+
+def current_hw_decode() -> str | None:
+    """The hardware decoder set by `set_hw_decode` (or $VIDEORECAP_HW_DECODE), None for software decoding."""
+    return os.environ.get(HW_DECODE_ENV) or None
 
 
 def video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.video.stream.VideoStream:

@@ -31,7 +31,7 @@ import numpy as np
 
 from videorecap.errors import VideoError
 from videorecap.runtime import decode_threads
-from videorecap.video.io import VideoInfo, open_input, probe, video_stream
+from videorecap.video.io import VideoInfo, current_hw_decode, open_input, probe, video_stream
 from videorecap.video.sampling import Windows, frame_times, grid_frame_ids
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ def iter_windows(
     allow_partial: bool = False,
     seek: bool = True,
     threads: bool = True,
+    hw_decode: str | None = "",
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(window_index, frames)` for every window, in window order, from one sequential decode pass.
 
@@ -151,6 +152,8 @@ def iter_windows(
             (logged as a warning) instead of raising.
         seek: seek once to the first window when it starts later than a couple of seconds in.
         threads: let FFmpeg decode with several threads (`runtime.decode_threads()`, 2 by default).
+        hw_decode: decode on this hardware device ("cuda", see `io.hardware_decoder`), None in software; by default
+            the process's setting (`io.set_hw_decode`, the CLI's `--hw-decode`: software unless given).
 
     Yields:
         `(i, frames)` with frames a (num_frames, H, W, 3) uint8 RGB array, H and W after rotation.
@@ -168,7 +171,7 @@ def iter_windows(
     first_t = targets.peek()
     assert first_t is not None
     out = _Assembler(targets, len(windows), num_frames, info.rotation)
-    with open_input(path) as container:
+    with open_input(path, hw_decode=current_hw_decode() if hw_decode == "" else hw_decode) as container:
         stream = _open_stream(container, path, threads)
         if seek and first_t > SEEK_MIN_SECONDS:
             _seek_before(container, stream, info, first_t, path)
