@@ -2,12 +2,13 @@
 a video-hour end to end at recap-base on one GPU (goal: >= 100x real time with bf16).
 
 Part 1 (decoding): a 1080p30 H.264 file of `--minutes` (x264 veryfast with B-frames, rendered as bench_caption part
-4 renders it) is read as `caption` reads it (every 4-s window, 4 frames each): in software with FFmpeg's 2 decoder
-threads (the default), in software with one decoder thread per core ($VIDEORECAP_DECODE_THREADS=0), and on the
-GPU's decoder (`--hw-decode cuda`), each in its own process. The hardware row also compares every sampled frame
+4 renders it) is read as `caption` reads it (every 4-s window, 4 frames each): in software with 1 and 2 FFmpeg decoder
+threads (the CLI's default when the model runs on the CPU), in software with every core but one (at least 2, at
+most 16: the CLI's default when the model runs on a GPU, `runtime.gpu_decode_threads`), and on the GPU's decoder
+(`--hw-decode cuda`), each in its own process. The hardware row also compares every sampled frame
 with software decoding's (identical windows, largest pixel difference).
 Part 2 (end to end): `caption_video` at recap-base (random weights; captions cut at bench_caption's token counts) on
-`--device` in each of `--precisions`, with software decoding (default threads, and one per core) and with
+`--device` in each of `--precisions`, with software decoding (2 threads, and the GPU default) and with
 hardware decoding, each in its own process: wall time, x real time, minutes per video-hour, peak GPU memory.
 
 Without a GPU (or with `--device cpu`) the hardware rows say why they were not run, so the script can be checked
@@ -29,11 +30,17 @@ from pathlib import Path
 
 from _machine import LOADED_NOTE, add_timing_arguments, check_load, machine_block, run_child, timed, vm_hwm_mib
 
+from videorecap.runtime import gpu_decode_threads
+
+GPU_THREADS = gpu_decode_threads()
 # (label, environment of the child): how the file is decoded
 DECODERS = {
-    "software, 2 FFmpeg threads (default)": {},
-    "software, one FFmpeg thread per core": {"VIDEORECAP_DECODE_THREADS": "0"},
-    "hardware (--hw-decode cuda)": {"VIDEORECAP_HW_DECODE": "cuda"},
+    "software, 1 FFmpeg thread": {"VIDEORECAP_DECODE_THREADS": "1"},
+    "software, 2 FFmpeg threads (the CLI's default beside a CPU model)": {"VIDEORECAP_DECODE_THREADS": "2"},
+    f"software, {GPU_THREADS} FFmpeg threads (the CLI's default beside a GPU model)": {
+        "VIDEORECAP_DECODE_THREADS": str(GPU_THREADS)
+    },
+    "hardware (--hw-decode cuda)": {"VIDEORECAP_HW_DECODE": "cuda", "VIDEORECAP_DECODE_THREADS": str(GPU_THREADS)},
 }
 
 
@@ -156,6 +163,8 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|")
             for prec in a.precisions.split(","):
                 for label, env in decoders.items():
+                    if env.get("VIDEORECAP_DECODE_THREADS") == "1":
+                        continue  # part 1 shows how one thread compares
                     args = ["--child-caption", str(video), prec, a.device, "--repeats", str(a.repeats)]
                     r = run_child(__file__, args, env)
                     t = r["time"]

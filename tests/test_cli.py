@@ -125,6 +125,29 @@ def test_set_threads(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_decoder_threads_follow_the_models_device(monkeypatch):
+    import torch
+
+    from videorecap import runtime
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv(runtime.DECODE_THREADS_ENV, raising=False)
+    monkeypatch.setattr(runtime, "_USER_DECODE_THREADS", None)
+    try:
+        runtime.set_threads(1)
+        assert runtime.set_decode_threads_for("cpu") == 1  # beside a CPU model: set_threads' choice stays
+        # beside a GPU model: every core but one, from 2 to 16
+        assert runtime.set_decode_threads_for("cuda:1") == runtime.gpu_decode_threads()
+        assert runtime.set_decode_threads_for(torch.device("mps")) == runtime.gpu_decode_threads()
+        assert [runtime.gpu_decode_threads(n) for n in (1, 2, 3, 8, 64)] == [2, 2, 2, 7, 16]
+        # the user's $VIDEORECAP_DECODE_THREADS wins everywhere
+        monkeypatch.setattr(runtime, "_USER_DECODE_THREADS", "3")
+        runtime.set_threads(1)
+        assert runtime.set_decode_threads_for("cuda") == 3 and runtime.set_decode_threads_for("cpu") == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_info_help_lists_the_presets(capsys):
     import videorecap.synth.model  # noqa: F401  (registers recap-synth)
     from videorecap.config import list_presets

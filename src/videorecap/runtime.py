@@ -148,6 +148,32 @@ def set_threads(n: int | None = None) -> tuple[int, int]:
     return n, dec
 
 
+def gpu_decode_threads(cores: int | None = None) -> int:
+    """FFmpeg decoder threads beside a model on a GPU: every core but the one of the decode-and-transform thread (at
+    least 2, at most 16: FFmpeg's own limit for frame threads)."""
+    cores = cpu_count() if cores is None else cores
+    return max(DEFAULT_DECODE_THREADS, min(16, cores - 1))
+
+
+def set_decode_threads_for(device: str | torch.device) -> int:
+    """FFmpeg decoder threads for a run whose models are on `device`, set for this process and its children.
+
+    On a CPU `set_threads`' choice stays (at most 2 beside the model's threads). On a GPU (or MPS) the CPU has no
+    model work, and two decoder threads would hold a fast GPU back (1080p H.264 decodes only about 37x faster than
+    real time with 2 threads on our 2-core machine): `gpu_decode_threads()`. `$VIDEORECAP_DECODE_THREADS` set by the
+    user wins.
+
+    Returns:
+        The decoder threads now set.
+    """
+    import torch
+
+    if torch.device(device).type != "cpu" and not (_USER_DECODE_THREADS or "").isdigit():
+        os.environ[DECODE_THREADS_ENV] = str(gpu_decode_threads())
+        logger.debug("models on %s: %s FFmpeg decoder threads", device, os.environ[DECODE_THREADS_ENV])
+    return decode_threads()
+
+
 def parse_device(name: str, option: str = "--device") -> str:
     """Check the form of a device string: cpu, cuda, cuda:N or mps. Returns it normalised (lower case).
 

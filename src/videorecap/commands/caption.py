@@ -176,6 +176,7 @@ def video_ids(paths: list[Path]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from videorecap import distributed
     from videorecap.lock import output_lock
+    from videorecap.runtime import set_decode_threads_for
     from videorecap.video.io import collect_videos
 
     # every mistake in the options or inputs is found here, before a model loads or a video decodes
@@ -183,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     apply_hw_decode(args)
     device = args.device or distributed.default_device()
     opts = _caption_options(args, device)
+    set_decode_threads_for(device)  # a GPU run lets FFmpeg use the cores
     paths = collect_videos(args.inputs, recursive=args.recursive)
     prepare_output_dir(args.output)
     connect_ray(args)  # a missing Ray or a wrong address is found before a model loads
