@@ -482,7 +482,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 def compile_for_inference(module: torch.nn.Module) -> torch.nn.Module:
     """`torch.compile` for inference with frozen weights (constants folded, laid out once). The compiling happens
-    at the first call (about a minute for the encoder on a CPU) and again for each new input shape.
+    at the first call (about half a minute for the recap-base encoder on a CPU) and again for each new input shape.
 
     Raises:
         InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there).
@@ -497,4 +497,8 @@ def compile_for_inference(module: torch.nn.Module) -> torch.nn.Module:
         raise InputError("--compile: torch.compile needs a C++ compiler on a CPU (g++ or clang++); install one or "
                          "leave --compile out")  # fmt: skip
     inductor.freezing = True
+    # Weights stay prepacked for oneDNN (Inductor's default), which keeps the compiled graph out of Inductor's on-disk
+    # cache (prepacked tensors cannot be pickled; the next run reuses only the generated C++ kernels). Unpacked
+    # weights make the graph cacheable, but measured no faster and did not reliably shorten the next run's compiling
+    # (benchmarks/RESULTS.md, "torch.compile: prepacked weights or a cached graph").
     return torch.compile(module)  # type: ignore[return-value]

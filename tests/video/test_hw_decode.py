@@ -95,3 +95,17 @@ def test_caption_and_features_refuse_a_device_that_does_not_open_before_any_work
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "--hw-decode" in lines[0], r.stderr
         assert not out.exists()  # found before the output folder is made
+
+
+def test_plain_cuda_decodes_on_the_models_gpu(monkeypatch) -> None:
+    import argparse
+
+    from videorecap.commands._options import apply_hw_decode
+    from videorecap.video import io
+
+    seen: list[str] = []
+    monkeypatch.setattr(io, "set_hw_decode", seen.append)
+    for device, spec in [("cuda:1", "cuda"), ("cuda:1", "cuda:0"), ("cpu", "cuda")]:
+        apply_hw_decode(argparse.Namespace(hw_decode=spec, device=device, ray=None))
+    apply_hw_decode(argparse.Namespace(hw_decode=None, device="cuda:1", ray=None))  # not given: nothing set
+    assert seen == ["cuda:1", "cuda:0", "cuda"]  # a plain cuda follows the model's GPU; a numbered one is kept

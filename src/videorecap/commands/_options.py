@@ -286,22 +286,27 @@ def add_hw_decode_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
     parser.add_argument(
         "--hw-decode",
         metavar="DEVICE",
-        help="decode the video files on a hardware decoder through FFmpeg: cuda (NVIDIA NVDEC; cuda:N for GPU N); "
-        "a codec the device does not decode is decoded in software. Not with --ray, whose decoding runs on CPU "
-        "workers (default: software decoding on the CPU)",
+        help="decode the video files on a hardware decoder through FFmpeg: cuda (NVIDIA NVDEC, on the model's GPU; "
+        "cuda:N for GPU N); a codec the device does not decode is decoded in software. Not with --ray, whose "
+        "decoding runs on CPU workers (default: software decoding on the CPU)",
     )
 
 
 def apply_hw_decode(args: argparse.Namespace) -> None:
-    """Check `--hw-decode` (the device opens; not with --ray) and decode with it from now on (InputError, exit 2)."""
+    """Check `--hw-decode` (the device opens; not with --ray) and decode with it from now on (InputError, exit 2).
+    A plain `cuda` decodes on the model's GPU (each torchrun rank on its own)."""
     if args.hw_decode is None:
         return
+    from videorecap import distributed
     from videorecap.errors import InputError
     from videorecap.video.io import set_hw_decode
 
     if args.ray is not None:
         raise InputError("--hw-decode does not apply with --ray: the cluster decodes on its CPU workers")
-    set_hw_decode(args.hw_decode)
+    spec, device = args.hw_decode, args.device or distributed.default_device()
+    if spec == "cuda" and device.startswith("cuda:"):
+        spec = device
+    set_hw_decode(spec)
 
 
 def add_max_tokens_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
