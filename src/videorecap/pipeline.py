@@ -110,7 +110,7 @@ class Captioner:
         for model in {id(m): m for m, _ in self.models.values()}.values():  # a ReCap-U model serves several levels
             prepare_model(model, resolved)
         self.precision = resolved
-        logger.info("precision: %s (asked: %s) on %s", resolved, precision, device)
+        _log_precision(resolved, precision, device)
         return resolved
 
     def compile_encoder(self) -> None:
@@ -193,8 +193,12 @@ class Captioner:
             models[lv] = loaded[p]
         sources = {lv: str(p) for lv, p in paths.items()}
         out = cls(_need_tokenizer(models, sources), sources, precision=resolved)
-        logger.info("precision: %s (asked: %s) on %s", resolved, precision, device)
+        _log_precision(resolved, precision, device)
         return out
+
+
+def _log_precision(resolved: str, asked: str, device: str | torch.device) -> None:
+    logger.info("precision: %s (asked: %s) on %s", resolved, asked, device)
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:

@@ -110,6 +110,13 @@ def test_unlabelled_clips_are_captioned_by_the_clip_model(hcap_data, text_model_
     assert len(generated) == 2 and all(r["provenance"]["clip_model"] == str(clip) for r in generated)
     assert [c[1] for c in generated[0]["captions_pred"]] == [0.0, 4.0, 8.0]  # every 4-s window of the segment
     assert "clip_model" not in [r for r in rows if r["vid"] == "train1"][0]["provenance"]
+    # the video level captions no clips: the clip flags there are a mistake, said before any work
+    capsys.readouterr()
+    video = [*base[:3], "video", *base[4:], "-o", str(tmp_path / "c"), "--clip-model", str(clip)]
+    assert main([*video, "--clip-features", str(feats)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--clip-model and --clip-features" in err[0] and "--level segment" in err[0]
+    assert not (tmp_path / "c").exists()  # found before the output folder is made
 
 
 def test_a_recipe_mixes_pseudo_labels_in_front(hcap_data, tmp_path):

@@ -73,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from videorecap.llm.prompts import load_prompt
-    from videorecap.train.pseudo_label import pseudo_label
+    from videorecap.train.pseudo_label import check_level_options, pseudo_label
 
+    check_level_options(args.level, args.clip_model, args.clip_features)  # before the text model loads
     out = prepare_output_dir(args.output)
     prompt = load_prompt(args.prompt) if args.prompt is not None else None
     device = args.device or "cpu"

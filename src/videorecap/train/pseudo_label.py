@@ -150,6 +150,17 @@ def _answer(text: str) -> str:
     return ""
 
 
+def check_level_options(level: str, clip_model: object = None, clip_features: object = None) -> None:
+    """The mistakes in `pseudo_label`'s options that need no file read (InputError): an unknown level, or clip
+    captioning asked for the video level, which reads segment descriptions."""
+    if level not in PSEUDO_FILES:
+        raise InputError(f"--level {level}: pseudo-labels are made for the segment or the video level")
+    unused = [flag for flag, value in (("--clip-model", clip_model), ("--clip-features", clip_features)) if value]
+    if level == "video" and unused:
+        raise InputError(f"{' and '.join(unused)}: clip captioning is for --level segment; the video level reads "
+                         "segment descriptions")  # fmt: skip
+
+
 def pseudo_label(
     data_dir: str | os.PathLike[str],
     level: str,
@@ -170,8 +181,7 @@ def pseudo_label(
     progress: bool = False,
 ) -> PseudoLabelResult:
     """Write the pseudo-labels of `level` for `data_dir`'s split into `out_dir` (see the module docstring)."""
-    if level not in PSEUDO_FILES:
-        raise InputError(f"--level {level}: pseudo-labels are made for the segment or the video level")
+    check_level_options(level, clip_model, clip_features)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such folder; give the folder of the annotation files")
