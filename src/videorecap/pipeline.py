@@ -128,30 +128,24 @@ class Captioner:
 
         return compute_context(device, self.precision)
 
-    @classmethod
-    def load(
-        cls,
+    @staticmethod
+    def model_paths(
         model: str | os.PathLike[str] | None = None,
         *,
         clip: str | os.PathLike[str] | None = None,
         segment: str | os.PathLike[str] | None = None,
         video: str | os.PathLike[str] | None = None,
-        device: str = "cpu",
-        tokenizer: str | os.PathLike[str] | None = None,
         levels: Sequence[str] | str | None = None,
-        precision: str = "fp32",
-    ) -> Captioner:
-        """Load from a checkpoint folder (ReCap-U, or one level), a folder with `clip/ segment/ video/`
-        checkpoints, the name of a bundled model (`recap-synth`), and/or one folder per level.
+    ) -> dict[str, Path]:
+        """The checkpoint folder of each level `load` would read, from the same arguments; only config.json files are
+        read, so a command checks its models with it before it creates anything.
 
-        With `levels`, only the models those levels need are loaded, and a missing one is an `InputError` raised
-        before any weights are read. `precision` (auto, fp32, bf16, int8) is applied with `use_precision`; the
-        library's default is fp32, the original's arithmetic (the CLI's is auto).
+        Raises:
+            CheckpointError: a model that is no folder, no bundled model's name, or no checkpoint.
+            InputError: no model, or none for a level of `levels`.
         """
-        from videorecap.checkpoint import load_model, read_config, recap_config
-        from videorecap.runtime import check_device, prepare_model, resolve_precision
+        from videorecap.checkpoint import read_config, recap_config
 
-        check_device(str(device))
         paths: dict[str, Path] = {}  # level -> checkpoint folder
         if model is not None:
             root = resolve_model(model)
@@ -181,6 +175,33 @@ class Captioner:
             if missing:
                 raise missing_levels_error(missing, tuple(lv for lv in LEVELS if lv in paths))
             paths = {lv: p for lv, p in paths.items() if lv in wanted}
+        return paths
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        clip: str | os.PathLike[str] | None = None,
+        segment: str | os.PathLike[str] | None = None,
+        video: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        tokenizer: str | os.PathLike[str] | None = None,
+        levels: Sequence[str] | str | None = None,
+        precision: str = "fp32",
+    ) -> Captioner:
+        """Load from a checkpoint folder (ReCap-U, or one level), a folder with `clip/ segment/ video/`
+        checkpoints, the name of a bundled model (`recap-synth`), and/or one folder per level.
+
+        With `levels`, only the models those levels need are loaded, and a missing one is an `InputError` raised
+        before any weights are read. `precision` (auto, fp32, bf16, int8) is applied with `use_precision`; the
+        library's default is fp32, the original's arithmetic (the CLI's is auto).
+        """
+        from videorecap.checkpoint import load_model
+        from videorecap.runtime import check_device, prepare_model, resolve_precision
+
+        check_device(str(device))
+        paths = cls.model_paths(model, clip=clip, segment=segment, video=video, levels=levels)
         resolved = resolve_precision(device, precision)
         models: dict[str, tuple[VideoRecap, Tokenizer]] = {}
         loaded: dict[Path, tuple[VideoRecap, Tokenizer]] = {}

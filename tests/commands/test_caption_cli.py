@@ -195,15 +195,23 @@ def test_an_unexpected_failure_in_one_video_is_one_line_and_the_rest_goes_on(mod
 
 
 def test_output_that_cannot_be_written_is_one_line_before_the_model_loads(video, tmp_path, capsys):
+    import shutil
+
     from videorecap import cli
+    from videorecap.synth.model import bundled_model_dir
 
     a_file = tmp_path / "taken.txt"
     a_file.write_text("x")
-    # --model names nothing: reaching the model would be a different error, so the output is checked first
+    # a model whose configs are fine and whose weights are not: loading it would be a different error
+    bad = shutil.copytree(bundled_model_dir(), tmp_path / "bad-weights")
+    for weights in bad.rglob("model.safetensors"):
+        weights.write_bytes(b"not safetensors")
     for out in (a_file, a_file / "sub"):
-        code = cli.main(["caption", str(video), "--model", str(tmp_path / "no-model"), "-o", str(out)])
+        code = cli.main(["caption", str(video), "--model", str(bad), "-o", str(out)])
         err = capsys.readouterr().err
-        assert code == 2 and err.count("\n") == 1 and "-o" in err and str(out) in err and "no-model" not in err
+        assert code == 2 and err.count("\n") == 1 and "-o" in err and str(out) in err and "bad-weights" not in err
+    assert cli.main(["caption", str(video), "--model", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "bad-weights" in capsys.readouterr().err  # the weights are read, after the output check
 
 
 def test_config_mistakes_stop_before_any_video_is_decoded(model_dir, video, tmp_path, capsys):
@@ -260,6 +268,17 @@ def test_model_by_name_checkpoint_files_and_devices(video, tmp_path, capsys):
     save_file({"a": torch.zeros(1)}, folder / "model.safetensors")
     code, err = err_of("--model", folder / "model.safetensors")
     assert code == 2 and f"give its folder, {folder}" in err
+    # a model folder that is not there, or is no checkpoint, or lacks a level asked for: said before -o is made
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv, message in [
+        (["--model", tmp_path / "typo"], "no such model folder"),
+        (["--model", empty], "not a model"),
+        (["--clip-model", "recap-synth"], "segment"),  # the default levels need segment and video models too
+    ]:
+        code, err = err_of(*argv)
+        assert code == 2 and message in err, err
+        assert not (tmp_path / "o").exists()
     if not torch.cuda.is_available():
         code, err = err_of("--model", "recap-synth", "--device", "cuda")
         assert code == 2 and "CUDA is not available" in err and "safetensors" not in err

@@ -118,6 +118,16 @@ def test_a_missing_source_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert "protocol" in capsys.readouterr().err
 
 
+def test_a_wrong_model_is_one_line_before_the_output_folder_is_made(
+    tmp_path: Path, recording: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for model, message in [(tmp_path / "typo", "no such model folder"), (tmp_path, "not a model")]:
+        assert main(["live", str(recording), "--model", str(model), "-o", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+        assert not (tmp_path / "o").exists()
+
+
 def test_original_settings_and_num_features_reach_the_session(
     tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -331,6 +331,16 @@ def add_model_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup
     group.add_argument("--tokenizer", help="tokenizer folder (vocab.json + merges.txt, or tokenizer.json)")
 
 
+def check_models(args: argparse.Namespace, levels: Any) -> None:
+    """The models of `add_model_arguments` that are missing, no checkpoint, or lack one of `levels`: one line
+    (CheckpointError or InputError, exit 2) before the output folder is made. `Captioner.model_paths` makes the same
+    resolution as `Captioner.load`, reading only config.json files."""
+    from videorecap.pipeline import Captioner
+
+    Captioner.model_paths(args.model, clip=args.clip_model, segment=args.segment_model, video=args.video_model,
+                          levels=levels)  # fmt: skip
+
+
 def add_num_features_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--num-features K | segment=K,video=K (`args.num_features`: `{level: K}` or None), over the models' level I/O."""
     parser.add_argument(

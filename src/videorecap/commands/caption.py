@@ -65,6 +65,7 @@ from videorecap.commands._options import (
     add_recursive_argument,
     add_wait_argument,
     apply_hw_decode,
+    check_models,
     connect_ray,
     field_default,
     positive_float,
@@ -186,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
     opts = _caption_options(args, device)
     set_decode_threads_for(device)  # a GPU run lets FFmpeg use the cores
     paths = collect_videos(args.inputs, recursive=args.recursive)
+    check_models(args, opts.levels)
     prepare_output_dir(args.output)
     connect_ray(args)  # a missing Ray or a wrong address is found before a model loads
     with output_lock(args.output, wait=args.wait):  # one job per folder; leftovers of a killed run are cleaned

@@ -42,6 +42,7 @@ from videorecap.commands._options import (
     add_output_argument,
     add_precision_argument,
     add_wait_argument,
+    check_models,
     field_default,
     listen_host,
     port_number,
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a model: --model DIR (or --clip-model/--segment-model/--video-model)")
     if args.resume is None:
         _check_source_and_out(args, out)  # mistakes in SOURCE or OUT are found before the model loads
+    check_models(args, levels)  # a wrong model folder: before the output folder is made
     if args.host is not None and args.serve is None:
         raise InputError("--host is where the --serve page listens: give --serve PORT too")
     if args.serve is not None:
