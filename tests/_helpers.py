@@ -84,3 +84,17 @@ def sharp_decoder(seed: int = 0, eos_bias: float = 0.0, rows: int = 6) -> tuple[
             blk.xmlp_gate.fill_(1.0)
         dec.wte.weight[2] += eos_bias
     return dec, torch.randn(rows, 5, cfg.context_width)
+
+
+def model_that_does_not_load(folder: Path) -> Path:
+    """A copy of the bundled recap-synth in `folder` whose configs and weight headers are fine (the checks a command
+    makes before it creates its output pass) and whose tensor data is cut off (loading it fails)."""
+    import shutil
+
+    from videorecap.synth.model import bundled_model_dir
+
+    bad = Path(shutil.copytree(bundled_model_dir(), folder))
+    for weights in bad.rglob("model.safetensors"):
+        data = weights.read_bytes()
+        weights.write_bytes(data[: 8 + int.from_bytes(data[:8], "little") + 16])
+    return bad

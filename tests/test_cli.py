@@ -42,11 +42,15 @@ def test_an_output_that_cannot_be_written_is_one_line_in_every_command(tmp_path,
     taken = tmp_path / "taken"
     taken.write_text("a file, not a folder")
     (tmp_path / "data").mkdir()
-    # each would fail differently (a missing model, source or reference; an empty data folder) if the output were not
-    # checked first
+    # a model whose configs are fine (caption and features check those first) and whose weights are not
+    from _helpers import model_that_does_not_load
+
+    bad = model_that_does_not_load(tmp_path / "nope-weights")
+    # each would fail differently (a model that does not load, a missing source or reference; an empty data folder)
+    # if the output were not checked first
     cases = {
-        "caption": ["caption", str(video), "--model", "nope", "-o", str(taken)],
-        "features": ["features", str(video), "--encoder", "nope", "-o", str(taken)],
+        "caption": ["caption", str(video), "--model", str(bad), "-o", str(taken)],
+        "features": ["features", str(video), "--encoder", str(bad / "clip"), "-o", str(taken)],
         "evaluate": ["evaluate", "recap-synth", str(tmp_path / "data"), "-o", str(taken / "sub")],
         "demo": ["demo", "--model", "nope", "-o", str(taken)],
         "synth": ["synth", "make", "-o", str(taken), "--videos", "3"],
@@ -58,6 +62,28 @@ def test_an_output_that_cannot_be_written_is_one_line_in_every_command(tmp_path,
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and "nope" not in err, (name, err)
         assert str(taken) in err or str(tmp_path) in err, (name, err)
+
+
+def test_a_wrong_model_is_one_line_before_the_output_folder_is_made(tmp_path, capsys):
+    from videorecap.video.testing import make_video
+
+    video = make_video(tmp_path / "v.mp4", duration=2.0, fps=2.0)
+    segment_only = tmp_path / "seg"
+    import shutil
+
+    from videorecap.synth.model import bundled_model_dir
+
+    shutil.copytree(bundled_model_dir() / "segment", segment_only)
+    cases = [
+        (["caption", str(video), "--model", str(tmp_path / "typo")], "no such model folder"),
+        (["features", str(video), "--encoder", str(tmp_path / "typo")], "no such checkpoint folder"),
+        (["features", str(video), "--encoder", str(segment_only)], "has no video encoder"),
+    ]
+    for argv, message in cases:
+        assert _exit_code([*argv, "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "out").exists()
 
 
 def test_train_output_dir_is_checked_before_training(tmp_path, capsys):

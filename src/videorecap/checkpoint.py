@@ -450,6 +450,26 @@ def load_model(
     return model, tokenizer
 
 
+def encoder_config_at(path: str | os.PathLike[str]) -> EncoderConfig:
+    """The video encoder's config of the checkpoint folder `path` (what `load_encoder` would build; only config.json
+    is read, so a command checks the folder with it before it creates anything).
+
+    Raises:
+        CheckpointError: not a checkpoint folder, or a model without an encoder.
+    """
+    folder = Path(path)
+    d = read_config(folder)
+    if d["kind"] == "encoder":
+        return encoder_config(d, folder / CONFIG_FILE)
+    cfg = recap_config(d, folder / CONFIG_FILE)
+    if not cfg.has_encoder:
+        raise CheckpointError(
+            f"{folder}: a {cfg.level}-level model has no video encoder (it reads precomputed features); use the "
+            "clip-level or unified checkpoint, or an encoder-only folder"
+        )
+    return cfg.encoder
+
+
 def load_encoder(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> VideoEncoder:
     """The video encoder of a full model folder (clip level or unified) or of an encoder-only folder, in eval mode.
 
@@ -457,17 +477,7 @@ def load_encoder(path: str | os.PathLike[str], *, device: str | torch.device = "
         CheckpointError: not a checkpoint folder, a model without an encoder, or weights that do not match.
     """
     folder = Path(path)
-    d = read_config(folder)
-    if d["kind"] == "encoder":
-        ecfg = encoder_config(d, folder / CONFIG_FILE)
-    else:
-        cfg = recap_config(d, folder / CONFIG_FILE)
-        if not cfg.has_encoder:
-            raise CheckpointError(
-                f"{folder}: a {cfg.level}-level model has no video encoder (it reads precomputed features); use the "
-                "clip-level or unified checkpoint, or an encoder-only folder"
-            )
-        ecfg = cfg.encoder
+    ecfg = encoder_config_at(folder)
     tensors = _read_safetensors(folder / MODEL_FILE, device=device, prefix=ENCODER_PREFIX)
 
     from videorecap.model.encoder import VideoEncoder

@@ -195,17 +195,14 @@ def test_an_unexpected_failure_in_one_video_is_one_line_and_the_rest_goes_on(mod
 
 
 def test_output_that_cannot_be_written_is_one_line_before_the_model_loads(video, tmp_path, capsys):
-    import shutil
+    from _helpers import model_that_does_not_load
 
     from videorecap import cli
-    from videorecap.synth.model import bundled_model_dir
 
     a_file = tmp_path / "taken.txt"
     a_file.write_text("x")
     # a model whose configs are fine and whose weights are not: loading it would be a different error
-    bad = shutil.copytree(bundled_model_dir(), tmp_path / "bad-weights")
-    for weights in bad.rglob("model.safetensors"):
-        weights.write_bytes(b"not safetensors")
+    bad = model_that_does_not_load(tmp_path / "bad-weights")
     for out in (a_file, a_file / "sub"):
         code = cli.main(["caption", str(video), "--model", str(bad), "-o", str(out)])
         err = capsys.readouterr().err

@@ -116,12 +116,18 @@ def _load_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a VideoEn
             torch.manual_seed(0)
             return VideoEncoder(cfg.encoder)
     from videorecap.checkpoint import load_encoder
+
+    return load_encoder(_encoder_folder(args))
+
+
+def _encoder_folder(args: argparse.Namespace) -> Path:
+    """The checkpoint folder `--encoder` names (a bundled model by name: its clip level holds the encoder)."""
     from videorecap.pipeline import bundled_models
 
     path = args.encoder
     if not path.exists() and str(path) in bundled_models():
-        path = bundled_models()[str(path)] / "clip"  # a bundled model by name: its clip level holds the encoder
-    return load_encoder(path)
+        path = bundled_models()[str(path)] / "clip"
+    return path
 
 
 def _encoder_on(args: argparse.Namespace, device: str):  # noqa: ANN202 - a Ray actor's encoder, on its device
@@ -142,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
     apply_hw_decode(args)
+    if not args.random_encoder:
+        from videorecap.checkpoint import encoder_config_at
+
+        encoder_config_at(_encoder_folder(args))  # a wrong --encoder: one line before the output folder is made
     prepare_output_dir(args.output)
     if args.chunk_dir is not None:  # before any work: each video would fail on it otherwise
         prepare_output_dir(args.chunk_dir, "--chunk-dir")
