@@ -52,7 +52,7 @@ def test_an_output_that_cannot_be_written_is_one_line_in_every_command(tmp_path,
         "caption": ["caption", str(video), "--model", str(bad), "-o", str(taken)],
         "features": ["features", str(video), "--encoder", str(bad / "clip"), "-o", str(taken)],
         "evaluate": ["evaluate", "recap-synth", str(tmp_path / "data"), "-o", str(taken / "sub")],
-        "demo": ["demo", "--model", "nope", "-o", str(taken)],
+        "demo": ["demo", "--model", str(bad), "-o", str(taken)],
         "synth": ["synth", "make", "-o", str(taken), "--videos", "3"],
         "convert": ["convert", "official", "nope.pt", str(taken / "model")],
         "score": ["score", "nope.json", "nope.json", "--json", str(tmp_path)],
@@ -78,7 +78,14 @@ def test_a_wrong_model_is_one_line_before_the_output_folder_is_made(tmp_path, ca
         (["caption", str(video), "--model", str(tmp_path / "typo")], "no such model folder"),
         (["features", str(video), "--encoder", str(tmp_path / "typo")], "no such checkpoint folder"),
         (["features", str(video), "--encoder", str(segment_only)], "has no video encoder"),
-    ]
+        (["demo", "--model", str(tmp_path / "typo")], "no such model folder"),
+        (["demo", "--model", str(segment_only)], "the demo captions all three levels"),
+        (["pseudo-label", str(tmp_path), "--level", "segment", "--text-model", str(tmp_path / "typo")], "no such fol"),
+        (["pseudo-label", str(tmp_path), "--level", "video", "--llm", "http://127.0.0.1:9/v1", "--text-model",
+          str(segment_only)], "exactly one of --llm URL"),
+        (["ask", "--questions", str(video), "--captions", str(tmp_path), "--text-model", str(tmp_path / "typo")],
+         "no such folder"),
+    ]  # fmt: skip
     for argv, message in cases:
         assert _exit_code([*argv, "-o", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err

@@ -480,6 +480,14 @@ def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     )
 
 
+def check_llm_arguments(args: argparse.Namespace) -> None:
+    """`add_llm_arguments`' flags checked without a server or weights (`llm.backend.check_backend`): one line before
+    the command creates its outputs."""
+    from videorecap.llm.backend import check_backend
+
+    check_backend(args.llm, getattr(args, "text_model", None), args.llm_model)
+
+
 def open_llm_backend(args: argparse.Namespace, cache_dir: str | Path | None = None, device: str = "cpu") -> Any:
     """The backend of `add_llm_arguments`' flags; answers cached in `cache_dir` when given."""
     from videorecap.llm.backend import open_backend

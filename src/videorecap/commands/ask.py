@@ -31,6 +31,7 @@ from typing import Any
 from videorecap.commands._options import (
     add_llm_arguments,
     add_output_argument,
+    check_llm_arguments,
     open_llm_backend,
     positive_int,
     prepare_output_dir,
@@ -142,6 +143,8 @@ def _check_llm_flags(args: argparse.Namespace) -> Any:
         for flag, given in (("--prompt", args.prompt is not None), ("--llm-model", args.llm_model is not None)):
             if given:
                 raise InputError(f"{flag} needs --llm URL or --text-model DIR (without them no language model answers)")
+    else:
+        check_llm_arguments(args)
     return load_prompt(args.prompt)
 
 

@@ -66,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.synth.model import bundled_model_dir, default_metrics, pairs_of, score_pairs, truth_of
 
     t0 = time.perf_counter()
-    out: Path = prepare_output_dir(args.output)  # before the model loads: a bad -o is one line, at once
     model_dir = args.model or bundled_model_dir()
-    captioner = Captioner.load(model_dir, precision=args.precision)
-    if len(captioner.levels) < 3:  # before rendering: the demo captions and scores every level
+    levels = tuple(Captioner.model_paths(model_dir))  # a wrong --model: one line before -o is made (config.json only)
+    if len(levels) < 3:  # the demo captions and scores every level
         raise InputError(f"--model {model_dir}: the demo captions all three levels, and this model has only "
-                         f"{', '.join(captioner.levels)}; give a folder with clip/ segment/ video/ checkpoints or a "
+                         f"{', '.join(levels)}; give a folder with clip/ segment/ video/ checkpoints or a "
                          "ReCap-U checkpoint (or use `videorecap caption --levels ...`)")  # fmt: skip
+    out: Path = prepare_output_dir(args.output)  # before the model loads: a bad -o is one line, at once
+    captioner = Captioner.load(model_dir, precision=args.precision)
     seg_seconds = captioner.model("segment").config.segment_seconds
     if args.minutes * 60 < 4 * seg_seconds:
         raise InputError(f"--minutes {args.minutes:g} is too short: the demo needs at least 4 segments of "

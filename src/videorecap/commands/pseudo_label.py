@@ -27,6 +27,7 @@ from videorecap.commands._options import (
     add_device_argument,
     add_llm_arguments,
     add_output_argument,
+    check_llm_arguments,
     open_llm_backend,
     positive_int,
     prepare_output_dir,
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.train.pseudo_label import check_level_options, pseudo_label
 
     check_level_options(args.level, args.clip_model, args.clip_features)  # before the text model loads
+    check_llm_arguments(args)
     out = prepare_output_dir(args.output)
     prompt = load_prompt(args.prompt) if args.prompt is not None else None
     device = args.device or "cpu"

@@ -423,6 +423,23 @@ def is_own_text_model(backend: BaseBackend) -> bool:
 
 
 # ---- opening one -----------------------------------------------------------------------------------------------------
+def check_backend(llm_url: str | None, text_model: str | os.PathLike[str] | None, model: str | None = None) -> None:
+    """The mistakes in `open_backend`'s choice that need no server and no weights (InputError, CheckpointError):
+    not exactly one of a server and a text model, a server's model name with a text model, or a text model folder
+    that is missing or no checkpoint (only its config.json is read). Commands call it before they create outputs."""
+    if (llm_url is None) == (text_model is None):
+        raise InputError("give exactly one of --llm URL (an OpenAI-compatible server) and --text-model DIR")
+    if text_model is not None:
+        if model is not None:
+            raise InputError("--llm-model names a model on a server (--llm); --text-model DIR is the model itself")
+        folder = Path(text_model)
+        if not folder.is_dir():
+            raise InputError(f"--text-model {folder}: no such folder; give a text model's checkpoint folder")
+        from videorecap.checkpoint import read_config
+
+        read_config(folder)
+
+
 def open_backend(
     llm_url: str | None,
     text_model: str | os.PathLike[str] | None,
@@ -440,15 +457,12 @@ def open_backend(
     With `cache_dir`, answers are cached there (see `CachedBackend`). Constructing touches no network: a server is
     first asked when a request (or its model name) is needed.
     """
-    if (llm_url is None) == (text_model is None):
-        raise InputError("give exactly one of --llm URL (an OpenAI-compatible server) and --text-model DIR")
+    check_backend(llm_url, text_model, model)
     backend: BaseBackend
     if llm_url is not None:
         backend = HTTPBackend(
             llm_url, model, key_env=key_env, concurrency=concurrency, timeout=timeout, retries=retries
         )
     else:
-        if model is not None:
-            raise InputError("--llm-model names a model on a server (--llm); --text-model DIR is the model itself")
         backend = LocalBackend(text_model, device=device)  # type: ignore[arg-type]
     return CachedBackend(backend, cache_dir) if cache_dir is not None else backend

@@ -69,10 +69,10 @@ class TextModel:
     @classmethod
     def load(cls, folder: str | os.PathLike[str], *, device: str = "cpu", name: str | None = None) -> TextModel:
         from videorecap.checkpoint import load_model
+        from videorecap.llm.backend import check_backend
 
         folder = Path(folder)
-        if not folder.is_dir():
-            raise InputError(f"--text-model {folder}: no such folder; give a text model's checkpoint folder")
+        check_backend(None, folder)
         model, tokenizer = load_model(folder, device=device)
         if tokenizer is None:
             raise CheckpointError(f"{folder}: no tokenizer.json; a text model folder needs its tokenizer")
