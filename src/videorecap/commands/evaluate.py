@@ -127,13 +127,15 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.evaluate import EvalOptions, evaluate, parse_levels
     from videorecap.lock import output_lock
     from videorecap.metrics.scorers import check_metrics_java
-    from videorecap.pipeline import Captioner, resolve_model
+    from videorecap.pipeline import Captioner
+    from videorecap.runtime import set_decode_threads_for
 
     device = args.device or distributed.default_device()
+    set_decode_threads_for(device)  # with --videos on a GPU, FFmpeg uses the cores
     decode = decode_config(args, original_lengths=args.original_settings)
     model_dir = Path(args.model)
     data_dir = Path(args.data)
-    resolve_model(model_dir)  # a missing model folder is said as such, before the output is looked at
+    Captioner.model_paths(model_dir)  # a wrong model folder is said as such, before the output is looked at
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data folder")
     check_metrics_java(args.metrics, args.protocol, args.java)  # METEOR's Java works, or we stop before the model loads
