@@ -432,12 +432,9 @@ def check_backend(llm_url: str | None, text_model: str | os.PathLike[str] | None
     if text_model is not None:
         if model is not None:
             raise InputError("--llm-model names a model on a server (--llm); --text-model DIR is the model itself")
-        folder = Path(text_model)
-        if not folder.is_dir():
-            raise InputError(f"--text-model {folder}: no such folder; give a text model's checkpoint folder")
-        from videorecap.checkpoint import read_config
+        from videorecap.llm.textmodel import check_text_model_folder
 
-        read_config(folder)
+        check_text_model_folder(text_model)
 
 
 def open_backend(

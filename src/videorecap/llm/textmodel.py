@@ -48,6 +48,18 @@ def input_text(messages: Sequence[dict[str, Any]]) -> str:
     raise InputError("the messages hold no user message: nothing to summarize")
 
 
+def check_text_model_folder(folder: str | os.PathLike[str]) -> Path:
+    """`--text-model`'s folder, checked without reading weights (InputError, CheckpointError): it exists and is a
+    checkpoint folder (config.json and the weights' header)."""
+    from videorecap.checkpoint import read_config
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"--text-model {folder}: no such folder; give a text model's checkpoint folder")
+    read_config(folder)
+    return folder
+
+
 class TextModel:
     """A loaded text-only checkpoint: `summarize(texts)` and `chat_batch(requests)`."""
 
@@ -69,10 +81,7 @@ class TextModel:
     @classmethod
     def load(cls, folder: str | os.PathLike[str], *, device: str = "cpu", name: str | None = None) -> TextModel:
         from videorecap.checkpoint import load_model
-        from videorecap.llm.backend import check_backend
-
-        folder = Path(folder)
-        check_backend(None, folder)
+        folder = check_text_model_folder(folder)
         model, tokenizer = load_model(folder, device=device)
         if tokenizer is None:
             raise CheckpointError(f"{folder}: no tokenizer.json; a text model folder needs its tokenizer")
