@@ -106,6 +106,6 @@ def test_plain_cuda_decodes_on_the_models_gpu(monkeypatch) -> None:
     seen: list[str] = []
     monkeypatch.setattr(io, "set_hw_decode", seen.append)
     for device, spec in [("cuda:1", "cuda"), ("cuda:1", "cuda:0"), ("cpu", "cuda")]:
-        apply_hw_decode(argparse.Namespace(hw_decode=spec, device=device, ray=None))
-    apply_hw_decode(argparse.Namespace(hw_decode=None, device="cuda:1", ray=None))  # not given: nothing set
+        apply_hw_decode(argparse.Namespace(hw_decode=spec, ray=None), device)
+    apply_hw_decode(argparse.Namespace(hw_decode=None, ray=None), "cuda:1")  # not given: nothing set
     assert seen == ["cuda:1", "cuda:0", "cuda"]  # a plain cuda follows the model's GPU; a numbered one is kept

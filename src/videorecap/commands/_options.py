@@ -292,18 +292,17 @@ def add_hw_decode_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
     )
 
 
-def apply_hw_decode(args: argparse.Namespace) -> None:
+def apply_hw_decode(args: argparse.Namespace, device: str) -> None:
     """Check `--hw-decode` (the device opens; not with --ray) and decode with it from now on (InputError, exit 2).
-    A plain `cuda` decodes on the model's GPU (each torchrun rank on its own)."""
+    A plain `cuda` decodes on the model's GPU, `device` (each torchrun rank on its own)."""
     if args.hw_decode is None:
         return
-    from videorecap import distributed
     from videorecap.errors import InputError
     from videorecap.video.io import set_hw_decode
 
     if args.ray is not None:
         raise InputError("--hw-decode does not apply with --ray: the cluster decodes on its CPU workers")
-    spec, device = args.hw_decode, args.device or distributed.default_device()
+    spec = args.hw_decode
     if spec == "cuda" and device.startswith("cuda:"):
         spec = device
     set_hw_decode(spec)

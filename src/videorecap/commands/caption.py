@@ -182,8 +182,8 @@ def run(args: argparse.Namespace) -> int:
 
     # every mistake in the options or inputs is found here, before a model loads or a video decodes
     _check_args(args)
-    apply_hw_decode(args)
     device = args.device or distributed.default_device()
+    apply_hw_decode(args, device)
     opts = _caption_options(args, device)
     set_decode_threads_for(device)  # a GPU run lets FFmpeg use the cores
     paths = collect_videos(args.inputs, recursive=args.recursive)

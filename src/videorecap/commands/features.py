@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = segment_jobs(args.segments, args.inputs[0])
     else:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
-    apply_hw_decode(args)
+    apply_hw_decode(args, args.device or distributed.default_device())
     if not args.random_encoder:
         from videorecap.checkpoint import encoder_config_at
 

@@ -81,6 +81,7 @@ class TextModel:
     @classmethod
     def load(cls, folder: str | os.PathLike[str], *, device: str = "cpu", name: str | None = None) -> TextModel:
         from videorecap.checkpoint import load_model
+
         folder = check_text_model_folder(folder)
         model, tokenizer = load_model(folder, device=device)
         if tokenizer is None:
