@@ -9,16 +9,14 @@ prepares it (`runtime.prepare_model` + `runtime.compute_context`):
   `--decode-batch` rows, per generated token.
 
 Ratios are within this run only. The fidelity of each path is `videorecap.precision_gate`'s job (RESULTS.md).
-`--compile` adds a `+compile` row per precision for the encoder (`runtime.compile_for_inference`: torch.compile with
-freezing, inference only) and reports the compile time, which a job must earn back: the first call's, with an empty
-Inductor cache (a temporary $TORCHINDUCTOR_CACHE_DIR), and the next run's, in a fresh process that finds the graph in
-that cache (with the weights prepacked for oneDNN, Inductor's default, only its C++ kernels are). `--compile-unpacked`
-adds rows with unpacked weights, whose graph Inductor does cache.
+`--compile` adds a `+compile` row per precision (not int8) for the encoder as `--compile` runs it
+(`runtime.compile_for_inference`: AOTInductor, `videorecap.compiled`) and reports what a job pays before its first
+batch: the first call's compile, with an empty cache (a temporary $VIDEORECAP_CACHE_DIR and $TORCHINDUCTOR_CACHE_DIR),
+and the next run's, in a fresh process that loads the package from that cache.
 
     python benchmarks/bench_precision.py                 # about 6 min on 2 idle cores
     python benchmarks/bench_precision.py --quick         # about 1 min: smaller batches, 1 repeat
-    python benchmarks/bench_precision.py --compile       # + torch.compile rows (adds minutes of compiling)
-    python benchmarks/bench_precision.py --precisions fp32,bf16 --compile --compile-unpacked   # ~11 min
+    python benchmarks/bench_precision.py --precisions fp32,fp32-onednn,bf16 --compile   # about 12 min
 """
 
 from __future__ import annotations
@@ -41,33 +39,20 @@ from _machine import LOADED_NOTE, Timing, add_timing_arguments, check_load, mach
 from videorecap.config import RecapConfig
 from videorecap.infer.decode import DecodeConfig, _decode
 from videorecap.model.recap import VideoRecap
-from videorecap.runtime import compute_context, prepare_model, set_threads
+from videorecap.runtime import compile_for_inference, compute_context, prepare_model, set_threads
 
 NO_EOS = -1
 
 
-def _compiled(module: torch.nn.Module, prepack: bool) -> torch.nn.Module:
-    """`--compile`'s model (`runtime.compile_for_inference`, weights prepacked); `prepack=False`: unpacked."""
-    import torch._inductor.config as inductor
-
-    from videorecap.runtime import compile_for_inference
-
-    torch._dynamo.reset()  # no compiled code of an earlier row of this process is reused
-    compiled = compile_for_inference(module)
-    inductor.cpp.weight_prepack = prepack
-    return compiled
-
-
-def _next_run_compile(precision: str, prepack: bool, args: argparse.Namespace) -> float:
-    """Seconds of the first call in a fresh process, which finds what this one left in Inductor's cache."""
+def _next_run_compile(precision: str, args: argparse.Namespace) -> float:
+    """Seconds of the first call in a fresh process, which loads the package this one left in the cache."""
     child = ["--child-compile", precision, "--enc-batch", str(args.enc_batch)]
-    child += ["--threads", str(torch.get_num_threads())] + ([] if prepack else ["--compile-unpacked"])
-    r = run_child(__file__, child)
+    r = run_child(__file__, child + ["--threads", str(torch.get_num_threads())])
     return float(r["compile_s"])
 
 
 def measure(
-    base: VideoRecap, precision: str, args: argparse.Namespace, compile_encoder: bool = False, prepack: bool = True
+    base: VideoRecap, precision: str, args: argparse.Namespace, compile_encoder: bool = False
 ) -> dict[str, Timing | float]:
     model = prepare_model(copy.deepcopy(base), precision) if precision != "fp32" else base
     e = base.config.encoder
@@ -78,7 +63,7 @@ def measure(
     assert enc is not None
     with torch.inference_mode(), compute_context("cpu", precision):
         if compile_encoder:
-            enc = _compiled(enc, prepack)
+            enc = compile_for_inference(enc, precision)
             t0 = time.perf_counter()
             enc(x)
             out["compile_s"] = time.perf_counter() - t0
@@ -86,7 +71,7 @@ def measure(
                 return out
         out["encoder"] = timed(lambda: enc(x), args.repeats)
         if compile_encoder:
-            out["next_compile_s"] = _next_run_compile(precision, prepack, args)
+            out["next_compile_s"] = _next_run_compile(precision, args)
             return out
         tokens = out["encoder"].out  # type: ignore[union-attr]
         out["qformer"] = timed(lambda: model.context("clip", video=tokens), args.repeats)
@@ -107,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decode-batch", type=int, default=64, help="rows of the batched decoding row (default 64)")
     p.add_argument("--tokens", type=int, default=12, help="tokens per caption (default 12, a clip caption)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the CLI's default policy)")
-    p.add_argument("--compile", action="store_true", help="also time the encoder under torch.compile (freezing)")
-    p.add_argument("--compile-unpacked", action="store_true", help="with --compile: also with unpacked weights")
+    p.add_argument("--compile", action="store_true", help="also time the encoder as --compile runs it (AOTInductor)")
     p.add_argument("--child-compile", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="enc-batch 1, decode-batch 16, 1 repeat")
     p.add_argument("--json", type=Path, help="also write the numbers here")
@@ -118,14 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         args.enc_batch, args.decode_batch, args.repeats = 1, 16, 1
     if not args.child_compile:
         check_load(args.allow_load, "bench_precision")
-        # an empty Inductor cache for this run, which its --child-compile processes share
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache = tempfile.mkdtemp(prefix="bench-precision-inductor-")
+        # empty caches for this run, which its --child-compile processes share
+        cache = tempfile.mkdtemp(prefix="bench-precision-cache-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "inductor")
+        os.environ["VIDEORECAP_CACHE_DIR"] = cache
         atexit.register(shutil.rmtree, cache, True)
     threads, _ = set_threads(args.threads)
     torch.manual_seed(0)
     base = VideoRecap(RecapConfig.from_name("recap-base", level="clip")).eval()
     if args.child_compile:
-        out = measure(base, args.child_compile, args, compile_encoder=True, prepack=not args.compile_unpacked)
+        out = measure(base, args.child_compile, args, compile_encoder=True)
         print(json.dumps({"compile_s": out["compile_s"]}))
         return 0
     for blk in base.decoder.h:  # open the gates so the context matters, as in a trained model
@@ -140,9 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.compile and prec != "int8":
             res[prec + "+compile"] = measure(base, prec, args, compile_encoder=True)
             gc.collect()
-            if args.compile_unpacked:
-                res[prec + "+compile, unpacked"] = measure(base, prec, args, compile_encoder=True, prepack=False)
-                gc.collect()
     print(f"## Precision per stage, recap-base clip level (`python benchmarks/bench_precision.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}`)\n")  # fmt: skip
     print(machine_block({"threads": f"torch {threads}", "repeats": f"{args.repeats} timed after 1 warm-up"}))
@@ -165,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append("-")
                 continue
             vs = f", {ratio(ref[key], t)} vs {precisions[0]}" if prec != precisions[0] else ""  # type: ignore[arg-type]
+            if prec.endswith("+compile") and prec != precisions[0] + "+compile":
+                vs += f", {ratio(res[prec[: -len('+compile')]][key], t)} vs uncompiled"  # type: ignore[arg-type]
             cells.append(t.fmt(1000 / per, "", 2) + vs)
         if "compile_s" in r:
             cells[1] = f"compile (first call) {r['compile_s']:.1f} s, next run {r['next_compile_s']:.1f} s"

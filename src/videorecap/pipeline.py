@@ -74,6 +74,7 @@ class Captioner:
     sources: dict[str, str] = field(default_factory=dict)  # level -> where the model came from (for captions.json)
     # the resolved precision the models run in (runtime.resolve_precision): set by `use_precision`
     precision: str = "fp32"
+    compiled: bool = False  # the clip encoder runs compiled code (`compile_encoder`)
 
     def __post_init__(self) -> None:
         for level, (model, _) in self.models.items():
@@ -114,13 +115,14 @@ class Captioner:
         return resolved
 
     def compile_encoder(self) -> None:
-        """Compile the clip level's video encoder (`runtime.compile_for_inference`, `--compile`): for long jobs,
-        which earn back its compile time (RESULTS.md, "torch.compile")."""
+        """Run the clip level's video encoder as code compiled for this machine (`runtime.compile_for_inference`,
+        `--compile`): loaded from the on-disk cache, or compiled into it at the first batch (`videorecap.compiled`)."""
         from videorecap.runtime import compile_for_inference
 
         model = self.model("clip") if "clip" in self.models else None
         if model is not None and model.encoder is not None:
-            model.encoder = compile_for_inference(model.encoder)  # type: ignore[assignment]
+            model.encoder = compile_for_inference(model.encoder, self.precision)  # type: ignore[assignment]
+            self.compiled = True
 
     def compute(self, device: str | torch.device) -> Any:
         """The context every forward pass of these models runs under (autocast for bf16/fp16, else nothing)."""
@@ -311,6 +313,7 @@ class _Run:
             # only when not the defaults, so that the entries of earlier runs (fp32, one batch size) stay valid
             **({"precision": self.cap.precision} if self.cap.precision != "fp32" else {}),
             **({"decode_batch": self.decode_batch} if self.decode_batch != self.opts.batch_size else {}),
+            **({"compiled": True} if self.cap.compiled else {}),  # its sums differ in the last bits
         }
 
     @property

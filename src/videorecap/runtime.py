@@ -480,25 +480,20 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def compile_for_inference(module: torch.nn.Module) -> torch.nn.Module:
-    """`torch.compile` for inference with frozen weights (constants folded, laid out once). The compiling happens
-    at the first call (about half a minute for the recap-base encoder on a CPU) and again for each new input shape.
+def compile_for_inference(module: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The video encoder `module` (prepared for its resolved `precision`, on its device) compiled ahead of time and
+    cached on disk (`videorecap.compiled.CompiledEncoder`): the first call with an input shape loads its package
+    from the cache (about 3 s, mostly importing Inductor), or compiles it there once for this machine (about a
+    minute for recap-base).
 
     Raises:
-        InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there).
+        InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there), and for int8 (its
+            quantized layers do not export).
     """
-    import shutil
+    from videorecap.compiled import CompiledEncoder, check_compiler
 
-    import torch
-    import torch._inductor.config as inductor
-
-    device = next(module.parameters()).device
-    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        raise InputError("--compile: torch.compile needs a C++ compiler on a CPU (g++ or clang++); install one or "
-                         "leave --compile out")  # fmt: skip
-    inductor.freezing = True
-    # Weights stay prepacked for oneDNN (Inductor's default), which keeps the compiled graph out of Inductor's on-disk
-    # cache (prepacked tensors cannot be pickled; the next run reuses only the generated C++ kernels). Unpacked
-    # weights make the graph cacheable, but measured no faster and did not reliably shorten the next run's compiling
-    # (benchmarks/RESULTS.md, "torch.compile: prepacked weights or a cached graph").
-    return torch.compile(module)  # type: ignore[return-value]
+    if precision == "int8":
+        raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
+                         "one of them out")  # fmt: skip
+    check_compiler(next(module.parameters()).device)
+    return CompiledEncoder(module, precision)

@@ -541,13 +541,31 @@ def add_precision_argument(
 
 
 def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--compile (`args.compile`): torch.compile the video encoder, for long jobs (docs/cli.md says when it pays)."""
+    """--compile (`args.compile`): the video encoder compiled once per machine and cached (`videorecap.compiled`)."""
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="compile the video encoder with torch.compile (inference, frozen weights): about a minute of "
-        "compiling that long jobs earn back; needs a C++ compiler on a CPU",
+        help="compile the video encoder for this machine (AOTInductor): once, about a minute at recap-base, kept in "
+        "$VIDEORECAP_CACHE_DIR (default ~/.cache/videorecap), so later runs load it in seconds; needs a C++ compiler "
+        "on a CPU; not with int8 or --ray",
     )
+
+
+def check_compile_arguments(args: argparse.Namespace, device: str) -> None:
+    """--compile's mistakes, before the output folder is made: int8, --ray, no C++ compiler for a CPU model."""
+    if not getattr(args, "compile", False):
+        return
+    import torch
+
+    from videorecap.compiled import check_compiler
+    from videorecap.errors import InputError
+
+    if args.precision == "int8":
+        raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
+                         "one of them out")  # fmt: skip
+    if getattr(args, "ray", None) is not None:
+        raise InputError("--compile is not used with --ray (the Ray actors run the encoder as it is); leave it out")
+    check_compiler(torch.device(device))
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -65,6 +65,7 @@ from videorecap.commands._options import (
     add_recursive_argument,
     add_wait_argument,
     apply_hw_decode,
+    check_compile_arguments,
     check_models,
     connect_ray,
     field_default,
@@ -184,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     device = args.device or distributed.default_device()
     apply_hw_decode(args, device)
+    check_compile_arguments(args, device)
     opts = _caption_options(args, device)
     set_decode_threads_for(device)  # a GPU run lets FFmpeg use the cores
     paths = collect_videos(args.inputs, recursive=args.recursive)

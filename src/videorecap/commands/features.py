@@ -39,6 +39,7 @@ from videorecap.commands._options import (
     add_recursive_argument,
     add_wait_argument,
     apply_hw_decode,
+    check_compile_arguments,
     connect_ray,
     positive_float,
     positive_int,
@@ -148,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
     apply_hw_decode(args, args.device or distributed.default_device())
+    check_compile_arguments(args, args.device or distributed.default_device())
     if not args.random_encoder:
         from videorecap.checkpoint import encoder_config_at
 
@@ -176,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
 
     precision = resolve_precision(device, args.precision)
     prepare_model(encoder, precision)
-    if args.compile and ray is None:  # the Ray driver's encoder only gives fingerprints
-        encoder = compile_for_inference(encoder)
+    if args.compile:
+        encoder = compile_for_inference(encoder, precision)
     chunk_dir = args.chunk_dir if args.chunk_dir is not None else args.output / ".chunks"
 
     def report(res: JobResult) -> None:

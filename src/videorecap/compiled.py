@@ -1,0 +1,263 @@
+"""The video encoder compiled ahead of time, once per machine, and kept on disk (`--compile`).
+
+`torch.compile` compiles in every process: 20-36 s per run for the recap-base encoder on a CPU, and its on-disk cache
+cannot hold a graph whose weights are frozen (benchmarks/RESULTS.md, "torch.compile: prepacked weights or a cached
+graph"). So `--compile` uses AOTInductor instead: the encoder is exported (`torch.export`, the batch size left free)
+and compiled into a package, a shared library of a few MB, which is written to the cache and loaded by later runs in
+a few seconds (mostly importing Inductor). The package holds **no weights**: the model's own tensors are handed to it
+at load time (`load_constants(..., user_managed=True)`), so the weights are not in memory twice, and one package
+serves every checkpoint of the same architecture (LaViLa's, a fine-tuned one, the bundled model's).
+
+A package is found by a key of everything its code depends on: the module's classes (the source of their files),
+its tensors' names, dtypes and shapes, the input's shape without the batch, the precision, the device (CPU model,
+ISA flags and PyTorch's kernel level; GPU name and compute capability), the versions of PyTorch and of this
+format. Anything else is a new key, hence a new compile, never a wrong package.
+
+The cache is `$VIDEORECAP_CACHE_DIR/compiled/`, by default `$XDG_CACHE_HOME/videorecap` (`~/.cache/videorecap`).
+Entries are written atomically (two processes compiling the same key at once both succeed; the second rename wins),
+and an entry that does not load is compiled again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from videorecap.errors import InputError
+
+if TYPE_CHECKING:
+    from torch._inductor.package.package import AOTICompiledModel
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "VIDEORECAP_CACHE_DIR"
+FORMAT = 1  # bump when the way packages are built changes
+# the CPU's own settings that change the kernels Inductor and the libraries pick (see RESULTS.md, "AVX2-only")
+_ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS")
+# the package takes the model's tensors at load time instead of holding copies of them
+_INDUCTOR_CONFIGS = {"aot_inductor.package_constants_in_so": False}
+
+
+def cache_dir() -> Path:
+    """The folder of videorecap's on-disk caches: `$VIDEORECAP_CACHE_DIR`, else `$XDG_CACHE_HOME/videorecap`, else
+    `~/.cache/videorecap`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "videorecap"
+
+
+def check_compiler(device: torch.device) -> None:
+    """On a CPU Inductor generates C++ and builds it with the machine's compiler: say so before any work.
+
+    Raises:
+        InputError: no C++ compiler on PATH.
+    """
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise InputError("--compile: compiling the encoder needs a C++ compiler on a CPU (g++ or clang++); install "
+                         "one or leave --compile out")  # fmt: skip
+
+
+class _Forward(nn.Module):
+    """What is exported: `module(x)` under the precision's autocast (bf16 runs its matmuls in bf16 that way; export
+    records the autocast region, which a `with` around the export call would not put into the graph)."""
+
+    def __init__(self, module: nn.Module, device: torch.device, precision: str) -> None:
+        super().__init__()
+        self.m = module
+        self.device, self.precision = device, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from videorecap.runtime import compute_context
+
+        with compute_context(self.device, self.precision):
+            return self.m(x)
+
+
+class CompiledEncoder(nn.Module):
+    """A video encoder whose forward runs AOTInductor packages (one per input shape, the batch size free), loaded
+    from the cache or compiled into it at the first call with that shape (about a minute for recap-base on a CPU).
+
+    `config`, `state_dict` and the parameters are the wrapped encoder's, so fingerprints (`store.weights_hash`) do
+    not change. The package reads the encoder's tensors where they are: changing them in place changes the results;
+    moving them (`.to(...)`) is noticed at the next call, which hands the package the new tensors.
+    """
+
+    def __init__(self, encoder: nn.Module, precision: str, cache: str | os.PathLike[str] | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.precision = precision
+        self.cache = Path(cache) if cache is not None else cache_dir() / "compiled"
+        self._runners: dict[tuple[Any, ...], AOTICompiledModel | None] = {}  # None: that shape did not compile
+        self._given: dict[tuple[Any, ...], tuple[int, ...]] = {}  # the tensors' addresses each runner was given
+        self.compiles = 0  # packages compiled by this object (the others were loaded from the cache)
+
+    @property
+    def config(self) -> Any:
+        return self.encoder.config
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        return self.encoder.state_dict(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        shape = (tuple(x.shape[1:]), str(x.dtype), str(x.device))
+        if shape not in self._runners:
+            self._runners[shape] = self._runner(x)
+        runner = self._runners[shape]
+        if runner is None:  # compiling failed (logged once): the encoder as it is
+            out = self.encoder(x)
+        else:
+            tensors = self._tensors()
+            addresses = tuple(t.data_ptr() for t in tensors.values())
+            if addresses != self._given[shape]:  # the weights moved since the package was given them
+                self._give(runner, tensors, shape)
+            out = runner(x.contiguous())
+        return out[:, 0] if cls_only else out  # (B, D) or (B, 1+T*P, D), as VideoEncoder.forward
+
+    # -- packages ---------------------------------------------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The exported module's constants by the names the package asks for (`m.` + the encoder's names)."""
+        out = {f"m.{k}": v for k, v in self.encoder.named_parameters()}
+        out.update({f"m.{k}": v for k, v in self.encoder.named_buffers()})
+        return {k: v.detach() for k, v in out.items()}
+
+    def key(self, x: torch.Tensor) -> dict[str, Any]:
+        """Everything the compiled code for input `x` depends on (see the module's docstring)."""
+        device = x.device
+        return {
+            "format": FORMAT,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": _device_identity(device),
+            "precision": self.precision,
+            "input": [list(x.shape[1:]), str(x.dtype)],
+            "module": type(self.encoder).__qualname__,
+            "source": _source_hash(self.encoder),
+            "tensors": hashlib.sha256(
+                json.dumps([[k, str(v.dtype), list(v.shape)] for k, v in self._tensors().items()]).encode()
+            ).hexdigest(),
+            "inductor": _INDUCTOR_CONFIGS,
+        }
+
+    def _runner(self, x: torch.Tensor) -> AOTICompiledModel | None:
+        key = self.key(x)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        path = self.cache / f"encoder-{digest}.pt2"
+        runner = None
+        if path.is_file():
+            try:
+                runner = _load(path)
+                logger.info("--compile: the video encoder's compiled code, from %s", path)
+            except Exception as e:  # a damaged entry (a disk error, an edited file): compile it again
+                logger.warning("--compile: %s does not load (%s: %s); compiling again", path, type(e).__name__, e)
+        if runner is None:
+            try:
+                self._compile(x, key, path)
+                runner = _load(path)
+            except (KeyboardInterrupt, InputError):
+                raise
+            except Exception as e:
+                logger.warning(
+                    "--compile: compiling the video encoder failed (%s: %s); it runs uncompiled",
+                    type(e).__name__,
+                    str(e).strip().splitlines()[0] if str(e).strip() else "",
+                )
+                return None
+        self._give(runner, self._tensors(), (tuple(x.shape[1:]), str(x.dtype), str(x.device)))
+        return runner
+
+    def _give(self, runner: AOTICompiledModel, tensors: dict[str, torch.Tensor], shape: tuple[Any, ...]) -> None:
+        wanted = runner.get_constant_fqns()
+        missing = [n for n in wanted if n not in tensors]
+        if missing:
+            raise RuntimeError(f"the compiled encoder wants tensors the encoder does not have: {missing[:3]}")
+        runner.load_constants({n: tensors[n] for n in wanted}, check_full_update=True, user_managed=True)
+        self._given[shape] = tuple(t.data_ptr() for t in tensors.values())
+
+    def _compile(self, x: torch.Tensor, key: dict[str, Any], path: Path) -> None:
+        check_compiler(x.device)
+        logger.info(
+            "--compile: compiling the video encoder for this machine (%s, once; about a minute at recap-base), into %s",
+            self.precision,
+            path.parent,
+        )
+        t0 = time.perf_counter()
+        example = torch.zeros((2, *x.shape[1:]), dtype=x.dtype, device=x.device)  # 2: a size-1 batch would be fixed
+        batch = torch.export.Dim("batch", min=1)
+        with torch.no_grad():
+            program = torch.export.export(
+                _Forward(self.encoder, x.device, self.precision), (example,), dynamic_shapes=({0: batch},)
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            built = torch._inductor.aoti_compile_and_package(
+                program, package_path=str(tmp / path.name), inductor_configs=dict(_INDUCTOR_CONFIGS)
+            )
+            (tmp / (path.stem + ".json")).write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp / (path.stem + ".json"), path.with_suffix(".json"))  # what the entry was built for
+            os.replace(built, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.compiles += 1
+        logger.info("--compile: compiled in %.0f s (%.1f MB)", time.perf_counter() - t0, path.stat().st_size / 1e6)
+
+
+def _load(path: Path) -> AOTICompiledModel:
+    import torch._inductor
+
+    return torch._inductor.aoti_load_package(str(path))
+
+
+def _device_identity(device: torch.device) -> dict[str, Any]:
+    """What decides the machine code a package holds: the GPU model, or the CPU model, flags and kernel level."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return {"cuda": torch.cuda.get_device_name(index), "capability": list(torch.cuda.get_device_capability(index))}
+    from videorecap.runtime import cpu_flags
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "type": device.type,
+        "cpu": model or platform.processor() or platform.machine(),
+        "flags": hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:16],
+        "kernels": torch.backends.cpu.get_cpu_capability(),
+        "env": {k: os.environ[k] for k in _ISA_ENV if k in os.environ},
+    }
+
+
+def _source_hash(module: nn.Module) -> str:
+    """A hash of the source files of `module`'s classes and of the forward functions patched onto its layers
+    (fp32-onednn's), so that a change to the model's code is a new key."""
+    files: set[str] = {__file__}
+    for m in module.modules():
+        for obj in (type(m), getattr(m.forward, "__func__", None)):
+            if obj is None:
+                continue
+            try:
+                f = inspect.getsourcefile(obj)
+            except TypeError:  # a built-in
+                f = None
+            if f and not f.startswith(os.path.dirname(torch.__file__)):  # torch's own code: its version is in the key
+                files.add(f)
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()

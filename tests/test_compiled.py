@@ -1,0 +1,181 @@
+"""--compile: the video encoder compiled once per machine by AOTInductor and kept on disk (videorecap.compiled).
+
+Every test here shares one cache folder, so the bundled model's clip encoder is compiled once for the module (about
+20 s on 2 cores) and then loaded."""
+
+import json
+import logging
+import os
+import shutil
+
+import pytest
+import torch
+from test_cli import _exit_code
+
+from videorecap import compiled, runtime
+from videorecap.compiled import CompiledEncoder
+from videorecap.errors import InputError
+from videorecap.pipeline import Captioner
+from videorecap.store import weights_hash
+from videorecap.synth.model import bundled_model_dir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One `$VIDEORECAP_CACHE_DIR` for the module (the CLI reads it too)."""
+    path = tmp_path_factory.mktemp("videorecap-cache")
+    old = os.environ.get(compiled.CACHE_ENV)
+    os.environ[compiled.CACHE_ENV] = str(path)
+    yield path / "compiled"
+    if old is None:
+        del os.environ[compiled.CACHE_ENV]
+    else:
+        os.environ[compiled.CACHE_ENV] = old
+
+
+def _encoder(seed: int | None = None) -> torch.nn.Module:
+    enc = Captioner.load(bundled_model_dir(), precision="fp32").model("clip").encoder
+    if seed is not None:  # other weights, the same architecture (another checkpoint)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in enc.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return enc
+
+
+def _clips(enc: torch.nn.Module, n: int) -> torch.Tensor:
+    c = enc.config
+    return torch.randn(n, 3, c.num_frames, c.image_size, c.image_size, generator=torch.Generator().manual_seed(n))
+
+
+def test_the_compiled_encoder_matches_the_encoder_for_any_batch_and_is_cached(cache):
+    enc = _encoder()
+    x = _clips(enc, 3)
+    with torch.inference_mode():
+        want = enc(x)
+        fast = runtime.compile_for_inference(enc, "fp32")
+        assert isinstance(fast, CompiledEncoder)
+        assert torch.allclose(fast(x), want, atol=1e-4)
+        assert torch.allclose(fast(x[:1]), want[:1], atol=1e-4)  # the batch size is free: no second compile
+        assert torch.allclose(fast(x, cls_only=True), want[:, 0], atol=1e-4)
+    assert fast.config is enc.config and weights_hash(fast) == weights_hash(enc)  # fingerprints do not change
+    packages = sorted(cache.glob("*.pt2"))
+    assert len(packages) == 1 and packages[0].stat().st_size < 50e6
+    assert json.loads(packages[0].with_suffix(".json").read_text())["precision"] == "fp32"
+
+    # a new process (a new object) with another checkpoint of the same architecture loads the package: the weights
+    # are not in it, they are the encoder's own
+    other = _encoder(seed=1)
+    with torch.inference_mode():
+        want = other(x)
+        again = CompiledEncoder(other, "fp32")
+        assert torch.allclose(again(x), want, atol=1e-4)
+    assert again.compiles == 0 and sorted(cache.glob("*.pt2")) == packages
+
+
+def test_the_package_reads_the_encoders_tensors_where_they_are(cache):
+    enc = _encoder()
+    fast = CompiledEncoder(enc, "fp32")
+    x = _clips(enc, 2)
+    with torch.inference_mode():
+        before = fast(x)
+        with torch.no_grad():
+            enc.norm.weight.mul_(2.0)  # in place: the package sees it at once
+        changed = fast(x)
+        assert not torch.allclose(changed, before, atol=1e-3) and torch.allclose(changed, enc(x), atol=1e-4)
+        enc.norm.bias.data = enc.norm.bias.data + 1.0  # a new tensor (as after a move): handed over at the next call
+        assert torch.allclose(fast(x), enc(x), atol=1e-4)
+    assert fast.compiles == 0
+
+
+def test_a_new_precision_or_input_shape_is_a_new_key_never_a_wrong_package():
+    enc = _encoder()
+    fast = CompiledEncoder(enc, "fp32")
+    key = fast.key(_clips(enc, 2))
+    assert CompiledEncoder(enc, "bf16").key(_clips(enc, 2)) != key
+    c = enc.config
+    assert fast.key(torch.zeros(1, 3, c.num_frames - 1, c.image_size, c.image_size)) != key
+    assert fast.key(_clips(enc, 5)) == key  # but not the batch size
+    assert key["torch"] == torch.__version__ and key["device"]["kernels"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_damaged_package_is_compiled_again(cache, monkeypatch, caplog):
+    enc = _encoder()
+    x = _clips(enc, 2)
+    with torch.inference_mode():
+        CompiledEncoder(enc, "fp32")(x)  # the package is there (loaded, or compiled if this test runs alone)
+    (package,) = cache.glob("*.pt2")
+    good = package.read_bytes()
+    package.write_bytes(good[: len(good) // 3])  # a cut file
+
+    def compile_again(self, x, key, path):  # the real compile is the first test's; here: put the good file back
+        path.write_bytes(good)
+        self.compiles += 1
+
+    monkeypatch.setattr(CompiledEncoder, "_compile", compile_again)
+    fast = CompiledEncoder(enc, "fp32")
+    with caplog.at_level(logging.WARNING, logger="videorecap.compiled"), torch.inference_mode():
+        assert torch.allclose(fast(x), enc(x), atol=1e-4)
+    assert fast.compiles == 1 and "does not load" in caplog.text
+
+
+def test_an_encoder_that_does_not_compile_runs_as_it_is_with_a_warning(tmp_path, monkeypatch, caplog):
+    def fail(*args, **kwargs):
+        raise RuntimeError("Dynamic control flow is not supported\nmore lines")
+
+    monkeypatch.setattr(torch.export, "export", fail)
+    enc = _encoder()
+    fast = CompiledEncoder(enc, "fp32", cache=tmp_path)
+    x = _clips(enc, 2)
+    with caplog.at_level(logging.WARNING, logger="videorecap.compiled"), torch.inference_mode():
+        assert torch.equal(fast(x), enc(x))
+        assert torch.equal(fast(x), enc(x))
+    assert caplog.text.count("it runs uncompiled") == 1 and "Dynamic control flow" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="C\\+\\+ compiler"):
+        runtime.compile_for_inference(torch.nn.Linear(2, 2), "fp32")
+
+
+def test_caption_compile_gives_the_captions_of_the_encoder_and_refuses_what_it_cannot_do(cache, tmp_path, capsys):
+    from videorecap.results import CaptionResult
+    from videorecap.video.testing import make_video
+
+    video = make_video(tmp_path / "v.mp4", duration=9.0, fps=4.0)
+    runs = {}
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        argv = ["caption", str(video), "-o", str(tmp_path / name), "--precision", "fp32", "--no-progress", *extra]
+        argv += ["--model", str(bundled_model_dir())]
+        assert _exit_code(argv) == 0, capsys.readouterr().err
+        runs[name] = CaptionResult.load(tmp_path / name / "v" / "captions.json")
+    assert [c.text for c in runs["compiled"].clips] == [c.text for c in runs["plain"].clips]
+    assert len(list(cache.glob("*.pt2"))) >= 1
+    capsys.readouterr()
+
+    for extra, message in ((["--precision", "int8"], "does not apply to --precision int8"), (["--ray"], "--ray")):
+        argv = ["caption", str(video), "-o", str(tmp_path / "no"), "--model", str(bundled_model_dir()), "--compile"]
+        assert _exit_code([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "no").exists()
+
+
+def test_features_compile_writes_the_encoders_features(cache, tmp_path, capsys):
+    import numpy as np
+
+    from videorecap.video.testing import make_video
+
+    video = make_video(tmp_path / "v.mp4", duration=9.0, fps=4.0)
+    out = {}
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        argv = ["features", str(video), "--encoder", str(bundled_model_dir() / "clip"), "-o", str(tmp_path / name)]
+        assert _exit_code([*argv, "--precision", "fp32", "--all-tokens", "--no-progress", *extra]) == 0
+        out[name] = [np.load(tmp_path / name / f) for f in ("v.npy", "v.tokens.npy")]
+    for plain, fast in zip(out["plain"], out["compiled"], strict=True):  # the tokens are stored in fp16
+        assert plain.shape == fast.shape and np.allclose(plain, fast, rtol=2e-3, atol=1e-4)
+    capsys.readouterr()
