@@ -121,6 +121,40 @@ def test_a_damaged_package_is_compiled_again(cache, monkeypatch, caplog):
     assert fast.compiles == 1 and "does not load" in caplog.text
 
 
+def test_processes_that_need_the_same_package_at_once_compile_it_once(cache, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    enc = _encoder()
+    x = _clips(enc, 2)
+    with torch.inference_mode():
+        CompiledEncoder(enc, "fp32")(x)  # a package to copy (loaded, or compiled if this test runs alone)
+    (package,) = cache.glob("*.pt2")
+    good = package.read_bytes()
+
+    def slow_compile(self, x, key, path):  # the real compile takes a minute: a second job starts meanwhile
+        time.sleep(1.0)
+        path.write_bytes(good)
+        self.compiles += 1
+
+    monkeypatch.setattr(CompiledEncoder, "_compile", slow_compile)
+    jobs = [CompiledEncoder(enc, "fp32", cache=tmp_path) for _ in range(3)]  # an empty cache
+    outs: list[torch.Tensor] = [None] * 3  # type: ignore[list-item]
+
+    def run(i):
+        with torch.inference_mode():
+            outs[i] = jobs[i](x)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]  # flock: per open file, so threads too
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(j.compiles for j in jobs) == 1
+    with torch.inference_mode():
+        assert all(torch.allclose(o, enc(x), atol=1e-4) for o in outs)
+
+
 def test_an_encoder_that_does_not_compile_runs_as_it_is_with_a_warning(tmp_path, monkeypatch, caplog):
     def fail(*args, **kwargs):
         raise RuntimeError("Dynamic control flow is not supported\nmore lines")
@@ -133,7 +167,7 @@ def test_an_encoder_that_does_not_compile_runs_as_it_is_with_a_warning(tmp_path,
         assert torch.equal(fast(x), enc(x))
         assert torch.equal(fast(x), enc(x))
     assert caplog.text.count("it runs uncompiled") == 1 and "Dynamic control flow" in caplog.text
-    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == []  # nothing half-written
 
 
 def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):

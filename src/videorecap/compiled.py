@@ -14,8 +14,8 @@ ISA flags and PyTorch's kernel level; GPU name and compute capability), the vers
 format. Anything else is a new key, hence a new compile, never a wrong package.
 
 The cache is `$VIDEORECAP_CACHE_DIR/compiled/`, by default `$XDG_CACHE_HOME/videorecap` (`~/.cache/videorecap`).
-Entries are written atomically (two processes compiling the same key at once both succeed; the second rename wins),
-and an entry that does not load is compiled again.
+Entries are written atomically, one process compiles a key while the others that need it wait for its package (a
+file lock beside it), and an entry that does not load is compiled again.
 """
 
 from __future__ import annotations
@@ -152,30 +152,42 @@ class CompiledEncoder(nn.Module):
         }
 
     def _runner(self, x: torch.Tensor) -> AOTICompiledModel | None:
+        from videorecap.lock import file_lock
+
         key = self.key(x)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
         path = self.cache / f"encoder-{digest}.pt2"
-        runner = None
-        if path.is_file():
-            try:
-                runner = _load(path)
-                logger.info("--compile: the video encoder's compiled code, from %s", path)
-            except Exception as e:  # a damaged entry (a disk error, an edited file): compile it again
-                logger.warning("--compile: %s does not load (%s: %s); compiling again", path, type(e).__name__, e)
+        runner = self._cached(path) if path.is_file() else None
         if runner is None:
-            try:
-                self._compile(x, key, path)
-                runner = _load(path)
-            except (KeyboardInterrupt, InputError):
-                raise
-            except Exception as e:
-                logger.warning(
-                    "--compile: compiling the video encoder failed (%s: %s); it runs uncompiled",
-                    type(e).__name__,
-                    str(e).strip().splitlines()[0] if str(e).strip() else "",
-                )
-                return None
+            # one process compiles, the others (torchrun's ranks, jobs started together) wait and load its package
+            with file_lock(self.cache / f".encoder-{digest}.lock"):
+                runner = self._cached(path) if path.is_file() else None
+                if runner is None:
+                    try:
+                        self._compile(x, key, path)
+                        runner = _load(path)
+                    except (KeyboardInterrupt, InputError):
+                        raise
+                    except Exception as e:
+                        why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                        logger.warning(
+                            "--compile: compiling the video encoder failed (%s: %s); it runs uncompiled",
+                            type(e).__name__,
+                            why,
+                        )
+                        return None
         self._give(runner, self._tensors(), (tuple(x.shape[1:]), str(x.dtype), str(x.device)))
+        return runner
+
+    @staticmethod
+    def _cached(path: Path) -> AOTICompiledModel | None:
+        """The package at `path`, or None when it does not load (a damaged entry: compiled again)."""
+        try:
+            runner = _load(path)
+        except Exception as e:
+            logger.warning("--compile: %s does not load (%s: %s); compiling again", path, type(e).__name__, e)
+            return None
+        logger.info("--compile: the video encoder's compiled code, from %s", path)
         return runner
 
     def _give(self, runner: AOTICompiledModel, tensors: dict[str, torch.Tensor], shape: tuple[Any, ...]) -> None:

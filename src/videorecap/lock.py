@@ -195,6 +195,23 @@ def output_lock(
         f.close()
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an OS lock on the file `path` (created if missing) for the body of the `with`, waiting while another
+    process holds it: for work that several processes may start at once and one should do (a compile into a shared
+    cache). Released by the operating system however the holder ends."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        while not _try_lock(f):
+            time.sleep(_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                _unlock(f)
+
+
 def _process_start() -> float:
     """When this process started (seconds since the epoch): Linux's /proc, else when this module was imported."""
     try:
