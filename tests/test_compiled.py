@@ -213,3 +213,16 @@ def test_features_compile_writes_the_encoders_features(cache, tmp_path, capsys):
     for plain, fast in zip(out["plain"], out["compiled"], strict=True):  # the tokens are stored in fp16
         assert plain.shape == fast.shape and np.allclose(plain, fast, rtol=2e-3, atol=1e-4)
     capsys.readouterr()
+
+
+def test_the_fidelity_gate_takes_a_compiled_path(cache, tmp_path, monkeypatch):
+    from videorecap.synth.precision_gate import fidelity_gate
+
+    calls = []
+    forward = CompiledEncoder.forward
+    monkeypatch.setattr(CompiledEncoder, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    r = fidelity_gate("fp32+compile", tmp_path, videos=1, minutes=0.5)
+    assert r.precision == "fp32+compile" and r.passed and r.identical_clips == 1.0
+    assert calls  # the compiled encoder really ran (loaded from this module's cache)
+    with pytest.raises(ValueError, match="only addition"):
+        fidelity_gate("fp32+fast", tmp_path, videos=1, minutes=0.5)

@@ -173,8 +173,8 @@ def fidelity_gate(
     batch_size: int = 32,
     logit_windows: int = 16,
 ) -> GateResult:
-    """Compare `precision` ("bf16", "int8", "fp32-onednn") with fp32 on `videos` held-out synthetic videos (see the
-    module doc)."""
+    """Compare `precision` ("bf16", "int8", "fp32-onednn"; "+compile" after one of them: with `--compile`'s compiled
+    encoder) with fp32 on `videos` held-out synthetic videos (see the module doc)."""
     from videorecap.pipeline import Captioner
     from videorecap.synth.model import bundled_model_dir
 
@@ -184,7 +184,12 @@ def fidelity_gate(
         clips = gate_videos(work, videos, minutes, seed)
         model_dir = bundled_model_dir()
         ref_cap = Captioner.load(model_dir, precision="fp32")
-        cap = Captioner.load(model_dir, precision=precision)
+        base, plus, extra = precision.partition("+")
+        if plus and extra != "compile":
+            raise ValueError(f"{precision!r}: the only addition to a precision is +compile")
+        cap = Captioner.load(model_dir, precision=base)
+        if extra:
+            cap.compile_encoder()  # loaded from the compile cache, or compiled into it
         cmp = compare_captions(ref_cap, cap, clips, batch_size)
         ref_logits = _logits(ref_cap, *clips[0], logit_windows)
         got_logits = _logits(cap, *clips[0], logit_windows)
@@ -227,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description="the fidelity gate of the non-fp32 paths (videorecap.synth.precision_gate)")
     p.add_argument("--precisions", default="bf16,int8,fp32-onednn", help="the paths to gate, comma-separated "
-                   "(default: %(default)s); --write keeps the record of the others")  # fmt: skip
+                   "(default: %(default)s; PRECISION+compile: with the compiled encoder of --compile); --write keeps "
+                   "the record of the others")  # fmt: skip
     p.add_argument("--videos", type=int, default=4)
     p.add_argument("--minutes", type=float, default=4.0)
     p.add_argument("--write", action="store_true", help="record the results in videorecap/assets/" + GATE_FILE)
