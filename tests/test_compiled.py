@@ -183,6 +183,16 @@ def test_an_encoder_that_does_not_compile_runs_as_it_is_with_a_warning(compiler,
     assert [p.name for p in tmp_path.iterdir() if p.suffix != ".lock"] == []  # nothing half-written
 
 
+def test_a_cache_that_cannot_be_written_is_a_warning_and_the_encoder_runs_as_it_is(compiler, tmp_path, caplog):
+    (tmp_path / "file").write_text("not a folder")
+    enc = _encoder()
+    fast = CompiledEncoder(enc, "fp32", cache=tmp_path / "file" / "compiled")
+    x = _clips(enc, 2)
+    with caplog.at_level(logging.WARNING, logger="videorecap.compiled"), torch.inference_mode():
+        assert torch.equal(fast(x), enc(x))
+    assert "cannot use the compile cache" in caplog.text and "VIDEORECAP_CACHE_DIR" in caplog.text
+
+
 def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="C\\+\\+ compiler"):
@@ -203,6 +213,34 @@ def test_caption_compile_gives_the_captions_of_the_encoder(cache, tmp_path, caps
     assert [c.text for c in runs["compiled"].clips] == [c.text for c in runs["plain"].clips]
     assert len(list(cache.glob("*.pt2"))) >= 1
     capsys.readouterr()
+
+
+def test_the_cli_says_when_it_compiles_and_is_silent_when_it_loads(cache, tmp_path, capsys, monkeypatch):
+    from videorecap.video.testing import make_video
+
+    enc = _encoder()
+    with torch.inference_mode():
+        CompiledEncoder(enc, "fp32")(_clips(enc, 2))  # a package to copy (loaded, or compiled if this test runs alone)
+    (package,) = cache.glob("*.pt2")
+    good = package.read_bytes()
+    compiles = []
+
+    def compile_once(self, x, key, path):  # the real compile is the first test's; here: copy its package
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(good)
+        compiles.append(path)
+
+    monkeypatch.setattr(CompiledEncoder, "_compile", compile_once)
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "fresh"))
+    video = make_video(tmp_path / "v.mp4", duration=5.0, fps=4.0)
+    said = []
+    for run in ("first", "second"):
+        argv = ["caption", str(video), "-o", str(tmp_path / run), "--model", str(bundled_model_dir()), "--compile"]
+        assert _exit_code([*argv, "--precision", "fp32", "--no-progress"]) == 0
+        said.append(capsys.readouterr().err)
+    assert len(compiles) == 1 and compiles[0].parent == tmp_path / "fresh" / "compiled"
+    assert "compiling the video encoder for this machine" in said[0]
+    assert "compiling" not in said[1]
 
 
 def test_compile_with_int8_or_ray_or_no_compiler_is_one_line_before_the_output_folder(tmp_path, capsys, monkeypatch):

@@ -29,6 +29,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,22 @@ class CompiledEncoder(nn.Module):
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         return self.encoder.state_dict(*args, **kwargs)
 
+    def example(self) -> torch.Tensor:
+        """One clip as the pipeline feeds the encoder: `(1, 3, T, S, S)` float32 pixels on its device."""
+        c = self.config
+        device = next(self.encoder.parameters()).device
+        return torch.zeros((1, 3, c.num_frames, c.image_size, c.image_size), device=device)
+
+    def cached(self, x: torch.Tensor) -> bool:
+        """Whether the cache holds a package for inputs like `x` (else the first call compiles one)."""
+        return self._path(self.key(x)).is_file()
+
+    def prepare(self, x: torch.Tensor) -> None:
+        """Load (or compile) the package for inputs like `x` now rather than at the first call."""
+        shape = (tuple(x.shape[1:]), str(x.dtype), str(x.device))
+        if shape not in self._runners:
+            self._runners[shape] = self._runner(x)
+
     def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         shape = (tuple(x.shape[1:]), str(x.dtype), str(x.device))
         if shape not in self._runners:
@@ -151,32 +168,47 @@ class CompiledEncoder(nn.Module):
             "inductor": _INDUCTOR_CONFIGS,
         }
 
+    def _path(self, key: dict[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        return self.cache / f"encoder-{digest}.pt2"
+
     def _runner(self, x: torch.Tensor) -> AOTICompiledModel | None:
+        key = self.key(x)
+        path = self._path(key)
+        try:
+            runner = self._cached(path) if path.is_file() else None
+            if runner is None:
+                runner = self._compiled(x, key, path)
+            self._give(runner, self._tensors(), (tuple(x.shape[1:]), str(x.dtype), str(x.device)))
+        except (KeyboardInterrupt, InputError):
+            raise
+        except OSError as e:  # the cache cannot be written (a read-only home, a full disk)
+            logger.warning(
+                "--compile: cannot use the compile cache %s (%s); set $%s to a writable folder. The encoder runs "
+                "uncompiled",
+                self.cache,
+                e.strerror or e,
+                CACHE_ENV,
+            )
+            return None
+        except Exception as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            logger.warning(
+                "--compile: compiling the video encoder failed (%s: %s); it runs uncompiled", type(e).__name__, why
+            )
+            return None
+        return runner
+
+    def _compiled(self, x: torch.Tensor, key: dict[str, Any], path: Path) -> AOTICompiledModel:
+        """Compile the package for `x` into `path`, unless another process does: one process compiles, the others
+        (torchrun's ranks, jobs started together) wait on the lock file beside it and load its package."""
         from videorecap.lock import file_lock
 
-        key = self.key(x)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-        path = self.cache / f"encoder-{digest}.pt2"
-        runner = self._cached(path) if path.is_file() else None
-        if runner is None:
-            # one process compiles, the others (torchrun's ranks, jobs started together) wait and load its package
-            with file_lock(self.cache / f".encoder-{digest}.lock"):
-                runner = self._cached(path) if path.is_file() else None
-                if runner is None:
-                    try:
-                        self._compile(x, key, path)
-                        runner = _load(path)
-                    except (KeyboardInterrupt, InputError):
-                        raise
-                    except Exception as e:
-                        why = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                        logger.warning(
-                            "--compile: compiling the video encoder failed (%s: %s); it runs uncompiled",
-                            type(e).__name__,
-                            why,
-                        )
-                        return None
-        self._give(runner, self._tensors(), (tuple(x.shape[1:]), str(x.dtype), str(x.device)))
+        with file_lock(path.parent / f".{path.stem}.lock"):
+            runner = self._cached(path) if path.is_file() else None
+            if runner is None:
+                self._compile(x, key, path)
+                runner = _load(path)
         return runner
 
     @staticmethod
@@ -195,6 +227,9 @@ class CompiledEncoder(nn.Module):
         missing = [n for n in wanted if n not in tensors]
         if missing:
             raise RuntimeError(f"the compiled encoder wants tensors the encoder does not have: {missing[:3]}")
+        strided = [n for n in wanted if not tensors[n].is_contiguous()]
+        if strided:  # the package reads each tensor as a dense block
+            raise RuntimeError(f"the encoder's tensors are not contiguous: {strided[:3]}")
         runner.load_constants({n: tensors[n] for n in wanted}, check_full_update=True, user_managed=True)
         self._given[shape] = tuple(t.data_ptr() for t in tensors.values())
 
@@ -208,16 +243,19 @@ class CompiledEncoder(nn.Module):
         t0 = time.perf_counter()
         example = torch.zeros((2, *x.shape[1:]), dtype=x.dtype, device=x.device)  # 2: a size-1 batch would be fixed
         batch = torch.export.Dim("batch", min=1)
-        with torch.no_grad():
-            program = torch.export.export(
-                _Forward(self.encoder, x.device, self.precision), (example,), dynamic_shapes=({0: batch},)
-            )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         try:
-            built = torch._inductor.aoti_compile_and_package(
-                program, package_path=str(tmp / path.name), inductor_configs=dict(_INDUCTOR_CONFIGS)
-            )
+            with torch.no_grad(), warnings.catch_warnings():
+                # PyTorch's notes about its own internals (pytree, jit) are not the user's to act on
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                program = torch.export.export(
+                    _Forward(self.encoder, x.device, self.precision), (example,), dynamic_shapes=({0: batch},)
+                )
+                built = torch._inductor.aoti_compile_and_package(
+                    program, package_path=str(tmp / path.name), inductor_configs=dict(_INDUCTOR_CONFIGS)
+                )
             (tmp / (path.stem + ".json")).write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
             os.replace(tmp / (path.stem + ".json"), path.with_suffix(".json"))  # what the entry was built for
             os.replace(built, path)

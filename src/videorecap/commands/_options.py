@@ -568,6 +568,25 @@ def check_compile_arguments(args: argparse.Namespace, device: str) -> None:
     check_compiler(torch.device(device))
 
 
+def prepare_compiled_encoder(encoder: Any, command: str) -> None:
+    """--compile: load the compiled encoder before the work starts, or compile it with a line saying so (else the
+    first batch would stand still for a minute without a word)."""
+    import sys
+
+    from videorecap.compiled import CompiledEncoder
+
+    if not isinstance(encoder, CompiledEncoder):
+        return
+    x = encoder.example()
+    if not encoder.cached(x):
+        print(
+            f"videorecap {command}: compiling the video encoder for this machine ({encoder.precision}; once, about a "
+            f"minute at recap-base) into {encoder.cache}",
+            file=sys.stderr,
+        )
+    encoder.prepare(x)
+
+
 def add_ray_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--ray [ADDRESS]` and `--ray-actors N` (features and caption; docs/ray.md)."""
     parser.add_argument(

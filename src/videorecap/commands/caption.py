@@ -71,6 +71,7 @@ from videorecap.commands._options import (
     field_default,
     positive_float,
     positive_int,
+    prepare_compiled_encoder,
     prepare_output_dir,
     window_seconds,
 )
@@ -282,6 +283,7 @@ def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str,
         m.to(device)
     if args.compile:
         captioner.compile_encoder()
+        prepare_compiled_encoder(captioner.model("clip").encoder, "caption")
     for note in model_notes(describe_model(captioner, opts.levels)) if notes else ():
         print(f"videorecap caption: warning: {note}", file=sys.stderr)
     return captioner

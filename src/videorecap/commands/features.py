@@ -43,6 +43,7 @@ from videorecap.commands._options import (
     connect_ray,
     positive_float,
     positive_int,
+    prepare_compiled_encoder,
     prepare_output_dir,
     window_seconds,
 )
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_model(encoder, precision)
     if args.compile:
         encoder = compile_for_inference(encoder, precision)
+        prepare_compiled_encoder(encoder, "features")
     chunk_dir = args.chunk_dir if args.chunk_dir is not None else args.output / ".chunks"
 
     def report(res: JobResult) -> None:
