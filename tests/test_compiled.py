@@ -215,6 +215,27 @@ def test_caption_compile_gives_the_captions_of_the_encoder(cache, tmp_path, caps
     capsys.readouterr()
 
 
+def test_live_compile_gives_the_captions_of_the_encoder_and_records_it(cache, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from videorecap.results import load
+    from videorecap.video.testing import make_video
+
+    stream = make_video(tmp_path / "rec.ts", duration=9.0, fps=4, size=(64, 48), options={"g": "4"})
+    clips, stores = {}, {}
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        out = tmp_path / name
+        with open(stream, "rb") as f:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
+            argv = ["live", "-", "-o", str(out), "--model", "recap-synth", "--levels", "clip", "--no-status"]
+            assert _exit_code([*argv, "--precision", "fp32", *extra]) == 0
+        clips[name] = [c.text for c in load(out / "captions.json").clips]
+        stores[name] = json.loads((out / ".cache" / "store.json").read_text())["fingerprint"]
+    assert clips["compiled"] == clips["plain"] and clips["plain"]
+    assert stores["compiled"].get("compiled") is True and "compiled" not in stores["plain"]
+
+
 def test_the_cli_says_when_it_compiles_and_is_silent_when_it_loads(cache, tmp_path, capsys, monkeypatch):
     from videorecap.video.testing import make_video
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from videorecap.commands._decoding import add_decoding_arguments, hierarchy_options
 from videorecap.commands._options import (
+    add_compile_argument,
     add_device_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
@@ -42,12 +43,14 @@ from videorecap.commands._options import (
     add_output_argument,
     add_precision_argument,
     add_wait_argument,
+    check_compile_arguments,
     check_models,
     field_default,
     listen_host,
     port_number,
     positive_float,
     positive_int,
+    prepare_compiled_encoder,
     prepare_output_dir,
     window_seconds,
 )
@@ -110,6 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-status", action="store_true", help="no status line on stderr")
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     add_precision_argument(p)
+    add_compile_argument(p)
     add_wait_argument(p)
 
 
@@ -135,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is None:
         _check_source_and_out(args, out)  # mistakes in SOURCE or OUT are found before the model loads
     check_models(args, levels)  # a wrong model folder: before the output folder is made
+    check_compile_arguments(args, device)
     if args.host is not None and args.serve is None:
         raise InputError("--host is where the --serve page listens: give --serve PORT too")
     if args.serve is not None:
@@ -216,6 +221,9 @@ def _run_session(args: argparse.Namespace, out: Path, opts: Any, levels: Any, de
                                levels=levels, precision=args.precision)  # fmt: skip
     for m, _ in captioner.models.values():
         m.to(device)
+    if args.compile:  # before the source is opened: a camera's frames would wait for the compiling
+        captioner.compile_encoder()
+        prepare_compiled_encoder(captioner.model("clip").encoder, "live")
     printer = _Printer(status=not args.no_status)
     session = LiveSession(args.source, captioner, out, opts, resume=args.resume is not None,
                           listeners=[printer])  # fmt: skip

@@ -256,6 +256,7 @@ class LiveSession:
             "summary_text": self.opts.summary_text,
             # a resume in another precision would mix its captions with these (fp32 keeps the earlier fingerprint)
             **({"precision": self.cap.precision} if self.cap.precision != "fp32" else {}),
+            **({"compiled": True} if self.cap.compiled else {}),  # --compile: its sums differ in the last bits
         }
         if not self.resume and (self.out / EVENTS_FILE).exists():
             raise InputError(f"{self.out}: holds a live session already; continue it with --resume {self.out}, "
