@@ -282,7 +282,8 @@ def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 
 def add_hw_decode_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--hw-decode DEVICE (`args.hw_decode`, None: software), applied by `apply_hw_decode` (caption, features)."""
+    """--hw-decode DEVICE (`args.hw_decode`, None: software), applied by `apply_hw_decode` (caption, features,
+    evaluate --videos)."""
     parser.add_argument(
         "--hw-decode",
         metavar="DEVICE",
@@ -300,7 +301,7 @@ def apply_hw_decode(args: argparse.Namespace, device: str) -> None:
     from videorecap.errors import InputError
     from videorecap.video.io import set_hw_decode
 
-    if args.ray is not None:
+    if getattr(args, "ray", None) is not None:
         raise InputError("--hw-decode does not apply with --ray: the cluster decodes on its CPU workers")
     spec = args.hw_decode
     if spec == "cuda" and device.startswith("cuda:"):

@@ -33,12 +33,14 @@ from pathlib import Path
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
     add_device_argument,
+    add_hw_decode_argument,
     add_max_tokens_argument,
     add_num_features_argument,
     add_original_settings_argument,
     add_output_argument,
     add_precision_argument,
     add_wait_argument,
+    apply_hw_decode,
     field_default,
     nonnegative_int,
     positive_float,
@@ -98,6 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"background data loading workers (default: {workers})")  # fmt: skip
     r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
     add_device_argument(r, "this process's GPU when there is one, else cpu")
+    add_hw_decode_argument(r)
     add_precision_argument(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(r)
@@ -131,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from videorecap.runtime import set_decode_threads_for
 
     device = args.device or distributed.default_device()
+    apply_hw_decode(args, device)  # --videos decoded on the GPU's decoder: the device opens, or one line
     set_decode_threads_for(device)  # with --videos on a GPU, FFmpeg uses the cores
     decode = decode_config(args, original_lengths=args.original_settings)
     model_dir = Path(args.model)
