@@ -10,7 +10,7 @@ prepares it (`runtime.prepare_model` + `runtime.compute_context`):
 
 Ratios are within this run only. The fidelity of each path is `videorecap.precision_gate`'s job (RESULTS.md).
 `--compile` adds a `+compile` row per precision (not int8) for the encoder as `--compile` runs it
-(`runtime.compile_for_inference`: AOTInductor, `videorecap.compiled`) and reports what a job pays before its first
+(`videorecap.compiled.compile_for_inference`: AOTInductor) and reports what a job pays before its first
 batch: compiling, with an empty cache (a temporary $VIDEORECAP_CACHE_DIR and $TORCHINDUCTOR_CACHE_DIR), and the next
 run's loading, in a fresh process that finds the package in that cache. Each is its first call's time less the row's
 median batch (a first call also encodes one batch).
@@ -37,10 +37,11 @@ from pathlib import Path
 import torch
 from _machine import LOADED_NOTE, Timing, add_timing_arguments, check_load, machine_block, ratio, run_child, timed
 
+from videorecap.compiled import compile_for_inference
 from videorecap.config import RecapConfig
 from videorecap.infer.decode import DecodeConfig, _decode
 from videorecap.model.recap import VideoRecap
-from videorecap.runtime import compile_for_inference, compute_context, prepare_model, set_threads
+from videorecap.runtime import compute_context, prepare_model, set_threads
 
 NO_EOS = -1
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_cli import _exit_code
 
-from videorecap import compiled, runtime
+from videorecap import compiled
 from videorecap.compiled import CompiledEncoder
 from videorecap.errors import InputError
 from videorecap.pipeline import Captioner
@@ -68,7 +68,7 @@ def test_the_compiled_encoder_matches_the_encoder_for_any_batch_and_is_cached(ca
     x = _clips(enc, 3)
     with torch.inference_mode():
         want = enc(x)
-        fast = runtime.compile_for_inference(enc, "fp32")
+        fast = compiled.compile_for_inference(enc, "fp32")
         assert isinstance(fast, CompiledEncoder)
         assert torch.allclose(fast(x), want, atol=1e-4)
         assert torch.allclose(fast(x[:1]), want[:1], atol=1e-4)  # the batch size is free: no second compile
@@ -196,7 +196,7 @@ def test_a_cache_that_cannot_be_written_is_a_warning_and_the_encoder_runs_as_it_
 def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="C\\+\\+ compiler"):
-        runtime.compile_for_inference(torch.nn.Linear(2, 2), "fp32")
+        compiled.compile_for_inference(torch.nn.Linear(2, 2), "fp32")
 
 
 def test_caption_compile_gives_the_captions_of_the_encoder(cache, tmp_path, capsys):

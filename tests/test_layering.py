@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "videorecap.lock",
         "videorecap.httpserve",  # the one local HTTP server (stdlib only)
     ),
+    ("videorecap.compiled",),  # the video encoder compiled ahead of time and cached on disk (--compile)
     ("videorecap.store",),  # the one resumable store (fingerprint, chunked append, atomic writes)
     ("videorecap.levelio",),  # what each level reads and writes (feature counts, windows, lengths); no imports
     ("videorecap.config",),  # typed configs and presets; bundled presets are named, not imported

@@ -115,9 +115,9 @@ class Captioner:
         return resolved
 
     def compile_encoder(self) -> None:
-        """Run the clip level's video encoder as code compiled for this machine (`runtime.compile_for_inference`,
+        """Run the clip level's video encoder as code compiled for this machine (`compiled.compile_for_inference`,
         `--compile`): loaded from the on-disk cache, or compiled into it at the first batch (`videorecap.compiled`)."""
-        from videorecap.runtime import compile_for_inference
+        from videorecap.compiled import compile_for_inference
 
         model = self.model("clip") if "clip" in self.models else None
         if model is not None and model.encoder is not None:

@@ -478,22 +478,3 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     # collector frees: collect now, so that quantizing the next model does not add its transient on top of them.
     gc.collect()
     return model
-
-
-def compile_for_inference(module: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """The video encoder `module` (prepared for its resolved `precision`, on its device) compiled ahead of time and
-    cached on disk (`videorecap.compiled.CompiledEncoder`): the first call with an input shape loads its package
-    from the cache (about 3 s, mostly importing Inductor), or compiles it there once for this machine (about a
-    minute for recap-base).
-
-    Raises:
-        InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there), and for int8 (its
-            quantized layers do not export).
-    """
-    from videorecap.compiled import CompiledEncoder, check_compiler
-
-    if precision == "int8":
-        raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
-                         "one of them out")  # fmt: skip
-    check_compiler(next(module.parameters()).device)
-    return CompiledEncoder(module, precision)

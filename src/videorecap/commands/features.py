@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         device = "cpu"  # the driver's encoder only gives the fingerprints; the actors hold their own
     else:
         device = args.device or distributed.default_device()
-    from videorecap.runtime import compile_for_inference, prepare_model, resolve_precision, set_decode_threads_for
+    from videorecap.compiled import compile_for_inference
+    from videorecap.runtime import prepare_model, resolve_precision, set_decode_threads_for
 
     set_decode_threads_for(device)  # a GPU run lets FFmpeg use the cores
     encoder = _load_encoder(args).to(device).eval()
