@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -63,6 +64,30 @@ def _clips(enc: torch.nn.Module, n: int) -> torch.Tensor:
     return torch.randn(n, 3, c.num_frames, c.image_size, c.image_size, generator=torch.Generator().manual_seed(n))
 
 
+@pytest.fixture
+def package(cache) -> bytes:
+    """The bytes of the bundled encoder's fp32 package (compiled by the first test, or here when a test runs alone)."""
+    enc = _encoder()
+    with torch.inference_mode():
+        CompiledEncoder(enc, "fp32")(_clips(enc, 2))
+    (path,) = cache.glob("*.pt2")
+    return path.read_bytes()
+
+
+def _copying_compile(good: bytes, calls: list, delay: float = 0.0):  # noqa: ANN202 - a CompiledEncoder._compile
+    """A stand-in for `CompiledEncoder._compile` that writes `good` after `delay` s: the real compile takes a minute,
+    and the first test has made one."""
+
+    def compile_(self, x, key, path):  # noqa: ANN001, ANN202
+        time.sleep(delay)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(good)
+        self.compiles += 1
+        calls.append(path)
+
+    return compile_
+
+
 def test_the_compiled_encoder_matches_the_encoder_for_any_batch_and_is_cached(cache):
     enc = _encoder()
     x = _clips(enc, 3)
@@ -114,43 +139,25 @@ def test_a_new_precision_or_input_shape_is_a_new_key_never_a_wrong_package():
     assert key["torch"] == torch.__version__ and key["device"]["kernels"] == torch.backends.cpu.get_cpu_capability()
 
 
-def test_a_damaged_package_is_compiled_again(cache, monkeypatch, caplog):
+def test_a_damaged_package_is_compiled_again(cache, package, monkeypatch, caplog):
     enc = _encoder()
     x = _clips(enc, 2)
-    with torch.inference_mode():
-        CompiledEncoder(enc, "fp32")(x)  # the package is there (loaded, or compiled if this test runs alone)
-    (package,) = cache.glob("*.pt2")
-    good = package.read_bytes()
-    package.write_bytes(good[: len(good) // 3])  # a cut file
-
-    def compile_again(self, x, key, path):  # the real compile is the first test's; here: put the good file back
-        path.write_bytes(good)
-        self.compiles += 1
-
-    monkeypatch.setattr(CompiledEncoder, "_compile", compile_again)
+    (path,) = cache.glob("*.pt2")
+    path.write_bytes(package[: len(package) // 3])  # a cut file
+    monkeypatch.setattr(CompiledEncoder, "_compile", _copying_compile(package, []))
     fast = CompiledEncoder(enc, "fp32")
     with caplog.at_level(logging.WARNING, logger="videorecap.compiled"), torch.inference_mode():
         assert torch.allclose(fast(x), enc(x), atol=1e-4)
     assert fast.compiles == 1 and "does not load" in caplog.text
 
 
-def test_processes_that_need_the_same_package_at_once_compile_it_once(cache, tmp_path, monkeypatch):
+def test_processes_that_need_the_same_package_at_once_compile_it_once(package, tmp_path, monkeypatch):
     import threading
-    import time
 
     enc = _encoder()
     x = _clips(enc, 2)
-    with torch.inference_mode():
-        CompiledEncoder(enc, "fp32")(x)  # a package to copy (loaded, or compiled if this test runs alone)
-    (package,) = cache.glob("*.pt2")
-    good = package.read_bytes()
-
-    def slow_compile(self, x, key, path):  # the real compile takes a minute: a second job starts meanwhile
-        time.sleep(1.0)
-        path.write_bytes(good)
-        self.compiles += 1
-
-    monkeypatch.setattr(CompiledEncoder, "_compile", slow_compile)
+    # a slow compile: the other jobs start meanwhile
+    monkeypatch.setattr(CompiledEncoder, "_compile", _copying_compile(package, [], delay=1.0))
     jobs = [CompiledEncoder(enc, "fp32", cache=tmp_path) for _ in range(3)]  # an empty cache
     outs: list[torch.Tensor] = [None] * 3  # type: ignore[list-item]
 
@@ -236,22 +243,11 @@ def test_live_compile_gives_the_captions_of_the_encoder_and_records_it(cache, tm
     assert stores["compiled"].get("compiled") is True and "compiled" not in stores["plain"]
 
 
-def test_the_cli_says_when_it_compiles_and_is_silent_when_it_loads(cache, tmp_path, capsys, monkeypatch):
+def test_the_cli_says_when_it_compiles_and_is_silent_when_it_loads(package, tmp_path, capsys, monkeypatch):
     from videorecap.video.testing import make_video
 
-    enc = _encoder()
-    with torch.inference_mode():
-        CompiledEncoder(enc, "fp32")(_clips(enc, 2))  # a package to copy (loaded, or compiled if this test runs alone)
-    (package,) = cache.glob("*.pt2")
-    good = package.read_bytes()
-    compiles = []
-
-    def compile_once(self, x, key, path):  # the real compile is the first test's; here: copy its package
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(good)
-        compiles.append(path)
-
-    monkeypatch.setattr(CompiledEncoder, "_compile", compile_once)
+    compiles: list = []
+    monkeypatch.setattr(CompiledEncoder, "_compile", _copying_compile(package, compiles))
     monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "fresh"))
     video = make_video(tmp_path / "v.mp4", duration=5.0, fps=4.0)
     said = []
