@@ -60,6 +60,15 @@ def cache_dir() -> Path:
     return Path(base) / "videorecap"
 
 
+def check_compile(precision: str, device: torch.device) -> None:
+    """What `--compile` needs, said before any work (InputError): a precision that exports (not int8, whose quantized
+    layers do not), and a C++ compiler for a CPU model."""
+    if precision == "int8":
+        raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
+                         "one of them out")  # fmt: skip
+    check_compiler(device)
+
+
 def check_compiler(device: torch.device) -> None:
     """On a CPU Inductor generates C++ and builds it with the machine's compiler: say so before any work.
 
@@ -274,10 +283,7 @@ def compile_for_inference(module: nn.Module, precision: str) -> CompiledEncoder:
         InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there), and for int8 (its
             quantized layers do not export).
     """
-    if precision == "int8":
-        raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
-                         "one of them out")  # fmt: skip
-    check_compiler(next(module.parameters()).device)
+    check_compile(precision, next(module.parameters()).device)
     return CompiledEncoder(module, precision)
 
 

@@ -558,15 +558,12 @@ def check_compile_arguments(args: argparse.Namespace, device: str) -> None:
         return
     import torch
 
-    from videorecap.compiled import check_compiler
+    from videorecap.compiled import check_compile
     from videorecap.errors import InputError
 
-    if args.precision == "int8":
-        raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
-                         "one of them out")  # fmt: skip
     if getattr(args, "ray", None) is not None:
         raise InputError("--compile is not used with --ray (the Ray actors run the encoder as it is); leave it out")
-    check_compiler(torch.device(device))
+    check_compile(args.precision, torch.device(device))
 
 
 def prepare_compiled_encoder(encoder: Any, command: str) -> None:

@@ -149,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
         jobs = segment_jobs(args.segments, args.inputs[0])
     else:
         jobs = video_jobs(collect_videos(args.inputs, recursive=args.recursive))
-    apply_hw_decode(args, args.device or distributed.default_device())
-    check_compile_arguments(args, args.device or distributed.default_device())
+    device = args.device or distributed.default_device()
+    apply_hw_decode(args, device)
+    check_compile_arguments(args, device)
     if not args.random_encoder:
         from videorecap.checkpoint import encoder_config_at
 
@@ -170,8 +171,6 @@ def run(args: argparse.Namespace) -> int:
         place = raydata.placement(args.device, args.ray_actors)
         tag = f"[ray: {place.actors} {place.device} actor{'s' if place.actors > 1 else ''} at most] "
         device = "cpu"  # the driver's encoder only gives the fingerprints; the actors hold their own
-    else:
-        device = args.device or distributed.default_device()
     from videorecap.compiled import compile_for_inference
     from videorecap.runtime import prepare_model, resolve_precision, set_decode_threads_for
 
