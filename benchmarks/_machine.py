@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from videorecap.runtime import cpu_count, cpu_isa, fast_bf16_cpu
+from videorecap.runtime import cpu_count, cpu_isa, cpu_model, fast_bf16_cpu
 
 
 def load_average() -> float:
@@ -39,17 +39,6 @@ def load_average() -> float:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return 0.0
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def describe() -> dict[str, Any]:

@@ -298,17 +298,11 @@ def _device_identity(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return {"cuda": torch.cuda.get_device_name(index), "capability": list(torch.cuda.get_device_capability(index))}
-    from videorecap.runtime import cpu_flags
+    from videorecap.runtime import cpu_flags, cpu_model
 
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
     return {
         "type": device.type,
-        "cpu": model or platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "flags": hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:16],
         "kernels": torch.backends.cpu.get_cpu_capability(),
         "env": {k: os.environ[k] for k in _ISA_ENV if k in os.environ},

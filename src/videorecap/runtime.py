@@ -234,6 +234,20 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it, else what the platform module knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_isa(flags: frozenset[str] | None = None) -> list[str]:
     """The instruction-set extensions of `ISA_FLAGS` this CPU has (AVX2, AVX-512, bf16, VNNI, AMX), in that order."""
     flags = cpu_flags() if flags is None else flags
