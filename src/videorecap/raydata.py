@@ -417,7 +417,7 @@ def run_features(
     out = _FeatureOutput(out_dir, encoder, tokens_dtype, chunk_dir, finish)
     videos, work, fallback = _plan_features(jobs, out, plan_kw, overwrite=overwrite, all_tokens=all_tokens,
                                             allow_partial=allow_partial, grid_fps=grid_fps,
-                                            chunk_windows=chunk_windows)  # fmt: skip
+                                            chunk_windows=chunk_windows, precision=precision)  # fmt: skip
     if work:
         nf, size, _ = encoder_geometry(encoder)
         rows = _model_rows(work, _EncodeActor, (loader, place.device, precision, all_tokens), place,
@@ -461,6 +461,7 @@ def _plan_features(
     allow_partial: bool,
     grid_fps: float | None,
     chunk_windows: int,
+    precision: str,
 ) -> tuple[dict[str, _FeatureVideo], list[dict[str, Any]], list[FeatureJob]]:
     """Skip what is done (as a single process), read back stored chunks, and list the windows still to encode:
     `(videos by key, work rows for the decode tasks, jobs for the per-video step)`."""
@@ -487,7 +488,7 @@ def _plan_features(
         v = _FeatureVideo(job, windows, chunk_windows, None, {}, all_tokens)
         if out.chunk_dir is not None and v.num_chunks > 1:  # as `_extract_chunked`: one chunk has nothing to resume
             v.store = _open_chunk_store(out.chunk_dir, job.key, job.video, out.encoder, windows, all_tokens,
-                                        grid_fps, chunk_windows)  # fmt: skip
+                                        grid_fps, chunk_windows, precision)  # fmt: skip
             v.done = _load_chunks(v.store, v.num_chunks, all_tokens)
         if len(windows) > MAX_ROW_WINDOWS:
             fallback.append(job)

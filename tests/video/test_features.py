@@ -100,6 +100,37 @@ def test_resuming_with_another_encoder_starts_the_video_over(videos, tmp_path: P
     np.testing.assert_array_equal(resumed, extract_features(videos["long"], MeanEncoder(scale=2.0), batch_size=2))
 
 
+@pytest.mark.parametrize("second", ["bf16", "fp32"])
+def test_resuming_with_another_precision_starts_the_video_over(videos, tmp_path: Path, second: str):
+    # fp32-onednn and fp32 (or a compiled encoder) give rows that differ in their last bits: one output never mixes
+    # the two, while a resume with the precision of the interrupted run keeps its chunks
+    chunks = tmp_path / "chunks"
+    kw = {"batch_size": 2, "chunk_dir": chunks, "chunk_windows": 2}
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(videos["long"], MeanEncoder(fail_after=4), precision="fp32-onednn", **kw)
+    again = MeanEncoder()
+    extract_features(videos["long"], again, precision=second, **kw)
+    assert again.seen == 8  # nothing of the fp32-onednn run was reused
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(videos["long"], MeanEncoder(fail_after=4), precision=second, **kw)
+    same = MeanEncoder()
+    extract_features(videos["long"], same, precision=second, **kw)
+    assert same.seen == 4
+
+
+def test_resuming_with_a_compiled_encoder_starts_the_video_over(videos, tmp_path: Path, monkeypatch):
+    from videorecap.compiled import CompiledEncoder
+
+    # what the compiled code computes is tested in test_compiled.py; here only which chunks a resume keeps
+    monkeypatch.setattr(CompiledEncoder, "forward", lambda self, x, cls_only=False: self.encoder(x, cls_only))
+    kw = {"batch_size": 2, "chunk_dir": tmp_path / "chunks", "chunk_windows": 2, "precision": "fp32"}
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(videos["long"], MeanEncoder(fail_after=4), **kw)
+    inner = MeanEncoder()
+    extract_features(videos["long"], CompiledEncoder(inner, "fp32", cache=tmp_path / "cache"), **kw)
+    assert inner.seen == 8
+
+
 def test_a_finished_output_of_another_encoder_is_recomputed_not_skipped(videos, tmp_path: Path, caplog):
     out = tmp_path / "out"
     job = FeatureJob(videos["cfr"], "cfr")

@@ -13,7 +13,8 @@ skipped only when it is whole (readable, 2-D float32, one row per window of the 
 else it is recomputed with a warning; a long video is checkpointed in chunks of windows (entries `c00003` of a
 resumable store, `videorecap.store`, in `{chunk_dir}/{video_id}/`) so that an interrupted run resumes at the first
 missing chunk, seeking there instead of decoding from the start. The chunks' fingerprint holds the encoder's weights
-hash, so a run resumed with another encoder starts the video over instead of mixing rows of both.
+hash, the precision and whether the encoder is compiled, so a run resumed with another encoder (or another
+`--precision`, or `--compile` switched) starts the video over instead of mixing rows of both.
 
 The encoder step itself (decoding, batching, autocast) is `video/encode.py`.
 """
@@ -123,7 +124,7 @@ def _extract_chunked(
     done: Parts = {}
     store = None
     if chunk_dir is not None and num_chunks > 1:  # a video of one chunk has nothing to resume
-        store = _open_chunk_store(chunk_dir, key, path, encoder, plan, all_tokens, grid_fps, chunk_windows)
+        store = _open_chunk_store(chunk_dir, key, path, encoder, plan, all_tokens, grid_fps, chunk_windows, precision)
         done = _load_chunks(store, num_chunks, all_tokens)
         if done:
             logger.info("%s: resuming, %d of %d chunks already done", path, len(done), num_chunks)
@@ -168,18 +169,25 @@ def _open_chunk_store(
     all_tokens: bool,
     grid_fps: float | None,
     chunk_windows: int,
+    precision: str,
 ) -> Store:
     """The chunk store of one output, under the fingerprint of everything its rows depend on.
 
     The encoder's weights hash is part of it: chunks a run made with another encoder (same geometry, other weights)
-    are dropped when the store opens, so a resumed output never mixes rows of two encoders.
+    are dropped when the store opens, so a resumed output never mixes rows of two encoders. So are `precision` (as
+    the run was given it) and whether the encoder runs compiled (`--compile`), which change the rows in their last
+    bits at least; each only when not the default, so that the chunks of plain fp32 runs keep their key.
     """
+    from videorecap.compiled import CompiledEncoder
+
     nf, size, width = encoder_geometry(encoder)
     n = len(plan)
     fingerprint = {
         "plan": [plan[0], plan[-1], n] if plan else [], "nf": nf, "size": size, "width": width,
         "tokens": all_tokens, "grid": grid_fps, "chunk": chunk_windows, "video": file_identity(path),
         "weights": weights_hash(encoder),
+        **({"precision": precision} if precision != "fp32" else {}),
+        **({"compiled": True} if isinstance(encoder, CompiledEncoder) else {}),
     }  # fmt: skip
     return Store.open(chunk_store_path(chunk_dir, key), fingerprint)
 
