@@ -138,13 +138,15 @@ class Cluster:
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: dict[str, subprocess.Popen] = {}
+        self.cache = root / "cache"  # the nodes' $VIDEORECAP_CACHE_DIR (--compile's packages)
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - the node's whole life
         cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=2", "--disable-usage-stats",
                "--object-store-memory=100000000", f"--dashboard-agent-listen-port={_free_port()}",
                "--node-ip-address=127.0.0.1", *args]  # fmt: skip
-        self.nodes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=self.root,
+        env = _env(VIDEORECAP_CACHE_DIR=str(self.cache))
+        self.nodes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
                                             start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 120
         while "Ray runtime started" not in (self.root / f"{name}.log").read_text():
@@ -271,6 +273,38 @@ def test_features_on_a_cluster_survive_a_killed_worker_node(cluster: Cluster, vi
     done, skipped = (int(w) for w in _summary(resumed.stdout).split()[:3:2])
     assert done + skipped == 4, resumed.stdout
     assert _files(out) == one
+
+
+@pytest.mark.slow
+def test_compile_on_a_cluster_loads_the_package_and_writes_what_one_process_writes(
+    cluster: Cluster, videos: Path, tmp_path: Path
+) -> None:
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        why = "--compile needs a C++ compiler, which was not found: apt-get install -y g++"
+        if os.environ.get("VIDEORECAP_REQUIRE_COMPILER", "") not in ("", "0"):
+            pytest.fail(f"{why} (VIDEORECAP_REQUIRE_COMPILER is set)")
+        pytest.skip(why)
+    env = _env(VIDEORECAP_CACHE_DIR=str(cluster.cache))  # the cache the nodes' actors use
+    runs = {"features": ["--encoder", "recap-synth", "--chunk-windows", "4"], "caption": ["--model", "recap-synth"]}
+    package = None
+    for command, model in runs.items():
+        common = [*model, "--batch-size", "2", "--no-progress", "--compile"]
+        ref = _cli(command, videos, "-o", tmp_path / f"{command}-one", *common, env=env)
+        assert ref.returncode == 0, ref.stderr
+        if package is None:  # the first single-process run compiled the encoder into the nodes' cache
+            (package,) = cluster.cache.glob("compiled/*.pt2")
+            built = package.stat().st_mtime_ns
+        r = _cli(command, videos, "-o", tmp_path / f"{command}-ray", *common, f"--ray={cluster.address}", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr and "compiling the video encoder" not in r.stderr + r.stdout
+        one, ray = _files(tmp_path / f"{command}-one"), _files(tmp_path / f"{command}-ray")
+        assert sorted(one) == sorted(ray) and [k for k in one if one[k] != ray[k]] == [], command
+    # the actors loaded the package the single process made (none compiled it again)...
+    assert [p.stat().st_mtime_ns for p in cluster.cache.glob("compiled/*.pt2")] == [built]
+    # ...and ran it: the features of the uncompiled encoder differ from theirs in the last bits
+    plain = _cli("features", videos, "-o", tmp_path / "plain", *runs["features"], "--batch-size", "2", env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert (tmp_path / "plain" / "v1.npy").read_bytes() != (tmp_path / "features-ray" / "v1.npy").read_bytes()
 
 
 def _summary(stdout: str) -> str:

@@ -50,7 +50,7 @@ from torch import nn
 from videorecap.errors import InputError, MissingDependencyError, VideoRecapError, describe_os_error
 from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.pipeline import Captioner, CaptionOptions, ClipCache, caption_clips
-from videorecap.runtime import prepare_model, resolve_precision
+from videorecap.runtime import resolve_precision
 from videorecap.store import Store
 from videorecap.video.encode import Window, decode_batches, encode_batch, encoder_compute, encoder_geometry
 from videorecap.video.features import (
@@ -189,13 +189,13 @@ def _frames(row: dict[str, np.ndarray]) -> torch.Tensor | None:
 
 
 class _EncodeActor:
-    """Model actor of `features`: the encoder step of one batch."""
+    """Model actor of `features`: the encoder step of one batch. `loader(device)` gives the encoder ready to run there
+    (in the run's precision for that device, compiled with --compile), as it does for the per-video step."""
 
     def __init__(self, loader: Callable[[str], nn.Module], device: str, precision: str, all_tokens: bool) -> None:
         self.device = torch.device(device)
-        self.encoder = loader(device).to(self.device).eval()
+        self.encoder = loader(device)
         precision = resolve_precision(self.device, precision)  # the user's choice (auto) resolved for this device
-        prepare_model(self.encoder, precision)
         self.compute = encoder_compute(self.device, precision)
         self.all_tokens = all_tokens
 
@@ -403,7 +403,8 @@ def run_features(
     """`video.features.run_jobs` on a Ray cluster: the same outputs, skipped and resumed the same way.
 
     `encoder` (on the driver, any device) gives the fingerprints of outputs and chunks; `loader(device)` builds the
-    same encoder in each actor.
+    same encoder in each actor, ready to run on `device`: prepared for `precision` as resolved there
+    (`runtime.prepare_model`) and compiled if the run compiles (`compiled.compile_for_inference`).
     """
     plan_kw = {"clip_seconds": clip_seconds, "min_tail_seconds": min_tail_seconds,
                "min_segment_windows": min_segment_windows}  # fmt: skip

@@ -553,16 +553,14 @@ def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
 
 
 def check_compile_arguments(args: argparse.Namespace, device: str) -> None:
-    """--compile's mistakes, before the output folder is made: int8, --ray, no C++ compiler for a CPU model."""
+    """--compile's mistakes, before the output folder is made: int8, no C++ compiler for a CPU model. With --ray the
+    compiler is looked for here, on the driver's machine (the actors compile on theirs, into each node's cache)."""
     if not getattr(args, "compile", False):
         return
     import torch
 
     from videorecap.compiled import check_compile
-    from videorecap.errors import InputError
 
-    if getattr(args, "ray", None) is not None:
-        raise InputError("--compile is not used with --ray (the Ray actors run the encoder as it is); leave it out")
     check_compile(args.precision, torch.device(device))
 
 

@@ -234,7 +234,8 @@ def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Pat
 
         place = raydata.placement(args.device, args.ray_actors)  # a --device the cluster lacks: before models load
         # the driver's models only give the cache fingerprints; the Ray actors hold their own
-        rows, failed = _caption_on_ray(args, opts, work, _load_captioner(args, opts, "cpu"), place)
+        driver = _load_captioner(args, opts, "cpu", prepare_compiled=False)
+        rows, failed = _caption_on_ray(args, opts, work, driver, place)
         _print_table(rows)
         print(f"{len(rows) - failed} of {len(rows)} videos captioned into {args.output}")
         return 1 if failed else 0
@@ -264,8 +265,13 @@ def _caption_all(args: argparse.Namespace, opts: CaptionOptions, paths: list[Pat
     return 1 if failed else 0
 
 
-def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str, notes: bool = True) -> Captioner:
-    """The models of the levels to caption, on `device`; their notes (a synthetic-world model) go to stderr."""
+def _load_captioner(
+    args: argparse.Namespace, opts: CaptionOptions, device: str, notes: bool = True, prepare_compiled: bool = True
+) -> Captioner:
+    """The models of the levels to caption, on `device`; their notes (a synthetic-world model) go to stderr. With
+    `--compile` the clip encoder is compiled: loaded from the cache or compiled now, or with `prepare_compiled=False`
+    only at its first batch (a Ray driver's models, which only give fingerprints, and the per-video actors, whose
+    clips the pipeline has encoded, may never run it)."""
     from videorecap.export import model_notes
     from videorecap.pipeline import Captioner, describe_model
 
@@ -283,7 +289,8 @@ def _load_captioner(args: argparse.Namespace, opts: CaptionOptions, device: str,
         m.to(device)
     if args.compile:
         captioner.compile_encoder()
-        prepare_compiled_encoder(captioner.model("clip").encoder, "caption")
+        if prepare_compiled:
+            prepare_compiled_encoder(captioner.model("clip").encoder, "caption")
     for note in model_notes(describe_model(captioner, opts.levels)) if notes else ():
         print(f"videorecap caption: warning: {note}", file=sys.stderr)
     return captioner
@@ -367,7 +374,7 @@ def _caption_on_ray(
     raydata.precompute_clips(work, args.output, captioner, clip_loader, opts, place)
     rows: dict[int, Row] = {}
     failed = 0
-    loader = functools.partial(_load_captioner, args, opts, notes=False)
+    loader = functools.partial(_load_captioner, args, opts, notes=False, prepare_compiled=False)
     for i, r in raydata.per_video([[str(p), v] for p, v in work], loader, _RayVideo(args, opts), place):
         rows[i] = tuple(r["row"])  # type: ignore[assignment]
         if r["error"] is not None:

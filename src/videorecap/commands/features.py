@@ -132,8 +132,22 @@ def _encoder_folder(args: argparse.Namespace) -> Path:
     return path
 
 
-def _encoder_on(args: argparse.Namespace, device: str):  # noqa: ANN202 - a Ray actor's encoder, on its device
-    return _load_encoder(args).to(device).eval()
+def _encoder_on(args: argparse.Namespace, device: str, prepare_compiled: bool = True):  # noqa: ANN202
+    """The encoder of `args` ready to run on `device` (this process's, or a Ray actor's): in `--precision` as resolved
+    for that device and, with `--compile`, compiled (loaded from the cache, or compiled with a line saying so; with
+    `prepare_compiled=False` only at its first batch, which a Ray driver's encoder, used for fingerprints, never
+    runs)."""
+    from videorecap.compiled import compile_for_inference
+    from videorecap.runtime import prepare_model, resolve_precision
+
+    encoder = _load_encoder(args).to(device).eval()
+    precision = resolve_precision(device, args.precision)
+    prepare_model(encoder, precision)
+    if args.compile:
+        encoder = compile_for_inference(encoder, precision)
+        if prepare_compiled:
+            prepare_compiled_encoder(encoder, "features")
+    return encoder
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,17 +185,11 @@ def run(args: argparse.Namespace) -> int:
         place = raydata.placement(args.device, args.ray_actors)
         tag = f"[ray: {place.actors} {place.device} actor{'s' if place.actors > 1 else ''} at most] "
         device = "cpu"  # the driver's encoder only gives the fingerprints; the actors hold their own
-    from videorecap.compiled import compile_for_inference
-    from videorecap.runtime import prepare_model, resolve_precision, set_decode_threads_for
+    from videorecap.runtime import resolve_precision, set_decode_threads_for
 
     set_decode_threads_for(device)  # a GPU run lets FFmpeg use the cores
-    encoder = _load_encoder(args).to(device).eval()
-
+    encoder = _encoder_on(args, device, prepare_compiled=ray is None)
     precision = resolve_precision(device, args.precision)
-    prepare_model(encoder, precision)
-    if args.compile:
-        encoder = compile_for_inference(encoder, precision)
-        prepare_compiled_encoder(encoder, "features")
     chunk_dir = args.chunk_dir if args.chunk_dir is not None else args.output / ".chunks"
 
     def report(res: JobResult) -> None:
