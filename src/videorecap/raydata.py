@@ -51,7 +51,7 @@ from videorecap.errors import InputError, MissingDependencyError, VideoRecapErro
 from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.pipeline import Captioner, CaptionOptions, ClipCache, caption_clips
 from videorecap.runtime import resolve_precision
-from videorecap.store import Store
+from videorecap.store import Store, weights_hash
 from videorecap.video.encode import Window, decode_batches, encode_batch, encoder_compute, encoder_geometry
 from videorecap.video.features import (
     FeatureJob,
@@ -430,6 +430,7 @@ def run_features(
             **plan_kw, "batch_size": batch_size, "all_tokens": all_tokens, "tokens_dtype": tokens_dtype,
             "chunk_dir": None if chunk_dir is None else str(chunk_dir), "chunk_windows": chunk_windows,
             "precision": precision, "grid_fps": grid_fps, "allow_partial": allow_partial, "overwrite": overwrite,
+            "encoder_id": weights_hash(encoder),  # the driver's: the rows' outputs are recorded under it too
         }  # fmt: skip
         items = [{"video": str(j.video), "key": j.key, "start": j.start, "end": j.end} for j in fallback]
         fn = _FeatureJobFn(str(out_dir), kw)

@@ -147,6 +147,16 @@ def test_a_finished_output_of_another_encoder_is_recomputed_not_skipped(videos, 
     assert extract_job(job, out, MeanEncoder(scale=2.0)).status == "skipped"
 
 
+def test_an_output_is_recorded_and_checked_under_the_encoder_id_given(videos, tmp_path: Path, caplog):
+    # Ray's per-video step: an actor's encoder (a GPU's bf16 weights) records the driver's id, which a rerun checks
+    from videorecap.store import weights_hash
+
+    out, job, driver = tmp_path / "out", FeatureJob(videos["cfr"], "cfr"), weights_hash(MeanEncoder())
+    assert extract_job(job, out, MeanEncoder(scale=2.0), encoder_id=driver).status == "done"
+    assert extract_job(job, out, MeanEncoder()).status == "skipped"  # what the driver of a rerun sees
+    assert extract_job(job, out, MeanEncoder(scale=2.0)).status == "done" and "another encoder" in caplog.text
+
+
 @pytest.mark.parametrize(
     "damage",
     [

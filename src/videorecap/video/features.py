@@ -360,14 +360,19 @@ def extract_job(
     overwrite: bool = False,
     progress: bool = False,
     on_windows: Callable[[int], None] | None = None,
+    encoder_id: str | None = None,
 ) -> JobResult:
     """Write the features of one job atomically; skip it when its output exists and is whole (`_reusable`). Never
     raises for one video's failure (a bad video, a write error, running out of memory): it gives a "failed" result
-    with a one-line message (the traceback of an unexpected error is logged at debug level)."""
+    with a one-line message (the traceback of an unexpected error is logged at debug level).
+
+    `encoder_id` is what the folder's record says made the output (default: `weights_hash(encoder)`). Ray's per-video
+    step passes the driver's, so that an actor whose precision stores other weights (a GPU actor's bf16) records what
+    the driver checks."""
     plan_of = functools.partial(_job_plan, job, clip_seconds=clip_seconds, min_tail_seconds=min_tail_seconds,
                                 min_segment_windows=min_segment_windows)  # fmt: skip
     if not overwrite and is_finished(job, out_dir, encoder, plan_of, all_tokens=all_tokens, tokens_dtype=tokens_dtype,
-                                     allow_partial=allow_partial):  # fmt: skip
+                                     allow_partial=allow_partial, encoder_id=encoder_id):  # fmt: skip
         if chunk_dir is not None:  # a run killed after writing the output, before dropping its chunks
             remove_chunks(chunk_dir, job.key)
         return JobResult(job, "skipped")
@@ -382,7 +387,8 @@ def extract_job(
             precision=precision, grid_fps=grid_fps, allow_partial=allow_partial, key=job.key, stats=stats,
             on_windows=on_windows,
         )  # fmt: skip
-        write_output(job, out_dir, encoder, cls, tok, tokens_dtype=tokens_dtype, chunk_dir=chunk_dir)
+        write_output(job, out_dir, encoder, cls, tok, tokens_dtype=tokens_dtype, chunk_dir=chunk_dir,
+                     encoder_id=encoder_id)  # fmt: skip
     except VideoError as e:
         logger.debug("%s failed: %s", job.video, e)
         return JobResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0, stats=stats)
@@ -407,14 +413,16 @@ def is_finished(
     all_tokens: bool,
     tokens_dtype: str,
     allow_partial: bool,
+    encoder_id: str | None = None,
 ) -> bool:
-    """Whether the output of `job` exists, is whole (`_reusable`) and was made by this encoder: then it is skipped."""
+    """Whether the output of `job` exists, is whole (`_reusable`) and was made by this encoder (`encoder_id`, default
+    its weights hash): then it is skipped."""
     out = output_path(out_dir, job.key)
     tok_out = output_path(out_dir, job.key, tokens=True)
     if not out.exists() or (all_tokens and not tok_out.exists()):
         return False
     made_by = _encoder_records(out_dir)
-    if made_by is not None and made_by.get(job.key) != weights_hash(encoder):
+    if made_by is not None and made_by.get(job.key) != (encoder_id or weights_hash(encoder)):
         logger.warning("%s: made with another encoder (or by an interrupted run); recomputing it", out)
         return False
     return _reusable(job, out, tok_out if all_tokens else None, plan_of, encoder, tokens_dtype, allow_partial)
@@ -429,14 +437,16 @@ def write_output(
     *,
     tokens_dtype: str,
     chunk_dir: str | os.PathLike[str] | None,
+    encoder_id: str | None = None,
 ) -> None:
-    """Record the encoder that makes them, then write the finished features of `job` (atomically, the tokens first:
-    `ID.npy` marks the job done), and drop the job's chunks. The record comes first: a run killed between the two
-    leaves a record without `ID.npy` (recomputed), never an `ID.npy` without its record (which, in a folder with no
-    record yet, would read as made by an unknown encoder and be reused unchecked)."""
+    """Record the encoder that makes them (`encoder_id`, default its weights hash), then write the finished features
+    of `job` (atomically, the tokens first: `ID.npy` marks the job done), and drop the job's chunks. The record comes
+    first: a run killed between the two leaves a record without `ID.npy` (recomputed), never an `ID.npy` without its
+    record (which, in a folder with no record yet, would read as made by an unknown encoder and be reused
+    unchecked)."""
     if len(cls) == 0:
         raise VideoError(f"{job.video}: no window could be decoded")
-    _record_encoder(out_dir, job.key, weights_hash(encoder))
+    _record_encoder(out_dir, job.key, encoder_id or weights_hash(encoder))
     if tok is not None:
         fileio.save_npy(output_path(out_dir, job.key, tokens=True), tok.astype(tokens_dtype))
     fileio.save_npy(output_path(out_dir, job.key), cls.astype(np.float32))
