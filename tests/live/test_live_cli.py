@@ -154,6 +154,38 @@ def test_precision_is_taken_and_recorded(tmp_path: Path, recording: Path, monkey
     assert load(out / "captions.json").clips
 
 
+def test_the_hardware_decoder_set_reaches_every_open_and_falls_back_for_a_codec_it_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--hw-decode cuda` sets $VIDEORECAP_HW_DECODE once its device opens (tests/video/test_hw_decode.py); set here
+    # directly, as no GPU is needed: a capture input's raw frames have no hardware decoder, so they decode in
+    # software, frame for frame as without the setting
+    from videorecap.live import source
+    from videorecap.video.io import HW_DECODE_ENV
+
+    accels, made = [], {}
+    real_open, real_decoder = source.av.open, source.hardware_decoder
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        accels.append(kwargs.get("hwaccel"))
+        return real_open(*args, **kwargs)
+
+    def decoder(spec, check=True):  # noqa: ANN001, ANN202
+        made[spec] = real_decoder(spec, check=check)
+        return made[spec]
+
+    monkeypatch.setattr(source.av, "open", spy)
+    monkeypatch.setattr(source, "hardware_decoder", decoder)
+    args = ["testsrc2=size=96x64:rate=8:duration=9", "--format", "lavfi", "--model", "recap-synth", "--no-status",
+            "--levels", "clip"]  # fmt: skip
+    assert main(["live", *args, "-o", str(tmp_path / "soft")]) == 0
+    monkeypatch.setenv(HW_DECODE_ENV, "cuda")
+    assert main(["live", *args, "-o", str(tmp_path / "hw")]) == 0
+    assert len(accels) == 2 and accels[0] is None and accels[1] is made["cuda"]
+    soft, hw = (load(tmp_path / d / "captions.json").clips for d in ("soft", "hw"))
+    assert len(soft) == 3 and hw == soft
+
+
 def test_a_capture_input_is_captioned_until_it_ends_or_the_duration(tmp_path: Path) -> None:
     """A capture input (`--format lavfi`: FFmpeg's filter graph standing in for a camera) is read as a device: its
     own timestamps, its end, or --duration for one that never ends."""

@@ -81,7 +81,7 @@ def test_a_device_that_does_not_open_is_one_line_not_an_unreadable_file(tmp_path
     assert "the cuda hardware decoder does not open" in r.stdout and "not a readable video" not in r.stdout
 
 
-def test_caption_features_and_evaluate_refuse_a_device_that_does_not_open_before_any_work(tmp_path: Path) -> None:
+def test_caption_features_evaluate_and_live_refuse_a_device_that_does_not_open_before_any_work(tmp_path: Path) -> None:
     video = make_video(tmp_path / "v.mp4", duration=4.0, fps=5.0)
     cases = [
         (["caption", str(video), "--model", "recap-synth", "--hw-decode", "cuda"], "FFmpeg cannot open the device"),
@@ -89,6 +89,7 @@ def test_caption_features_and_evaluate_refuse_a_device_that_does_not_open_before
         (["caption", str(video), "--model", "recap-synth", "--hw-decode", "cuda", "--ray"], "not apply with --ray"),
         (["features", str(video), "--random-encoder", "recap-tiny", "--hw-decode", "vdpau9"], "not a hardware deco"),
         (["evaluate", str(bundled_model_dir()), str(tmp_path), "--hw-decode", "cuda"], "cannot open the device"),
+        (["live", str(video), "--model", "recap-synth", "--hw-decode", "cuda"], "cannot open the device"),
     ]
     for i, (args, message) in enumerate(cases):
         out = tmp_path / f"out{i}"

@@ -283,11 +283,11 @@ def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 def add_hw_decode_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--hw-decode DEVICE (`args.hw_decode`, None: software), applied by `apply_hw_decode` (caption, features,
-    evaluate --videos)."""
+    evaluate --videos, live)."""
     parser.add_argument(
         "--hw-decode",
         metavar="DEVICE",
-        help="decode the video files on a hardware decoder through FFmpeg: cuda (NVIDIA NVDEC, on the model's GPU; "
+        help="decode the video on a hardware decoder through FFmpeg: cuda (NVIDIA NVDEC, on the model's GPU; "
         "cuda:N for GPU N); a codec the device does not decode is decoded in software. Not with --ray, whose "
         "decoding runs on CPU workers (default: software decoding on the CPU)",
     )

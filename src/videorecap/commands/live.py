@@ -35,6 +35,7 @@ from videorecap.commands._decoding import add_decoding_arguments, hierarchy_opti
 from videorecap.commands._options import (
     add_compile_argument,
     add_device_argument,
+    add_hw_decode_argument,
     add_max_tokens_argument,
     add_min_tail_argument,
     add_model_arguments,
@@ -43,6 +44,7 @@ from videorecap.commands._options import (
     add_output_argument,
     add_precision_argument,
     add_wait_argument,
+    apply_hw_decode,
     check_compile_arguments,
     check_models,
     field_default,
@@ -114,6 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p, "this process's GPU when there is one, else cpu")
     add_precision_argument(p)
     add_compile_argument(p)
+    add_hw_decode_argument(p)
     add_wait_argument(p)
 
 
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         _check_source_and_out(args, out)  # mistakes in SOURCE or OUT are found before the model loads
     check_models(args, levels)  # a wrong model folder: before the output folder is made
     check_compile_arguments(args, device)
+    apply_hw_decode(args, device)  # the device opens, or one line before the output folder
     if args.host is not None and args.serve is None:
         raise InputError("--host is where the --serve page listens: give --serve PORT too")
     if args.serve is not None:

@@ -39,6 +39,7 @@ import av.error
 
 from videorecap.errors import InputError, VideoError
 from videorecap.runtime import decode_threads
+from videorecap.video.io import current_hw_decode, hardware_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -266,21 +267,24 @@ class FrameSource:
         # FFmpeg reads up to 5 s (and 5 MB) of a stream to learn its format before the first frame: on a live
         # source that is 5 s of latency. Half a second is enough for the formats a live source sends.
         probe = {"analyzeduration": str(PROBE_MICROSECONDS), "probesize": str(PROBE_BYTES)}
+        # --hw-decode: the process's hardware decoder (checked by the CLI); a codec it lacks decodes in software
+        spec = current_hw_decode()
+        hw = {"hwaccel": hardware_decoder(spec, check=False)} if spec else {}
         if src.kind == "file":
             path = Path(src.text)
             if src.format is None and self._wait_for_mp4_index(path) == "end":
                 # An MP4 with its index after the media data cannot be read as a stream: read it whole, with seeking,
                 # as `caption` does (it is complete by now: its index is written last).
-                return av.open(str(path), options=probe)
+                return av.open(str(path), options=probe, **hw)
             self._follow = FollowFile(path, self.idle, self.stop)
-            return av.open(self._follow, format=src.format, options=probe)
+            return av.open(self._follow, format=src.format, options=probe, **hw)
         if src.kind == "stdin":
-            return av.open(sys.stdin.buffer, format=src.format, options=probe)
+            return av.open(sys.stdin.buffer, format=src.format, options=probe, **hw)
         if src.kind == "device":
-            return av.open(src.text, format=src.format)
+            return av.open(src.text, format=src.format, **hw)
         timeout = max(1.0, min(self.idle, 30.0))
         try:
-            return av.open(src.text, format=src.format, options=probe, timeout=(timeout, timeout))
+            return av.open(src.text, format=src.format, options=probe, timeout=(timeout, timeout), **hw)
         except av.error.ProtocolNotFoundError:
             raise InputError(
                 f"{src.text}: the bundled FFmpeg has no {urlsplit(src.text).scheme}:// protocol; relay the stream "
