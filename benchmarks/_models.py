@@ -12,7 +12,31 @@ from typing import Any
 
 def captioner_for(name: str, precision: str = "fp32", device: str = "cpu") -> Any:
     """A `pipeline.Captioner` of the bundled model `name`, or of recap-base with random weights (seed 0), on
-    `device` in `precision` as the CLI's `--precision` would (`runtime.resolve_precision`)."""
+    `device` in `precision` as the CLI's `--precision` would (`runtime.resolve_precision`). `PRECISION+compile`: its
+    clip encoder compiled as `--compile` compiles it (`prepare_compiled` loads or compiles it before a timing)."""
+    precision, plus, what = precision.partition("+")
+    if plus and what != "compile":
+        raise SystemExit(f"precision {precision}+{what}: only PRECISION+compile is known")
+    cap = _captioner(name, precision, device)
+    if plus:
+        cap.compile_encoder()
+    return cap
+
+
+def prepare_compiled(cap: Any) -> float | None:
+    """Seconds to compile (or load from the cache) a compiled clip encoder, done now so that no timing holds it; None
+    when the captioner's encoder is not compiled."""
+    import time
+
+    if not cap.compiled:
+        return None
+    encoder = cap.model("clip").encoder
+    t0 = time.perf_counter()
+    encoder.prepare(encoder.example())
+    return time.perf_counter() - t0
+
+
+def _captioner(name: str, precision: str, device: str) -> Any:
     import torch
 
     from videorecap.pipeline import Captioner
