@@ -202,7 +202,12 @@ def test_a_server_that_cannot_listen_says_why_and_names_the_option() -> None:
 
 def test_the_url_names_a_host_a_browser_can_open() -> None:
     with App().serve("", 0) as server:  # "" is every interface, as 0.0.0.0
-        assert server.url == f"http://0.0.0.0:{server.port}"
+        # what a browser here opens (Windows' refuse 0.0.0.0), and how other machines reach it
+        assert server.every_interface and server.url == f"http://127.0.0.1:{server.port}"
+        assert _get(server.url + "/nothing")[0] == 404
+        assert f"http://{socket.gethostname()}:{server.port}/" in server.remote_hint()
+    with App().serve("127.0.0.1", 0) as server:
+        assert not server.every_interface and server.remote_hint() is None
     if socket.has_ipv6:
         try:
             server = App().serve("::1", 0)

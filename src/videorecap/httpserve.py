@@ -319,8 +319,23 @@ class Server:
         log.info("%s serving on %s", app.name, self.url)
 
     @property
+    def every_interface(self) -> bool:
+        """Listening on every interface (0.0.0.0, ::, or an empty host), for other machines too."""
+        return self.host in ("0.0.0.0", "::")
+
+    @property
     def url(self) -> str:
-        return f"http://{_netloc(self.host, self.port)}"
+        """The address a browser on this machine opens: the loopback one when listening on every interface (Windows'
+        browsers refuse http://0.0.0.0; other machines use this machine's own name or address, `remote_hint`)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{_netloc(host, self.port)}"
+
+    def remote_hint(self) -> str | None:
+        """For a server on every interface, how other machines reach it (None otherwise)."""
+        if not self.every_interface:
+            return None
+        there = _netloc(socket.gethostname(), self.port)
+        return f"listening on every interface: from another machine open http://{there}/ (or this machine's address)"
 
     def close(self) -> None:
         self.httpd.shutdown()

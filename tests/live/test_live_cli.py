@@ -276,15 +276,19 @@ def test_host_needs_serve_and_a_foreign_host_is_one_line_before_the_models_load(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("host", "url"), [("localhost", "localhost"), ("0.0.0.0", "127.0.0.1")])
 def test_the_page_listens_where_host_says(
-    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, host, url
 ) -> None:
     out = tmp_path / "out"
     with open(recording, "rb") as f:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(f))
         argv = ["live", "-", "-o", str(out), "--model", "recap-synth", "--levels", "clip", "--no-status",
-                "--serve", "0", "--host", "localhost"]  # fmt: skip
+                "--serve", "0", "--host", host]  # fmt: skip
         assert main(argv) == 0
-    served = [x for x in capsys.readouterr().out.splitlines() if "serving" in x]
-    assert len(served) == 1 and served[0].startswith("videorecap live: serving http://localhost:"), served
+    printed = capsys.readouterr().out.splitlines()
+    served = [x for x in printed if "serving" in x]
+    assert len(served) == 1 and served[0].startswith(f"videorecap live: serving http://{url}:"), served
+    # every interface: the URL opens here (a browser on Windows refuses 0.0.0.0), and a line for other machines
+    assert any("from another machine open http://" in x for x in printed) == (host == "0.0.0.0")
     assert load(out / "captions.json").clips

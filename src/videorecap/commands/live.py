@@ -240,6 +240,8 @@ def _run_session(args: argparse.Namespace, out: Path, opts: Any, levels: Any, de
 
         server = serve_page(session, args.serve, _page_host(args))
         print(f"videorecap live: serving {server.url}/", flush=True)
+        if (hint := server.remote_hint()) is not None:
+            print(f"videorecap live: {hint}", flush=True)
     previous = signal.getsignal(signal.SIGINT)
 
     def on_sigint(signum: int, frame: Any) -> None:

@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     server = app.serve(args.host, args.port)
     for line in lines:
         print(line.format(url=server.url), flush=True)
+    if (hint := server.remote_hint()) is not None:
+        print(hint, flush=True)
     print("Ctrl-C stops", flush=True)
     try:
         threading.Event().wait()  # the server runs in its own thread until the process is interrupted
