@@ -65,6 +65,42 @@ def test_wait_waits_for_the_holder(tmp_path):
     proc.wait()
 
 
+def test_a_job_that_writes_nothing_leaves_nothing(tmp_path):
+    made = tmp_path / "new" / "out"
+    with output_lock(made):  # made by the lock (or by the CLI's prepare_output_dir, through make_output_folder)
+        assert (made / LOCK_FILE).exists()
+    assert not made.exists() and (tmp_path / "new").is_dir()  # only what this job made goes
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with output_lock(existing):
+        pass
+    assert existing.is_dir() and os.listdir(existing) == []  # the user's folder stays, without our lock file
+    with output_lock(existing):
+        (existing / "captions.json").write_text("{}")
+    assert sorted(os.listdir(existing)) == [LOCK_FILE, "captions.json"]  # a job that wrote something: as before
+    with output_lock(made):
+        (made / "x").write_text("x")
+    assert (made / "x").exists()
+
+
+def test_a_waiting_job_locks_the_file_that_replaced_a_removed_one(tmp_path):
+    # the first job writes nothing and removes the folder as it leaves; the second, waiting on the removed lock file,
+    # must then hold the lock of the folder it finds (or makes), so that a third job is refused while it works
+    out = tmp_path / "out"
+    first = _holder(out, 1.0)
+    second = _holder(out, 4.0, wait=True)
+    try:
+        assert second.stdout.readline().strip() == "held"
+        assert first.stdout.readline().strip() == "released"
+        with pytest.raises(FolderBusyError, match=f"PID {second.pid}"):
+            with output_lock(out):
+                pass
+    finally:
+        for p in (first, second):
+            p.kill()
+            p.wait()
+
+
 def test_the_lock_is_per_folder(tmp_path):
     proc = _holder(tmp_path / "a", 60)
     try:

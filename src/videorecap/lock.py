@@ -12,6 +12,10 @@ the other ranks wait until the lock file names their job (torchrun's run id and 
 with the same one-line error when another job holds the folder. (RANK/WORLD_SIZE without torchrun's rendezvous,
 MASTER_ADDR, make no shared job: each process takes the lock itself, as `distributed.init_if_needed` runs it alone.)
 
+A job that writes nothing in the folder (every video failed) removes the lock file as it leaves, and the folder
+too when this process made it (`make_output_folder`, which the CLI's output checks use): a failed first run leaves
+no empty folder behind. A job waiting for that lock then finds its file gone and locks the one at the path now.
+
 The CLI takes the lock in `caption`, `features`, `evaluate` and `train`. The Python API (`caption_video`,
 `write_outputs`, `run_jobs`, `evaluate`, `Curriculum.run`) does not lock by itself: a program that may run several
 jobs on one folder wraps its work in `with output_lock(folder, "my job"):`.
@@ -149,28 +153,31 @@ def output_lock(
     Raises:
         FolderBusyError: another job holds the folder and `wait` is false (exit code 2, one line naming it).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_output_folder(folder)
     job = _job_key()
     if job is not None and distributed.rank_world()[0] > 0:
         _wait_for_rank0(folder, job, wait)
         yield folder
         return
     path = folder / LOCK_FILE
-    # "a+b": create when missing, never truncate (the holder's PID must stay readable to a second job)
-    try:
-        f = open(path, "a+b")  # noqa: SIM115 - held open for the body of the `with`
-    except OSError as e:
-        raise InputError(f"{path}: cannot open the output folder's lock file ({e.strerror or e})") from None
+    f = _open_lock_file(path)
     try:
         announced = False
-        while not _try_lock(f):
-            if not wait:
-                raise FolderBusyError(_busy_message(folder, read_holder(folder)))
-            if not announced:
-                logger.warning("%s; waiting", _busy_message(folder, read_holder(folder)).split(";")[0])
-                announced = True
-            time.sleep(_POLL_SECONDS)
+        while True:
+            while not _try_lock(f):
+                if not wait:
+                    raise FolderBusyError(_busy_message(folder, read_holder(folder)))
+                if not announced:
+                    logger.warning("%s; waiting", _busy_message(folder, read_holder(folder)).split(";")[0])
+                    announced = True
+                time.sleep(_POLL_SECONDS)
+            if _is_current(f, path):
+                break
+            # the holder we waited for removed the file (and perhaps the folder) as it left, having written nothing
+            # there: a lock on the removed file would exclude nobody, so lock the file now at that path
+            f.close()
+            make_output_folder(folder)
+            f = _open_lock_file(path)
         f.seek(0)
         f.truncate()  # a note left by an earlier holder no longer holds
         f.flush()
@@ -189,10 +196,55 @@ def output_lock(
                     f.seek(0)
                     f.truncate()
                     f.flush()
+                    _remove_if_unused(folder, path)
                 # in a torchrun job the note stays: a rank that starts after rank 0 has finished still finds it
                 _unlock(f)
     finally:
         f.close()
+
+
+# Output folders this process created (`make_output_folder`): a job that writes nothing in one (every video failed, a
+# live source that never opened) removes it again, instead of leaving a folder that holds only the lock file.
+_MADE: set[str] = set()
+
+
+def make_output_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create the output folder `folder` (with its parents) if missing, and return it. `output_lock` removes a folder
+    made here again when the job it holds leaves nothing in it. Raises OSError as `Path.mkdir` does."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _MADE.add(os.path.abspath(folder))
+    return folder
+
+
+def _open_lock_file(path: Path) -> IO[bytes]:
+    # "a+b": create when missing, never truncate (the holder's PID must stay readable to a second job)
+    try:
+        return open(path, "a+b")  # noqa: SIM115 - held open for the body of the `with`
+    except OSError as e:
+        raise InputError(f"{path}: cannot open the output folder's lock file ({e.strerror or e})") from None
+
+
+def _is_current(f: IO[bytes], path: Path) -> bool:
+    """Whether the locked file `f` is still the one at `path` (a holder that leaves an unused folder removes it)."""
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except OSError:
+        return False
+
+
+def _remove_if_unused(folder: Path, path: Path) -> None:
+    """A job that wrote nothing in `folder`: remove its lock file, still locked (a process waiting on it then sees
+    that it is gone, `_is_current`), and the folder itself when this process created it. Where an open file cannot
+    be removed (Windows), the lock file stays."""
+    if os.listdir(folder) != [LOCK_FILE]:
+        return
+    path.unlink()
+    if os.path.abspath(folder) in _MADE:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        _MADE.discard(os.path.abspath(folder))
 
 
 @contextlib.contextmanager

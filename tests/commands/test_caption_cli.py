@@ -103,6 +103,9 @@ def test_bad_inputs_are_reported_and_the_rest_goes_on(model_dir, video, tmp_path
     assert any("notes.mp4" in e for e in errors) and any("empty" in e for e in errors)
     assert (tmp_path / "o" / "walk" / "captions.json").exists()
     assert not (tmp_path / "o" / "notes").exists() or not (tmp_path / "o" / "notes" / "captions.json").exists()
+    # when every video fails, the output folder the run made is not left behind (holding only its lock file)
+    r = _cli("caption", junk, "--model", model_dir, "-o", tmp_path / "none", "--no-progress", "--levels", "clip")
+    assert r.returncode == 1 and "notes.mp4" in r.stderr and not (tmp_path / "none").exists()
 
 
 def test_user_mistakes_are_one_line_errors(model_dir, video, tmp_path):

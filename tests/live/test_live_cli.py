@@ -116,6 +116,11 @@ def test_a_missing_source_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert main(["live", "srt://127.0.0.1:9", "--model", "recap-synth", "-o", str(tmp_path / "o2"),
                  "--reconnect", "0"]) == 2  # fmt: skip
     assert "protocol" in capsys.readouterr().err
+    # a source that exists but never opens as a stream: the session ends at once and leaves no folder behind
+    (tmp_path / "junk.ts").write_bytes(b"not a stream")
+    assert main(["live", str(tmp_path / "junk.ts"), "--model", "recap-synth", "-o", str(tmp_path / "o3")]) != 0
+    assert "cannot be opened as a video stream" in capsys.readouterr().err
+    assert not (tmp_path / "o3").exists()
 
 
 def test_a_wrong_model_is_one_line_before_the_output_folder_is_made(

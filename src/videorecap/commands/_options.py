@@ -400,8 +400,10 @@ def prepare_output_dir(path: str | Path, flag: str = "-o") -> Path:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"{flag} {p}: exists and is not a folder; give a folder (it is created when missing)")
+    from videorecap.lock import make_output_folder
+
     try:
-        p.mkdir(parents=True, exist_ok=True)
+        make_output_folder(p)  # made here: removed again if the job writes nothing in it (lock.output_lock)
     except OSError as e:
         raise InputError(f"{flag} {p}: cannot create the folder ({e.strerror or e})") from None
     _writable(p, flag, p)
