@@ -16,7 +16,7 @@ A job that writes nothing in the folder (every video failed) removes the lock fi
 too when this process made it (`make_output_folder`, which the CLI's output checks use): a failed first run leaves
 no empty folder behind. A job waiting for that lock then finds its file gone and locks the one at the path now.
 
-The CLI takes the lock in `caption`, `features`, `evaluate` and `train`. The Python API (`caption_video`,
+The CLI takes the lock in `caption`, `features`, `evaluate`, `train`, `live` and `ask`. The Python API (`caption_video`,
 `write_outputs`, `run_jobs`, `evaluate`, `Curriculum.run`) does not lock by itself: a program that may run several
 jobs on one folder wraps its work in `with output_lock(folder, "my job"):`.
 """
