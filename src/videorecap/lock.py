@@ -238,9 +238,12 @@ def _remove_if_unused(folder: Path, path: Path) -> None:
     """A job that wrote nothing in `folder`: remove its lock file, still locked (a process waiting on it then sees
     that it is gone, `_is_current`), and the folder itself when this process created it. Where an open file cannot
     be removed (Windows), the lock file stays."""
-    if os.listdir(folder) != [LOCK_FILE]:
+    try:
+        if os.listdir(folder) != [LOCK_FILE]:
+            return
+        path.unlink()
+    except OSError:  # the lock is still released by the caller
         return
-    path.unlink()
     if os.path.abspath(folder) in _MADE:
         with contextlib.suppress(OSError):
             folder.rmdir()
