@@ -264,13 +264,17 @@ def test_compile_with_int8_or_no_compiler_is_one_line_before_the_output_folder(t
     from videorecap.video.testing import make_video
 
     video = make_video(tmp_path / "v.mp4", duration=2.0, fps=2.0)
-    models = {"caption": ["--model", str(bundled_model_dir())], "features": ["--random-encoder", "recap-tiny"]}
+    models = {"caption": [str(video), "--model", str(bundled_model_dir())],
+              "features": [str(video), "--random-encoder", "recap-tiny"],
+              "evaluate": [str(bundled_model_dir()), str(tmp_path)]}  # fmt: skip
     cases = [(["--precision", "int8"], "does not apply to --precision int8"), (["--ray"], "g++"), ([], "g++")]
     for extra, message in cases:
         if message == "g++":  # with --ray too: the driver's machine is checked before Ray is reached
             monkeypatch.setattr(shutil, "which", lambda name: None)
         for command, model in models.items():
-            assert _exit_code([command, str(video), "-o", str(tmp_path / "no"), "--compile", *model, *extra]) == 2
+            if command == "evaluate" and extra == ["--ray"]:
+                continue  # evaluate has no --ray
+            assert _exit_code([command, "-o", str(tmp_path / "no"), "--compile", *model, *extra]) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and message in err, (command, err)
             assert not (tmp_path / "no").exists()
@@ -290,6 +294,26 @@ def test_features_compile_writes_the_encoders_features(cache, tmp_path, capsys):
     for plain, fast in zip(out["plain"], out["compiled"], strict=True):  # the tokens are stored in fp16
         assert plain.shape == fast.shape and np.allclose(plain, fast, rtol=2e-3, atol=1e-4)
     capsys.readouterr()
+
+
+def test_evaluate_compile_gives_the_uncompiled_predictions_from_pixels(cache, tmp_path, capsys):
+    import numpy as np
+    from test_evaluate import make_data
+
+    data = make_data(tmp_path / "data", np.random.default_rng(1), with_videos=True)
+    common = [str(bundled_model_dir()), str(data), "--level", "clip", "--metrics", "cider", "--precision", "fp32",
+              "--no-progress", "--limit", "6", "--clip-input", "pixels"]  # fmt: skip
+    texts = {}
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        assert _exit_code(["evaluate", *common, "-o", str(tmp_path / name), *extra]) == 0
+        lines = (tmp_path / name / "predictions_clip.jsonl").read_text().splitlines()
+        texts[name] = [json.loads(x)["text"] for x in lines]
+    assert len(texts["plain"]) == 6 and texts["compiled"] == texts["plain"]
+    # the compiled run's predictions are tied to --compile: a rerun with it reuses them, one without it does not
+    capsys.readouterr()
+    for extra, reused in ((["--compile"], True), ([], False)):
+        assert _exit_code(["evaluate", *common, "-o", str(tmp_path / "compiled"), *extra]) == 0
+        assert ("6 reused from an earlier run" in capsys.readouterr().out) == reused, extra
 
 
 def test_the_fidelity_gate_takes_a_compiled_path(cache, tmp_path, monkeypatch):

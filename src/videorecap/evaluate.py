@@ -18,12 +18,12 @@ Outputs in `out_dir`:
 - `results.json`: scores per level, protocol, settings, counts and model info. It holds no timestamps, so two runs
   with the same settings write the same file.
 
-Resuming: a level's predictions go to the resumable store `predictions_<level>.partial/` (`videorecap.store`), one
-entry per batch, under a fingerprint of everything that changes the predictions (model weights and config, data
-rows, inputs, decoding, token limits). A rerun with the same fingerprint keeps those batches and generates only what
-is missing; an unreadable batch is generated again. A finished level's fingerprint is kept in `.evaluate-state.json`,
-so it is not generated again; the scores are always recomputed from the predictions (so `--metrics` and `--protocol` can
-change without generating anything).
+Resuming: a level's predictions go to the resumable store `predictions_<level>.partial/` (`videorecap.store`), one entry
+per batch, under a fingerprint of everything that changes the predictions (model weights and config, data rows, inputs,
+decoding, token limits; the precision, and `--compile` for a clip level read from pixels). A rerun with the same
+fingerprint keeps those batches and generates only what is missing; an unreadable batch is generated again. A finished
+level's fingerprint is kept in `.evaluate-state.json`, so it is not generated again; the scores are always recomputed
+from the predictions (so `--metrics` and `--protocol` can change without generating anything).
 """
 
 from __future__ import annotations
@@ -551,6 +551,8 @@ def _plan(
             "model": store_model_fingerprint(model),
             # only when not fp32, so that the partial results of earlier runs stay valid
             **({"precision": captioner.precision} if captioner.precision != "fp32" else {}),
+            # the clip encoder compiled (--compile) sums in another order; only with pixels, which run it
+            **({"compiled": True} if captioner.compiled and inputs == "pixels" else {}),
             "rows": _hash(rows_key),
             "inputs": inputs_key,
             "decode": decode,

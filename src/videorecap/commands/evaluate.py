@@ -32,6 +32,7 @@ from pathlib import Path
 
 from videorecap.commands._decoding import add_decoding_arguments, decode_config
 from videorecap.commands._options import (
+    add_compile_argument,
     add_device_argument,
     add_hw_decode_argument,
     add_max_tokens_argument,
@@ -41,10 +42,12 @@ from videorecap.commands._options import (
     add_precision_argument,
     add_wait_argument,
     apply_hw_decode,
+    check_compile_arguments,
     field_default,
     nonnegative_int,
     positive_float,
     positive_int,
+    prepare_compiled_encoder,
     prepare_output_dir,
 )
 from videorecap.errors import InputError
@@ -102,6 +105,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(r, "this process's GPU when there is one, else cpu")
     add_hw_decode_argument(r)
     add_precision_argument(r)
+    add_compile_argument(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_wait_argument(r)
 
@@ -135,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or distributed.default_device()
     apply_hw_decode(args, device)  # --videos decoded on the GPU's decoder: the device opens, or one line
+    check_compile_arguments(args, device)
     set_decode_threads_for(device)  # with --videos on a GPU, FFmpeg uses the cores
     decode = decode_config(args, original_lengths=args.original_settings)
     model_dir = Path(args.model)
@@ -147,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.output) if args.output is not None else default_output(model_dir, args.split)
     captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer, precision=args.precision)
     levels = parse_levels(args.level, captioner.levels)
+    if args.compile and "clip" in levels:  # the encoder runs only for a clip level read from pixels
+        captioner.compile_encoder()
+        if args.clip_input != "tokens":
+            prepare_compiled_encoder(captioner.model("clip").encoder, "evaluate")
 
     original: dict[str, int] | None = None
     clip_every, grid_fps = args.clip_every, args.grid_fps
