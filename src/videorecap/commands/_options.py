@@ -586,6 +586,15 @@ def prepare_compiled_encoder(encoder: Any, command: str) -> None:
     encoder.prepare(x)
 
 
+def compile_clip_encoder(captioner: Any, command: str, prepare: bool = True) -> None:
+    """--compile for a `pipeline.Captioner`: its clip encoder compiled (`Captioner.compile_encoder`), then loaded or
+    compiled now (`prepare_compiled_encoder`); with `prepare=False` only at its first batch, for models that may
+    never run it (a Ray driver's, which only give fingerprints)."""
+    captioner.compile_encoder()
+    if prepare:
+        prepare_compiled_encoder(captioner.model("clip").encoder, command)
+
+
 def add_ray_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--ray [ADDRESS]` and `--ray-actors N` (features and caption; docs/ray.md)."""
     parser.add_argument(

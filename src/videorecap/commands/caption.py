@@ -67,11 +67,11 @@ from videorecap.commands._options import (
     apply_hw_decode,
     check_compile_arguments,
     check_models,
+    compile_clip_encoder,
     connect_ray,
     field_default,
     positive_float,
     positive_int,
-    prepare_compiled_encoder,
     prepare_output_dir,
     window_seconds,
 )
@@ -288,9 +288,7 @@ def _load_captioner(
     for m, _ in captioner.models.values():
         m.to(device)
     if args.compile:
-        captioner.compile_encoder()
-        if prepare_compiled:
-            prepare_compiled_encoder(captioner.model("clip").encoder, "caption")
+        compile_clip_encoder(captioner, "caption", prepare=prepare_compiled)
     for note in model_notes(describe_model(captioner, opts.levels)) if notes else ():
         print(f"videorecap caption: warning: {note}", file=sys.stderr)
     return captioner

@@ -43,11 +43,11 @@ from videorecap.commands._options import (
     add_wait_argument,
     apply_hw_decode,
     check_compile_arguments,
+    compile_clip_encoder,
     field_default,
     nonnegative_int,
     positive_float,
     positive_int,
-    prepare_compiled_encoder,
     prepare_output_dir,
 )
 from videorecap.errors import InputError
@@ -153,9 +153,7 @@ def run(args: argparse.Namespace) -> int:
     captioner = Captioner.load(model_dir, device=device, tokenizer=args.tokenizer, precision=args.precision)
     levels = parse_levels(args.level, captioner.levels)
     if args.compile and "clip" in levels:  # the encoder runs only for a clip level read from pixels
-        captioner.compile_encoder()
-        if args.clip_input != "tokens":
-            prepare_compiled_encoder(captioner.model("clip").encoder, "evaluate")
+        compile_clip_encoder(captioner, "evaluate", prepare=args.clip_input != "tokens")
 
     original: dict[str, int] | None = None
     clip_every, grid_fps = args.clip_every, args.grid_fps

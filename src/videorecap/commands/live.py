@@ -47,12 +47,12 @@ from videorecap.commands._options import (
     apply_hw_decode,
     check_compile_arguments,
     check_models,
+    compile_clip_encoder,
     field_default,
     listen_host,
     port_number,
     positive_float,
     positive_int,
-    prepare_compiled_encoder,
     prepare_output_dir,
     window_seconds,
 )
@@ -226,8 +226,7 @@ def _run_session(args: argparse.Namespace, out: Path, opts: Any, levels: Any, de
     for m, _ in captioner.models.values():
         m.to(device)
     if args.compile:  # before the source is opened: a camera's frames would wait for the compiling
-        captioner.compile_encoder()
-        prepare_compiled_encoder(captioner.model("clip").encoder, "live")
+        compile_clip_encoder(captioner, "live")
     printer = _Printer(status=not args.no_status)
     session = LiveSession(args.source, captioner, out, opts, resume=args.resume is not None,
                           listeners=[printer])  # fmt: skip
