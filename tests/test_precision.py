@@ -43,6 +43,20 @@ def test_auto_is_bf16_only_on_fast_bf16_cpus_whose_gate_passed(monkeypatch, pass
         assert runtime.resolve_precision("cpu", p, flags=AVX2, capability="AVX2") == p
 
 
+def test_bf16_asked_for_on_a_cpu_without_bf16_instructions_warns_once(monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="videorecap.runtime"):
+        for _ in range(3):  # resolved once per model: one line per process
+            assert runtime.resolve_precision("cpu", "bf16", flags=AVX2, capability="AVX2") == "bf16"
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "emulated" in caplog.records[0].getMessage()
+    caplog.clear()
+    monkeypatch.setattr(runtime, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="videorecap.runtime"):
+        runtime.resolve_precision("cpu", "bf16", flags=ZEN4, capability="AVX512")  # bf16 dot products: fast
+        runtime.resolve_precision("cpu", "fp32", flags=AVX2, capability="AVX2")
+    assert caplog.records == []
+
+
 @pytest.mark.parametrize("gated", [True, False])
 def test_auto_takes_onednn_fp32_kernels_only_where_they_measure_faster_and_the_gate_passed(monkeypatch, gated):
     passed = {"fp32-onednn": gated, "bf16": False}

@@ -308,6 +308,12 @@ def resolve_precision(
         if not onednn_available():
             raise InputError("--precision fp32-onednn: this PyTorch build has no oneDNN (mkldnn) kernels; use fp32")
         return precision
+    if precision == "bf16" and kind == "cpu" and not fast_bf16_cpu(flags, capability):
+        _warn_once(
+            "slow-bf16",
+            "--precision bf16: this CPU has no bf16 matrix instructions (AMX or AVX512_BF16) that PyTorch uses, so "
+            "bf16 is emulated here and runs many times slower than fp32; --precision auto chooses what is fast here",
+        )
     if precision in ("fp32", "bf16", "fp16"):
         return precision
     fast = torch.cuda.is_bf16_supported() if kind == "cuda" else kind == "cpu" and fast_bf16_cpu(flags, capability)
@@ -323,6 +329,16 @@ def resolve_precision(
         logger.info("--precision auto: fp32 (oneDNN's fp32 kernels measured %.2fx here, below %.1fx)", speedup,
                     ONEDNN_MIN_SPEEDUP)  # fmt: skip
     return "fp32"
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Log `message` as a warning the first time `key` is seen in this process (precision is resolved per model)."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message)
 
 
 _ONEDNN_OP: Any = None
