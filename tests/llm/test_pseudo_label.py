@@ -12,6 +12,7 @@ import pytest
 from videorecap.cli import main
 from videorecap.data import hcap
 from videorecap.data.text import segment_text, video_text
+from videorecap.llm import backend as llm_backend
 from videorecap.llm.prompts import default_prompt
 from videorecap.llm.textmodel import TextModel
 from videorecap.train.recipe import Curriculum, recipe_from_dict
@@ -59,7 +60,9 @@ def test_own_text_model_labels_what_has_no_label(hcap_data, text_model_dir, tmp_
     assert [v["video_summary"] for v in videos] == model.summarize([video_text(d) for d in descs], max_tokens=77)
 
 
-def test_a_server_labels_with_the_general_prompt_and_resumes(hcap_data, fault_server, tmp_path, capsys):
+def test_a_server_labels_with_the_general_prompt_and_resumes(hcap_data, fault_server, tmp_path, capsys, monkeypatch):
+    # the CLI's client with millisecond waits between retries (test_backend tests the waits themselves)
+    monkeypatch.setattr(llm_backend, "DEFAULT_BACKOFF", 0.01)
     ann = partly_labelled(hcap_data, tmp_path)
     out = tmp_path / "labels"
     server, log = fault_server("die", 2)  # answers two requests, then dies

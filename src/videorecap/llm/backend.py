@@ -48,6 +48,7 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT = 120.0  # seconds for one request: a long summary from a big model on a busy server takes a while
 DEFAULT_RETRIES = 5  # attempts after the first
+DEFAULT_BACKOFF = 0.5  # seconds before the first retry, doubled for each next one
 MAX_BACKOFF = 60.0  # seconds: no wait (Retry-After included) is longer than this
 CACHE_VERSION = 1
 
@@ -189,6 +190,7 @@ class HTTPBackend(BaseBackend):
         concurrency: requests in flight at once in `chat_many`.
         timeout: seconds before one attempt counts as failed (and is retried).
         retries: further attempts after a retryable failure, waiting `backoff * 2**k` (+ jitter) seconds.
+        backoff: the first wait; None takes `DEFAULT_BACKOFF` (read when the client is made).
     """
 
     name = "openai"
@@ -202,7 +204,7 @@ class HTTPBackend(BaseBackend):
         concurrency: int = DEFAULT_CONCURRENCY,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
-        backoff: float = 0.5,
+        backoff: float | None = None,
     ) -> None:
         self.url = base_url(url)
         self._model = model
@@ -210,7 +212,7 @@ class HTTPBackend(BaseBackend):
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
+        self.backoff = DEFAULT_BACKOFF if backoff is None else backoff
         self._lock = threading.Lock()
 
     # ---- the wire
