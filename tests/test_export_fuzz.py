@@ -21,11 +21,20 @@ import av
 import pytest
 import srt
 import webvtt
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from videorecap.export import escape_srt, escape_vtt, plain_text, to_html, to_markdown, to_srt, to_vtt
+from videorecap.export import (
+    escape_markdown,
+    escape_srt,
+    escape_vtt,
+    plain_text,
+    to_html,
+    to_markdown,
+    to_srt,
+    to_vtt,
+)
 from videorecap.results import Caption, CaptionResult, VideoMeta
 
 HOSTILE = [
@@ -280,6 +289,7 @@ def _check_files(r: CaptionResult, tmp_path: Path) -> None:
 
 
 @given(captions(), captions(), hostile_text, hostile_text)
+@example([Caption(0.0, 0.001, "")], [Caption(0.0, 0.001, "")], "0.", "")  # a summary that was an ordered list marker
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_json_html_markdown_read_back(tmp_path, clips, segments, summary, name):
     # segments cover the clips (as the pipeline makes them), so the page folds every clip under one
@@ -296,3 +306,11 @@ def test_everything_read_back_long(tmp_path, caps, summary):
     _check_vtt(caps, tmp_path / "c.vtt", chapters=True)
     end = max(c.end for c in caps)
     _check_files(_result(caps, [Caption(0.0, end, summary)], summary, summary), tmp_path)
+
+
+@pytest.mark.parametrize("text", ["0.", "1. then", "12) x", "- a", "+ a", "= a", "> a", "# a", "  3. b", "1.5 kg"])
+def test_a_summary_that_starts_like_markdown_block_syntax_reads_back_as_itself(text):
+    # found by the fuzzer: "0." was written as backslash + "0.", which CommonMark shows with its backslash
+    tokens = MarkdownIt("commonmark").parse(escape_markdown(text))
+    assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
+    assert "".join(c.content for c in tokens[1].children or [] if c.type == "text") == text.strip()

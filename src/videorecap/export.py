@@ -259,14 +259,19 @@ def to_vtt(captions: Sequence[Caption], chapters: bool = False, narrator: str = 
 
 # ---- markdown -----------------------------------------------------------------------------------------------------
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~#!])")
-_MD_BLOCK_START = re.compile(r"^(\s*)([-+=>]|\d+[.)])")
+_MD_BLOCK_START = re.compile(r"^(\s*)(?:([-+=>])|(\d+)([.)]))")
 
 
 def escape_markdown(text: str) -> str:
     """Backslash-escape Markdown punctuation so model text stays plain text (never HTML, links or emphasis)."""
     text = _MD_SPECIAL.sub(r"\\\1", _one_line(text))
-    # A leading "-", "+", "1." or "=" would start a list, a heading underline or a quote.
-    return _MD_BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text, count=1)
+    # A leading "-", "+", "1." or "=" would start a list, a heading underline or a quote. Only punctuation can be
+    # backslash-escaped in CommonMark (a backslash before "1" stays visible), so "1." becomes "1" + backslash + ".".
+
+    def escape(m: re.Match[str]) -> str:
+        return m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4))
+
+    return _MD_BLOCK_START.sub(escape, text, count=1)
 
 
 def _span(c: Caption) -> str:
