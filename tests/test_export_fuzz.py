@@ -169,7 +169,19 @@ def _check_vtt(caps: list[Caption], path: Path, chapters: bool) -> None:
         assert [c.identifier for c in parsed] == [f"chapter-{i}" for i in range(1, len(caps) + 1)]
 
 
-@given(captions())
+def _lines_libavformat_reads_whole(caps: list[Caption]) -> bool:
+    """Every line of every written cue under 4095 bytes: libavformat's subtitle reader breaks a longer line in two
+    (a newline every 4095 bytes), so such a cue reads back changed however it was written. Two of HOSTILE's long
+    pieces in one caption make one; real captions are far shorter."""
+    return all(
+        len(line.encode("utf-8", "surrogatepass")) < 4095
+        for c in caps
+        for text in (escape_srt(c.text), escape_vtt(c.text))
+        for line in text.split("\n")
+    )
+
+
+@given(captions().filter(_lines_libavformat_reads_whole))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_subtitles_read_back(tmp_path, caps):
     _check_srt(caps, tmp_path / "c.srt")
