@@ -83,6 +83,29 @@ def test_onednn_fp32_kernels_are_a_cpu_choice():
     assert runtime.onednn_speedup() > 0 and runtime.onednn_speedup() == runtime.onednn_speedup()  # measured once
 
 
+@pytest.mark.parametrize("precision", ["int8", "bf16", "fp32-onednn"])
+def test_approximate_paths_take_the_fused_attention_kernel(precision):
+    m = runtime.prepare_model(tiny_recap("clip").eval(), precision)
+    switches = [x for x in m.modules() if hasattr(x, "fast_kernels")]
+    assert switches and all(x.fast_kernels for x in switches)
+    fp32 = runtime.prepare_model(tiny_recap("clip").eval(), "fp32")
+    assert not any(x.fast_kernels for x in fp32.modules() if hasattr(x, "fast_kernels"))  # the original's kernels
+
+
+def test_quick_gelu_in_inference_is_the_same_bits():
+    from videorecap.model.encoder import QuickGELU
+
+    x = torch.randn(3, 7, 64, requires_grad=True)
+    ref = x * torch.sigmoid(1.702 * x)  # CLIP's formula, as the original computes it
+    with torch.inference_mode():
+        fast = QuickGELU()(x.detach())
+    assert torch.equal(fast, ref.detach())
+    ref.sum().backward()  # training keeps the out-of-place form autograd needs
+    x2 = x.detach().requires_grad_()
+    QuickGELU()(x2).sum().backward()
+    assert torch.equal(x2.grad, x.grad)
+
+
 def test_onednn_fp32_computes_what_fp32_computes():
     torch.manual_seed(0)
     m = tiny_recap("clip").eval()
