@@ -21,7 +21,6 @@ any engineering. Compare with bench_caption.py's measured hour.
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import torch
 from _machine import LOADED_NOTE, add_timing_arguments, check_load, machine_block, timed
@@ -59,22 +58,21 @@ def work_per_clip() -> dict[str, float]:
     return out
 
 
-def speed(threads: int, repeats: int) -> dict[str, tuple[float, float, float]]:
-    """GFLOP/s (median, min, max) of the encoder's MLP product in fp32 and int8 with `threads` torch threads."""
+def speed(threads: int, repeats: int) -> dict[str, tuple[float, float, float, bool]]:
+    """GFLOP/s (median, min, max) of the encoder's MLP product in fp32 and int8 with `threads` torch threads, and
+    whether a timed run started under load."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     x = torch.randn(1570, 768)
     fp32 = torch.nn.Linear(768, 3072).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        int8 = quantize_int8(torch.nn.Sequential(torch.nn.Linear(768, 3072))).eval()
+    int8 = quantize_int8(torch.nn.Sequential(torch.nn.Linear(768, 3072))).eval()  # (it silences torch's notices)
     gflop = 2 * 1570 * 768 * 3072 / 1e9
     out = {}
     with torch.inference_mode():
         for name, layer in (("fp32", fp32), ("int8", int8)):
             t = timed(lambda layer=layer: [layer(x) for _ in range(20)], repeats)
             rates = sorted(20 * gflop / s for s in t.times)
-            out[name] = (20 * gflop / t.median, rates[0], rates[-1])
+            out[name] = (20 * gflop / t.median, rates[0], rates[-1], t.loaded)
     return out
 
 
@@ -89,24 +87,21 @@ def main() -> None:
     print(machine_block({"repeats": f"{args.repeats} timed after 1 warm-up, 20 products each"}))
     print()
     work = work_per_clip()
-    hour = {
-        "encoder": work["encoder"] * CLIPS_PER_HOUR,
-        "clip Q-Former": work["clip Q-Former"] * CLIPS_PER_HOUR,
-        "decoding, context K/V per caption": work["decoding, context K/V per caption"] * CLIPS_PER_HOUR,
-        "decoding, per token": work["decoding, per token"] * CLIP_TOKENS * CLIPS_PER_HOUR,
-    }
+    # every stage once per clip, but a token's decoding once per generated token of each caption
+    hour = {k: g * CLIPS_PER_HOUR * (CLIP_TOKENS if k == "decoding, per token" else 1) for k, g in work.items()}
     total = sum(hour.values())
     print("| stage | GFLOP per clip (per token: decoding) | GFLOP per video-hour (12 tokens per caption) |")
     print("|---|---:|---:|")
-    for (name, g), h in zip(work.items(), hour.values(), strict=True):
-        print(f"| {name} | {g:.2f} | {h:,.0f} |")
+    for name, g in work.items():
+        print(f"| {name} | {g:.2f} | {hour[name]:,.0f} |")
     print(f"| **clip level, per video-hour** | | **{total:,.0f}** |")
     print()
     print("| torch threads | kernel | GFLOP/s on the encoder's MLP product (median, range) | floor per video-hour |")
     print("|---|---|---|---|")
     for threads in sorted({1, cores}):
-        for name, (med, lo, hi) in speed(threads, args.repeats).items():
-            print(f"| {threads} | {name} | {med:.0f} ({lo:.0f}-{hi:.0f}) | {total / med / 60:.1f} min |")
+        for name, (med, lo, hi, loaded) in speed(threads, args.repeats).items():
+            flag = "*" if loaded else ""
+            print(f"| {threads} | {name} | {med:.0f} ({lo:.0f}-{hi:.0f}){flag} | {total / med / 60:.1f} min |")
     print()
     print("The segment and video levels add about 1 % (bench_caption.py part 1), decoding the video file more.")
     print(LOADED_NOTE)
