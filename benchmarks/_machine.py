@@ -6,7 +6,9 @@ AMX; cores; the torch build and its kernel level; the load average), and every t
 `repeats` runs after `warmup` untimed ones, the median and the spread (min-max), and the 1-minute load average read
 before each timed run. A run started while the load is at or above one per core measures the other jobs as much as
 ours: `check_load` refuses it (exit 2) unless `--allow-load` is given, and then every row taken under load is
-flagged with `*` in the tables.
+flagged with `*` in the tables. Before each timed run `timed` first waits (up to `SETTLE_S`) for the load to fall
+below one per core: the 1-minute average still holds the benchmark's own previous run for a while after it ends
+(a run on every core leaves it above one per core for 10-30 s), which would flag every run of a multi-threaded row.
 
 `peak_rss_child` measures a configuration's peak memory in a fresh Python process (VmHWM of its own
 /proc/self/status: `ru_maxrss` of RUSAGE_CHILDREN is the largest of every child and survives across fork/exec).
@@ -129,14 +131,33 @@ class Timing:
         return {"median": self.median, "times": self.times, "loads": self.loads, "loaded": self.loaded}
 
 
+SETTLE_S = 120.0  # the longest wait for the load average to fall before a timed run
+
+
+def settle(max_wait: float = SETTLE_S, step: float = 5.0) -> float:
+    """Wait until the 1-minute load average is below one per core, at most `max_wait` seconds; return it then.
+
+    The kernel recomputes the average every 5 s and it decays by a factor e^(-t/60): after a run that kept both
+    cores of a 2-core machine busy (about 2.5) an idle machine is below 2 within about 15-20 s. Other jobs keep it up,
+    and the run then starts flagged, as before."""
+    cores = cpu_count()
+    deadline = time.monotonic() + max_wait
+    load = load_average()
+    while load >= cores and time.monotonic() < deadline:
+        time.sleep(step)
+        load = load_average()
+    return load
+
+
 def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> Timing:
-    """`warmup` untimed calls, then `repeats` timed ones; the load average is read before each."""
+    """`warmup` untimed calls, then `repeats` timed ones; before each, the load average is let settle (`settle`)
+    and read."""
     out = None
     for _ in range(warmup):
         out = fn()
     times, loads = [], []
     for _ in range(max(1, repeats)):
-        loads.append(load_average())
+        loads.append(settle())
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)

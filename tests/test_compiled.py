@@ -29,7 +29,7 @@ REQUIRE_ENV = "VIDEORECAP_REQUIRE_COMPILER"
 @pytest.fixture(scope="module")
 def compiler():
     """A C++ compiler for Inductor, or a skip saying how to get one (a failure with $VIDEORECAP_REQUIRE_COMPILER)."""
-    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+    if compiled.cpp_compiler() is None:
         why = "compiling the encoder needs a C++ compiler, which was not found: apt-get install -y g++"
         if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
             pytest.fail(f"{why} ({REQUIRE_ENV} is set, so this is a failure, not a skip)")
@@ -88,7 +88,18 @@ def _copying_compile(good: bytes, calls: list, delay: float = 0.0):  # noqa: ANN
     return compile_
 
 
-def test_the_compiled_encoder_matches_the_encoder_for_any_batch_and_is_cached(cache):
+def test_the_compiled_encoder_matches_the_encoder_for_any_batch_and_is_cached(cache, tmp_path, monkeypatch):
+    # the compile is built by the compiler `cpp_compiler` finds, here $CXX set after Inductor read its own settings:
+    # a wrapper that notes each call (Inductor on its own would run the $CXX it saw at import, or g++)
+    import torch._inductor.config
+
+    calls = tmp_path / "cxx-calls"
+    wrapper = tmp_path / "bin" / "noting-c++"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {compiled.cpp_compiler()} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CXX", str(wrapper))
+    assert torch._inductor.config.cpp.cxx[1] != str(wrapper)
     enc = _encoder()
     x = _clips(enc, 3)
     with torch.inference_mode():
@@ -102,6 +113,8 @@ def test_the_compiled_encoder_matches_the_encoder_for_any_batch_and_is_cached(ca
     packages = sorted(cache.glob("*.pt2"))
     assert len(packages) == 1 and packages[0].stat().st_size < 50e6
     assert json.loads(packages[0].with_suffix(".json").read_text())["precision"] == "fp32"
+    assert calls.is_file() and ".cpp" in calls.read_text()  # the wrapper built it
+    assert torch._inductor.config.cpp.cxx[1] != str(wrapper)  # and Inductor's settings are its own again
 
     # a new process (a new object) with another checkpoint of the same architecture loads the package: the weights
     # are not in it, they are the encoder's own
@@ -204,6 +217,30 @@ def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="C\\+\\+ compiler"):
         compiled.compile_for_inference(torch.nn.Linear(2, 2), "fp32")
+
+
+def test_the_compiler_is_cxx_or_the_first_of_gxx_cxx_clangxx_on_path(tmp_path, monkeypatch):
+    def tool(name: str) -> str:
+        path = tmp_path / name
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+        return str(path)
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    clang = tool("clang++")  # a machine with clang only: Inductor alone would look for g++ and fail
+    assert compiled.cpp_compiler() == clang and compiled.check_compiler(cpu) == clang
+    cxx = tool("c++")
+    assert compiled.cpp_compiler() == cxx
+    gxx = tool("g++")
+    assert compiled.cpp_compiler() == gxx
+    monkeypatch.setenv("CXX", "clang++")  # $CXX first, as a name on PATH or a path
+    assert compiled.cpp_compiler() == clang
+    monkeypatch.setenv("CXX", str(tmp_path / "gone" / "g++"))
+    with pytest.raises(InputError, match=r"\$CXX is .*gone.*not a program"):
+        compiled.check_compiler(cpu)
+    assert compiled.check_compiler(torch.device("meta")) is None  # only a CPU build needs one here
 
 
 def test_caption_compile_gives_the_captions_of_the_encoder(cache, tmp_path, capsys):

@@ -69,15 +69,40 @@ def check_compile(precision: str, device: torch.device) -> None:
     check_compiler(device)
 
 
-def check_compiler(device: torch.device) -> None:
-    """On a CPU Inductor generates C++ and builds it with the machine's compiler: say so before any work.
+CXX_ENV = "CXX"
+CXX_NAMES = ("g++", "c++", "clang++")  # looked for on PATH in this order when $CXX is not set
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler `--compile` hands to Inductor: `$CXX` when set (a name on PATH or a path), else the first of
+    g++, c++ and clang++ on PATH; None when there is none.
+
+    Inductor itself would run only `$CXX` or `g++`, so a machine with only clang++ (or only `c++`) could not compile
+    although it has a compiler: `_compile` passes this one to it."""
+    named = os.environ.get(CXX_ENV, "").strip()
+    if named:
+        return shutil.which(named)
+    return next((found for c in CXX_NAMES if (found := shutil.which(c))), None)
+
+
+def check_compiler(device: torch.device) -> str | None:
+    """On a CPU Inductor generates C++ and builds it with the machine's compiler: say so before any work. Returns the
+    compiler (`cpp_compiler`; None for a GPU, which needs none here).
 
     Raises:
-        InputError: no C++ compiler on PATH.
+        InputError: `$CXX` names no program, or no C++ compiler on PATH.
     """
-    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+    if device.type != "cpu":
+        return None
+    found = cpp_compiler()
+    named = os.environ.get(CXX_ENV, "").strip()
+    if found is None and named:
+        raise InputError(f"--compile: ${CXX_ENV} is {named!r}, which is not a program on PATH; set it to a C++ "
+                         "compiler (g++ or clang++) or unset it")  # fmt: skip
+    if found is None:
         raise InputError("--compile: compiling the encoder needs a C++ compiler on a CPU (g++ or clang++); install "
                          "one or leave --compile out")  # fmt: skip
+    return found
 
 
 class _Forward(nn.Module):
@@ -243,7 +268,9 @@ class CompiledEncoder(nn.Module):
         self._given[shape] = tuple(t.data_ptr() for t in tensors.values())
 
     def _compile(self, x: torch.Tensor, key: dict[str, Any], path: Path) -> None:
-        check_compiler(x.device)
+        import torch._inductor.config
+
+        cxx = check_compiler(x.device)
         logger.info(
             "--compile: compiling the video encoder for this machine (%s, once; about a minute at recap-base), into %s",
             self.precision,
@@ -254,8 +281,10 @@ class CompiledEncoder(nn.Module):
         batch = torch.export.Dim("batch", min=1)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        # the compiler found here, not Inductor's own choice ($CXX or g++ only); a GPU build keeps Inductor's
+        configs = {"cpp.cxx": (None, cxx)} if cxx else {}
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), torch._inductor.config.patch(configs):
                 # PyTorch's notes about its own internals (pytree, jit) are not the user's to act on
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
