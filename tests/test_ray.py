@@ -12,6 +12,7 @@ Without Ray (`pip install 'videorecap[ray]'`) the cluster test skips, saying wha
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -133,19 +134,20 @@ def _kill_session(sid: int, sig: int) -> None:
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: dict[str, subprocess.Popen] = {}
         self.cache = root / "cache"  # the nodes' $VIDEORECAP_CACHE_DIR (--compile's packages)
+        self.env = env or {}  # more of the nodes' environment (their actors inherit it)
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - the node's whole life
         cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=2", "--disable-usage-stats",
                "--object-store-memory=100000000", f"--dashboard-agent-listen-port={_free_port()}",
                "--node-ip-address=127.0.0.1", *args]  # fmt: skip
-        env = _env(VIDEORECAP_CACHE_DIR=str(self.cache))
+        env = _env(VIDEORECAP_CACHE_DIR=str(self.cache), **self.env)
         self.nodes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
                                             start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 120
@@ -189,19 +191,27 @@ def test_an_address_where_no_ray_answers_is_one_line_at_once(videos: Path, tmp_p
     ]
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+@contextlib.contextmanager
+def _cluster(workers: int, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A head node and `workers` worker nodes, their processes ended on the way out."""
     _need_ray()
     # a short path: Ray's unix sockets live under it, and a socket path has at most 107 bytes
     root = Path(tempfile.mkdtemp(prefix="vr-ray-", dir="/tmp"))
-    c = Cluster(root)
+    c = Cluster(root, env)
     try:
         c.start("head", "--head", f"--port={c.port}", "--include-dashboard=false", f"--temp-dir={root}")
-        c.start("worker", f"--address={c.address}")
+        for i in range(workers):
+            c.start(f"worker{i or ''}", f"--address={c.address}")
         yield c
     finally:
         c.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with _cluster(workers=1) as c:
+        yield c
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -276,14 +286,20 @@ def test_features_on_a_cluster_survive_a_killed_worker_node(cluster: Cluster, vi
 
 
 @pytest.mark.slow
-def test_compile_on_a_cluster_loads_the_package_and_writes_what_one_process_writes(
-    cluster: Cluster, videos: Path, tmp_path: Path
-) -> None:
-    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+def _need_compiler() -> None:
+    from videorecap.compiled import cpp_compiler
+
+    if cpp_compiler() is None:
         why = "--compile needs a C++ compiler, which was not found: apt-get install -y g++"
         if os.environ.get("VIDEORECAP_REQUIRE_COMPILER", "") not in ("", "0"):
             pytest.fail(f"{why} (VIDEORECAP_REQUIRE_COMPILER is set)")
         pytest.skip(why)
+
+
+def test_compile_on_a_cluster_loads_the_package_and_writes_what_one_process_writes(
+    cluster: Cluster, videos: Path, tmp_path: Path
+) -> None:
+    _need_compiler()
     env = _env(VIDEORECAP_CACHE_DIR=str(cluster.cache))  # the cache the nodes' actors use
     runs = {"features": ["--encoder", "recap-synth", "--chunk-windows", "4"], "caption": ["--model", "recap-synth"]}
     package = None
@@ -311,3 +327,26 @@ def _summary(stdout: str) -> str:
     """`features`' summary line, from "N done" to "of N"."""
     line = [x for x in stdout.splitlines() if x.startswith("[ray: ")][-1]
     return line[line.index("] ") + 2 : line.index(" |")]
+
+
+@pytest.mark.slow
+def test_an_actor_whose_model_does_not_load_stops_the_job_with_one_line(videos: Path, tmp_path: Path) -> None:
+    # The driver's machine has a C++ compiler and the cluster's node has none ($CXX names no program there): the
+    # driver's checks pass, the actors' models do not load. A user sees one line naming the machine and the reason,
+    # not Ray's traceback of every actor's attempt.
+    _need_compiler()
+    missing = str(tmp_path / "no-such-c++")
+    env = _env(VIDEORECAP_CACHE_DIR=str(tmp_path / "cache"))
+    models = {"features": ["--encoder", "recap-synth"], "caption": ["--model", "recap-synth"]}
+    with _cluster(workers=0, env={"CXX": missing}) as c:
+        for command, model in models.items():
+            r = _cli(command, videos, "-o", tmp_path / command, *model, "--batch-size", "2", "--no-progress",
+                     "--compile", f"--ray={c.address}", env=env)  # fmt: skip
+            assert r.returncode == 2, r.stderr
+            assert "Traceback" not in r.stderr and "InputError" not in r.stderr, r.stderr
+            assert r.stderr.strip().splitlines()[-1] == (
+                f"videorecap {command}: error: --ray: a model actor could not start on {socket.gethostname()}: "
+                f"--compile: $CXX is {missing!r}, which is not a program on PATH; set it to a C++ compiler (g++ or "
+                "clang++) or unset it. What was finished is kept: fix that machine (or run without it) and run again "
+                "to resume"
+            ), r.stderr

@@ -188,18 +188,53 @@ def _frames(row: dict[str, np.ndarray]) -> torch.Tensor | None:
     return torch.from_numpy(np.array(row["x"][0, :n])) if n else None
 
 
+# An actor whose model does not load on its node (the checkpoint's path is not mounted there, --compile finds no C++
+# compiler there, its GPU has no memory left) would die in its constructor, and Ray would print the traceback of
+# every attempt before failing the job with one more. Instead the actor starts without a model and answers every row
+# with the reason in its `setup` column; the driver stops at the first such row with that one line (`_check_setup`).
+# What other actors finished before is on disk, so a rerun resumes once the node is fixed.
+_SETUP_ERRORS = (VideoRecapError, OSError, MemoryError, torch.OutOfMemoryError)
+
+
+def _start(loader: Callable[[str], Any], device: str) -> tuple[Any, str]:
+    """`loader(device)` in an actor: (the model, "") or (None, why it could not load here, naming the node)."""
+    try:
+        return loader(device), ""
+    except _SETUP_ERRORS as e:
+        return None, f"a model actor could not start on {socket.gethostname()}: {_one_line(e) or type(e).__name__}"
+
+
+def _setup_row(row: dict[str, np.ndarray], why: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The answer of an actor without a model: the row's `keys` and the reason."""
+    return {**{k: row[k] for k in keys}, "setup": np.array([why])}
+
+
+def _check_setup(row: dict[str, Any]) -> None:
+    """Stop the driver at a row from an actor whose model did not load (`_start`).
+
+    Raises:
+        InputError: the node and the reason, in one line.
+    """
+    why = str(row.get("setup", ""))
+    if why:
+        raise InputError(f"--ray: {why}. What was finished is kept: fix that machine (or run without it) and run "
+                         "again to resume")  # fmt: skip
+
+
 class _EncodeActor:
     """Model actor of `features`: the encoder step of one batch. `loader(device)` gives the encoder ready to run there
     (in the run's precision for that device, compiled with --compile), as it does for the per-video step."""
 
     def __init__(self, loader: Callable[[str], nn.Module], device: str, precision: str, all_tokens: bool) -> None:
         self.device = torch.device(device)
-        self.encoder = loader(device)
+        self.encoder, self.setup = _start(loader, device)
         precision = resolve_precision(self.device, precision)  # the user's choice (auto) resolved for this device
         self.compute = encoder_compute(self.device, precision)
         self.all_tokens = all_tokens
 
     def __call__(self, row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.setup:
+            return _setup_row(row, self.setup, ("key", "first", "count", "error"))
         x = _frames(row)
         pad = row["x"].shape[1]
         _, _, width = encoder_geometry(self.encoder)
@@ -220,6 +255,7 @@ class _EncodeActor:
                 cfg = self.encoder.config
                 tok_pad = np.zeros((1, pad, cfg.num_tokens, width), np.float32)
             out["tokens"] = tok_pad
+        out["setup"] = np.array([""])
         return out
 
 
@@ -228,12 +264,15 @@ class _ClipActor:
 
     def __init__(self, loader: Callable[[str], Captioner], device: str, decode: dict[str, Any]) -> None:
         self.device = torch.device(device)
-        self.captioner = loader(device)  # in the run's precision, on this actor's device
-        self.model = self.captioner.model("clip")
-        self.model.to(self.device)
+        self.captioner, self.setup = _start(loader, device)  # in the run's precision, on this actor's device
+        if self.captioner is not None:
+            self.model = self.captioner.model("clip")
+            self.model.to(self.device)
         self.decode = DecodeConfig(**decode)
 
     def __call__(self, row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.setup:
+            return _setup_row(row, self.setup, ("key", "first", "count", "error"))
         x = _frames(row)
         pad = row["x"].shape[1]
         out = {k: row[k] for k in ("key", "first", "count", "error")}
@@ -244,6 +283,7 @@ class _ClipActor:
             cls_pad[0, : len(feats)] = feats
         out["cls"] = cls_pad
         out["texts"] = np.array([json.dumps(texts, ensure_ascii=False)])
+        out["setup"] = np.array([""])
         return out
 
 
@@ -252,10 +292,12 @@ class _PerVideoActor:
 
     def __init__(self, loader: Callable[[str], Any], device: str, fn: Callable[[Any, Any, str], Any]) -> None:
         self.device = device
-        self.model = loader(device)
+        self.model, self.setup = _start(loader, device)
         self.fn = fn
 
     def __call__(self, row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.setup:
+            return _setup_row(row, self.setup, ("index",))
         result = self.fn(json.loads(str(row["item"][0])), self.model, self.device)
         return {"index": row["index"], "result": np.array([json.dumps(result, ensure_ascii=False)])}
 
@@ -319,6 +361,7 @@ def per_video(
     )
     seen: set[int] = set()
     for row in ds.iter_rows():
+        _check_setup(row)
         i = int(row["index"])
         if i not in seen:
             seen.add(i)
@@ -517,6 +560,7 @@ def _collect_features(
     the jobs left for the per-video step (a decode error, or, should it happen, a video never completed)."""
     fallback: list[FeatureJob] = []
     for row in rows:
+        _check_setup(row)
         key = str(row["key"])
         if key not in pending:  # finished, or sent to the per-video step
             continue
@@ -600,6 +644,7 @@ def precompute_clips(
                        num_frames=enc.config.num_frames, image_size=enc.config.image_size,
                        batch_size=opts.batch_size, grid_fps=opts.grid_fps)  # fmt: skip
     for row in rows:
+        _check_setup(row)
         cache = caches.get(str(row["key"]))
         if cache is None or str(row["error"]):
             caches.pop(str(row["key"]), None)  # the per-video step decodes it again and reports what fails
