@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,6 +163,43 @@ def test_a_damaged_package_is_compiled_again(cache, package, monkeypatch, caplog
     with caplog.at_level(logging.WARNING, logger="videorecap.compiled"), torch.inference_mode():
         assert torch.allclose(fast(x), enc(x), atol=1e-4)
     assert fast.compiles == 1 and "does not load" in caplog.text
+
+
+def test_a_compile_removes_the_packages_no_run_loaded_for_a_month(cache, package, tmp_path, monkeypatch):
+    folder = tmp_path / "compiled"
+    folder.mkdir()
+    month = compiled.STALE_DAYS * 86400
+    old = time.time() - month - 3600
+
+    def entry(name: str, age: float) -> list[Path]:
+        files = [folder / f"{name}.pt2", folder / f"{name}.json", folder / f".{name}.lock"]
+        for f in files:
+            f.write_bytes(b"x")
+            os.utime(f, (age, age))
+        return files
+
+    stale = entry("encoder-" + "a" * 32, old)  # an earlier PyTorch's or model code's package
+    recent = entry("encoder-" + "b" * 32, time.time() - month + 3600)
+    killed = folder / ".encoder-c.pt2.x.tmp"  # a compile killed two days ago
+    killed.mkdir()
+    (killed / "part").write_bytes(b"x")
+    os.utime(killed, (time.time() - 2 * 86400,) * 2)
+    running = folder / ".encoder-d.pt2.y.tmp"  # one compiling now
+    running.mkdir()
+    # a compile into the folder prunes it (the compile itself copies the module's package: see _copying_compile)
+    monkeypatch.setattr(CompiledEncoder, "_compile", _copying_compile(package, []))
+    enc = _encoder()
+    with torch.inference_mode():
+        CompiledEncoder(enc, "fp32", cache=folder)(_clips(enc, 2))
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in recent)
+    assert not killed.exists() and running.is_dir()
+    # loading a package renews its date: an entry in use is never stale
+    (new,) = [p for p in folder.glob("encoder-*.pt2") if p.name != recent[0].name]
+    os.utime(new, (old, old))
+    with torch.inference_mode():
+        CompiledEncoder(enc, "fp32", cache=folder)(_clips(enc, 2))
+    assert time.time() - new.stat().st_mtime < 600
+    assert compiled.prune(folder) == [] and new.exists()
 
 
 def test_processes_that_need_the_same_package_at_once_compile_it_once(package, tmp_path, monkeypatch):

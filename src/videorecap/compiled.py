@@ -15,7 +15,9 @@ format. Anything else is a new key, hence a new compile, never a wrong package.
 
 The cache is `$VIDEORECAP_CACHE_DIR/compiled/`, by default `$XDG_CACHE_HOME/videorecap` (`~/.cache/videorecap`).
 Entries are written atomically, one process compiles a key while the others that need it wait for its package (a
-file lock beside it), and an entry that does not load is compiled again.
+file lock beside it), and an entry that does not load is compiled again. Every new key (a new PyTorch, a new version
+of this package's model code) is a new entry of a few MB, so each compile also removes the entries no run has loaded
+for `STALE_DAYS` days (a load renews an entry's date), and what a killed compile left behind.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ CACHE_ENV = "VIDEORECAP_CACHE_DIR"
 FORMAT = 1  # bump when the way packages are built changes
 # the CPU's own settings that change the kernels Inductor and the libraries pick (see RESULTS.md, "AVX2-only")
 _ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS")
+STALE_DAYS = 30  # an entry not loaded for this long is removed at the next compile into the same folder
 # the package takes the model's tensors at load time instead of holding copies of them
 _INDUCTOR_CONFIGS = {"aot_inductor.package_constants_in_so": False}
 
@@ -242,6 +245,7 @@ class CompiledEncoder(nn.Module):
             runner = self._cached(path) if path.is_file() else None
             if runner is None:
                 self._compile(x, key, path)
+                prune(path.parent)  # a new entry: the ones no run loads any more go
                 runner = _load(path)
         return runner
 
@@ -254,6 +258,10 @@ class CompiledEncoder(nn.Module):
             logger.warning("--compile: %s does not load (%s: %s); compiling again", path, type(e).__name__, e)
             return None
         logger.info("--compile: the video encoder's compiled code, from %s", path)
+        try:
+            os.utime(path)  # in use: `prune` keeps it
+        except OSError:
+            pass  # a read-only cache is still a cache
         return runner
 
     def _give(self, runner: AOTICompiledModel, tensors: dict[str, torch.Tensor], shape: tuple[Any, ...]) -> None:
@@ -301,6 +309,37 @@ class CompiledEncoder(nn.Module):
             shutil.rmtree(tmp, ignore_errors=True)
         self.compiles += 1
         logger.info("--compile: compiled in %.0f s (%.1f MB)", time.perf_counter() - t0, path.stat().st_size / 1e6)
+
+
+def prune(folder: Path, days: float = STALE_DAYS) -> list[Path]:
+    """Remove from the cache `folder` the packages not loaded (nor written) for `days` days, with the `.json` and lock
+    file beside each, and the temp folders of compiles that were killed over a day ago. Returns the packages removed.
+
+    A package another process is about to load is at worst compiled again by it (`_cached`)."""
+    now = time.time()
+    removed: list[Path] = []
+    for package in folder.glob("encoder-*.pt2"):
+        try:
+            if now - package.stat().st_mtime < days * 86400:
+                continue
+            package.unlink()
+        except OSError:
+            continue
+        removed.append(package)
+        for other in (package.with_suffix(".json"), package.parent / f".{package.stem}.lock"):
+            try:
+                other.unlink(missing_ok=True)
+            except OSError:
+                pass
+    for tmp in folder.glob(".encoder-*.tmp"):
+        try:
+            if tmp.is_dir() and now - tmp.stat().st_mtime > 86400:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            continue
+    if removed:
+        logger.info("--compile: removed %d compiled package(s) unused for %g days from %s", len(removed), days, folder)
+    return removed
 
 
 def compile_for_inference(module: nn.Module, precision: str) -> CompiledEncoder:
