@@ -60,6 +60,30 @@ def test_own_text_model_labels_what_has_no_label(hcap_data, text_model_dir, tmp_
     assert [v["video_summary"] for v in videos] == model.summarize([video_text(d) for d in descs], max_tokens=77)
 
 
+def test_llm_timeout_and_retries_reach_the_client(hcap_data, fault_server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(llm_backend, "DEFAULT_BACKOFF", 0.01)
+    ann = partly_labelled(hcap_data, tmp_path)
+    argv = ["pseudo-label", str(ann), "--level", "segment", "--no-progress", "--llm-concurrency", "1"]
+    # every answer of this server comes after 3 s: a 1-s timeout with no retry fails each request once
+    server, log = fault_server("slow", 100)
+    assert main([*argv, "-o", str(tmp_path / "a"), "--llm", server.url, "--llm-timeout", "1", "--llm-retries",
+                 "0"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no answer within 1 s" in err[0], err
+    assert len(log.read_text().splitlines()) == 4  # the 4 requests, each tried once
+    # the first request fails with a 500 twice: one retry is not enough for it, two are
+    server, log = fault_server("500", 2)
+    assert main([*argv, "-o", str(tmp_path / "b"), "--llm", server.url, "--llm-retries", "1"]) == 1
+    assert "500" in capsys.readouterr().err
+    server, log = fault_server("500", 2)
+    assert main([*argv, "-o", str(tmp_path / "c"), "--llm", server.url, "--llm-retries", "2"]) == 0
+    assert len(log.read_text().splitlines()) == 4 + 2
+    for bad in (["--llm-timeout", "0"], ["--llm-retries", "-1"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "-o", str(tmp_path / "d"), "--llm", server.url, *bad])
+        assert "must be" in capsys.readouterr().err
+
+
 def test_a_server_labels_with_the_general_prompt_and_resumes(hcap_data, fault_server, tmp_path, capsys, monkeypatch):
     # the CLI's client with millisecond waits between retries (test_backend tests the waits themselves)
     monkeypatch.setattr(llm_backend, "DEFAULT_BACKOFF", 0.01)

@@ -441,13 +441,14 @@ def add_wait_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
 
 
 def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, text_model: bool = True) -> None:
-    """The text-model backend: --llm URL | --text-model DIR, with --llm-model, --llm-key-env, --llm-concurrency.
+    """The text-model backend: --llm URL | --text-model DIR, with --llm-model, --llm-key-env, --llm-concurrency,
+    --llm-timeout and --llm-retries.
     `text_model=False` leaves --text-model out (`serve` defines its own: the model it serves).
 
     `open_llm_backend(args, cache_dir)` turns them into a backend (`videorecap.llm.backend.open_backend`). The API key
     is read from the environment variable --llm-key-env names, never from a flag or a file.
     """
-    from videorecap.llm.backend import DEFAULT_CONCURRENCY, DEFAULT_KEY_ENV
+    from videorecap.llm.backend import DEFAULT_CONCURRENCY, DEFAULT_KEY_ENV, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
     parser.add_argument(
         "--llm",
@@ -480,6 +481,22 @@ def add_llm_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         metavar="N",
         help=f"requests to the --llm server in flight at once (default: {DEFAULT_CONCURRENCY})",
     )
+    parser.add_argument(
+        "--llm-timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"the longest wait for one answer from the --llm server before it counts as failed and is retried "
+        f"(default: {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--llm-retries",
+        type=nonnegative_int,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=f"further attempts of a request to the --llm server after a timeout, a dropped connection, 429 or 5xx, "
+        f"waiting 0.5 s, 1 s, 2 s, ... between them (default: {DEFAULT_RETRIES}; 0: fail at the first)",
+    )
 
 
 def check_llm_arguments(args: argparse.Namespace) -> None:
@@ -500,6 +517,8 @@ def open_llm_backend(args: argparse.Namespace, cache_dir: str | Path | None = No
         args.llm_model,
         key_env=args.llm_key_env,
         concurrency=args.llm_concurrency,
+        timeout=args.llm_timeout,
+        retries=args.llm_retries,
         cache_dir=cache_dir,
         device=device,
     )
