@@ -8,7 +8,8 @@ before each timed run. A run started while the load is at or above one per core 
 ours: `check_load` refuses it (exit 2) unless `--allow-load` is given, and then every row taken under load is
 flagged with `*` in the tables. Before each timed run `timed` first waits (up to `SETTLE_S`) for the load to fall
 below one per core: the 1-minute average still holds the benchmark's own previous run for a while after it ends
-(a run on every core leaves it above one per core for 10-30 s), which would flag every run of a multi-threaded row.
+(by its formula, 15-20 s after a run on every core of an idle machine), which would flag every run of a
+multi-threaded row.
 
 `peak_rss_child` measures a configuration's peak memory in a fresh Python process (VmHWM of its own
 /proc/self/status: `ru_maxrss` of RUSAGE_CHILDREN is the largest of every child and survives across fork/exec).
