@@ -285,7 +285,6 @@ def test_features_on_a_cluster_survive_a_killed_worker_node(cluster: Cluster, vi
     assert _files(out) == one
 
 
-@pytest.mark.slow
 def _need_compiler() -> None:
     from videorecap.compiled import cpp_compiler
 
@@ -296,6 +295,7 @@ def _need_compiler() -> None:
         pytest.skip(why)
 
 
+@pytest.mark.slow
 def test_compile_on_a_cluster_loads_the_package_and_writes_what_one_process_writes(
     cluster: Cluster, videos: Path, tmp_path: Path
 ) -> None:
