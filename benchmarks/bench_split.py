@@ -2,7 +2,7 @@
 
 The pipeline runs the encoder on a batch of clips with PyTorch's intra-op threads: every matrix product, softmax and
 norm is split over the cores, with a barrier after each. On 2 cores of the AVX2-only EPYC that scales poorly
-(RESULTS.md: the int8 encoder 1.63x from 1 to 2 threads, while its largest product alone scales 1.9x). The other
+(RESULTS.md: the int8 encoder 1.63x from 1 to 2 threads, its largest product alone 1.7-1.9x). The other
 way to use N cores is to split the batch into N parts and run each part in its own Python thread with one intra-op
 thread: PyTorch releases the GIL inside its operators, so the parts run side by side with no barrier between them.
 
