@@ -251,10 +251,43 @@ def test_a_cache_that_cannot_be_written_is_a_warning_and_the_encoder_runs_as_it_
     assert "cannot use the compile cache" in caplog.text and "VIDEORECAP_CACHE_DIR" in caplog.text
 
 
-def test_compile_without_a_cpp_compiler_is_one_line(monkeypatch):
+def test_compile_without_a_cpp_compiler_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="C\\+\\+ compiler"):
-        compiled.compile_for_inference(torch.nn.Linear(2, 2), "fp32")
+        compiled.compile_for_inference(_encoder(), "fp32")
+
+
+def test_a_machine_without_a_compiler_loads_the_package_the_cache_holds(package, cache, tmp_path, monkeypatch, capsys):
+    """A cache shared with (or copied from) a machine of the same kind: its packages load without a compiler; a
+    model it holds none for is one line, before any work."""
+    from videorecap.video.testing import make_video
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(CompiledEncoder, "_compile", lambda *a: pytest.fail("compiled without a compiler"))
+    enc = _encoder()
+    fast = compiled.compile_for_inference(enc, "fp32")
+    x = _clips(enc, 3)
+    with torch.inference_mode():
+        assert torch.allclose(fast(x), enc(x), atol=1e-4) and fast.compiles == 0
+    with pytest.raises(InputError, match="holds no compiled encoder for this model.*C\\+\\+ compiler"):
+        compiled.compile_for_inference(_encoder(), "bf16")  # another precision: another package, not in the cache
+    video = make_video(tmp_path / "v.mp4", duration=5.0, fps=4.0)
+    argv = ["caption", str(video), "--model", str(bundled_model_dir()), "--compile", "--no-progress"]
+    assert _exit_code([*argv, "-o", str(tmp_path / "fp32"), "--precision", "fp32"]) == 0
+    assert (tmp_path / "fp32" / "v" / "captions.json").is_file()
+    capsys.readouterr()
+    assert _exit_code([*argv, "-o", str(tmp_path / "bf16"), "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --compile: the cache" in err and "Traceback" not in err, err
+    assert not (tmp_path / "bf16").exists()  # the model loads before the output folder is made
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "empty"))  # no package at all: said before the model loads
+    assert _exit_code([*argv, "-o", str(tmp_path / "none"), "--precision", "fp32"]) == 2
+    assert not (tmp_path / "none").exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a C++ compiler" in err, err
 
 
 def test_the_compiler_is_cxx_or_the_first_of_gxx_cxx_clangxx_on_path(tmp_path, monkeypatch):
@@ -338,6 +371,8 @@ def test_the_cli_says_when_it_compiles_and_is_silent_when_it_loads(package, tmp_
 def test_compile_with_int8_or_no_compiler_is_one_line_before_the_output_folder(tmp_path, capsys, monkeypatch):
     from videorecap.video.testing import make_video
 
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "cache"))  # no package to load instead of compiling
+    monkeypatch.delenv("CXX", raising=False)
     video = make_video(tmp_path / "v.mp4", duration=2.0, fps=2.0)
     models = {"caption": [str(video), "--model", str(bundled_model_dir())],
               "features": [str(video), "--random-encoder", "recap-tiny"],

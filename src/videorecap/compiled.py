@@ -65,10 +65,14 @@ def cache_dir() -> Path:
 
 def check_compile(precision: str, device: torch.device) -> None:
     """What `--compile` needs, said before any work (InputError): a precision that exports (not int8, whose quantized
-    layers do not), and a C++ compiler for a CPU model."""
+    layers do not), and for a CPU model a C++ compiler, unless the cache holds packages built for this machine and
+    PyTorch (one of them may be the model's: `compile_for_inference` tells once the model is known)."""
     if precision == "int8":
         raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
                          "one of them out")  # fmt: skip
+    if device.type == "cpu" and cpp_compiler() is None and not os.environ.get(CXX_ENV, "").strip():
+        if _packages_for(device, cache_dir() / "compiled"):
+            return
     check_compiler(device)
 
 
@@ -86,6 +90,24 @@ def cpp_compiler() -> str | None:
     if named:
         return shutil.which(named)
     return next((found for c in CXX_NAMES if (found := shutil.which(c))), None)
+
+
+def _packages_for(device: torch.device, folder: Path) -> list[Path]:
+    """The packages in the cache `folder` built for this machine (`device`), PyTorch, Python and format, whatever
+    their model and precision: what a run without a compiler might load (from the `.json` beside each)."""
+    here = {"format": FORMAT, "torch": torch.__version__, "python": platform.python_version()}
+    here["device"] = _device_identity(device)
+    found = []
+    for record in sorted(folder.glob("encoder-*.json")):
+        try:
+            key = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(key, dict) and all(key.get(k) == v for k, v in here.items()):
+            package = record.with_suffix(".pt2")
+            if package.is_file():
+                found.append(package)
+    return found
 
 
 def check_compiler(device: torch.device) -> str | None:
@@ -347,12 +369,22 @@ def compile_for_inference(module: nn.Module, precision: str) -> CompiledEncoder:
     cached on disk (`CompiledEncoder`): the first call with an input shape loads its package from the cache (about
     3 s, mostly importing Inductor), or compiles it there once for this machine (about a minute for recap-base).
 
+    No compiler is needed when the cache already holds this model's package for this machine (a cache shared by
+    machines of the same kind, or one a compiler-less machine was given).
+
     Raises:
-        InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there), and for int8 (its
-            quantized layers do not export).
+        InputError: on a CPU without a C++ compiler (Inductor generates and builds C++ there) when the cache holds no
+            package for the model, and for int8 (its quantized layers do not export).
     """
-    check_compile(precision, next(module.parameters()).device)
-    return CompiledEncoder(module, precision)
+    device = next(module.parameters()).device
+    check_compile(precision, device)
+    encoder = CompiledEncoder(module, precision)
+    if device.type == "cpu" and cpp_compiler() is None and not encoder.cached(encoder.example()):
+        # check_compile let it through for the packages the cache holds, but none is this model's
+        raise InputError(f"--compile: the cache {encoder.cache} holds no compiled encoder for this model, precision "
+                         "and machine, and compiling one needs a C++ compiler on a CPU (g++ or clang++); install one "
+                         "or leave --compile out")  # fmt: skip
+    return encoder
 
 
 def _load(path: Path) -> AOTICompiledModel:

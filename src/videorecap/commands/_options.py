@@ -568,9 +568,9 @@ def add_compile_argument(parser: argparse.ArgumentParser | argparse._ArgumentGro
         "--compile",
         action="store_true",
         help="compile the video encoder for this machine (AOTInductor): once, about a minute at recap-base, kept in "
-        "$VIDEORECAP_CACHE_DIR (default ~/.cache/videorecap), so later runs load it in seconds; needs a C++ compiler "
-        "on a CPU (with --ray, on every machine); not with int8. Worth it for long jobs: a video-hour ran 1.13-1.23x "
-        "faster on our test CPU",
+        "$VIDEORECAP_CACHE_DIR (default ~/.cache/videorecap), so later runs load it in seconds; compiling needs a C++ "
+        "compiler on a CPU (with --ray, on every machine), loading does not; not with int8. Worth it for long jobs: "
+        "a video-hour ran 1.13-1.23x faster on our test CPU",
     )
 
 
