@@ -25,3 +25,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def hold_folder():
+    """`hold(folder, seconds)`: another job holds the output lock of `folder` (`videorecap.lock.output_lock`, taken
+    in a thread on its own file handle, which `flock` treats as another holder) for `seconds`; returns once it holds
+    it. The thread is joined at the end of the test."""
+    import threading
+    import time
+
+    from videorecap.lock import output_lock
+
+    threads = []
+
+    def hold(folder, seconds: float) -> None:
+        held = threading.Event()
+
+        def body() -> None:
+            with output_lock(folder, "videorecap another-job -o OUT"):
+                held.set()
+                time.sleep(seconds)
+
+        t = threading.Thread(target=body, daemon=True)
+        t.start()
+        threads.append(t)
+        assert held.wait(30), "the lock was not taken"
+
+    yield hold
+    for t in threads:
+        t.join(60)

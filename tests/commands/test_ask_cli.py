@@ -91,6 +91,20 @@ def test_the_runner_writes_results_and_resumes(captions, tmp_path, capsys):
     assert len(err) == len(qs) and sum("no video summary" in e for e in err) == sum(q.video == "v0" for q in qs)
 
 
+def test_a_folder_another_job_holds_is_refused_or_waited_for(captions, tmp_path, capsys, hold_folder):
+    caps, qfile, qs = captions
+    out = tmp_path / "res"
+    argv = ["ask", "--questions", qfile, "--captions", caps, "-o", out, "--no-progress"]
+    hold_folder(out, 1.5)
+    assert _code(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another-job" in err[0] and "--wait" in err[0], err
+    assert not (out / "results.json").exists()
+    assert _code([*argv, "--wait"]) == 0  # waits for the holder, then answers
+    assert f"answered {len(qs)} of {len(qs)} questions" in capsys.readouterr().out
+    assert (out / "results.json").is_file()
+
+
 @pytest.mark.parametrize(
     "extra, say",
     [
@@ -101,6 +115,7 @@ def test_the_runner_writes_results_and_resumes(captions, tmp_path, capsys):
         (["cap.json"], "give CAPTIONS.json and a QUESTION"),
         (["cap.json", "why?", "--questions", "Q"], "give either"),
         (["cap.json", "why?", "--choices", "only one"], "give 2 to 26 choices"),
+        (["cap.json", "why?", "--wait"], "--wait is for --questions"),
         (["cap.json", "why?", "--prompt", "p.txt"], "--prompt needs --llm URL or --text-model DIR"),
         (["cap.json", "why?", "--llm", "http://127.0.0.1:9/v1", "--text-model", "m"], "exactly one of --llm"),
     ],

@@ -116,9 +116,11 @@ def test_a_missing_source_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert main(["live", "srt://127.0.0.1:9", "--model", "recap-synth", "-o", str(tmp_path / "o2"),
                  "--reconnect", "0"]) == 2  # fmt: skip
     assert "protocol" in capsys.readouterr().err
-    # a source that exists but never opens as a stream: the session ends at once and leaves no folder behind
+    # a source that exists but never opens as a stream: the session ends once the file has not grown for --idle
+    # seconds (it is followed as a recording being written) and leaves no folder behind
     (tmp_path / "junk.ts").write_bytes(b"not a stream")
-    assert main(["live", str(tmp_path / "junk.ts"), "--model", "recap-synth", "-o", str(tmp_path / "o3")]) != 0
+    argv = ["live", str(tmp_path / "junk.ts"), "--model", "recap-synth", "-o", str(tmp_path / "o3"), "--idle", "1"]
+    assert main(argv) != 0
     assert "cannot be opened as a video stream" in capsys.readouterr().err
     assert not (tmp_path / "o3").exists()
 

@@ -113,6 +113,20 @@ def test_a_server_labels_with_the_general_prompt_and_resumes(hcap_data, fault_se
     assert rows[0]["segment_description"] == "echo: In 12 s: " + segment_text(rows[0]["captions_pred"])
 
 
+def test_a_folder_another_job_holds_is_refused_or_waited_for(hcap_data, fault_server, tmp_path, capsys, hold_folder):
+    ann = partly_labelled(hcap_data, tmp_path)
+    out = tmp_path / "labels"
+    server, log = fault_server("ok")
+    argv = ["pseudo-label", str(ann), "--level", "segment", "-o", str(out), "--no-progress", "--llm", server.url]
+    hold_folder(out, 1.5)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another-job" in err[0] and "--wait" in err[0], err
+    assert not log.read_text()  # nothing was asked while another job held the folder
+    assert main([*argv, "--wait"]) == 0  # waits for the holder, then labels
+    assert len(hcap.load_segments(out / "segments_train_pseudo.pkl")) == 4
+
+
 def test_unlabelled_clips_are_captioned_by_the_clip_model(hcap_data, text_model_dir, tmp_path, capsys):
     from _helpers import tiny_recap
     from traindata import corpus

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -68,21 +66,18 @@ def test_folder_app_beside_the_text_model(
     assert status == 200 and videos["videos"][0]["id"] == "kitchen"
 
 
-def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+def test_usage_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    from videorecap.cli import main
+
     cases = [
         ([], "give a FOLDER"),
         ([str(tmp_path / "nowhere")], "no such folder"),
         (["--llm", "http://127.0.0.1:9/v1", "--text-model", str(tmp_path)], "give a FOLDER too"),
     ]
     for args, message in cases:
-        r = subprocess.run(
-            [sys.executable, "-m", "videorecap", "serve", *args, "--port", "0"],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, OMP_NUM_THREADS="1"),
-            timeout=120,
-        )
-        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert main(["serve", *args, "--port", "0"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
 
 
 def test_bad_ports_and_hosts_are_one_line_before_any_work(tmp_path: Path, capsys) -> None:

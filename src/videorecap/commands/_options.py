@@ -553,12 +553,13 @@ def add_precision_argument(
         return text
 
     default = env or "auto"
+    more = f"; also {', '.join(extra)} on a GPU" if extra else ""  # features keeps fp16, as it did before
     parser.add_argument(
         "--precision",
         type=precision,
         default=default,
-        metavar="|".join(PRECISIONS),  # features also takes fp16 (on a GPU), as it did before
-        help=f"{PRECISION_HELP} (default: {default})",
+        metavar="|".join(choices),
+        help=f"{PRECISION_HELP}{more} (default: {default})",
     )
 
 

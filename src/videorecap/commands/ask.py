@@ -31,6 +31,7 @@ from typing import Any
 from videorecap.commands._options import (
     add_llm_arguments,
     add_output_argument,
+    add_wait_argument,
     check_llm_arguments,
     open_llm_backend,
     positive_int,
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "subset_answers.json beside the questions when there is one, and any `answer` field in the rows",
     )
     add_output_argument(g, "results.json and the resume store (.cache/); needed with --questions")
+    add_wait_argument(g)
     g.add_argument(
         "--batch-size", type=positive_int, default=16, metavar="N", help="questions per batch (default: %(default)s)"
     )
@@ -185,8 +187,9 @@ def _check_mode(args: argparse.Namespace) -> str:
         return "many"
     if args.captions is None or args.question is None:
         raise InputError("give CAPTIONS.json and a QUESTION (or --questions FILE --captions DIR)")
-    if args.output is not None:
-        raise InputError("-o is for --questions; one question is answered on the terminal")
+    for flag, given in (("-o", args.output is not None), ("--wait", args.wait)):
+        if given:
+            raise InputError(f"{flag} is for --questions; one question is answered on the terminal")
     return "one"
 
 
@@ -240,7 +243,7 @@ def _run_many(args: argparse.Namespace) -> int:
         answers_file = args.questions.parent / "subset_answers.json"
     answers = egoschema.load_answers(answers_file, questions) if answers_file is not None else {}
     out = prepare_output_dir(args.output)
-    with output_lock(out):
+    with output_lock(out, wait=args.wait):
         answerer, who = _answerer(args, opts, prompt, out / ".cache" / "llm")
         embed = _embeddings()
         s = egoschema.run_questions(

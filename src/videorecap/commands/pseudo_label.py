@@ -27,6 +27,7 @@ from videorecap.commands._options import (
     add_device_argument,
     add_llm_arguments,
     add_output_argument,
+    add_wait_argument,
     check_llm_arguments,
     open_llm_backend,
     positive_int,
@@ -69,11 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="clips per captioning batch")
     add_device_argument(parser, "cpu")
+    add_wait_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from videorecap.llm.prompts import load_prompt
+    from videorecap.lock import output_lock
     from videorecap.train.pseudo_label import check_level_options, pseudo_label
 
     check_level_options(args.level, args.clip_model, args.clip_features)  # before the text model loads
@@ -81,24 +84,25 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.output)
     prompt = load_prompt(args.prompt) if args.prompt is not None else None
     device = args.device or "cpu"
-    backend = open_llm_backend(args, out / ".cache" / "llm", device=device)
-    result = pseudo_label(
-        args.data,
-        args.level,
-        backend,
-        out,
-        split=args.split,
-        prompt=prompt,
-        max_tokens=args.answer_tokens,
-        segment_seconds=args.segment_seconds,
-        clip_model=args.clip_model,
-        features=args.features,
-        clip_features=args.clip_features,
-        videos=args.videos,
-        batch_size=args.batch_size,
-        device=device,
-        progress=not args.no_progress,
-    )
+    with output_lock(out, wait=args.wait):  # one job per folder: two runs would write the same files
+        backend = open_llm_backend(args, out / ".cache" / "llm", device=device)
+        result = pseudo_label(
+            args.data,
+            args.level,
+            backend,
+            out,
+            split=args.split,
+            prompt=prompt,
+            max_tokens=args.answer_tokens,
+            segment_seconds=args.segment_seconds,
+            clip_model=args.clip_model,
+            features=args.features,
+            clip_features=args.clip_features,
+            videos=args.videos,
+            batch_size=args.batch_size,
+            device=device,
+            progress=not args.no_progress,
+        )
     for line in result.skipped:
         print(f"skipped {line}", file=sys.stderr)
     print(f"{result.rows} pseudo-labelled {args.level} rows in {result.path}", file=sys.stderr)
