@@ -91,6 +91,7 @@ def test_shared_options_have_one_spelling_and_one_help():
         "--precision": (["--precision"], "auto|fp32|fp32-onednn|bf16|int8", _options.PRECISION_HELP),
         "--compile": (["--compile"], None, "compile the video encoder"),
         "--original-settings": (["--original-settings"], None, _options.ORIGINAL_SETTINGS_HELP + ": "),
+        "--wait": (["--wait"], None, "when another job is writing the output folder, wait for it"),
     }
     for flag, (strings, metavar, help_start) in shared.items():
         for name, parser in _parsers().items():

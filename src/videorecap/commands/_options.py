@@ -558,7 +558,7 @@ def add_precision_argument(
         "--precision",
         type=precision,
         default=default,
-        metavar="|".join(choices),
+        metavar="|".join(PRECISIONS),  # one spelling on every command; `more` names the extra values
         help=f"{PRECISION_HELP}{more} (default: {default})",
     )
 
