@@ -15,7 +15,8 @@ format. Anything else is a new key, hence a new compile, never a wrong package.
 
 The cache is `$VIDEORECAP_CACHE_DIR/compiled/`, by default `$XDG_CACHE_HOME/videorecap` (`~/.cache/videorecap`).
 Entries are written atomically, one process compiles a key while the others that need it wait for its package (a
-file lock beside it), and an entry that does not load is compiled again. Every new key (a new PyTorch, a new version
+file lock beside it), and an entry that does not load is compiled again. Only compiling needs a C++ compiler: a
+machine without one loads the packages a cache shared with (or copied from) a machine of the same kind holds. Every new key (a new PyTorch, a new version
 of this package's model code) is a new entry of a few MB, so each compile also removes the entries no run has loaded
 for `STALE_DAYS` days (a load renews an entry's date), and what a killed compile left behind.
 """
