@@ -16,9 +16,10 @@ format. Anything else is a new key, hence a new compile, never a wrong package.
 The cache is `$VIDEORECAP_CACHE_DIR/compiled/`, by default `$XDG_CACHE_HOME/videorecap` (`~/.cache/videorecap`).
 Entries are written atomically, one process compiles a key while the others that need it wait for its package (a
 file lock beside it), and an entry that does not load is compiled again. Only compiling needs a C++ compiler: a
-machine without one loads the packages a cache shared with (or copied from) a machine of the same kind holds. Every new key (a new PyTorch, a new version
-of this package's model code) is a new entry of a few MB, so each compile also removes the entries no run has loaded
-for `STALE_DAYS` days (a load renews an entry's date), and what a killed compile left behind.
+machine without one loads the packages a cache shared with (or copied from) a machine of the same kind holds. Every
+new key (a new PyTorch, a new version of this package's model code) is a new entry of a few MB, so each compile also
+removes the entries no run has loaded for `STALE_DAYS` days (a load renews an entry's date), and what a killed compile
+left behind.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def check_compile(precision: str, device: torch.device) -> None:
     if precision == "int8":
         raise InputError("--compile does not apply to --precision int8 (its quantized layers do not compile); leave "
                          "one of them out")  # fmt: skip
-    if device.type == "cpu" and cpp_compiler() is None and not os.environ.get(CXX_ENV, "").strip():
+    if device.type == "cpu" and cpp_compiler() is None and not _named_compiler():
         if _packages_for(device, cache_dir() / "compiled"):
             return
     check_compiler(device)
@@ -81,13 +82,18 @@ CXX_ENV = "CXX"
 CXX_NAMES = ("g++", "c++", "clang++")  # looked for on PATH in this order when $CXX is not set
 
 
+def _named_compiler() -> str:
+    """`$CXX`, stripped ("" when unset)."""
+    return os.environ.get(CXX_ENV, "").strip()
+
+
 def cpp_compiler() -> str | None:
     """The C++ compiler `--compile` hands to Inductor: `$CXX` when set (a name on PATH or a path), else the first of
     g++, c++ and clang++ on PATH; None when there is none.
 
     Inductor itself would run only `$CXX` or `g++`, so a machine with only clang++ (or only `c++`) could not compile
     although it has a compiler: `_compile` passes this one to it."""
-    named = os.environ.get(CXX_ENV, "").strip()
+    named = _named_compiler()
     if named:
         return shutil.which(named)
     return next((found for c in CXX_NAMES if (found := shutil.which(c))), None)
@@ -121,7 +127,7 @@ def check_compiler(device: torch.device) -> str | None:
     if device.type != "cpu":
         return None
     found = cpp_compiler()
-    named = os.environ.get(CXX_ENV, "").strip()
+    named = _named_compiler()
     if found is None and named:
         raise InputError(f"--compile: ${CXX_ENV} is {named!r}, which is not a program on PATH; set it to a C++ "
                          "compiler (g++ or clang++) or unset it")  # fmt: skip
