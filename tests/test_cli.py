@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from videorecap import cli
+from videorecap.commands import _options
 
 
 def test_every_command_exists_and_has_help(capsys):
@@ -131,6 +132,16 @@ def test_threads_before_or_after_the_command(monkeypatch):
     for name in cli.COMPUTING:
         assert "--threads" in parser._subparsers._group_actions[0].choices[name].format_help(), name
     assert _exit_code(["caption", "v.mp4", "-o", "o", "--threads", "0"]) == 2
+    # thousands of threads hang or crash OpenMP (and thousands of loader processes stall the machine): a usage error
+    cap = _options.PER_CORE_MAX * runtime.cpu_count()
+    assert parser.parse_args(["caption", "v.mp4", "-o", "o", "--threads", str(cap)]).threads == cap
+    for argv in (["--threads", str(cap + 1), "caption", "v.mp4", "-o", "o"],
+                 ["caption", "v.mp4", "-o", "o", "--threads", "100000"],
+                 ["evaluate", "m", "d", "-o", "o", "--workers", str(cap + 1)]):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(argv)
+        assert e.value.code == 2
+    assert parser.parse_args(["evaluate", "m", "d", "-o", "o", "--workers", "0"]).workers == 0
     # every computing command applies the setting once, before it starts (here: then fails on the missing video)
     assert cli.main(["--threads", "2", "caption", "missing.mp4", "-o", "o", "--model", "m"]) == 2
     assert seen == [2]

@@ -119,7 +119,7 @@ def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     from videorecap import __version__
-    from videorecap.commands._options import DEVICE_HELP, THREADS_HELP, add_threads_argument, device_name, positive_int
+    from videorecap.commands._options import DEVICE_HELP, THREADS_HELP, add_threads_argument, device_name, thread_count
 
     parser = _Parser(
         prog="videorecap",
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"videorecap {__version__}")
     _add_global_arguments(parser, after=False)
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help=THREADS_HELP)
+    parser.add_argument("--threads", type=thread_count, default=None, metavar="N", help=THREADS_HELP)
     device = parser.add_argument("--device", type=device_name, default=None, metavar="DEVICE")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

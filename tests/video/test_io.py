@@ -152,3 +152,6 @@ def test_collect_videos(tmp_path: Path) -> None:
     lst.write_text("# nothing\n")
     with pytest.raises(InputError, match="no input videos"):
         collect_videos([lst])
+    lst.write_bytes(b"\xff\xfe\x00b.mp4\n")  # a binary file named like a list (or a list in UTF-16)
+    with pytest.raises(InputError, match=r"list.txt: not a list of videos \(not UTF-8 text: byte 0\)"):
+        collect_videos([lst])

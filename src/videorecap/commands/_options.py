@@ -69,6 +69,35 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+PER_CORE_MAX = 4  # threads or worker processes per usable core that --threads and --workers accept
+
+
+def per_core_count(text: str, *, minimum: int = 1) -> int:
+    """An integer from `minimum` to PER_CORE_MAX per usable core (`runtime.cpu_count`): --threads and --workers.
+    Thousands of OpenMP threads hang or crash the process, and thousands of loader processes stall the machine; more
+    than a few per core only wait for each other."""
+    from videorecap.runtime import cpu_count
+
+    value = positive_int(text) if minimum == 1 else nonnegative_int(text)
+    cores = cpu_count()
+    if value > PER_CORE_MAX * cores:
+        raise argparse.ArgumentTypeError(
+            f"{value} is more than {PER_CORE_MAX} per core: at most {PER_CORE_MAX * cores} on the {cores} "
+            f"core{'s' if cores != 1 else ''} this process may use"
+        )
+    return value
+
+
+def thread_count(text: str) -> int:
+    """--threads N: 1 to PER_CORE_MAX per usable core."""
+    return per_core_count(text)
+
+
+def worker_count(text: str) -> int:
+    """--workers N: 0 (load in the main process) to PER_CORE_MAX per usable core."""
+    return per_core_count(text, minimum=0)
+
+
 def port_number(text: str) -> int:
     """A TCP port, 0-65535 (0: any free port; the server prints the one it got). Every flag that takes a port."""
     value = int(_number(text, int))
@@ -366,7 +395,7 @@ def add_original_settings_argument(parser: argparse.ArgumentParser | argparse._A
 
 def add_threads_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--threads N on a command; SUPPRESS keeps the value given before the command when it is not repeated."""
-    parser.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
+    parser.add_argument("--threads", type=thread_count, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
 
 
 def add_recursive_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -45,10 +45,10 @@ from videorecap.commands._options import (
     check_compile_arguments,
     compile_clip_encoder,
     field_default,
-    nonnegative_int,
     positive_float,
     positive_int,
     prepare_output_dir,
+    worker_count,
 )
 from videorecap.errors import InputError
 from videorecap.levelio import max_tokens_overrides
@@ -99,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("running")
     batch, workers = _default("batch_size"), _default("num_workers")
     r.add_argument("--batch-size", type=positive_int, default=batch, help=f"items per batch (default: {batch})")
-    r.add_argument("--workers", type=nonnegative_int, default=workers,
+    r.add_argument("--workers", type=worker_count, default=workers,
                    help=f"background data loading workers (default: {workers})")  # fmt: skip
     r.add_argument("--tokenizer", help="tokenizer folder, for a checkpoint without tokenizer.json")
     add_device_argument(r, "this process's GPU when there is one, else cpu")

@@ -123,7 +123,13 @@ def collect_videos(inputs: Sequence[str | os.PathLike[str]], recursive: bool = F
         if p.is_dir():
             out += _folder_videos(p, recursive)
         elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
-            for line_no, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                text = p.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{p}: not a list of videos (not UTF-8 text: byte {e.start})") from None
+            except OSError as e:
+                raise InputError(f"{p}: cannot be read ({e.strerror or e})") from None
+            for line_no, line in enumerate(text.splitlines(), 1):
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
