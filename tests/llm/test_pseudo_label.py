@@ -127,6 +127,29 @@ def test_a_folder_another_job_holds_is_refused_or_waited_for(hcap_data, fault_se
     assert len(hcap.load_segments(out / "segments_train_pseudo.pkl")) == 4
 
 
+def test_a_wrong_data_folder_or_split_is_one_line_and_leaves_no_output_folder(hcap_data, tmp_path, capsys):
+    ann = partly_labelled(hcap_data, tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    broken = tmp_path / "broken"
+    shutil.copytree(ann, broken)
+    (broken / "clips_train.pkl").write_bytes(b"")
+    cases = [
+        ([str(tmp_path / "empty")], "no train videos named"),
+        ([str(tmp_path / "file.txt")], "no such folder"),
+        ([str(ann), "--split", "foo"], "no foo videos named"),
+        ([str(broken)], "clips_train.pkl"),
+        ([str(ann), "--features", str(tmp_path / "file.txt")], "--features"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "labels"
+        argv = ["pseudo-label", *args, "--level", "segment", "-o", str(out), "--llm", "http://127.0.0.1:9/v1"]
+        assert main(argv) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (args, err)
+        assert not out.exists(), args
+
+
 def test_unlabelled_clips_are_captioned_by_the_clip_model(hcap_data, text_model_dir, tmp_path, capsys):
     from _helpers import tiny_recap
     from traindata import corpus

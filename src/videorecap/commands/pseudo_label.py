@@ -77,12 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from videorecap.llm.prompts import load_prompt
     from videorecap.lock import output_lock
-    from videorecap.train.pseudo_label import check_level_options, pseudo_label
+    from videorecap.train.pseudo_label import check_level_options, pseudo_label, read_split
 
     check_level_options(args.level, args.clip_model, args.clip_features)  # before the text model loads
     check_llm_arguments(args)
-    out = prepare_output_dir(args.output)
     prompt = load_prompt(args.prompt) if args.prompt is not None else None
+    # the split is read before the output folder is made: a wrong folder or split leaves nothing behind
+    inputs = read_split(args.data, args.split, features=args.features, videos=args.videos,
+                        clip_features=args.clip_features)  # fmt: skip
+    out = prepare_output_dir(args.output)
     device = args.device or "cpu"
     with output_lock(out, wait=args.wait):  # one job per folder: two runs would write the same files
         backend = open_llm_backend(args, out / ".cache" / "llm", device=device)
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
             progress=not args.no_progress,
+            inputs=inputs,
         )
     for line in result.skipped:
         print(f"skipped {line}", file=sys.stderr)

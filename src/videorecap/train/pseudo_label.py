@@ -161,6 +161,48 @@ def check_level_options(level: str, clip_model: object = None, clip_features: ob
                          "segment descriptions")  # fmt: skip
 
 
+@dataclass
+class SplitInputs:
+    """What `pseudo_label` reads of a split before it asks anything (`read_split`): its annotation rows by level
+    and the length of every video to label."""
+
+    ann: dict[str, list[Any]]
+    durations: dict[str, float]
+
+
+def read_split(
+    data_dir: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    features: str | os.PathLike[str] | None = None,
+    videos: str | os.PathLike[str] | None = None,
+    clip_features: str | os.PathLike[str] | None = None,
+    video_ext: str = ".mp4",
+) -> SplitInputs:
+    """The split's annotations and videos, checked: the CLI calls it before it makes the output folder, so that a
+    wrong folder or split is one line and leaves nothing behind.
+
+    Raises:
+        InputError: `data_dir` or a given folder is not a folder.
+        DataError: an annotation file does not load, or the split names no video.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such folder; give the folder of the annotation files")
+    for flag, folder in (("--features", features), ("--videos", videos), ("--clip-features", clip_features)):
+        if folder is not None and not Path(folder).is_dir():
+            raise InputError(f"{flag} {folder}: no such folder")
+    ann = _annotations(data_dir, split)
+    feats = Path(features) if features is not None else None
+    vdir = Path(videos) if videos is not None else None
+    durations = video_durations(ann, feats, vdir, video_ext, 4.0)
+    for vid in _other_splits_videos(data_dir, split):  # a folder of features or videos holds every split's
+        durations.pop(vid, None)
+    if not durations:
+        raise DataError(f"{data_dir}: no {split} videos named in clips/segments/videos_{split} files or given folders")
+    return SplitInputs(ann, durations)
+
+
 def pseudo_label(
     data_dir: str | os.PathLike[str],
     level: str,
@@ -179,20 +221,17 @@ def pseudo_label(
     batch_size: int = 16,
     device: str = "cpu",
     progress: bool = False,
+    inputs: SplitInputs | None = None,
 ) -> PseudoLabelResult:
-    """Write the pseudo-labels of `level` for `data_dir`'s split into `out_dir` (see the module docstring)."""
+    """Write the pseudo-labels of `level` for `data_dir`'s split into `out_dir` (see the module docstring).
+    `inputs`: the split as `read_split` gave it (read here when None)."""
     check_level_options(level, clip_model, clip_features)
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: no such folder; give the folder of the annotation files")
-    ann = _annotations(data_dir, split)
-    feats = Path(features) if features is not None else None
+    out_dir = Path(out_dir)
+    if inputs is None:
+        inputs = read_split(data_dir, split, features=features, videos=videos, clip_features=clip_features,
+                            video_ext=video_ext)  # fmt: skip
+    ann, durations = inputs.ann, inputs.durations
     vdir = Path(videos) if videos is not None else None
-    durations = video_durations(ann, feats, vdir, video_ext, 4.0)
-    for vid in _other_splits_videos(data_dir, split):  # a folder of features or videos holds every split's
-        durations.pop(vid, None)
-    if not durations:
-        raise DataError(f"{data_dir}: no {split} videos named in clips/segments/videos_{split} files or given folders")
     prompt = choose_prompt(level, backend, prompt)
     if level == "segment":
         rows, skipped, generated = _segment_rows(
