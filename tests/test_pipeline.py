@@ -127,6 +127,10 @@ def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
     np.testing.assert_array_equal(seen[0][0].numpy(), expected)
     with pytest.raises(InputError, match="no precomputed features"):
         caption_video(video, captioner, CaptionOptions(features_dir=tmp_path / "none"))
+    feats[3, 5] = np.nan  # a damaged file: its NaN would give empty captions above it, without a word
+    np.save(tmp_path / "kitchen.npy", feats)
+    with pytest.raises(InputError, match="kitchen.npy: holds NaN or infinite values"):
+        caption_video(video, captioner, CaptionOptions(levels=("clip", "segment"), features_dir=tmp_path))
 
 
 def test_num_features_option_reaches_the_sampling_not_the_model(captioner, video, tmp_path, monkeypatch):

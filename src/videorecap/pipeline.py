@@ -486,6 +486,8 @@ class _Run:
         width = self.cap.model(self.opts.levels[-1]).config.encoder.width
         if feats.shape[1] != width:
             raise InputError(f"{f}: features of width {feats.shape[1]}, but the model reads {width}-wide features")
+        if not np.isfinite(feats).all():  # NaN would give empty captions above it, without a word
+            raise InputError(f"{f}: holds NaN or infinite values; compute the features again")
         return feats.astype(np.float32, copy=False)
 
     # -- segment and video levels: the hierarchy engine -------------------------------------------------------------

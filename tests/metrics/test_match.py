@@ -1,11 +1,12 @@
 """Loading caption files of every supported format and matching predictions to references."""
 
 import json
+import pickle
 
 import pytest
 
 from videorecap.data import hcap
-from videorecap.errors import InputError
+from videorecap.errors import DataError, InputError
 from videorecap.metrics.match import CaptionItem, load_items, match_items
 from videorecap.results import Caption, CaptionResult, VideoMeta
 
@@ -82,6 +83,10 @@ def test_load_captions_json_and_a_folder_of_them(tmp_path):
     folder = load_items(tmp_path / "run")
     assert {i.video_id for i in folder.items} == {"v1", "v2"} and len(folder.items) == 10
     assert folder.skipped_files == [str(tmp_path / "run" / "meta.json")]
+    # a caption run's own stores (hidden folders) are not captions, and not "skipped" either
+    (tmp_path / "run" / "v1" / ".cache").mkdir()
+    (tmp_path / "run" / "v1" / ".cache" / "store.json").write_text('{"fingerprint": {}}')
+    assert load_items(tmp_path / "run").skipped_files == [str(tmp_path / "run" / "meta.json")]
 
 
 def test_load_hcap_files_and_jsonl(tmp_path):
@@ -124,3 +129,12 @@ def test_bad_files_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no captions.json"):
         load_items(tmp_path / "empty")
+    # times that are not finite numbers would match every window or none
+    hcap_rows = {"nan.pkl": [("v", float("nan"), 4.0, "a")], "inf.pkl": [("v", 0.0, float("inf"), "a")]}
+    for name, rows in hcap_rows.items():
+        (tmp_path / name).write_bytes(pickle.dumps(rows))
+        with pytest.raises(DataError, match=f"{name}.*start and end must be numbers"):
+            load_items(tmp_path / name)
+    (tmp_path / "none.pkl").write_bytes(pickle.dumps([("v", 0.0, 4.0, None)]))
+    with pytest.raises(DataError, match=r"a 4-item clip row is \(vid, start, end, caption text\) or"):
+        load_items(tmp_path / "none.pkl")

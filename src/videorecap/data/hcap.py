@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import pickle
 from collections.abc import Callable, Iterable, Sequence
@@ -180,7 +181,8 @@ def _expect_list(obj: Any, path: str | os.PathLike[str], what: str) -> list[Any]
 
 
 def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite int or float (not a bool): NaN or infinite times would match every window or none, silently."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # ---- clips -----------------------------------------------------------------------------------------------------
@@ -196,6 +198,9 @@ def parse_clip_row(row: Any, *, where: str = "row") -> ClipRow:
     elif isinstance(row[3], str):
         sid, start, end, caption = None, row[1], row[2], row[3]
     else:  # (vid, sid, start, end): the feature-extraction variant
+        if not (_is_num(row[2]) and _is_num(row[3])):  # neither form: say both, not "start and end" of the wrong one
+            raise DataError(f"{where}: a 4-item clip row is (vid, start, end, caption text) or (vid, sid, start, end); "
+                            f"found {row!r}"[:300])  # fmt: skip
         sid, start, end, caption = str(row[1]), row[2], row[3], None
     if not (_is_num(start) and _is_num(end)):
         raise DataError(f"{where}: start and end must be numbers, found {start!r} and {end!r}")

@@ -166,7 +166,9 @@ def load_items(path: str | os.PathLike[str]) -> LoadedItems:
     path = Path(path)
     out = LoadedItems()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl"))
+        # hidden folders (.cache, .videorecap-search) hold this tool's own stores, never captions to score
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl")
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))  # fmt: skip
         for f in files:
             if f.suffix == ".json":
                 obj = _read_json(f)
