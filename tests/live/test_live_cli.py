@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,6 +232,48 @@ def test_capture_sources_are_checked_before_the_models_load(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "Traceback" not in err[0], err
         assert not (out / "captions.json").exists()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_damaged_session_folder_is_one_line_on_resume_and_left_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    from videorecap.video.testing import make_video
+
+    src = make_video(tmp_path / "v.mp4", duration=6.0, fps=4.0)
+    session = tmp_path / "session"
+    argv = ["live", str(src), "--model", "recap-synth", "-o", str(session), "--levels", "clip", "--no-status"]
+    assert main([*argv, "--idle", "1"]) == 0
+    request.getfixturevalue("models_must_not_load")  # every damage below is found before the models load
+    stored = json.loads((session / "session.json").read_text())
+    log = (session / "live.jsonl").read_text().splitlines(keepends=True)
+    cases = [
+        ("session.json", "[]", "it holds an array, not an object"),
+        ("session.json", json.dumps({**stored, "source": None}), "'source' is null, not the SOURCE text"),
+        ("live.jsonl", "garbage\n", "line 1 is not an event"),
+        ("live.jsonl", "garbage", "line 1 is not an event"),  # no newline, yet no cut line: that starts with {
+        ("live.jsonl", "".join([log[0], "garbage\n", *log[1:]]), "line 2 is not an event"),
+    ]
+    capsys.readouterr()
+    for i, (name, text, problem) in enumerate(cases):
+        out = Path(shutil.copytree(session, tmp_path / f"damaged{i}"))
+        (out / name).write_text(text)
+        before = _files(out)
+        assert main(["live", "--resume", str(out), "--no-status"]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"videorecap live: error: {out / name}: damaged: {problem}"), err
+        assert _files(out) == before  # nothing written, nothing cut
+    # a last line cut by a kill is still no damage: it is left out (and cut from the file when the session runs)
+    from videorecap.live.session import read_log
+
+    whole = "".join(log[:-1])
+    (session / "live.jsonl").write_text(whole + log[-1][:15])
+    events, complete = read_log(session)
+    assert [e["event"] for e in events] == [json.loads(x)["event"] for x in log[:-1]]
+    assert complete == len(whole.encode())
 
 
 @pytest.fixture

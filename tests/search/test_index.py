@@ -56,6 +56,11 @@ def test_corpus_reads_every_captions_file_and_skips_the_rest(tmp_path: Path) -> 
         (1, "clip", "C closes the fridge"),
     ]
     assert len(corpus.skipped) == 1 and "bad/captions.json" in corpus.skipped[0]
+    # a file named captions.json that is not one (or is damaged into valid JSON) is said too, not passed over
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "captions.json").write_text("[]")
+    corpus = load_corpus(tmp_path)
+    assert len(corpus.skipped) == 2 and "list/captions.json: not a captions file" in corpus.skipped[1]
 
 
 def test_incremental_and_rebuilt_when_captions_change(tmp_path: Path, embedder) -> None:
@@ -126,6 +131,22 @@ def test_a_build_killed_midway_keeps_what_was_done_and_leaves_no_partial_file(tm
     rows = embeddings(corpus, counting)
     assert counting.calls and len(_stored(root)) == 3
     assert np.abs(rows - embedder.embed([d.text for d in corpus.docs])).max() < 2e-3
+
+
+@pytest.mark.parametrize("keep", [0, 10, 200], ids=["empty", "cut-in-header", "cut-in-data"])
+def test_an_empty_or_cut_stored_file_is_computed_again(tmp_path: Path, embedder, caplog, keep: int) -> None:
+    root = synth_folder(tmp_path, 1)
+    corpus = load_corpus(root)
+    first = embeddings(corpus, embedder)
+    stored = _stored(root)[0]
+    whole = stored.read_bytes()
+    with open(stored, "r+b") as f:  # a full disk, or a copy cut short
+        f.truncate(keep)
+    counting = Counting(embedder)
+    rows = embeddings(load_corpus(root), counting)
+    assert counting.calls and "unreadable" in caplog.text and "computing it again" in caplog.text
+    np.testing.assert_array_equal(rows, first)
+    assert stored.read_bytes() == whole  # stored whole again
 
 
 def test_a_temp_file_left_by_a_killed_writer_is_cleaned(tmp_path: Path, embedder) -> None:

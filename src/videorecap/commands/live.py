@@ -167,17 +167,23 @@ def run(args: argparse.Namespace) -> int:
 def _resumed(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:
     """--resume OUT: the session's folder, its levels and device; the models of the session unless given again."""
     from videorecap import distributed
-    from videorecap.live.session import read_session
+    from videorecap.live.session import SESSION_FILE, read_log, read_session, stored_options
+    from videorecap.live.source import parse_source
 
     if args.source is not None or args.output is not None:
         raise InputError("--resume OUT continues a session: give no SOURCE and no -o")
     out = args.resume
     stored = read_session(out)
+    opts = stored_options(stored, out / SESSION_FILE)
+    # a damaged live.jsonl, or a source that is gone, is one line now: before the models load, with the folder as
+    # it was (the session reads both again when it starts)
+    read_log(out)
+    parse_source(stored["source"], opts.format)
     for k in _MODEL_FLAGS:
         if getattr(args, k) is None:
             setattr(args, k, stored.get("model", {}).get(k))
-    device = args.device or stored["options"].get("device") or distributed.default_device()
-    return out, None, stored["options"]["levels"], device
+    device = args.device or opts.device or distributed.default_device()
+    return out, None, opts.levels, device
 
 
 def _new_session(args: argparse.Namespace) -> tuple[Path, Any, Any, str]:

@@ -126,11 +126,8 @@ class LiveSession:
         self.resume = resume
         if resume:
             stored = read_session(self.out)
-            self.source = parse_source(stored["source"], stored["options"].get("format"))
-            opts = dict(stored["options"])
-            opts["decode"] = DecodeConfig(**opts["decode"])
-            opts["levels"] = tuple(opts["levels"])
-            self.opts = LiveOptions(**opts)
+            self.opts = stored_options(stored, self.out / SESSION_FILE)
+            self.source = parse_source(stored["source"], self.opts.format)
             self.session = stored
         else:
             if source is None:
@@ -216,8 +213,12 @@ class LiveSession:
 
     def run(self) -> SessionEnd:
         self.out.mkdir(parents=True, exist_ok=True)
+        # a damaged log is found before the store opens or the log is cut: the folder is left as it was
+        logged, complete = read_log(self.out) if self.resume else ([], None)
         self._open_store()
-        logged = self._read_log() if self.resume else []
+        if complete is not None and complete < (self.out / EVENTS_FILE).stat().st_size:
+            with open(self.out / EVENTS_FILE, "r+b") as f:
+                f.truncate(complete)  # the last line was cut by a kill: this part's events follow the whole ones
         if any(e.get("event") == "end" for e in logged[-1:]):
             raise InputError(f"{self.out}: the session already ended; its outputs are complete (nothing to resume)")
         self.part = 1 + max((e.get("part", 0) for e in logged if e.get("event") == "start"), default=0)
@@ -271,22 +272,6 @@ class LiveSession:
                 raise InputError(f"--resume {self.out}: the session was made with other models or settings; resume "
                                  "it with the same ones (leave out --model to use the session's)")  # fmt: skip
         self.store = Store.open(self.out / ".cache", fp)
-
-    def _read_log(self) -> list[dict[str, Any]]:
-        """The events of live.jsonl; a last line cut by a kill is removed from the file."""
-        p = self.out / EVENTS_FILE
-        if not p.is_file():
-            raise InputError(f"{self.out}: no {EVENTS_FILE}: not a live session folder")
-        data = p.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        if cut < len(data):
-            with open(p, "r+b") as f:
-                f.truncate(cut)
-        events = []
-        for line in data[:cut].splitlines():
-            if line.strip():
-                events.append(json.loads(line))
-        return events
 
     def _max_tokens(self, level: str) -> int:
         return level_max_tokens(self.cap, level, self._copts)
@@ -707,11 +692,127 @@ def _options_dict(opts: LiveOptions) -> dict[str, Any]:
 
 
 def read_session(out: Path) -> dict[str, Any]:
-    """session.json of a live session folder."""
+    """session.json of a live session folder, checked as far as `--resume` uses it: a damaged file is one line
+    (InputError) before any model loads, not a crash part-way into the resume."""
     p = out / SESSION_FILE
     if not p.is_file():
         raise InputError(f"--resume {out}: no {SESSION_FILE}: not a live session folder")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        stored = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
         raise InputError(f"{p}: unreadable ({e})") from None
+    problem = _session_problem(stored)
+    if problem is not None:
+        raise InputError(f"{p}: damaged: {problem}")
+    stored_options(stored, p)  # options it cannot run with: found now too
+    return stored
+
+
+def _json_kind(value: Any) -> str:
+    """JSON's name for the type of `value` (what a user sees in the file)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _session_problem(stored: Any) -> str | None:
+    """What is wrong with the fields of a parsed session.json that a resume reads, or None."""
+    if not isinstance(stored, dict):
+        return f"it holds {_json_kind(stored)}, not an object"
+    if not isinstance(stored.get("source"), str) or not stored["source"]:
+        return f"'source' is {_json_kind(stored.get('source'))}, not the SOURCE text"
+    expected: tuple[tuple[str, type | tuple[type, ...], bool, str], ...] = (
+        ("options", dict, True, "an object"),
+        ("parts", list, True, "an array"),
+        ("model", dict, False, "an object"),
+        ("meta", (dict, type(None)), False, "an object"),
+        ("base", (int, float, type(None)), False, "a number"),
+    )
+    for key, kind, required, what in expected:
+        if key not in stored:
+            if required:
+                return f"no '{key}'"
+            continue
+        if not isinstance(stored[key], kind) or isinstance(stored[key], bool):
+            return f"'{key}' is {_json_kind(stored[key])}, not {what}"
+    for k, v in stored.get("model", {}).items():
+        if v is not None and not isinstance(v, str):
+            return f"'model.{k}' is {_json_kind(v)}, not a path or name"
+    return None
+
+
+def stored_options(stored: dict[str, Any], path: Path) -> LiveOptions:
+    """The options of a stored session (`read_session`'s dict, read from `path`).
+
+    Raises:
+        InputError: options a session cannot run with (the file was edited or damaged).
+    """
+    opts = dict(stored["options"])
+    try:
+        decode = opts.get("decode", {})
+        if not isinstance(decode, dict):
+            raise TypeError(f"'decode' is {_json_kind(decode)}, not an object")
+        opts["decode"] = DecodeConfig(**decode)
+        if isinstance(opts.get("levels"), list):
+            opts["levels"] = tuple(opts["levels"])
+        return LiveOptions(**opts)
+    except (TypeError, ValueError, InputError) as e:
+        raise InputError(f"{path}: damaged options ({e})") from None
+
+
+# The fields of the events a resume reads (`_make_engine`, `run`), with the types they must have.
+_NUMBER = (int, float)
+_EVENT_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "start": {"part": (int,)},
+    "segment": {"start": _NUMBER, "end": _NUMBER, "text": (str,)},
+    "summary": {"after_segment": (int,)},
+}
+
+
+def read_log(out: Path) -> tuple[list[dict[str, Any]], int]:
+    """The events of `out`/live.jsonl, and how many of its bytes are whole lines. It is only read: a last line cut
+    by a kill (a prefix of an event's line) is left out of both, for the caller to cut from the file.
+
+    Raises:
+        InputError: no such file, or a damaged one (a whole line that is not an event, or garbage at its end).
+    """
+    p = out / EVENTS_FILE
+    if not p.is_file():
+        raise InputError(f"{out}: no {EVENTS_FILE}: not a live session folder")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"{p}: unreadable ({e.strerror or e})") from None
+    complete = data.rfind(b"\n") + 1
+    # every line is written as `{"event": ...}` then a newline: a kill can leave a prefix of one at the end, which
+    # starts with "{"; anything else there was not written by a session
+    if complete < len(data) and not data[complete:].startswith(b"{"):
+        last = data.count(b"\n") + 1
+        raise InputError(f'{p}: damaged: line {last} is not an event (a JSON object with an "event")')
+    events = []
+    for number, line in enumerate(data[:complete].split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except (ValueError, RecursionError):
+            ev = None
+        problem = _event_problem(ev)
+        if problem is not None:
+            # a line in the middle cannot have been cut by a kill: each one is whole before the next is written
+            raise InputError(f"{p}: damaged: line {number} {problem}")
+        events.append(ev)
+    return events, complete
+
+
+def _event_problem(ev: Any) -> str | None:
+    """What is wrong with one parsed line of live.jsonl, or None."""
+    if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
+        return 'is not an event (a JSON object with an "event")'
+    for key, kinds in _EVENT_FIELDS.get(ev["event"], {}).items():
+        if not isinstance(ev.get(key), kinds) or isinstance(ev.get(key), bool):
+            return f"is a {ev['event']} event whose '{key}' is {_json_kind(ev.get(key))}"
+    return None

@@ -140,6 +140,8 @@ def load_corpus(folder: str | os.PathLike[str]) -> Corpus:
                 corpus.skipped.append(f"{path}: cannot read it ({e})")
             continue
         if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+            if path.name == "captions.json":  # named as ours but not ours (or damaged): said, as an unreadable one
+                corpus.skipped.append(f'{path}: not a captions file of videorecap caption (no "format": {FORMAT!r})')
             continue  # some other JSON file (world.json, a store entry...)
         try:
             result = CaptionResult.from_dict(obj, str(path))
@@ -182,7 +184,9 @@ def _read_rows(path: Path, n: int, dim: int) -> np.ndarray | None:
         rows = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, MemoryError) as e:
+        # a damaged file is computed again: numpy says ValueError for garbage or a file cut after its header,
+        # EOFError for an empty one (a full disk, a copy cut short), MemoryError for a header with a huge shape
         log.warning("%s: unreadable (%s); computing it again", path, e)
         return None
     if rows.shape != (n, dim):
