@@ -247,8 +247,12 @@ def previous_text_source(level: Level, rows: Sequence[dict[str, Any]], clip_rows
     return f"mixed ({same} of {compared} rows are ground truth)"
 
 
-def _check_inputs(level: Level, rows: Sequence[Any], features: Path | None, videos: Path | None, ext: str) -> None:
-    """Fail before generating anything when an input file is missing (one line, naming the first missing file)."""
+def _check_inputs(
+    level: Level, rows: Sequence[Any], features: Path | None, videos: Path | None, ext: str, cfg: RecapConfig
+) -> None:
+    """Fail before generating anything when an input file is missing (one line, naming the first missing file), or
+    a feature file is damaged or of another width than the model of `cfg` reads (its header, read as the dataset
+    reads it: otherwise the first batch fails, after the run's resumable store is made)."""
     needed: list[Path] = []
     if level == "clip":
         if videos is not None:
@@ -276,6 +280,12 @@ def _check_inputs(level: Level, rows: Sequence[Any], features: Path | None, vide
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         what = "video" if level == "clip" and videos is not None else "feature"
         raise InputError(f"{missing[0]}: {what} file not found for the {level} level{more}")
+    if features is not None:
+        from videorecap.data.datasets import feature_width, load_npy
+
+        width = feature_width(cfg)
+        for p in dict.fromkeys(needed):
+            load_npy(p, width)  # memory-mapped: reads the header only
 
 
 def _check_previous_text(level: Level, rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -515,7 +525,7 @@ def _plan(
         raise InputError(f"{path}: no {level} items to evaluate")
     model = captioner.model(level)
     inputs, feat_dir, vid_dir = _choose_inputs(level, rows, opts, features, videos, data)
-    _check_inputs(level, rows, feat_dir, vid_dir, opts.video_ext)
+    _check_inputs(level, rows, feat_dir, vid_dir, opts.video_ext, model.config)
 
     prev = None
     cfg = model.config
@@ -686,6 +696,8 @@ def _generate(
     if level == "clip" and plan.inputs == "pixels":
         extra = {"grid_fps": opts.grid_fps, "video_ext": opts.video_ext}
     io = _level_io(cfg, opts)
+    if plan.features is not None:  # checked before the run too (`_check_inputs`); a file replaced since is caught
+        extra["width"] = datasets.feature_width(cfg)
     ds = datasets.for_config(level, plan.rows, cfg, io=io, feature_dir=plan.features, video_root=plan.videos, **extra)
     chunks = _chunks(todo, len(plan.rows), opts.batch_size)
     loader = DataLoader(

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from videorecap.config import LEVELS, Level
-from videorecap.errors import CheckpointError, InputError, VideoError
+from videorecap.errors import CheckpointError, DataError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, TextFit, VideoInput
@@ -477,15 +477,15 @@ class _Run:
         f = Path(self.opts.features_dir) / f"{self.video_id}.npy"
         if not f.is_file():
             raise InputError(f"{f}: no precomputed features for video {self.video_id}")
+        from videorecap.data.datasets import load_npy
+
+        width = self.cap.model(self.opts.levels[-1]).config.encoder.width
         try:
-            feats = np.load(f, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{f}: not a readable .npy feature file ({e})") from None
+            feats = load_npy(f, width)  # the checks of training's and evaluate's features: one place, one wording
+        except DataError as e:
+            raise InputError(str(e)) from None
         if feats.ndim != 2 or feats.shape[0] == 0:
             raise InputError(f"{f}: expected a (windows, width) array, got shape {feats.shape}")
-        width = self.cap.model(self.opts.levels[-1]).config.encoder.width
-        if feats.shape[1] != width:
-            raise InputError(f"{f}: features of width {feats.shape[1]}, but the model reads {width}-wide features")
         if not np.isfinite(feats).all():  # NaN would give empty captions above it, without a word
             raise InputError(f"{f}: holds NaN or infinite values; compute the features again")
         return feats.astype(np.float32, copy=False)

@@ -181,6 +181,36 @@ def test_user_errors_are_one_line(models, data, tmp_path, capsys, extra, message
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("level", "name", "damage", "message"),
+    [
+        ("segment", "vA.npy", b"", "vA.npy: not a readable .npy feature file (the file is empty)"),
+        ("video", "vB.npy", (5, 7), "vB.npy: features of width 7, but the model reads 32-wide features"),
+        ("clip", "vA.tokens.npy", (10, 33, 7), "vA.tokens.npy: features of width 7, but the model reads 32-wide"),
+    ],
+)
+def test_a_damaged_feature_file_is_one_line_before_anything_is_written(
+    models, data, tmp_path, capsys, level, name, damage, message
+):
+    """An empty feature file was numpy's `EOFError: No data left in file`, and one of another width torch's
+    `mat1 and mat2 shapes cannot be multiplied`, from the first batch, after `predictions_<level>.partial` was
+    made: the files are checked with the rows, before the output folder is touched."""
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    f = copy / "features" / name
+    if isinstance(damage, bytes):
+        f.write_bytes(damage)
+    else:
+        np.save(f, np.zeros(damage, np.float32))
+    out = tmp_path / "ev"
+    rc, stdout, err = run_cli(capsys, models / "recap", copy, "-o", out, "--level", level, "--metrics", "cider")
+    assert rc == 2 and stdout == ""
+    assert err.count("\n") == 1 and err.startswith(f"videorecap evaluate: error: {f.parent}/{message}")
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_a_broken_java_stops_before_the_model_loads(models, data, tmp_path, capsys, monkeypatch):
     from videorecap.pipeline import Captioner
 

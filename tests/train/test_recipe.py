@@ -107,6 +107,56 @@ def test_yaml_numbers_are_read_as_numbers_or_named(tmp_path):
         recipe_from_dict(bad)
 
 
+def test_settings_of_the_wrong_type_are_named(tmp_path, capsys):
+    """`model: null` was `AttributeError: 'NoneType' object has no attribute 'items'` from `to_dict` (with --list
+    too); strings, lists, mappings and nested settings are checked like the numbers, naming the key."""
+    for change, says in [
+        (lambda d: d.update(model=None), "recipe: model must be a mapping, got null"),
+        (lambda d: d.update(generate=None), "recipe: generate must be a mapping, got null"),
+        (lambda d: d.update(output_dir=5), "recipe: output_dir must be a string, got 5"),
+        (lambda d: d["model"].update(overrides=None), "recipe: model: overrides must be a mapping, got null"),
+        (lambda d: d["data"].update(root=["a"]), r"recipe: data: root must be a string, got \['a'\]"),
+        (lambda d: d["stages"][0].update(levels="clip"), r"stages\[0\]: levels must be a list, got 'clip'"),
+        (lambda d: d["stages"][0].update(levels=[1]), r"stages\[0\]: levels\[0\] must be a string, got 1"),
+        (lambda d: d["stages"][0].update(betas=[0.9]), r"stages\[0\]: betas must be a list of 2 items"),
+        (lambda d: d["stages"][0].update(mix={"clip": "2"}), r"stages\[0\]: mix: clip must be a whole number"),
+        (
+            lambda d: d["stages"][0].update(num_features=True),
+            r"stages\[0\]: num_features must be a mapping, a whole number or null, got True",
+        ),
+        (lambda d: d["validation"].update(metrics="cider"), "validation: metrics must be a list, got 'cider'"),
+    ]:
+        bad = tiny_recipe(tmp_path, tmp_path / "out")
+        change(bad)
+        with pytest.raises(InputError, match=says):
+            recipe_from_dict(bad)
+    # what is right still loads, a YAML number string in a list included
+    good = tiny_recipe(tmp_path, tmp_path / "out", validation=None)
+    good["stages"][0].update(betas=[0.9, "1e-3"], num_features=3, mix={"clip": 2})
+    recipe = recipe_from_dict(good)
+    assert recipe.stages[0].betas == (0.9, 0.001) and recipe.validation is None
+    # the command: one line, exit 2, with --list and without, and no run folder
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({**yaml.safe_load((CONFIGS / "recap-tiny.yaml").read_text()), "model": None}))
+    for extra in (["--list"], []):
+        assert cli_main(["train", str(p), "--data-root", str(tmp_path), "-o", str(tmp_path / "run"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err == "videorecap train: error: " + f"{p}: model must be a mapping, got null\n"
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_that_is_not_text_is_one_line(tmp_path, capsys):
+    """A video given as the recipe was a UnicodeDecodeError traceback."""
+    p = tmp_path / "clip.mp4"
+    p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="clip.mp4: not a recipe: not UTF-8 text"):
+        load_recipe(p)
+    assert cli_main(["train", str(p), "-o", str(tmp_path / "run"), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"videorecap train: error: {p}: not a recipe: not UTF-8 text\n"
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_the_recipes_device_gets_the_check_of_device(tmp_path, capsys):
     """`device: cuda` on a machine without CUDA was `AssertionError: Torch not compiled with CUDA enabled` from inside
@@ -267,6 +317,31 @@ def test_a_unified_recipe_sets_feature_counts_and_sampling_per_level(hcap_root, 
         d["stages"][0] = {"name": "all", "levels": ["clip", "segment", "video"], **bad}
         with pytest.raises(InputError, match=f"stage 'all'.*{message}"):
             recipe_from_dict(d)
+
+
+def test_a_feature_file_of_the_wrong_width_or_empty_is_named(hcap_root, tmp_path):
+    """Features of another width than the model's were `RuntimeError: mat1 and mat2 shapes cannot be multiplied`
+    from the first forward pass, and an empty file numpy's `EOFError: No data left in file`."""
+    import numpy as np
+
+    from videorecap.errors import DataError
+
+    recipe = recipe_from_dict(tiny_recipe(hcap_root, tmp_path / "run"))
+    cur = Curriculum(recipe)
+    stage = recipe.stages[1]  # segment
+    cfg = cur.base_config(stage)
+    assert cur.level_data("segment", cfg, stage).train[0]["video"].shape[-1] == cfg.encoder.width == 32
+    f = hcap_root / "features" / "train0.npy"
+    np.save(f, np.zeros((6, 7), np.float32))
+    with pytest.raises(DataError, match="train0.npy: features of width 7, but the model reads 32-wide features"):
+        cur.level_data("segment", cfg, stage).train[0]
+    f.write_bytes(b"")
+    with pytest.raises(DataError, match="train0.npy: not a readable .npy feature file \\(the file is empty\\)"):
+        cur.level_data("segment", cfg, stage).train[0]
+    # the clip level's all-token features too
+    np.save(hcap_root / "clip_features" / "train0.tokens.npy", np.zeros((6, 2, 7), np.float32))
+    with pytest.raises(DataError, match="train0.tokens.npy: features of width 7, but the model reads 32-wide"):
+        cur.level_data("clip", cur.base_config(recipe.stages[0]), recipe.stages[0]).train[0]
 
 
 def test_training_options_come_from_the_recipe_not_the_model_config(hcap_root, tmp_path):

@@ -56,17 +56,27 @@ def _rows(rows: Rows, level: Level) -> list[Any]:
     return [hcap.check_row(level, r, where=f"{level} row {i}") for i, r in enumerate(rows)]
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """A feature file, memory-mapped; a clear DataError when it is missing or not a float array."""
+def load_npy(path: Path, width: int | None = None) -> np.ndarray:
+    """A feature file, memory-mapped; a clear DataError when it is missing or not a float array, or, given the
+    model's feature `width`, when its rows are another width (which torch reports only as a matmul's shapes)."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: feature file not found") from None
+    except EOFError:  # numpy's word for an empty file
+        raise DataError(f"{path}: not a readable .npy feature file (the file is empty)") from None
     except (ValueError, OSError) as e:
         raise DataError(f"{path}: not a readable .npy feature file ({e})") from None
     if arr.dtype.kind != "f" or arr.ndim < 2:
         raise DataError(f"{path}: expected a float array of shape (N, C), found {arr.dtype} {arr.shape}")
+    if width is not None and arr.shape[-1] != width:
+        raise DataError(f"{path}: features of width {arr.shape[-1]}, but the model reads {width}-wide features")
     return arr
+
+
+def feature_width(cfg: RecapConfig) -> int | None:
+    """The width of the features a model of `cfg` reads (its encoder's output); None when it reads no video."""
+    return None if cfg.modalities == "text" else cfg.encoder.width
 
 
 def _seed() -> int:
@@ -99,6 +109,7 @@ class ClipDataset(Dataset):
             video is then decoded in one pass). For small datasets (the synthetic world: about 50 KB per 64-px clip),
             where seeking into a video for every sample costs more than the model. Exact, because the frames are the
             parts' middles (`frame_mode="middle"`); the crop augmentation still runs on every access.
+        width: the model's feature width (`feature_width`): a feature file of another width is a DataError naming it.
     """
 
     level: Level = "clip"
@@ -120,6 +131,7 @@ class ClipDataset(Dataset):
         reader: FrameReader | None = None,
         cache_frames: bool = False,
         random_crop: bool = True,
+        width: int | None = None,
     ) -> None:
         if (video_root is None) == (feature_dir is None):
             raise ValueError("give exactly one of video_root (decode pixels) and feature_dir (precomputed features)")
@@ -143,6 +155,7 @@ class ClipDataset(Dataset):
             raise ValueError("cache_frames needs frame_mode='middle' (random frames differ on every access)")
         self.cache_frames = cache_frames
         self.random_crop = random_crop
+        self.width = width
         self._frames: dict[int, np.ndarray] = {}  # row index -> (T, H, W, 3) uint8, when cache_frames
 
     def __len__(self) -> int:
@@ -153,7 +166,7 @@ class ClipDataset(Dataset):
         if self.feature_dir is not None:
             suffix = ".tokens.npy" if self.feature_kind == "tokens" else ".npy"
             path = self.feature_dir / f"{row.vid}{suffix}"
-            feats = load_npy(path)
+            feats = load_npy(path, self.width)
             if feats.ndim != (3 if self.feature_kind == "tokens" else 2):
                 raise DataError(f"{path}: expected {self.feature_kind} features, found shape {feats.shape}")
             w = int(row.start / self.clip_seconds)
@@ -212,6 +225,7 @@ class _FeatureDataset(Dataset, abc.ABC):
         num_features: int,
         sampling: str,
         clip_seconds: float = 4.0,
+        width: int | None = None,
     ) -> None:
         FeatureSampling(num_features, sampling)  # type: ignore[arg-type]  # checks both (ValueError)
         self.rows: list[dict[str, Any]] = _rows(rows, self.level)
@@ -219,6 +233,7 @@ class _FeatureDataset(Dataset, abc.ABC):
         self.num_features = num_features
         self.sampling = sampling
         self.clip_seconds = clip_seconds
+        self.width = width
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -253,7 +268,7 @@ class _FeatureDataset(Dataset, abc.ABC):
 
     def _sliced(self, row: dict[str, Any]) -> tuple[np.ndarray, str]:
         path = self.feature_dir / f"{row['vid']}.npy"
-        feats = load_npy(path)
+        feats = load_npy(path, self.width)
         return feature_sampling.slice_features(feats, row.get("start_sec"), row.get("end_sec"), self.clip_seconds), str(
             path
         )
@@ -268,6 +283,7 @@ class SegmentDataset(_FeatureDataset):
         num_features: K (80 for the current official script, 40 for the released checkpoint; see `for_config`).
         sampling: "uniform" (the original's segment default) or "masking".
         clip_seconds: seconds per feature row.
+        width: the model's feature width (`feature_width`): a feature file of another width is a DataError naming it.
     """
 
     level: Level = "segment"
@@ -278,7 +294,7 @@ class SegmentDataset(_FeatureDataset):
             return self._sliced(row)
         sid_path = self.feature_dir / f"{sid}.npy"
         if sid_path.is_file() or "start_sec" not in row:
-            return load_npy(sid_path), str(sid_path)
+            return load_npy(sid_path, self.width), str(sid_path)
         if (self.feature_dir / f"{row['vid']}.npy").is_file():
             return self._sliced(row)
         raise DataError(
@@ -296,6 +312,7 @@ class VideoDataset(_FeatureDataset):
         num_features: K (256 for the current official script, 512 originally).
         sampling: "masking" (the original's video default) or "uniform".
         clip_seconds: seconds per feature row.
+        width: the model's feature width (`feature_width`): a feature file of another width is a DataError naming it.
     """
 
     level: Level = "video"
@@ -309,9 +326,15 @@ class VideoDataset(_FeatureDataset):
         sampling: str,
         clip_seconds: float = 4.0,
         segment_feature_dir: str | os.PathLike[str] | None = None,
+        width: int | None = None,
     ) -> None:
         super().__init__(
-            rows, feature_dir=feature_dir, num_features=num_features, sampling=sampling, clip_seconds=clip_seconds
+            rows,
+            feature_dir=feature_dir,
+            num_features=num_features,
+            sampling=sampling,
+            clip_seconds=clip_seconds,
+            width=width,
         )
         self.segment_feature_dir = Path(segment_feature_dir) if segment_feature_dir is not None else self.feature_dir
 
@@ -321,7 +344,7 @@ class VideoDataset(_FeatureDataset):
         paths = [self.segment_feature_dir / f"{s}.npy" for s in row["sids"]]
         if not paths:
             raise DataError(f"video {row['vid']}: no 'end_sec' and an empty 'sids' list")
-        return np.concatenate([load_npy(p) for p in paths], axis=0), str(paths[0].parent)
+        return np.concatenate([load_npy(p, self.width) for p in paths], axis=0), str(paths[0].parent)
 
 
 SUMMARIZE_PROMPT = "Summarize: "
@@ -376,7 +399,8 @@ def for_config(
     **kwargs: Any,
 ) -> Dataset:
     """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher) from
-    `io` (default: `cfg.io`; e.g. a model's level I/O with a command line's feature counts)."""
+    `io` (default: `cfg.io`; e.g. a model's level I/O with a command line's feature counts). `kwargs` go to the
+    dataset: `width=feature_width(cfg)` has its feature files checked against the model."""
     io = io or cfg.io
     if level == "clip":
         return ClipDataset(

@@ -220,18 +220,22 @@ def _build(cls: type, d: Any, where: str) -> Any:
 
 
 def _scalar(v: Any, hint: Any, where: str) -> Any:
-    """`v` checked against a number or bool field's type, so a mistake names its key instead of failing mid-run.
+    """`v` checked against its field's type, so a mistake names its key instead of failing mid-run (a `model: null`
+    was an AttributeError deep in the runner): numbers and bools, strings, lists, mappings and nested settings, the
+    items of lists and mappings too. Returns `v`, its numbers converted as below.
 
     YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: a float field takes any string that is a number.
     """
     allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
     nullable = type(None) in allowed
     allowed.discard(type(None))
-    if not allowed or not allowed <= {int, float, bool} or (v is None and nullable):
-        return v  # lists, mappings, strings: checked where they are used
+    if Any in allowed or (v is None and nullable):
+        return v
+    if not allowed <= {int, float, bool}:
+        return _structured(v, allowed, nullable, where)
     if bool in allowed:
         if not isinstance(v, bool):
-            raise InputError(f"{where} must be true or false, got {v!r}")
+            raise InputError(f"{where} must be true or false, got {_shown(v)}")
         return v
     if float in allowed:
         if isinstance(v, str):
@@ -243,11 +247,56 @@ def _scalar(v: Any, hint: Any, where: str) -> Any:
                 raise InputError(f"{where} must be a finite number, got {v!r}")
             return number
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise InputError(f"{where} must be a finite number, got {v!r}")
+            raise InputError(f"{where} must be a finite number, got {_shown(v)}")
         return v
     if isinstance(v, bool) or not isinstance(v, int):
-        raise InputError(f"{where} must be a whole number, got {v!r}")
+        raise InputError(f"{where} must be a whole number, got {_shown(v)}")
     return v
+
+
+def _structured(v: Any, allowed: set[Any], nullable: bool, where: str) -> Any:
+    """`_scalar` of a field that is not only a number: `v` must be one of the `allowed` kinds (a string, a list,
+    a mapping, a nested settings class, a number of a union such as `int | dict[str, int]`)."""
+    for kind in allowed:
+        origin, args = typing.get_origin(kind) or kind, typing.get_args(kind)
+        if origin in (int, float, bool):
+            # true is no count, though Python's bool is an int
+            if isinstance(v, bool) == (origin is bool) and isinstance(v, int if origin is int else int | float):
+                return _scalar(v, kind, where)
+        elif origin is str and isinstance(v, str | os.PathLike):
+            return os.fspath(v)  # a library caller's Path is the text a YAML file would give
+        elif origin in (list, tuple) and isinstance(v, list | tuple):
+            if origin is tuple and len(v) != len(args):
+                raise InputError(f"{where} must be a list of {len(args)} items, got {_shown(v)}")
+            items = [_scalar(x, args[i] if origin is tuple else args[0], f"{where}[{i}]") for i, x in enumerate(v)]
+            return items if origin is list else tuple(items)
+        elif origin is dict and isinstance(v, dict):
+            args = args or (Any, Any)
+            for k in v:
+                _scalar(k, args[0], f"{where}: key {k!r}")
+            return {k: _scalar(x, args[1], f"{where}: {k}") for k, x in v.items()}
+        elif dataclasses.is_dataclass(origin) and isinstance(v, origin):
+            return v  # built by `_build`, which checked its fields
+    kinds = sorted({_KIND_NAMES.get(typing.get_origin(k) or k, "a mapping") for k in allowed})
+    kinds += ["null"] if nullable else []
+    either = f"{', '.join(kinds[:-1])} or {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+    raise InputError(f"{where} must be {either}, got {_shown(v)}")
+
+
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    tuple: "a list",
+    dict: "a mapping",
+}
+
+
+def _shown(v: Any) -> str:
+    """A value in a message: `null` as the YAML file spells it, anything else as Python writes it."""
+    return "null" if v is None else repr(v)
 
 
 def recipe_from_dict(d: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -285,6 +334,8 @@ def load_recipe(path: str | os.PathLike[str], **overrides: Any) -> Recipe:
         d = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise InputError(f"{path}: cannot read the recipe ({e.strerror})") from None
+    except UnicodeDecodeError:  # a video or other binary file given as the recipe
+        raise InputError(f"{path}: not a recipe: not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict):
@@ -602,10 +653,17 @@ class Curriculum:
                     training=training,
                     video_ext=d.video_ext,
                     grid_fps=d.grid_fps,
+                    width=datasets.feature_width(cfg),  # features of another width: a line naming the file
                     **({"cache_frames": True} if d.cache_frames and videos is not None else {}),
                     **({"random_crop": False} if not d.random_crop and videos is not None else {}),
                 )
-            return datasets.for_config(level, rows, cfg, feature_dir=self._feature_dir())  # type: ignore[arg-type]
+            return datasets.for_config(
+                level,  # type: ignore[arg-type]
+                rows,
+                cfg,
+                feature_dir=self._feature_dir(),
+                width=datasets.feature_width(cfg),
+            )
 
         val = make(d.val_split, False) if d.val_split and self._rows_file(level, d.val_split).is_file() else None
         return LevelData(level, make(d.train_split, True), collate, val)  # type: ignore[arg-type]
