@@ -254,6 +254,22 @@ def test_cli_single_stage_and_list(hcap_root, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "segment" in listing and "complete" in listing and "to do" in listing
     assert cli_main(["train", str(p), "--stage", "nope"]) == 2
+    assert json.loads((out / "recipe.json").read_text())["stages"][1]["max_tokens"] == 9  # written by the run
+    # a mistake the stage's inputs show (a preset, the data) is one line, and leaves no run folder behind
+    mistakes = [
+        (lambda d: d["model"].update(preset="nope"), "'nope' is not a known model preset"),
+        (lambda d: d["data"].update(root=str(tmp_path / "empty")), "clips_train.pkl: file not found"),
+    ]
+    for change, says in mistakes:
+        d = tiny_recipe(hcap_root, tmp_path / "run2")
+        change(d)
+        p.write_text(yaml.safe_dump(d))
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        capsys.readouterr()
+        assert cli_main(["train", str(p), "--no-progress", "--max-steps", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+        assert not (tmp_path / "run2").exists()
 
 
 def test_recap_u_alternate_batching_runs_its_curriculum(hcap_root, tmp_path):

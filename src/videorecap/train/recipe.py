@@ -704,7 +704,6 @@ class Curriculum:
             raise InputError(f"no step {only!r} in this recipe; its steps are {', '.join(names)}")
         if distributed.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
-            fileio.write_json(self.out / "recipe.json", self.recipe.to_dict())
         result: dict[str, Any] = {}
         for i, step in enumerate(self.steps):
             if only is not None and step.name != only:
@@ -714,6 +713,8 @@ class Curriculum:
                 result[step.name] = "skipped"
                 continue
             logger.info("step %s: running", step.name)
+            if step.kind != "train":
+                self._record_recipe()  # a train step records it once its model and data are built
             if step.kind == "train":
                 assert step.stage is not None
                 self._train(self.recipe.stages.index(step.stage))
@@ -730,12 +731,19 @@ class Curriculum:
         """How many stages come before step `step_index`."""
         return sum(1 for s in self.steps[:step_index] if s.kind == "train")
 
+    def _record_recipe(self) -> None:
+        """Write OUT/recipe.json (what the run is made of, for the reader). Only once a step's inputs are built: a
+        mistake they show (an unknown preset, a data root without annotations) then leaves no run folder behind."""
+        if distributed.is_main():
+            fileio.write_json(self.out / "recipe.json", self.recipe.to_dict())
+
     def _train(self, index: int) -> Path:
         stage = self.recipe.stages[index]
         cfg = self.base_config(stage)
         model, init = self.build_model(index, cfg)
         levels = stage.levels[:1] if self.recipe.kind == TEXT_KIND else stage.levels  # one dataset of all pairs
         data = [self.level_data(lv, cfg, stage) for lv in levels]  # the recipe's level I/O, not the model's
+        self._record_recipe()
         if self.max_steps is not None:
             stage = dataclasses.replace(stage, max_steps=self.max_steps)
         meta = {"recipe": self.recipe.to_dict(), "init": init, "train": args_dict(stage)}
