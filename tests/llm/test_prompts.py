@@ -34,6 +34,24 @@ def test_user_prompt_files(tmp_path):
         load_prompt(p)
     with pytest.raises(InputError, match="--prompt .*missing.txt: cannot read"):
         load_prompt(tmp_path / "missing.txt")
+    # a prompt that never gives the model the lower level's text would label every row from nothing
+    p.write_text("Describe what happens in {seconds:g} s.")
+    with pytest.raises(InputError, match=r"p.txt: the prompt must use \{text\} or \{captions\} or \{descriptions\}"):
+        load_prompt(p)
+
+
+def test_asks_prompt_files_are_checked_in_the_same_place(tmp_path):
+    from videorecap.qa.answer import load_prompt as load_ask_prompt
+
+    p = tmp_path / "ask.txt"
+    p.write_text("[user]\n{context}\nQ: {question}\n{options}")
+    assert load_ask_prompt(p).source == str(p)
+    p.write_text("[user]\n{context}\nAnswer well.")
+    with pytest.raises(InputError, match=r"ask.txt: the prompt must use \{question\}; it uses \{context\}"):
+        load_ask_prompt(p)
+    p.write_text("[user]\n{context} {question} {text}")  # a pseudo-label field is not an ask field
+    with pytest.raises(InputError, match=r"ask.txt: unknown field\(s\) \['text'\]; the fields are context"):
+        load_ask_prompt(p)
 
 
 def test_docs_show_the_shipped_defaults():

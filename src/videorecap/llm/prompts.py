@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from videorecap.errors import InputError
 
 FIELDS = ("text", "captions", "descriptions", "seconds")
+LOWER_TEXT = ("text", "captions", "descriptions")  # a pseudo-label prompt must give the model one of them
 DEFAULTS = ("summarize", "segment", "video")
 
 
@@ -63,17 +65,25 @@ class Prompt:
                 f"{', '.join('{' + f + '}' for f in FIELDS)}, and a literal brace is written twice"
             ) from None
 
-    def check(self) -> Prompt:
-        """Reject a template that names an unknown field or has no user message, before any work."""
+    def check(self, fields: Sequence[str] = FIELDS, needs: Sequence[Sequence[str]] = (LOWER_TEXT,)) -> Prompt:
+        """Reject, before any work, a template that has no user message, names a field not in `fields`, or uses no
+        field of a group in `needs` (by default the lower level's text: without it the model is asked about
+        nothing). `ask` checks its own fields and needs ({context} and {question}) here too."""
         if not any(role == "user" for role, _ in self.sections()):
             raise InputError(f"{self.source}: the prompt has no user message")
         try:
             names = {name for _, tpl in self.sections() for _, name, _, _ in string.Formatter().parse(tpl) if name}
         except ValueError as e:
             raise InputError(f"{self.source}: not a valid template ({e}); write a literal brace twice") from None
-        unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in FIELDS)
+        used = {n.split(".")[0].split("[")[0] for n in names}
+        unknown = sorted(n for n in used if n not in fields)
         if unknown:
-            raise InputError(f"{self.source}: unknown field(s) {unknown}; the fields are {', '.join(FIELDS)}")
+            raise InputError(f"{self.source}: unknown field(s) {unknown}; the fields are {', '.join(fields)}")
+        for group in needs:
+            if not used & set(group):
+                braced = " or ".join("{" + f + "}" for f in group)
+                raise InputError(f"{self.source}: the prompt must use {braced}; it uses "
+                                 f"{', '.join('{' + f + '}' for f in sorted(used)) or 'no field'}")  # fmt: skip
         return self
 
 
@@ -85,11 +95,17 @@ def default_prompt(name: str) -> Prompt:
     return Prompt(f"default:{name}", text)
 
 
-def load_prompt(path: str | os.PathLike[str], flag: str = "--prompt") -> Prompt:
-    """A user's prompt file, checked (`Prompt.check`)."""
+def load_prompt(
+    path: str | os.PathLike[str],
+    flag: str = "--prompt",
+    *,
+    fields: Sequence[str] = FIELDS,
+    needs: Sequence[Sequence[str]] = (LOWER_TEXT,),
+) -> Prompt:
+    """A user's prompt file, checked (`Prompt.check` with `fields` and `needs`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{flag} {p}: cannot read the prompt file ({getattr(e, 'strerror', None) or e})") from None
-    return Prompt(str(p), text).check()
+    return Prompt(str(p), text).check(fields, needs)

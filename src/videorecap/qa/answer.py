@@ -21,7 +21,6 @@ file replaces it (`videorecap ask --prompt FILE`, docs/ask.md).
 from __future__ import annotations
 
 import logging
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,24 +240,9 @@ def load_prompt(path: str | Path | None) -> Prompt:
     and {question} and no field other than PROMPT_FIELDS."""
     if path is None:
         return default_prompt()
-    p = Path(path)
-    try:
-        prompt = Prompt(str(p), p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--prompt {p}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
-    sections = prompt.sections()
-    if not any(role == "user" for role, _ in sections):
-        raise InputError(f"--prompt {p}: the prompt has no user message")
-    try:
-        fields = {f for _, tpl in sections for _, f, _, _ in string.Formatter().parse(tpl) if f is not None}
-    except ValueError as e:
-        raise InputError(f"--prompt {p}: not a template ({e}); write a literal brace twice") from None
-    if fields - set(PROMPT_FIELDS) or not {"context", "question"} <= fields:
-        raise InputError(
-            f"--prompt {p}: use the fields {{context}} and {{question}} (and optionally {{options}}, "
-            f"{{instruction}}); found {', '.join(sorted(fields)) or 'none'}"
-        )
-    return prompt
+    from videorecap.llm.prompts import load_prompt as load_prompt_file
+
+    return load_prompt_file(path, fields=PROMPT_FIELDS, needs=(("context",), ("question",)))
 
 
 def render_prompt(prompt: Prompt, p: Prepared) -> list[dict[str, str]]:
