@@ -72,6 +72,8 @@ def test_reading_egoschema_files(tmp_path, world):
         ([{"q_uid": "a", "question": "x", "option 0": "a"}], "needs options"),
         ([{"q_uid": "a", "question": "x", "option 0": "a", "option 1": "b", "answer": 7}], "not an option number"),
         ([{"q_uid": "a", "question": "x", "option 0": "a", "option 1": "b", "video": "../up"}], "not a plain name"),
+        ([], "holds no questions"),
+        ({}, "holds no questions"),
     ):
         f.write_text(json.dumps(rows))
         with pytest.raises(DataError, match=say):

@@ -254,6 +254,8 @@ def test_cli_single_stage_and_list(hcap_root, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "segment" in listing and "complete" in listing and "to do" in listing
     assert cli_main(["train", str(p), "--stage", "nope"]) == 2
+    assert cli_main(["train", str(p), "--stage", "nope", "--list"]) == 2  # --list checks it too
+    assert "--stage nope: no step of that name in this recipe" in capsys.readouterr().err
     assert json.loads((out / "recipe.json").read_text())["stages"][1]["max_tokens"] == 9  # written by the run
     # a mistake the stage's inputs show (a preset, the data) is one line, and leaves no run folder behind
     mistakes = [

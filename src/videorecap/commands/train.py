@@ -26,6 +26,7 @@ from videorecap.commands._options import (
     positive_int,
     prepare_output_dir,
 )
+from videorecap.errors import InputError
 
 HELP = "train the models from a recipe (the whole curriculum, resumable)"
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         recipe = recipe_from_dict(d, args.recipe)
     cur = Curriculum(recipe, progress=not args.no_progress, max_steps=args.max_steps)
     main = distributed.is_main()
+    if args.stage is not None and args.stage not in (names := [s.name for s in cur.steps]):
+        raise InputError(f"--stage {args.stage}: no step of that name in this recipe; its steps are {', '.join(names)}")
     if args.list:
         for step in cur.steps:
             state = "complete" if cur.is_complete(step) else "to do"

@@ -106,6 +106,8 @@ def load_questions(path: str | os.PathLike[str]) -> list[EgoQuestion]:
             raise DataError(f"{where} ({q_uid}): video {video!r} is not a plain name")
         kind = row.get("kind") if isinstance(row.get("kind"), str) else None
         out.append(EgoQuestion(q_uid, video, question, tuple(choices), answer, kind))
+    if not out:  # an empty run would report "answered 0 of 0" and an accuracy of nothing
+        raise DataError(f"--questions {p}: holds no questions")
     return out
 
 
