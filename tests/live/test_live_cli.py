@@ -122,7 +122,10 @@ def test_a_missing_source_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "junk.ts").write_bytes(b"not a stream")
     argv = ["live", str(tmp_path / "junk.ts"), "--model", "recap-synth", "-o", str(tmp_path / "o3"), "--idle", "1"]
     assert main(argv) != 0
-    assert "cannot be opened as a video stream" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "cannot be opened as a video stream" in said.err
+    # the first line says why a file is waited for at its end (a finished file too)
+    assert "a file is followed until it has not grown for 1 s (--idle) or" in said.out and "junk.ts.done" in said.out
     assert not (tmp_path / "o3").exists()
 
 

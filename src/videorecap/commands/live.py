@@ -287,6 +287,9 @@ class _Printer:
             line = f"{span} {label}: {text}"
         elif kind == "start":
             line = f"live: part {ev['part']} of {ev['source']} from {format_clock(ev['at'])} ({ev['lag_policy']})"
+            if ev.get("kind") == "file" and self.session is not None:  # why a finished file still waits at its end
+                line += (f"; a file is followed until it has not grown for {self.session.opts.idle:g} s (--idle) or "
+                         f"{ev['source']}.done exists")  # fmt: skip
         else:
             line = f"live: {kind} " + " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("event", "wall", "part"))
         self._clear()
