@@ -696,8 +696,6 @@ def _generate(
     if level == "clip" and plan.inputs == "pixels":
         extra = {"grid_fps": opts.grid_fps, "video_ext": opts.video_ext}
     io = _level_io(cfg, opts)
-    if plan.features is not None:  # checked before the run too (`_check_inputs`); a file replaced since is caught
-        extra["width"] = datasets.feature_width(cfg)
     ds = datasets.for_config(level, plan.rows, cfg, io=io, feature_dir=plan.features, video_root=plan.videos, **extra)
     chunks = _chunks(todo, len(plan.rows), opts.batch_size)
     loader = DataLoader(

@@ -10,7 +10,7 @@ from videorecap.data.datasets import ClipDataset, SegmentDataset, VideoDataset, 
 from videorecap.data.hcap import ClipRow
 from videorecap.errors import DataError
 
-C = 6
+C = 32  # the width recap-tiny reads (for_config checks the files against it)
 
 
 class CharTokenizer:

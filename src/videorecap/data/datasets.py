@@ -399,9 +399,11 @@ def for_config(
     **kwargs: Any,
 ) -> Dataset:
     """The dataset of one level with the model's sizes: frames and image size (clip), K and sampling (higher) from
-    `io` (default: `cfg.io`; e.g. a model's level I/O with a command line's feature counts). `kwargs` go to the
-    dataset: `width=feature_width(cfg)` has its feature files checked against the model."""
+    `io` (default: `cfg.io`; e.g. a model's level I/O with a command line's feature counts), and feature files
+    checked against the width the model reads (`feature_width`). `kwargs` go to the dataset."""
     io = io or cfg.io
+    if feature_dir is not None:
+        kwargs.setdefault("width", feature_width(cfg))
     if level == "clip":
         return ClipDataset(
             rows,

@@ -653,17 +653,10 @@ class Curriculum:
                     training=training,
                     video_ext=d.video_ext,
                     grid_fps=d.grid_fps,
-                    width=datasets.feature_width(cfg),  # features of another width: a line naming the file
                     **({"cache_frames": True} if d.cache_frames and videos is not None else {}),
                     **({"random_crop": False} if not d.random_crop and videos is not None else {}),
                 )
-            return datasets.for_config(
-                level,  # type: ignore[arg-type]
-                rows,
-                cfg,
-                feature_dir=self._feature_dir(),
-                width=datasets.feature_width(cfg),
-            )
+            return datasets.for_config(level, rows, cfg, feature_dir=self._feature_dir())  # type: ignore[arg-type]
 
         val = make(d.val_split, False) if d.val_split and self._rows_file(level, d.val_split).is_file() else None
         return LevelData(level, make(d.train_split, True), collate, val)  # type: ignore[arg-type]
