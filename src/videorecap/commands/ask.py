@@ -190,6 +190,9 @@ def _check_mode(args: argparse.Namespace) -> str:
     for flag, given in (("-o", args.output is not None), ("--wait", args.wait)):
         if given:
             raise InputError(f"{flag} is for --questions; one question is answered on the terminal")
+    twice = sorted({c for c in args.choices or () if list(args.choices).count(c) > 1})
+    if twice:  # the answer could not say which of them it means (a questions file's rows are taken as they are)
+        raise InputError(f"--choices: {', '.join(repr(c) for c in twice)} given twice; give each choice once")
     return "one"
 
 
