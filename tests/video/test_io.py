@@ -6,7 +6,9 @@ import pytest
 
 from videorecap.errors import VideoError
 from videorecap.video.io import is_video_path, probe
-from videorecap.video.testing import make_audio_only, make_video, truncate
+from videorecap.video.reader import iter_windows
+from videorecap.video.sampling import clip_windows
+from videorecap.video.testing import frame_index_of, make_audio_only, make_video, truncate
 
 
 @pytest.mark.parametrize(
@@ -50,6 +52,36 @@ def test_probe_start_time_offset(tmp_path: Path):
     info = probe(p)
     assert info.start_time == pytest.approx(3.0, abs=0.01)
     assert info.duration == pytest.approx(2.0, abs=0.25)
+
+
+@pytest.mark.parametrize("name, codec, audio", [("long.mkv", "libx264", "aac"), ("long.webm", "libvpx-vp9", "libopus")])
+def test_sound_going_on_after_the_picture_is_not_a_truncated_file(tmp_path: Path, name, codec, audio):
+    # mkv/webm give no duration per stream, and the container's covers the sound too: the video is its own 10 s
+    p = make_video(tmp_path / name, duration=10, fps=5, codec=codec, audio=audio, audio_seconds=30)
+    info = probe(p)
+    assert info.duration == pytest.approx(10.0, abs=0.25)
+    windows = clip_windows(info.duration)
+    assert len(windows) == 3 and len(list(iter_windows(p, windows, 4, info=info))) == 3
+    # a file cut short, sound and picture alike, still claims its whole length, so the reader says what is missing
+    cut = truncate(make_video(tmp_path / f"cut-{name}", duration=20, fps=5, codec=codec, audio=audio), 0.5)
+    info = probe(cut)
+    assert info.duration == pytest.approx(20.0, abs=0.5) and info.duration_source == "container"
+    with pytest.raises(VideoError, match="truncated"):
+        list(iter_windows(cut, clip_windows(info.duration), 4, info=info))
+
+
+@pytest.mark.parametrize("name, codec", [("raw.h264", "libx264"), ("raw.hevc", "libx265")])
+def test_a_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path: Path, name, codec):
+    # an elementary stream has no container: no duration, no timestamps, no seeking (it failed with an error
+    # that blamed the output folder)
+    p = make_video(tmp_path / name, duration=8, fps=10, size=(32, 24), codec=codec)
+    info = probe(p)
+    assert (info.duration, info.fps, info.num_frames, info.duration_source) == (8.0, 10.0, 80, "frames")
+    windows = clip_windows(info.duration)
+    full = {i: [frame_index_of(f) for f in frames] for i, frames in iter_windows(p, windows, 4, info=info)}
+    assert full == {0: [5, 15, 25, 35], 1: [45, 55, 1, 11]}  # frame 10 t at t = 0.5, 1.5, ... (mod 64)
+    ((_, frames),) = iter_windows(p, windows[1:], 4, info=info)  # a later window: no seek possible, from the start
+    assert [frame_index_of(f) for f in frames] == full[1]
 
 
 def _one_line_error(path: Path, match: str) -> str:
@@ -155,3 +187,29 @@ def test_collect_videos(tmp_path: Path) -> None:
     lst.write_bytes(b"\xff\xfe\x00b.mp4\n")  # a binary file named like a list (or a list in UTF-16)
     with pytest.raises(InputError, match=r"list.txt: not a list of videos \(not UTF-8 text: byte 0\)"):
         collect_videos([lst])
+
+
+def test_a_one_frame_picture_stream_before_the_video_is_not_taken_for_it(tmp_path: Path):
+    # a cover picture stored as an ordinary stream (no attached-picture flag) ahead of the real video
+    import av
+    import numpy as np
+
+    p = tmp_path / "cover_first.mkv"
+    with av.open(str(p), "w") as c:
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 40, 30, "yuvj420p"
+        video = c.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.full((30, 40, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(frame), *cover.encode()]:
+            c.mux(packet)
+        for i in range(100):
+            img = np.full((24, 32, 3), (4 * i) % 256, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(packet)
+        for packet in video.encode():
+            c.mux(packet)
+    info = probe(p)
+    assert (info.width, info.height, info.codec) == (32, 24, "h264")
+    assert info.duration == pytest.approx(10.0, abs=0.2)
+    assert len(list(iter_windows(p, clip_windows(info.duration), 4, info=info))) == 3

@@ -79,6 +79,35 @@ def test_grid_mode_reproduces_frame_indices(tmp_path: Path):
     assert _indices(frames) == [15 % 64, 45 % 64, 75 % 64, 105 % 64]
 
 
+@pytest.mark.parametrize("fps", [30, 10, 1])
+def test_a_time_base_of_one_frame_gives_the_frame_on_screen(tmp_path: Path, fps: int):
+    # AVI (and many MP4 files) count time in frames: each timestamp tick is a whole frame, and a moment on a frame's
+    # start must still get that frame, not the next one (a 1-fps timelapse was read 2 s late)
+    p = make_video(tmp_path / "f.avi", duration=12, fps=fps, size=(16, 16), codec="mjpeg", pix_fmt="yuvj420p")
+    assert probe(p).duration == pytest.approx(12)
+    windows = clip_windows(12.0)
+    got = [_indices(f) for _, f in iter_windows(p, windows, 4)]
+    assert got == [[int(fps * t) % 64 for t in (s + 0.5, s + 1.5, s + 2.5, s + 3.5)] for s, _ in windows]
+    if fps == 30:  # and the original's grid reads the same frames as from a fine time base (the test above)
+        ((_, frames),) = iter_windows(p, [(0.0, 4.0)], 4, grid_fps=30)
+        assert _indices(frames) == [15 % 64, 45 % 64, 74 % 64, 104 % 64]
+
+
+def test_seeking_in_mpeg_ts_lands_on_a_key_frame(tmp_path: Path):
+    # MPEG-TS has no index: a seek lands on any packet near the time asked for, and the frames decoded from there
+    # lack their references (FFmpeg conceals them: wrong pictures), or the first key frame comes after the window
+    p = make_video(tmp_path / "t.ts", duration=30, fps=10, size=(32, 24), options={"g": "50"})  # a key frame per 5 s
+    windows = clip_windows(probe(p).duration)
+    full = dict(iter_windows(p, windows, 4))
+    assert _indices(full[3]) == [125 % 64, 135 % 64, 145 % 64, 155 % 64]
+    for first in (1, 3, 4, 6):  # a resumed run starts late: one seek, then the same frames as the full pass
+        later = dict(iter_windows(p, windows[first:], 4))
+        assert all(np.array_equal(frames, full[first + j]) for j, frames in later.items()), first
+    for i in (2, 3, 5, 7):  # training reads one window
+        start, end = windows[i]
+        assert np.array_equal(read_window(p, start, end, 4), full[i]), i
+
+
 def test_read_window_equals_the_one_pass_reader(videos):
     every = dict(iter_windows(videos["long"], clip_windows(30.0), 4))
     for i in (0, 3, 7):

@@ -41,6 +41,7 @@ from videorecap.store import Store, file_identity, weights_hash
 from videorecap.store import clear as clear_store
 from videorecap.video.encode import EncodeStats, Window, encode_windows, encoder_geometry
 from videorecap.video.io import VideoInfo, probe
+from videorecap.video.reader import READER_VERSION
 from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS, segment_feature_windows, window_plan
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def _open_chunk_store(
     fingerprint = {
         "plan": [plan[0], plan[-1], n] if plan else [], "nf": nf, "size": size, "width": width,
         "tokens": all_tokens, "grid": grid_fps, "chunk": chunk_windows, "video": file_identity(path),
-        "weights": weights_hash(encoder),
+        "weights": weights_hash(encoder), "reader": READER_VERSION,
         **({"precision": precision} if precision != "fp32" else {}),
         **({"compiled": True} if isinstance(encoder, CompiledEncoder) else {}),
     }  # fmt: skip

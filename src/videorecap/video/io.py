@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -64,7 +65,8 @@ class VideoInfo:
         codec: decoder name, e.g. "h264", "hevc", "vp9".
         pix_fmt: pixel format of the stream, e.g. "yuv420p", "yuv420p10le", "yuv444p".
         num_frames: frame count from the container header, or None where the container does not say (mkv, webm).
-        duration_source: where `duration` came from: "stream", "container" or "packets".
+        duration_source: where `duration` came from: "stream", "container", "packets" or "frames" (a raw stream
+            without timestamps: its frame count at its rate).
     """
 
     path: Path
@@ -272,16 +274,22 @@ def current_hw_decode() -> str | None:
 
 
 def video_stream(container: av.container.InputContainer, path: str | os.PathLike[str]) -> av.video.stream.VideoStream:
-    """The first video stream of `container` (cover-art pictures are skipped), or a `VideoError` (also for a still
-    image, which FFmpeg opens as a one-frame video)."""
+    """The video stream of `container`: the one FFmpeg's own choice picks (as `ffmpeg -i` does: the default
+    stream, then the one with the most frames seen while opening), cover-art pictures skipped; or a `VideoError`
+    (also for a still image, which FFmpeg opens as a one-frame video). The first video stream is not enough: a
+    cover picture stored as an ordinary one-frame stream before the video would be taken for it."""
     fmt = container.format.name if container.format is not None else ""
     if fmt in ("image2", "image2pipe") or fmt.endswith("_pipe"):  # FFmpeg's image readers: png_pipe, jpeg_pipe, ...
         kind = fmt.removesuffix("_pipe") if fmt.endswith("_pipe") else "image"
         raise VideoError(f"{path}: a still image ({kind}), not a video")
-    for s in container.streams.video:
-        if s.disposition & av.stream.Disposition.attached_pic:
-            continue  # an album-art still, not a video
-        return s
+    # an album-art still is not a video
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if streams:
+        try:
+            best = container.streams.best("video")
+        except (av.error.FFmpegError, ValueError):
+            best = None
+        return best if best is not None and best in streams else streams[0]
     kinds = sorted({s.type for s in container.streams})
     if not kinds:
         raise VideoError(f"{path}: no streams at all (an empty, zero-duration video)")
@@ -321,20 +329,28 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         if not duration:
             # mkv/webm give no per-stream duration, and the container's may count from 0 or from its start time
             # and include other streams: read the timestamps of the last packets instead (one seek near the end).
-            duration = _duration_from_tail(container, stream, start_time)
+            duration, file_end = _duration_from_tail(container, stream, start_time)
             source = "packets"
             if container.duration:
-                # A header that claims clearly more than the packets hold: a truncated file. Keep the claim, so the
-                # reader reports the missing part instead of silently giving a shorter video.
+                # A header that claims clearly more than the packets of every stream hold: a truncated file. Keep
+                # the claim, so the reader reports the missing part instead of silently giving a shorter video.
+                # (The claim covers every stream: where the sound goes on after the picture, the file is whole.)
                 claimed = container.duration / av.time_base
                 cstart = (container.start_time or 0) / av.time_base
                 claimed_end = min(claimed, cstart + claimed)  # mkv counts its duration from 0, others from start
-                if start_time + duration < claimed_end - max(1.0, 3 / fps if fps > 0 else 0.0):
+                if start_time + file_end < claimed_end - max(1.0, 3 / fps if fps > 0 else 0.0):
                     duration = claimed_end - start_time
                     source = "container"
         if not duration and container.duration:
             duration = container.duration / av.time_base
             source = "container"
+        if not duration and first.time is None:
+            # a raw stream (.h264, .hevc): no timestamps at all, its frames are timed by their rate alone, which
+            # FFmpeg guesses from the bitstream (its own default, 25 fps, where the stream does not say)
+            fps = _rate(stream.guessed_rate) or fps
+            num_frames = count_frames(p)
+            duration = num_frames / fps if fps > 0 else 0.0
+            source = "frames"
     if width <= 0 or height <= 0:
         raise VideoError(f"{p}: video stream has no frame size")
     if not duration or not math.isfinite(duration) or duration <= 0:
@@ -399,39 +415,47 @@ def _rotation(frame: av.VideoFrame) -> int:
 
 def _fps(stream: av.video.stream.VideoStream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate:
-            value = float(rate)
-            if math.isfinite(value) and 0 < value < 10_000:
-                return value
+        if value := _rate(rate):
+            return value
     return 0.0
+
+
+def _rate(rate: Any) -> float:
+    """A frame rate in frames per second, or 0.0 where it is missing or absurd."""
+    value = float(rate) if rate else 0.0
+    return value if math.isfinite(value) and 0 < value < 10_000 else 0.0
 
 
 def _duration_from_tail(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, start_time: float
-) -> float:
-    """End of the last video packet (pts + duration) minus the start time; 0.0 when it cannot be found."""
+) -> tuple[float, float]:
+    """`(video, file)`: the end of the last video packet (pts + duration) and of the last packet of any stream,
+    minus the start time; 0.0 where they cannot be found (packets without timestamps).
+
+    With a duration in the header, one seek to the last key frame near the end, then the packets from there are
+    demuxed (not decoded). Without one (a stream being recorded, a raw .h264/.hevc stream, which cannot seek at
+    all), the packets are read on from where the probe is, near the start."""
     tb = stream.time_base
     if not tb:
-        return 0.0
-    end = 0.0
+        return 0.0, 0.0
     if container.duration:
-        # Land on the last key frame; everything after it is demuxed (no decoding).
-        target = container.start_time or 0
-        target += container.duration
+        target = (container.start_time or 0) + container.duration
         try:
             container.seek(target, backward=True, any_frame=False)
         except av.error.FFmpegError:
             container.seek(0)
-    else:
-        container.seek(0)
+    end = file_end = 0.0
     try:
-        for packet in container.demux(stream):
-            if packet.pts is None:
+        for packet in container.demux():
+            if packet.pts is None or packet.time_base is None:
                 continue
-            end = max(end, float((packet.pts + (packet.duration or 0)) * tb) - start_time)
+            packet_end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - start_time
+            file_end = max(file_end, packet_end)
+            if packet.stream.index == stream.index:
+                end = max(end, packet_end)
     except av.error.FFmpegError:
         pass  # a damaged tail: the reader reports it if the damaged part is needed
-    return end
+    return end, max(file_end, end)
 
 
 def _short(e: BaseException) -> str:

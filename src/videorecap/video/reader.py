@@ -13,6 +13,7 @@ items only waits when decoding is the slower side. FFmpeg decodes and converts w
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -37,6 +38,11 @@ from videorecap.video.sampling import Windows, frame_times, grid_frame_ids
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Which frame each moment gets. Part of the fingerprint of every cache of frames' results (clip chunks, feature
+# chunks), so that a run resumed after a change of the reader never mixes rows read both ways. 2: a timestamp tick
+# of a whole frame no longer takes the next frame; seeks land on key frames (MPEG-TS).
+READER_VERSION = 2
 
 # Seek only when the first needed moment is this far in: below it decoding from 0 is about as cheap.
 SEEK_MIN_SECONDS = 2.0
@@ -171,15 +177,13 @@ def iter_windows(
     first_t = targets.peek()
     assert first_t is not None
     out = _Assembler(targets, len(windows), num_frames, info.rotation)
-    with open_input(path, hw_decode=current_hw_decode() if hw_decode == "" else hw_decode) as container:
-        stream = _open_stream(container, path, threads)
-        if seek and first_t > SEEK_MIN_SECONDS:
-            _seek_before(container, stream, info, first_t, path)
-        state = _PassState()
-        yield from _decode_pass(container, stream, info, targets, out, state)
-        if targets.peek() is not None and not _end_of_stream(path, info, targets, out, state, allow_partial):
-            return
-        yield from out.ready()
+    hw = current_hw_decode() if hw_decode == "" else hw_decode
+    state = _PassState()
+    with contextlib.closing(_frames_from(path, info, first_t if seek else 0.0, threads, hw, state)) as frames:
+        yield from _decode_pass(frames, info, targets, out, state)
+    if targets.peek() is not None and not _end_of_stream(path, info, targets, out, state, allow_partial):
+        return
+    yield from out.ready()
 
 
 class _Assembler:
@@ -234,47 +238,104 @@ def _open_stream(container: Any, path: str | os.PathLike[str], threads: bool) ->
     return stream
 
 
-def _seek_before(container: Any, stream: Any, info: VideoInfo, t: float, path: str | os.PathLike[str]) -> None:
-    """Seek to the key frame at or before video time `t` (half a second early); decoding forward from it is exact."""
-    try:
-        pts = int((info.start_time + t - 0.5) / _tick(stream))
-        container.seek(pts, stream=stream, backward=True, any_frame=False)
-    except av.error.FFmpegError as e:
-        logger.debug("%s: seek to %.2fs failed (%s), decoding from the start", path, t, e)
-        container.seek(0, stream=stream, backward=True)
+def _frames_from(
+    path: str | os.PathLike[str], info: VideoInfo, t: float, threads: bool, hw: str | None, state: _PassState
+) -> Iterator[av.VideoFrame]:
+    """The video's frames in decode order, from a key frame at or before video time `t` (from the start when `t`
+    is within the first seconds, or when no seek lands before it). An FFmpeg error while decoding stops the frames
+    and is kept in `state.error`."""
+    seek = t > SEEK_MIN_SECONDS
+    with open_input(path, hw_decode=hw) as container:
+        stream = _open_stream(container, path, threads)
+        frames = _seek_key_frame(container, stream, info, t, path) if seek else container.decode(stream)
+        if frames is not None:
+            yield from _guarded(frames, info, state)
+            return
+    # no seek landed at or before `t`: from the start, in the file opened again (some inputs cannot seek back)
+    with open_input(path, hw_decode=hw) as container:
+        yield from _guarded(container.decode(_open_stream(container, path, threads)), info, state)
 
 
-def _decode_pass(
-    container: Any, stream: Any, info: VideoInfo, targets: _Targets, out: _Assembler, state: _PassState
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode forward, giving every moment the frame on screen at it, and yield windows as they complete; stops once
-    every moment has its frame, at the end of the stream, or at a decode error (kept in `state`)."""
-    eps = 1.5 * _tick(stream) + 1e-9  # timestamp rounding of one tick
-    frame_no = 0
+def _guarded(frames: Iterator[av.VideoFrame], info: VideoInfo, state: _PassState) -> Iterator[av.VideoFrame]:
+    """`frames` until the first decode error, which is kept in `state.error`."""
     try:
-        for frame in container.decode(stream):
-            if frame.time is not None:
-                ft = frame.time - info.start_time
-            else:  # no timestamp at all: fall back to the nominal rate
-                ft = frame_no * info.frame_interval
-            frame_no += 1
-            if ft + eps < state.prev_time:
-                continue  # out-of-order leftover after a seek
-            # Targets strictly before this frame show the previous frame (or this one, if it is the first).
-            t = targets.peek()
-            if t is not None and t < ft - eps:
-                if state.prev is None:
-                    state.prev, state.prev_rgb = frame, None
-                if state.prev_rgb is None:
-                    state.prev_rgb = _to_rgb(state.prev, out.rotation)
-                out.assign(state.prev_rgb, ft - eps)
-                yield from out.ready()
-                if targets.peek() is None:
-                    break
-            state.prev, state.prev_rgb, state.prev_time = frame, None, ft
+        yield from frames
     except av.error.FFmpegError as e:
         msg = " ".join(str(e).split())[:160]
         state.error = f"decode error after {max(state.prev_time, 0):.2f}s of {info.duration:.2f}s ({msg})"
+
+
+def _seek_key_frame(
+    container: Any, stream: Any, info: VideoInfo, t: float, path: str | os.PathLike[str]
+) -> Iterator[av.VideoFrame] | None:
+    """Seek to a key frame at or before video time `t` and return the frames decoded from it; None when no seek
+    lands there (the caller decodes from the start).
+
+    A demuxer's seek is not always exact: MPEG-TS and other formats without an index land on whatever packet is
+    near the position asked for, so the first frames decoded may depend on frames before the seek (FFmpeg conceals
+    them: wrong pictures), and the first key frame may come after `t`. So frames are skipped up to a key frame, and
+    when that key frame is after `t` the seek is tried again 4 times further back (0.5, 2, 8, 32 ... s before `t`).
+    """
+    tick = _tick(stream)
+    back = 0.5
+    while t - back > 0:
+        try:
+            container.seek(int((info.start_time + t - back) / tick), stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+            for frame in frames:
+                ft = None if frame.time is None else frame.time - info.start_time
+                if ft is not None and ft > t:
+                    break  # no key frame up to `t` after this seek: from further back
+                if frame.key_frame and ft is not None:
+                    return itertools.chain([frame], frames)
+            else:
+                return None  # no key frame to the end of the stream after this position
+        except av.error.FFmpegError as e:
+            logger.debug("%s: seek to %.2fs failed (%s), decoding from the start", path, t - back, e)
+            return None
+        back *= 4
+    return None
+
+
+def _frame_eps(info: VideoInfo, tick: float) -> float:
+    """How much later than a moment a frame's timestamp may be and still count as on screen at it: the rounding
+    of one timestamp tick (1.5 ticks), but at most a quarter of the frame interval, since where the time base is one
+    frame (AVI, many MP4 files), 1.5 ticks would take the next frame, or the one after it."""
+    eps = 1.5 * tick
+    if info.frame_interval > 0:
+        eps = min(eps, 0.25 * info.frame_interval)
+    return eps + 1e-9
+
+
+def _decode_pass(
+    frames: Iterator[av.VideoFrame], info: VideoInfo, targets: _Targets, out: _Assembler, state: _PassState
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode forward, giving every moment the frame on screen at it, and yield windows as they complete; stops once
+    every moment has its frame or at the end of `frames` (`_frames_from`: the end of the stream or a decode error)."""
+    eps: float | None = None
+    frame_no = 0
+    for frame in frames:
+        if eps is None:
+            eps = _frame_eps(info, float(frame.time_base) if frame.time_base else 1e-6)
+        if frame.time is not None:
+            ft = frame.time - info.start_time
+        else:  # no timestamp at all: fall back to the nominal rate
+            ft = frame_no * info.frame_interval
+        frame_no += 1
+        if ft + eps < state.prev_time:
+            continue  # out-of-order leftover after a seek
+        # Targets strictly before this frame show the previous frame (or this one, if it is the first).
+        t = targets.peek()
+        if t is not None and t < ft - eps:
+            if state.prev is None:
+                state.prev, state.prev_rgb = frame, None
+            if state.prev_rgb is None:
+                state.prev_rgb = _to_rgb(state.prev, out.rotation)
+            out.assign(state.prev_rgb, ft - eps)
+            yield from out.ready()
+            if targets.peek() is None:
+                break
+        state.prev, state.prev_rgb, state.prev_time = frame, None, ft
 
 
 def _end_of_stream(

@@ -57,6 +57,7 @@ def make_video(
     options: dict[str, str] | None = None,
     start_time: float = 0.0,
     audio: str | None = None,
+    audio_seconds: float | None = None,
 ) -> Path:
     """Write a small test video and return its path.
 
@@ -74,6 +75,7 @@ def make_video(
         start_time: timestamp of the first frame (a start-time offset).
         audio: an audio encoder name (aac, libopus, ...) to add a 440 Hz mono tone as long as the video, starting
             at the same time; None: no sound.
+        audio_seconds: the tone's length when it is not the video's (sound that goes on after the picture).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,7 @@ def make_video(
         for packet in stream.encode():
             container.mux(packet)
         if sound is not None:
-            _write_tone(container, sound, duration, start_time)
+            _write_tone(container, sound, duration if audio_seconds is None else audio_seconds, start_time)
         if not times:
             container.start_encoding()  # a valid header with a video stream and no frames
     return path
