@@ -160,7 +160,12 @@ class CompiledEncoder(nn.Module):
     `config`, `state_dict` and the parameters are the wrapped encoder's, so fingerprints (`store.weights_hash`) do
     not change. The package reads the encoder's tensors where they are: changing them in place changes the results;
     moving them (`.to(...)`) is noticed at the next call, which hands the package the new tensors.
+
+    One call at a time (`thread_safe`): the first call of a shape compiles or loads its package, and a package's
+    runner is not shared between threads, so `runtime.encoder_workers` gives it one worker.
     """
+
+    thread_safe = False
 
     def __init__(self, encoder: nn.Module, precision: str, cache: str | os.PathLike[str] | None = None) -> None:
         super().__init__()

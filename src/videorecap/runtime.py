@@ -36,12 +36,17 @@ RESULTS.md "Precision"):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import os
+import queue
 import re
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from videorecap.errors import InputError
 
@@ -49,6 +54,9 @@ if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # Environment variable the video reader reads for FFmpeg's decoder thread count (children inherit it). Set by the
 # user before the start it wins over `set_threads` (0 lets FFmpeg choose, as it does by itself).
@@ -172,6 +180,139 @@ def set_decode_threads_for(device: str | torch.device) -> int:
         os.environ[DECODE_THREADS_ENV] = str(gpu_decode_threads())
         logger.debug("models on %s: %s FFmpeg decoder threads", device, os.environ[DECODE_THREADS_ENV])
     return decode_threads()
+
+
+# How many batches the clip encoder computes at once on a CPU (`encoder_workers`); set by the user it wins (1: one
+# batch at a time, as before this setting existed).
+ENCODER_WORKERS_ENV = "VIDEORECAP_ENCODER_WORKERS"
+# Each batch being encoded holds its activations (a few hundred MB at recap-base sizes, batch 8): beyond 4 at once
+# the memory grows for little, and more cores are better spent as PyTorch threads of each batch.
+MAX_ENCODER_WORKERS = 4
+
+
+def encoder_workers(device: str | torch.device = "cpu", encoder: object = None, cores: int | None = None) -> int:
+    """Batches the clip encoder computes at once, each in a thread of its own (`ParallelMap`): on a CPU, as many as
+    the usable cores hold at PyTorch's current thread count each (`cores // threads`, at most `MAX_ENCODER_WORKERS`);
+    1 on a GPU, and for an encoder that says it takes one call at a time (`thread_safe = False`, the compiled one).
+    `$VIDEORECAP_ENCODER_WORKERS` set by the user wins on a CPU.
+
+    Why: with the default of one PyTorch thread on 2 cores (one core left to decoding, so that no thread of ours
+    spin-waits for a core another process holds), one batch at a time leaves a core idle while nothing else runs.
+    Two batches at once, one thread each, fill both cores, and still no thread waits for another: under load they
+    share the cores as any two processes do. Each batch is computed exactly as it would be alone (the same kernels,
+    the same thread count), so the features and captions are identical to one batch at a time.
+    """
+    import torch
+
+    if torch.device(device).type != "cpu" or getattr(encoder, "thread_safe", True) is False:
+        return 1
+    value = os.environ.get(ENCODER_WORKERS_ENV, "").strip()
+    if value:
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+        _warn_once(ENCODER_WORKERS_ENV, f"${ENCODER_WORKERS_ENV}={value!r} is not a positive whole number: ignored")
+    cores = cpu_count() if cores is None else cores
+    return max(1, min(MAX_ENCODER_WORKERS, cores // max(1, torch.get_num_threads())))
+
+
+class _Stopped(Exception):
+    """Raised in a worker's forward pass once its ParallelMap is left early (the result is thrown away)."""
+
+
+class ParallelMap(Generic[_T, _R]):
+    """`fn(item)` for every item, in the items' order, computed by `workers` threads at once.
+
+    The items are drawn in the caller's thread, at most `ahead` (default 2 x workers) before the result the caller
+    waits for, so that memory stays bounded whatever the number of items. With `workers` <= 1 everything runs in
+    the caller's thread, one item after the other (no thread is started). A failure of `fn` is raised where its
+    result would have come. `fn` runs in another thread: PyTorch's grad mode and autocast are per thread, so `fn`
+    sets what it needs itself.
+
+        with ParallelMap(encode, batches, workers=2, interrupts=encoder) as results:
+            for out in results:
+                ...
+
+    Leaving the block cancels the items not started and waits for the threads, so that none is left computing:
+    PyTorch aborts a process that exits while one of its kernels runs in another thread. Left early (an error, or
+    Ctrl-C), the forward passes of `interrupts` (a module) that workers are running stop at their next submodule,
+    so that the wait is short even when one item takes many seconds.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[_T], _R],
+        items: Iterable[_T],
+        workers: int,
+        *,
+        ahead: int | None = None,
+        interrupts: torch.nn.Module | None = None,
+        name: str = "videorecap-worker",
+    ) -> None:
+        self.fn, self.items, self.workers, self.name = fn, items, max(1, workers), name
+        self.ahead = max(self.workers, ahead if ahead is not None else 2 * self.workers)
+        self.interrupts = interrupts
+        self._tasks: queue.SimpleQueue[tuple[Future[_R], _T] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._pending: collections.deque[Future[_R]] = collections.deque()
+        self._stopping = threading.Event()
+        self._hooks: list[Any] = []
+
+    def __enter__(self) -> ParallelMap[_T, _R]:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[_R]:
+        if self.workers == 1:
+            for item in self.items:
+                yield self.fn(item)
+            return
+        if self.interrupts is not None:
+            # a check before every submodule's forward, in the workers only: cheap next to the module's own work
+            self._hooks = [m.register_forward_pre_hook(self._check_stop) for m in self.interrupts.modules()]
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for item in self.items:
+            future: Future[_R] = Future()
+            self._tasks.put((future, item))
+            self._pending.append(future)
+            if len(self._pending) >= self.ahead:
+                yield self._pending.popleft().result()
+        while self._pending:
+            yield self._pending.popleft().result()
+
+    def _check_stop(self, module: object, args: object) -> None:
+        if self._stopping.is_set() and threading.current_thread() in self._threads:
+            raise _Stopped
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, item = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self.fn(item))
+            except BaseException as e:  # handed to the caller, raised where this item's result would have come
+                future.set_exception(e)
+            del future, item, task  # nothing of a finished item stays alive while the thread waits for the next
+
+    def close(self) -> None:
+        """Cancel the items not started, stop the running ones (`interrupts`) and wait for the threads to end."""
+        self._stopping.set()  # left before the last result, what is still computed is not wanted; after it, no-op
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
 
 def parse_device(name: str, option: str = "--device") -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videorecap.runtime import autocast_dtype, compute_context
+from videorecap.runtime import ParallelMap, autocast_dtype, compute_context, encoder_workers
 from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
 from videorecap.video.transforms import eval_transform
@@ -85,7 +85,9 @@ def _eval_mode(encoder: nn.Module) -> Iterator[None]:
 
 @dataclass
 class EncodeStats:
-    """Timing of one encode run: windows done, seconds in total and spent waiting for decoded frames."""
+    """Timing of one encode run: windows done, seconds in total and spent waiting for decoded frames, and the
+    encoder's seconds summed over its batches (above the total when several batches were encoded at once:
+    `runtime.encoder_workers`)."""
 
     windows: int = 0
     seconds: float = 0.0
@@ -121,20 +123,27 @@ def encode_windows(
         num_frames = num_frames or nf
         image_size = image_size or size
     dev = torch.device(device)
-    compute = encoder_compute(dev, precision)
     pin = dev.type == "cuda"
     stats = stats if stats is not None else EncodeStats()
     t_last = time.perf_counter()
     waited = 0.0
     producer = decode_batches(path, windows, first_index, num_frames, image_size, batch_size, info, grid_fps,
                         allow_partial, pin)  # fmt: skip
-    with _eval_mode(encoder), prefetch(producer, depth=prefetch_depth) as batches:
-        for batch in batches:
-            t0 = time.perf_counter()
-            cls, tokens = encode_batch(
-                encoder, batch.x, device=dev, compute=compute, all_tokens=all_tokens, non_blocking=pin
-            )
-            stats.encode_seconds += time.perf_counter() - t0
+
+    def encode(batch: DecodedBatch) -> tuple[DecodedBatch, np.ndarray, np.ndarray | None, float]:
+        t0 = time.perf_counter()  # in a worker thread: a context of its own (autocast is per thread)
+        cls, tokens = encode_batch(encoder, batch.x, device=dev, compute=encoder_compute(dev, precision),
+                                   all_tokens=all_tokens, non_blocking=pin)  # fmt: skip
+        return batch, cls, tokens, time.perf_counter() - t0
+
+    workers = encoder_workers(dev, encoder)  # batches encoded at once, each as it would be alone; back in order
+    with (
+        _eval_mode(encoder),
+        prefetch(producer, depth=prefetch_depth) as batches,
+        ParallelMap(encode, batches, workers, interrupts=encoder, name="videorecap-encoder") as encoded,
+    ):
+        for batch, cls, tokens, seconds in encoded:
+            stats.encode_seconds += seconds
             stats.windows += cls.shape[0]
             stats.wait_seconds += batches.wait_seconds - waited
             waited = batches.wait_seconds
