@@ -45,6 +45,15 @@ def test_describe_os_error_names_both_paths_of_a_rename():
     assert describe_os_error(e) == "/a/tmp -> /b/out: Invalid cross-device link (check the path and the disk)"
 
 
+def test_an_ffmpeg_error_is_not_taken_for_a_write_in_the_output_folder():
+    import av.error
+
+    e = av.error.PermissionError(errno.EPERM, "Operation not permitted")  # PyAV's errors are OSErrors: a seek's
+    text = describe_os_error(e, writing_under="out/final")
+    assert "out/final" not in text and "permissions" not in text
+    assert text.startswith("reading a video: Operation not permitted (the file may be damaged")
+
+
 @pytest.mark.parametrize("named", [True, False])
 def test_a_full_disk_fails_that_video_and_features_goes_on(tmp_path: Path, monkeypatch, capsys, named):  # noqa: ANN001
     """A full disk fails the video that hit it, naming the file, or (a failed write or flush names none) the output

@@ -32,6 +32,23 @@ def test_no_eos_in_output_and_length_limit():
     assert all(len(o) <= 7 and 2 not in o for o in out)
 
 
+@pytest.mark.parametrize("cfg", [DecodeConfig(), DecodeConfig(strategy="beam", num_beams=2),
+                                 DecodeConfig(lengths="original")])  # fmt: skip
+def test_a_limit_beyond_the_decoders_positions_is_refused_before_decoding(cfg, monkeypatch):
+    dec, ctx = _decoder(3)
+    n = dec.config.n_positions
+    most = n if cfg.lengths == "original" else n - 1  # BOS takes a position, counted in the original's length
+    assert len(generate(dec, ctx[:1], bos_id=1, eos_id=2, max_new_tokens=most, cfg=cfg)[0]) <= most
+    caches = []
+    monkeypatch.setattr(dec, "new_cache", lambda *a, **k: caches.append(k) or pytest.fail("cache allocated"))
+    for limit in (most + 1, 10**6):  # 10**6 took gigabytes for the cache, then decoded until the last position
+        with pytest.raises(
+            ValueError, match=f"max_new_tokens={limit} is more than .* {n} positions allow: at most {most}"
+        ):
+            generate(dec, ctx, bos_id=1, eos_id=2, max_new_tokens=limit, cfg=cfg)
+    assert not caches
+
+
 @pytest.mark.parametrize("seed,bias", VARIED)
 def test_beam_search_with_one_beam_is_greedy(seed, bias):
     dec, ctx = _decoder(seed, eos_bias=bias)

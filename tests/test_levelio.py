@@ -81,6 +81,12 @@ def test_max_tokens_overrides_merge_without_defaults_and_check_values() -> None:
     assert max_tokens_overrides(None, None) == {}
     with pytest.raises(ValueError, match="at least 1"):
         max_tokens_overrides(0)
+    # a zero for one level and a misspelt level were ignored silently (the default length was used)
+    with pytest.raises(ValueError, match="max_new_tokens for clip must be a whole number of at least 1, not 0"):
+        max_tokens_overrides({"clip": 0})
+    with pytest.raises(ValueError, match="unknown level.* clips; use clip, segment, video"):
+        max_tokens_overrides({"clips": 5})
+    assert max_tokens_overrides({"clip": None, "video": 9}) == {"video": 9}  # None: says nothing
 
 
 def test_every_caller_resolves_through_the_one_function(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,6 +133,19 @@ def test_precomputed_features(captioner, video, tmp_path, monkeypatch):
         caption_video(video, captioner, CaptionOptions(levels=("clip", "segment"), features_dir=tmp_path))
 
 
+def test_a_segment_window_shorter_than_a_clip_window_is_refused(captioner, video):
+    # it was accepted: 2-s "segments" of 4-s clips, and 0.001 s ran for hours (30,000 segments for 30 s)
+    for opts in (CaptionOptions(segment_seconds=2.0), CaptionOptions(segment_seconds=0.001)):
+        with pytest.raises(InputError, match="--segment-seconds .* is shorter than the clip window .4 s"):
+            caption_video(video, captioner, opts)
+    with pytest.raises(InputError, match="--segment-seconds 3 is shorter than the clip window .5 s"):
+        CaptionOptions(clip_seconds=5.0, segment_seconds=3.0)
+    with pytest.raises(InputError, match="unknown level.* clips"):
+        CaptionOptions(max_new_tokens={"clips": 5})
+    res = caption_video(video, captioner, CaptionOptions(segment_seconds=4.0, levels=("clip", "segment")))
+    assert [s.start for s in res.segments] == [4.0 * k for k in range(7)]  # one clip window each: the shortest
+
+
 def test_num_features_option_reaches_the_sampling_not_the_model(captioner, video, tmp_path, monkeypatch):
     # --num-features -> the run's level I/O -> the engine's sampling; the model's config is left as it is
     seen: dict[str, list] = {"segment": [], "video": []}

@@ -88,6 +88,8 @@ def save_pretrained(
         CheckpointError: `out_dir` exists and `overwrite` is false, or it is not a checkpoint folder.
         ValueError: the tokenizer does not match the model config.
     """
+    if not isinstance(getattr(model, "config", None), RecapConfig):
+        raise TypeError(f"save_pretrained: give a VideoRecap model, not {type(model).__name__}")
     cfg: RecapConfig = model.config
     if tokenizer is not None:
         _check_tokenizer(tokenizer, cfg, "the given tokenizer", exc=ValueError)
@@ -116,6 +118,10 @@ def save_encoder(
 
     The tensors are stored under the same `encoder.` prefix as in a full model, so `load_encoder` reads both kinds.
     """
+    if not isinstance(getattr(encoder, "config", None), EncoderConfig):
+        whole = isinstance(getattr(encoder, "config", None), RecapConfig)
+        hint = " (a whole model: give its .encoder)" if whole else ""
+        raise TypeError(f"save_encoder: give a video encoder, not {type(encoder).__name__}{hint}")
     ecfg: EncoderConfig = encoder.config
     tensors = _tensors_to_save({ENCODER_PREFIX + k: v for k, v in encoder.state_dict().items()}, dtype or torch.float32)
     config = {"format_version": ENCODER_FORMAT_VERSION, "kind": "encoder", "encoder": asdict(ecfg)}
@@ -129,6 +135,8 @@ def save_encoder(
 
 
 def _tensors_to_save(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):  # what the loader reads back
+        raise ValueError(f"dtype: a checkpoint stores float32, float16 or bfloat16, not {dtype}")
     out = {}
     for k, v in state.items():
         v = v.detach()
@@ -427,6 +435,8 @@ def load_model(
     """
     from videorecap.runtime import check_device
 
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: give a torch.dtype such as torch.float16, not {dtype!r}")
     check_device(str(device))  # a missing GPU is said plainly, not blamed on the weights file
     folder = Path(path)
     d = read_config(folder)
@@ -597,6 +607,12 @@ def _check_tokenizer(tok: Tokenizer, cfg: RecapConfig, source: str, exc: type[Ex
         raise exc(f"{source}: special ids bos/eos/pad {ours} do not match the model config's {theirs}")
     if tok.vocab_size > cfg.decoder.vocab_size:
         raise exc(f"{source}: {tok.vocab_size} tokens do not fit the model's vocabulary of {cfg.decoder.vocab_size}")
+    if tok.vocab_size < cfg.decoder.vocab_size - 128:  # a vocabulary may be padded (to a multiple of 64, say), no more
+        logger.warning(
+            "%s: %d tokens for a model of %d: unless the model's vocabulary was padded, this is not its tokenizer "
+            "and its captions will be other words",
+            source, tok.vocab_size, cfg.decoder.vocab_size,
+        )  # fmt: skip
 
 
 # ---- foreign files --------------------------------------------------------------------------------------------------

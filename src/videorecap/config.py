@@ -297,6 +297,8 @@ class RecapConfig:
         if name not in _PRESETS:
             raise ValueError(f"{name!r} is not a known model preset; known: {', '.join(list_presets())}")
         level = overrides.pop("level", None)
+        if level is not None and level not in (*LEVELS, "unified"):  # (a preset's tables are keyed by level)
+            raise ValueError(f"unknown level {level!r}; expected one of clip, segment, video, unified")
         return _PRESETS[name](level).override(overrides)
 
     def override(self, overrides: Mapping[str, Any]) -> RecapConfig:

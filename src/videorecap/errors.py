@@ -9,6 +9,12 @@ from __future__ import annotations
 import errno
 
 
+def is_count(value: object, at_least: int = 1) -> bool:
+    """Whether `value` is a whole number (an int, not a bool) of at least `at_least`: the test of every count a user
+    gives (a batch size, a limit, a number of retries), so that 2.5, "8" and True are refused alike."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
+
+
 class VideoRecapError(Exception):
     """Base class of every error caused by the user's input, files or environment."""
 
@@ -51,9 +57,12 @@ def describe_os_error(e: OSError, writing_under: object = None) -> str:
     An error of a write or a flush names no file (a full disk): `writing_under` (the output folder) names the
     place then."""
     fallback = f"writing under {writing_under}" if writing_under is not None else "a file"
+    hint = _OS_HINTS.get(e.errno or 0, "check the path and the disk")
+    if type(e).__module__.startswith("av."):  # PyAV's errors are OSErrors too, but come from reading a video
+        fallback, hint = "reading a video", "the file may be damaged or of a kind FFmpeg cannot read"
     where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or fallback
     reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
-    return f"{where}: {reason} ({_OS_HINTS.get(e.errno or 0, 'check the path and the disk')})"
+    return f"{where}: {reason} ({hint})"
 
 
 class FolderBusyError(VideoRecapError):

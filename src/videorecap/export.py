@@ -24,6 +24,7 @@ Subtitle cues are made ordered, non-overlapping and at least 1 ms long, whatever
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import html
 import json
@@ -801,7 +802,11 @@ def write_outputs(
     a reader, or a run killed at any point, sees the old set or the new one, never files of both; the other entries
     of `out_dir` (`.cache/`, `video.web.mp4`, the user's own files) are kept.
     """
+    if not isinstance(result, CaptionResult):  # (a path: CaptionResult.load reads one)
+        raise TypeError(f"write_outputs: give a CaptionResult (CaptionResult.load(path) reads one), not {result!r:.80}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file: write_outputs writes a folder of files", str(out))
     start_time = None
     if web_video is not None:
         start_time = 0.0

@@ -147,11 +147,17 @@ def max_tokens_overrides(*overrides: MaxTokens, levels: tuple[str, ...] = _LEVEL
     for ov in reversed(overrides):  # the least specific first, so that a more specific one overwrites it
         if ov is None:
             continue
-        per_level = dict.fromkeys(levels, ov) if isinstance(ov, int) else {lv: n for lv, n in ov.items() if n}
+        if isinstance(ov, Mapping):
+            unknown = sorted(set(map(str, ov)) - set(_LEVEL_NAMES))
+            if unknown:  # a misspelt level would otherwise be ignored silently
+                raise ValueError(f"max_new_tokens: unknown level(s) {', '.join(unknown)}; use clip, segment, video")
+            per_level = {lv: n for lv, n in ov.items() if n is not None}  # None: this override says nothing
+        else:
+            per_level = dict.fromkeys(levels, ov)
         for lv, n in per_level.items():
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"max_new_tokens for {lv} must be a whole number of at least 1, not {n!r}")
-        out.update(per_level)
+        out.update({lv: n for lv, n in per_level.items() if lv in levels})
     return out
 
 

@@ -48,14 +48,15 @@ from videorecap.errors import CheckpointError, DataError, InputError, VideoError
 from videorecap.infer.batch import CaptionItem, caption_batch
 from videorecap.infer.decoding_config import DecodeConfig
 from videorecap.infer.hierarchy import Hierarchy, SegmentInput, Step, TextFit, VideoInput
-from videorecap.infer.options import CaptionOptions, needed_levels
+from videorecap.infer.options import CaptionOptions, HierarchyOptions, check_windows, needed_levels
 from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, SummaryInput, VideoMeta
+from videorecap.runtime import ParallelMap, encoder_workers
 from videorecap.store import Store, file_identity, model_fingerprint
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
-from videorecap.video.reader import iter_windows, prefetch
+from videorecap.video.reader import READER_VERSION, iter_windows, prefetch
 from videorecap.video.sampling import segment_min_tail, window_plan
 from videorecap.video.transforms import eval_transform
 
@@ -77,7 +78,14 @@ class Captioner:
     compiled: bool = False  # the clip encoder runs compiled code (`compile_encoder`)
 
     def __post_init__(self) -> None:
-        for level, (model, _) in self.models.items():
+        for level, pair in self.models.items():
+            if level not in LEVELS:
+                raise InputError(f"Captioner: unknown level {level!r}; use clip, segment, video")
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], VideoRecap)
+                    and isinstance(pair[1], Tokenizer)):  # fmt: skip
+                got = repr(pair)[:80]
+                raise InputError(f"Captioner: models[{level!r}] must be a (VideoRecap, Tokenizer) pair, not {got}")
+            model = pair[0]
             if level not in model.config.levels:
                 raise CheckpointError(
                     f"{self.sources.get(level, 'model')}: a {model.config.level}-level model cannot caption "
@@ -300,6 +308,7 @@ class _Run:
         """Everything the cached results depend on: the video file, the models' config and weights, the options."""
         return {
             "cache_version": CACHE_VERSION,
+            "reader": READER_VERSION,  # which frames the clip chunks were computed from
             "video": file_identity(self.path),
             "models": {lv: model_fingerprint(self.cap.model(lv)) for lv in self.opts.levels},
             "windows": [self.clip_seconds, self.segment_seconds, self.opts.min_tail_seconds],
@@ -388,14 +397,24 @@ class _Run:
                 self.clip_result = self._clip_result(texts, feats)
                 return self.clip_result
             encoded = done
+            workers = encoder_workers(self.device, enc)
+
+            def encode(batch: list[torch.Tensor]) -> torch.Tensor:
+                return encode_clips(self.cap, batch, self.device)  # (b, 1+T*P, C), in a worker thread
+
             try:
-                with prefetch(self._frames(windows[done:], enc.config.image_size), depth=2 * B) as frames:
-                    for batch in _batched(frames, B):
-                        tokens = encode_clips(self.cap, batch, self.device)  # (b, 1+T*P, C)
+                with (
+                    prefetch(self._frames(windows[done:], enc.config.image_size), depth=2 * B) as frames,
+                    ParallelMap(
+                        encode, _batched(frames, B), workers, interrupts=enc, name="videorecap-encoder"
+                    ) as batches,
+                ):
+                    # `workers` batches are encoded at once (each as it would be alone); they come back in order
+                    for tokens in batches:
                         pending_f.append(cls_features(tokens))
                         rows.add(tokens, arrived)
-                        encoded += len(batch)
-                        pbar.update(len(batch))
+                        encoded += len(tokens)
+                        pbar.update(len(tokens))
                         rows.decode(full_only=True)
                         if encoded - start >= chunk:
                             rows.decode()  # a chunk boundary: its rows (and any rows before them) now
@@ -582,7 +601,29 @@ class _Run:
 
 
 # ---- one level's settings: shared by the file pipeline and live sessions (live/) -------------------------------------
-def level_max_tokens(captioner: Captioner, level: str, opts: CaptionOptions) -> int:
+def check_run(captioner: Captioner, opts: HierarchyOptions) -> None:
+    """What a run's options ask of its models, checked before any input is read (InputError, the CLI's exit 2): the
+    device there, a model for every level, token limits the decoders can reach, and a segment window that holds clip
+    windows."""
+    from videorecap.runtime import check_device
+
+    check_device(opts.device, "device")  # (a Captioner loaded elsewhere was not checked for this device)
+    missing = [lv for lv in opts.levels if lv not in captioner.levels]
+    if missing:
+        raise missing_levels_error(missing, captioner.levels)
+    for level in opts.levels:
+        n = level_max_tokens(captioner, level, opts)
+        positions = captioner.model(level).decoder.config.n_positions
+        most = positions if opts.decode.lengths == "original" else positions - 1  # (+ BOS, as decode.generate)
+        if n > most:
+            raise InputError(
+                f"--max-tokens {n} for the {level} level: its decoder has {positions} positions, so at most {most}"
+            )
+    ref = captioner.model(opts.levels[0]).config
+    check_windows(opts.clip_seconds or ref.clip_seconds, opts.segment_seconds or ref.segment_seconds)
+
+
+def level_max_tokens(captioner: Captioner, level: str, opts: HierarchyOptions) -> int:
     """A per-level option, then one length for every level, then the model's level I/O."""
     io = captioner.model(level).config.io
     return resolve_max_new_tokens(level, io, opts.max_new_tokens, opts.decode.max_new_tokens)
@@ -825,6 +866,8 @@ def caption_video(
     video_id: str | None = None,
 ) -> CaptionResult:
     """Caption one video at every level in `options.levels`; `cache_dir` makes the run resumable."""
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise InputError(f"cache_dir {cache_dir}: is a file, not a folder")
     ((_, out, _),) = caption_videos([(path, video_id, cache_dir)], captioner, options)
     if isinstance(out, Exception):
         raise out
@@ -854,9 +897,7 @@ def caption_videos(
     2 * decode_batch waiting segment inputs and clip rows, never a whole video's clip tokens.
     """
     opts = options or CaptionOptions()
-    missing = [lv for lv in opts.levels if lv not in captioner.levels]
-    if missing:
-        raise missing_levels_error(missing, captioner.levels)
+    check_run(captioner, opts)
     bar = _bar_factory(opts.progress)
     # sampled rows draw from one random stream per decode call, so next to other videos' rows a video's captions
     # would depend on the other inputs: with sampling every video is decoded on its own (reproducible with a seed)
@@ -994,5 +1035,9 @@ def caption(
     `levels="clip,segment"` or `levels=("clip",)`, `batch_size=16`, `decode=DecodeConfig(strategy="beam")`).
     """
     opts = CaptionOptions(**options)  # a bad option is found before a model loads
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"caption: path must be a video file's path (str or Path), not {path!r}")
+    if not isinstance(model, (str, os.PathLike, Captioner)):
+        raise InputError(f"caption: model must be a checkpoint folder, a model name or a Captioner, not {model!r}")
     captioner = model if isinstance(model, Captioner) else Captioner.load(model, device=opts.device, levels=opts.levels)
     return caption_video(path, captioner, opts)

@@ -13,6 +13,7 @@ in `videorecap/schemas/captions.schema.json` (plus the ones a schema cannot say,
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import logging
 import math
@@ -213,6 +214,16 @@ class CaptionResult:
                 so that nothing is written that `load` would refuse.
         """
         path = Path(path)
+        if path.is_dir():
+            what = "is a folder: give the file to write, e.g. FOLDER/captions.json"
+            raise IsADirectoryError(errno.EISDIR, what, str(path))
+        items = [(f"clips[{i}]", c) for i, c in enumerate(self.clips)]
+        items += [(f"segments[{i}]", c) for i, c in enumerate(self.segments)]
+        items += [("summary", self.summary)] if self.summary is not None else []
+        for name, item in items:
+            if not isinstance(item, Caption):
+                raise ValueError(f"refusing to write an invalid captions file: {name} is a {type(item).__name__}, "
+                                 "not a Caption")  # fmt: skip
         try:
             _parse(self.to_dict(), str(path))
         except InputError as e:

@@ -240,6 +240,10 @@ def test_config_mistakes_stop_before_any_video_is_decoded(model_dir, video, tmp_
         ("--batch-size", "0", "at least 1"),
         ("--max-tokens", "two", "integer"),
         ("--min-tail-seconds", "-1", "0 or more"),
+        # what depends on the model: a token limit beyond its decoder (gigabytes of cache, then an error per video),
+        # a segment window shorter than its clip window (0.001 s: hours of 0-length segments)
+        ("--max-tokens", "100000", "its decoder has 128 positions, so at most 127"),
+        ("--segment-seconds", "1", "shorter than the clip window (4 s)"),
     ]:
         code, err = run(video, *base, flag, value)
         assert code == 2 and flag in err and say in err, (flag, value, err)

@@ -109,3 +109,13 @@ def test_semantic_and_hybrid_find_other_words_for_the_same_thing(kitchen: Path, 
     lex_rank = 1 + sum(x > rrf.lexical for x in all_lex.values())  # rrf.lexical > 0: it is in the lexical ranking
     sem_rank = 1 + sum(x > rrf.semantic for x in all_sem.values())
     assert rrf.score == pytest.approx(1 / (60 + lex_rank) + 1 / (60 + sem_rank))
+
+
+def test_a_bad_limit_or_fusion_is_refused_not_guessed(kitchen: Path) -> None:
+    s = Searcher(load_corpus(kitchen))
+    assert len(s.hits("kettle", mode="lexical", limit=None)) == len(s.hits("kettle", mode="lexical", limit=100))
+    for limit in (-1, 0, 2.5):  # -1 dropped the last hit as a slice would
+        with pytest.raises(InputError, match="limit must be a whole number of at least 1"):
+            s.hits("kettle", mode="lexical", limit=limit)
+    with pytest.raises(InputError, match="--fusion must be one of sum, rrf, not 'sun'"):  # ignored in lexical mode
+        s.hits("kettle", mode="lexical", fusion="sun")

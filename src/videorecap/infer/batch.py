@@ -85,6 +85,10 @@ def collate_items(
     if any(m is None for m in masks) and not all(m is None for m in masks):
         raise ValueError("a batch mixes items with and without video_mask")
     texts = [it.text for it in items]
+    bad = next((t for t in texts if t is not None and not isinstance(t, str)), None)
+    if bad is not None:
+        got = repr(bad)[:60]
+        raise ValueError(f"text: each item's text is one string (the previous level's captions joined), not {got}")
     t_ids = t_mask = None
     if any(t is not None for t in texts):
         tokens = model.config.tokens

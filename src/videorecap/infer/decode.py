@@ -144,6 +144,15 @@ def generate(
     token was chosen from (for sampling, the model's logits before temperature, top-k and top-p).
     """
     cfg = cfg or DecodeConfig()
+    # BOS and the caption's tokens take one position each: a limit the decoder cannot reach is refused before any
+    # memory is taken (the KV cache is sized by it), not after decoding up to the last position
+    longest = max_new_tokens if cfg.lengths == "original" else 1 + max_new_tokens
+    if longest > decoder.config.n_positions:
+        most = decoder.config.n_positions - (0 if cfg.lengths == "original" else 1)
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} is more than this decoder's {decoder.config.n_positions} positions "
+            f"allow: at most {most}"
+        )
     if cfg.lengths == "original":
         out = original_lengths(decoder, context, bos_id, eos_id, max_new_tokens, cfg)
     elif cfg.strategy == "beam":
@@ -510,15 +519,32 @@ def generate_ids(
     `confidence`, `perplexity`), as `generate` gives them.
     """
     decode = decode or DecodeConfig()
-    ctx = model.context(level, video, video_mask, text_ids, text_mask)  # (B, Nv + Nt, D)
-    n = resolve_max_new_tokens(level, model.config.io, decode.max_new_tokens)
-    t = model.config.tokens
-    return generate(  # type: ignore[call-overload]
-        model.decoder,
-        ctx,
-        bos_id=t.bos_token_id,
-        eos_id=t.eos_token_id,
-        max_new_tokens=n,
-        cfg=decode,
-        return_scores=return_scores,
-    )
+    if video is not None:
+        if video.dtype == torch.float64:  # numpy's default: the model computes in float32 (or under autocast)
+            video = video.float()
+        if video.is_floating_point() and not bool(torch.isfinite(video).all()):  # (they gave empty captions)
+            raise ValueError("video: holds NaN or infinite values")
+        width = model.config.encoder.width
+        if video.dim() == 3 and video.shape[-1] != width:  # (B, N, C) features
+            raise ValueError(f"video: features of width {video.shape[-1]}; this model reads width {width}")
+    # captions are made without dropout, whatever mode the model was left in (a new VideoRecap is in training mode:
+    # its captions would change from call to call)
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        ctx = model.context(level, video, video_mask, text_ids, text_mask)  # (B, Nv + Nt, D)
+        n = resolve_max_new_tokens(level, model.config.io, decode.max_new_tokens)
+        t = model.config.tokens
+        return generate(  # type: ignore[call-overload]
+            model.decoder,
+            ctx,
+            bos_id=t.bos_token_id,
+            eos_id=t.eos_token_id,
+            max_new_tokens=n,
+            cfg=decode,
+            return_scores=return_scores,
+        )
+    finally:
+        if was_training:
+            model.train()

@@ -95,6 +95,7 @@ import numpy as np
 
 from videorecap.data.feature_sampling import sample, slice_features
 from videorecap.data.text import TEXT_POLICIES, fit_video_text, segment_text, video_text
+from videorecap.infer.options import check_windows
 from videorecap.levelio import FeatureSampling
 from videorecap.results import Caption, SummaryInput
 from videorecap.video.sampling import segment_windows
@@ -219,6 +220,7 @@ class Hierarchy:
     ) -> None:
         if clip_seconds <= 0 or segment_seconds <= 0:
             raise ValueError("window lengths must be positive")
+        check_windows(clip_seconds, segment_seconds)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         if not segment_min_tail >= 0:

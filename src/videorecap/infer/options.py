@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from videorecap.config import LEVELS, Level
-from videorecap.errors import InputError
+from videorecap.errors import InputError, is_count
 from videorecap.infer.decoding_config import DecodeConfig
-from videorecap.levelio import LevelIO
+from videorecap.levelio import LevelIO, max_tokens_overrides
 from videorecap.results import SUMMARY_POLICIES
+from videorecap.runtime import parse_device
 from videorecap.video.sampling import DEFAULT_MIN_TAIL_SECONDS
 
 
 def needed_levels(levels: Sequence[str] | str) -> tuple[Level, ...]:
     """The levels a run needs: every level up to the highest one named ("clip,segment", ["video"], ...)."""
+    if not isinstance(levels, str) and not (isinstance(levels, Sequence) and all(isinstance(x, str) for x in levels)):
+        raise InputError(f'levels: give names such as "clip,segment" or ("clip", "segment"), not {levels!r}')
     names = [x.strip() for x in levels.split(",")] if isinstance(levels, str) else [str(x).strip() for x in levels]
     names = [x for x in names if x]
     bad = sorted(set(names) - set(LEVELS))
@@ -40,10 +43,27 @@ def _check_seconds(name: str, value: float | None, *, zero: bool = False) -> Non
     comparison, so the test is written the way round that it fails)."""
     if value is None:
         return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"--{name.replace('_', '-')} must be a number of seconds, not {value!r}")
     ok = (value >= 0 if zero else value > 0) and math.isfinite(value)
     if not ok:
         what = "0 or more" if zero else "a positive number"
         raise InputError(f"--{name.replace('_', '-')} must be {what}, got {value}")
+
+
+def _check_count(name: str, value: object) -> None:
+    """A whole number of at least 1 (a batch size)."""
+    if not is_count(value):
+        raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1, not {value!r}")
+
+
+def check_windows(clip_seconds: float | None, segment_seconds: float | None) -> None:
+    """A segment window holds clip windows: one shorter than a clip window is refused (where both are known)."""
+    if clip_seconds is not None and segment_seconds is not None and segment_seconds < clip_seconds:
+        raise InputError(
+            f"--segment-seconds {segment_seconds:g} is shorter than the clip window ({clip_seconds:g} s): a segment "
+            "is described from the clip captions inside it"
+        )
 
 
 @dataclass
@@ -65,11 +85,25 @@ class HierarchyOptions:
 
     def __post_init__(self) -> None:
         self.levels = needed_levels(self.levels)
-        if self.batch_size < 1:
-            raise InputError("--batch-size must be at least 1")
+        _check_count("batch_size", self.batch_size)
+        if isinstance(self.decode, dict):  # the same settings as keyword arguments
+            try:
+                self.decode = DecodeConfig(**self.decode)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"decode: {e}") from None
+        if not isinstance(self.decode, DecodeConfig):
+            raise InputError(f"decode: give a DecodeConfig (or a dict of its fields), not {self.decode!r}")
+        if not isinstance(self.device, str):
+            raise InputError(f'device: give a name such as "cpu" or "cuda:0", not {self.device!r}')
+        self.device = parse_device(self.device, "device")
         _check_seconds("clip_seconds", self.clip_seconds)
         _check_seconds("segment_seconds", self.segment_seconds)
         _check_seconds("min_tail_seconds", self.min_tail_seconds, zero=True)
+        check_windows(self.clip_seconds, self.segment_seconds)
+        try:
+            max_tokens_overrides(self.max_new_tokens)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         if self.summary_text not in SUMMARY_POLICIES:
             raise InputError(f"summary_text must be one of {', '.join(SUMMARY_POLICIES)}, got {self.summary_text!r}")
         try:
@@ -97,6 +131,6 @@ class CaptionOptions(HierarchyOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.decode_batch is not None and self.decode_batch < 1:
-            raise InputError("--decode-batch must be at least 1")
+        if self.decode_batch is not None:
+            _check_count("decode_batch", self.decode_batch)
         _check_seconds("grid_fps", self.grid_fps)

@@ -64,6 +64,7 @@ from videorecap.pipeline import (
     Captioner,
     CaptionOptions,
     caption_clips,
+    check_run,
     describe_model,
     level_decode,
     level_max_tokens,
@@ -135,11 +136,7 @@ class LiveSession:
             self.opts = options or LiveOptions()
             self.source = parse_source(source, self.opts.format)
             self.session = {"source": source, "options": _options_dict(self.opts), "parts": [], "base": None}
-        missing = [lv for lv in self.opts.levels if lv not in captioner.levels]
-        if missing:
-            from videorecap.pipeline import missing_levels_error
-
-            raise missing_levels_error(missing, captioner.levels)
+        check_run(captioner, self.opts)
         ref = captioner.model(self.opts.levels[0]).config
         self.clip_seconds = self.opts.clip_seconds or ref.clip_seconds
         self.segment_seconds = self.opts.segment_seconds or ref.segment_seconds

@@ -24,6 +24,7 @@ import abc
 import email.utils
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from videorecap.errors import InputError, VideoRecapError
+from videorecap.errors import InputError, VideoRecapError, is_count
 from videorecap.store import Store, fingerprint_key
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,12 @@ class HTTPBackend(BaseBackend):
         self.url = base_url(url)
         self._model = model
         self.key_env = key_env
+        if not is_count(concurrency):
+            raise InputError(f"concurrency must be a whole number of at least 1, not {concurrency!r}")
+        if not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            raise InputError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if not is_count(retries, at_least=0):
+            raise InputError(f"retries must be a whole number of at least 0, not {retries!r}")
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries

@@ -41,6 +41,8 @@ class VideoRecap(nn.Module):
 
     def __init__(self, config: RecapConfig, train_options: TrainOptions | None = None) -> None:
         super().__init__()
+        if not isinstance(config, RecapConfig):  # (a name or a dict: RecapConfig.from_name / from_dict make one)
+            raise TypeError(f"VideoRecap takes a RecapConfig (RecapConfig.from_name(...)), not {type(config).__name__}")
         self.config = config
         self.train_options = train_options or TrainOptions()
         self.encoder = VideoEncoder(config.encoder) if config.has_encoder else None

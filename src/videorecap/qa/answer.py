@@ -149,6 +149,8 @@ class Prepared:
 
 
 def _check_choices(choices: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(choices, str):  # one string would be taken as its letters
+        raise InputError(f"choices: give a list of the answers to choose from, not one string ({choices!r})")
     choices = tuple(str(c) for c in choices)
     if len(choices) == 1 or len(choices) > 26:
         raise InputError(f"give 2 to 26 choices, not {len(choices)}")
@@ -171,6 +173,8 @@ def prepare(
     if not question.strip():
         raise InputError("the question is empty")
     choices = _check_choices(choices)
+    if not callable(embed):  # (a TextEmbedder is wrapped: Embeddings(embedder))
+        raise InputError(f"embed: give an Embeddings (texts -> vectors), e.g. Embeddings(embedder), not {embed!r:.60}")
     items = moments(result, opts.context, source=source)
     emb = embed([m.text for m in items])
     query = " ".join([question, *choices])

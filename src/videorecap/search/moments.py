@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from videorecap.errors import InputError
+from videorecap.errors import InputError, is_count
 from videorecap.search.bm25 import tokenize
 from videorecap.search.index import Corpus, Doc, Video
 
@@ -142,6 +142,10 @@ class Searcher:
             raise InputError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
         if not query.strip():
             raise InputError("the query is empty; say what happens, e.g. 'C puts the kettle on the stove'")
+        if fusion not in FUSIONS:
+            raise InputError(f"--fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+        if limit is not None and not is_count(limit):
+            raise InputError(f"limit must be a whole number of at least 1 (or None: every hit), not {limit!r}")
         n = len(self.corpus.docs)
         top = n if limit is None else min(limit, n)
         mask = np.ones(n, bool) if level == "all" else self._level == level
@@ -162,10 +166,8 @@ class Searcher:
             assert lex is not None and sem is not None
             if fusion == "rrf":
                 score = fuse([(ranks(lex, mask, DEPTH, positive=True), lex), (ranks(sem, mask, DEPTH), sem)], n)
-            elif fusion == "sum":
+            else:  # "sum" (checked above)
                 score = _minmax(lex, mask) + _minmax(sem, mask)
-            else:
-                raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
             order = ranks(score, mask & (score > 0), top)
 
         def val(x: np.ndarray | None, i: int) -> float | None:
