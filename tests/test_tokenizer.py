@@ -213,6 +213,10 @@ def test_word_level_save_load(tmp_path) -> None:
     # the recorded ids win over name guessing; explicit ids win over both
     v = Tokenizer.from_file(path, pad_id=3)
     assert (v.pad_id, v.bos_id) == (3, 1)
+    # a folder: one that exists, or a new one named with a trailing slash (it became a file of that name)
+    assert t.save(tmp_path) == tmp_path / "tokenizer.json"
+    assert t.save(f"{tmp_path}/new/") == tmp_path / "new" / "tokenizer.json"
+    assert Tokenizer.from_file(tmp_path / "new").vocab_size == t.vocab_size
 
 
 def test_from_file_errors(tmp_path) -> None:

@@ -175,9 +175,12 @@ class Tokenizer:
         return self._tok.to_str()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write `tokenizer.json` atomically; `path` is a file name or an existing folder. Returns the file path."""
+        """Write `tokenizer.json` atomically; `path` is a file name, or a folder: one that exists, or a name ending
+        in `/` (made if missing). Returns the file path."""
+        folder = str(path).endswith(("/", os.sep))
         path = Path(path)
-        if path.is_dir():
+        if folder or path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
             path = path / TOKENIZER_FILE
         fileio.write_text(path, json.dumps(json.loads(self.to_str()), ensure_ascii=False, indent=1) + "\n")
         return path

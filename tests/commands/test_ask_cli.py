@@ -63,6 +63,17 @@ def test_the_context_option_and_budget_reach_the_answer(captions, capsys):
     assert chars <= 300
 
 
+def test_the_answers_of_synth_questions_are_found_beside_them(captions, tmp_path, capsys):
+    # `synth questions` writes questions_test.json and answers_test.json: no accuracy was printed without --answers
+    caps, qfile, qs = captions
+    qfile.rename(tmp_path / "questions_test.json")
+    (tmp_path / "subset_answers.json").rename(tmp_path / "answers_test.json")
+    argv = ["ask", "--questions", tmp_path / "questions_test.json", "--captions", caps, "-o", tmp_path / "res"]
+    assert _code(argv) == 0
+    text = capsys.readouterr().out
+    assert f"answers: {tmp_path / 'answers_test.json'}" in text and "accuracy:" in text
+
+
 def test_the_runner_writes_results_and_resumes(captions, tmp_path, capsys):
     caps, qfile, qs = captions
     out = tmp_path / "res"

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="the right answers, {q_uid: option number} (EgoSchema's subset_answers.json); default: "
-        "subset_answers.json beside the questions when there is one, and any `answer` field in the rows",
+        "subset_answers.json (or answers_SPLIT.json for questions_SPLIT.json) beside the questions when there is "
+        "one, and any `answer` field in the rows",
     )
     add_output_argument(g, "results.json and the resume store (.cache/); needed with --questions")
     add_wait_argument(g)
@@ -242,8 +243,12 @@ def _run_many(args: argparse.Namespace) -> int:
     prompt = _check_llm_flags(args)
     questions = egoschema.load_questions(args.questions)
     answers_file = args.answers
-    if answers_file is None and (args.questions.parent / "subset_answers.json").is_file():
-        answers_file = args.questions.parent / "subset_answers.json"
+    if answers_file is None:  # EgoSchema's name beside the questions, or `synth questions`' answers_{split}.json
+        split = args.questions.stem.removeprefix("questions")
+        for name in ("subset_answers.json", *([f"answers{split}.json"] if split.startswith("_") else [])):
+            if (args.questions.parent / name).is_file():
+                answers_file = args.questions.parent / name
+                break
     answers = egoschema.load_answers(answers_file, questions) if answers_file is not None else {}
     out = prepare_output_dir(args.output)
     with output_lock(out, wait=args.wait):
