@@ -295,11 +295,14 @@ def part4(args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         video = make_1080p(Path(tmp) / "1080p.mp4", args.minutes)
         rows = {}
+        workers = [w.strip() for w in (args.encoder_workers or "").split(",") if w.strip()] or [""]
         for prec in args.precisions.split(","):
-            child = ["--child-e2e", prec, video.as_posix(), "--batch", str(args.batch), "--decode-batch",
-                     str(args.decode_batch), "--repeats", str(args.repeats),
-                     "--threads", str(args.threads or 0)]  # fmt: skip
-            rows[prec] = run_child(__file__, child)
+            for w in workers:  # "": the default policy (runtime.encoder_workers)
+                child = ["--child-e2e", prec, video.as_posix(), "--batch", str(args.batch), "--decode-batch",
+                         str(args.decode_batch), "--repeats", str(args.repeats),
+                         "--threads", str(args.threads or 0)]  # fmt: skip
+                name = f"{prec}, {w} encoder batch{'es' if w != '1' else ''} at once" if w else prec
+                rows[name] = run_child(__file__, child, env={"VIDEORECAP_ENCODER_WORKERS": w})
     scale = 60 / args.minutes
     lines = [
         f"End to end: a {args.minutes:g}-min 1080p30 H.264 file (x264 veryfast, crf 23) captioned at every level "
@@ -344,6 +347,8 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,fp32-onednn,bf16,int8", help="comma list (default %(default)s)")
     ap.add_argument("--no-recompute", action="store_true", help="leave out the original's loop (fp32)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the CLI's default policy)")
+    ap.add_argument("--encoder-workers", metavar="LIST", help="part 4: comma list of encoder batches at once, each "
+                    "a row ($VIDEORECAP_ENCODER_WORKERS; default: the default policy only)")  # fmt: skip
     ap.add_argument(
         "--quick", action="store_true", help="batch 2, 1 repeat, part 2 at 10 and 30 min: checks the script"
     )

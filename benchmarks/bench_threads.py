@@ -12,13 +12,15 @@ Settings:
   N              --threads N
   torch-default  --threads <all cores>, VIDEORECAP_DECODE_THREADS=0: what PyTorch and FFmpeg do by themselves (the
                  old behaviour, the 5x slowdown of issue 12 under load)
+  S/wK           setting S with VIDEORECAP_ENCODER_WORKERS=K: K encoder batches at once (default/w1: one batch at a
+                 time, the default before several batches were encoded at once)
 
 Prints a machine description first (CPU model, ISA flags, cores, torch version) and the load average before each
 timed run, then a markdown table for benchmarks/RESULTS.md. Run it on a quiet machine:
 
     python benchmarks/bench_threads.py                  # 3 videos of 3 min, 3 repeats, 3 loads
     python benchmarks/bench_threads.py --quick          # 1 video of 20 s, 1 repeat, 2 settings: checks it works
-    python benchmarks/bench_threads.py --model DIR --videos 1 --minutes 1 --settings default,2 \
+    python benchmarks/bench_threads.py --model DIR --videos 1 --minutes 1 --settings default,default/w1,2 \
         --loads "idle,1 core busy" --repeats 2          # a recap-base checkpoint folder: compute-bound runs
       (DIR: recap-base's levels at random weights, as `bench_load_memory.py --models DIR` writes them)
 """
@@ -51,6 +53,10 @@ def run_once(videos: list[Path], setting: str, cores: int, model: str = "recap-s
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["HF_HUB_OFFLINE"] = "1"
     env.pop("VIDEORECAP_DECODE_THREADS", None)
+    env.pop("VIDEORECAP_ENCODER_WORKERS", None)
+    setting, _, workers = setting.partition("/w")
+    if workers:
+        env["VIDEORECAP_ENCODER_WORKERS"] = workers
     extra: list[str] = []
     if setting == "torch-default":
         extra = ["--threads", str(cores)]
@@ -103,7 +109,9 @@ def main() -> None:
             settings.append(s)
 
     check_load(args.allow_load or "idle" not in args.loads, "bench_threads")  # only the idle column needs quiet
-    defaults = f"--threads {runtime.default_threads()}, FFmpeg {runtime.DEFAULT_DECODE_THREADS} threads"
+    batches = min(runtime.MAX_ENCODER_WORKERS, max(1, cores // runtime.default_threads()))
+    defaults = (f"--threads {runtime.default_threads()}, FFmpeg {runtime.DEFAULT_DECODE_THREADS} threads, "
+                f"{batches} encoder batches at once")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         videos = make_videos(Path(tmp), args.videos, args.minutes)
         n_videos = len(videos)
