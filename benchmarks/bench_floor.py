@@ -7,8 +7,9 @@ Two measurements, both in this process:
   token, with the 785-token context), counted by `torch.utils.flop_counter.FlopCounterMode` on one forward pass (the
   matrix products and attention; element-wise steps are not counted, which only lowers the floor);
 - the speed: GFLOP/s of the encoder's MLP product (1,570 rows x 768 -> 3,072, as at encoder batch 2) in fp32
-  (PyTorch's default kernel) and in int8 (`quantize_dynamic`'s Linear, as `--precision int8`), with 1 and with all
-  usable torch threads, median of `--repeats` after a warm-up.
+  (PyTorch's default kernel), in int8 (`quantize_dynamic`'s Linear, as `--precision int8`) and, on a CPU with bf16
+  matrix instructions (AMX or AVX512_BF16: `runtime.fast_bf16_cpu`), in bf16 (weights and input in bf16, as
+  `--precision bf16` runs it), with 1 and with all usable torch threads, median of `--repeats` after a warm-up.
 
 The floor per video-hour is the hour's work (900 clips; decoding 12 tokens per clip caption, as bench_caption) over
 that speed: no real run can be faster, since the product measured is the best case of the model's shapes (large,
@@ -28,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from videorecap.config import RecapConfig
 from videorecap.model.recap import VideoRecap
-from videorecap.runtime import cpu_count, quantize_int8, set_threads
+from videorecap.runtime import cpu_count, fast_bf16_cpu, quantize_int8, set_threads
 
 CLIPS_PER_HOUR = 900
 CLIP_TOKENS = 12  # generated tokens per clip caption (bench_caption's TOKENS["clip"])
@@ -59,18 +60,22 @@ def work_per_clip() -> dict[str, float]:
 
 
 def speed(threads: int, repeats: int) -> dict[str, tuple[float, float, float, bool]]:
-    """GFLOP/s (median, min, max) of the encoder's MLP product in fp32 and int8 with `threads` torch threads, and
-    whether a timed run started under load."""
+    """GFLOP/s (median, min, max) of the encoder's MLP product in fp32, int8 and (where the CPU has bf16 matrix
+    instructions; emulated bf16 is many times slower than fp32) bf16 with `threads` torch threads, and whether a timed
+    run started under load."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     x = torch.randn(1570, 768)
     fp32 = torch.nn.Linear(768, 3072).eval()
     int8 = quantize_int8(torch.nn.Sequential(torch.nn.Linear(768, 3072))).eval()  # (it silences torch's notices)
+    kernels = [("fp32", fp32, x), ("int8", int8, x)]
+    if fast_bf16_cpu():
+        kernels.append(("bf16", torch.nn.Linear(768, 3072).eval().to(torch.bfloat16), x.to(torch.bfloat16)))
     gflop = 2 * 1570 * 768 * 3072 / 1e9
     out = {}
     with torch.inference_mode():
-        for name, layer in (("fp32", fp32), ("int8", int8)):
-            t = timed(lambda layer=layer: [layer(x) for _ in range(20)], repeats)
+        for name, layer, inp in kernels:
+            t = timed(lambda layer=layer, inp=inp: [layer(inp) for _ in range(20)], repeats)
             rates = sorted(20 * gflop / s for s in t.times)
             out[name] = (20 * gflop / t.median, rates[0], rates[-1], t.loaded)
     return out
