@@ -222,6 +222,24 @@ def test_truncated_safetensors(tmp_path: Path) -> None:
         load_model(ck)
 
 
+def test_the_bundled_models_name_says_how_to_load_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `load_model` takes one folder; the CLI and Captioner.load also take the bundled model's name. Given the name,
+    # the error says both ways, and the ways it gives work.
+    monkeypatch.chdir(tmp_path)  # no folder of that name here
+    with pytest.raises(CheckpointError) as err:
+        load_model("recap-synth")
+    msg = str(err.value)
+    assert "bundled" in msg and "Captioner.load('recap-synth')" in msg and "bundled_model_dir('recap-synth')" in msg
+    from videorecap.config import bundled_model_dir
+    from videorecap.pipeline import Captioner
+
+    model, tok = load_model(bundled_model_dir("recap-synth") / "clip")
+    assert model.config.level == "clip" and tok is not None
+    assert set(Captioner.load("recap-synth").levels) == {"clip", "segment", "video"}
+    with pytest.raises(CheckpointError, match=r"^recap-nonsense: no such checkpoint folder$"):
+        load_model("recap-nonsense")  # any other missing name: no hint
+
+
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such checkpoint folder"):
         load_model(tmp_path / "missing")

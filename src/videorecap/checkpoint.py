@@ -39,7 +39,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from videorecap import fileio
-from videorecap.config import EncoderConfig, RecapConfig, encoder_from_dict
+from videorecap.config import BUNDLED_MODELS, EncoderConfig, RecapConfig, encoder_from_dict
 from videorecap.convert.sniff import describe_bytes, describe_released, sniff_file
 from videorecap.errors import CheckpointError, InputError
 from videorecap.tokenizer import GPT2_EOT_ID, GPT2_VOCAB_SIZE, TOKENIZER_FILE, Tokenizer
@@ -500,6 +500,12 @@ def load_encoder(path: str | os.PathLike[str], *, device: str | torch.device = "
 
 def _checkpoint_folder(path: Path) -> Path:
     if not path.exists():
+        if str(path) in BUNDLED_MODELS:  # a name the CLI and Captioner.load take, given to the one-folder loader
+            raise CheckpointError(
+                f"{path}: no such checkpoint folder here; {path} is the model bundled in the package, one folder per "
+                f"level: load all three with videorecap.Captioner.load({str(path)!r}), or one with "
+                f"load_model(videorecap.config.bundled_model_dir({str(path)!r}) / 'clip')"
+            )
         raise CheckpointError(f"{path}: no such checkpoint folder")
     if not path.is_dir():
         raise CheckpointError(describe_file(path))
