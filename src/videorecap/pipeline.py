@@ -52,7 +52,7 @@ from videorecap.infer.options import CaptionOptions, HierarchyOptions, check_win
 from videorecap.levelio import LevelIO, resolve_max_new_tokens
 from videorecap.model.recap import VideoRecap
 from videorecap.results import Caption, CaptionResult, SummaryInput, VideoMeta
-from videorecap.runtime import ParallelMap, encoder_workers
+from videorecap.runtime import encoder_map
 from videorecap.store import Store, file_identity, model_fingerprint
 from videorecap.tokenizer import Tokenizer
 from videorecap.video.io import VideoInfo, probe
@@ -397,7 +397,6 @@ class _Run:
                 self.clip_result = self._clip_result(texts, feats)
                 return self.clip_result
             encoded = done
-            workers = encoder_workers(self.device, enc)
 
             def encode(batch: list[torch.Tensor]) -> torch.Tensor:
                 return encode_clips(self.cap, batch, self.device)  # (b, 1+T*P, C), in a worker thread
@@ -405,11 +404,9 @@ class _Run:
             try:
                 with (
                     prefetch(self._frames(windows[done:], enc.config.image_size), depth=2 * B) as frames,
-                    ParallelMap(
-                        encode, _batched(frames, B), workers, interrupts=enc, name="videorecap-encoder"
-                    ) as batches,
+                    encoder_map(encode, _batched(frames, B), self.device, enc) as batches,
                 ):
-                    # `workers` batches are encoded at once (each as it would be alone); they come back in order
+                    # several batches are encoded at once (each as it would be alone); they come back in order
                     for tokens in batches:
                         pending_f.append(cls_features(tokens))
                         rows.add(tokens, arrived)

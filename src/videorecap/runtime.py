@@ -315,6 +315,15 @@ class ParallelMap(Generic[_T, _R]):
         self._hooks = []
 
 
+def encoder_map(
+    fn: Callable[[_T], _R], batches: Iterable[_T], device: str | torch.device, encoder: torch.nn.Module
+) -> ParallelMap[_T, _R]:
+    """`fn` over the clip encoder's batches, `encoder_workers(device, encoder)` of them at once, in order; leaving
+    early stops `encoder`'s running forward passes. The one way `caption` and `features` run their encoder."""
+    workers = encoder_workers(device, encoder)
+    return ParallelMap(fn, batches, workers, interrupts=encoder, name="videorecap-encoder")
+
+
 def parse_device(name: str, option: str = "--device") -> str:
     """Check the form of a device string: cpu, cuda, cuda:N or mps. Returns it normalised (lower case).
 

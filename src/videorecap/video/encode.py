@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videorecap.runtime import ParallelMap, autocast_dtype, compute_context, encoder_workers
+from videorecap.runtime import autocast_dtype, compute_context, encoder_map
 from videorecap.video.io import VideoInfo, probe
 from videorecap.video.reader import iter_windows, prefetch
 from videorecap.video.transforms import eval_transform
@@ -136,11 +136,11 @@ def encode_windows(
                                    all_tokens=all_tokens, non_blocking=pin)  # fmt: skip
         return batch, cls, tokens, time.perf_counter() - t0
 
-    workers = encoder_workers(dev, encoder)  # batches encoded at once, each as it would be alone; back in order
     with (
         _eval_mode(encoder),
         prefetch(producer, depth=prefetch_depth) as batches,
-        ParallelMap(encode, batches, workers, interrupts=encoder, name="videorecap-encoder") as encoded,
+        # batches encoded at once (`runtime.encoder_workers`), each as it would be alone; back in order
+        encoder_map(encode, batches, dev, encoder) as encoded,
     ):
         for batch, cls, tokens, seconds in encoded:
             stats.encode_seconds += seconds
